@@ -1,0 +1,698 @@
+//! The Avatar aggregate: its state, the rules that decide a command, and how events change it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::commands::{Action, Command, TrainingOutput};
+use crate::errors::{AvatarError, ModelDataProblem};
+use crate::events::AvatarEvent;
+use crate::presets::{
+    self, aspect_ratio_for, FluxLoraInput, GenerationPreset, LoraWeight, TrainerParams,
+    UltraFinetunedInput, MAX_IMAGES_PER_GENERATION, MAX_PROMPT_CHARS,
+};
+use crate::values::{Actor, AvatarName, AvatarType, Gender, PhotoMeta};
+
+/// Fewest photos a training accepts (seed 001).
+pub const MIN_PHOTOS: usize = 10;
+/// Most photos an avatar may hold (seed 001).
+pub const MAX_PHOTOS: usize = 20;
+/// Smallest accepted photo side, in pixels.
+pub const MIN_PHOTO_SIDE: u32 = 512;
+/// How many finished generation ids are remembered to recognise late duplicate results; older
+/// ones are forgotten so a long-lived avatar's state (and snapshot) stays small.
+const REMEMBERED_FINISHED_GENERATIONS: usize = 256;
+
+/// Where an avatar is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AvatarStatus {
+    /// Not created yet (the state of an empty stream).
+    #[default]
+    New,
+    /// Created, collecting photos.
+    Draft,
+    /// Training asked for; waiting for FAL.
+    Training,
+    Trained,
+    TrainingFailed,
+    Deleted,
+}
+
+impl AvatarStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Draft => "draft",
+            Self::Training => "training",
+            Self::Trained => "trained",
+            Self::TrainingFailed => "training_failed",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// The model data kept after training, typed per avatar type so a wrong shape cannot exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TrainedModel {
+    Portrait {
+        lora_file_url: String,
+        config_file_url: Option<String>,
+        trigger_phrase: String,
+    },
+    Style {
+        finetune_id: String,
+        trigger_word: String,
+    },
+}
+
+impl TrainedModel {
+    /// Checks reported model data against the type rules of seed 000 and types it.
+    pub fn from_output(
+        avatar_type: AvatarType,
+        output: &TrainingOutput,
+        trigger: &str,
+    ) -> Result<Self, AvatarError> {
+        fn non_empty(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|s| !s.trim().is_empty())
+        }
+        let mismatch = |problem| AvatarError::ModelDataMismatch {
+            avatar_type,
+            problem,
+        };
+        match avatar_type {
+            AvatarType::Portrait => {
+                if non_empty(&output.finetune_id).is_some() {
+                    return Err(mismatch(ModelDataProblem::PortraitWithFinetuneId));
+                }
+                let lora = non_empty(&output.lora_file_url)
+                    .ok_or_else(|| mismatch(ModelDataProblem::PortraitWithoutLoraFile))?;
+                Ok(Self::Portrait {
+                    lora_file_url: lora.to_owned(),
+                    config_file_url: non_empty(&output.config_file_url).map(str::to_owned),
+                    trigger_phrase: trigger.to_owned(),
+                })
+            }
+            AvatarType::Style => {
+                if non_empty(&output.lora_file_url).is_some() {
+                    return Err(mismatch(ModelDataProblem::StyleWithLoraFile));
+                }
+                let finetune = non_empty(&output.finetune_id)
+                    .ok_or_else(|| mismatch(ModelDataProblem::StyleWithoutFinetuneId))?;
+                Ok(Self::Style {
+                    finetune_id: finetune.to_owned(),
+                    trigger_word: trigger.to_owned(),
+                })
+            }
+        }
+    }
+
+    pub fn avatar_type(&self) -> AvatarType {
+        match self {
+            Self::Portrait { .. } => AvatarType::Portrait,
+            Self::Style { .. } => AvatarType::Style,
+        }
+    }
+
+    pub fn trigger(&self) -> &str {
+        match self {
+            Self::Portrait { trigger_phrase, .. } => trigger_phrase,
+            Self::Style { trigger_word, .. } => trigger_word,
+        }
+    }
+}
+
+/// How a submitted training request ended, as far as this avatar knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestOutcome {
+    Pending,
+    Completed,
+    Failed,
+}
+
+/// The training currently asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRun {
+    pub params: TrainerParams,
+    /// The FAL request id once the submission is recorded.
+    pub request_id: Option<String>,
+    pub cancel_url: Option<String>,
+}
+
+/// The Avatar aggregate's state. It is also the snapshot, so it only keeps what rules need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Avatar {
+    pub id: Option<Uuid>,
+    pub status: AvatarStatus,
+    pub owner: i64,
+    pub name: Option<AvatarName>,
+    pub gender: Option<Gender>,
+    pub avatar_type: Option<AvatarType>,
+    pub photos: Vec<PhotoMeta>,
+    pub training: Option<TrainingRun>,
+    /// Every FAL training request this avatar submitted, with its outcome.
+    pub requests: BTreeMap<String, RequestOutcome>,
+    pub model: Option<TrainedModel>,
+    pub pending_generations: BTreeMap<Uuid, ()>,
+    pub finished_generations: VecDeque<Uuid>,
+    pub generations_completed: u64,
+    pub generations_failed: u64,
+}
+
+impl Avatar {
+    /// The avatar's trigger token: unique per avatar, derived from its id so the domain needs no
+    /// randomness (seed 001's `PERSON_<8 hex>`).
+    pub fn trigger(&self) -> String {
+        let hex = self.id.map(|id| id.simple().to_string()).unwrap_or_default();
+        let short = hex.get(..8).unwrap_or("00000000").to_uppercase();
+        match self.avatar_type {
+            Some(AvatarType::Style) => format!("STYLE_{short}"),
+            _ => format!("PERSON_{short}"),
+        }
+    }
+
+    fn require_type(&self) -> Result<AvatarType, AvatarError> {
+        self.avatar_type.ok_or(AvatarError::NotFound)
+    }
+
+    /// Who may issue what: users act on their own avatars, the system reports outside results,
+    /// operators correct data and may delete.
+    fn authorize(&self, by: &Actor, action: &Action) -> Result<(), AvatarError> {
+        let user_action = matches!(
+            action,
+            Action::Create { .. }
+                | Action::UploadPhoto { .. }
+                | Action::RemovePhoto { .. }
+                | Action::StartTraining { .. }
+                | Action::Generate { .. }
+                | Action::Delete
+        );
+        let system_action = matches!(
+            action,
+            Action::RecordTrainingSubmission { .. }
+                | Action::CompleteTraining { .. }
+                | Action::FailTraining { .. }
+                | Action::CompleteGeneration { .. }
+                | Action::FailGeneration { .. }
+        );
+        let operator_action = matches!(action, Action::CorrectModelData { .. } | Action::Delete);
+        let (allowed, kind) = match by {
+            Actor::User(_) => (user_action, "a Telegram user"),
+            Actor::System(_) => (system_action, "the system"),
+            Actor::Operator(_) => (operator_action, "an operator"),
+        };
+        if !allowed {
+            return Err(AvatarError::NotPermitted {
+                actor: kind,
+                action: action.name(),
+            });
+        }
+        if let (Actor::User(user), false) = (by, matches!(action, Action::Create { .. })) {
+            if self.status != AvatarStatus::New && *user != self.owner {
+                return Err(AvatarError::NotOwner);
+            }
+        }
+        Ok(())
+    }
+
+    fn decide(&self, command: Command) -> Result<Vec<AvatarEvent>, AvatarError> {
+        let Command { by, at, action } = command;
+        match (self.status, &action) {
+            (AvatarStatus::Deleted, _) => return Err(AvatarError::Deleted),
+            (AvatarStatus::New, Action::Create { .. }) => {}
+            (AvatarStatus::New, _) => return Err(AvatarError::NotFound),
+            (_, Action::Create { .. }) => return Err(AvatarError::AlreadyExists),
+            _ => {}
+        }
+        self.authorize(&by, &action)?;
+        let owner = self.owner;
+
+        match action {
+            Action::Create {
+                avatar_id,
+                name,
+                gender,
+                avatar_type,
+            } => {
+                let Actor::User(owner) = by else {
+                    unreachable!("authorize lets only users create")
+                };
+                Ok(vec![AvatarEvent::AvatarCreated {
+                    avatar_id,
+                    owner,
+                    name: AvatarName::parse(&name)?,
+                    gender,
+                    avatar_type,
+                    at,
+                }])
+            }
+
+            Action::UploadPhoto { photo } => {
+                self.require_photos_editable()?;
+                if photo.byte_size == 0 {
+                    return Err(AvatarError::EmptyPhoto);
+                }
+                if photo.width < MIN_PHOTO_SIDE || photo.height < MIN_PHOTO_SIDE {
+                    return Err(AvatarError::PhotoTooSmall {
+                        width: photo.width,
+                        height: photo.height,
+                        min: MIN_PHOTO_SIDE,
+                    });
+                }
+                if let Some(existing) = self
+                    .photos
+                    .iter()
+                    .find(|p| p.content_hash == photo.content_hash || p.photo_id == photo.photo_id)
+                {
+                    return Err(AvatarError::DuplicatePhoto {
+                        existing: existing.photo_id.clone(),
+                    });
+                }
+                if self.photos.len() >= MAX_PHOTOS {
+                    return Err(AvatarError::TooManyPhotos { max: MAX_PHOTOS });
+                }
+                Ok(vec![AvatarEvent::PhotoUploaded {
+                    photo,
+                    photo_count: self.photos.len() + 1,
+                    at,
+                }])
+            }
+
+            Action::RemovePhoto { photo_id } => {
+                self.require_photos_editable()?;
+                if !self.photos.iter().any(|p| p.photo_id == photo_id) {
+                    return Err(AvatarError::UnknownPhoto(photo_id));
+                }
+                Ok(vec![AvatarEvent::PhotoRemoved {
+                    photo_id,
+                    photo_count: self.photos.len() - 1,
+                    at,
+                }])
+            }
+
+            Action::StartTraining { preset } => {
+                match self.status {
+                    AvatarStatus::Training => return Err(AvatarError::TrainingAlreadyStarted),
+                    AvatarStatus::Trained => return Err(AvatarError::AlreadyTrained),
+                    _ => {}
+                }
+                if self.photos.len() < MIN_PHOTOS {
+                    return Err(AvatarError::NotEnoughPhotos {
+                        have: self.photos.len(),
+                        min: MIN_PHOTOS,
+                    });
+                }
+                let avatar_type = self.require_type()?;
+                let label = format!("aisha-{}", self.id.unwrap_or_default());
+                let params =
+                    TrainerParams::for_preset(avatar_type, preset, &self.trigger(), &label);
+                Ok(vec![AvatarEvent::TrainingStarted {
+                    owner,
+                    avatar_type,
+                    preset,
+                    endpoint: params.endpoint().to_owned(),
+                    params,
+                    photo_keys: self.photos.iter().map(|p| p.storage_key.clone()).collect(),
+                    at,
+                }])
+            }
+
+            Action::RecordTrainingSubmission {
+                request_id,
+                endpoint,
+                status_url,
+                response_url,
+                cancel_url,
+                archive_url,
+            } => {
+                let run = match (&self.status, &self.training) {
+                    (AvatarStatus::Training, Some(run)) => run,
+                    _ if self.requests.contains_key(&request_id) => return Ok(vec![]),
+                    _ => return Err(AvatarError::NoTrainingInProgress),
+                };
+                match &run.request_id {
+                    Some(existing) if *existing == request_id => Ok(vec![]),
+                    Some(existing) => Err(AvatarError::SubmissionAlreadyRecorded(existing.clone())),
+                    None => Ok(vec![AvatarEvent::TrainingSubmitted {
+                        request_id,
+                        endpoint,
+                        status_url,
+                        response_url,
+                        cancel_url,
+                        archive_url,
+                        at,
+                    }]),
+                }
+            }
+
+            Action::CompleteTraining { request_id, output } => {
+                let outcome = *self
+                    .requests
+                    .get(&request_id)
+                    .ok_or_else(|| AvatarError::UnknownTrainingRequest(request_id.clone()))?;
+                let accept = match outcome {
+                    RequestOutcome::Pending => true,
+                    RequestOutcome::Completed => false,
+                    // A success that arrives after we gave up on the request is still the
+                    // model the user paid for, unless a newer training has superseded it.
+                    RequestOutcome::Failed => self.status == AvatarStatus::TrainingFailed,
+                };
+                if !accept {
+                    return Ok(vec![]);
+                }
+                let model = TrainedModel::from_output(self.require_type()?, &output, &self.trigger())?;
+                Ok(vec![AvatarEvent::TrainingCompleted {
+                    owner,
+                    request_id,
+                    model,
+                    at,
+                }])
+            }
+
+            Action::FailTraining { request_id, reason } => match request_id {
+                None => match (&self.status, &self.training) {
+                    (AvatarStatus::Training, Some(run)) if run.request_id.is_none() => {
+                        Ok(vec![AvatarEvent::TrainingFailed {
+                            owner,
+                            request_id: None,
+                            reason,
+                            at,
+                        }])
+                    }
+                    _ => Err(AvatarError::NoTrainingInProgress),
+                },
+                Some(id) => match self.requests.get(&id) {
+                    None => Err(AvatarError::UnknownTrainingRequest(id)),
+                    Some(RequestOutcome::Pending) => Ok(vec![AvatarEvent::TrainingFailed {
+                        owner,
+                        request_id: Some(id),
+                        reason,
+                        at,
+                    }]),
+                    Some(_) => Ok(vec![]),
+                },
+            },
+
+            Action::Generate {
+                generation_id,
+                prompt,
+                preset,
+                num_images,
+            } => {
+                if self.status != AvatarStatus::Trained {
+                    return Err(AvatarError::NotTrained);
+                }
+                let avatar_type = self.require_type()?;
+                let model = self.model.as_ref().ok_or(AvatarError::NotTrained)?;
+                check_model_matches(avatar_type, model)?;
+                let prompt = prompt.trim().to_owned();
+                if prompt.is_empty() {
+                    return Err(AvatarError::EmptyPrompt);
+                }
+                let chars = prompt.chars().count();
+                if chars > MAX_PROMPT_CHARS {
+                    return Err(AvatarError::PromptTooLong {
+                        max: MAX_PROMPT_CHARS,
+                        actual: chars,
+                    });
+                }
+                if !(1..=MAX_IMAGES_PER_GENERATION).contains(&num_images) {
+                    return Err(AvatarError::InvalidImageCount {
+                        requested: num_images,
+                        max: MAX_IMAGES_PER_GENERATION,
+                    });
+                }
+                if self.pending_generations.contains_key(&generation_id)
+                    || self.finished_generations.contains(&generation_id)
+                {
+                    return Err(AvatarError::DuplicateGeneration(generation_id));
+                }
+                let full_prompt = format!("{} {}", model.trigger(), prompt);
+                let arguments = generation_arguments(model, preset, full_prompt, num_images);
+                Ok(vec![AvatarEvent::GenerationRequested {
+                    owner,
+                    generation_id,
+                    prompt,
+                    preset,
+                    endpoint: presets::generator_for(avatar_type).to_owned(),
+                    arguments,
+                    num_images,
+                    at,
+                }])
+            }
+
+            Action::CompleteGeneration {
+                generation_id,
+                images,
+            } => {
+                if self.finished_generations.contains(&generation_id) {
+                    return Ok(vec![]);
+                }
+                if !self.pending_generations.contains_key(&generation_id) {
+                    return Err(AvatarError::UnknownGeneration(generation_id));
+                }
+                Ok(vec![AvatarEvent::GenerationCompleted {
+                    owner,
+                    generation_id,
+                    images,
+                    at,
+                }])
+            }
+
+            Action::FailGeneration {
+                generation_id,
+                reason,
+            } => {
+                if self.finished_generations.contains(&generation_id) {
+                    return Ok(vec![]);
+                }
+                if !self.pending_generations.contains_key(&generation_id) {
+                    return Err(AvatarError::UnknownGeneration(generation_id));
+                }
+                Ok(vec![AvatarEvent::GenerationFailed {
+                    owner,
+                    generation_id,
+                    reason,
+                    at,
+                }])
+            }
+
+            Action::Delete => {
+                let running_training_cancel_url = match self.status {
+                    AvatarStatus::Training => {
+                        self.training.as_ref().and_then(|run| run.cancel_url.clone())
+                    }
+                    _ => None,
+                };
+                Ok(vec![AvatarEvent::AvatarDeleted {
+                    owner,
+                    photo_keys: self.photos.iter().map(|p| p.storage_key.clone()).collect(),
+                    running_training_cancel_url,
+                    model: self.model.clone(),
+                    at,
+                }])
+            }
+
+            Action::CorrectModelData {
+                avatar_type,
+                output,
+                reason,
+            } => {
+                if reason.trim().is_empty() {
+                    return Err(AvatarError::EmptyReason);
+                }
+                if self.status != AvatarStatus::Trained {
+                    return Err(AvatarError::NotTrained);
+                }
+                let previous_type = self.require_type()?;
+                let trigger = self
+                    .model
+                    .as_ref()
+                    .map(|m| m.trigger().to_owned())
+                    .unwrap_or_else(|| self.trigger());
+                let model = TrainedModel::from_output(avatar_type, &output, &trigger)?;
+                Ok(vec![AvatarEvent::ModelDataCorrected {
+                    corrected_by: by,
+                    reason: reason.trim().to_owned(),
+                    previous_type,
+                    previous_model: self.model.clone(),
+                    avatar_type,
+                    model,
+                    at,
+                }])
+            }
+        }
+    }
+
+    fn require_photos_editable(&self) -> Result<(), AvatarError> {
+        match self.status {
+            AvatarStatus::Draft | AvatarStatus::TrainingFailed => Ok(()),
+            _ => Err(AvatarError::PhotosLocked),
+        }
+    }
+
+    fn finish_generation(&mut self, generation_id: Uuid) {
+        self.pending_generations.remove(&generation_id);
+        self.finished_generations.push_back(generation_id);
+        while self.finished_generations.len() > REMEMBERED_FINISHED_GENERATIONS {
+            self.finished_generations.pop_front();
+        }
+    }
+}
+
+/// Seed 000's generation-time check: the recorded model must match the avatar's type.
+fn check_model_matches(avatar_type: AvatarType, model: &TrainedModel) -> Result<(), AvatarError> {
+    if model.avatar_type() == avatar_type {
+        return Ok(());
+    }
+    Err(AvatarError::ModelDataMismatch {
+        avatar_type,
+        problem: match avatar_type {
+            AvatarType::Portrait => ModelDataProblem::PortraitWithoutLoraFile,
+            AvatarType::Style => ModelDataProblem::StyleWithoutFinetuneId,
+        },
+    })
+}
+
+/// The exact generator input for a model, preset and prompt (preset table and seed 000).
+pub fn generation_arguments(
+    model: &TrainedModel,
+    preset: Option<GenerationPreset>,
+    full_prompt: String,
+    num_images: u32,
+) -> serde_json::Value {
+    let values = preset.map(GenerationPreset::values);
+    let json = match model {
+        TrainedModel::Portrait { lora_file_url, .. } => serde_json::to_value(FluxLoraInput {
+            prompt: full_prompt,
+            loras: vec![LoraWeight {
+                path: lora_file_url.clone(),
+                scale: values.map_or(presets::DEFAULT_LORA_SCALE, |v| v.lora_scale),
+            }],
+            image_size: values
+                .map_or(presets::DEFAULT_IMAGE_SIZE, |v| v.image_size)
+                .to_owned(),
+            num_inference_steps: values.map(|v| v.steps),
+            guidance_scale: values.map(|v| v.guidance),
+            num_images,
+        }),
+        TrainedModel::Style { finetune_id, .. } => serde_json::to_value(UltraFinetunedInput {
+            prompt: full_prompt,
+            finetune_id: finetune_id.clone(),
+            finetune_strength: values
+                .map_or(presets::DEFAULT_FINETUNE_STRENGTH, |v| v.finetune_strength),
+            aspect_ratio: values
+                .map_or(presets::DEFAULT_ASPECT_RATIO, |v| aspect_ratio_for(v.image_size))
+                .to_owned(),
+            num_images,
+            raw: values.is_some_and(|v| v.raw),
+        }),
+    };
+    json.unwrap_or_default()
+}
+
+impl Aggregate for Avatar {
+    const TYPE: &'static str = "Avatar";
+    type Command = Command;
+    type Event = AvatarEvent;
+    type Error = AvatarError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            AvatarEvent::AvatarCreated {
+                avatar_id,
+                owner,
+                name,
+                gender,
+                avatar_type,
+                ..
+            } => {
+                self.id = Some(avatar_id);
+                self.status = AvatarStatus::Draft;
+                self.owner = owner;
+                self.name = Some(name);
+                self.gender = Some(gender);
+                self.avatar_type = Some(avatar_type);
+            }
+            AvatarEvent::PhotoUploaded { photo, .. } => self.photos.push(photo),
+            AvatarEvent::PhotoRemoved { photo_id, .. } => {
+                self.photos.retain(|p| p.photo_id != photo_id)
+            }
+            AvatarEvent::TrainingStarted { params, .. } => {
+                self.status = AvatarStatus::Training;
+                self.training = Some(TrainingRun {
+                    params,
+                    request_id: None,
+                    cancel_url: None,
+                });
+            }
+            AvatarEvent::TrainingSubmitted {
+                request_id,
+                cancel_url,
+                ..
+            } => {
+                self.requests
+                    .insert(request_id.clone(), RequestOutcome::Pending);
+                if let Some(run) = self.training.as_mut() {
+                    run.request_id = Some(request_id);
+                    run.cancel_url = Some(cancel_url);
+                }
+            }
+            AvatarEvent::TrainingCompleted {
+                request_id, model, ..
+            } => {
+                self.requests.insert(request_id, RequestOutcome::Completed);
+                self.status = AvatarStatus::Trained;
+                self.model = Some(model);
+                self.training = None;
+            }
+            AvatarEvent::TrainingFailed { request_id, .. } => {
+                if let Some(id) = request_id {
+                    self.requests.insert(id, RequestOutcome::Failed);
+                }
+                self.status = AvatarStatus::TrainingFailed;
+                self.training = None;
+            }
+            AvatarEvent::GenerationRequested { generation_id, .. } => {
+                self.pending_generations.insert(generation_id, ());
+            }
+            AvatarEvent::GenerationCompleted { generation_id, .. } => {
+                self.generations_completed += 1;
+                self.finish_generation(generation_id);
+            }
+            AvatarEvent::GenerationFailed { generation_id, .. } => {
+                self.generations_failed += 1;
+                self.finish_generation(generation_id);
+            }
+            AvatarEvent::AvatarDeleted { .. } => {
+                self.status = AvatarStatus::Deleted;
+                self.training = None;
+                self.pending_generations.clear();
+            }
+            AvatarEvent::ModelDataCorrected {
+                avatar_type, model, ..
+            } => {
+                self.avatar_type = Some(avatar_type);
+                self.model = Some(model);
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Commands: what someone asks the avatar to do. Time and identity come with the command.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::presets::{GenerationPreset, TrainingPreset};
+use crate::values::{Actor, AvatarType, Gender, GeneratedImage, PhotoMeta};
+
+/// A command: who asks, when, and what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub by: Actor,
+    pub at: DateTime<Utc>,
+    pub action: Action,
+}
+
+impl Command {
+    pub fn new(by: Actor, at: DateTime<Utc>, action: Action) -> Self {
+        Self { by, at, action }
+    }
+
+    /// The command's name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        self.action.name()
+    }
+}
+
+/// Model data as a trainer (or an operator) reports it, before the type rules have looked at it.
+/// Every field is optional on purpose: wrongly shaped data must be representable to be refused.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TrainingOutput {
+    pub lora_file_url: Option<String>,
+    pub config_file_url: Option<String>,
+    pub finetune_id: Option<String>,
+}
+
+/// Everything an avatar can be asked to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Create the avatar; the issuing Telegram user becomes its owner.
+    Create {
+        /// The avatar's own id (the same as its aggregate id); its trigger is derived from it.
+        avatar_id: Uuid,
+        name: String,
+        gender: Gender,
+        avatar_type: AvatarType,
+    },
+    /// Add a decoded and stored photo to the training set.
+    UploadPhoto { photo: PhotoMeta },
+    /// Take a photo out of the training set.
+    RemovePhoto { photo_id: String },
+    /// Ask for training with a quality preset.
+    StartTraining { preset: TrainingPreset },
+    /// The training actor submitted the job to FAL: record the request and its URLs.
+    RecordTrainingSubmission {
+        request_id: String,
+        endpoint: String,
+        status_url: String,
+        response_url: String,
+        cancel_url: String,
+        archive_url: String,
+    },
+    /// FAL reported a finished training for `request_id`.
+    CompleteTraining {
+        request_id: String,
+        output: TrainingOutput,
+    },
+    /// The training failed; `request_id` is `None` when it failed before reaching FAL.
+    FailTraining {
+        request_id: Option<String>,
+        reason: String,
+    },
+    /// Ask for images from a prompt; `preset: None` uses seed 000's defaults.
+    Generate {
+        generation_id: Uuid,
+        prompt: String,
+        preset: Option<GenerationPreset>,
+        num_images: u32,
+    },
+    /// The generator returned images.
+    CompleteGeneration {
+        generation_id: Uuid,
+        images: Vec<GeneratedImage>,
+    },
+    /// The generation failed.
+    FailGeneration { generation_id: Uuid, reason: String },
+    /// Delete the avatar with its model, photos and generations.
+    Delete,
+    /// An operator fixes wrongly shaped model data (seed 000), optionally changing the type.
+    CorrectModelData {
+        avatar_type: AvatarType,
+        output: TrainingOutput,
+        reason: String,
+    },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create",
+            Self::UploadPhoto { .. } => "upload_photo",
+            Self::RemovePhoto { .. } => "remove_photo",
+            Self::StartTraining { .. } => "start_training",
+            Self::RecordTrainingSubmission { .. } => "record_training_submission",
+            Self::CompleteTraining { .. } => "complete_training",
+            Self::FailTraining { .. } => "fail_training",
+            Self::Generate { .. } => "generate",
+            Self::CompleteGeneration { .. } => "complete_generation",
+            Self::FailGeneration { .. } => "fail_generation",
+            Self::Delete => "delete",
+            Self::CorrectModelData { .. } => "correct_model_data",
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The pure domain of Aisha: the `Avatar` aggregate, its commands, events, rules and presets.
+//!
+//! Nothing here does I/O or reads a clock: time, ids and outside results arrive inside commands,
+//! and outside calls (FAL, Telegram, storage) happen in the binary's actors, whose results come back
+//! as commands. Layout:
+//! - [`values`] — small validated types (names, photo metadata, actors);
+//! - [`presets`] — training and generation presets and the exact FAL inputs they produce;
+//! - [`avatar`] — the aggregate: state, `handle` (rules) and `apply` (state changes);
+//! - [`commands`], [`events`], [`errors`] — the aggregate's vocabulary.
+
+pub mod avatar;
+pub mod commands;
+pub mod errors;
+pub mod events;
+pub mod presets;
+pub mod values;
+
+pub use avatar::{Avatar, AvatarStatus, TrainedModel};
+pub use commands::{Action, Command, TrainingOutput};
+pub use errors::AvatarError;
+pub use events::AvatarEvent;
+pub use presets::{GenerationPreset, TrainingPreset};
+pub use values::{Actor, AvatarName, AvatarType, Gender, GeneratedImage, ImageFormat, PhotoMeta};

@@ -1,0 +1,340 @@
+//! Training and generation presets, and the exact FAL inputs they turn into.
+//!
+//! Field names are FAL's own (see `fal-api.md`); the structs serialize to the JSON bodies that are
+//! submitted, so an event that carries them is also the record of what FAL was asked.
+
+use serde::{Deserialize, Serialize};
+
+use crate::values::AvatarType;
+
+/// Trainer for portrait avatars.
+pub const PORTRAIT_TRAINER: &str = "fal-ai/flux-lora-portrait-trainer";
+/// Trainer for style avatars.
+pub const STYLE_TRAINER: &str = "fal-ai/flux-pro-trainer";
+/// Generator for portrait avatars (LoRA).
+pub const PORTRAIT_GENERATOR: &str = "fal-ai/flux-lora";
+/// Generator for style avatars (FLUX1.1 ultra with a finetune).
+pub const STYLE_GENERATOR: &str = "fal-ai/flux-pro/v1.1-ultra-finetuned";
+
+/// The trainer endpoint for an avatar type.
+pub fn trainer_for(avatar_type: AvatarType) -> &'static str {
+    match avatar_type {
+        AvatarType::Portrait => PORTRAIT_TRAINER,
+        AvatarType::Style => STYLE_TRAINER,
+    }
+}
+
+/// The generation endpoint for an avatar type: chosen from the type alone (seed 000).
+pub fn generator_for(avatar_type: AvatarType) -> &'static str {
+    match avatar_type {
+        AvatarType::Portrait => PORTRAIT_GENERATOR,
+        AvatarType::Style => STYLE_GENERATOR,
+    }
+}
+
+/// Training quality presets (seed 001).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainingPreset {
+    Fast,
+    #[default]
+    Balanced,
+    Quality,
+}
+
+impl TrainingPreset {
+    pub const ALL: [Self; 3] = [Self::Fast, Self::Balanced, Self::Quality];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Balanced => "balanced",
+            Self::Quality => "quality",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// Parameters of `fal-ai/flux-lora-portrait-trainer`, without the archive URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortraitTrainerParams {
+    pub trigger_phrase: String,
+    pub steps: u32,
+    pub learning_rate: f64,
+    pub multiresolution_training: bool,
+    pub subject_crop: bool,
+    pub create_masks: bool,
+}
+
+/// Parameters of `fal-ai/flux-pro-trainer`, without the archive URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StyleTrainerParams {
+    pub trigger_word: String,
+    pub mode: String,
+    pub iterations: u32,
+    pub learning_rate: f64,
+    pub priority: String,
+    pub captioning: bool,
+    pub lora_rank: u32,
+    pub finetune_type: String,
+    pub finetune_comment: String,
+}
+
+/// What a trainer is asked to do: one variant per trainer endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "trainer", rename_all = "snake_case")]
+pub enum TrainerParams {
+    Portrait(PortraitTrainerParams),
+    Style(StyleTrainerParams),
+}
+
+impl TrainerParams {
+    /// The parameters for an avatar type and preset; `trigger` is the avatar's trigger token and
+    /// `label` names the finetune on FAL's side.
+    pub fn for_preset(
+        avatar_type: AvatarType,
+        preset: TrainingPreset,
+        trigger: &str,
+        label: &str,
+    ) -> Self {
+        match avatar_type {
+            AvatarType::Portrait => {
+                let (steps, learning_rate) = match preset {
+                    TrainingPreset::Fast => (300, 0.0003),
+                    TrainingPreset::Balanced => (600, 0.0002),
+                    TrainingPreset::Quality => (1000, 0.0001),
+                };
+                Self::Portrait(PortraitTrainerParams {
+                    trigger_phrase: trigger.to_owned(),
+                    steps,
+                    learning_rate,
+                    multiresolution_training: true,
+                    subject_crop: true,
+                    create_masks: false,
+                })
+            }
+            AvatarType::Style => {
+                // fast trains a raw LoRA (FAL's LoRA default rate 1e-4) for speed; the others a
+                // full finetune (default rate 1e-5) with more iterations.
+                let (iterations, learning_rate, priority, finetune_type, lora_rank) = match preset
+                {
+                    TrainingPreset::Fast => (300, 0.0001, "speed", "lora", 16),
+                    TrainingPreset::Balanced => (600, 0.00001, "quality", "full", 32),
+                    TrainingPreset::Quality => (1000, 0.00001, "quality", "full", 32),
+                };
+                Self::Style(StyleTrainerParams {
+                    trigger_word: trigger.to_owned(),
+                    mode: "general".to_owned(),
+                    iterations,
+                    learning_rate,
+                    priority: priority.to_owned(),
+                    captioning: true,
+                    lora_rank,
+                    finetune_type: finetune_type.to_owned(),
+                    finetune_comment: label.to_owned(),
+                })
+            }
+        }
+    }
+
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            Self::Portrait(_) => PORTRAIT_TRAINER,
+            Self::Style(_) => STYLE_TRAINER,
+        }
+    }
+
+    /// The full JSON body to submit, with the archive URL under the field each trainer expects.
+    pub fn to_fal_input(&self, archive_url: &str) -> serde_json::Value {
+        let (body, field) = match self {
+            Self::Portrait(p) => (serde_json::to_value(p), "images_data_url"),
+            Self::Style(p) => (serde_json::to_value(p), "data_url"),
+        };
+        let mut body = body.unwrap_or_default();
+        if let Some(map) = body.as_object_mut() {
+            map.insert(field.to_owned(), archive_url.into());
+        }
+        body
+    }
+}
+
+/// Generation presets (seeds 002 and 004).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GenerationPreset {
+    Fast,
+    Balanced,
+    Quality,
+    Ultra,
+    Portrait,
+    Landscape,
+    Artistic,
+    Photorealistic,
+}
+
+/// The numbers behind one generation preset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PresetValues {
+    pub steps: u32,
+    pub guidance: f64,
+    pub image_size: &'static str,
+    pub lora_scale: f64,
+    pub finetune_strength: f64,
+    /// FLUX ultra's `raw` mode: a less processed, more natural look.
+    pub raw: bool,
+    /// Expected wall time in seconds, for the progress message.
+    pub expected_seconds: (u32, u32),
+}
+
+impl GenerationPreset {
+    pub const ALL: [Self; 8] = [
+        Self::Fast,
+        Self::Balanced,
+        Self::Quality,
+        Self::Ultra,
+        Self::Portrait,
+        Self::Landscape,
+        Self::Artistic,
+        Self::Photorealistic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Balanced => "balanced",
+            Self::Quality => "quality",
+            Self::Ultra => "ultra",
+            Self::Portrait => "portrait",
+            Self::Landscape => "landscape",
+            Self::Artistic => "artistic",
+            Self::Photorealistic => "photorealistic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The preset table. `artistic` and `photorealistic` are ours: artistic follows the prompt
+    /// harder (higher guidance) with a lighter LoRA so the style can move; photorealistic uses
+    /// lower guidance, which looks more natural on FLUX, a portrait frame and ultra's raw mode.
+    pub fn values(self) -> PresetValues {
+        let v = |steps, guidance, image_size, lora_scale, finetune_strength, raw, expected| {
+            PresetValues {
+                steps,
+                guidance,
+                image_size,
+                lora_scale,
+                finetune_strength,
+                raw,
+                expected_seconds: expected,
+            }
+        };
+        match self {
+            Self::Fast => v(20, 3.0, "square", 0.8, 0.8, false, (15, 25)),
+            Self::Balanced => v(28, 3.5, "square_hd", 1.0, 1.0, false, (25, 35)),
+            Self::Quality => v(50, 4.0, "square_hd", 1.2, 1.2, false, (40, 60)),
+            Self::Ultra => v(35, 3.5, "square_hd", 1.1, 1.1, false, (60, 90)),
+            Self::Portrait => v(35, 3.5, "portrait_4_3", 1.1, 1.0, false, (35, 50)),
+            Self::Landscape => v(30, 3.5, "landscape_4_3", 1.0, 1.0, false, (30, 45)),
+            Self::Artistic => v(40, 5.0, "square_hd", 0.9, 1.2, false, (35, 50)),
+            Self::Photorealistic => v(40, 3.0, "portrait_4_3", 1.0, 1.0, true, (35, 50)),
+        }
+    }
+}
+
+/// The ultra endpoint takes an aspect ratio where the LoRA endpoint takes a named size.
+pub fn aspect_ratio_for(image_size: &str) -> &'static str {
+    match image_size {
+        "portrait_4_3" => "3:4",
+        "portrait_16_9" => "9:16",
+        "landscape_4_3" => "4:3",
+        "landscape_16_9" => "16:9",
+        _ => "1:1",
+    }
+}
+
+/// One LoRA in `fal-ai/flux-lora`'s `loras` list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraWeight {
+    pub path: String,
+    pub scale: f64,
+}
+
+/// Input of `fal-ai/flux-lora`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FluxLoraInput {
+    pub prompt: String,
+    pub loras: Vec<LoraWeight>,
+    pub image_size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_inference_steps: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance_scale: Option<f64>,
+    pub num_images: u32,
+}
+
+/// Input of `fal-ai/flux-pro/v1.1-ultra-finetuned`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UltraFinetunedInput {
+    pub prompt: String,
+    pub finetune_id: String,
+    pub finetune_strength: f64,
+    pub aspect_ratio: String,
+    pub num_images: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw: bool,
+}
+
+/// Seed 000's arguments when the user picks no preset.
+pub const DEFAULT_LORA_SCALE: f64 = 1.0;
+pub const DEFAULT_IMAGE_SIZE: &str = "square_hd";
+pub const DEFAULT_FINETUNE_STRENGTH: f64 = 1.1;
+pub const DEFAULT_ASPECT_RATIO: &str = "1:1";
+
+/// Longest user prompt accepted, in characters. FAL's generators take long prompts, but the
+/// text encoder keeps only its first 512 tokens; past roughly this many characters the end of a
+/// prompt would be silently dropped, so we refuse instead.
+pub const MAX_PROMPT_CHARS: usize = 1500;
+/// Images per generation request, as both generators allow.
+pub const MAX_IMAGES_PER_GENERATION: u32 = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trainer_inputs_put_the_archive_under_each_trainers_own_field() {
+        let portrait = TrainerParams::for_preset(
+            AvatarType::Portrait,
+            TrainingPreset::Quality,
+            "PERSON_1",
+            "x",
+        );
+        let body = portrait.to_fal_input("https://files/a.zip");
+        assert_eq!(body["images_data_url"], "https://files/a.zip");
+        assert_eq!(body["steps"], 1000);
+        assert_eq!(body["learning_rate"], 0.0001);
+        assert!(body.get("trainer").is_none());
+
+        let style =
+            TrainerParams::for_preset(AvatarType::Style, TrainingPreset::Fast, "STYLE_1", "x");
+        let body = style.to_fal_input("https://files/b.zip");
+        assert_eq!(body["data_url"], "https://files/b.zip");
+        assert_eq!(body["trigger_word"], "STYLE_1");
+        assert_eq!(body["finetune_comment"], "x");
+    }
+
+    #[test]
+    fn every_preset_has_a_name_that_parses_back() {
+        for p in GenerationPreset::ALL {
+            assert_eq!(GenerationPreset::parse(p.as_str()), Some(p));
+        }
+        for p in TrainingPreset::ALL {
+            assert_eq!(TrainingPreset::parse(p.as_str()), Some(p));
+        }
+    }
+}

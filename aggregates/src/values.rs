@@ -1,0 +1,186 @@
+//! Small domain values with their own validation rules.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::AvatarError;
+
+/// The two kinds of avatar; the kind decides trainer, model data and generation endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AvatarType {
+    /// A person's likeness, trained with the LoRA portrait trainer.
+    Portrait,
+    /// An art style or object, trained with the FLUX pro finetune trainer.
+    Style,
+}
+
+impl AvatarType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Portrait => "portrait",
+            Self::Style => "style",
+        }
+    }
+}
+
+impl fmt::Display for AvatarType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Gender chosen at creation; it steers prompts, not rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gender {
+    Male,
+    Female,
+    Other,
+}
+
+impl Gender {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Male => "male",
+            Self::Female => "female",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Image formats accepted for training photos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+    Webp,
+}
+
+impl ImageFormat {
+    /// The accepted formats by name (as an image decoder reports them); anything else is refused.
+    pub fn parse(name: &str) -> Result<Self, AvatarError> {
+        match name.to_ascii_lowercase().as_str() {
+            "jpeg" | "jpg" => Ok(Self::Jpeg),
+            "png" => Ok(Self::Png),
+            "webp" => Ok(Self::Webp),
+            _ => Err(AvatarError::UnsupportedFormat(name.to_owned())),
+        }
+    }
+
+    /// The file extension used inside the training archive.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Jpeg => "jpg",
+            Self::Png => "png",
+            Self::Webp => "webp",
+        }
+    }
+}
+
+/// An avatar's display name: trimmed, non-empty, at most [`AvatarName::MAX_CHARS`] characters of
+/// any script (emoji included), and free of control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AvatarName(String);
+
+impl AvatarName {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, AvatarError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(AvatarError::EmptyName);
+        }
+        let chars = trimmed.chars().count();
+        if chars > Self::MAX_CHARS {
+            return Err(AvatarError::NameTooLong {
+                max: Self::MAX_CHARS,
+                actual: chars,
+            });
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(AvatarError::NameHasControlCharacters);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AvatarName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the edge learned about an uploaded photo after decoding it for real.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoMeta {
+    pub photo_id: String,
+    /// Hex SHA-256 of the stored bytes; the same hash twice is a duplicate.
+    pub content_hash: String,
+    pub byte_size: u64,
+    pub width: u32,
+    pub height: u32,
+    pub format: ImageFormat,
+    /// Where the photo store keeps the bytes.
+    pub storage_key: String,
+}
+
+/// One image returned by a generator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedImage {
+    pub url: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub content_type: Option<String>,
+    /// FAL flagged it as NSFW (it may come back blacked out).
+    #[serde(default)]
+    pub nsfw: bool,
+}
+
+/// Who issued a command: recorded with every event and checked against the rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Actor {
+    /// A Telegram user, by Telegram user id.
+    User(i64),
+    /// A part of Aisha itself (training actor, webhook, poller …), by name.
+    System(String),
+    /// A human operator acting through the CLI or admin API, by name.
+    Operator(String),
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::User(id) => write!(f, "telegram:{id}"),
+            Self::System(name) => write!(f, "system:{name}"),
+            Self::Operator(name) => write!(f, "operator:{name}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Actor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("actor `{s}` is not `kind:id`"))?;
+        match kind {
+            "telegram" => rest
+                .parse()
+                .map(Self::User)
+                .map_err(|_| format!("`{rest}` is not a Telegram user id")),
+            "system" => Ok(Self::System(rest.to_owned())),
+            "operator" => Ok(Self::Operator(rest.to_owned())),
+            other => Err(format!("unknown actor kind `{other}`")),
+        }
+    }
+}

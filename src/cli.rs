@@ -1,0 +1,1 @@
+//! The `aisha` command line.

@@ -1,0 +1,15 @@
+//! Aisha: a Telegram bot that trains personal AI avatars on FAL.ai and generates images of them.
+//!
+//! The domain lives in the `aggregates` crate (pure) and read models in `projections`; this crate
+//! is everything at the edges:
+//! - [`config`] — settings from the environment and `.env`;
+//! - [`cli`] — the `aisha` command line (`serve`, `migrate`, `history`, …);
+//! - [`store`] — the event store (SQLite or PostgreSQL) and command execution;
+//! - [`fal`] — the FAL client, webhook verification and the FAL simulator;
+//! - [`fake_telegram`] — a fake Telegram Bot API for tests and the offline demo.
+
+pub mod cli;
+pub mod config;
+pub mod fake_telegram;
+pub mod fal;
+pub mod store;

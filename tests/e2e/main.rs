@@ -1,0 +1,5 @@
+//! End-to-end tests: one binary, one module per area, each test with its own database and ports.
+
+mod fake_telegram;
+mod fal;
+mod store;
