@@ -1,1 +1,235 @@
-//! The `aisha` command line.
+//! The `aisha` command line: one binary for serving, migrating and auditing.
+
+use std::process::ExitCode;
+
+use aggregates::AvatarEvent;
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::config::{Config, ConfigArgs};
+use crate::store::{AvatarStore, Database, HistoryEntry, StoreError};
+
+/// Aisha trains personal AI avatars on FAL.ai from a user's photos and generates images of them,
+/// through a Telegram bot. Every change to an avatar is a stored event.
+#[derive(Debug, Parser)]
+#[command(name = "aisha", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the bot, the HTTP server (FAL webhooks, health, metrics) and the actors; applies
+    /// pending migrations first.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print an avatar's events in order: when, who, what.
+    History {
+        /// The avatar's id (a UUID).
+        avatar_id: Uuid,
+        /// Print JSON (one array of events with their metadata) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses the command line and runs it; the exit code says whether it worked.
+pub async fn run() -> ExitCode {
+    // A missing .env is normal; a malformed one is worth a word.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("warning: .env was not read: {e}");
+        }
+    }
+    let cli = Cli::parse();
+    init_tracing();
+    let config = Config::from(cli.config);
+    match execute(cli.command, config).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, StoreError> {
+    match command {
+        CliCommand::Migrate => {
+            let db = Database::connect(&config.database_url).await?;
+            db.migrate().await?;
+            println!("migrations applied ({})", db.backend_name());
+            Ok(ExitCode::SUCCESS)
+        }
+        CliCommand::Serve => {
+            let db = Database::connect(&config.database_url).await?;
+            db.migrate().await?;
+            tracing::info!(config = ?config, "starting");
+            crate::serve::run(config, db).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        CliCommand::History { avatar_id, json } => {
+            let db = Database::connect(&config.database_url).await?;
+            db.migrate().await?;
+            let history = AvatarStore::new(db).history(avatar_id).await?;
+            if history.is_empty() {
+                eprintln!("no events for avatar {avatar_id}");
+                return Ok(ExitCode::FAILURE);
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&history).unwrap_or_default()
+                );
+            } else {
+                print!("{}", render_history(&history));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The history as a table a person can read.
+pub fn render_history(history: &[HistoryEntry]) -> String {
+    let rows: Vec<[String; 5]> = history
+        .iter()
+        .map(|h| {
+            [
+                h.sequence.to_string(),
+                h.event.at().format("%Y-%m-%d %H:%M:%S").to_string(),
+                h.actor.clone().unwrap_or_else(|| "?".into()),
+                h.event_type.clone(),
+                describe(&h.event),
+            ]
+        })
+        .collect();
+    let header = ["seq", "at (UTC)", "by", "event", "details"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; 5]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i == 4 {
+                out.push_str(cell);
+            } else {
+                let pad = w.saturating_sub(cell.chars().count());
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(&header.map(String::from));
+    for row in &rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+/// One line on what an event says.
+pub fn describe(event: &AvatarEvent) -> String {
+    use aggregates::TrainedModel;
+    match event {
+        AvatarEvent::AvatarCreated {
+            name,
+            avatar_type,
+            gender,
+            owner,
+            ..
+        } => format!(
+            "\"{name}\", {avatar_type}, {}, owner {owner}",
+            gender.as_str()
+        ),
+        AvatarEvent::PhotoUploaded {
+            photo, photo_count, ..
+        } => format!(
+            "photo {} {}x{} {:?} ({} bytes), {photo_count} in total",
+            photo.photo_id, photo.width, photo.height, photo.format, photo.byte_size
+        ),
+        AvatarEvent::PhotoRemoved {
+            photo_id,
+            photo_count,
+            ..
+        } => format!("photo {photo_id}, {photo_count} left"),
+        AvatarEvent::TrainingStarted {
+            preset,
+            endpoint,
+            photo_keys,
+            ..
+        } => format!(
+            "{} preset on {endpoint} with {} photos",
+            preset.as_str(),
+            photo_keys.len()
+        ),
+        AvatarEvent::TrainingSubmitted {
+            request_id,
+            endpoint,
+            ..
+        } => format!("FAL request {request_id} on {endpoint}"),
+        AvatarEvent::TrainingCompleted {
+            request_id, model, ..
+        } => match model {
+            TrainedModel::Portrait { lora_file_url, .. } => {
+                format!("request {request_id}: LoRA {lora_file_url}")
+            }
+            TrainedModel::Style { finetune_id, .. } => {
+                format!("request {request_id}: finetune {finetune_id}")
+            }
+        },
+        AvatarEvent::TrainingFailed {
+            request_id, reason, ..
+        } => format!(
+            "request {}: {reason}",
+            request_id.as_deref().unwrap_or("(not submitted)")
+        ),
+        AvatarEvent::GenerationRequested {
+            generation_id,
+            preset,
+            endpoint,
+            num_images,
+            prompt,
+            ..
+        } => format!(
+            "{generation_id}: {num_images} image(s), {} preset on {endpoint}: \"{prompt}\"",
+            preset.map_or("default", |p| p.as_str())
+        ),
+        AvatarEvent::GenerationCompleted {
+            generation_id,
+            images,
+            ..
+        } => format!("{generation_id}: {} image(s)", images.len()),
+        AvatarEvent::GenerationFailed {
+            generation_id,
+            reason,
+            ..
+        } => format!("{generation_id}: {reason}"),
+        AvatarEvent::AvatarDeleted { photo_keys, .. } => {
+            format!("with {} photos", photo_keys.len())
+        }
+        AvatarEvent::ModelDataCorrected {
+            corrected_by,
+            reason,
+            previous_type,
+            avatar_type,
+            ..
+        } => format!("{previous_type} → {avatar_type} by {corrected_by}: {reason}"),
+    }
+}

@@ -1,1 +1,161 @@
-//! Settings from the environment (and `.env`), with the fixed variable names of DESIGN.md.
+//! Settings from the environment (and `.env`), under the fixed variable names of DESIGN.md.
+//!
+//! The CLI reads them through clap (so `--help` lists every variable); tests build [`Config`]
+//! directly and never touch the process environment.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+/// Every setting the `aisha` binary reads.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Database: `sqlite://PATH` (created on first run) or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://aisha.db")]
+    pub database_url: String,
+
+    /// Telegram bot token (required for `serve`).
+    #[arg(long, env = "TELOXIDE_TOKEN", hide_env_values = true)]
+    pub teloxide_token: Option<String>,
+
+    /// Telegram Bot API base URL.
+    #[arg(long, env = "TELEGRAM_API_URL", default_value = "https://api.telegram.org")]
+    pub telegram_api_url: String,
+
+    /// FAL API key; never logged.
+    #[arg(long, env = "FAL_KEY", hide_env_values = true)]
+    pub fal_key: Option<String>,
+
+    /// `live` or `simulated`; defaults to `live` when FAL_KEY is set, else `simulated`.
+    #[arg(long, env = "FAL_MODE")]
+    pub fal_mode: Option<FalMode>,
+
+    /// FAL queue base URL.
+    #[arg(long, env = "FAL_QUEUE_URL", default_value = "https://queue.fal.run")]
+    pub fal_queue_url: String,
+
+    /// FAL REST base URL (storage uploads).
+    #[arg(long, env = "FAL_REST_URL", default_value = "https://rest.fal.ai")]
+    pub fal_rest_url: String,
+
+    /// Where FAL publishes the keys that sign its webhooks.
+    #[arg(
+        long,
+        env = "FAL_JWKS_URL",
+        default_value = "https://rest.fal.ai/.well-known/jwks.json"
+    )]
+    pub fal_jwks_url: String,
+
+    /// Our URL as FAL and Telegram reach it; without it FAL results are polled and Telegram
+    /// updates are long-polled.
+    #[arg(long, env = "PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
+
+    /// Listen address of the HTTP server.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Photo storage: `file://DIR` or `s3://BUCKET/PREFIX`.
+    #[arg(long, env = "STORAGE_URL", default_value = "file://./data/photos")]
+    pub storage_url: String,
+
+    /// Bearer token for the audit and analytics API (the API is off without it).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// Whether FAL calls go to the real FAL or to the built-in simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FalMode {
+    Live,
+    Simulated,
+}
+
+/// Settings after defaults have been resolved.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub teloxide_token: Option<String>,
+    pub telegram_api_url: String,
+    pub fal_key: Option<String>,
+    pub fal_mode: FalMode,
+    pub fal_queue_url: String,
+    pub fal_rest_url: String,
+    pub fal_jwks_url: String,
+    pub public_base_url: Option<String>,
+    pub http_addr: SocketAddr,
+    pub storage_url: String,
+    pub admin_token: Option<String>,
+}
+
+// Hand-written so that secrets can never reach a log line through `{:?}`.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| if s.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("teloxide_token", &secret(&self.teloxide_token))
+            .field("telegram_api_url", &self.telegram_api_url)
+            .field("fal_key", &secret(&self.fal_key))
+            .field("fal_mode", &self.fal_mode)
+            .field("fal_queue_url", &self.fal_queue_url)
+            .field("fal_rest_url", &self.fal_rest_url)
+            .field("fal_jwks_url", &self.fal_jwks_url)
+            .field("public_base_url", &self.public_base_url)
+            .field("http_addr", &self.http_addr)
+            .field("storage_url", &self.storage_url)
+            .field("admin_token", &secret(&self.admin_token))
+            .finish()
+    }
+}
+
+impl From<ConfigArgs> for Config {
+    fn from(a: ConfigArgs) -> Self {
+        let fal_key = a.fal_key.filter(|k| !k.trim().is_empty());
+        let fal_mode = a.fal_mode.unwrap_or(if fal_key.is_some() {
+            FalMode::Live
+        } else {
+            FalMode::Simulated
+        });
+        Self {
+            database_url: a.database_url,
+            teloxide_token: a.teloxide_token.filter(|t| !t.trim().is_empty()),
+            telegram_api_url: a.telegram_api_url,
+            fal_key,
+            fal_mode,
+            fal_queue_url: a.fal_queue_url,
+            fal_rest_url: a.fal_rest_url,
+            fal_jwks_url: a.fal_jwks_url,
+            public_base_url: a.public_base_url.filter(|u| !u.trim().is_empty()),
+            http_addr: a.http_addr,
+            storage_url: a.storage_url,
+            admin_token: a.admin_token.filter(|t| !t.trim().is_empty()),
+        }
+    }
+}
+
+/// A database URL with any password replaced, fit for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://aisha:s3cret@db:5432/aisha"),
+            "postgres://aisha:***@db:5432/aisha"
+        );
+        assert_eq!(redact_url("sqlite://aisha.db"), "sqlite://aisha.db");
+    }
+}

@@ -4,6 +4,8 @@
 //! is everything at the edges:
 //! - [`config`] — settings from the environment and `.env`;
 //! - [`cli`] — the `aisha` command line (`serve`, `migrate`, `history`, …);
+//! - [`http`] — the HTTP server (health; webhooks, metrics and the admin API to come);
+//! - [`serve`] — `aisha serve`: everything wired together;
 //! - [`store`] — the event store (SQLite or PostgreSQL) and command execution;
 //! - [`fal`] — the FAL client, webhook verification and the FAL simulator;
 //! - [`fake_telegram`] — a fake Telegram Bot API for tests and the offline demo.
@@ -12,4 +14,6 @@ pub mod cli;
 pub mod config;
 pub mod fake_telegram;
 pub mod fal;
+pub mod http;
+pub mod serve;
 pub mod store;

@@ -1,1 +1,333 @@
 //! The event store: SQLite or PostgreSQL behind cqrs-es, and command execution with retries.
+//!
+//! [`Database`] owns the connection pool and the migrations; [`AvatarStore`] executes Avatar
+//! commands (load → decide → append, retried on a concurrent-write conflict) and reads an
+//! avatar's history for auditors.
+
+mod repo;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use aggregates::{Actor, Avatar, AvatarError, AvatarEvent, Command};
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
+use rand::Rng;
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Row, SqlitePool};
+use uuid::Uuid;
+
+pub use repo::AnyRepository;
+
+use crate::config::redact_url;
+
+/// How many events an avatar may gain between snapshots; loading replays at most this many.
+pub const SNAPSHOT_EVERY: usize = 100;
+/// Attempts for a command that keeps meeting concurrent writers on the same avatar.
+const MAX_ATTEMPTS: u32 = 16;
+
+/// Metadata keys recorded with every event.
+pub const META_ACTOR: &str = "actor";
+pub const META_CORRELATION: &str = "correlation_id";
+pub const META_COMMAND: &str = "command";
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The domain refused the command; nothing was written.
+    #[error(transparent)]
+    Rejected(#[from] AvatarError),
+    #[error("the avatar kept changing under concurrent commands; gave up after {0} attempts")]
+    Conflict(u32),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("unsupported DATABASE_URL `{0}`: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Database(format!("migration failed: {e}"))
+    }
+}
+
+/// A connection pool to one of the two supported databases.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Database {
+    /// Connects to `sqlite://PATH` (creating the file) or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(32)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+
+    /// Brings the schema up to date; safe to run from several instances at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// The outcome of a command that was accepted.
+#[derive(Debug)]
+pub struct Executed {
+    /// The events it appended (empty when the command changed nothing, e.g. a duplicate).
+    pub events: Vec<EventEnvelope<Avatar>>,
+    /// The avatar as it is after those events.
+    pub state: Avatar,
+}
+
+/// One event of an avatar's history, as an auditor reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub sequence: u64,
+    pub position: Option<i64>,
+    pub event_type: String,
+    pub event_version: String,
+    pub recorded_at: Option<DateTime<Utc>>,
+    pub actor: Option<String>,
+    pub correlation_id: Option<String>,
+    pub command: Option<String>,
+    pub event: AvatarEvent,
+}
+
+/// Executes Avatar commands against the event store and reads avatars back.
+pub struct AvatarStore {
+    db: Database,
+    events: PersistedEventStore<AnyRepository, Avatar>,
+}
+
+impl AvatarStore {
+    pub fn new(db: Database) -> Self {
+        let repo = match &db {
+            Database::Sqlite(pool) => {
+                AnyRepository::Sqlite(sqlite_es::SqliteEventRepository::new(pool.clone()))
+            }
+            Database::Postgres(pool) => {
+                AnyRepository::Postgres(postgres_es::PostgresEventRepository::new(pool.clone()))
+            }
+        };
+        Self {
+            db,
+            events: PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY),
+        }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Runs a command: load the avatar, let the domain decide, append the events. A concurrent
+    /// append to the same avatar makes the append fail as a whole; the command is then decided
+    /// again on the fresh state, so nothing is lost and nothing is written twice.
+    #[tracing::instrument(
+        name = "command",
+        skip_all,
+        fields(avatar_id = %avatar_id, command = command.name(), actor = %command.by)
+    )]
+    pub async fn execute(
+        &self,
+        avatar_id: Uuid,
+        command: Command,
+        correlation_id: Uuid,
+    ) -> Result<Executed, StoreError> {
+        let id = avatar_id.to_string();
+        let metadata = HashMap::from([
+            (META_ACTOR.to_owned(), command.by.to_string()),
+            (META_CORRELATION.to_owned(), correlation_id.to_string()),
+            (META_COMMAND.to_owned(), command.name().to_owned()),
+        ]);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut context = self.events.load_aggregate(&id).await.map_err(from_aggregate)?;
+            let sink = cqrs_es::event_sink::EventSink::default();
+            let result = context
+                .aggregate()
+                .handle(command.clone(), &(), &sink)
+                .await;
+            if let Err(refusal) = result {
+                tracing::info!(reason = %refusal, "command refused");
+                return Err(StoreError::Rejected(refusal));
+            }
+            let new_events = sink.collect().await;
+            let state = context.aggregate.clone();
+            if new_events.is_empty() {
+                return Ok(Executed {
+                    events: vec![],
+                    state,
+                });
+            }
+            match self.events.commit(new_events, context, metadata.clone()).await {
+                Ok(events) => return Ok(Executed { events, state }),
+                Err(AggregateError::AggregateConflict) => {
+                    tracing::debug!(attempt, "concurrent write on the same avatar; retrying");
+                    let pause = rand::thread_rng().gen_range(0..=2u64 * u64::from(attempt));
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(other) => return Err(from_aggregate(other)),
+            }
+        }
+        Err(StoreError::Conflict(MAX_ATTEMPTS))
+    }
+
+    /// The avatar's current state (from its latest snapshot plus the events after it).
+    pub async fn load(&self, avatar_id: Uuid) -> Result<Avatar, StoreError> {
+        let context = self
+            .events
+            .load_aggregate(&avatar_id.to_string())
+            .await
+            .map_err(from_aggregate)?;
+        Ok(context.aggregate)
+    }
+
+    /// Every event of one avatar in order, with who caused it and when it was recorded.
+    pub async fn history(&self, avatar_id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
+        let id = avatar_id.to_string();
+        let rows: Vec<RawHistoryRow> = match &self.db {
+            Database::Postgres(pool) => sqlx::query(
+                "SELECT sequence, position, event_type, event_version, payload::text AS payload,
+                        metadata::text AS metadata, recorded_at
+                   FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+                  ORDER BY sequence",
+            )
+            .bind(Avatar::TYPE)
+            .bind(&id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| RawHistoryRow {
+                sequence: r.get("sequence"),
+                position: r.get("position"),
+                event_type: r.get("event_type"),
+                event_version: r.get("event_version"),
+                payload: r.get("payload"),
+                metadata: r.get("metadata"),
+                recorded_at: r.get("recorded_at"),
+            })
+            .collect(),
+            Database::Sqlite(pool) => sqlx::query(
+                "SELECT sequence, position, event_type, event_version, payload, metadata,
+                        recorded_at
+                   FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                  ORDER BY sequence",
+            )
+            .bind(Avatar::TYPE)
+            .bind(&id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| RawHistoryRow {
+                sequence: r.get("sequence"),
+                position: r.get("position"),
+                event_type: r.get("event_type"),
+                event_version: r.get("event_version"),
+                payload: r.get("payload"),
+                metadata: r.get("metadata"),
+                recorded_at: r
+                    .get::<Option<String>, _>("recorded_at")
+                    .and_then(|s| s.parse().ok()),
+            })
+            .collect(),
+        };
+        rows.into_iter().map(RawHistoryRow::into_entry).collect()
+    }
+}
+
+struct RawHistoryRow {
+    sequence: i64,
+    position: Option<i64>,
+    event_type: String,
+    event_version: String,
+    payload: String,
+    metadata: String,
+    recorded_at: Option<DateTime<Utc>>,
+}
+
+impl RawHistoryRow {
+    fn into_entry(self) -> Result<HistoryEntry, StoreError> {
+        let event: AvatarEvent = serde_json::from_str(&self.payload).map_err(|e| {
+            StoreError::Corrupt(format!("event {} of type {}: {e}", self.sequence, self.event_type))
+        })?;
+        let metadata: HashMap<String, String> =
+            serde_json::from_str(&self.metadata).unwrap_or_default();
+        Ok(HistoryEntry {
+            sequence: self.sequence as u64,
+            position: self.position,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            recorded_at: self.recorded_at,
+            actor: metadata.get(META_ACTOR).cloned(),
+            correlation_id: metadata.get(META_CORRELATION).cloned(),
+            command: metadata.get(META_COMMAND).cloned(),
+            event,
+        })
+    }
+}
+
+fn from_aggregate(e: AggregateError<AvatarError>) -> StoreError {
+    match e {
+        AggregateError::UserError(refusal) => StoreError::Rejected(refusal),
+        AggregateError::AggregateConflict => StoreError::Conflict(1),
+        AggregateError::DatabaseConnectionError(e) => StoreError::Database(e.to_string()),
+        AggregateError::DeserializationError(e) => StoreError::Corrupt(e.to_string()),
+        AggregateError::UnexpectedError(e) => StoreError::Database(e.to_string()),
+    }
+}
+
+/// Parses an actor recorded in event metadata.
+pub fn parse_actor(text: &str) -> Option<Actor> {
+    text.parse().ok()
+}

@@ -3,3 +3,4 @@
 mod fake_telegram;
 mod fal;
 mod store;
+mod support;

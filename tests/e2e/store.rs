@@ -1,0 +1,283 @@
+//! The event store suite, run against SQLite and PostgreSQL alike.
+//!
+//! PostgreSQL tests get their own database from `#[sqlx::test]` (which needs `DATABASE_URL`
+//! pointing at a server; without it they fail, never skip).
+
+use std::sync::Arc;
+
+use aggregates::{Action, AvatarError, AvatarEvent, AvatarStatus, TrainingPreset};
+use aisha::store::{AvatarStore, Database, StoreError, SNAPSHOT_EVERY};
+use cqrs_es::Aggregate;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// Each scenario runs once per backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (db, _dir) = crate::support::sqlite().await;
+                    super::$name(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    let db = aisha::store::Database::Postgres(pool);
+                    db.migrate().await.expect("migrate postgres");
+                    super::$name(db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    appended_events_load_back_in_order_with_who_and_why,
+    a_refused_command_writes_nothing,
+    concurrent_commands_on_one_avatar_all_land,
+    conflicting_commands_one_wins_and_the_other_is_decided_again,
+    duplicates_append_nothing,
+    snapshots_round_trip_to_the_same_state,
+    positions_grow_with_every_commit,
+    migrations_can_run_twice,
+);
+
+async fn appended_events_load_back_in_order_with_who_and_why(db: Database) {
+    let store = AvatarStore::new(db);
+    let id = avatar_with_photos(&store, 3).await;
+
+    let avatar = store.load(id).await.unwrap();
+    assert_eq!(avatar.status, AvatarStatus::Draft);
+    assert_eq!(avatar.photos.len(), 3);
+    assert_eq!(avatar.owner, OWNER);
+
+    let history = store.history(id).await.unwrap();
+    let sequences: Vec<u64> = history.iter().map(|h| h.sequence).collect();
+    assert_eq!(sequences, vec![1, 2, 3, 4]);
+    assert_eq!(history[0].event_type, "AvatarCreated");
+    assert_eq!(history[0].event_version, "1");
+    assert!(history.iter().all(|h| h.actor.as_deref() == Some("telegram:4242")));
+    assert_eq!(history[1].command.as_deref(), Some("upload_photo"));
+    assert!(history.iter().all(|h| h.correlation_id.is_some()));
+    assert!(history.iter().all(|h| h.recorded_at.is_some()));
+    assert!(matches!(
+        history[3].event,
+        AvatarEvent::PhotoUploaded { photo_count: 3, .. }
+    ));
+}
+
+async fn a_refused_command_writes_nothing(db: Database) {
+    let store = AvatarStore::new(db);
+    let id = avatar_with_photos(&store, 9).await;
+    let refused = store
+        .execute(
+            id,
+            by_owner(Action::StartTraining {
+                preset: TrainingPreset::Fast,
+            }),
+            Uuid::new_v4(),
+        )
+        .await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::Rejected(AvatarError::NotEnoughPhotos { have: 9, min: 10 }))
+    ));
+    assert_eq!(store.history(id).await.unwrap().len(), 10);
+}
+
+async fn concurrent_commands_on_one_avatar_all_land(db: Database) {
+    let store = Arc::new(AvatarStore::new(db));
+    let id = avatar_with_photos(&store, 0).await;
+    let uploads = (1..=16).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .execute(id, by_owner(Action::UploadPhoto { photo: photo(n) }), Uuid::new_v4())
+                .await
+        })
+    });
+    for result in futures::future::join_all(uploads).await {
+        result.unwrap().expect("every upload lands after retries");
+    }
+    let history = store.history(id).await.unwrap();
+    let sequences: Vec<u64> = history.iter().map(|h| h.sequence).collect();
+    assert_eq!(sequences, (1..=17).collect::<Vec<_>>(), "no gaps, no doubles");
+    let counts: Vec<usize> = history
+        .iter()
+        .filter_map(|h| match h.event {
+            AvatarEvent::PhotoUploaded { photo_count, .. } => Some(photo_count),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts, (1..=16).collect::<Vec<_>>(), "each decided on fresh state");
+    assert_eq!(store.load(id).await.unwrap().photos.len(), 16);
+}
+
+async fn conflicting_commands_one_wins_and_the_other_is_decided_again(db: Database) {
+    let store = Arc::new(AvatarStore::new(db));
+    let id = avatar_with_photos(&store, 10).await;
+    let starts = (0..2).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .execute(
+                    id,
+                    by_owner(Action::StartTraining {
+                        preset: TrainingPreset::Balanced,
+                    }),
+                    Uuid::new_v4(),
+                )
+                .await
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(starts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Err(StoreError::Rejected(AvatarError::TrainingAlreadyStarted))
+            )
+        })
+        .count();
+    assert_eq!((won, refused), (1, 1), "{results:?}");
+    let started = store
+        .history(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|h| h.event_type == "TrainingStarted")
+        .count();
+    assert_eq!(started, 1);
+}
+
+async fn duplicates_append_nothing(db: Database) {
+    let store = AvatarStore::new(db);
+    let id = trained_avatar(&store).await;
+    let before = store.history(id).await.unwrap().len();
+    let again = store
+        .execute(
+            id,
+            by_system(Action::CompleteTraining {
+                request_id: format!("req-{id}"),
+                output: aggregates::TrainingOutput {
+                    lora_file_url: Some("http://fal/files/lora.safetensors".into()),
+                    ..Default::default()
+                },
+            }),
+            Uuid::new_v4(),
+        )
+        .await
+        .unwrap();
+    assert!(again.events.is_empty());
+    assert_eq!(store.history(id).await.unwrap().len(), before);
+}
+
+async fn snapshots_round_trip_to_the_same_state(db: Database) {
+    let store = AvatarStore::new(db.clone());
+    let id = trained_avatar(&store).await;
+    generate_many(&store, id, SNAPSHOT_EVERY * 2 + 7).await;
+
+    let snapshot_at: i64 = match &db {
+        Database::Sqlite(pool) => sqlx::query_scalar(
+            "SELECT last_sequence FROM snapshots WHERE aggregate_id = ?1",
+        )
+        .bind(id.to_string())
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+        Database::Postgres(pool) => sqlx::query_scalar(
+            "SELECT last_sequence FROM snapshots WHERE aggregate_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+    };
+    assert_eq!(snapshot_at as usize % SNAPSHOT_EVERY, 0);
+    assert!(snapshot_at as usize >= SNAPSHOT_EVERY * 2);
+
+    // The state from snapshot + tail equals the state from replaying every event.
+    let mut replayed = aggregates::Avatar::default();
+    for entry in store.history(id).await.unwrap() {
+        replayed.apply(entry.event);
+    }
+    assert_eq!(store.load(id).await.unwrap(), replayed);
+    assert_eq!(replayed.pending_generations.len(), SNAPSHOT_EVERY * 2 + 7);
+}
+
+async fn positions_grow_with_every_commit(db: Database) {
+    let store = AvatarStore::new(db);
+    let a = avatar_with_photos(&store, 2).await;
+    let b = avatar_with_photos(&store, 2).await;
+    let positions: Vec<i64> = store
+        .history(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .chain(store.history(b).await.unwrap())
+        .map(|h| h.position.expect("every event has a position"))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+}
+
+async fn migrations_can_run_twice(db: Database) {
+    db.migrate().await.expect("a second run is a no-op");
+}
+
+#[tokio::test]
+async fn sqlite_state_survives_reopening_the_file() {
+    let (db, dir) = sqlite().await;
+    let store = AvatarStore::new(db.clone());
+    let id = trained_avatar(&store).await;
+    generate_many(&store, id, 120).await;
+    let before = store.load(id).await.unwrap();
+    db.close().await;
+
+    let reopened = Database::connect(&sqlite_url(&dir)).await.unwrap();
+    reopened.migrate().await.unwrap();
+    let store = AvatarStore::new(reopened);
+    assert_eq!(store.load(id).await.unwrap(), before);
+    assert_eq!(store.history(id).await.unwrap().len(), 14 + 120);
+}
+
+#[sqlx::test(migrations = false)]
+async fn postgres_state_survives_reconnecting(_pool_options: PgPoolOptions, options: PgConnectOptions) {
+    let connect = || async {
+        let pool = PgPoolOptions::new().connect_with(options.clone()).await.unwrap();
+        Database::Postgres(pool)
+    };
+    let db = connect().await;
+    db.migrate().await.unwrap();
+    let store = AvatarStore::new(db.clone());
+    let id = trained_avatar(&store).await;
+    generate_many(&store, id, 120).await;
+    let before = store.load(id).await.unwrap();
+    db.close().await;
+
+    let store = AvatarStore::new(connect().await);
+    assert_eq!(store.load(id).await.unwrap(), before);
+    assert_eq!(store.history(id).await.unwrap().len(), 14 + 120);
+}
+
+#[tokio::test]
+async fn an_unknown_database_url_is_a_clear_error() {
+    let err = Database::connect("mysql://root:hunter2@localhost/aisha")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("sqlite://PATH or postgres://"), "{text}");
+    assert!(!text.contains("hunter2"), "the password must not be echoed: {text}");
+}
