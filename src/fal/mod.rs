@@ -1,0 +1,15 @@
+//! Everything between Aisha and FAL.ai: typed client, webhook verification, and a simulator.
+//!
+//! - [`types`] — FAL's JSON shapes (queue answers, outputs, webhooks, errors);
+//! - [`client`] — [`FalClient`]: submit, status, result, cancel, upload, download;
+//! - [`webhook`] — [`WebhookVerifier`] (signatures against FAL's JWKS) and [`WebhookSigner`];
+//! - [`sim`] — [`FalSimulator`]: the same HTTP protocol served locally, for tests and offline runs.
+
+pub mod client;
+pub mod sim;
+pub mod types;
+pub mod webhook;
+
+pub use client::{FalClient, FalClientConfig, FalError, RetryPolicy, Timeouts, UploadSource};
+pub use sim::{FalSimulator, SimConfig};
+pub use webhook::{WebhookError, WebhookSigner, WebhookVerifier};

@@ -1,0 +1,490 @@
+//! Input checks for the four endpoints Aisha uses, answering in FAL's 422 shape: a `detail` list
+//! of `{"loc", "msg", "type"}` entries, as FAL's (pydantic) validation writes them.
+
+use aggregates::presets::{PORTRAIT_GENERATOR, PORTRAIT_TRAINER, STYLE_GENERATOR, STYLE_TRAINER};
+use serde_json::{json, Map, Value};
+
+/// The endpoints the simulator knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Endpoint {
+    PortraitTrainer,
+    StyleTrainer,
+    PortraitGenerator,
+    StyleGenerator,
+}
+
+impl Endpoint {
+    pub(super) fn from_model_id(model_id: &str) -> Option<Self> {
+        match model_id {
+            PORTRAIT_TRAINER => Some(Self::PortraitTrainer),
+            STYLE_TRAINER => Some(Self::StyleTrainer),
+            PORTRAIT_GENERATOR => Some(Self::PortraitGenerator),
+            STYLE_GENERATOR => Some(Self::StyleGenerator),
+            _ => None,
+        }
+    }
+
+    pub(super) fn is_trainer(self) -> bool {
+        matches!(self, Self::PortraitTrainer | Self::StyleTrainer)
+    }
+
+    /// The field holding the training archive's URL.
+    pub(super) fn archive_field(self) -> Option<&'static str> {
+        match self {
+            Self::PortraitTrainer => Some("images_data_url"),
+            Self::StyleTrainer => Some("data_url"),
+            _ => None,
+        }
+    }
+
+    fn fields(self) -> &'static [Field] {
+        match self {
+            Self::PortraitTrainer => PORTRAIT_TRAINER_FIELDS,
+            Self::StyleTrainer => STYLE_TRAINER_FIELDS,
+            Self::PortraitGenerator => FLUX_LORA_FIELDS,
+            Self::StyleGenerator => ULTRA_FIELDS,
+        }
+    }
+}
+
+/// What a field must hold.
+enum Kind {
+    Str,
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Num {
+        min: f64,
+        max: f64,
+    },
+    /// A number strictly above zero.
+    Positive,
+    Bool,
+    StrChoice(&'static [&'static str]),
+    IntChoice(&'static [i64]),
+    /// A named size or `{"width", "height"}`.
+    ImageSize,
+    /// `[{"path", "scale"}]`.
+    Loras,
+}
+
+struct Field {
+    name: &'static str,
+    required: bool,
+    kind: Kind,
+}
+
+const fn req(name: &'static str, kind: Kind) -> Field {
+    Field {
+        name,
+        required: true,
+        kind,
+    }
+}
+
+const fn opt(name: &'static str, kind: Kind) -> Field {
+    Field {
+        name,
+        required: false,
+        kind,
+    }
+}
+
+const PORTRAIT_TRAINER_FIELDS: &[Field] = &[
+    req("images_data_url", Kind::Str),
+    opt("trigger_phrase", Kind::Str),
+    opt("learning_rate", Kind::Positive),
+    opt(
+        "steps",
+        Kind::Int {
+            min: 1,
+            max: 10_000,
+        },
+    ),
+    opt("multiresolution_training", Kind::Bool),
+    opt("subject_crop", Kind::Bool),
+    opt("create_masks", Kind::Bool),
+    opt("data_archive_format", Kind::Str),
+    opt("resume_from_checkpoint", Kind::Str),
+];
+
+const STYLE_TRAINER_FIELDS: &[Field] = &[
+    req("data_url", Kind::Str),
+    opt(
+        "mode",
+        Kind::StrChoice(&["character", "product", "style", "general"]),
+    ),
+    opt(
+        "iterations",
+        Kind::Int {
+            min: 1,
+            max: 10_000,
+        },
+    ),
+    opt("learning_rate", Kind::Positive),
+    opt(
+        "priority",
+        Kind::StrChoice(&["speed", "quality", "high_res_only"]),
+    ),
+    opt("captioning", Kind::Bool),
+    opt("trigger_word", Kind::Str),
+    opt("lora_rank", Kind::IntChoice(&[16, 32])),
+    opt("finetune_type", Kind::StrChoice(&["full", "lora"])),
+    opt("finetune_comment", Kind::Str),
+];
+
+const OUTPUT_FORMATS: &[&str] = &["jpeg", "png"];
+
+const FLUX_LORA_FIELDS: &[Field] = &[
+    req("prompt", Kind::Str),
+    opt("loras", Kind::Loras),
+    opt("image_size", Kind::ImageSize),
+    opt("num_inference_steps", Kind::Int { min: 1, max: 50 }),
+    opt(
+        "guidance_scale",
+        Kind::Num {
+            min: 0.0,
+            max: 35.0,
+        },
+    ),
+    opt("num_images", Kind::Int { min: 1, max: 4 }),
+    opt(
+        "seed",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
+    opt("enable_safety_checker", Kind::Bool),
+    opt("output_format", Kind::StrChoice(OUTPUT_FORMATS)),
+    opt("sync_mode", Kind::Bool),
+];
+
+/// Aspect ratios of the ultra endpoint.
+pub(super) const ASPECT_RATIOS: &[&str] = &[
+    "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21",
+];
+
+const ULTRA_FIELDS: &[Field] = &[
+    req("prompt", Kind::Str),
+    req("finetune_id", Kind::Str),
+    req("finetune_strength", Kind::Num { min: 0.0, max: 2.0 }),
+    opt("aspect_ratio", Kind::StrChoice(ASPECT_RATIOS)),
+    opt("num_images", Kind::Int { min: 1, max: 4 }),
+    opt("raw", Kind::Bool),
+    opt(
+        "safety_tolerance",
+        Kind::StrChoice(&["1", "2", "3", "4", "5", "6"]),
+    ),
+    opt("enable_safety_checker", Kind::Bool),
+    opt("output_format", Kind::StrChoice(OUTPUT_FORMATS)),
+    opt(
+        "seed",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
+    opt("sync_mode", Kind::Bool),
+];
+
+/// Named sizes of `fal-ai/flux-lora`, with their pixel sizes.
+pub(super) const IMAGE_SIZES: &[(&str, u32, u32)] = &[
+    ("square_hd", 1024, 1024),
+    ("square", 512, 512),
+    ("portrait_4_3", 768, 1024),
+    ("portrait_16_9", 576, 1024),
+    ("landscape_4_3", 1024, 768),
+    ("landscape_16_9", 1024, 576),
+];
+
+/// One validation error entry.
+pub(super) fn issue(loc: &[Value], msg: &str, kind: &str, input: Option<&Value>) -> Value {
+    let mut entry = json!({ "loc": loc, "msg": msg, "type": kind });
+    if let Some(input) = input {
+        entry["input"] = input.clone();
+    }
+    entry
+}
+
+/// Every problem with `input` for `endpoint`; empty when it is acceptable.
+pub(super) fn check(endpoint: Endpoint, input: &Value) -> Vec<Value> {
+    let Some(body) = input.as_object() else {
+        return vec![issue(
+            &[json!("body")],
+            "Input should be a valid dictionary",
+            "dict_type",
+            Some(input),
+        )];
+    };
+    let mut issues = Vec::new();
+    for field in endpoint.fields() {
+        let loc = [json!("body"), json!(field.name)];
+        match body.get(field.name) {
+            None if field.required => {
+                issues.push(issue(&loc, "Field required", "missing", None));
+            }
+            // Optional fields may be null: FAL's models declare them `Optional`.
+            None | Some(Value::Null) if !field.required => {}
+            Some(value) => check_value(&field.kind, value, &loc, &mut issues),
+            None => {}
+        }
+    }
+    issues
+}
+
+fn check_value(kind: &Kind, value: &Value, loc: &[Value], issues: &mut Vec<Value>) {
+    let mut fail = |msg: String, kind: &str| issues.push(issue(loc, &msg, kind, Some(value)));
+    match kind {
+        Kind::Str => {
+            if !value.is_string() {
+                fail("Input should be a valid string".into(), "string_type");
+            }
+        }
+        Kind::Bool => {
+            if !value.is_boolean() {
+                fail("Input should be a valid boolean".into(), "bool_type");
+            }
+        }
+        Kind::Int { min, max } => match value.as_i64() {
+            None if value.is_u64() => fail(
+                format!("Input should be less than or equal to {max}"),
+                "less_than_equal",
+            ),
+            None => fail("Input should be a valid integer".into(), "int_type"),
+            Some(n) if n < *min => fail(
+                format!("Input should be greater than or equal to {min}"),
+                "greater_than_equal",
+            ),
+            Some(n) if n > *max => fail(
+                format!("Input should be less than or equal to {max}"),
+                "less_than_equal",
+            ),
+            Some(_) => {}
+        },
+        Kind::Num { min, max } => match value.as_f64() {
+            None => fail("Input should be a valid number".into(), "float_type"),
+            Some(n) if n < *min => fail(
+                format!("Input should be greater than or equal to {min}"),
+                "greater_than_equal",
+            ),
+            Some(n) if n > *max => fail(
+                format!("Input should be less than or equal to {max}"),
+                "less_than_equal",
+            ),
+            Some(_) => {}
+        },
+        Kind::Positive => match value.as_f64() {
+            None => fail("Input should be a valid number".into(), "float_type"),
+            Some(n) if n <= 0.0 => fail("Input should be greater than 0".into(), "greater_than"),
+            Some(_) => {}
+        },
+        Kind::StrChoice(choices) => {
+            if !value.as_str().is_some_and(|s| choices.contains(&s)) {
+                fail(
+                    format!(
+                        "Input should be {}",
+                        list(choices.iter().map(|c| format!("'{c}'")))
+                    ),
+                    "literal_error",
+                );
+            }
+        }
+        Kind::IntChoice(choices) => {
+            if !value.as_i64().is_some_and(|n| choices.contains(&n)) {
+                fail(
+                    format!(
+                        "Input should be {}",
+                        list(choices.iter().map(i64::to_string))
+                    ),
+                    "literal_error",
+                );
+            }
+        }
+        Kind::ImageSize => check_image_size(value, loc, issues),
+        Kind::Loras => check_loras(value, loc, issues),
+    }
+}
+
+/// `a`, `a or b`, `a, b or c`: pydantic's way of listing choices.
+fn list(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+fn check_image_size(value: &Value, loc: &[Value], issues: &mut Vec<Value>) {
+    match value {
+        Value::String(name) if IMAGE_SIZES.iter().any(|(n, _, _)| n == name) => {}
+        Value::Object(size) => {
+            for side in ["width", "height"] {
+                let side_loc = [loc, &[json!(side)]].concat();
+                match size.get(side) {
+                    None => issues.push(issue(&side_loc, "Field required", "missing", None)),
+                    Some(v) => check_value(
+                        &Kind::Int {
+                            min: 1,
+                            max: 14_142,
+                        },
+                        v,
+                        &side_loc,
+                        issues,
+                    ),
+                }
+            }
+        }
+        other => {
+            let names = list(IMAGE_SIZES.iter().map(|(n, _, _)| format!("'{n}'")));
+            issues.push(issue(
+                loc,
+                &format!("Input should be {names}, or an object with width and height"),
+                "literal_error",
+                Some(other),
+            ));
+        }
+    }
+}
+
+fn check_loras(value: &Value, loc: &[Value], issues: &mut Vec<Value>) {
+    let Some(loras) = value.as_array() else {
+        issues.push(issue(
+            loc,
+            "Input should be a valid list",
+            "list_type",
+            Some(value),
+        ));
+        return;
+    };
+    for (index, lora) in loras.iter().enumerate() {
+        let lora_loc = [loc, &[json!(index)]].concat();
+        let Some(lora) = lora.as_object() else {
+            issues.push(issue(
+                &lora_loc,
+                "Input should be a valid dictionary",
+                "dict_type",
+                Some(lora),
+            ));
+            continue;
+        };
+        check_fields(
+            lora,
+            &[
+                req("path", Kind::Str),
+                opt(
+                    "scale",
+                    Kind::Num {
+                        min: -4.0,
+                        max: 4.0,
+                    },
+                ),
+            ],
+            &lora_loc,
+            issues,
+        );
+    }
+}
+
+fn check_fields(
+    body: &Map<String, Value>,
+    fields: &[Field],
+    loc: &[Value],
+    issues: &mut Vec<Value>,
+) {
+    for field in fields {
+        let field_loc = [loc, &[json!(field.name)]].concat();
+        match body.get(field.name) {
+            None if field.required => {
+                issues.push(issue(&field_loc, "Field required", "missing", None))
+            }
+            None => {}
+            Some(Value::Null) if !field.required => {}
+            Some(value) => check_value(&field.kind, value, &field_loc, issues),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aggregates::presets::{
+        FluxLoraInput, LoraWeight, TrainerParams, TrainingPreset, UltraFinetunedInput,
+    };
+    use aggregates::AvatarType;
+
+    #[test]
+    fn the_inputs_aisha_builds_pass() {
+        for avatar_type in [AvatarType::Portrait, AvatarType::Style] {
+            for preset in TrainingPreset::ALL {
+                let params = TrainerParams::for_preset(avatar_type, preset, "TOK_1", "label");
+                let endpoint = Endpoint::from_model_id(params.endpoint()).unwrap();
+                let issues = check(endpoint, &params.to_fal_input("http://x/files/a/b.zip"));
+                assert!(issues.is_empty(), "{avatar_type:?} {preset:?}: {issues:?}");
+            }
+        }
+        let lora = FluxLoraInput {
+            prompt: "TOK a portrait".into(),
+            loras: vec![LoraWeight {
+                path: "http://x/l.safetensors".into(),
+                scale: 1.0,
+            }],
+            image_size: "square_hd".into(),
+            num_inference_steps: Some(28),
+            guidance_scale: Some(3.5),
+            num_images: 2,
+        };
+        let issues = check(
+            Endpoint::PortraitGenerator,
+            &serde_json::to_value(lora).unwrap(),
+        );
+        assert!(issues.is_empty(), "{issues:?}");
+        let ultra = UltraFinetunedInput {
+            prompt: "TOK a castle".into(),
+            finetune_id: "f".into(),
+            finetune_strength: 1.1,
+            aspect_ratio: "1:1".into(),
+            num_images: 1,
+            raw: true,
+        };
+        let issues = check(
+            Endpoint::StyleGenerator,
+            &serde_json::to_value(ultra).unwrap(),
+        );
+        assert!(issues.is_empty(), "{issues:?}");
+    }
+
+    #[test]
+    fn bad_inputs_are_described_field_by_field() {
+        let issues = check(
+            Endpoint::PortraitGenerator,
+            &json!({"num_images": 9, "image_size": "huge", "loras": [{"scale": "x"}]}),
+        );
+        let locs: Vec<String> = issues.iter().map(|i| i["loc"].to_string()).collect();
+        assert_eq!(
+            locs,
+            [
+                r#"["body","prompt"]"#,
+                r#"["body","loras",0,"path"]"#,
+                r#"["body","loras",0,"scale"]"#,
+                r#"["body","image_size"]"#,
+                r#"["body","num_images"]"#,
+            ]
+        );
+        assert_eq!(issues[0]["type"], "missing");
+        assert_eq!(issues[4]["msg"], "Input should be less than or equal to 4");
+
+        let issues = check(
+            Endpoint::StyleGenerator,
+            &json!({"prompt": 1, "finetune_id": "f", "finetune_strength": 1.0, "aspect_ratio": "5:4"}),
+        );
+        assert_eq!(issues.len(), 2);
+        assert_eq!(issues[0]["type"], "string_type");
+        assert_eq!(issues[1]["type"], "literal_error");
+
+        let issues = check(Endpoint::StyleTrainer, &json!([1, 2]));
+        assert_eq!(issues[0]["type"], "dict_type");
+    }
+}

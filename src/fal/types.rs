@@ -1,0 +1,375 @@
+//! FAL's wire types: the JSON of queue answers, model outputs, webhooks and errors, with FAL's own
+//! field names. Model *inputs* live in `aggregates::presets`, since events record them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Answer to a queue submission (`POST {queue}/{model_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    /// The id the queue API knows the request by; the one to record.
+    pub request_id: String,
+    /// The last internal attempt's id; equal to `request_id` unless FAL retried the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_request_id: Option<String>,
+    #[serde(default = "QueueState::in_queue")]
+    pub status: QueueState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
+    pub status_url: String,
+    pub response_url: String,
+    pub cancel_url: String,
+}
+
+/// Where a queued request stands. COMPLETED means finished, not succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum QueueState {
+    InQueue,
+    InProgress,
+    Completed,
+    /// A state this client does not know yet; treated as "not finished".
+    #[serde(other)]
+    Unknown,
+}
+
+impl QueueState {
+    fn in_queue() -> Self {
+        Self::InQueue
+    }
+
+    /// FAL's spelling of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InQueue => "IN_QUEUE",
+            Self::InProgress => "IN_PROGRESS",
+            Self::Completed => "COMPLETED",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// Answer to `GET {status_url}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    pub status: QueueState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Present while IN_QUEUE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
+    /// Present when asked for with `?logs=1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<Vec<LogEntry>>,
+    /// Present when COMPLETED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_url: Option<String>,
+}
+
+impl QueueStatus {
+    pub fn is_completed(&self) -> bool {
+        self.status == QueueState::Completed
+    }
+}
+
+/// One line of a request's logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+/// Metrics of a completed request; FAL may add fields, which are kept in `other`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Metrics {
+    /// Seconds the model ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_time: Option<f64>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
+}
+
+/// A file FAL stores and serves; real answers leave any of these null.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FalFile {
+    pub url: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub file_name: Option<String>,
+    #[serde(default)]
+    pub file_size: Option<u64>,
+}
+
+/// Output of `fal-ai/flux-lora-portrait-trainer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortraitTrainerOutput {
+    #[serde(default)]
+    pub diffusers_lora_file: Option<FalFile>,
+    #[serde(default)]
+    pub config_file: Option<FalFile>,
+}
+
+impl PortraitTrainerOutput {
+    /// The LoRA URL, the one thing a portrait avatar must have.
+    pub fn lora_url(&self) -> Option<&str> {
+        self.diffusers_lora_file.as_ref()?.url.as_deref()
+    }
+
+    pub fn config_url(&self) -> Option<&str> {
+        self.config_file.as_ref()?.url.as_deref()
+    }
+}
+
+/// Output of `fal-ai/flux-pro-trainer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StyleTrainerOutput {
+    pub finetune_id: String,
+}
+
+/// One generated image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputImage {
+    pub url: String,
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+/// Output of both generators (`fal-ai/flux-lora`, `fal-ai/flux-pro/v1.1-ultra-finetuned`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorOutput {
+    pub images: Vec<OutputImage>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// One flag per image; a flagged image may come back blacked out.
+    #[serde(default)]
+    pub has_nsfw_concepts: Vec<bool>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub timings: Option<Value>,
+}
+
+impl GeneratorOutput {
+    /// Whether image `index` was flagged as NSFW.
+    pub fn is_nsfw(&self, index: usize) -> bool {
+        self.has_nsfw_concepts.get(index).copied().unwrap_or(false)
+    }
+}
+
+/// Outcome field of a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WebhookStatus {
+    Ok,
+    Error,
+}
+
+/// The JSON FAL POSTs to a `fal_webhook` URL when a request finishes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookPayload {
+    pub request_id: String,
+    #[serde(default)]
+    pub gateway_request_id: Option<String>,
+    pub status: WebhookStatus,
+    /// The output on OK; `{"detail": …}` or null on ERROR.
+    #[serde(default)]
+    pub payload: Option<Value>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Why `payload` is null although the request produced an output.
+    #[serde(default)]
+    pub payload_error: Option<String>,
+}
+
+impl WebhookPayload {
+    /// The output, typed, when the request succeeded and its payload was delivered.
+    pub fn output<T: serde::de::DeserializeOwned>(&self) -> Option<Result<T, serde_json::Error>> {
+        match (self.status, &self.payload) {
+            (WebhookStatus::Ok, Some(payload)) => Some(T::deserialize(payload)),
+            _ => None,
+        }
+    }
+
+    /// A readable reason for an ERROR webhook (or an OK one whose payload was lost).
+    pub fn error_message(&self) -> Option<String> {
+        match self.status {
+            WebhookStatus::Ok => self.payload_error.clone(),
+            WebhookStatus::Error => {
+                let detail = self
+                    .payload
+                    .as_ref()
+                    .and_then(|p| p.get("detail"))
+                    .map(|d| ErrorDetail::from_value(d.clone()).to_human());
+                let parts: Vec<String> = [self.error.clone(), detail, self.payload_error.clone()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                Some(if parts.is_empty() {
+                    "FAL reported an error without details".to_owned()
+                } else {
+                    parts.join(": ")
+                })
+            }
+        }
+    }
+}
+
+/// Body of a storage upload initiation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitiateUploadRequest {
+    pub content_type: String,
+    pub file_name: String,
+}
+
+/// Answer to a storage upload initiation: PUT the bytes to `upload_url`, then use `file_url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitiateUploadResponse {
+    pub upload_url: String,
+    pub file_url: String,
+}
+
+/// Body of FAL's error answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub detail: ErrorDetail,
+}
+
+/// FAL's `detail`: a sentence, or a list of validation errors (422).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ErrorDetail {
+    Message(String),
+    Validation(Vec<ValidationIssue>),
+    /// Any other shape, kept as it came.
+    Other(Value),
+}
+
+/// One validation error in a 422 `detail` list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationIssue {
+    /// Where: e.g. `["body", "prompt"]` or `["body", "loras", 0, "path"]`.
+    #[serde(default)]
+    pub loc: Vec<Value>,
+    pub msg: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
+impl ValidationIssue {
+    /// `body.loras.0.path`-style location.
+    pub fn location(&self) -> String {
+        self.loc
+            .iter()
+            .map(|part| match part {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+impl ErrorDetail {
+    pub fn from_value(value: Value) -> Self {
+        serde_json::from_value(value.clone()).unwrap_or(Self::Other(value))
+    }
+
+    /// One line a person can read: `body.prompt: Field required; …`.
+    pub fn to_human(&self) -> String {
+        match self {
+            Self::Message(message) => message.clone(),
+            Self::Validation(issues) if issues.is_empty() => "invalid input".to_owned(),
+            Self::Validation(issues) => issues
+                .iter()
+                .map(|issue| {
+                    let location = issue.location();
+                    if location.is_empty() {
+                        issue.msg.clone()
+                    } else {
+                        format!("{location}: {}", issue.msg)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            Self::Other(value) => value.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn detail_is_read_as_a_sentence_or_a_list() {
+        let text: ErrorBody = serde_json::from_value(json!({"detail": "Internal error"})).unwrap();
+        assert_eq!(text.detail.to_human(), "Internal error");
+
+        let list: ErrorBody = serde_json::from_value(json!({"detail": [
+            {"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"},
+            {"loc": ["body", "loras", 0, "path"], "msg": "Input should be a valid string", "type": "string_type"}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            list.detail.to_human(),
+            "body.prompt: Field required; body.loras.0.path: Input should be a valid string"
+        );
+
+        let odd = ErrorDetail::from_value(json!({"weird": true}));
+        assert_eq!(odd.to_human(), r#"{"weird":true}"#);
+    }
+
+    #[test]
+    fn portrait_output_accepts_null_file_fields() {
+        // The shape of a real answer (seed 003): the LoRA file has only a URL.
+        let out: PortraitTrainerOutput = serde_json::from_value(json!({
+            "diffusers_lora_file": {"url": "https://x/a.safetensors", "content_type": null,
+                                    "file_name": null, "file_size": null},
+            "config_file": {"url": "https://x/config.json", "content_type": "application/octet-stream",
+                            "file_name": "config.json", "file_size": 420}
+        }))
+        .unwrap();
+        assert_eq!(out.lora_url(), Some("https://x/a.safetensors"));
+        assert_eq!(out.config_file.unwrap().file_size, Some(420));
+    }
+
+    #[test]
+    fn unknown_queue_states_do_not_break_decoding() {
+        let status: QueueStatus =
+            serde_json::from_value(json!({"status": "SOMETHING_NEW"})).unwrap();
+        assert_eq!(status.status, QueueState::Unknown);
+        assert!(!status.is_completed());
+    }
+
+    #[test]
+    fn error_webhooks_explain_themselves() {
+        let hook: WebhookPayload = serde_json::from_value(json!({
+            "request_id": "r", "gateway_request_id": "r", "status": "ERROR",
+            "error": "Invalid status code: 422",
+            "payload": {"detail": [{"loc": ["body", "x"], "msg": "bad", "type": "value_error"}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            hook.error_message().unwrap(),
+            "Invalid status code: 422: body.x: bad"
+        );
+        assert!(hook.output::<StyleTrainerOutput>().is_none());
+    }
+}
