@@ -1,1 +1,367 @@
-fn main() {}
+//! Event-store benchmark: command throughput and latency at concurrency 1, 8 and 64, avatar load
+//! time at 10 and 10,000 events, and (in the same run, on the same server) the raw rate of
+//! single-row inserts of the same rows, for PostgreSQL and SQLite.
+//!
+//! Run: `cargo bench --bench store` (PostgreSQL from `DATABASE_URL`, default
+//! postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
+//! `BENCH_SECONDS` sets the time per concurrency level (default 4).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aggregates::{Action, Actor, AvatarType, Command, Gender, ImageFormat, PhotoMeta};
+use aisha::store::{AvatarStore, Database};
+use chrono::Utc;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::Executor;
+use uuid::Uuid;
+
+const CONCURRENCY: [usize; 3] = [1, 8, 64];
+const AVATARS: usize = 512;
+const OWNER: i64 = 77;
+
+#[tokio::main]
+async fn main() {
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let per_level = Duration::from_secs(seconds);
+    println!("# event store benchmark ({} s per level, {AVATARS} avatars)", seconds);
+
+    // PostgreSQL: a scratch database on the same server.
+    let scratch = format!("aisha_bench_{}", std::process::id());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL (set DATABASE_URL)");
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {scratch}").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {scratch}").as_str())
+        .await
+        .unwrap();
+    let pg_url = replace_db_name(&admin_url, &scratch);
+    let pg = Database::connect(&pg_url).await.unwrap();
+    pg.migrate().await.unwrap();
+    bench_backend("postgres", pg.clone(), per_level).await;
+    pg.close().await;
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let sqlite = Database::connect(&sqlite_url).await.unwrap();
+    sqlite.migrate().await.unwrap();
+    bench_backend("sqlite", sqlite.clone(), per_level).await;
+    sqlite.close().await;
+}
+
+async fn bench_backend(name: &str, db: Database, per_level: Duration) {
+    let store = Arc::new(AvatarStore::new(db.clone()));
+    let avatars = Arc::new(prepare_avatars(&store, AVATARS).await);
+    println!("\n## {name}");
+    println!(
+        "| concurrency | commands/s | p50 ms | p99 ms | raw inserts/s | commands / raw |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for concurrency in CONCURRENCY {
+        let commands = run_commands(&store, &avatars, concurrency, per_level).await;
+        let raw = run_raw_inserts(&db, concurrency, per_level).await;
+        println!(
+            "| {concurrency} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0}% |",
+            commands.rate,
+            commands.p50_ms,
+            commands.p99_ms,
+            raw.rate,
+            100.0 * commands.rate / raw.rate
+        );
+    }
+
+    let small = avatar_with_events(&store, 10).await;
+    let large = avatar_with_events(&store, 10_000).await;
+    let small_ms = median_load_ms(&store, small).await;
+    let large_ms = median_load_ms(&store, large).await;
+    println!(
+        "\nload avatar: 10 events {small_ms:.3} ms, 10,000 events {large_ms:.3} ms (ratio {:.2}x; median of 101 loads)",
+        large_ms / small_ms
+    );
+}
+
+struct Measured {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn measured(latencies: &mut [Duration], elapsed: Duration) -> Measured {
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        let idx = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies.get(idx).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    Measured {
+        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+    }
+}
+
+/// Workers issue `Generate` on their own slice of trained avatars until the time is up.
+async fn run_commands(
+    store: &Arc<AvatarStore>,
+    avatars: &Arc<Vec<Uuid>>,
+    concurrency: usize,
+    duration: Duration,
+) -> Measured {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let workers = (0..concurrency).map(|w| {
+        let store = store.clone();
+        let avatars = avatars.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = w;
+            while Instant::now() < deadline {
+                let id = avatars[i % avatars.len()];
+                i += concurrency;
+                let t = Instant::now();
+                store
+                    .execute(id, generate(), Uuid::new_v4())
+                    .await
+                    .expect("generate");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        })
+    });
+    let mut all = Vec::new();
+    for w in futures::future::join_all(workers).await {
+        all.extend(w.unwrap());
+    }
+    measured(&mut all, start.elapsed())
+}
+
+/// The same rows a `Generate` appends, inserted one per statement (autocommit), same pool.
+async fn run_raw_inserts(db: &Database, concurrency: usize, duration: Duration) -> Measured {
+    let payload = serde_json::json!({"GenerationRequested": {
+        "owner": OWNER, "generation_id": Uuid::new_v4(), "prompt": "a portrait in the rain",
+        "preset": null, "endpoint": "fal-ai/flux-lora",
+        "arguments": {"prompt": "PERSON_12345678 a portrait in the rain",
+            "loras": [{"path": "http://fal/files/lora.safetensors", "scale": 1.0}],
+            "image_size": "square_hd", "num_images": 1},
+        "num_images": 1, "at": Utc::now()}});
+    let metadata = serde_json::json!({"actor": "telegram:77",
+        "correlation_id": Uuid::new_v4(), "command": "generate"});
+    let start = Instant::now();
+    let deadline = start + duration;
+    let workers = (0..concurrency).map(|_| {
+        let db = db.clone();
+        let (payload, metadata) = (payload.clone(), metadata.clone());
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let stream = Uuid::new_v4().to_string();
+            let mut sequence: i64 = 0;
+            while Instant::now() < deadline {
+                sequence += 1;
+                let t = Instant::now();
+                match &db {
+                    Database::Postgres(pool) => sqlx::query(
+                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                             event_version, payload, metadata) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                    )
+                    .bind("RawInsert")
+                    .bind(&stream)
+                    .bind(sequence)
+                    .bind("GenerationRequested")
+                    .bind("1")
+                    .bind(&payload)
+                    .bind(&metadata)
+                    .execute(pool)
+                    .await
+                    .map(drop),
+                    Database::Sqlite(pool) => sqlx::query(
+                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                             event_version, payload, metadata) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    )
+                    .bind("RawInsert")
+                    .bind(&stream)
+                    .bind(sequence)
+                    .bind("GenerationRequested")
+                    .bind("1")
+                    .bind(&payload)
+                    .bind(&metadata)
+                    .execute(pool)
+                    .await
+                    .map(drop),
+                }
+                .expect("raw insert");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        })
+    });
+    let mut all = Vec::new();
+    for w in futures::future::join_all(workers).await {
+        all.extend(w.unwrap());
+    }
+    measured(&mut all, start.elapsed())
+}
+
+fn generate() -> Command {
+    Command::new(
+        Actor::User(OWNER),
+        Utc::now(),
+        Action::Generate {
+            generation_id: Uuid::new_v4(),
+            prompt: "a portrait in the rain".into(),
+            preset: None,
+            num_images: 1,
+        },
+    )
+}
+
+async fn exec(store: &AvatarStore, id: Uuid, by: Actor, action: Action) {
+    store
+        .execute(id, Command::new(by, Utc::now(), action), Uuid::new_v4())
+        .await
+        .expect("setup command");
+}
+
+fn photo(n: usize) -> PhotoMeta {
+    PhotoMeta {
+        photo_id: format!("p{n}"),
+        content_hash: format!("{n:064x}"),
+        byte_size: 80_000,
+        width: 1024,
+        height: 1024,
+        format: ImageFormat::Jpeg,
+        storage_key: format!("photos/p{n}.jpg"),
+    }
+}
+
+/// A created avatar with `photos` photos (1 + photos events).
+async fn draft(store: &AvatarStore, photos: usize) -> Uuid {
+    let id = Uuid::new_v4();
+    let user = Actor::User(OWNER);
+    exec(
+        store,
+        id,
+        user.clone(),
+        Action::Create {
+            avatar_id: id,
+            name: "Bench".into(),
+            gender: Gender::Other,
+            avatar_type: AvatarType::Portrait,
+        },
+    )
+    .await;
+    for n in 1..=photos {
+        exec(store, id, user.clone(), Action::UploadPhoto { photo: photo(n) }).await;
+    }
+    id
+}
+
+/// A trained avatar: 14 events.
+async fn trained(store: &AvatarStore) -> Uuid {
+    let id = draft(store, 10).await;
+    let system = Actor::System("bench".into());
+    exec(
+        store,
+        id,
+        Actor::User(OWNER),
+        Action::StartTraining {
+            preset: aggregates::TrainingPreset::Fast,
+        },
+    )
+    .await;
+    let request_id = format!("req-{id}");
+    exec(
+        store,
+        id,
+        system.clone(),
+        Action::RecordTrainingSubmission {
+            request_id: request_id.clone(),
+            endpoint: "fal-ai/flux-lora-portrait-trainer".into(),
+            status_url: "http://fal/s".into(),
+            response_url: "http://fal/r".into(),
+            cancel_url: "http://fal/c".into(),
+            archive_url: "http://fal/a.zip".into(),
+        },
+    )
+    .await;
+    exec(
+        store,
+        id,
+        system,
+        Action::CompleteTraining {
+            request_id,
+            output: aggregates::TrainingOutput {
+                lora_file_url: Some("http://fal/files/lora.safetensors".into()),
+                ..Default::default()
+            },
+        },
+    )
+    .await;
+    id
+}
+
+async fn prepare_avatars(store: &Arc<AvatarStore>, count: usize) -> Vec<Uuid> {
+    let tasks = (0..count).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { trained(&store).await })
+    });
+    let mut ids = Vec::new();
+    for chunk in tasks.collect::<Vec<_>>().chunks_mut(32) {
+        for t in chunk {
+            ids.push(t.await.unwrap());
+        }
+    }
+    ids
+}
+
+/// An avatar whose stream holds exactly `events` events.
+async fn avatar_with_events(store: &AvatarStore, events: usize) -> Uuid {
+    if events <= 21 {
+        return draft(store, events - 1).await;
+    }
+    let id = trained(store).await;
+    for _ in 14..events {
+        store
+            .execute(id, generate(), Uuid::new_v4())
+            .await
+            .expect("generate");
+    }
+    id
+}
+
+async fn median_load_ms(store: &AvatarStore, id: Uuid) -> f64 {
+    let _ = store.load(id).await.unwrap(); // warm the pool and caches
+    let mut times: Vec<f64> = Vec::new();
+    for _ in 0..101 {
+        let t = Instant::now();
+        std::hint::black_box(store.load(id).await.unwrap());
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn replace_db_name(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = match base.rfind('/') {
+        Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}

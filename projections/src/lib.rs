@@ -1,1 +1,73 @@
+//! Read models built from Avatar events: each [`Projection`] declares its tables and how one
+//! event changes them. The binary's feed runner applies events in feed order and advances the
+//! projection's checkpoint in the same transaction, so an event is never applied twice or skipped.
+//!
+//! Projections write through [`Tx`], one small SQL surface over PostgreSQL and SQLite: statements
+//! are written once with `$1`-style placeholders and bound with [`Arg`]s.
 
+pub mod sql;
+
+use std::collections::HashMap;
+
+use aggregates::AvatarEvent;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+pub use sql::{Arg, Backend, Tx};
+
+/// One event as the feed delivers it: in global order, with its stream coordinates.
+#[derive(Debug, Clone)]
+pub struct FeedEvent {
+    /// The feed cursor of this event (orders the whole feed).
+    pub cursor: Cursor,
+    pub avatar_id: Uuid,
+    /// The event's number within its avatar's stream, from 1.
+    pub sequence: u64,
+    pub event: AvatarEvent,
+    pub metadata: HashMap<String, String>,
+    /// When the store wrote it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A place in the feed. PostgreSQL orders the feed by (writing transaction, position) so that a
+/// position which commits late is never skipped; SQLite commits in position order and uses
+/// `txid = 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Cursor {
+    pub txid: i64,
+    pub position: i64,
+}
+
+impl Cursor {
+    /// Before the first event.
+    pub const START: Self = Self {
+        txid: 0,
+        position: 0,
+    };
+}
+
+/// Why a projection could not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A read model: its tables and how to apply one event to them.
+pub trait Projection: Send + Sync {
+    /// Stable name; also the checkpoint's key.
+    fn name(&self) -> &'static str;
+
+    /// Tables this projection owns, emptied before a rebuild (children before parents).
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Applies one event inside the runner's transaction.
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx<'_>,
+        event: &'a FeedEvent,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+}

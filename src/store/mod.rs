@@ -4,6 +4,7 @@
 //! commands (load → decide → append, retried on a concurrent-write conflict) and reads an
 //! avatar's history for auditors.
 
+pub mod feed;
 mod repo;
 
 use std::collections::HashMap;
@@ -149,6 +150,7 @@ pub struct HistoryEntry {
 pub struct AvatarStore {
     db: Database,
     events: PersistedEventStore<AnyRepository, Avatar>,
+    feed: Option<feed::Feed>,
 }
 
 impl AvatarStore {
@@ -164,7 +166,14 @@ impl AvatarStore {
         Self {
             db,
             events: PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY),
+            feed: None,
         }
+    }
+
+    /// Wakes this feed's local readers after every commit, so they need not wait for a poll.
+    pub fn notifying(mut self, feed: feed::Feed) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     pub fn database(&self) -> &Database {
@@ -211,7 +220,12 @@ impl AvatarStore {
                 });
             }
             match self.events.commit(new_events, context, metadata.clone()).await {
-                Ok(events) => return Ok(Executed { events, state }),
+                Ok(events) => {
+                    if let Some(feed) = &self.feed {
+                        feed.notify();
+                    }
+                    return Ok(Executed { events, state });
+                }
                 Err(AggregateError::AggregateConflict) => {
                     tracing::debug!(attempt, "concurrent write on the same avatar; retrying");
                     let pause = rand::thread_rng().gen_range(0..=2u64 * u64::from(attempt));

@@ -2,5 +2,7 @@
 
 mod fake_telegram;
 mod fal;
+mod photos;
+mod feed;
 mod store;
 mod support;

@@ -1,0 +1,184 @@
+//! A deliberately small SQL surface shared by PostgreSQL and SQLite, so each projection's
+//! statements are written once.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgConnection, Row, SqliteConnection};
+
+/// Which database a transaction runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    I64(i64),
+    OptI64(Option<i64>),
+    F64(f64),
+    OptF64(Option<f64>),
+    Bool(bool),
+    Text(String),
+    OptText(Option<String>),
+    Time(DateTime<Utc>),
+    OptTime(Option<DateTime<Utc>>),
+    Date(NaiveDate),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Self::I64(v)
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Self::OptI64(v)
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Self::F64(v)
+    }
+}
+impl From<Option<f64>> for Arg {
+    fn from(v: Option<f64>) -> Self {
+        Self::OptF64(v)
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Self::Bool(v)
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Self::Text(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Self::Text(v.to_owned())
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Self::OptText(v)
+    }
+}
+impl From<DateTime<Utc>> for Arg {
+    fn from(v: DateTime<Utc>) -> Self {
+        Self::Time(v)
+    }
+}
+impl From<Option<DateTime<Utc>>> for Arg {
+    fn from(v: Option<DateTime<Utc>>) -> Self {
+        Self::OptTime(v)
+    }
+}
+impl From<NaiveDate> for Arg {
+    fn from(v: NaiveDate) -> Self {
+        Self::Date(v)
+    }
+}
+impl From<uuid::Uuid> for Arg {
+    fn from(v: uuid::Uuid) -> Self {
+        Self::Text(v.to_string())
+    }
+}
+
+/// A connection inside an open transaction, on either backend.
+pub enum Tx<'c> {
+    Postgres(&'c mut PgConnection),
+    Sqlite(&'c mut SqliteConnection),
+}
+
+/// `$1`-style placeholders become SQLite's numbered `?1`; statements must not contain `$`
+/// anywhere else.
+pub fn for_backend(backend: Backend, sql: &str) -> std::borrow::Cow<'_, str> {
+    match backend {
+        Backend::Postgres => sql.into(),
+        Backend::Sqlite => sql.replace('$', "?").into(),
+    }
+}
+
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg {
+                Arg::I64(v) => q.bind(v),
+                Arg::OptI64(v) => q.bind(v),
+                Arg::F64(v) => q.bind(v),
+                Arg::OptF64(v) => q.bind(v),
+                Arg::Bool(v) => q.bind(v),
+                Arg::Text(v) => q.bind(v),
+                Arg::OptText(v) => q.bind(v),
+                Arg::Time(v) => q.bind(v),
+                Arg::OptTime(v) => q.bind(v),
+                Arg::Date(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+impl Tx<'_> {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Postgres(_) => Backend::Postgres,
+            Self::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Runs a statement; returns the number of rows it changed.
+    pub async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        let sql = for_backend(self.backend(), sql);
+        match self {
+            Self::Postgres(c) => Ok(bind_all!(sqlx::query(&sql), args)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()),
+            Self::Sqlite(c) => Ok(bind_all!(sqlx::query(&sql), args)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()),
+        }
+    }
+
+    /// Reads one optional `i64` (the first column of the first row).
+    pub async fn fetch_i64(&mut self, sql: &str, args: Vec<Arg>) -> Result<Option<i64>, sqlx::Error> {
+        let sql = for_backend(self.backend(), sql);
+        match self {
+            Self::Postgres(c) => Ok(bind_all!(sqlx::query(&sql), args)
+                .fetch_optional(&mut **c)
+                .await?
+                .map(|r| r.get::<Option<i64>, _>(0))
+                .flatten()),
+            Self::Sqlite(c) => Ok(bind_all!(sqlx::query(&sql), args)
+                .fetch_optional(&mut **c)
+                .await?
+                .map(|r| r.get::<Option<i64>, _>(0))
+                .flatten()),
+        }
+    }
+
+    /// Reads one optional timestamp (the first column of the first row).
+    pub async fn fetch_time(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        let sql = for_backend(self.backend(), sql);
+        match self {
+            Self::Postgres(c) => Ok(bind_all!(sqlx::query(&sql), args)
+                .fetch_optional(&mut **c)
+                .await?
+                .and_then(|r| r.get::<Option<DateTime<Utc>>, _>(0))),
+            Self::Sqlite(c) => Ok(bind_all!(sqlx::query(&sql), args)
+                .fetch_optional(&mut **c)
+                .await?
+                .and_then(|r| r.get::<Option<DateTime<Utc>>, _>(0))),
+        }
+    }
+}
