@@ -8,6 +8,7 @@
 //! - [`serve`] — `aisha serve`: everything wired together;
 //! - [`store`] — the event store (SQLite or PostgreSQL) and command execution;
 //! - [`fal`] — the FAL client, webhook verification and the FAL simulator;
+//! - [`photos`] — photo intake checks, the photo store (folder or S3) and the training archive;
 //! - [`fake_telegram`] — a fake Telegram Bot API for tests and the offline demo.
 
 pub mod cli;
@@ -15,5 +16,6 @@ pub mod config;
 pub mod fake_telegram;
 pub mod fal;
 pub mod http;
+pub mod photos;
 pub mod serve;
 pub mod store;
