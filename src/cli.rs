@@ -67,7 +67,7 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, StoreError> {
+async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliError> {
     match command {
         CliCommand::Migrate => {
             let db = Database::connect(&config.database_url).await?;
@@ -76,10 +76,8 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, StoreE
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::Serve => {
-            let db = Database::connect(&config.database_url).await?;
-            db.migrate().await?;
             tracing::info!(config = ?config, "starting");
-            crate::serve::run(config, db).await?;
+            crate::serve::run(config).await?;
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::History { avatar_id, json } => {
@@ -101,6 +99,15 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, StoreE
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Why a command failed, as the operator reads it.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
 }
 
 /// The history as a table a person can read.

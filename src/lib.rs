@@ -2,6 +2,8 @@
 //!
 //! The domain lives in the `aggregates` crate (pure) and read models in `projections`; this crate
 //! is everything at the edges:
+//! - [`actors`] — the actix actors that train, generate, poll, notify and clean up;
+//! - [`app`] — the whole service assembled from its configuration;
 //! - [`config`] — settings from the environment and `.env`;
 //! - [`cli`] — the `aisha` command line (`serve`, `migrate`, `history`, …);
 //! - [`http`] — the HTTP server (health; webhooks, metrics and the admin API to come);
@@ -11,6 +13,8 @@
 //! - [`photos`] — photo intake checks, the photo store (folder or S3) and the training archive;
 //! - [`fake_telegram`] — a fake Telegram Bot API for tests and the offline demo.
 
+pub mod actors;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod fake_telegram;

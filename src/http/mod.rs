@@ -12,6 +12,8 @@ use serde_json::json;
 
 use crate::store::{AvatarStore, Database};
 
+pub mod webhooks;
+
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct AppState {

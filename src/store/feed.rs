@@ -323,6 +323,7 @@ pub struct ProjectionRunner {
     feed: Feed,
     projection: Arc<dyn Projection>,
     batch_size: i64,
+    on_commit: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// What one catch-up pass did.
@@ -339,7 +340,14 @@ impl ProjectionRunner {
             feed,
             projection,
             batch_size: 500,
+            on_commit: None,
         }
+    }
+
+    /// Called after every batch that applied events has committed (e.g. to wake workers).
+    pub fn on_commit(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_commit = Some(Arc::new(f));
+        self
     }
 
     pub fn with_batch_size(mut self, batch_size: i64) -> Self {
@@ -361,7 +369,12 @@ impl ProjectionRunner {
                     return Ok(progress);
                 }
                 Some(0) => return Ok(progress),
-                Some(n) => progress.applied += n,
+                Some(n) => {
+                    progress.applied += n;
+                    if let Some(f) = &self.on_commit {
+                        f();
+                    }
+                }
             }
         }
     }

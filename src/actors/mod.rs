@@ -1,0 +1,350 @@
+//! The actors (actix) that do Aisha's outside work: train on FAL, generate images, watch running
+//! trainings, notify users and clean up after deletions.
+//!
+//! Work is driven from committed events: reactors (feed consumers in [`reactors`]) enqueue work
+//! items in the same transaction as their checkpoint, and one [`Worker`] actor per kind claims
+//! due items and runs them with bounded concurrency. The actors live on their own actix system
+//! thread; the I/O they start runs on the main tokio runtime, and results come back as messages.
+
+pub mod cleanup;
+pub mod generation;
+pub mod notify;
+pub mod reactors;
+pub mod training;
+pub mod watch;
+pub mod work;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::future::BoxFuture;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::fal::FalClient;
+use crate::photos::PhotoStore;
+use crate::store::feed::Feed;
+use crate::store::{AvatarStore, StoreError};
+
+pub use notify::{Notification, Notifier};
+use work::{WorkItem, WorkQueue};
+
+/// The system actor name recorded on the commands each actor issues.
+pub const TRAINING_ACTOR: &str = "training-actor";
+pub const GENERATION_ACTOR: &str = "generation-actor";
+pub const WEBHOOK_ACTOR: &str = "fal-webhook";
+pub const POLLER_ACTOR: &str = "status-poller";
+
+/// Timing of the actors; tests shorten it.
+#[derive(Debug, Clone)]
+pub struct ActorSettings {
+    /// How often each worker looks for due work when nothing woke it.
+    pub poll_interval: Duration,
+    /// How long a claimed item is ours before another worker may take it over.
+    pub lease: Duration,
+    /// After submission, when the poller first asks FAL about a training (the webhook usually
+    /// arrives first).
+    pub status_poll_after: Duration,
+    /// Between two status polls of the same training.
+    pub status_poll_every: Duration,
+    /// A training without a result after this long is failed and cancelled.
+    pub training_deadline: Duration,
+    /// Between two status polls of a running generation.
+    pub generation_poll_every: Duration,
+    /// A generation without a result after this long is failed.
+    pub generation_deadline: Duration,
+    /// Concurrent generations (a batch runs this wide).
+    pub generation_concurrency: usize,
+    /// Attempts for an item whose failures are transient, before giving up visibly.
+    pub max_attempts: i32,
+    /// Base of the exponential backoff between attempts.
+    pub retry_base: Duration,
+}
+
+impl Default for ActorSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(250),
+            lease: Duration::from_secs(300),
+            status_poll_after: Duration::from_secs(60),
+            status_poll_every: Duration::from_secs(30),
+            training_deadline: Duration::from_secs(3 * 3600),
+            generation_poll_every: Duration::from_secs(2),
+            generation_deadline: Duration::from_secs(600),
+            generation_concurrency: 8,
+            max_attempts: 6,
+            retry_base: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ActorSettings {
+    /// Fast timings for tests and the offline demo.
+    pub fn fast() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(50),
+            lease: Duration::from_secs(30),
+            status_poll_after: Duration::from_millis(1500),
+            status_poll_every: Duration::from_millis(300),
+            training_deadline: Duration::from_secs(60),
+            generation_poll_every: Duration::from_millis(100),
+            generation_deadline: Duration::from_secs(60),
+            generation_concurrency: 8,
+            max_attempts: 4,
+            retry_base: Duration::from_millis(100),
+        }
+    }
+
+    /// Backoff before attempt `attempts + 1`.
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let exp = attempts.clamp(0, 10) as u32;
+        self.retry_base.saturating_mul(2u32.saturating_pow(exp)).min(Duration::from_secs(300))
+    }
+}
+
+/// What the actors need from the rest of Aisha.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<AvatarStore>,
+    pub queue: WorkQueue,
+    pub fal: FalClient,
+    pub photos: PhotoStore,
+    pub notifier: Arc<dyn Notifier>,
+    /// Our public base URL, for FAL webhooks; without it trainings are polled.
+    pub public_base_url: Option<String>,
+    pub settings: ActorSettings,
+}
+
+impl Services {
+    /// The webhook URL FAL should call for a training of `avatar_id`.
+    pub fn training_webhook(&self, avatar_id: Uuid) -> Option<String> {
+        self.public_base_url.as_ref().map(|base| {
+            format!(
+                "{}/webhooks/fal?avatar_id={avatar_id}",
+                base.trim_end_matches('/')
+            )
+        })
+    }
+
+    /// The webhook URL FAL should call for a generation.
+    pub fn generation_webhook(&self, avatar_id: Uuid, generation_id: Uuid) -> Option<String> {
+        self.public_base_url.as_ref().map(|base| {
+            format!(
+                "{}/webhooks/fal?avatar_id={avatar_id}&generation_id={generation_id}",
+                base.trim_end_matches('/')
+            )
+        })
+    }
+}
+
+/// How a handler finished an item.
+#[derive(Debug)]
+pub enum Outcome {
+    Done,
+    /// A transient problem: try again after the backoff (or give up after too many attempts).
+    Retry(String),
+    /// Try again after exactly this long (polling).
+    RetryAfter(Duration),
+    /// Permanent; the handler has already told the avatar (and so the user) if needed.
+    Failed(String),
+}
+
+/// Runs one kind of work item.
+pub trait WorkHandler: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+    fn concurrency(&self) -> usize {
+        4
+    }
+    fn run<'a>(&'a self, item: &'a WorkItem) -> BoxFuture<'a, Result<Outcome, StoreError>>;
+    /// Called when an item has been retried too often; should fail the avatar's operation
+    /// visibly. Default: nothing beyond marking the item failed.
+    fn give_up<'a>(&'a self, _item: &'a WorkItem, _error: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// A worker actor for one kind of work: claims due items up to its concurrency and runs each on
+/// the tokio runtime, hearing back through [`Finished`].
+pub struct Worker {
+    handler: Arc<dyn WorkHandler>,
+    queue: WorkQueue,
+    settings: ActorSettings,
+    runtime: tokio::runtime::Handle,
+    in_flight: usize,
+}
+
+/// Look for due work now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// One claim-and-run task ended; `claimed` says whether it found an item.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Finished {
+    claimed: bool,
+}
+
+impl Worker {
+    fn fill(&mut self, ctx: &mut Context<Self>) {
+        let limit = self.handler.concurrency().max(1);
+        while self.in_flight < limit {
+            self.in_flight += 1;
+            let addr = ctx.address();
+            let handler = self.handler.clone();
+            let queue = self.queue.clone();
+            let settings = self.settings.clone();
+            self.runtime.spawn(async move {
+                let claimed = claim_and_run(&*handler, &queue, &settings).await;
+                addr.do_send(Finished { claimed });
+            });
+        }
+    }
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.settings.poll_interval, |act, ctx| act.fill(ctx));
+        self.fill(ctx);
+    }
+}
+
+impl Handler<Wake> for Worker {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.fill(ctx);
+    }
+}
+
+impl Handler<Finished> for Worker {
+    type Result = ();
+    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if msg.claimed {
+            // There may be more due work right behind it.
+            self.fill(ctx);
+        }
+    }
+}
+
+/// Claims one item and runs it; returns whether there was one.
+async fn claim_and_run(handler: &dyn WorkHandler, queue: &WorkQueue, settings: &ActorSettings) -> bool {
+    let kind = handler.kind();
+    let item = match queue.claim(kind, settings.lease).await {
+        Ok(Some(item)) => item,
+        Ok(None) => return false,
+        Err(e) => {
+            tracing::warn!(kind, error = %e, "could not claim work");
+            tokio::time::sleep(settings.poll_interval).await;
+            return false;
+        }
+    };
+    let span = tracing::info_span!("work", kind, key = %item.key, avatar_id = %item.avatar_id, attempt = item.attempts);
+    let outcome = handler
+        .run(&item)
+        .instrument(span)
+        .await
+        // A store error (database away) is transient from the work's point of view.
+        .unwrap_or_else(|e| Outcome::Retry(e.to_string()));
+    let result = match outcome {
+        Outcome::Done => queue.complete(item.id).await,
+        Outcome::RetryAfter(delay) => queue.retry_later(item.id, delay, "waiting").await,
+        Outcome::Retry(error) if item.attempts < settings.max_attempts => {
+            tracing::warn!(kind, key = %item.key, attempt = item.attempts, %error, "work failed; will retry");
+            queue
+                .retry_later(item.id, settings.backoff(item.attempts), &error)
+                .await
+        }
+        Outcome::Retry(error) => {
+            tracing::error!(kind, key = %item.key, attempts = item.attempts, %error, "work failed too often; giving up");
+            handler.give_up(&item, &error).await;
+            queue.fail(item.id, &error).await
+        }
+        Outcome::Failed(error) => {
+            tracing::warn!(kind, key = %item.key, %error, "work failed");
+            queue.fail(item.id, &error).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(kind, key = %item.key, error = %e, "could not record the work's outcome; its lease will lapse and it will run again");
+    }
+    true
+}
+
+/// The running actors; dropping it does not stop them, [`ActorSystem::stop`] does.
+pub struct ActorSystem {
+    system: actix::System,
+    thread: Option<std::thread::JoinHandle<()>>,
+    reactor: tokio::task::JoinHandle<()>,
+}
+
+impl ActorSystem {
+    /// Starts the reactor on the tokio runtime and one worker actor per kind of work on a
+    /// dedicated actix system thread.
+    pub fn start(services: Services, feed: Feed) -> Self {
+        let runtime = tokio::runtime::Handle::current();
+        let handlers: Vec<Arc<dyn WorkHandler>> = vec![
+            Arc::new(training::TrainingHandler { services: services.clone() }),
+            Arc::new(watch::StatusPoller { services: services.clone() }),
+            Arc::new(generation::GenerationHandler { services: services.clone() }),
+            Arc::new(notify::NotifyHandler { notifier: services.notifier.clone() }),
+            Arc::new(cleanup::CleanupHandler { services: services.clone() }),
+        ];
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let queue = services.queue.clone();
+        let settings = services.settings.clone();
+        let thread = std::thread::Builder::new()
+            .name("actors".into())
+            .spawn(move || {
+                let system = actix::System::new();
+                system.block_on(async move {
+                    let workers: Vec<Addr<Worker>> = handlers
+                        .into_iter()
+                        .map(|handler| {
+                            Worker {
+                                handler,
+                                queue: queue.clone(),
+                                settings: settings.clone(),
+                                runtime: runtime.clone(),
+                                in_flight: 0,
+                            }
+                            .start()
+                        })
+                        .collect();
+                    let _ = ready_tx.send((actix::System::current(), workers));
+                });
+                if let Err(e) = system.run() {
+                    tracing::error!(error = %e, "actor system stopped with an error");
+                }
+            })
+            .expect("spawn the actor thread");
+        let (system, workers) = ready_rx.recv().expect("actor system started");
+        let reactor = reactors::ActorReactor {
+            status_poll_after: services.settings.status_poll_after,
+        };
+        let runner = crate::store::feed::ProjectionRunner::new(feed, Arc::new(reactor))
+            .on_commit(move || {
+                for worker in &workers {
+                    worker.do_send(Wake);
+                }
+            });
+        let reactor = tokio::spawn(runner.run());
+        Self {
+            system,
+            thread: Some(thread),
+            reactor,
+        }
+    }
+
+    /// Stops the reactor and the actors; work in flight is picked up again after a restart.
+    pub fn stop(mut self) {
+        self.reactor.abort();
+        self.system.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

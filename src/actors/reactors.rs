@@ -1,0 +1,140 @@
+//! The reactor: a feed consumer that turns committed events into work items, in the same
+//! transaction as its checkpoint, so every side effect is driven by an event exactly once.
+
+use std::time::Duration;
+
+use aggregates::AvatarEvent;
+use chrono::Utc;
+use futures::future::BoxFuture;
+use projections::{FeedEvent, Projection, ProjectionError, Tx};
+
+use super::cleanup::{self, CleanupPayload};
+use super::generation::{self, GeneratePayload};
+use super::notify::{self, Notification};
+use super::training::{self, TrainPayload};
+use super::watch::{self, WatchPayload};
+use super::work::enqueue;
+
+/// The reactor's checkpoint name.
+pub const NAME: &str = "reactor:actors";
+
+pub struct ActorReactor {
+    /// How long after a submission the poller first looks.
+    pub status_poll_after: Duration,
+}
+
+impl Projection for ActorReactor {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    // Work items are not a read model: a rebuild must never enqueue work again.
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx<'_>,
+        e: &'a FeedEvent,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let id = e.avatar_id;
+            let now = Utc::now();
+            let notify_key = format!("notify:{id}:{}", e.sequence);
+            match &e.event {
+                AvatarEvent::TrainingStarted { endpoint, params, .. } => {
+                    let payload = TrainPayload {
+                        endpoint: endpoint.clone(),
+                        params: params.clone(),
+                    };
+                    let key = format!("train:{id}:{}", e.sequence);
+                    enqueue(tx, training::KIND, &key, id, &payload, now).await?;
+                }
+                AvatarEvent::TrainingSubmitted {
+                    request_id,
+                    status_url,
+                    response_url,
+                    cancel_url,
+                    ..
+                } => {
+                    let payload = WatchPayload {
+                        request_id: request_id.clone(),
+                        status_url: status_url.clone(),
+                        response_url: response_url.clone(),
+                        cancel_url: cancel_url.clone(),
+                    };
+                    let due = now + chrono::Duration::from_std(self.status_poll_after).unwrap_or_default();
+                    let key = format!("watch:{request_id}");
+                    enqueue(tx, watch::KIND, &key, id, &payload, due).await?;
+                }
+                AvatarEvent::TrainingCompleted { owner, .. } => {
+                    let n = Notification::TrainingCompleted { owner: *owner, avatar_id: id };
+                    enqueue(tx, notify::KIND, &notify_key, id, &n, now).await?;
+                }
+                AvatarEvent::TrainingFailed { owner, reason, .. } => {
+                    let n = Notification::TrainingFailed {
+                        owner: *owner,
+                        avatar_id: id,
+                        reason: reason.clone(),
+                    };
+                    enqueue(tx, notify::KIND, &notify_key, id, &n, now).await?;
+                }
+                AvatarEvent::GenerationRequested {
+                    generation_id,
+                    endpoint,
+                    arguments,
+                    ..
+                } => {
+                    let payload = GeneratePayload {
+                        generation_id: *generation_id,
+                        endpoint: endpoint.clone(),
+                        arguments: arguments.clone(),
+                    };
+                    let key = format!("generate:{generation_id}");
+                    enqueue(tx, generation::KIND, &key, id, &payload, now).await?;
+                }
+                AvatarEvent::GenerationCompleted {
+                    owner,
+                    generation_id,
+                    images,
+                    ..
+                } => {
+                    let n = Notification::GenerationCompleted {
+                        owner: *owner,
+                        avatar_id: id,
+                        generation_id: *generation_id,
+                        images: images.clone(),
+                    };
+                    enqueue(tx, notify::KIND, &notify_key, id, &n, now).await?;
+                }
+                AvatarEvent::GenerationFailed {
+                    owner,
+                    generation_id,
+                    reason,
+                    ..
+                } => {
+                    let n = Notification::GenerationFailed {
+                        owner: *owner,
+                        avatar_id: id,
+                        generation_id: *generation_id,
+                        reason: reason.clone(),
+                    };
+                    enqueue(tx, notify::KIND, &notify_key, id, &n, now).await?;
+                }
+                AvatarEvent::AvatarDeleted {
+                    running_training_cancel_url,
+                    ..
+                } => {
+                    let payload = CleanupPayload {
+                        running_training_cancel_url: running_training_cancel_url.clone(),
+                    };
+                    let key = format!("cleanup:{id}");
+                    enqueue(tx, cleanup::KIND, &key, id, &payload, now).await?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+}

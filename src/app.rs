@@ -1,0 +1,185 @@
+//! The whole service assembled from its configuration: database, feed, store, photo storage, FAL
+//! (live or the in-process simulator), the actors and the HTTP server. `aisha serve` and the
+//! end-to-end tests build it the same way, so tests exercise the production wiring.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::actors::notify::LogNotifier;
+use crate::actors::work::WorkQueue;
+use crate::actors::{ActorSettings, ActorSystem, Notifier, Services};
+use crate::config::{Config, FalMode};
+use crate::fal::{FalClient, FalClientConfig, FalSimulator, SimConfig, WebhookVerifier};
+use crate::http::webhooks::{self, WebhookState};
+use crate::http::{router, AppState};
+use crate::photos::PhotoStore;
+use crate::store::feed::Feed;
+use crate::store::{AvatarStore, Database, StoreError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("photo storage: {0}")]
+    Storage(#[from] crate::photos::StorageError),
+    #[error("FAL client: {0}")]
+    Fal(#[from] crate::fal::FalError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the FAL simulator could not start: {0}")]
+    Simulator(std::io::Error),
+}
+
+/// Knobs that are not operator configuration: timings and test doubles.
+#[derive(Clone)]
+pub struct AppOptions {
+    pub actor_settings: ActorSettings,
+    /// How the in-process FAL simulator behaves when `FAL_MODE=simulated`.
+    pub simulator: SimConfig,
+    /// Who tells users about outcomes; the Telegram bot when there is one.
+    pub notifier: Option<Arc<dyn Notifier>>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            actor_settings: ActorSettings::default(),
+            simulator: SimConfig::demo(),
+            notifier: None,
+        }
+    }
+}
+
+/// A built, listening service.
+pub struct Application {
+    pub config: Config,
+    pub db: Database,
+    pub feed: Feed,
+    pub store: Arc<AvatarStore>,
+    pub photos: PhotoStore,
+    pub fal: FalClient,
+    pub services: Services,
+    /// The in-process simulator in simulated mode.
+    pub simulator: Option<FalSimulator>,
+    /// Where FAL's webhook signing keys are published (the simulator's in simulated mode).
+    pub jwks_url: String,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Connects, migrates, binds the HTTP listener and prepares every part; nothing runs yet.
+    pub async fn build(config: Config, options: AppOptions) -> Result<Self, AppError> {
+        let db = Database::connect(&config.database_url).await?;
+        db.migrate().await?;
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| AppError::Listen {
+                addr: config.http_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| AppError::Listen {
+            addr: config.http_addr,
+            source,
+        })?;
+
+        let feed = Feed::new(db.clone());
+        let store = Arc::new(AvatarStore::new(db.clone()).notifying(feed.clone()));
+        let photos = PhotoStore::from_url(&config.storage_url)?;
+
+        let (fal_config, jwks_url, simulator, public_base_url) = match config.fal_mode {
+            FalMode::Live => (
+                FalClientConfig::new(
+                    config.fal_queue_url.clone(),
+                    config.fal_rest_url.clone(),
+                    config.fal_key.clone(),
+                ),
+                config.fal_jwks_url.clone(),
+                None,
+                config.public_base_url.clone(),
+            ),
+            FalMode::Simulated => {
+                tracing::warn!(
+                    "FAL_MODE=simulated: trainings and generations run on the built-in FAL simulator; no real FAL calls are made"
+                );
+                let sim = FalSimulator::spawn(options.simulator.clone().without_auth())
+                    .await
+                    .map_err(AppError::Simulator)?;
+                // The simulator can reach us directly, so webhooks work without a public URL.
+                let base = config
+                    .public_base_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{addr}"));
+                (
+                    FalClientConfig::new(sim.queue_url(), sim.rest_url(), Some("simulated".into())),
+                    sim.jwks_url(),
+                    Some(sim),
+                    Some(base),
+                )
+            }
+        };
+        let fal = FalClient::new(fal_config)?;
+        let services = Services {
+            store: store.clone(),
+            queue: WorkQueue::new(db.clone()),
+            fal: fal.clone(),
+            photos: photos.clone(),
+            notifier: options
+                .notifier
+                .clone()
+                .unwrap_or_else(|| Arc::new(LogNotifier)),
+            public_base_url,
+            settings: options.actor_settings.clone(),
+        };
+        Ok(Self {
+            config,
+            db,
+            feed,
+            store,
+            photos,
+            fal,
+            services,
+            simulator,
+            jwks_url,
+            listener,
+            addr,
+        })
+    }
+
+    /// The address the HTTP server listens on (useful with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Runs the actors and the HTTP server until `shutdown` completes.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let actors = ActorSystem::start(self.services.clone(), self.feed.clone());
+        let state = AppState {
+            store: self.store.clone(),
+        };
+        let webhook_state = WebhookState {
+            verifier: Arc::new(WebhookVerifier::new(self.jwks_url.clone())),
+            services: self.services.clone(),
+        };
+        let app = router(state).merge(webhooks::router(webhook_state));
+        tracing::info!(addr = %self.addr, backend = self.db.backend_name(), "HTTP server listening");
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        actors.stop();
+        self.db.close().await;
+        served.map_err(|source| AppError::Listen {
+            addr: self.addr,
+            source,
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! `POST /webhooks/fal`: FAL's signed result deliveries, verified before anything is read and
+//! turned into the same idempotent commands the status poller uses. The command is stored before
+//! we answer 200 (one short write), so an acknowledged webhook is never lost; if the store is
+//! unreachable we answer 503 and FAL delivers again.
+
+use std::sync::Arc;
+
+use aggregates::{Action, Actor, AvatarError, Command, GeneratedImage};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use chrono::Utc;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::actors::training::report_training_result;
+use crate::actors::{Services, WEBHOOK_ACTOR};
+use crate::fal::types::{GeneratorOutput, WebhookPayload, WebhookStatus};
+use crate::fal::{WebhookError, WebhookVerifier};
+use crate::store::StoreError;
+
+/// Largest webhook body accepted; FAL's results for our endpoints are a few kilobytes.
+pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct WebhookState {
+    pub verifier: Arc<WebhookVerifier>,
+    pub services: Services,
+}
+
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/webhooks/fal", post(fal_webhook))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
+        .with_state(state)
+}
+
+/// Which of our operations a webhook belongs to; we put these in the URL we give FAL.
+#[derive(Debug, Deserialize)]
+struct Target {
+    avatar_id: Option<String>,
+    generation_id: Option<String>,
+}
+
+async fn fal_webhook(
+    State(state): State<WebhookState>,
+    Query(target): Query<Target>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let payload = match state.verifier.verify_now(&headers, &body).await {
+        Ok(payload) => {
+            metrics::counter!("webhook_verifications_total", "result" => "ok").increment(1);
+            payload
+        }
+        Err(e) => {
+            let (status, result) = match &e {
+                WebhookError::KeysUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable"),
+                WebhookError::Malformed(_) | WebhookError::RequestIdMismatch => (StatusCode::BAD_REQUEST, "malformed"),
+                WebhookError::StaleTimestamp => (StatusCode::UNAUTHORIZED, "stale"),
+                WebhookError::MissingHeader(_) => (StatusCode::UNAUTHORIZED, "unsigned"),
+                _ => (StatusCode::UNAUTHORIZED, "invalid_signature"),
+            };
+            metrics::counter!("webhook_verifications_total", "result" => result).increment(1);
+            tracing::warn!(error = %e, result, "FAL webhook refused");
+            return status;
+        }
+    };
+    let Some(avatar_id) = target.avatar_id.as_deref().and_then(|s| Uuid::parse_str(s).ok()) else {
+        tracing::warn!(request_id = %payload.request_id, "verified FAL webhook without a valid avatar_id");
+        return StatusCode::BAD_REQUEST;
+    };
+    let generation_id = match target.generation_id.as_deref().map(Uuid::parse_str) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return StatusCode::BAD_REQUEST,
+    };
+    let outcome = match generation_id {
+        Some(generation_id) => record_generation(&state.services, avatar_id, generation_id, &payload).await,
+        None => record_training(&state.services, avatar_id, &payload).await,
+    };
+    match outcome {
+        Ok(()) => StatusCode::OK,
+        Err(StoreError::Rejected(refusal)) => {
+            // A verified delivery we cannot use (an old or foreign request, a deleted avatar):
+            // answering an error would only make FAL retry it for two hours.
+            tracing::warn!(%avatar_id, request_id = %payload.request_id, reason = %refusal,
+                "FAL webhook not applied");
+            StatusCode::OK
+        }
+        Err(e) => {
+            tracing::error!(%avatar_id, request_id = %payload.request_id, error = %e,
+                "could not store a FAL webhook; FAL will deliver it again");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+async fn record_training(s: &Services, avatar_id: Uuid, payload: &WebhookPayload) -> Result<(), StoreError> {
+    match (payload.status, &payload.payload) {
+        (WebhookStatus::Ok, Some(output)) => {
+            report_training_result(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id, Ok(output)).await
+        }
+        (WebhookStatus::Ok, None) => {
+            // FAL finished but could not send the output; the poller will fetch it.
+            tracing::warn!(%avatar_id, request_id = %payload.request_id,
+                payload_error = ?payload.payload_error, "FAL webhook without its output");
+            Ok(())
+        }
+        (_, _) => {
+            let reason = payload
+                .error_message()
+                .unwrap_or_else(|| "FAL reported an error".into());
+            report_training_result(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id, Err(reason)).await
+        }
+    }
+}
+
+async fn record_generation(
+    s: &Services,
+    avatar_id: Uuid,
+    generation_id: Uuid,
+    payload: &WebhookPayload,
+) -> Result<(), StoreError> {
+    let action = match payload.output::<GeneratorOutput>() {
+        Some(Ok(output)) => Action::CompleteGeneration {
+            generation_id,
+            images: output
+                .images
+                .iter()
+                .enumerate()
+                .map(|(i, img)| GeneratedImage {
+                    url: img.url.clone(),
+                    width: img.width,
+                    height: img.height,
+                    content_type: img.content_type.clone(),
+                    nsfw: output.is_nsfw(i),
+                })
+                .collect(),
+        },
+        Some(Err(e)) => Action::FailGeneration {
+            generation_id,
+            reason: format!("FAL returned an unreadable result: {e}"),
+        },
+        None if payload.status == WebhookStatus::Ok => return Ok(()),
+        None => Action::FailGeneration {
+            generation_id,
+            reason: payload.error_message().unwrap_or_default(),
+        },
+    };
+    let command = Command::new(Actor::System(WEBHOOK_ACTOR.into()), Utc::now(), action);
+    match s.store.execute(avatar_id, command, Uuid::new_v4()).await {
+        Ok(_) | Err(StoreError::Rejected(AvatarError::UnknownGeneration(_))) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
