@@ -15,7 +15,7 @@ use crate::fal::{FalClient, FalClientConfig, FalSimulator, SimConfig, WebhookVer
 use crate::http::webhooks::{self, WebhookState};
 use crate::http::{router, AppState};
 use crate::photos::PhotoStore;
-use crate::store::feed::Feed;
+use crate::store::feed::{Feed, ProjectionRunner};
 use crate::store::{AvatarStore, Database, StoreError};
 
 /// Why the service could not start.
@@ -162,9 +162,18 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
+        let metrics = crate::telemetry::prometheus();
         let actors = ActorSystem::start(self.services.clone(), self.feed.clone());
+        // One live runner per read model; a rebuild or another instance may hold its lock.
+        let read_models: Vec<_> = projections::all()
+            .into_iter()
+            .map(|p| tokio::spawn(ProjectionRunner::new(self.feed.clone(), p).run()))
+            .collect();
         let state = AppState {
             store: self.store.clone(),
+            feed: self.feed.clone(),
+            admin_token: self.config.admin_token.clone(),
+            metrics,
         };
         let webhook_state = WebhookState {
             verifier: Arc::new(WebhookVerifier::new(self.jwks_url.clone())),
@@ -176,6 +185,7 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await;
         actors.stop();
+        read_models.iter().for_each(|runner| runner.abort());
         self.db.close().await;
         served.map_err(|source| AppError::Listen {
             addr: self.addr,

@@ -35,7 +35,41 @@ pub enum CliCommand {
         /// Print JSON (one array of events with their metadata) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Show the avatar's state as it was right after this event (its sequence number).
+        #[arg(long, value_name = "SEQUENCE")]
+        at: Option<u64>,
     },
+    /// Check the read models against a replay of every avatar's events.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Rebuild read models or see how far behind they are.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Replay every avatar and compare with the projections; exits non-zero on any drift.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Rebuild one projection (or all) from the start of the feed; the service may keep running.
+    Rebuild {
+        /// The projection's name (gallery, training_jobs, generations, analytics); all if omitted.
+        name: Option<String>,
+    },
+    /// Each feed consumer's checkpoint and lag.
+    Status,
 }
 
 /// Parses the command line and runs it; the exit code says whether it worked.
@@ -80,7 +114,20 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             crate::serve::run(config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        CliCommand::History { avatar_id, json } => {
+        CliCommand::History {
+            avatar_id,
+            json,
+            at: Some(sequence),
+        } => history_at(&config, avatar_id, sequence, json).await,
+        CliCommand::Audit {
+            command: AuditCommand::Verify { json },
+        } => audit_verify(&config, json).await,
+        CliCommand::Projections { command } => projections_command(&config, command).await,
+        CliCommand::History {
+            avatar_id,
+            json,
+            at: None,
+        } => {
             let db = Database::connect(&config.database_url).await?;
             db.migrate().await?;
             let history = AvatarStore::new(db).history(avatar_id).await?;
@@ -108,6 +155,150 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error(transparent)]
     App(#[from] crate::app::AppError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+async fn open_database(config: &Config) -> Result<Database, CliError> {
+    let db = Database::connect(&config.database_url).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// `history --at N`: the events up to N, then the avatar's state right after N.
+async fn history_at(
+    config: &Config,
+    avatar_id: Uuid,
+    sequence: u64,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let store = AvatarStore::new(open_database(config).await?);
+    let Some(state) = crate::audit::state_at(&store, avatar_id, Some(sequence)).await? else {
+        eprintln!("avatar {avatar_id} has no event {sequence}");
+        return Ok(ExitCode::FAILURE);
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
+    } else {
+        let history = store.history(avatar_id).await?;
+        let upto: Vec<_> = history.into_iter().filter(|h| h.sequence <= sequence).collect();
+        print!("{}", render_history(&upto));
+        println!();
+        print!("{}", render_state(&state));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An avatar's state as a few readable lines.
+pub fn render_state(s: &crate::audit::StateAt) -> String {
+    let a = &s.state;
+    let model = match &a.model {
+        Some(aggregates::TrainedModel::Portrait { lora_file_url, .. }) => {
+            format!("portrait LoRA {lora_file_url}")
+        }
+        Some(aggregates::TrainedModel::Style { finetune_id, .. }) => {
+            format!("style finetune {finetune_id}")
+        }
+        None => "none".into(),
+    };
+    let training = match &a.training {
+        Some(run) => format!(
+            "running, FAL request {}",
+            run.request_id.as_deref().unwrap_or("not submitted yet")
+        ),
+        None => "none running".into(),
+    };
+    format!(
+        "state after event {} of {} ({}, {} by {}):\n\
+         \x20 status:      {}\n\
+         \x20 name:        {}\n\
+         \x20 type:        {}\n\
+         \x20 owner:       {}\n\
+         \x20 photos:      {}\n\
+         \x20 training:    {}\n\
+         \x20 model:       {}\n\
+         \x20 generations: {} completed, {} failed, {} pending\n",
+        s.sequence,
+        s.latest_sequence,
+        s.event_type,
+        s.at.format("%Y-%m-%d %H:%M:%S UTC"),
+        s.actor.as_deref().unwrap_or("?"),
+        a.status.as_str(),
+        a.name.as_ref().map_or("-".into(), |n| n.to_string()),
+        a.avatar_type.map_or("-", |t| t.as_str()),
+        a.owner,
+        a.photos.len(),
+        training,
+        model,
+        a.generations_completed,
+        a.generations_failed,
+        a.pending_generations.len(),
+    )
+}
+
+/// `audit verify`: prints every drift; the exit code is non-zero when there is any.
+async fn audit_verify(config: &Config, json: bool) -> Result<ExitCode, CliError> {
+    let feed = crate::store::feed::Feed::new(open_database(config).await?);
+    let report = crate::audit::verify(&feed).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        for drift in &report.drifts {
+            println!("drift: {drift}");
+        }
+        println!(
+            "{} avatars, {} events checked: {}",
+            report.avatars,
+            report.events,
+            if report.is_clean() {
+                "no drift".to_owned()
+            } else {
+                format!("{} drift(s)", report.drifts.len())
+            }
+        );
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn projections_command(
+    config: &Config,
+    command: ProjectionsCommand,
+) -> Result<ExitCode, CliError> {
+    let feed = crate::store::feed::Feed::new(open_database(config).await?);
+    match command {
+        ProjectionsCommand::Rebuild { name } => {
+            for done in crate::audit::rebuild(&feed, name.as_deref()).await? {
+                println!(
+                    "{}: {} events replayed in {:.1} s",
+                    done.projection,
+                    done.events,
+                    done.elapsed.as_secs_f64()
+                );
+            }
+        }
+        ProjectionsCommand::Status => {
+            println!("consumer                 position        txid  behind  oldest unread  updated");
+            for c in feed.consumers(&projections::names()).await? {
+                println!(
+                    "{:<24} {:>8} {:>11} {:>7}  {:>13}  {}",
+                    c.consumer,
+                    c.position,
+                    c.txid,
+                    c.lag.events_behind,
+                    c.lag
+                        .oldest_unread_age
+                        .map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+                    c.updated_at
+                        .map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The history as a table a person can read.

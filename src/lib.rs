@@ -11,10 +11,13 @@
 //! - [`store`] — the event store (SQLite or PostgreSQL) and command execution;
 //! - [`fal`] — the FAL client, webhook verification and the FAL simulator;
 //! - [`photos`] — photo intake checks, the photo store (folder or S3) and the training archive;
-//! - [`fake_telegram`] — a fake Telegram Bot API for tests and the offline demo.
+//! - [`fake_telegram`] — a fake Telegram Bot API for tests and the offline demo;
+//! - [`audit`] — replaying avatars for auditors and checking the read models against them;
+//! - [`telemetry`] — the Prometheus recorder and the metric names.
 
 pub mod actors;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod fake_telegram;
@@ -23,3 +26,4 @@ pub mod http;
 pub mod photos;
 pub mod serve;
 pub mod store;
+pub mod telemetry;

@@ -4,17 +4,28 @@
 //!
 //! Projections write through [`Tx`], one small SQL surface over PostgreSQL and SQLite: statements
 //! are written once with `$1`-style placeholders and bound with [`Arg`]s.
+//!
+//! The read models, each with the query functions its readers use:
+//! - [`gallery`] — one row per avatar: the bot's paginated gallery and the avatar card;
+//! - [`jobs`] — training jobs by FAL request id, with times, outcome and durations;
+//! - [`generations`] — generation requests and their images, by avatar and by user;
+//! - [`analytics`] — daily counts for analysts and the analytics API.
 
+pub mod analytics;
+pub mod gallery;
+pub mod generations;
+pub mod jobs;
 pub mod sql;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aggregates::AvatarEvent;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-pub use sql::{Arg, Backend, Tx};
+pub use sql::{Arg, Backend, Conn, SqlRow, Tx};
 
 /// One event as the feed delivers it: in global order, with its stream coordinates.
 #[derive(Debug, Clone)]
@@ -70,4 +81,39 @@ pub trait Projection: Send + Sync {
         tx: &'a mut Tx<'_>,
         event: &'a FeedEvent,
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+
+    /// Applies a batch, in feed order, inside the runner's transaction. By default one event at
+    /// a time; a projection may fold a batch into fewer writes (counters, for instance).
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut Tx<'_>,
+        events: &'a [FeedEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            for event in events {
+                self.apply(tx, event).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Every read model the service maintains, in the order a full rebuild runs them.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(gallery::Gallery),
+        Arc::new(jobs::TrainingJobs),
+        Arc::new(generations::Generations),
+        Arc::new(analytics::Analytics),
+    ]
+}
+
+/// The names of [`all`] projections.
+pub fn names() -> Vec<&'static str> {
+    all().iter().map(|p| p.name()).collect()
+}
+
+/// The projection called `name`, if there is one.
+pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
 }

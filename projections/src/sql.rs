@@ -2,7 +2,10 @@
 //! statements are written once.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{PgConnection, Row, SqliteConnection};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Decode, PgConnection, Postgres, Row, Sqlite, SqliteConnection, Type};
 
 /// Which database a transaction runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +96,43 @@ pub enum Tx<'c> {
     Sqlite(&'c mut SqliteConnection),
 }
 
+/// A pooled connection on either backend, for the read queries the bot and the HTTP API run
+/// outside the projection runner.
+pub enum Conn {
+    Postgres(PoolConnection<Postgres>),
+    Sqlite(PoolConnection<Sqlite>),
+}
+
+impl Conn {
+    /// The connection as a [`Tx`], so read queries share the projections' SQL surface.
+    pub fn tx(&mut self) -> Tx<'_> {
+        match self {
+            Self::Postgres(c) => Tx::Postgres(&mut **c),
+            Self::Sqlite(c) => Tx::Sqlite(&mut **c),
+        }
+    }
+}
+
+/// One result row, on either backend.
+pub enum SqlRow {
+    Postgres(PgRow),
+    Sqlite(SqliteRow),
+}
+
+impl SqlRow {
+    /// Decodes the column named `column`; any type both backends decode (integers, text, bool,
+    /// `f64`, times, dates and their `Option`s) works.
+    pub fn get<T>(&self, column: &str) -> Result<T, sqlx::Error>
+    where
+        T: for<'r> Decode<'r, Postgres> + Type<Postgres> + for<'r> Decode<'r, Sqlite> + Type<Sqlite>,
+    {
+        match self {
+            Self::Postgres(r) => r.try_get(column),
+            Self::Sqlite(r) => r.try_get(column),
+        }
+    }
+}
+
 /// `$1`-style placeholders become SQLite's numbered `?1`; statements must not contain `$`
 /// anywhere else.
 pub fn for_backend(backend: Backend, sql: &str) -> std::borrow::Cow<'_, str> {
@@ -143,6 +183,44 @@ impl Tx<'_> {
                 .execute(&mut **c)
                 .await?
                 .rows_affected()),
+        }
+    }
+
+    /// Runs a query and returns every row.
+    pub async fn fetch_all(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<SqlRow>, sqlx::Error> {
+        let sql = for_backend(self.backend(), sql);
+        match self {
+            Self::Postgres(c) => Ok(bind_all!(sqlx::query(&sql), args)
+                .fetch_all(&mut **c)
+                .await?
+                .into_iter()
+                .map(SqlRow::Postgres)
+                .collect()),
+            Self::Sqlite(c) => Ok(bind_all!(sqlx::query(&sql), args)
+                .fetch_all(&mut **c)
+                .await?
+                .into_iter()
+                .map(SqlRow::Sqlite)
+                .collect()),
+        }
+    }
+
+    /// Runs a query and returns its first row, if any.
+    pub async fn fetch_optional(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Option<SqlRow>, sqlx::Error> {
+        let sql = for_backend(self.backend(), sql);
+        match self {
+            Self::Postgres(c) => Ok(bind_all!(sqlx::query(&sql), args)
+                .fetch_optional(&mut **c)
+                .await?
+                .map(SqlRow::Postgres)),
+            Self::Sqlite(c) => Ok(bind_all!(sqlx::query(&sql), args)
+                .fetch_optional(&mut **c)
+                .await?
+                .map(SqlRow::Sqlite)),
         }
     }
 

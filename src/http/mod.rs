@@ -1,48 +1,33 @@
-//! The HTTP server: health for operators now; FAL and Telegram webhooks, metrics and the admin
-//! API join here as they are built.
+//! The HTTP server: health and metrics for operators ([`ops`]), the audit and analytics API
+//! ([`api`]), and FAL's webhook ([`webhooks`]).
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::store::{AvatarStore, Database};
+use crate::store::feed::Feed;
+use crate::store::AvatarStore;
 
+pub mod api;
+pub mod ops;
 pub mod webhooks;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<AvatarStore>,
+    /// For feed lag in `/healthz` and `/metrics`.
+    pub feed: Feed,
+    /// The admin API's bearer token; the API is off without one.
+    pub admin_token: Option<String>,
+    /// Renders `/metrics` (see [`crate::telemetry::prometheus`]).
+    pub metrics: PrometheusHandle,
 }
 
 /// All routes, without a socket, so tests can call them directly.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .with_state(state)
-}
-
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match ping(state.store.database()).await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok", "database": "reachable"}))),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "database": "unreachable"})),
-            )
-        }
-    }
-}
-
-async fn ping(db: &Database) -> Result<(), sqlx::Error> {
-    match db {
-        Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-        Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-    }
+        .merge(ops::router(state.clone()))
+        .merge(api::router(state))
 }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{Database, StoreError};
+use crate::telemetry;
 
 /// The NOTIFY channel the events table's trigger signals on.
 pub const CHANNEL: &str = "aisha_events";
@@ -118,6 +119,56 @@ impl Feed {
             events_behind: behind,
             oldest_unread_age: oldest.map(|t| (Utc::now() - t).to_std().unwrap_or_default()),
         })
+    }
+}
+
+/// A feed consumer's checkpoint and how far behind the feed it is.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConsumerStatus {
+    pub consumer: String,
+    pub txid: i64,
+    pub position: i64,
+    /// When the checkpoint last moved; `None` for a consumer that has not started.
+    pub updated_at: Option<DateTime<Utc>>,
+    pub lag: FeedLag,
+}
+
+impl Feed {
+    /// Every consumer with a checkpoint, plus the `expected` ones that have none yet (at the
+    /// start of the feed), in name order.
+    pub async fn consumers(&self, expected: &[&str]) -> Result<Vec<ConsumerStatus>, StoreError> {
+        let mut conn = self.db.acquire().await?;
+        let rows = conn
+            .tx()
+            .fetch_all(
+                "SELECT consumer, txid, position, updated_at FROM feed_checkpoints",
+                vec![],
+            )
+            .await?;
+        let mut found: std::collections::BTreeMap<String, (Cursor, Option<DateTime<Utc>>)> =
+            expected
+                .iter()
+                .map(|name| ((*name).to_owned(), (Cursor::START, None)))
+                .collect();
+        for row in rows {
+            let cursor = Cursor {
+                txid: row.get("txid")?,
+                position: row.get("position")?,
+            };
+            found.insert(row.get("consumer")?, (cursor, row.get("updated_at")?));
+        }
+        drop(conn);
+        let mut out = Vec::with_capacity(found.len());
+        for (consumer, (cursor, updated_at)) in found {
+            out.push(ConsumerStatus {
+                consumer,
+                txid: cursor.txid,
+                position: cursor.position,
+                updated_at,
+                lag: self.lag(cursor).await?,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -326,6 +377,37 @@ pub struct ProjectionRunner {
     on_commit: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
+/// Events per transaction while a rebuild fills its shadow tables.
+const REBUILD_BATCH: i64 = 2_000;
+
+/// Where a PostgreSQL rebuild of one projection replays to: a schema with copies of its tables,
+/// and a checkpoint of its own.
+struct ShadowTables {
+    schema: String,
+    consumer: String,
+}
+
+impl ShadowTables {
+    fn new(projection: &str) -> Self {
+        Self {
+            schema: format!("aisha_rebuild_{projection}"),
+            consumer: format!("{projection}:rebuild"),
+        }
+    }
+}
+
+/// A PostgreSQL identifier, quoted.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// One applied batch, before its transaction commits.
+#[derive(Debug, Default)]
+struct Batch {
+    applied: usize,
+    last_recorded_at: Option<DateTime<Utc>>,
+}
+
 /// What one catch-up pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
@@ -392,54 +474,63 @@ impl ProjectionRunner {
                 if !locked {
                     return Ok(None);
                 }
-                let n = self.apply_batch_in(&mut Tx::Postgres(&mut tx)).await?;
+                let batch = self.apply_batch_in(&mut Tx::Postgres(&mut tx), name).await?;
                 tx.commit().await?;
-                Ok(Some(n))
+                Ok(Some(self.applied(batch)))
             }
             Database::Sqlite(pool) => {
                 // IMMEDIATE takes the write lock up front, so the checkpoint read and the
                 // writes that follow see the same database.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let n = self.apply_batch_in(&mut Tx::Sqlite(&mut tx)).await?;
+                let batch = self.apply_batch_in(&mut Tx::Sqlite(&mut tx), name).await?;
                 tx.commit().await?;
-                Ok(Some(n))
+                Ok(Some(self.applied(batch)))
             }
         }
     }
 
-    async fn apply_batch_in(&self, tx: &mut Tx<'_>) -> Result<usize, StoreError> {
+    /// Records a committed batch in the metrics and returns its size.
+    fn applied(&self, batch: Batch) -> usize {
+        if let Some(last) = batch.last_recorded_at {
+            let delay = (Utc::now() - last).to_std().unwrap_or_default();
+            telemetry::feed_applied(self.name(), batch.applied, delay.as_secs_f64());
+        }
+        batch.applied
+    }
+
+    /// Applies the batch after `consumer`'s checkpoint and moves the checkpoint past it.
+    async fn apply_batch_in(&self, tx: &mut Tx<'_>, consumer: &str) -> Result<Batch, StoreError> {
         let name = self.projection.name();
-        let cursor = load_checkpoint(tx, name).await?;
+        let cursor = load_checkpoint(tx, consumer).await?;
         let events = read_after(tx, cursor, self.batch_size).await?;
-        let Some(last) = events.last().map(|e| e.cursor) else {
-            return Ok(0);
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(Batch::default());
         };
-        for event in &events {
-            self.projection.apply(tx, event).await.map_err(|e| {
-                tracing::error!(projection = name, position = event.cursor.position,
-                    avatar_id = %event.avatar_id, error = %e, "projection failed to apply an event");
-                StoreError::from(e)
-            })?;
-        }
-        save_checkpoint(tx, name, last).await?;
-        Ok(events.len())
+        self.projection.apply_batch(tx, &events).await.map_err(|e| {
+            tracing::error!(projection = name, from_position = first.cursor.position,
+                to_position = last.cursor.position, error = %e,
+                "projection failed to apply a batch");
+            StoreError::from(e)
+        })?;
+        save_checkpoint(tx, consumer, last.cursor).await?;
+        Ok(Batch {
+            applied: events.len(),
+            last_recorded_at: Some(last.recorded_at),
+        })
     }
 
-    /// Empties the projection's tables and replays the whole feed into them in one transaction:
-    /// readers keep seeing the old rows until it commits, and the live runner waits on the lock.
+    /// Replays the whole feed into the projection while its live runner keeps serving, and
+    /// returns how many events were replayed.
+    ///
+    /// On PostgreSQL the replay fills shadow copies of the tables (in a schema of their own,
+    /// reached through `search_path`) in short transactions; a final short transaction, holding
+    /// the projection's lock, applies the tail and copies the shadow rows over the live ones.
+    /// One long transaction would hold `pg_snapshot_xmin` back, and with it every feed reader.
+    /// On SQLite, one writer at a time anyway, it is one transaction: readers keep seeing the
+    /// old rows until it commits, and writers wait for it.
     pub async fn rebuild(&self) -> Result<usize, StoreError> {
-        let name = self.projection.name();
         match self.feed.database() {
-            Database::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(lock_key(name))
-                    .execute(&mut *tx)
-                    .await?;
-                let n = self.rebuild_in(&mut Tx::Postgres(&mut tx)).await?;
-                tx.commit().await?;
-                Ok(n)
-            }
+            Database::Postgres(pool) => self.rebuild_postgres(pool).await,
             Database::Sqlite(pool) => {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let n = self.rebuild_in(&mut Tx::Sqlite(&mut tx)).await?;
@@ -457,12 +548,131 @@ impl ProjectionRunner {
         save_checkpoint(tx, name, Cursor::START).await?;
         let mut applied = 0;
         loop {
-            let n = self.apply_batch_in(tx).await?;
+            let n = self.apply_batch_in(tx, name).await?.applied;
             if n == 0 {
                 return Ok(applied);
             }
             applied += n;
         }
+    }
+
+    async fn rebuild_postgres(&self, pool: &sqlx::PgPool) -> Result<usize, StoreError> {
+        let name = self.projection.name();
+        let shadow = ShadowTables::new(name);
+        // One rebuild of a projection at a time, across instances; a second one waits and then
+        // starts over. The session lock ends with the connection if this process dies.
+        let mut guard = pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(lock_key(&shadow.consumer))
+            .execute(&mut *guard)
+            .await?;
+        let result = self.rebuild_through(pool, &shadow).await;
+        if let Err(e) = &result {
+            tracing::error!(projection = name, error = %e, "rebuild failed; live tables untouched");
+        }
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(lock_key(&shadow.consumer))
+            .execute(&mut *guard)
+            .await;
+        if unlocked.is_err() {
+            // A connection that cannot unlock must not go back to the pool holding the lock.
+            guard.detach();
+        }
+        result
+    }
+
+    async fn rebuild_through(
+        &self,
+        pool: &sqlx::PgPool,
+        shadow: &ShadowTables,
+    ) -> Result<usize, StoreError> {
+        let name = self.projection.name();
+        let live: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(pool)
+            .await?;
+        let (live_schema, shadow_schema) = (quote_ident(&live), quote_ident(&shadow.schema));
+        let search_path = format!("SET LOCAL search_path TO {shadow_schema}, {live_schema}");
+
+        let mut tx = pool.begin().await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow_schema} CASCADE"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("CREATE SCHEMA {shadow_schema}"))
+            .execute(&mut *tx)
+            .await?;
+        for table in self.projection.tables() {
+            let table = quote_ident(table);
+            sqlx::query(&format!(
+                "CREATE TABLE {shadow_schema}.{table} (LIKE {live_schema}.{table} INCLUDING ALL)"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        save_checkpoint(&mut Tx::Postgres(&mut tx), &shadow.consumer, Cursor::START).await?;
+        tx.commit().await?;
+
+        let batch = self.batch_size.max(REBUILD_BATCH);
+        let runner = ProjectionRunner {
+            feed: self.feed.clone(),
+            projection: self.projection.clone(),
+            batch_size: batch,
+            on_commit: None,
+        };
+        let mut applied = 0;
+        loop {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&search_path).execute(&mut *tx).await?;
+            let n = runner
+                .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
+                .await?
+                .applied;
+            tx.commit().await?;
+            applied += n;
+            if n == 0 {
+                break;
+            }
+        }
+
+        // The swap: the live runner waits on the lock; readers see the old rows until commit.
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(name))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&search_path).execute(&mut *tx).await?;
+        loop {
+            let n = runner
+                .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
+                .await?
+                .applied;
+            applied += n;
+            if n == 0 {
+                break;
+            }
+        }
+        let cursor = load_checkpoint(&mut Tx::Postgres(&mut tx), &shadow.consumer).await?;
+        for table in self.projection.tables() {
+            let table = quote_ident(table);
+            sqlx::query(&format!("DELETE FROM {live_schema}.{table}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!(
+                "INSERT INTO {live_schema}.{table} SELECT * FROM {shadow_schema}.{table}"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        save_checkpoint(&mut Tx::Postgres(&mut tx), name, cursor).await?;
+        sqlx::query("DELETE FROM feed_checkpoints WHERE consumer = $1")
+            .bind(&shadow.consumer)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow_schema} CASCADE"))
+            .execute(pool)
+            .await?;
+        tracing::info!(projection = name, events = applied, "projection rebuilt");
+        Ok(applied)
     }
 
     /// Runs forever: catch up, then wait for a commit notification or the poll interval.

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use aggregates::{Actor, Avatar, AvatarError, AvatarEvent, Command};
 use chrono::{DateTime, Utc};
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use rand::Rng;
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -25,6 +25,7 @@ use uuid::Uuid;
 pub use repo::AnyRepository;
 
 use crate::config::redact_url;
+use crate::telemetry::{self, outcome};
 
 /// How many events an avatar may gain between snapshots; loading replays at most this many.
 pub const SNAPSHOT_EVERY: usize = 100;
@@ -108,6 +109,14 @@ impl Database {
         Ok(())
     }
 
+    /// A pooled connection for read-model queries (`projections::gallery::page(&mut conn.tx(), …)`).
+    pub async fn acquire(&self) -> Result<projections::Conn, StoreError> {
+        Ok(match self {
+            Self::Sqlite(pool) => projections::Conn::Sqlite(pool.acquire().await?),
+            Self::Postgres(pool) => projections::Conn::Postgres(pool.acquire().await?),
+        })
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "sqlite",
@@ -151,6 +160,7 @@ pub struct AvatarStore {
     db: Database,
     events: PersistedEventStore<AnyRepository, Avatar>,
     feed: Option<feed::Feed>,
+    cache: AggregateCache,
 }
 
 impl AvatarStore {
@@ -167,6 +177,7 @@ impl AvatarStore {
             db,
             events: PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY),
             feed: None,
+            cache: AggregateCache::default(),
         }
     }
 
@@ -200,34 +211,80 @@ impl AvatarStore {
             (META_CORRELATION.to_owned(), correlation_id.to_string()),
             (META_COMMAND.to_owned(), command.name().to_owned()),
         ]);
+        let result = self.execute_with_retries(&id, &command, metadata).await;
+        let outcome = match &result {
+            Ok(done) if done.events.is_empty() => outcome::UNCHANGED,
+            Ok(_) => outcome::ACCEPTED,
+            Err(StoreError::Rejected(_)) => outcome::REJECTED,
+            Err(StoreError::Conflict(_)) => outcome::CONFLICT,
+            Err(_) => outcome::ERROR,
+        };
+        telemetry::command(command.name(), outcome);
+        result
+    }
+
+    async fn execute_with_retries(
+        &self,
+        id: &str,
+        command: &Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<Executed, StoreError> {
+        let mut fresh = false;
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut context = self.events.load_aggregate(&id).await.map_err(from_aggregate)?;
+            let cached = if fresh { None } else { self.cache.take(id) };
+            let from_cache = cached.is_some();
+            let context = match cached {
+                Some(context) => context,
+                None => self.events.load_aggregate(id).await.map_err(from_aggregate)?,
+            };
+            // Decide on a copy: the context must keep the state *before* the new events, since
+            // the snapshot writer applies them to it once more.
+            let mut state = context.aggregate.clone();
             let sink = cqrs_es::event_sink::EventSink::default();
-            let result = context
-                .aggregate()
-                .handle(command.clone(), &(), &sink)
-                .await;
+            let result = state.handle(command.clone(), &(), &sink).await;
+            let new_events = sink.collect().await;
+            if from_cache && (result.is_err() || new_events.is_empty()) {
+                // Only an append proves the cached state was current; a refusal or a no-op
+                // decided on it is checked again against the database.
+                fresh = true;
+                continue;
+            }
             if let Err(refusal) = result {
                 tracing::info!(reason = %refusal, "command refused");
+                self.cache.put(context);
                 return Err(StoreError::Rejected(refusal));
             }
-            let new_events = sink.collect().await;
-            let state = context.aggregate.clone();
             if new_events.is_empty() {
+                self.cache.put(context);
                 return Ok(Executed {
                     events: vec![],
                     state,
                 });
             }
+            let (before, snapshot) = (context.current_sequence, context.current_snapshot);
+            let added = new_events.len();
             match self.events.commit(new_events, context, metadata.clone()).await {
                 Ok(events) => {
                     if let Some(feed) = &self.feed {
                         feed.notify();
                     }
+                    let after = before + added;
+                    let wrote_snapshot = after / SNAPSHOT_EVERY > before / SNAPSHOT_EVERY;
+                    self.cache.put(EventStoreAggregateContext {
+                        aggregate_id: id.to_owned(),
+                        aggregate: state.clone(),
+                        current_sequence: after,
+                        current_snapshot: if wrote_snapshot {
+                            Some(snapshot.map_or(1, |n| n + 1))
+                        } else {
+                            snapshot
+                        },
+                    });
                     return Ok(Executed { events, state });
                 }
                 Err(AggregateError::AggregateConflict) => {
                     tracing::debug!(attempt, "concurrent write on the same avatar; retrying");
+                    fresh = true;
                     let pause = rand::thread_rng().gen_range(0..=2u64 * u64::from(attempt));
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
@@ -328,6 +385,35 @@ impl RawHistoryRow {
             command: metadata.get(META_COMMAND).cloned(),
             event,
         })
+    }
+}
+
+/// Recently used avatars with the sequence (and snapshot number) they were current at, so a
+/// command usually skips the two reads of a load. A stale entry (another instance wrote since)
+/// cannot do harm: its append conflicts on the sequence and the avatar is loaded afresh.
+#[derive(Default)]
+struct AggregateCache {
+    entries: std::sync::Mutex<HashMap<String, EventStoreAggregateContext<Avatar>>>,
+}
+
+/// Avatars kept in [`AggregateCache`]; a small state each.
+const CACHED_AVATARS: usize = 10_000;
+
+impl AggregateCache {
+    /// Takes the entry out, so two concurrent commands never decide on the same copy.
+    fn take(&self, id: &str) -> Option<EventStoreAggregateContext<Avatar>> {
+        self.entries.lock().ok()?.remove(id)
+    }
+
+    fn put(&self, context: EventStoreAggregateContext<Avatar>) {
+        let Ok(mut entries) = self.entries.lock() else { return };
+        if entries.len() >= CACHED_AVATARS {
+            // Any victim will do: a miss costs one load.
+            if let Some(victim) = entries.keys().next().cloned() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(context.aggregate_id.clone(), context);
     }
 }
 

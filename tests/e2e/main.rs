@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per area, each test with its own database and ports.
 
+mod actors;
 mod fake_telegram;
 mod fal;
 mod photos;

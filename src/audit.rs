@@ -1,0 +1,419 @@
+//! Tools for auditors and operators: an avatar's state as it was after any event, a check that
+//! the read models agree with a replay of every avatar's events, and projection rebuilds.
+//!
+//! The check compares inside one read snapshot and only with the events the gallery's checkpoint
+//! covers, so events committed while it runs are never reported as drift.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aggregates::{Avatar, AvatarEvent};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use projections::gallery::{self, AvatarCard};
+use projections::{Cursor, Projection, Tx};
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::store::feed::{load_checkpoint, Feed, ProjectionRunner};
+use crate::store::{AvatarStore, Database, StoreError};
+
+/// Why an audit tool could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no projection is called `{name}`; known: {known}")]
+    UnknownProjection { name: String, known: String },
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for AuditError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<projections::ProjectionError> for AuditError {
+    fn from(e: projections::ProjectionError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// An avatar as it was right after one of its events.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateAt {
+    pub avatar_id: Uuid,
+    /// The event the state is taken after.
+    pub sequence: u64,
+    /// The avatar's last sequence today, for "event 5 of 12".
+    pub latest_sequence: u64,
+    pub event_type: String,
+    /// When that event happened, who caused it, and when it was recorded.
+    pub at: DateTime<Utc>,
+    pub actor: Option<String>,
+    pub recorded_at: Option<DateTime<Utc>>,
+    pub state: Avatar,
+}
+
+/// The avatar's state after event `at` (its latest state when `None`); `None` when the avatar
+/// has no events or no event `at`.
+pub async fn state_at(
+    store: &AvatarStore,
+    avatar_id: Uuid,
+    at: Option<u64>,
+) -> Result<Option<StateAt>, StoreError> {
+    let history = store.history(avatar_id).await?;
+    let Some(latest) = history.last().map(|h| h.sequence) else {
+        return Ok(None);
+    };
+    let target = at.unwrap_or(latest);
+    if target == 0 || target > latest {
+        return Ok(None);
+    }
+    let mut state = Avatar::default();
+    let mut last = None;
+    for entry in history.into_iter().take_while(|h| h.sequence <= target) {
+        state.apply(entry.event.clone());
+        last = Some(entry);
+    }
+    Ok(last.map(|entry| StateAt {
+        avatar_id,
+        sequence: entry.sequence,
+        latest_sequence: latest,
+        event_type: entry.event_type,
+        at: entry.event.at(),
+        actor: entry.actor,
+        recorded_at: entry.recorded_at,
+        state,
+    }))
+}
+
+/// One disagreement between the replayed events and a read model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub avatar_id: String,
+    /// The column (or `row` when a whole row is missing or extra).
+    pub field: &'static str,
+    /// What the events say.
+    pub expected: String,
+    /// What the read model holds.
+    pub found: String,
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "avatar {}: {} expected {}, found {}",
+            self.avatar_id, self.field, self.expected, self.found
+        )
+    }
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub avatars: usize,
+    pub events: u64,
+    /// The gallery checkpoint the comparison was made at.
+    pub checkpoint_txid: i64,
+    pub checkpoint_position: i64,
+    pub drifts: Vec<Drift>,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.drifts.is_empty()
+    }
+}
+
+/// Brings every projection up to date, then replays every avatar from its events and compares
+/// the result with the gallery (which also serves the cards).
+pub async fn verify(feed: &Feed) -> Result<VerifyReport, AuditError> {
+    for projection in projections::all() {
+        let progress = ProjectionRunner::new(feed.clone(), projection.clone())
+            .catch_up()
+            .await?;
+        if progress.lock_busy {
+            tracing::info!(
+                projection = projection.name(),
+                "another instance is applying this projection; comparing at its checkpoint"
+            );
+        }
+    }
+    match feed.database() {
+        Database::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+            let report = compare(&mut Tx::Postgres(&mut tx)).await;
+            tx.rollback().await?;
+            report
+        }
+        Database::Sqlite(pool) => {
+            // A read transaction in WAL mode sees one snapshot from its first read on.
+            let mut tx = pool.begin().await?;
+            let report = compare(&mut Tx::Sqlite(&mut tx)).await;
+            tx.rollback().await?;
+            report
+        }
+    }
+}
+
+/// Events read per round trip while replaying.
+const PAGE: i64 = 5_000;
+
+/// The values a gallery row must hold, derived from the aggregate.
+#[derive(Debug)]
+struct Expected {
+    sequence: u64,
+    state: Avatar,
+}
+
+async fn compare(tx: &mut Tx<'_>) -> Result<VerifyReport, AuditError> {
+    let checkpoint = load_checkpoint(tx, gallery::NAME).await?;
+    let mut rows: HashMap<String, AvatarCard> = gallery::all_cards(tx)
+        .await?
+        .into_iter()
+        .map(|card| (card.avatar_id.to_string(), card))
+        .collect();
+
+    let mut drifts = Vec::new();
+    let mut avatars = 0;
+    let mut events = 0u64;
+    let mut current: Option<(String, Expected)> = None;
+    let mut after = (String::new(), 0i64);
+    loop {
+        let page = read_events(tx, checkpoint, &after).await?;
+        let Some(last) = page.last() else { break };
+        after = (last.0.clone(), last.1);
+        for (avatar_id, sequence, event) in page {
+            events += 1;
+            if current.as_ref().map(|(id, _)| id) != Some(&avatar_id) {
+                if let Some((id, expected)) = current.take() {
+                    avatars += 1;
+                    check(&id, &expected, rows.remove(&id), &mut drifts);
+                }
+                current = Some((
+                    avatar_id,
+                    Expected {
+                        sequence: 0,
+                        state: Avatar::default(),
+                    },
+                ));
+            }
+            if let Some((_, expected)) = current.as_mut() {
+                expected.state.apply(event);
+                expected.sequence = sequence as u64;
+            }
+        }
+    }
+    if let Some((id, expected)) = current.take() {
+        avatars += 1;
+        check(&id, &expected, rows.remove(&id), &mut drifts);
+    }
+    let mut extra: Vec<_> = rows.into_keys().collect();
+    extra.sort();
+    for id in extra {
+        drifts.push(Drift {
+            avatar_id: id,
+            field: "row",
+            expected: "absent (no events)".into(),
+            found: "present".into(),
+        });
+    }
+    Ok(VerifyReport {
+        avatars,
+        events,
+        checkpoint_txid: checkpoint.txid,
+        checkpoint_position: checkpoint.position,
+        drifts,
+    })
+}
+
+/// The next page of Avatar events covered by `checkpoint`, in (avatar, sequence) order.
+async fn read_events(
+    tx: &mut Tx<'_>,
+    checkpoint: Cursor,
+    after: &(String, i64),
+) -> Result<Vec<(String, i64, AvatarEvent)>, AuditError> {
+    let raw: Vec<(String, i64, String)> = match tx {
+        Tx::Postgres(conn) => sqlx::query(
+            "SELECT aggregate_id, sequence, payload::text AS payload FROM events
+              WHERE aggregate_type = $1
+                AND (txid, position) <= ($2::text::xid8, $3)
+                AND (aggregate_id, sequence) > ($4, $5)
+              ORDER BY aggregate_id, sequence
+              LIMIT $6",
+        )
+        .bind(Avatar::TYPE)
+        .bind(checkpoint.txid.to_string())
+        .bind(checkpoint.position)
+        .bind(&after.0)
+        .bind(after.1)
+        .bind(PAGE)
+        .fetch_all(&mut **conn)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect(),
+        Tx::Sqlite(conn) => sqlx::query(
+            "SELECT aggregate_id, sequence, payload FROM events
+              WHERE aggregate_type = ?1 AND position <= ?2
+                AND (aggregate_id, sequence) > (?3, ?4)
+              ORDER BY aggregate_id, sequence
+              LIMIT ?5",
+        )
+        .bind(Avatar::TYPE)
+        .bind(checkpoint.position)
+        .bind(&after.0)
+        .bind(after.1)
+        .bind(PAGE)
+        .fetch_all(&mut **conn)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect(),
+    };
+    raw.into_iter()
+        .map(|(id, sequence, payload)| {
+            let event = serde_json::from_str(&payload).map_err(|e| {
+                AuditError::Corrupt(format!("event {sequence} of avatar {id}: {e}"))
+            })?;
+            Ok((id, sequence, event))
+        })
+        .collect()
+}
+
+fn check(id: &str, expected: &Expected, row: Option<AvatarCard>, drifts: &mut Vec<Drift>) {
+    let Some(row) = row else {
+        drifts.push(Drift {
+            avatar_id: id.to_owned(),
+            field: "row",
+            expected: "present".into(),
+            found: "missing".into(),
+        });
+        return;
+    };
+    let state = &expected.state;
+    let mut differ = |field: &'static str, want: String, got: String| {
+        if want != got {
+            drifts.push(Drift {
+                avatar_id: id.to_owned(),
+                field,
+                expected: want,
+                found: got,
+            });
+        }
+    };
+    differ("status", state.status.as_str().into(), row.status);
+    differ(
+        "name",
+        state.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+        row.name,
+    );
+    differ(
+        "avatar_type",
+        state.avatar_type.map(|t| t.as_str().to_owned()).unwrap_or_default(),
+        row.avatar_type,
+    );
+    differ("owner", state.owner.to_string(), row.owner.to_string());
+    differ(
+        "photo_count",
+        state.photos.len().to_string(),
+        row.photo_count.to_string(),
+    );
+    differ(
+        "has_model",
+        state.model.is_some().to_string(),
+        row.has_model.to_string(),
+    );
+    differ(
+        "model_ref",
+        state
+            .model
+            .as_ref()
+            .map(|m| gallery::model_ref(m).to_owned())
+            .unwrap_or_default(),
+        row.model_ref.unwrap_or_default(),
+    );
+    differ(
+        "generations_completed",
+        state.generations_completed.to_string(),
+        row.generations_completed.to_string(),
+    );
+    differ(
+        "generations_failed",
+        state.generations_failed.to_string(),
+        row.generations_failed.to_string(),
+    );
+    differ(
+        "last_sequence",
+        expected.sequence.to_string(),
+        row.last_sequence.to_string(),
+    );
+}
+
+/// One projection rebuilt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rebuilt {
+    pub projection: &'static str,
+    pub events: usize,
+    #[serde(serialize_with = "secs")]
+    pub elapsed: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// The projections `name` selects: the one called so, or all of them.
+pub fn select(name: Option<&str>) -> Result<Vec<Arc<dyn Projection>>, AuditError> {
+    match name {
+        None => Ok(projections::all()),
+        Some(name) => projections::by_name(name)
+            .map(|p| vec![p])
+            .ok_or_else(|| AuditError::UnknownProjection {
+                name: name.to_owned(),
+                known: projections::names().join(", "),
+            }),
+    }
+}
+
+/// Rebuilds the selected projections from the start of the feed while the service keeps
+/// running; on PostgreSQL they rebuild side by side, on SQLite (one writer) one after another.
+pub async fn rebuild(feed: &Feed, name: Option<&str>) -> Result<Vec<Rebuilt>, AuditError> {
+    let selected = select(name)?;
+    let run = |projection: Arc<dyn Projection>| {
+        let feed = feed.clone();
+        async move {
+            let started = Instant::now();
+            let name = projection.name();
+            let events = ProjectionRunner::new(feed, projection).rebuild().await?;
+            Ok::<_, AuditError>(Rebuilt {
+                projection: name,
+                events,
+                elapsed: started.elapsed(),
+            })
+        }
+    };
+    match feed.database() {
+        Database::Postgres(_) => futures::future::join_all(selected.into_iter().map(run))
+            .await
+            .into_iter()
+            .collect(),
+        Database::Sqlite(_) => {
+            let mut done = Vec::new();
+            for projection in selected {
+                done.push(run(projection).await?);
+            }
+            Ok(done)
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Metrics: the Prometheus recorder and the names of everything Aisha counts, so call sites
+//! record through one function each and `/metrics` lists every series from the start.
+//!
+//! Series (all counters unless noted):
+//! - `commands_total{command, outcome}` — Avatar commands: `accepted`, `unchanged` (nothing to
+//!   record, e.g. a duplicate), `rejected` (the domain refused), `conflict`, `error`;
+//! - `fal_calls_total{op, outcome}`, `fal_retries_total{op}` — FAL HTTP calls (the FAL client);
+//! - `webhook_verifications_total{result}` — FAL webhooks: `ok`, or why they were refused
+//!   (`invalid_signature`, `stale`, `unsigned`, `malformed`, `keys_unavailable`);
+//! - `telegram_sends_total{method, outcome}`, `telegram_retries_total{method}` — Bot API calls;
+//! - `feed_lag_events{consumer}` (gauge) — events a feed consumer has yet to apply;
+//! - `feed_lag_seconds{consumer}` (gauge) — age of the oldest event it has yet to apply;
+//! - `feed_apply_delay_seconds{consumer}` (gauge) — commit to applied, for its last batch;
+//! - `feed_events_applied_total{consumer}` — events a projection runner applied.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Outcome labels of `commands_total`.
+pub mod outcome {
+    pub const ACCEPTED: &str = "accepted";
+    pub const UNCHANGED: &str = "unchanged";
+    pub const REJECTED: &str = "rejected";
+    pub const CONFLICT: &str = "conflict";
+    pub const ERROR: &str = "error";
+}
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's Prometheus handle; the first call installs the recorder (no listener of its
+/// own: `/metrics` on our HTTP server renders it). If some other recorder was installed first,
+/// the handle renders an empty page rather than failing the service.
+pub fn prometheus() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = match PrometheusBuilder::new().install_recorder() {
+                Ok(handle) => handle,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed; /metrics will be empty");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            };
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!("commands_total", "Avatar commands by command and outcome");
+    describe_counter!("fal_calls_total", "FAL HTTP calls by operation and outcome");
+    describe_counter!("fal_retries_total", "FAL HTTP calls retried, by operation");
+    describe_counter!(
+        "webhook_verifications_total",
+        "FAL webhooks by verification result"
+    );
+    describe_counter!("telegram_sends_total", "Telegram Bot API calls by method and outcome");
+    describe_counter!("telegram_retries_total", "Telegram Bot API calls retried, by method");
+    describe_gauge!("feed_lag_events", "Events a feed consumer has yet to apply");
+    describe_gauge!(
+        "feed_lag_seconds",
+        Unit::Seconds,
+        "Age of the oldest event a feed consumer has yet to apply"
+    );
+    describe_gauge!(
+        "feed_apply_delay_seconds",
+        Unit::Seconds,
+        "Time from an event's commit to its projection, for the consumer's last batch"
+    );
+    describe_counter!("feed_events_applied_total", "Events applied by a projection runner");
+    // Zero-valued series, so dashboards and alerts see them before the first occurrence.
+    for result in ["ok", "invalid_signature"] {
+        metrics::counter!("webhook_verifications_total", "result" => result).absolute(0);
+    }
+}
+
+/// Counts one Avatar command.
+pub fn command(command: &'static str, outcome: &'static str) {
+    metrics::counter!("commands_total", "command" => command, "outcome" => outcome).increment(1);
+}
+
+/// Counts one Telegram Bot API call; `outcome` is e.g. `ok`, `error`, `rate_limited`.
+pub fn telegram_send(method: &'static str, outcome: &'static str) {
+    metrics::counter!("telegram_sends_total", "method" => method, "outcome" => outcome)
+        .increment(1);
+}
+
+/// Counts one retried Telegram Bot API call.
+pub fn telegram_retry(method: &'static str) {
+    metrics::counter!("telegram_retries_total", "method" => method).increment(1);
+}
+
+/// Records how far a feed consumer is behind.
+pub fn feed_lag(consumer: &str, events_behind: i64, oldest_unread_seconds: f64) {
+    let consumer = consumer.to_owned();
+    metrics::gauge!("feed_lag_events", "consumer" => consumer.clone()).set(events_behind as f64);
+    metrics::gauge!("feed_lag_seconds", "consumer" => consumer).set(oldest_unread_seconds);
+}
+
+/// Records a projection runner's committed batch.
+pub fn feed_applied(consumer: &'static str, events: usize, delay_seconds: f64) {
+    metrics::counter!("feed_events_applied_total", "consumer" => consumer)
+        .increment(events as u64);
+    metrics::gauge!("feed_apply_delay_seconds", "consumer" => consumer).set(delay_seconds);
+}

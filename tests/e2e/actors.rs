@@ -1,0 +1,476 @@
+//! The actors against the FAL simulator over real HTTP: trainings end to end, the poller as the
+//! webhook's fallback, duplicate and forged webhooks, faults, and the exact generation requests.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aggregates::{
+    Action, Actor, AvatarStatus, AvatarType, Command, Gender, GenerationPreset, TrainedModel,
+    TrainingPreset,
+};
+use aisha::actors::notify::NotifyError;
+use aisha::actors::{ActorSettings, Notification, Notifier};
+use aisha::app::{AppOptions, Application};
+use aisha::config::{Config, FalMode};
+use aisha::fal::sim::{FaultRates, RequestKind, WebhookBehaviour};
+use aisha::fal::{FalSimulator, SimConfig, WebhookSigner};
+use aisha::store::AvatarStore;
+use chrono::Utc;
+use futures::future::BoxFuture;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+const OWNER: i64 = 5150;
+
+/// Records every notification instead of sending it.
+#[derive(Default)]
+struct Inbox(Mutex<Vec<Notification>>);
+
+impl Notifier for Inbox {
+    fn notify<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(async move {
+            self.0.lock().unwrap().push(n.clone());
+            Ok(())
+        })
+    }
+}
+
+struct Harness {
+    store: Arc<AvatarStore>,
+    sim: FalSimulator,
+    inbox: Arc<Inbox>,
+    http: String,
+    photos: aisha::photos::PhotoStore,
+    _dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    async fn start(sim: SimConfig) -> Self {
+        Self::start_with(sim, ActorSettings::fast()).await
+    }
+
+    async fn start_with(sim: SimConfig, settings: ActorSettings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            database_url: format!("sqlite://{}", dir.path().join("aisha.db").display()),
+            teloxide_token: None,
+            telegram_api_url: "http://127.0.0.1:9".into(),
+            fal_key: None,
+            fal_mode: FalMode::Simulated,
+            fal_queue_url: String::new(),
+            fal_rest_url: String::new(),
+            fal_jwks_url: String::new(),
+            public_base_url: None,
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            storage_url: format!("file://{}", dir.path().join("photos").display()),
+            admin_token: None,
+        };
+        let inbox = Arc::new(Inbox::default());
+        let options = AppOptions {
+            actor_settings: settings,
+            simulator: sim,
+            notifier: Some(inbox.clone()),
+        };
+        let mut app = Application::build(config, options).await.unwrap();
+        let sim = app.simulator.take().unwrap();
+        let store = app.store.clone();
+        let photos = app.photos.clone();
+        let http = format!("http://{}", app.http_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            store,
+            sim,
+            inbox,
+            http,
+            photos,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    async fn run(&self, id: Uuid, by: Actor, action: Action) {
+        self.store
+            .execute(id, Command::new(by, Utc::now(), action), Uuid::new_v4())
+            .await
+            .unwrap();
+    }
+
+    /// A created avatar with 10 real, stored photos.
+    async fn avatar_ready_to_train(&self, avatar_type: AvatarType) -> Uuid {
+        let id = Uuid::new_v4();
+        let user = Actor::User(OWNER);
+        self.run(
+            id,
+            user.clone(),
+            Action::Create {
+                avatar_id: id,
+                name: "Тест".into(),
+                gender: Gender::Female,
+                avatar_type,
+            },
+        )
+        .await;
+        for n in 0..10u8 {
+            let bytes = aisha::fake_telegram::sample_jpeg(640, 640, n.wrapping_mul(23));
+            let checked = aisha::photos::inspect(&bytes).unwrap();
+            let photo_id = format!("ph{n}");
+            let key = aisha::photos::photo_key(id, &photo_id, checked.format);
+            self.photos.put(&key, bytes).await.unwrap();
+            self.run(id, user.clone(), Action::UploadPhoto { photo: checked.photo_meta(&photo_id, &key) })
+                .await;
+        }
+        id
+    }
+
+    async fn train(&self, avatar_type: AvatarType) -> Uuid {
+        let id = self.avatar_ready_to_train(avatar_type).await;
+        self.run(id, Actor::User(OWNER), Action::StartTraining { preset: TrainingPreset::Fast })
+            .await;
+        id
+    }
+
+    async fn wait_for_status(&self, id: Uuid, want: &[AvatarStatus]) -> aggregates::Avatar {
+        for _ in 0..400 {
+            let avatar = self.store.load(id).await.unwrap();
+            if want.contains(&avatar.status) {
+                return avatar;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("avatar {id} never reached {want:?}: {:?}", self.store.load(id).await.unwrap().status);
+    }
+
+    async fn wait_for_notifications(&self, count: usize) -> Vec<Notification> {
+        for _ in 0..400 {
+            let inbox = self.inbox.0.lock().unwrap().clone();
+            if inbox.len() >= count {
+                return inbox;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {count} notifications, got {:?}", self.inbox.0.lock().unwrap());
+    }
+
+    fn notifications(&self) -> Vec<Notification> {
+        self.inbox.0.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_portrait_trains_end_to_end_through_the_webhook() {
+    let h = Harness::start(SimConfig::default()).await;
+    let id = h.train(AvatarType::Portrait).await;
+    let avatar = h.wait_for_status(id, &[AvatarStatus::Trained]).await;
+
+    let Some(TrainedModel::Portrait { lora_file_url, config_file_url, trigger_phrase }) = avatar.model else {
+        panic!("{:?}", avatar.model);
+    };
+    assert!(lora_file_url.ends_with(".safetensors"), "{lora_file_url}");
+    assert!(config_file_url.is_some());
+    assert!(trigger_phrase.starts_with("PERSON_"));
+
+    // Exactly one paid submission, on the portrait trainer, with the preset's parameters, an
+    // uploaded zip and our webhook.
+    let submissions = h.sim.submissions();
+    assert_eq!(submissions.len(), 1);
+    let s = &submissions[0];
+    assert_eq!(s.model_id(), Some("fal-ai/flux-lora-portrait-trainer"));
+    let body = s.body.as_ref().unwrap();
+    assert_eq!(body["steps"], 300);
+    assert_eq!(body["learning_rate"], 0.0003);
+    assert_eq!(body["trigger_phrase"], trigger_phrase.as_str());
+    assert!(body["images_data_url"].as_str().unwrap().starts_with("http"));
+    let webhook = s.query_param("fal_webhook").unwrap();
+    assert!(webhook.contains(&format!("avatar_id={id}")), "{webhook}");
+    assert_eq!(h.sim.requests_of(RequestKind::Upload).len(), 1);
+
+    // The completion came by webhook, and the user heard exactly once.
+    let history = h.store.history(id).await.unwrap();
+    let completed = history.iter().find(|e| e.event_type == "TrainingCompleted").unwrap();
+    assert_eq!(completed.actor.as_deref(), Some("system:fal-webhook"));
+    let inbox = h.wait_for_notifications(1).await;
+    assert_eq!(inbox, vec![Notification::TrainingCompleted { owner: OWNER, avatar_id: id }]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_style_trains_on_the_pro_trainer_and_keeps_a_finetune_id() {
+    let h = Harness::start(SimConfig::default()).await;
+    let id = h.train(AvatarType::Style).await;
+    let avatar = h.wait_for_status(id, &[AvatarStatus::Trained]).await;
+    assert!(matches!(avatar.model, Some(TrainedModel::Style { ref finetune_id, .. }) if !finetune_id.is_empty()));
+    let s = &h.sim.submissions()[0];
+    assert_eq!(s.model_id(), Some("fal-ai/flux-pro-trainer"));
+    let body = s.body.as_ref().unwrap();
+    assert!(body["data_url"].as_str().unwrap().starts_with("http"));
+    assert!(body.get("images_data_url").is_none());
+    assert_eq!(body["iterations"], 300);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_poller_completes_a_training_whose_webhook_was_dropped() {
+    let sim = SimConfig::default().with_webhook(WebhookBehaviour {
+        drop_rate: 1.0,
+        ..WebhookBehaviour::default()
+    });
+    let h = Harness::start(sim).await;
+    let id = h.train(AvatarType::Portrait).await;
+    h.wait_for_status(id, &[AvatarStatus::Trained]).await;
+    let history = h.store.history(id).await.unwrap();
+    let completed = history.iter().find(|e| e.event_type == "TrainingCompleted").unwrap();
+    assert_eq!(completed.actor.as_deref(), Some("system:status-poller"));
+    assert!(h.sim.webhook_deliveries().iter().all(|d| d.dropped));
+    assert_eq!(h.wait_for_notifications(1).await.len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_webhooks_produce_one_completion_and_one_notification() {
+    let sim = SimConfig::default().with_webhook(WebhookBehaviour {
+        duplicate_rate: 1.0,
+        ..WebhookBehaviour::default()
+    });
+    let h = Harness::start(sim).await;
+    let id = h.train(AvatarType::Portrait).await;
+    h.wait_for_status(id, &[AvatarStatus::Trained]).await;
+    for _ in 0..100 {
+        if h.sim.webhook_deliveries().iter().filter(|d| d.status == Some(200)).count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(h.sim.webhook_deliveries().iter().any(|d| d.duplicate && d.status == Some(200)));
+    // Give a late duplicate every chance to (wrongly) produce a second message.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let history = h.store.history(id).await.unwrap();
+    assert_eq!(history.iter().filter(|e| e.event_type == "TrainingCompleted").count(), 1);
+    assert_eq!(h.notifications().len(), 1, "{:?}", h.notifications());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_training_job_fails_the_avatar_and_tells_the_user() {
+    let h = Harness::start(SimConfig::default().with_failure_rate(1.0)).await;
+    let id = h.train(AvatarType::Portrait).await;
+    h.wait_for_status(id, &[AvatarStatus::TrainingFailed]).await;
+    let inbox = h.wait_for_notifications(1).await;
+    assert!(matches!(&inbox[0], Notification::TrainingFailed { avatar_id, .. } if *avatar_id == id));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_submit_answered_500_is_never_resubmitted_and_fails_visibly() {
+    let h = Harness::start(SimConfig::default()).await;
+    h.sim.fail_next(RequestKind::Submit, &[aisha::fal::sim::Fault::Status(500)]);
+    let id = h.train(AvatarType::Portrait).await;
+    h.wait_for_status(id, &[AvatarStatus::TrainingFailed]).await;
+    assert_eq!(h.sim.submissions().len(), 1, "a maybe-started paid job is not submitted again");
+    let inbox = h.wait_for_notifications(1).await;
+    assert!(matches!(&inbox[0], Notification::TrainingFailed { .. }));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_submit_refused_with_429_is_retried_and_trains() {
+    let h = Harness::start(SimConfig::default()).await;
+    h.sim.fail_next(RequestKind::Submit, &[aisha::fal::sim::Fault::Status(429)]);
+    let id = h.train(AvatarType::Portrait).await;
+    h.wait_for_status(id, &[AvatarStatus::Trained]).await;
+    let submits = h.sim.submissions();
+    assert_eq!(submits.len(), 2);
+    assert!(submits[0].fault.is_some() && submits[1].fault.is_none());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn trainings_end_under_random_faults_and_dropped_webhooks() {
+    let sim = SimConfig::default()
+        .with_faults(FaultRates {
+            too_many_requests: 0.15,
+            server_error: 0.15,
+            stall: 0.0,
+            stall_for: Duration::ZERO,
+        })
+        .with_webhook(WebhookBehaviour {
+            drop_rate: 0.3,
+            ..WebhookBehaviour::default()
+        });
+    let h = Harness::start(sim).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(h.train(AvatarType::Portrait).await);
+    }
+    for id in &ids {
+        h.wait_for_status(*id, &[AvatarStatus::Trained, AvatarStatus::TrainingFailed]).await;
+    }
+    assert_eq!(h.wait_for_notifications(4).await.len(), 4);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
+    let h = Harness::start(SimConfig::default()).await;
+    let portrait = h.train(AvatarType::Portrait).await;
+    let style = h.train(AvatarType::Style).await;
+    let portrait_avatar = h.wait_for_status(portrait, &[AvatarStatus::Trained]).await;
+    h.wait_for_status(style, &[AvatarStatus::Trained]).await;
+    let Some(TrainedModel::Portrait { lora_file_url, trigger_phrase, .. }) = portrait_avatar.model else {
+        panic!()
+    };
+
+    let presets: Vec<Option<GenerationPreset>> =
+        std::iter::once(None).chain(GenerationPreset::ALL.map(Some)).collect();
+    for avatar in [portrait, style] {
+        for preset in &presets {
+            h.run(avatar, Actor::User(OWNER), Action::Generate {
+                generation_id: Uuid::new_v4(),
+                prompt: "on a bicycle".into(),
+                preset: *preset,
+                num_images: 1,
+            })
+            .await;
+        }
+    }
+    // 2 training notifications + 18 generations.
+    let inbox = h.wait_for_notifications(20).await;
+    let completed = inbox
+        .iter()
+        .filter(|n| matches!(n, Notification::GenerationCompleted { images, .. } if images.len() == 1))
+        .count();
+    assert_eq!(completed, 18, "{inbox:?}");
+
+    let submissions = h.sim.submissions();
+    let lora: Vec<_> = submissions.iter().filter(|s| s.model_id() == Some("fal-ai/flux-lora")).collect();
+    let ultra: Vec<_> = submissions
+        .iter()
+        .filter(|s| s.model_id() == Some("fal-ai/flux-pro/v1.1-ultra-finetuned"))
+        .collect();
+    assert_eq!((lora.len(), ultra.len()), (9, 9));
+    // Seed 000's defaults, exactly.
+    let default_lora = lora
+        .iter()
+        .map(|s| s.body.clone().unwrap())
+        .find(|b| b.get("num_inference_steps").is_none())
+        .unwrap();
+    assert_eq!(
+        default_lora,
+        serde_json::json!({
+            "prompt": format!("{trigger_phrase} on a bicycle"),
+            "loras": [{"path": lora_file_url, "scale": 1.0}],
+            "image_size": "square_hd",
+            "num_images": 1,
+        })
+    );
+    let quality = lora
+        .iter()
+        .map(|s| s.body.clone().unwrap())
+        .find(|b| b["num_inference_steps"] == 50)
+        .unwrap();
+    assert_eq!(quality["guidance_scale"], 4.0);
+    assert_eq!(quality["loras"][0]["scale"], 1.2);
+    let default_ultra = ultra
+        .iter()
+        .map(|s| s.body.clone().unwrap())
+        .find(|b| b["finetune_strength"] == 1.1 && b["aspect_ratio"] == "1:1" && b.get("raw").is_none())
+        .expect("seed 000 style defaults");
+    assert!(default_ultra["finetune_id"].as_str().is_some());
+    assert!(ultra.iter().any(|s| s.body.as_ref().unwrap()["aspect_ratio"] == "3:4"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn one_failed_generation_does_not_fail_the_others() {
+    let h = Harness::start(SimConfig::default()).await;
+    let id = h.train(AvatarType::Portrait).await;
+    h.wait_for_status(id, &[AvatarStatus::Trained]).await;
+    h.sim.fail_next_jobs(1);
+    for _ in 0..4 {
+        h.run(id, Actor::User(OWNER), Action::Generate {
+            generation_id: Uuid::new_v4(),
+            prompt: "in the snow".into(),
+            preset: Some(GenerationPreset::Fast),
+            num_images: 2,
+        })
+        .await;
+    }
+    let inbox = h.wait_for_notifications(5).await;
+    let failed = inbox.iter().filter(|n| matches!(n, Notification::GenerationFailed { .. })).count();
+    let done = inbox.iter().filter(|n| matches!(n, Notification::GenerationCompleted { images, .. } if images.len() == 2)).count();
+    assert_eq!((failed, done), (1, 3), "{inbox:?}");
+    h.stop().await;
+}
+
+/// Forged, unsigned, stale and malformed webhooks never reach an avatar.
+#[tokio::test]
+async fn bad_webhooks_are_refused_with_the_right_status() {
+    let seed = [7u8; 32];
+    let h = Harness::start(SimConfig::default().with_signing_seed(seed)).await;
+    let genuine = WebhookSigner::from_seed(seed, "sim-user");
+    let signed = |request_id: &str, ts: i64, body: &[u8]| header_map(&genuine.sign(request_id, ts, body));
+    let id = h.avatar_ready_to_train(AvatarType::Portrait).await;
+    let url = format!("{}/webhooks/fal?avatar_id={id}", h.http);
+    let client = reqwest::Client::new();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "request_id": "r1", "gateway_request_id": "r1", "status": "OK",
+        "payload": {"diffusers_lora_file": {"url": "http://x/lora.safetensors"}}
+    }))
+    .unwrap();
+    let post = |headers: reqwest::header::HeaderMap, body: Vec<u8>| {
+        client.post(&url).headers(headers).body(body).send()
+    };
+    let now = Utc::now().timestamp();
+
+    let unsigned = post(Default::default(), body.clone()).await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+
+    let forger = WebhookSigner::generate("sim-user");
+    let forged = post(header_map(&forger.sign("r1", now, &body)), body.clone()).await.unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let stale = signed("r1", now - 3600, &body);
+    assert_eq!(post(stale, body.clone()).await.unwrap().status(), 401);
+
+    let tampered = signed("r1", now, &body);
+    let mut other = body.clone();
+    other.push(b' ');
+    assert_eq!(post(tampered, other).await.unwrap().status(), 401);
+
+    let garbage = b"not json".to_vec();
+    let malformed = signed("r1", now, &garbage);
+    assert_eq!(post(malformed, garbage).await.unwrap().status(), 400);
+
+    let huge = vec![b'x'; 2 * 1024 * 1024];
+    assert_eq!(post(Default::default(), huge).await.unwrap().status(), 413);
+
+    assert_eq!(h.store.history(id).await.unwrap().len(), 11, "nothing was recorded");
+    h.stop().await;
+}
+
+fn header_map(headers: &aisha::fal::webhook::WebhookHeaders) -> reqwest::header::HeaderMap {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in headers.pairs() {
+        map.insert(name, value.parse().unwrap());
+    }
+    map
+}
+
