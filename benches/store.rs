@@ -327,17 +327,40 @@ async fn prepare_avatars(store: &Arc<AvatarStore>, count: usize) -> Vec<Uuid> {
     ids
 }
 
-/// An avatar whose stream holds exactly `events` events.
+/// An avatar whose stream holds exactly `events` events. A long-lived avatar is one that has
+/// generated a lot: requests and their completions, as in real use.
 async fn avatar_with_events(store: &AvatarStore, events: usize) -> Uuid {
     if events <= 21 {
         return draft(store, events - 1).await;
     }
     let id = trained(store).await;
-    for _ in 14..events {
-        store
-            .execute(id, generate(), Uuid::new_v4())
-            .await
-            .expect("generate");
+    let mut count = 14;
+    while count < events {
+        let request = generate();
+        let Action::Generate { generation_id, .. } = request.action else {
+            unreachable!()
+        };
+        store.execute(id, request, Uuid::new_v4()).await.expect("generate");
+        count += 1;
+        if count < events {
+            exec(
+                store,
+                id,
+                Actor::System("bench".into()),
+                Action::CompleteGeneration {
+                    generation_id,
+                    images: vec![aggregates::GeneratedImage {
+                        url: "https://fal.media/files/image.jpg".into(),
+                        width: Some(1024),
+                        height: Some(1024),
+                        content_type: Some("image/jpeg".into()),
+                        nsfw: false,
+                    }],
+                },
+            )
+            .await;
+            count += 1;
+        }
     }
     id
 }

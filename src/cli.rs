@@ -39,6 +39,37 @@ pub enum CliCommand {
         #[arg(long, value_name = "SEQUENCE")]
         at: Option<u64>,
     },
+    /// Run the FAL simulator as a standalone server (queue at /queue, REST at /rest, JWKS at
+    /// /rest/.well-known/jwks.json), for tests and offline runs against a separate process.
+    FalSim {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        addr: std::net::SocketAddr,
+        /// Seconds a training takes.
+        #[arg(long, default_value_t = 20.0)]
+        training_seconds: f64,
+        /// Seconds a generation takes.
+        #[arg(long, default_value_t = 5.0)]
+        generation_seconds: f64,
+        /// Fraction of jobs that fail (0–1).
+        #[arg(long, default_value_t = 0.0)]
+        failure_rate: f64,
+        /// Fraction of webhooks delivered twice (0–1).
+        #[arg(long, default_value_t = 0.0)]
+        duplicate_webhooks: f64,
+        /// Fraction of webhooks never delivered (0–1).
+        #[arg(long, default_value_t = 0.0)]
+        drop_webhooks: f64,
+        /// Fraction of HTTP calls answered 429 (0–1).
+        #[arg(long, default_value_t = 0.0)]
+        rate_limit_rate: f64,
+        /// Fraction of HTTP calls answered 500 (0–1).
+        #[arg(long, default_value_t = 0.0)]
+        server_error_rate: f64,
+        /// Fraction of HTTP calls that stall for 30 s (0–1).
+        #[arg(long, default_value_t = 0.0)]
+        stall_rate: f64,
+    },
     /// Check the read models against a replay of every avatar's events.
     Audit {
         #[command(subcommand)]
@@ -103,6 +134,38 @@ fn init_tracing() {
 
 async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliError> {
     match command {
+        CliCommand::FalSim {
+            addr,
+            training_seconds,
+            generation_seconds,
+            failure_rate,
+            duplicate_webhooks,
+            drop_webhooks,
+            rate_limit_rate,
+            server_error_rate,
+            stall_rate,
+        } => {
+            use crate::fal::sim::{FaultRates, WebhookBehaviour};
+            let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
+            let sim = crate::fal::SimConfig::demo()
+                .with_times(secs(1.0), secs(training_seconds), secs(generation_seconds))
+                .with_failure_rate(failure_rate)
+                .with_webhook(WebhookBehaviour {
+                    duplicate_rate: duplicate_webhooks,
+                    drop_rate: drop_webhooks,
+                    ..WebhookBehaviour::default()
+                })
+                .with_faults(FaultRates {
+                    too_many_requests: rate_limit_rate,
+                    server_error: server_error_rate,
+                    stall: stall_rate,
+                    stall_for: secs(30.0),
+                });
+            crate::fal::sim::run_standalone(addr, sim)
+                .await
+                .map_err(|e| CliError::Io(format!("FAL simulator on {addr}: {e}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
         CliCommand::Migrate => {
             let db = Database::connect(&config.database_url).await?;
             db.migrate().await?;
@@ -155,6 +218,8 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error(transparent)]
     App(#[from] crate::app::AppError),
+    #[error("{0}")]
+    Io(String),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
 }

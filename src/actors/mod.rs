@@ -66,7 +66,7 @@ impl Default for ActorSettings {
     fn default() -> Self {
         Self {
             poll_interval: Duration::from_millis(250),
-            lease: Duration::from_secs(300),
+            lease: Duration::from_secs(45),
             status_poll_after: Duration::from_secs(60),
             status_poll_every: Duration::from_secs(30),
             training_deadline: Duration::from_secs(3 * 3600),
@@ -84,7 +84,7 @@ impl ActorSettings {
     pub fn fast() -> Self {
         Self {
             poll_interval: Duration::from_millis(50),
-            lease: Duration::from_secs(30),
+            lease: Duration::from_secs(3),
             status_poll_after: Duration::from_millis(1500),
             status_poll_every: Duration::from_millis(300),
             training_deadline: Duration::from_secs(60),
@@ -243,12 +243,26 @@ async fn claim_and_run(handler: &dyn WorkHandler, queue: &WorkQueue, settings: &
         }
     };
     let span = tracing::info_span!("work", kind, key = %item.key, avatar_id = %item.avatar_id, attempt = item.attempts);
+    // Keep the claim alive while the handler works; a crash stops the heartbeat and the item is
+    // taken over one lease later.
+    let heartbeat = {
+        let (queue, lease, id) = (queue.clone(), settings.lease, item.id);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if let Err(e) = queue.extend(id, lease).await {
+                    tracing::warn!(error = %e, "could not extend a work lease");
+                }
+            }
+        })
+    };
     let outcome = handler
         .run(&item)
         .instrument(span)
         .await
         // A store error (database away) is transient from the work's point of view.
         .unwrap_or_else(|e| Outcome::Retry(e.to_string()));
+    heartbeat.abort();
     let result = match outcome {
         Outcome::Done => queue.complete(item.id).await,
         Outcome::RetryAfter(delay) => queue.retry_later(item.id, delay, "waiting").await,

@@ -129,6 +129,17 @@ impl WorkQueue {
         row.map(RawItem::into_item).transpose()
     }
 
+    /// Extends a claim that is still being worked on, so the lease can stay short and a crashed
+    /// worker's items are taken over quickly.
+    pub async fn extend(&self, id: i64, lease: Duration) -> Result<(), StoreError> {
+        let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+        self.exec(
+            "UPDATE work_items SET claimed_until = $2 WHERE id = $1 AND status = 'pending'",
+            vec![id.into(), until.into()],
+        )
+        .await
+    }
+
     /// Records how far a step got, before doing something that must not be repeated blindly.
     pub async fn set_phase(&self, id: i64, phase: Option<&str>) -> Result<(), StoreError> {
         self.exec(

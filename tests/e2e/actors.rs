@@ -52,7 +52,11 @@ impl Harness {
     }
 
     async fn start_with(sim: SimConfig, settings: ActorSettings) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), sim, settings).await
+    }
+
+    /// Starts the service over an existing folder (database and photos), as after a restart.
+    async fn start_in(dir: TempDir, sim: SimConfig, settings: ActorSettings) -> Self {
         let config = Config {
             database_url: format!("sqlite://{}", dir.path().join("aisha.db").display()),
             teloxide_token: None,
@@ -474,3 +478,55 @@ fn header_map(headers: &aisha::fal::webhook::WebhookHeaders) -> reqwest::header:
     map
 }
 
+
+/// A crash after FAL accepted a training but before its request id was recorded is found again
+/// when the service restarts, and is resolved visibly: the training fails with a message, and
+/// nothing is submitted a second time.
+#[tokio::test]
+async fn an_interrupted_submission_is_failed_visibly_after_a_restart_and_not_resubmitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("aisha.db").display());
+    let id = Uuid::new_v4();
+    {
+        // The state a crash mid-submission leaves: training started, the work item marked as
+        // submitting, no request id recorded.
+        let db = aisha::store::Database::connect(&db_url).await.unwrap();
+        db.migrate().await.unwrap();
+        let store = AvatarStore::new(db.clone());
+        let user = Actor::User(OWNER);
+        let exec = |action| store.execute(id, Command::new(user.clone(), Utc::now(), action), Uuid::new_v4());
+        exec(Action::Create { avatar_id: id, name: "x".into(), gender: Gender::Male, avatar_type: AvatarType::Portrait })
+            .await
+            .unwrap();
+        for n in 0..10 {
+            exec(Action::UploadPhoto { photo: aggregates::PhotoMeta {
+                photo_id: format!("p{n}"), content_hash: format!("{n:064x}"), byte_size: 10,
+                width: 600, height: 600, format: aggregates::ImageFormat::Jpeg, storage_key: format!("k{n}"),
+            } })
+            .await
+            .unwrap();
+        }
+        exec(Action::StartTraining { preset: TrainingPreset::Fast }).await.unwrap();
+        let aisha::store::Database::Sqlite(pool) = &db else { unreachable!() };
+        sqlx::query(
+            "INSERT INTO work_items (kind, key, avatar_id, payload, phase, attempts, due_at, claimed_until, created_at)
+             VALUES ('train', ?1, ?2, ?3, 'submitting', 1, ?4, ?4, ?4)",
+        )
+        .bind(format!("train:{id}:12"))
+        .bind(id.to_string())
+        .bind(serde_json::json!({"endpoint": "fal-ai/flux-lora-portrait-trainer",
+            "params": {"trainer": "portrait", "trigger_phrase": "P", "steps": 300, "learning_rate": 0.0003,
+                "multiresolution_training": true, "subject_crop": true, "create_masks": false}}).to_string())
+        .bind(Utc::now() - chrono::Duration::seconds(60))
+        .execute(pool)
+        .await
+        .unwrap();
+        db.close().await;
+    }
+    let h = Harness::start_in(dir, SimConfig::default(), ActorSettings::fast()).await;
+    h.wait_for_status(id, &[AvatarStatus::TrainingFailed]).await;
+    let inbox = h.wait_for_notifications(1).await;
+    assert!(matches!(&inbox[0], Notification::TrainingFailed { reason, .. } if reason.contains("interrupted")), "{inbox:?}");
+    assert!(h.sim.submissions().is_empty(), "nothing may be submitted again");
+    h.stop().await;
+}
