@@ -34,6 +34,10 @@ pub enum AppError {
     },
     #[error("the FAL simulator could not start: {0}")]
     Simulator(std::io::Error),
+    #[error("Telegram bot: {0}")]
+    Telegram(#[from] crate::bot::BotError),
+    #[error("TELOXIDE_TOKEN is not set: `aisha serve` needs the Telegram bot token (ask @BotFather for one)")]
+    MissingToken,
 }
 
 /// Knobs that are not operator configuration: timings and test doubles.
@@ -69,6 +73,8 @@ pub struct Application {
     pub simulator: Option<FalSimulator>,
     /// Where FAL's webhook signing keys are published (the simulator's in simulated mode).
     pub jwks_url: String,
+    /// The Telegram bot, when `TELOXIDE_TOKEN` is set.
+    pub telegram: Option<crate::bot::Telegram>,
     listener: TcpListener,
     addr: SocketAddr,
 }
@@ -124,16 +130,32 @@ impl Application {
                 )
             }
         };
-        let fal = FalClient::new(fal_config)?;
+        let timeouts = crate::fal::Timeouts {
+            request: options.actor_settings.fal_request_timeout,
+            ..Default::default()
+        };
+        let fal = FalClient::new(fal_config.with_timeouts(timeouts))?;
+        let telegram = match &config.teloxide_token {
+            Some(token) => Some(crate::bot::Telegram::new(
+                token,
+                &config.telegram_api_url,
+                store.clone(),
+                photos.clone(),
+                db.clone(),
+                fal.clone(),
+            )?),
+            None => None,
+        };
         let services = Services {
             store: store.clone(),
             queue: WorkQueue::new(db.clone()),
             fal: fal.clone(),
             photos: photos.clone(),
-            notifier: options
-                .notifier
-                .clone()
-                .unwrap_or_else(|| Arc::new(LogNotifier)),
+            notifier: match (&options.notifier, &telegram) {
+                (Some(notifier), _) => notifier.clone(),
+                (None, Some(telegram)) => telegram.notifier(),
+                (None, None) => Arc::new(LogNotifier),
+            },
             public_base_url,
             settings: options.actor_settings.clone(),
         };
@@ -147,6 +169,7 @@ impl Application {
             services,
             simulator,
             jwks_url,
+            telegram,
             listener,
             addr,
         })
@@ -162,6 +185,11 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
+        // First, so that a bad token stops start-up before anything else runs.
+        let mut telegram = match self.telegram {
+            Some(telegram) => Some(telegram.start(self.config.public_base_url.as_deref()).await?),
+            None => None,
+        };
         let metrics = crate::telemetry::prometheus();
         let actors = ActorSystem::start(self.services.clone(), self.feed.clone());
         // One live runner per read model; a rebuild or another instance may hold its lock.
@@ -179,11 +207,17 @@ impl Application {
             verifier: Arc::new(WebhookVerifier::new(self.jwks_url.clone())),
             services: self.services.clone(),
         };
-        let app = router(state).merge(webhooks::router(webhook_state));
+        let mut app = router(state).merge(webhooks::router(webhook_state));
+        if let Some(route) = telegram.as_mut().and_then(crate::bot::RunningBot::take_router) {
+            app = app.merge(route);
+        }
         tracing::info!(addr = %self.addr, backend = self.db.backend_name(), "HTTP server listening");
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        if let Some(telegram) = telegram {
+            telegram.stop().await;
+        }
         actors.stop();
         read_models.iter().for_each(|runner| runner.abort());
         self.db.close().await;

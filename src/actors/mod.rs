@@ -60,6 +60,8 @@ pub struct ActorSettings {
     pub max_attempts: i32,
     /// Base of the exponential backoff between attempts.
     pub retry_base: Duration,
+    /// How long one FAL API call may take before it counts as timed out.
+    pub fal_request_timeout: Duration,
 }
 
 impl Default for ActorSettings {
@@ -75,6 +77,7 @@ impl Default for ActorSettings {
             generation_concurrency: 8,
             max_attempts: 6,
             retry_base: Duration::from_secs(2),
+            fal_request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -93,6 +96,7 @@ impl ActorSettings {
             generation_concurrency: 8,
             max_attempts: 4,
             retry_base: Duration::from_millis(100),
+            fal_request_timeout: Duration::from_secs(2),
         }
     }
 

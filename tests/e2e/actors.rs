@@ -308,12 +308,13 @@ async fn a_submit_refused_with_429_is_retried_and_trains() {
 
 #[tokio::test]
 async fn trainings_end_under_random_faults_and_dropped_webhooks() {
+    // 30% of FAL calls answer 429, 500 or time out, and 30% of webhooks never arrive.
     let sim = SimConfig::default()
         .with_faults(FaultRates {
-            too_many_requests: 0.15,
-            server_error: 0.15,
-            stall: 0.0,
-            stall_for: Duration::ZERO,
+            too_many_requests: 0.1,
+            server_error: 0.1,
+            stall: 0.1,
+            stall_for: Duration::from_secs(4),
         })
         .with_webhook(WebhookBehaviour {
             drop_rate: 0.3,
@@ -321,13 +322,24 @@ async fn trainings_end_under_random_faults_and_dropped_webhooks() {
         });
     let h = Harness::start(sim).await;
     let mut ids = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..6 {
         ids.push(h.train(AvatarType::Portrait).await);
     }
+    // Every training ends, completed or failed, and its user hears about it exactly once.
     for id in &ids {
         h.wait_for_status(*id, &[AvatarStatus::Trained, AvatarStatus::TrainingFailed]).await;
     }
-    assert_eq!(h.wait_for_notifications(4).await.len(), 4);
+    let inbox = h.wait_for_notifications(6).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.notifications().len(), 6, "{inbox:?}");
+    for id in &ids {
+        let history = h.store.history(*id).await.unwrap();
+        let outcomes = history
+            .iter()
+            .filter(|e| matches!(e.event_type.as_str(), "TrainingCompleted" | "TrainingFailed"))
+            .count();
+        assert_eq!(outcomes, 1, "{id}");
+    }
     h.stop().await;
 }
 
