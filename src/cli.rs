@@ -23,9 +23,23 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
+    /// Run the whole story offline: a scripted user talks to the real bot on a fake Telegram,
+    /// with FAL simulated and a temporary SQLite database; prints the chat and an avatar's history.
+    Demo,
     /// Run the bot, the HTTP server (FAL webhooks, health, metrics) and the actors; applies
     /// pending migrations first.
-    Serve,
+    Serve {
+        /// Seconds after a training's submission before the status poller first asks FAL
+        /// (the webhook usually arrives first).
+        #[arg(long, env = "STATUS_POLL_AFTER_SECS", default_value_t = 60)]
+        status_poll_after_secs: u64,
+        /// Seconds between two status polls of one training.
+        #[arg(long, env = "STATUS_POLL_EVERY_SECS", default_value_t = 30)]
+        status_poll_every_secs: u64,
+        /// Seconds after which a training without a result is failed and cancelled.
+        #[arg(long, env = "TRAINING_DEADLINE_SECS", default_value_t = 10_800)]
+        training_deadline_secs: u64,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print an avatar's events in order: when, who, what.
@@ -112,7 +126,8 @@ pub async fn run() -> ExitCode {
         }
     }
     let cli = Cli::parse();
-    init_tracing();
+    // The demo's output is the conversation; its logs would drown it.
+    init_tracing(if matches!(cli.command, CliCommand::Demo) { "warn" } else { "info" });
     let config = Config::from(cli.config);
     match execute(cli.command, config).await {
         Ok(code) => code,
@@ -123,9 +138,9 @@ pub async fn run() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -134,6 +149,7 @@ fn init_tracing() {
 
 async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliError> {
     match command {
+        CliCommand::Demo => Ok(crate::demo::run_and_print().await),
         CliCommand::FalSim {
             addr,
             training_seconds,
@@ -172,9 +188,20 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             println!("migrations applied ({})", db.backend_name());
             Ok(ExitCode::SUCCESS)
         }
-        CliCommand::Serve => {
+        CliCommand::Serve {
+            status_poll_after_secs,
+            status_poll_every_secs,
+            training_deadline_secs,
+        } => {
             tracing::info!(config = ?config, "starting");
-            crate::serve::run(config).await?;
+            let secs = std::time::Duration::from_secs;
+            let settings = crate::actors::ActorSettings {
+                status_poll_after: secs(status_poll_after_secs),
+                status_poll_every: secs(status_poll_every_secs.max(1)),
+                training_deadline: secs(training_deadline_secs),
+                ..Default::default()
+            };
+            crate::serve::run(config, settings).await?;
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::History {

@@ -1,11 +1,19 @@
 //! `aisha serve`: builds the [`Application`] and runs it until Ctrl-C / SIGTERM.
 
+use crate::actors::ActorSettings;
 use crate::app::{AppError, AppOptions, Application};
 use crate::config::Config;
 
 /// Runs the service until a shutdown signal arrives.
-pub async fn run(config: Config) -> Result<(), AppError> {
-    let app = Application::build(config, AppOptions::default()).await?;
+pub async fn run(config: Config, actor_settings: ActorSettings) -> Result<(), AppError> {
+    if config.teloxide_token.is_none() {
+        return Err(AppError::MissingToken);
+    }
+    let options = AppOptions {
+        actor_settings,
+        ..AppOptions::default()
+    };
+    let app = Application::build(config, options).await?;
     app.run_until_stopped(shutdown_signal()).await
 }
 
