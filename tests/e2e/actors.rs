@@ -356,11 +356,15 @@ async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
 
     let presets: Vec<Option<GenerationPreset>> =
         std::iter::once(None).chain(GenerationPreset::ALL.map(Some)).collect();
+    let prompt_for = |preset: &Option<GenerationPreset>| match preset {
+        Some(p) => format!("on a bicycle, {}", p.as_str()),
+        None => "on a bicycle".to_owned(),
+    };
     for avatar in [portrait, style] {
         for preset in &presets {
             h.run(avatar, Actor::User(OWNER), Action::Generate {
                 generation_id: Uuid::new_v4(),
-                prompt: "on a bicycle".into(),
+                prompt: prompt_for(preset),
                 preset: *preset,
                 num_images: 1,
             })
@@ -410,7 +414,28 @@ async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
         .find(|b| b["finetune_strength"] == 1.1 && b["aspect_ratio"] == "1:1" && b.get("raw").is_none())
         .expect("seed 000 style defaults");
     assert!(default_ultra["finetune_id"].as_str().is_some());
-    assert!(ultra.iter().any(|s| s.body.as_ref().unwrap()["aspect_ratio"] == "3:4"));
+
+    // Every preset, on both endpoints, exactly as the preset table says.
+    let body_with = |list: &[&aisha::fal::sim::RecordedRequest], prompt: &str| {
+        list.iter()
+            .map(|s| s.body.clone().unwrap())
+            .find(|b| b["prompt"].as_str().is_some_and(|p| p.ends_with(prompt)))
+            .unwrap_or_else(|| panic!("no submission for {prompt}"))
+    };
+    for preset in GenerationPreset::ALL {
+        let v = preset.values();
+        let prompt = prompt_for(&Some(preset));
+        let l = body_with(&lora, &prompt);
+        assert_eq!(l["num_inference_steps"], v.steps, "{preset:?}");
+        assert_eq!(l["guidance_scale"], v.guidance, "{preset:?}");
+        assert_eq!(l["image_size"], v.image_size, "{preset:?}");
+        assert_eq!(l["loras"], serde_json::json!([{"path": lora_file_url, "scale": v.lora_scale}]), "{preset:?}");
+        let u = body_with(&ultra, &prompt);
+        assert_eq!(u["finetune_strength"], v.finetune_strength, "{preset:?}");
+        assert_eq!(u["aspect_ratio"], aggregates::presets::aspect_ratio_for(v.image_size), "{preset:?}");
+        assert_eq!(u.get("raw").is_some(), v.raw, "{preset:?}");
+        assert!(u["prompt"].as_str().unwrap().starts_with("STYLE_"), "{preset:?}");
+    }
     h.stop().await;
 }
 
