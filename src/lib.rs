@@ -3,8 +3,10 @@
 //! The domain lives in the `aggregates` crate (pure) and read models in `projections`; this crate
 //! is everything at the edges:
 //! - [`actors`] — the actix actors that train, generate, poll, notify and clean up;
+//! - [`bot`] — the Telegram bot: conversations, photo intake, gallery and notifications;
 //! - [`app`] — the whole service assembled from its configuration;
 //! - [`config`] — settings from the environment and `.env`;
+//! - [`demo`] — `aisha demo`: the whole bot story offline, printed as the user reads it;
 //! - [`cli`] — the `aisha` command line (`serve`, `migrate`, `history`, …);
 //! - [`http`] — the HTTP server (health; webhooks, metrics and the admin API to come);
 //! - [`serve`] — `aisha serve`: everything wired together;
@@ -18,8 +20,10 @@
 pub mod actors;
 pub mod app;
 pub mod audit;
+pub mod bot;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod fake_telegram;
 pub mod fal;
 pub mod http;

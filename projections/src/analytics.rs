@@ -5,17 +5,20 @@
 //! once per (day, key), which keeps a rebuild fast; the runner's transaction makes each batch
 //! count exactly once. Two small working tables (`analytics_avatars`,
 //! `analytics_open_generations`) remember what later events need but do not carry: an avatar's
-//! type, when its training started, a pending generation's preset and start.
+//! type, when its training started, a pending generation's preset and start. A batch reads the
+//! rows it needs once and writes them back once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aggregates::AvatarEvent;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
+use uuid::Uuid;
 
+use crate::gallery::uuid;
 use crate::jobs::seconds;
-use crate::sql::Tx;
+use crate::sql::{Arg, Tx};
 use crate::{FeedEvent, Projection, ProjectionError};
 
 pub const NAME: &str = "analytics";
@@ -108,66 +111,240 @@ fn telegram_user(e: &FeedEvent) -> Option<i64> {
         .ok()
 }
 
+/// What the projection remembers of an avatar.
+#[derive(Debug, Clone)]
+struct AvatarMemo {
+    avatar_type: String,
+    training_started_at: Option<DateTime<Utc>>,
+}
+
+/// What it remembers of a generation still pending.
+#[derive(Debug, Clone)]
+struct OpenGeneration {
+    avatar_id: Uuid,
+    preset: String,
+    requested_at: DateTime<Utc>,
+}
+
+/// The working tables as far as one batch needs them, loaded once and written back once.
+#[derive(Debug, Default)]
+struct Memory {
+    /// `None`: known not to exist (never created, or deleted).
+    avatars: HashMap<Uuid, Option<AvatarMemo>>,
+    avatars_changed: BTreeSet<Uuid>,
+    avatars_deleted: BTreeSet<Uuid>,
+    open: HashMap<Uuid, Option<OpenGeneration>>,
+    /// Requested in this batch and still pending: to insert.
+    opened: BTreeSet<Uuid>,
+    /// Pending before this batch and finished in it: to delete.
+    closed: BTreeSet<Uuid>,
+}
+
+impl Memory {
+    async fn load(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<Self, ProjectionError> {
+        let mut memory = Self::default();
+        let mut avatars: Vec<Uuid> = events.iter().map(|e| e.avatar_id).collect();
+        avatars.sort_unstable();
+        avatars.dedup();
+        for id in &avatars {
+            memory.avatars.insert(*id, None);
+        }
+        for row in &tx
+            .fetch_in(
+                "SELECT avatar_id, avatar_type, training_started_at FROM analytics_avatars
+                  WHERE avatar_id IN ({keys})",
+                avatars.into_iter().map(Arg::from).collect(),
+            )
+            .await?
+        {
+            memory.avatars.insert(
+                uuid(row, "avatar_id")?,
+                Some(AvatarMemo {
+                    avatar_type: row.get("avatar_type")?,
+                    training_started_at: row.get("training_started_at")?,
+                }),
+            );
+        }
+        let mut finished: Vec<Uuid> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                AvatarEvent::GenerationCompleted { generation_id, .. }
+                | AvatarEvent::GenerationFailed { generation_id, .. } => Some(*generation_id),
+                _ => None,
+            })
+            .collect();
+        finished.sort_unstable();
+        finished.dedup();
+        for row in &tx
+            .fetch_in(
+                "SELECT generation_id, avatar_id, preset, requested_at
+                   FROM analytics_open_generations WHERE generation_id IN ({keys})",
+                finished.into_iter().map(Arg::from).collect(),
+            )
+            .await?
+        {
+            memory.open.insert(
+                uuid(row, "generation_id")?,
+                Some(OpenGeneration {
+                    avatar_id: uuid(row, "avatar_id")?,
+                    preset: row.get("preset")?,
+                    requested_at: row.get("requested_at")?,
+                }),
+            );
+        }
+        Ok(memory)
+    }
+
+    fn avatar(&mut self, id: Uuid) -> Option<&mut AvatarMemo> {
+        self.avatars.get_mut(&id).and_then(Option::as_mut)
+    }
+
+    /// The avatar's type and the start of its latest training.
+    fn training_of(&mut self, id: Uuid) -> (String, Option<DateTime<Utc>>) {
+        match self.avatar(id) {
+            Some(a) => (a.avatar_type.clone(), a.training_started_at),
+            None => (UNKNOWN.to_owned(), None),
+        }
+    }
+
+    /// Forgets a pending generation; its preset label and request time.
+    fn close(&mut self, generation_id: Uuid) -> (String, Option<DateTime<Utc>>) {
+        let Some(open) = self.open.get_mut(&generation_id).and_then(Option::take) else {
+            return (UNKNOWN.to_owned(), None);
+        };
+        if !self.opened.remove(&generation_id) {
+            self.closed.insert(generation_id);
+        }
+        (open.preset, Some(open.requested_at))
+    }
+
+    async fn save(self, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
+        let keys = |ids: &BTreeSet<Uuid>| ids.iter().copied().map(Arg::from).collect::<Vec<_>>();
+        tx.execute_in(
+            "DELETE FROM analytics_open_generations WHERE generation_id IN ({keys})",
+            keys(&self.closed),
+        )
+        .await?;
+        // Pending generations of a deleted avatar are dropped, not failed.
+        tx.execute_in(
+            "DELETE FROM analytics_open_generations WHERE avatar_id IN ({keys})",
+            keys(&self.avatars_deleted),
+        )
+        .await?;
+        tx.execute_in(
+            "DELETE FROM analytics_avatars WHERE avatar_id IN ({keys})",
+            keys(&self.avatars_deleted),
+        )
+        .await?;
+        let opened: Vec<Vec<Arg>> = self
+            .opened
+            .iter()
+            .filter_map(|id| {
+                let open = self.open.get(id)?.as_ref()?;
+                Some(vec![
+                    (*id).into(),
+                    open.avatar_id.into(),
+                    open.preset.clone().into(),
+                    open.requested_at.into(),
+                ])
+            })
+            .collect();
+        tx.insert_rows(
+            "INSERT INTO analytics_open_generations
+                (generation_id, avatar_id, preset, requested_at)",
+            opened,
+            "ON CONFLICT (generation_id) DO NOTHING",
+        )
+        .await?;
+        let changed: Vec<Vec<Arg>> = self
+            .avatars_changed
+            .iter()
+            .filter_map(|id| {
+                let a = self.avatars.get(id)?.as_ref()?;
+                Some(vec![
+                    (*id).into(),
+                    a.avatar_type.clone().into(),
+                    a.training_started_at.into(),
+                ])
+            })
+            .collect();
+        tx.insert_rows(
+            "INSERT INTO analytics_avatars (avatar_id, avatar_type, training_started_at)",
+            changed,
+            "ON CONFLICT (avatar_id) DO UPDATE
+                SET avatar_type = excluded.avatar_type,
+                    training_started_at = excluded.training_started_at",
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), ProjectionError> {
+    let mut memory = Memory::load(tx, events).await?;
     let mut deltas = Deltas::default();
     for e in events {
-        collect(tx, e, &mut deltas).await?;
+        collect(e, &mut memory, &mut deltas);
     }
+    memory.save(tx).await?;
     flush(tx, deltas).await
 }
 
-async fn collect(tx: &mut Tx<'_>, e: &FeedEvent, d: &mut Deltas) -> Result<(), ProjectionError> {
+fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
     let at = e.event.at();
     let today = day(at);
+    let id = e.avatar_id;
     if let Some(user) = telegram_user(e) {
         d.active.insert((today, user));
     }
     match &e.event {
         AvatarEvent::AvatarCreated { avatar_type, .. } => {
-            tx.execute(
-                "INSERT INTO analytics_avatars (avatar_id, avatar_type) VALUES ($1, $2)
-                 ON CONFLICT (avatar_id) DO NOTHING",
-                vec![e.avatar_id.into(), avatar_type.as_str().into()],
-            )
-            .await?;
+            if m.avatar(id).is_some() {
+                return;
+            }
+            m.avatars.insert(
+                id,
+                Some(AvatarMemo {
+                    avatar_type: avatar_type.as_str().to_owned(),
+                    training_started_at: None,
+                }),
+            );
+            m.avatars_changed.insert(id);
             d.avatars
                 .entry((today, avatar_type.as_str().to_owned()))
                 .or_default()
                 .created += 1;
         }
         AvatarEvent::ModelDataCorrected { avatar_type, .. } => {
-            tx.execute(
-                "UPDATE analytics_avatars SET avatar_type = $2 WHERE avatar_id = $1",
-                vec![e.avatar_id.into(), avatar_type.as_str().into()],
-            )
-            .await?;
+            if let Some(a) = m.avatar(id) {
+                a.avatar_type = avatar_type.as_str().to_owned();
+                m.avatars_changed.insert(id);
+            }
         }
         AvatarEvent::TrainingStarted { avatar_type, .. } => {
-            tx.execute(
-                "UPDATE analytics_avatars SET training_started_at = $2 WHERE avatar_id = $1",
-                vec![e.avatar_id.into(), at.into()],
-            )
-            .await?;
+            if let Some(a) = m.avatar(id) {
+                a.training_started_at = Some(at);
+                m.avatars_changed.insert(id);
+            }
             d.trainings
                 .entry((today, avatar_type.as_str().to_owned()))
                 .or_default()
                 .started += 1;
         }
         AvatarEvent::TrainingCompleted { .. } => {
-            let (avatar_type, started) = training_of(tx, e).await?;
+            let (avatar_type, started) = m.training_of(id);
             // The start is forgotten on success only: a success that arrives after a failure
             // still measures from the user's request.
-            tx.execute(
-                "UPDATE analytics_avatars SET training_started_at = NULL WHERE avatar_id = $1",
-                vec![e.avatar_id.into()],
-            )
-            .await?;
+            if let Some(a) = m.avatar(id) {
+                a.training_started_at = None;
+                m.avatars_changed.insert(id);
+            }
             let counts = d.trainings.entry((today, avatar_type)).or_default();
             counts.completed += 1;
             counts.completed_seconds += started.map_or(0.0, |s| seconds(s, at));
         }
         AvatarEvent::TrainingFailed { .. } => {
-            let (avatar_type, started) = training_of(tx, e).await?;
+            let (avatar_type, started) = m.training_of(id);
             let counts = d.trainings.entry((today, avatar_type)).or_default();
             counts.failed += 1;
             counts.failed_seconds += started.map_or(0.0, |s| seconds(s, at));
@@ -178,19 +355,15 @@ async fn collect(tx: &mut Tx<'_>, e: &FeedEvent, d: &mut Deltas) -> Result<(), P
             ..
         } => {
             let preset = preset.map_or(DEFAULT_PRESET, |p| p.as_str());
-            tx.execute(
-                "INSERT INTO analytics_open_generations
-                    (generation_id, avatar_id, preset, requested_at)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (generation_id) DO NOTHING",
-                vec![
-                    (*generation_id).into(),
-                    e.avatar_id.into(),
-                    preset.into(),
-                    at.into(),
-                ],
-            )
-            .await?;
+            m.open.insert(
+                *generation_id,
+                Some(OpenGeneration {
+                    avatar_id: id,
+                    preset: preset.to_owned(),
+                    requested_at: at,
+                }),
+            );
+            m.opened.insert(*generation_id);
             d.generations
                 .entry((today, preset.to_owned()))
                 .or_default()
@@ -201,148 +374,113 @@ async fn collect(tx: &mut Tx<'_>, e: &FeedEvent, d: &mut Deltas) -> Result<(), P
             images,
             ..
         } => {
-            let (preset, requested) = close_generation(tx, *generation_id).await?;
+            let (preset, requested) = m.close(*generation_id);
             let counts = d.generations.entry((today, preset)).or_default();
             counts.completed += 1;
             counts.images += images.len() as i64;
             counts.completed_seconds += requested.map_or(0.0, |r| seconds(r, at));
         }
         AvatarEvent::GenerationFailed { generation_id, .. } => {
-            let (preset, _) = close_generation(tx, *generation_id).await?;
+            let (preset, _) = m.close(*generation_id);
             d.generations.entry((today, preset)).or_default().failed += 1;
         }
         AvatarEvent::AvatarDeleted { .. } => {
-            let avatar_type = avatar_type_of(tx, e).await?;
+            let (avatar_type, _) = m.training_of(id);
             d.avatars.entry((today, avatar_type)).or_default().deleted += 1;
-            // Pending generations of a deleted avatar are dropped, not failed.
-            tx.execute(
-                "DELETE FROM analytics_open_generations WHERE avatar_id = $1",
-                vec![e.avatar_id.into()],
-            )
-            .await?;
-            tx.execute(
-                "DELETE FROM analytics_avatars WHERE avatar_id = $1",
-                vec![e.avatar_id.into()],
-            )
-            .await?;
+            m.avatars.insert(id, None);
+            m.avatars_changed.remove(&id);
+            m.avatars_deleted.insert(id);
+            // Its generations pending in this batch are dropped with it.
+            let mut dropped = Vec::new();
+            for (gid, open) in &mut m.open {
+                if open.as_ref().is_some_and(|o| o.avatar_id == id) {
+                    *open = None;
+                    dropped.push(*gid);
+                }
+            }
+            for gid in dropped {
+                m.opened.remove(&gid);
+            }
         }
         AvatarEvent::PhotoUploaded { .. }
         | AvatarEvent::PhotoRemoved { .. }
         | AvatarEvent::TrainingSubmitted { .. } => {}
     }
-    Ok(())
 }
 
-async fn avatar_type_of(tx: &mut Tx<'_>, e: &FeedEvent) -> Result<String, ProjectionError> {
-    Ok(training_of(tx, e).await?.0)
-}
-
-/// The avatar's type and the start of its latest training.
-async fn training_of(
-    tx: &mut Tx<'_>,
-    e: &FeedEvent,
-) -> Result<(String, Option<DateTime<Utc>>), ProjectionError> {
-    let row = tx
-        .fetch_optional(
-            "SELECT avatar_type, training_started_at FROM analytics_avatars WHERE avatar_id = $1",
-            vec![e.avatar_id.into()],
-        )
-        .await?;
-    match row {
-        Some(row) => Ok((row.get("avatar_type")?, row.get("training_started_at")?)),
-        None => Ok((UNKNOWN.to_owned(), None)),
-    }
-}
-
-/// Forgets a pending generation and returns its preset label and request time.
-async fn close_generation(
-    tx: &mut Tx<'_>,
-    generation_id: uuid::Uuid,
-) -> Result<(String, Option<DateTime<Utc>>), ProjectionError> {
-    let row = tx
-        .fetch_optional(
-            "SELECT preset, requested_at FROM analytics_open_generations WHERE generation_id = $1",
-            vec![generation_id.into()],
-        )
-        .await?;
-    let Some(row) = row else {
-        return Ok((UNKNOWN.to_owned(), None));
-    };
-    tx.execute(
-        "DELETE FROM analytics_open_generations WHERE generation_id = $1",
-        vec![generation_id.into()],
+/// Adds the batch's counts, one statement per table (each (day, key) at most once in it).
+async fn flush(tx: &mut Tx<'_>, d: Deltas) -> Result<(), ProjectionError> {
+    tx.insert_rows(
+        "INSERT INTO daily_avatars (day, avatar_type, created, deleted)",
+        d.avatars
+            .into_iter()
+            .map(|((day, kind), c)| vec![day.into(), kind.into(), c.created.into(), c.deleted.into()])
+            .collect(),
+        "ON CONFLICT (day, avatar_type) DO UPDATE
+            SET created = daily_avatars.created + excluded.created,
+                deleted = daily_avatars.deleted + excluded.deleted",
     )
     .await?;
-    Ok((row.get("preset")?, row.get("requested_at")?))
-}
-
-async fn flush(tx: &mut Tx<'_>, d: Deltas) -> Result<(), ProjectionError> {
-    for ((day, avatar_type), c) in d.avatars {
-        tx.execute(
-            "INSERT INTO daily_avatars (day, avatar_type, created, deleted) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (day, avatar_type) DO UPDATE
-                SET created = daily_avatars.created + excluded.created,
-                    deleted = daily_avatars.deleted + excluded.deleted",
-            vec![day.into(), avatar_type.into(), c.created.into(), c.deleted.into()],
-        )
-        .await?;
-    }
-    for ((day, avatar_type), c) in d.trainings {
-        tx.execute(
-            "INSERT INTO daily_trainings
-                (day, avatar_type, started, completed, failed, completed_seconds, failed_seconds)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (day, avatar_type) DO UPDATE
-                SET started = daily_trainings.started + excluded.started,
-                    completed = daily_trainings.completed + excluded.completed,
-                    failed = daily_trainings.failed + excluded.failed,
-                    completed_seconds =
-                        daily_trainings.completed_seconds + excluded.completed_seconds,
-                    failed_seconds = daily_trainings.failed_seconds + excluded.failed_seconds",
-            vec![
-                day.into(),
-                avatar_type.into(),
-                c.started.into(),
-                c.completed.into(),
-                c.failed.into(),
-                c.completed_seconds.into(),
-                c.failed_seconds.into(),
-            ],
-        )
-        .await?;
-    }
-    for ((day, preset), c) in d.generations {
-        tx.execute(
-            "INSERT INTO daily_generations
-                (day, preset, requested, completed, failed, images, completed_seconds)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (day, preset) DO UPDATE
-                SET requested = daily_generations.requested + excluded.requested,
-                    completed = daily_generations.completed + excluded.completed,
-                    failed = daily_generations.failed + excluded.failed,
-                    images = daily_generations.images + excluded.images,
-                    completed_seconds =
-                        daily_generations.completed_seconds + excluded.completed_seconds",
-            vec![
-                day.into(),
-                preset.into(),
-                c.requested.into(),
-                c.completed.into(),
-                c.failed.into(),
-                c.images.into(),
-                c.completed_seconds.into(),
-            ],
-        )
-        .await?;
-    }
-    for (day, user) in d.active {
-        tx.execute(
-            "INSERT INTO daily_active_users (day, user_id) VALUES ($1, $2)
-             ON CONFLICT (day, user_id) DO NOTHING",
-            vec![day.into(), user.into()],
-        )
-        .await?;
-    }
+    tx.insert_rows(
+        "INSERT INTO daily_trainings
+            (day, avatar_type, started, completed, failed, completed_seconds, failed_seconds)",
+        d.trainings
+            .into_iter()
+            .map(|((day, kind), c)| {
+                vec![
+                    day.into(),
+                    kind.into(),
+                    c.started.into(),
+                    c.completed.into(),
+                    c.failed.into(),
+                    c.completed_seconds.into(),
+                    c.failed_seconds.into(),
+                ]
+            })
+            .collect(),
+        "ON CONFLICT (day, avatar_type) DO UPDATE
+            SET started = daily_trainings.started + excluded.started,
+                completed = daily_trainings.completed + excluded.completed,
+                failed = daily_trainings.failed + excluded.failed,
+                completed_seconds = daily_trainings.completed_seconds + excluded.completed_seconds,
+                failed_seconds = daily_trainings.failed_seconds + excluded.failed_seconds",
+    )
+    .await?;
+    tx.insert_rows(
+        "INSERT INTO daily_generations
+            (day, preset, requested, completed, failed, images, completed_seconds)",
+        d.generations
+            .into_iter()
+            .map(|((day, preset), c)| {
+                vec![
+                    day.into(),
+                    preset.into(),
+                    c.requested.into(),
+                    c.completed.into(),
+                    c.failed.into(),
+                    c.images.into(),
+                    c.completed_seconds.into(),
+                ]
+            })
+            .collect(),
+        "ON CONFLICT (day, preset) DO UPDATE
+            SET requested = daily_generations.requested + excluded.requested,
+                completed = daily_generations.completed + excluded.completed,
+                failed = daily_generations.failed + excluded.failed,
+                images = daily_generations.images + excluded.images,
+                completed_seconds =
+                    daily_generations.completed_seconds + excluded.completed_seconds",
+    )
+    .await?;
+    tx.insert_rows(
+        "INSERT INTO daily_active_users (day, user_id)",
+        d.active
+            .into_iter()
+            .map(|(day, user)| vec![day.into(), user.into()])
+            .collect(),
+        "ON CONFLICT (day, user_id) DO NOTHING",
+    )
+    .await?;
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 //!
 //! A deleted avatar keeps its row with status `deleted` (and `deleted_at`): auditors and
 //! analysts still see it, while [`page`] and [`count`] — what the bot lists — leave it out.
-//! Every update is guarded by the avatar's event sequence, so applying an event twice is harmless.
+//! Each row remembers the last event applied to it, so applying an event twice is harmless.
+
+use std::collections::{HashMap, HashSet};
 
 use aggregates::{AvatarEvent, AvatarStatus, TrainedModel};
 use chrono::{DateTime, Utc};
@@ -37,7 +39,15 @@ impl Projection for Gallery {
         tx: &'a mut Tx<'_>,
         event: &'a FeedEvent,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(apply(tx, event))
+        Box::pin(apply_all(tx, std::slice::from_ref(event)))
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut Tx<'_>,
+        events: &'a [FeedEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(apply_all(tx, events))
     }
 }
 
@@ -49,142 +59,176 @@ pub fn model_ref(model: &TrainedModel) -> &str {
     }
 }
 
-async fn apply(tx: &mut Tx<'_>, e: &FeedEvent) -> Result<(), ProjectionError> {
+/// Loads the batch's avatars once, applies every event to them in memory and writes each
+/// changed row once: a rebuild's batch of many events per avatar costs two statements.
+async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), ProjectionError> {
+    let mut ids: Vec<Uuid> = events.iter().map(|e| e.avatar_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let loaded = tx
+        .fetch_in(
+            &format!("SELECT {CARD_COLUMNS} FROM gallery_avatars WHERE avatar_id IN ({{keys}})"),
+            ids.into_iter().map(Arg::from).collect(),
+        )
+        .await?;
+    let mut rows: HashMap<Uuid, Option<AvatarCard>> = HashMap::new();
+    for row in &loaded {
+        let card = card_from(row)?;
+        rows.insert(card.avatar_id, Some(card));
+    }
+    let mut changed: Vec<Uuid> = Vec::new();
+    let mut seen = HashSet::new();
+    for e in events {
+        let row = rows.entry(e.avatar_id).or_default();
+        if apply_to(row, e) && seen.insert(e.avatar_id) {
+            changed.push(e.avatar_id);
+        }
+    }
+    let upserts: Vec<Vec<Arg>> = changed
+        .iter()
+        .filter_map(|id| rows.get(id).and_then(Option::as_ref))
+        .map(card_args)
+        .collect();
+    tx.insert_rows(
+        &format!("INSERT INTO gallery_avatars ({CARD_COLUMNS})"),
+        upserts,
+        UPSERT,
+    )
+    .await?;
+    Ok(())
+}
+
+const UPSERT: &str = "ON CONFLICT (avatar_id) DO UPDATE SET
+    owner = excluded.owner, name = excluded.name, avatar_type = excluded.avatar_type,
+    gender = excluded.gender, status = excluded.status, photo_count = excluded.photo_count,
+    has_model = excluded.has_model, model_ref = excluded.model_ref,
+    trigger_word = excluded.trigger_word, training_preset = excluded.training_preset,
+    training_started_at = excluded.training_started_at, trained_at = excluded.trained_at,
+    generations_requested = excluded.generations_requested,
+    generations_completed = excluded.generations_completed,
+    generations_failed = excluded.generations_failed,
+    images_generated = excluded.images_generated,
+    last_generation_at = excluded.last_generation_at, created_at = excluded.created_at,
+    updated_at = excluded.updated_at, deleted_at = excluded.deleted_at,
+    last_sequence = excluded.last_sequence";
+
+/// The values of a row, in [`CARD_COLUMNS`] order.
+fn card_args(c: &AvatarCard) -> Vec<Arg> {
+    vec![
+        c.avatar_id.into(),
+        c.owner.into(),
+        c.name.clone().into(),
+        c.avatar_type.clone().into(),
+        c.gender.clone().into(),
+        c.status.clone().into(),
+        c.photo_count.into(),
+        c.has_model.into(),
+        c.model_ref.clone().into(),
+        c.trigger_word.clone().into(),
+        c.training_preset.clone().into(),
+        c.training_started_at.into(),
+        c.trained_at.into(),
+        c.generations_requested.into(),
+        c.generations_completed.into(),
+        c.generations_failed.into(),
+        c.images_generated.into(),
+        c.last_generation_at.into(),
+        c.created_at.into(),
+        c.updated_at.into(),
+        c.deleted_at.into(),
+        c.last_sequence.into(),
+    ]
+}
+
+/// Applies one event to an avatar's row; `false` when the row did not change (an event already
+/// applied, or one for an avatar without a row).
+fn apply_to(row: &mut Option<AvatarCard>, e: &FeedEvent) -> bool {
     let at = e.event.at();
+    let sequence = e.sequence as i64;
+    if let AvatarEvent::AvatarCreated {
+        owner,
+        name,
+        gender,
+        avatar_type,
+        ..
+    } = &e.event
+    {
+        if row.is_some() {
+            return false;
+        }
+        *row = Some(AvatarCard {
+            avatar_id: e.avatar_id,
+            owner: *owner,
+            name: name.as_str().to_owned(),
+            avatar_type: avatar_type.as_str().to_owned(),
+            gender: gender.as_str().to_owned(),
+            status: AvatarStatus::Draft.as_str().to_owned(),
+            photo_count: 0,
+            has_model: false,
+            model_ref: None,
+            trigger_word: None,
+            training_preset: None,
+            training_started_at: None,
+            trained_at: None,
+            generations_requested: 0,
+            generations_completed: 0,
+            generations_failed: 0,
+            images_generated: 0,
+            last_generation_at: None,
+            created_at: at,
+            updated_at: at,
+            deleted_at: None,
+            last_sequence: sequence,
+        });
+        return true;
+    }
+    let Some(card) = row.as_mut() else {
+        return false;
+    };
+    if sequence <= card.last_sequence {
+        return false;
+    }
+    let status = |s: AvatarStatus| s.as_str().to_owned();
     match &e.event {
-        AvatarEvent::AvatarCreated {
-            owner,
-            name,
-            gender,
-            avatar_type,
-            ..
-        } => {
-            tx.execute(
-                "INSERT INTO gallery_avatars
-                    (avatar_id, owner, name, avatar_type, gender, status, created_at, updated_at,
-                     last_sequence)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
-                 ON CONFLICT (avatar_id) DO NOTHING",
-                vec![
-                    e.avatar_id.into(),
-                    (*owner).into(),
-                    name.as_str().into(),
-                    avatar_type.as_str().into(),
-                    gender.as_str().into(),
-                    AvatarStatus::Draft.as_str().into(),
-                    at.into(),
-                    seq(e),
-                ],
-            )
-            .await?;
-        }
+        AvatarEvent::AvatarCreated { .. } | AvatarEvent::TrainingSubmitted { .. } => {}
         AvatarEvent::PhotoUploaded { photo_count, .. }
-        | AvatarEvent::PhotoRemoved { photo_count, .. } => {
-            update(tx, e, "photo_count = $4", vec![(*photo_count as i64).into()]).await?;
-        }
+        | AvatarEvent::PhotoRemoved { photo_count, .. } => card.photo_count = *photo_count as i64,
         AvatarEvent::TrainingStarted { preset, .. } => {
-            update(
-                tx,
-                e,
-                "status = $4, training_preset = $5, training_started_at = $2",
-                vec![
-                    AvatarStatus::Training.as_str().into(),
-                    preset.as_str().into(),
-                ],
-            )
-            .await?;
+            card.status = status(AvatarStatus::Training);
+            card.training_preset = Some(preset.as_str().to_owned());
+            card.training_started_at = Some(at);
         }
         AvatarEvent::TrainingCompleted { model, .. } => {
-            update(
-                tx,
-                e,
-                "status = $4, has_model = $5, model_ref = $6, trigger_word = $7, trained_at = $2",
-                vec![
-                    AvatarStatus::Trained.as_str().into(),
-                    true.into(),
-                    model_ref(model).into(),
-                    model.trigger().into(),
-                ],
-            )
-            .await?;
+            card.status = status(AvatarStatus::Trained);
+            card.has_model = true;
+            card.model_ref = Some(model_ref(model).to_owned());
+            card.trigger_word = Some(model.trigger().to_owned());
+            card.trained_at = Some(at);
         }
-        AvatarEvent::TrainingFailed { .. } => {
-            update(
-                tx,
-                e,
-                "status = $4",
-                vec![AvatarStatus::TrainingFailed.as_str().into()],
-            )
-            .await?;
-        }
-        AvatarEvent::GenerationRequested { .. } => {
-            update(tx, e, "generations_requested = generations_requested + 1", vec![]).await?;
-        }
+        AvatarEvent::TrainingFailed { .. } => card.status = status(AvatarStatus::TrainingFailed),
+        AvatarEvent::GenerationRequested { .. } => card.generations_requested += 1,
         AvatarEvent::GenerationCompleted { images, .. } => {
-            update(
-                tx,
-                e,
-                "generations_completed = generations_completed + 1,
-                 images_generated = images_generated + $4, last_generation_at = $2",
-                vec![(images.len() as i64).into()],
-            )
-            .await?;
+            card.generations_completed += 1;
+            card.images_generated += images.len() as i64;
+            card.last_generation_at = Some(at);
         }
-        AvatarEvent::GenerationFailed { .. } => {
-            update(tx, e, "generations_failed = generations_failed + 1", vec![]).await?;
-        }
+        AvatarEvent::GenerationFailed { .. } => card.generations_failed += 1,
         AvatarEvent::AvatarDeleted { .. } => {
-            update(
-                tx,
-                e,
-                "status = $4, deleted_at = $2",
-                vec![AvatarStatus::Deleted.as_str().into()],
-            )
-            .await?;
+            card.status = status(AvatarStatus::Deleted);
+            card.deleted_at = Some(at);
         }
         AvatarEvent::ModelDataCorrected {
             avatar_type, model, ..
         } => {
-            update(
-                tx,
-                e,
-                "avatar_type = $4, has_model = $5, model_ref = $6, trigger_word = $7",
-                vec![
-                    avatar_type.as_str().into(),
-                    true.into(),
-                    model_ref(model).into(),
-                    model.trigger().into(),
-                ],
-            )
-            .await?;
+            card.avatar_type = avatar_type.as_str().to_owned();
+            card.has_model = true;
+            card.model_ref = Some(model_ref(model).to_owned());
+            card.trigger_word = Some(model.trigger().to_owned());
         }
-        // Nothing a card shows changes; only the row's time and sequence move on.
-        AvatarEvent::TrainingSubmitted { .. } => update(tx, e, "", vec![]).await?,
     }
-    Ok(())
-}
-
-fn seq(e: &FeedEvent) -> Arg {
-    (e.sequence as i64).into()
-}
-
-/// Updates one avatar's row: `$1` is the avatar, `$2` the event time, `$3` its sequence, and
-/// `set`'s own arguments start at `$4`. Rows that already saw this sequence are left alone.
-async fn update(
-    tx: &mut Tx<'_>,
-    e: &FeedEvent,
-    set: &str,
-    extra: Vec<Arg>,
-) -> Result<(), ProjectionError> {
-    let separator = if set.is_empty() { "" } else { ", " };
-    let sql = format!(
-        "UPDATE gallery_avatars SET {set}{separator}updated_at = $2, last_sequence = $3
-          WHERE avatar_id = $1 AND last_sequence < $3"
-    );
-    let mut args = vec![e.avatar_id.into(), e.event.at().into(), seq(e)];
-    args.extend(extra);
-    tx.execute(&sql, args).await?;
-    Ok(())
+    card.updated_at = at;
+    card.last_sequence = sequence;
+    true
 }
 
 /// One avatar as a gallery list shows it.

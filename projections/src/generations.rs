@@ -5,6 +5,8 @@
 //! `avatar_deleted`; the queries the bot uses leave them out, and requests still pending become
 //! `cancelled` (the aggregate forgets them too).
 
+use std::collections::{HashMap, HashSet};
+
 use aggregates::AvatarEvent;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -13,7 +15,7 @@ use uuid::Uuid;
 
 use crate::gallery::uuid;
 use crate::jobs::seconds;
-use crate::sql::{SqlRow, Tx};
+use crate::sql::{Arg, SqlRow, Tx};
 use crate::{FeedEvent, Projection, ProjectionError};
 
 pub const NAME: &str = "generations";
@@ -45,55 +47,96 @@ impl Projection for Generations {
         tx: &'a mut Tx<'_>,
         event: &'a FeedEvent,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(apply(tx, event))
+        Box::pin(apply_all(tx, std::slice::from_ref(event)))
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut Tx<'_>,
+        events: &'a [FeedEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(apply_all(tx, events))
     }
 }
 
-async fn apply(tx: &mut Tx<'_>, e: &FeedEvent) -> Result<(), ProjectionError> {
-    let at = e.event.at();
-    match &e.event {
-        AvatarEvent::GenerationRequested {
-            owner,
-            generation_id,
-            prompt,
-            preset,
-            endpoint,
-            num_images,
-            ..
-        } => {
-            tx.execute(
-                "INSERT INTO generations
-                    (generation_id, avatar_id, owner, prompt, preset, endpoint, num_images,
-                     status, requested_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (generation_id) DO NOTHING",
-                vec![
-                    (*generation_id).into(),
-                    e.avatar_id.into(),
-                    (*owner).into(),
-                    prompt.as_str().into(),
-                    preset.map(|p| p.as_str().to_owned()).into(),
-                    endpoint.as_str().into(),
-                    i64::from(*num_images).into(),
-                    status::REQUESTED.into(),
-                    at.into(),
-                ],
-            )
-            .await?;
-        }
-        AvatarEvent::GenerationCompleted {
-            generation_id,
-            images,
-            ..
-        } => {
-            finish(tx, *generation_id, at, status::COMPLETED, images.len(), None).await?;
-            for (index, image) in images.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO generation_images
-                        (generation_id, image_index, url, width, height, content_type, nsfw)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (generation_id, image_index) DO NOTHING",
-                    vec![
+/// Loads the generations the batch mentions once, applies the events in memory and writes each
+/// changed row once, with the batch's images in as few statements as possible.
+async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), ProjectionError> {
+    let mut ids: Vec<Uuid> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            AvatarEvent::GenerationRequested { generation_id, .. }
+            | AvatarEvent::GenerationCompleted { generation_id, .. }
+            | AvatarEvent::GenerationFailed { generation_id, .. } => Some(*generation_id),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut rows: HashMap<Uuid, Generation> = HashMap::new();
+    for row in &tx
+        .fetch_in(
+            &format!("SELECT {COLUMNS} FROM generations WHERE generation_id IN ({{keys}})"),
+            ids.into_iter().map(Arg::from).collect(),
+        )
+        .await?
+    {
+        let g = generation(row)?;
+        rows.insert(g.generation_id, g);
+    }
+
+    let mut changed: Vec<Uuid> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut images: Vec<Vec<Arg>> = Vec::new();
+    for e in events {
+        let at = e.event.at();
+        match &e.event {
+            AvatarEvent::GenerationRequested {
+                owner,
+                generation_id,
+                prompt,
+                preset,
+                endpoint,
+                num_images,
+                ..
+            } => {
+                if rows.contains_key(generation_id) {
+                    continue;
+                }
+                rows.insert(
+                    *generation_id,
+                    Generation {
+                        generation_id: *generation_id,
+                        avatar_id: e.avatar_id,
+                        owner: *owner,
+                        prompt: prompt.clone(),
+                        preset: preset.map(|p| p.as_str().to_owned()),
+                        endpoint: endpoint.clone(),
+                        num_images: i64::from(*num_images),
+                        status: status::REQUESTED.into(),
+                        image_count: 0,
+                        requested_at: at,
+                        finished_at: None,
+                        duration_seconds: None,
+                        failure_reason: None,
+                        avatar_deleted: false,
+                    },
+                );
+                if seen.insert(*generation_id) {
+                    changed.push(*generation_id);
+                }
+            }
+            AvatarEvent::GenerationCompleted {
+                generation_id,
+                images: returned,
+                ..
+            } => {
+                let Some(row) = rows.get_mut(generation_id) else {
+                    continue;
+                };
+                finish(row, at, status::COMPLETED, returned.len(), None);
+                for (index, image) in returned.iter().enumerate() {
+                    images.push(vec![
                         (*generation_id).into(),
                         (index as i64).into(),
                         image.url.as_str().into(),
@@ -101,71 +144,113 @@ async fn apply(tx: &mut Tx<'_>, e: &FeedEvent) -> Result<(), ProjectionError> {
                         image.height.map(i64::from).into(),
                         image.content_type.clone().into(),
                         image.nsfw.into(),
+                    ]);
+                }
+                if seen.insert(*generation_id) {
+                    changed.push(*generation_id);
+                }
+            }
+            AvatarEvent::GenerationFailed {
+                generation_id,
+                reason,
+                ..
+            } => {
+                let Some(row) = rows.get_mut(generation_id) else {
+                    continue;
+                };
+                finish(row, at, status::FAILED, 0, Some(reason));
+                if seen.insert(*generation_id) {
+                    changed.push(*generation_id);
+                }
+            }
+            AvatarEvent::AvatarDeleted { .. } => {
+                // Rows this batch holds change in memory; the avatar's others in the table.
+                for row in rows.values_mut().filter(|r| r.avatar_id == e.avatar_id) {
+                    delete(row, at);
+                    if seen.insert(row.generation_id) {
+                        changed.push(row.generation_id);
+                    }
+                }
+                tx.execute(
+                    "UPDATE generations SET status = $2, finished_at = $3
+                      WHERE avatar_id = $1 AND status = $4",
+                    vec![
+                        e.avatar_id.into(),
+                        status::CANCELLED.into(),
+                        at.into(),
+                        status::REQUESTED.into(),
                     ],
                 )
                 .await?;
+                tx.execute(
+                    "UPDATE generations SET avatar_deleted = $2 WHERE avatar_id = $1",
+                    vec![e.avatar_id.into(), true.into()],
+                )
+                .await?;
             }
+            _ => {}
         }
-        AvatarEvent::GenerationFailed {
-            generation_id,
-            reason,
-            ..
-        } => {
-            finish(tx, *generation_id, at, status::FAILED, 0, Some(reason)).await?;
-        }
-        AvatarEvent::AvatarDeleted { .. } => {
-            tx.execute(
-                "UPDATE generations SET status = $2, finished_at = $3
-                  WHERE avatar_id = $1 AND status = $4",
-                vec![
-                    e.avatar_id.into(),
-                    status::CANCELLED.into(),
-                    at.into(),
-                    status::REQUESTED.into(),
-                ],
-            )
-            .await?;
-            tx.execute(
-                "UPDATE generations SET avatar_deleted = $2 WHERE avatar_id = $1",
-                vec![e.avatar_id.into(), true.into()],
-            )
-            .await?;
-        }
-        _ => {}
     }
-    Ok(())
-}
 
-async fn finish(
-    tx: &mut Tx<'_>,
-    generation_id: Uuid,
-    at: DateTime<Utc>,
-    new_status: &str,
-    image_count: usize,
-    reason: Option<&String>,
-) -> Result<(), ProjectionError> {
-    let requested_at = tx
-        .fetch_time(
-            "SELECT requested_at FROM generations WHERE generation_id = $1",
-            vec![generation_id.into()],
-        )
+    let upserts: Vec<Vec<Arg>> = changed
+        .iter()
+        .filter_map(|id| rows.get(id))
+        .map(generation_args)
+        .collect();
+    tx.insert_rows(&format!("INSERT INTO generations ({COLUMNS})"), upserts, UPSERT)
         .await?;
-    tx.execute(
-        "UPDATE generations
-            SET status = $2, finished_at = $3, image_count = $4, duration_seconds = $5,
-                failure_reason = $6
-          WHERE generation_id = $1",
-        vec![
-            generation_id.into(),
-            new_status.into(),
-            at.into(),
-            (image_count as i64).into(),
-            requested_at.map(|r| seconds(r, at)).into(),
-            reason.cloned().into(),
-        ],
+    tx.insert_rows(
+        "INSERT INTO generation_images
+            (generation_id, image_index, url, width, height, content_type, nsfw)",
+        images,
+        "ON CONFLICT (generation_id, image_index) DO NOTHING",
     )
     .await?;
     Ok(())
+}
+
+const UPSERT: &str = "ON CONFLICT (generation_id) DO UPDATE SET
+    avatar_id = excluded.avatar_id, owner = excluded.owner, prompt = excluded.prompt,
+    preset = excluded.preset, endpoint = excluded.endpoint, num_images = excluded.num_images,
+    status = excluded.status, image_count = excluded.image_count,
+    requested_at = excluded.requested_at, finished_at = excluded.finished_at,
+    duration_seconds = excluded.duration_seconds, failure_reason = excluded.failure_reason,
+    avatar_deleted = excluded.avatar_deleted";
+
+fn finish(row: &mut Generation, at: DateTime<Utc>, to: &str, images: usize, reason: Option<&String>) {
+    row.status = to.to_owned();
+    row.finished_at = Some(at);
+    row.image_count = images as i64;
+    row.duration_seconds = Some(seconds(row.requested_at, at));
+    row.failure_reason = reason.cloned();
+}
+
+fn delete(row: &mut Generation, at: DateTime<Utc>) {
+    if row.status == status::REQUESTED {
+        row.status = status::CANCELLED.to_owned();
+        row.finished_at = Some(at);
+    }
+    row.avatar_deleted = true;
+}
+
+/// The values of a row, in [`COLUMNS`] order.
+fn generation_args(g: &Generation) -> Vec<Arg> {
+    vec![
+        g.generation_id.into(),
+        g.avatar_id.into(),
+        g.owner.into(),
+        g.prompt.clone().into(),
+        g.preset.clone().into(),
+        g.endpoint.clone().into(),
+        g.num_images.into(),
+        g.status.clone().into(),
+        g.image_count.into(),
+        g.requested_at.into(),
+        g.finished_at.into(),
+        g.duration_seconds.into(),
+        g.failure_reason.clone().into(),
+        g.avatar_deleted.into(),
+    ]
 }
 
 /// One generation request and its outcome.

@@ -4,6 +4,8 @@
 //! A job is keyed by (avatar, sequence of its `TrainingStarted`), so a training that failed
 //! before reaching FAL (no request id) is a job too.
 
+use std::collections::{BTreeSet, HashMap};
+
 use aggregates::AvatarEvent;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -47,16 +49,85 @@ impl Projection for TrainingJobs {
         tx: &'a mut Tx<'_>,
         event: &'a FeedEvent,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(apply(tx, event))
+        Box::pin(apply_all(tx, std::slice::from_ref(event)))
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut Tx<'_>,
+        events: &'a [FeedEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(apply_all(tx, events))
     }
 }
 
-/// The newest job of the avatar (`$1`): the only one that can still be waiting for FAL.
-const NEWEST: &str =
-    "started_sequence = (SELECT max(started_sequence) FROM training_jobs WHERE avatar_id = $1)";
+fn concerns_jobs(event: &AvatarEvent) -> bool {
+    matches!(
+        event,
+        AvatarEvent::TrainingStarted { .. }
+            | AvatarEvent::TrainingSubmitted { .. }
+            | AvatarEvent::TrainingCompleted { .. }
+            | AvatarEvent::TrainingFailed { .. }
+            | AvatarEvent::AvatarDeleted { .. }
+    )
+}
 
-async fn apply(tx: &mut Tx<'_>, e: &FeedEvent) -> Result<(), ProjectionError> {
+/// Loads the jobs of the avatars the batch trains or deletes once, applies the events in memory
+/// and writes each changed job once.
+async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), ProjectionError> {
+    let relevant: Vec<&FeedEvent> = events.iter().filter(|e| concerns_jobs(&e.event)).collect();
+    if relevant.is_empty() {
+        return Ok(());
+    }
+    let mut avatars: Vec<Uuid> = relevant.iter().map(|e| e.avatar_id).collect();
+    avatars.sort_unstable();
+    avatars.dedup();
+    let mut jobs: HashMap<Uuid, Vec<TrainingJob>> = HashMap::new();
+    for row in &tx
+        .fetch_in(
+            &format!(
+                "SELECT {COLUMNS} FROM training_jobs WHERE avatar_id IN ({{keys}})
+                  ORDER BY avatar_id, started_sequence"
+            ),
+            avatars.into_iter().map(Arg::from).collect(),
+        )
+        .await?
+    {
+        let j = job(row)?;
+        jobs.entry(j.avatar_id).or_default().push(j);
+    }
+    let mut changed: BTreeSet<(Uuid, i64)> = BTreeSet::new();
+    for e in relevant {
+        let list = jobs.entry(e.avatar_id).or_default();
+        for key in apply_to(list, e) {
+            changed.insert(key);
+        }
+    }
+    let upserts: Vec<Vec<Arg>> = changed
+        .iter()
+        .filter_map(|(avatar, sequence)| {
+            jobs.get(avatar)?
+                .iter()
+                .find(|j| j.started_sequence == *sequence)
+        })
+        .map(job_args)
+        .collect();
+    tx.insert_rows(&format!("INSERT INTO training_jobs ({COLUMNS})"), upserts, UPSERT)
+        .await?;
+    Ok(())
+}
+
+const UPSERT: &str = "ON CONFLICT (avatar_id, started_sequence) DO UPDATE SET
+    owner = excluded.owner, avatar_type = excluded.avatar_type, preset = excluded.preset,
+    endpoint = excluded.endpoint, request_id = excluded.request_id, status = excluded.status,
+    started_at = excluded.started_at, submitted_at = excluded.submitted_at,
+    finished_at = excluded.finished_at, duration_seconds = excluded.duration_seconds,
+    fal_seconds = excluded.fal_seconds, failure_reason = excluded.failure_reason";
+
+/// Applies one event to an avatar's jobs (oldest first); returns the keys of the jobs changed.
+fn apply_to(jobs: &mut Vec<TrainingJob>, e: &FeedEvent) -> Vec<(Uuid, i64)> {
     let at = e.event.at();
+    let key = |j: &TrainingJob| (j.avatar_id, j.started_sequence);
     match &e.event {
         AvatarEvent::TrainingStarted {
             owner,
@@ -65,120 +136,119 @@ async fn apply(tx: &mut Tx<'_>, e: &FeedEvent) -> Result<(), ProjectionError> {
             endpoint,
             ..
         } => {
-            tx.execute(
-                "INSERT INTO training_jobs
-                    (avatar_id, started_sequence, owner, avatar_type, preset, endpoint, status,
-                     started_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (avatar_id, started_sequence) DO NOTHING",
-                vec![
-                    e.avatar_id.into(),
-                    (e.sequence as i64).into(),
-                    (*owner).into(),
-                    avatar_type.as_str().into(),
-                    preset.as_str().into(),
-                    endpoint.as_str().into(),
-                    status::STARTED.into(),
-                    at.into(),
-                ],
-            )
-            .await?;
+            let sequence = e.sequence as i64;
+            if jobs.iter().any(|j| j.started_sequence == sequence) {
+                return vec![];
+            }
+            jobs.push(TrainingJob {
+                avatar_id: e.avatar_id,
+                started_sequence: sequence,
+                owner: *owner,
+                avatar_type: avatar_type.as_str().to_owned(),
+                preset: preset.as_str().to_owned(),
+                endpoint: endpoint.clone(),
+                request_id: None,
+                status: status::STARTED.to_owned(),
+                started_at: at,
+                submitted_at: None,
+                finished_at: None,
+                duration_seconds: None,
+                fal_seconds: None,
+                failure_reason: None,
+            });
+            jobs.last().map(key).into_iter().collect()
         }
         AvatarEvent::TrainingSubmitted {
             request_id,
             endpoint,
             ..
-        } => {
-            tx.execute(
-                &format!(
-                    "UPDATE training_jobs
-                        SET request_id = $2, endpoint = $3, submitted_at = $4, status = $5
-                      WHERE avatar_id = $1 AND status = '{}' AND {NEWEST}",
-                    status::STARTED
-                ),
-                vec![
-                    e.avatar_id.into(),
-                    request_id.as_str().into(),
-                    endpoint.as_str().into(),
-                    at.into(),
-                    status::SUBMITTED.into(),
-                ],
-            )
-            .await?;
-        }
-        AvatarEvent::TrainingCompleted { request_id, .. } => {
-            finish(tx, e, "request_id = $2", Some(request_id), status::COMPLETED, None).await?;
-        }
-        AvatarEvent::TrainingFailed {
-            request_id, reason, ..
-        } => match request_id {
-            Some(id) => {
-                finish(tx, e, "request_id = $2", Some(id), status::FAILED, Some(reason)).await?
+        } => match newest_started(jobs) {
+            Some(job) => {
+                job.request_id = Some(request_id.clone());
+                job.endpoint = endpoint.clone();
+                job.submitted_at = Some(at);
+                job.status = status::SUBMITTED.to_owned();
+                vec![key(job)]
             }
-            None => {
-                let job = format!("status = '{}' AND {NEWEST}", status::STARTED);
-                finish(tx, e, &job, None, status::FAILED, Some(reason)).await?
-            }
+            None => vec![],
         },
-        AvatarEvent::AvatarDeleted { .. } => {
-            let job = format!(
-                "status IN ('{}', '{}')",
-                status::STARTED,
-                status::SUBMITTED
-            );
-            finish(tx, e, &job, None, status::CANCELLED, Some("avatar deleted")).await?;
-        }
-        _ => {}
+        AvatarEvent::TrainingCompleted { request_id, .. } => jobs
+            .iter_mut()
+            .filter(|j| j.request_id.as_ref() == Some(request_id))
+            .map(|j| {
+                finish(j, at, status::COMPLETED, None);
+                key(j)
+            })
+            .collect(),
+        AvatarEvent::TrainingFailed {
+            request_id: Some(id),
+            reason,
+            ..
+        } => jobs
+            .iter_mut()
+            .filter(|j| j.request_id.as_ref() == Some(id))
+            .map(|j| {
+                finish(j, at, status::FAILED, Some(reason));
+                key(j)
+            })
+            .collect(),
+        AvatarEvent::TrainingFailed {
+            request_id: None,
+            reason,
+            ..
+        } => match newest_started(jobs) {
+            Some(job) => {
+                finish(job, at, status::FAILED, Some(reason));
+                vec![key(job)]
+            }
+            None => vec![],
+        },
+        AvatarEvent::AvatarDeleted { .. } => jobs
+            .iter_mut()
+            .filter(|j| j.status == status::STARTED || j.status == status::SUBMITTED)
+            .map(|j| {
+                finish(j, at, status::CANCELLED, Some("avatar deleted"));
+                key(j)
+            })
+            .collect(),
+        _ => vec![],
     }
-    Ok(())
 }
 
-/// Ends the avatar's jobs matching `which` (`$1` is the avatar, `$2` the request id when given)
-/// at the event's time, with both durations.
-async fn finish(
-    tx: &mut Tx<'_>,
-    e: &FeedEvent,
-    which: &str,
-    request_id: Option<&String>,
-    new_status: &str,
-    reason: Option<&str>,
-) -> Result<(), ProjectionError> {
-    let mut key: Vec<Arg> = vec![e.avatar_id.into()];
-    if let Some(id) = request_id {
-        key.push(id.as_str().into());
-    }
-    let rows = tx
-        .fetch_all(
-            &format!(
-                "SELECT started_sequence, started_at, submitted_at FROM training_jobs
-                  WHERE avatar_id = $1 AND {which}"
-            ),
-            key,
-        )
-        .await?;
-    let finished = e.event.at();
-    for row in rows {
-        let started_sequence: i64 = row.get("started_sequence")?;
-        let started_at: DateTime<Utc> = row.get("started_at")?;
-        let submitted_at: Option<DateTime<Utc>> = row.get("submitted_at")?;
-        tx.execute(
-            "UPDATE training_jobs
-                SET status = $3, finished_at = $4, duration_seconds = $5, fal_seconds = $6,
-                    failure_reason = $7
-              WHERE avatar_id = $1 AND started_sequence = $2",
-            vec![
-                e.avatar_id.into(),
-                started_sequence.into(),
-                new_status.into(),
-                finished.into(),
-                seconds(started_at, finished).into(),
-                submitted_at.map(|s| seconds(s, finished)).into(),
-                reason.map(str::to_owned).into(),
-            ],
-        )
-        .await?;
-    }
-    Ok(())
+/// The avatar's newest job if it is still waiting to be submitted (only the newest can be).
+fn newest_started(jobs: &mut [TrainingJob]) -> Option<&mut TrainingJob> {
+    jobs.iter_mut()
+        .max_by_key(|j| j.started_sequence)
+        .filter(|j| j.status == status::STARTED)
+}
+
+/// Ends a job at `at`, with both durations.
+fn finish(job: &mut TrainingJob, at: DateTime<Utc>, to: &str, reason: Option<&str>) {
+    job.status = to.to_owned();
+    job.finished_at = Some(at);
+    job.duration_seconds = Some(seconds(job.started_at, at));
+    job.fal_seconds = job.submitted_at.map(|s| seconds(s, at));
+    job.failure_reason = reason.map(str::to_owned);
+}
+
+/// The values of a job, in [`COLUMNS`] order.
+fn job_args(j: &TrainingJob) -> Vec<Arg> {
+    vec![
+        j.avatar_id.into(),
+        j.started_sequence.into(),
+        j.owner.into(),
+        j.avatar_type.clone().into(),
+        j.preset.clone().into(),
+        j.endpoint.clone().into(),
+        j.request_id.clone().into(),
+        j.status.clone().into(),
+        j.started_at.into(),
+        j.submitted_at.into(),
+        j.finished_at.into(),
+        j.duration_seconds.into(),
+        j.fal_seconds.into(),
+        j.failure_reason.clone().into(),
+    ]
 }
 
 pub(crate) fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {

@@ -107,8 +107,8 @@ impl Conn {
     /// The connection as a [`Tx`], so read queries share the projections' SQL surface.
     pub fn tx(&mut self) -> Tx<'_> {
         match self {
-            Self::Postgres(c) => Tx::Postgres(&mut **c),
-            Self::Sqlite(c) => Tx::Sqlite(&mut **c),
+            Self::Postgres(c) => Tx::Postgres(c),
+            Self::Sqlite(c) => Tx::Sqlite(c),
         }
     }
 }
@@ -131,6 +131,30 @@ impl SqlRow {
             Self::Sqlite(r) => r.try_get(column),
         }
     }
+}
+
+/// Bound values per statement in the batch helpers: below SQLite's default limit (32,766) and
+/// PostgreSQL's (65,535), large enough that a batch takes few round trips.
+pub const MAX_PARAMETERS: usize = 10_000;
+
+/// `($first, …), (…), …`: `rows` tuples of `columns` numbered placeholders.
+pub fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 6);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(first + r * columns + c).to_string());
+        }
+        out.push(')');
+    }
+    out
 }
 
 /// `$1`-style placeholders become SQLite's numbered `?1`; statements must not contain `$`
@@ -231,14 +255,60 @@ impl Tx<'_> {
             Self::Postgres(c) => Ok(bind_all!(sqlx::query(&sql), args)
                 .fetch_optional(&mut **c)
                 .await?
-                .map(|r| r.get::<Option<i64>, _>(0))
-                .flatten()),
+                .and_then(|r| r.get::<Option<i64>, _>(0))),
             Self::Sqlite(c) => Ok(bind_all!(sqlx::query(&sql), args)
                 .fetch_optional(&mut **c)
                 .await?
-                .map(|r| r.get::<Option<i64>, _>(0))
-                .flatten()),
+                .and_then(|r| r.get::<Option<i64>, _>(0))),
         }
+    }
+
+    /// Inserts many rows with as few statements as the parameter limits allow:
+    /// `{head} VALUES (…), (…) {tail}`, where `tail` may be an `ON CONFLICT` clause. Every row
+    /// must have the same number of values.
+    pub async fn insert_rows(
+        &mut self,
+        head: &str,
+        rows: Vec<Vec<Arg>>,
+        tail: &str,
+    ) -> Result<u64, sqlx::Error> {
+        let Some(width) = rows.first().map(Vec::len) else {
+            return Ok(0);
+        };
+        let per_statement = (MAX_PARAMETERS / width.max(1)).max(1);
+        let mut changed = 0;
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<Vec<Arg>> = rows.by_ref().take(per_statement).collect();
+            let sql = format!("{head} VALUES {} {tail}", placeholders(chunk.len(), width, 1));
+            changed += self.execute(&sql, chunk.into_iter().flatten().collect()).await?;
+        }
+        Ok(changed)
+    }
+
+    /// Runs a query once per chunk of `keys`, with `{keys}` in `sql` replaced by the chunk's
+    /// placeholders (`$1, $2, …`), and returns every row.
+    pub async fn fetch_in(&mut self, sql: &str, keys: Vec<Arg>) -> Result<Vec<SqlRow>, sqlx::Error> {
+        let mut out = Vec::new();
+        let mut keys = keys.into_iter().peekable();
+        while keys.peek().is_some() {
+            let chunk: Vec<Arg> = keys.by_ref().take(MAX_PARAMETERS).collect();
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            out.extend(self.fetch_all(&sql.replace("{keys}", &list), chunk).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs a statement once per chunk of `keys`, as [`Tx::fetch_in`] does.
+    pub async fn execute_in(&mut self, sql: &str, keys: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        let mut changed = 0;
+        let mut keys = keys.into_iter().peekable();
+        while keys.peek().is_some() {
+            let chunk: Vec<Arg> = keys.by_ref().take(MAX_PARAMETERS).collect();
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            changed += self.execute(&sql.replace("{keys}", &list), chunk).await?;
+        }
+        Ok(changed)
     }
 
     /// Reads one optional timestamp (the first column of the first row).

@@ -139,6 +139,25 @@ impl FakeUser {
         message_id: i32,
         callback_data: &str,
     ) -> Result<String, FakeTelegramError> {
+        self.press(message_id, callback_data, true)
+    }
+
+    /// Sends a button press with any callback data under one of the bot's messages, whether or
+    /// not such a button exists — as a modified client can; returns the callback query id.
+    pub fn press_forged_button(
+        &self,
+        message_id: i32,
+        callback_data: &str,
+    ) -> Result<String, FakeTelegramError> {
+        self.press(message_id, callback_data, false)
+    }
+
+    fn press(
+        &self,
+        message_id: i32,
+        callback_data: &str,
+        button_must_exist: bool,
+    ) -> Result<String, FakeTelegramError> {
         let id = self.id;
         self.shared.write(|w| {
             let message = w
@@ -147,8 +166,9 @@ impl FakeUser {
                 .and_then(|chat| chat.messages.get(&message_id))
                 .filter(|m| {
                     m.from_bot
-                        && m.buttons()
-                            .any(|b| b.callback_data.as_deref() == Some(callback_data))
+                        && (!button_must_exist
+                            || m.buttons()
+                                .any(|b| b.callback_data.as_deref() == Some(callback_data)))
                 })
                 .cloned()
                 .ok_or_else(|| FakeTelegramError::NoSuchButton {

@@ -378,7 +378,7 @@ pub struct ProjectionRunner {
 }
 
 /// Events per transaction while a rebuild fills its shadow tables.
-const REBUILD_BATCH: i64 = 2_000;
+const REBUILD_BATCH: i64 = 5_000;
 
 /// Where a PostgreSQL rebuild of one projection replays to: a schema with copies of its tables,
 /// and a checkpoint of its own.
@@ -560,13 +560,14 @@ impl ProjectionRunner {
         let name = self.projection.name();
         let shadow = ShadowTables::new(name);
         // One rebuild of a projection at a time, across instances; a second one waits and then
-        // starts over. The session lock ends with the connection if this process dies.
+        // starts over. The session lock ends with the connection if this process dies. Every
+        // step runs on this one connection, so parallel rebuilds cannot starve the pool.
         let mut guard = pool.acquire().await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(lock_key(&shadow.consumer))
             .execute(&mut *guard)
             .await?;
-        let result = self.rebuild_through(pool, &shadow).await;
+        let result = self.rebuild_through(&mut guard, &shadow).await;
         if let Err(e) = &result {
             tracing::error!(projection = name, error = %e, "rebuild failed; live tables untouched");
         }
@@ -583,17 +584,18 @@ impl ProjectionRunner {
 
     async fn rebuild_through(
         &self,
-        pool: &sqlx::PgPool,
+        conn: &mut sqlx::PgConnection,
         shadow: &ShadowTables,
     ) -> Result<usize, StoreError> {
+        use sqlx::Connection;
         let name = self.projection.name();
         let live: String = sqlx::query_scalar("SELECT current_schema()")
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
         let (live_schema, shadow_schema) = (quote_ident(&live), quote_ident(&shadow.schema));
         let search_path = format!("SET LOCAL search_path TO {shadow_schema}, {live_schema}");
 
-        let mut tx = pool.begin().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow_schema} CASCADE"))
             .execute(&mut *tx)
             .await?;
@@ -611,6 +613,7 @@ impl ProjectionRunner {
         save_checkpoint(&mut Tx::Postgres(&mut tx), &shadow.consumer, Cursor::START).await?;
         tx.commit().await?;
 
+        let replay_started = std::time::Instant::now();
         let batch = self.batch_size.max(REBUILD_BATCH);
         let runner = ProjectionRunner {
             feed: self.feed.clone(),
@@ -620,7 +623,7 @@ impl ProjectionRunner {
         };
         let mut applied = 0;
         loop {
-            let mut tx = pool.begin().await?;
+            let mut tx = conn.begin().await?;
             sqlx::query(&search_path).execute(&mut *tx).await?;
             let n = runner
                 .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
@@ -634,7 +637,9 @@ impl ProjectionRunner {
         }
 
         // The swap: the live runner waits on the lock; readers see the old rows until commit.
-        let mut tx = pool.begin().await?;
+        let replayed = replay_started.elapsed();
+        let swap_started = std::time::Instant::now();
+        let mut tx = conn.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(lock_key(name))
             .execute(&mut *tx)
@@ -669,9 +674,15 @@ impl ProjectionRunner {
             .await?;
         tx.commit().await?;
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow_schema} CASCADE"))
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
-        tracing::info!(projection = name, events = applied, "projection rebuilt");
+        tracing::info!(
+            projection = name,
+            events = applied,
+            replay_ms = replayed.as_millis() as u64,
+            swap_ms = swap_started.elapsed().as_millis() as u64,
+            "projection rebuilt"
+        );
         Ok(applied)
     }
 

@@ -1,9 +1,12 @@
 //! End-to-end tests: one binary, one module per area, each test with its own database and ports.
 
 mod actors;
+mod api;
+mod bot;
 mod fake_telegram;
 mod fal;
 mod photos;
+mod projections;
 mod feed;
 mod store;
 mod support;

@@ -126,3 +126,176 @@ pub async fn generate_many(store: &AvatarStore, id: Uuid, n: usize) {
         .await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The whole application: bot, HTTP server, actors, FAL simulator and a fresh database.
+// ---------------------------------------------------------------------------------------------
+
+use std::sync::Arc;
+
+use aisha::actors::ActorSettings;
+use aisha::app::{AppError, AppOptions, Application};
+use aisha::config::{Config, FalMode};
+use aisha::fake_telegram::{FakeTelegram, FakeUser};
+use aisha::fal::{FalSimulator, SimConfig};
+
+/// The token of the test bot (the fake Bot API accepts only it).
+pub const BOT_TOKEN: &str = "424242:AAH-test-token-for-the-fake-bot-api";
+
+/// A running application with its fakes, for end-to-end tests of the bot.
+pub struct TestApp {
+    /// The fake Telegram Bot API the bot talks to.
+    pub telegram: FakeTelegram,
+    /// The in-process FAL simulator (its request log tells what FAL was asked).
+    pub sim: FalSimulator,
+    pub store: Arc<AvatarStore>,
+    pub db: Database,
+    /// `http://127.0.0.1:PORT` of the application's HTTP server.
+    pub http: String,
+    config: Config,
+    options: AppOptions,
+    _dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), AppError>>>,
+}
+
+/// What a test may change about the application it spawns.
+pub struct TestAppSettings {
+    pub simulator: SimConfig,
+    /// `None`: a fresh SQLite database in the test's temporary folder.
+    pub database_url: Option<String>,
+    /// Webhook mode for Telegram (and FAL) when set.
+    pub public_base_url: Option<String>,
+    /// Where the HTTP server listens; a free port by default.
+    pub http_addr: std::net::SocketAddr,
+}
+
+impl Default for TestAppSettings {
+    fn default() -> Self {
+        Self {
+            simulator: SimConfig::default(),
+            database_url: None,
+            public_base_url: None,
+            http_addr: "127.0.0.1:0".parse().expect("address"),
+        }
+    }
+}
+
+/// The application on a fresh SQLite database, with the fast simulator.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestAppSettings::default()).await
+}
+
+/// The application on a fresh PostgreSQL database (from `#[sqlx::test]`).
+pub async fn spawn_app_on_postgres(pool: sqlx::PgPool, simulator: SimConfig) -> TestApp {
+    let o = pool.connect_options();
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        o.get_username(),
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or("postgres")
+    );
+    spawn_app_with(TestAppSettings {
+        simulator,
+        database_url: Some(url),
+        ..TestAppSettings::default()
+    })
+    .await
+}
+
+/// The application as `settings` say, running until [`TestApp::shutdown`].
+pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let telegram = FakeTelegram::spawn(BOT_TOKEN).await.expect("fake Telegram");
+    let config = Config {
+        database_url: settings.database_url.unwrap_or_else(|| sqlite_url(&dir)),
+        teloxide_token: Some(BOT_TOKEN.into()),
+        telegram_api_url: telegram.api_url().to_string(),
+        fal_key: None,
+        fal_mode: FalMode::Simulated,
+        fal_queue_url: String::new(),
+        fal_rest_url: String::new(),
+        fal_jwks_url: String::new(),
+        public_base_url: settings.public_base_url,
+        http_addr: settings.http_addr,
+        storage_url: format!("file://{}", dir.path().join("photos").display()),
+        admin_token: None,
+    };
+    let options = AppOptions {
+        actor_settings: ActorSettings::fast(),
+        simulator: settings.simulator,
+        notifier: None,
+    };
+    start(config, options, telegram, dir).await
+}
+
+async fn start(config: Config, options: AppOptions, telegram: FakeTelegram, dir: TempDir) -> TestApp {
+    let mut app = Application::build(config.clone(), options.clone())
+        .await
+        .expect("build the application");
+    if let Some(bot) = &app.telegram {
+        // The fake has no flood control; a throttled test would spend minutes waiting.
+        bot.set_limits(aisha::bot::relaxed_limits());
+    }
+    let sim = app.simulator.take().expect("simulated FAL");
+    let store = app.store.clone();
+    let db = app.db.clone();
+    let http = format!("http://{}", app.http_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        telegram,
+        sim,
+        store,
+        db,
+        http,
+        config,
+        options,
+        _dir: dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    /// Stops the application and starts a new one on the same database, photo folder and fake
+    /// Telegram (chats and pending updates included), as after a crash or a deploy.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop_and_wait().await;
+        let Self {
+            telegram,
+            config,
+            options,
+            _dir: dir,
+            ..
+        } = self;
+        start(config, options, telegram, dir).await
+    }
+
+    /// A Telegram user with a private chat with the bot.
+    pub fn user(&self, id: i64, first_name: &str, language_code: &str) -> FakeUser {
+        self.telegram.user(id, first_name, language_code)
+    }
+
+    /// Stops the application and waits for it; panics if it failed.
+    pub async fn shutdown(mut self) {
+        self.stop_and_wait().await;
+    }
+
+    async fn stop_and_wait(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            match tokio::time::timeout(std::time::Duration::from_secs(15), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => panic!("the application failed: {e}"),
+                Ok(Err(e)) => panic!("the application panicked: {e}"),
+                Err(_) => panic!("the application did not stop within 15 s"),
+            }
+        }
+    }
+}

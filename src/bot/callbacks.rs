@@ -1,0 +1,389 @@
+//! Callback data of inline buttons: compact (Telegram allows 1–64 bytes), parsed strictly.
+//!
+//! Avatar and generation ids travel as 22-character base64url; the delete confirmation keeps the
+//! seed's own `avatar_delete_confirm:<id>` / `avatar_delete_cancel:<id>` with the usual UUID
+//! form. Anything that does not parse exactly — garbled, forged or from an older version of the
+//! bot — is a [`CallbackError`], which the bot answers with a polite "out of date".
+
+use aggregates::{AvatarType, Gender, GenerationPreset, TrainingPreset};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use uuid::Uuid;
+
+/// Telegram's limit on callback data.
+pub const MAX_CALLBACK_BYTES: usize = 64;
+/// Avatars per gallery page; pages beyond any sensible count are refused.
+const MAX_PAGE: u32 = 9_999;
+
+/// What an inline button asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callback {
+    /// Back to the main menu.
+    Menu,
+    Help,
+    /// Start creating an avatar: choose its type.
+    NewAvatar,
+    ChooseType(AvatarType),
+    ChooseGender(AvatarType, Gender),
+    /// One page of the gallery, from 0.
+    Gallery(u32),
+    Card(Uuid),
+    /// Continue uploading photos to a draft.
+    Upload(Uuid),
+    /// Choose a training preset.
+    Train(Uuid),
+    StartTraining(Uuid, TrainingPreset),
+    /// Choose an avatar to generate with.
+    GenerateMenu,
+    /// Choose a preset for this avatar.
+    Generate(Uuid),
+    /// Preset chosen: ask for the prompt.
+    GeneratePreset(Uuid, GenerationPreset),
+    /// Run a finished generation's prompt and preset again.
+    Again {
+        avatar: Uuid,
+        generation: Uuid,
+    },
+    /// Choose another preset for a finished generation's prompt.
+    OtherPreset {
+        avatar: Uuid,
+        generation: Uuid,
+    },
+    /// Run a finished generation's prompt with this preset.
+    Regenerate {
+        avatar: Uuid,
+        generation: Uuid,
+        preset: GenerationPreset,
+    },
+    /// Ask to delete: shows seed 003's confirmation.
+    Delete(Uuid),
+    DeleteConfirm(Uuid),
+    DeleteCancel(Uuid),
+}
+
+/// Callback data that is not ours, or no longer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unrecognised callback data ({len} bytes)")]
+pub struct CallbackError {
+    pub len: usize,
+}
+
+const DELETE_CONFIRM: &str = "avatar_delete_confirm:";
+const DELETE_CANCEL: &str = "avatar_delete_cancel:";
+
+impl Callback {
+    /// The avatar the button acts on, if any: checked against the pressing user before anything.
+    pub fn avatar_id(&self) -> Option<Uuid> {
+        match *self {
+            Self::Card(id)
+            | Self::Upload(id)
+            | Self::Train(id)
+            | Self::StartTraining(id, _)
+            | Self::Generate(id)
+            | Self::GeneratePreset(id, _)
+            | Self::Delete(id)
+            | Self::DeleteConfirm(id)
+            | Self::DeleteCancel(id) => Some(id),
+            Self::Again { avatar, .. }
+            | Self::OtherPreset { avatar, .. }
+            | Self::Regenerate { avatar, .. } => Some(avatar),
+            Self::Menu
+            | Self::Help
+            | Self::NewAvatar
+            | Self::ChooseType(_)
+            | Self::ChooseGender(..)
+            | Self::Gallery(_)
+            | Self::GenerateMenu => None,
+        }
+    }
+
+    /// The callback data for a button.
+    pub fn encode(&self) -> String {
+        match *self {
+            Self::Menu => "m".into(),
+            Self::Help => "h".into(),
+            Self::NewAvatar => "n".into(),
+            Self::ChooseType(t) => format!("t:{}", type_code(t)),
+            Self::ChooseGender(t, g) => format!("g:{}:{}", type_code(t), gender_code(g)),
+            Self::Gallery(page) => format!("gl:{page}"),
+            Self::Card(id) => format!("c:{}", short(id)),
+            Self::Upload(id) => format!("u:{}", short(id)),
+            Self::Train(id) => format!("tr:{}", short(id)),
+            Self::StartTraining(id, p) => format!("ts:{}:{}", training_code(p), short(id)),
+            Self::GenerateMenu => "gm".into(),
+            Self::Generate(id) => format!("ge:{}", short(id)),
+            Self::GeneratePreset(id, p) => format!("gp:{}:{}", preset_code(p), short(id)),
+            Self::Again { avatar, generation } => {
+                format!("ag:{}{}", short(avatar), short(generation))
+            }
+            Self::OtherPreset { avatar, generation } => {
+                format!("op:{}{}", short(avatar), short(generation))
+            }
+            Self::Regenerate {
+                avatar,
+                generation,
+                preset,
+            } => format!(
+                "rp:{}:{}{}",
+                preset_code(preset),
+                short(avatar),
+                short(generation)
+            ),
+            Self::Delete(id) => format!("d:{}", short(id)),
+            Self::DeleteConfirm(id) => format!("{DELETE_CONFIRM}{}", id.hyphenated()),
+            Self::DeleteCancel(id) => format!("{DELETE_CANCEL}{}", id.hyphenated()),
+        }
+    }
+
+    /// Parses callback data; only exactly what [`Callback::encode`] produces is accepted.
+    pub fn parse(data: &str) -> Result<Self, CallbackError> {
+        let refuse = || CallbackError { len: data.len() };
+        if data.is_empty() || data.len() > MAX_CALLBACK_BYTES {
+            return Err(refuse());
+        }
+        if let Some(rest) = data.strip_prefix(DELETE_CONFIRM) {
+            return full_uuid(rest).map(Self::DeleteConfirm).ok_or_else(refuse);
+        }
+        if let Some(rest) = data.strip_prefix(DELETE_CANCEL) {
+            return full_uuid(rest).map(Self::DeleteCancel).ok_or_else(refuse);
+        }
+        let parts: Vec<&str> = data.split(':').collect();
+        let parsed = match parts.as_slice() {
+            ["m"] => Some(Self::Menu),
+            ["h"] => Some(Self::Help),
+            ["n"] => Some(Self::NewAvatar),
+            ["gm"] => Some(Self::GenerateMenu),
+            ["t", t] => parse_type(t).map(Self::ChooseType),
+            ["g", t, g] => parse_type(t)
+                .zip(parse_gender(g))
+                .map(|(t, g)| Self::ChooseGender(t, g)),
+            ["gl", page] => parse_page(page).map(Self::Gallery),
+            ["c", id] => from_short(id).map(Self::Card),
+            ["u", id] => from_short(id).map(Self::Upload),
+            ["tr", id] => from_short(id).map(Self::Train),
+            ["ts", p, id] => parse_training(p)
+                .zip(from_short(id))
+                .map(|(p, id)| Self::StartTraining(id, p)),
+            ["ge", id] => from_short(id).map(Self::Generate),
+            ["gp", p, id] => parse_preset(p)
+                .zip(from_short(id))
+                .map(|(p, id)| Self::GeneratePreset(id, p)),
+            ["ag", ids] => {
+                two_ids(ids).map(|(avatar, generation)| Self::Again { avatar, generation })
+            }
+            ["op", ids] => {
+                two_ids(ids).map(|(avatar, generation)| Self::OtherPreset { avatar, generation })
+            }
+            ["rp", p, ids] => {
+                parse_preset(p)
+                    .zip(two_ids(ids))
+                    .map(|(preset, (avatar, generation))| Self::Regenerate {
+                        avatar,
+                        generation,
+                        preset,
+                    })
+            }
+            ["d", id] => from_short(id).map(Self::Delete),
+            _ => None,
+        };
+        parsed.ok_or_else(refuse)
+    }
+}
+
+/// A UUID as 22 characters of base64url.
+fn short(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+/// Only the canonical 22-character form is accepted, so one id has one spelling.
+fn from_short(text: &str) -> Option<Uuid> {
+    if text.len() != 22 {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+    let id = Uuid::from_slice(&bytes).ok()?;
+    (short(id) == text).then_some(id)
+}
+
+fn two_ids(text: &str) -> Option<(Uuid, Uuid)> {
+    if text.len() != 44 {
+        return None;
+    }
+    let (a, b) = text.split_at(22);
+    Some((from_short(a)?, from_short(b)?))
+}
+
+/// The hyphenated lowercase form only, as the seed's buttons carry it.
+fn full_uuid(text: &str) -> Option<Uuid> {
+    let id = Uuid::try_parse(text).ok()?;
+    (id.hyphenated().to_string() == text).then_some(id)
+}
+
+fn parse_page(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 4 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if text.len() > 1 && text.starts_with('0') {
+        return None;
+    }
+    text.parse().ok().filter(|p| *p <= MAX_PAGE)
+}
+
+fn type_code(t: AvatarType) -> &'static str {
+    match t {
+        AvatarType::Portrait => "p",
+        AvatarType::Style => "s",
+    }
+}
+
+fn parse_type(code: &str) -> Option<AvatarType> {
+    [AvatarType::Portrait, AvatarType::Style]
+        .into_iter()
+        .find(|t| type_code(*t) == code)
+}
+
+fn gender_code(g: Gender) -> &'static str {
+    match g {
+        Gender::Male => "m",
+        Gender::Female => "f",
+        Gender::Other => "o",
+    }
+}
+
+fn parse_gender(code: &str) -> Option<Gender> {
+    [Gender::Male, Gender::Female, Gender::Other]
+        .into_iter()
+        .find(|g| gender_code(*g) == code)
+}
+
+fn training_code(p: TrainingPreset) -> &'static str {
+    match p {
+        TrainingPreset::Fast => "f",
+        TrainingPreset::Balanced => "b",
+        TrainingPreset::Quality => "q",
+    }
+}
+
+fn parse_training(code: &str) -> Option<TrainingPreset> {
+    TrainingPreset::ALL
+        .into_iter()
+        .find(|p| training_code(*p) == code)
+}
+
+fn preset_code(p: GenerationPreset) -> &'static str {
+    match p {
+        GenerationPreset::Fast => "f",
+        GenerationPreset::Balanced => "b",
+        GenerationPreset::Quality => "q",
+        GenerationPreset::Ultra => "u",
+        GenerationPreset::Portrait => "p",
+        GenerationPreset::Landscape => "l",
+        GenerationPreset::Artistic => "a",
+        GenerationPreset::Photorealistic => "r",
+    }
+}
+
+fn parse_preset(code: &str) -> Option<GenerationPreset> {
+    GenerationPreset::ALL
+        .into_iter()
+        .find(|p| preset_code(*p) == code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_kind() -> Vec<Callback> {
+        let a = Uuid::new_v4();
+        let g = Uuid::new_v4();
+        let mut all = vec![
+            Callback::Menu,
+            Callback::Help,
+            Callback::NewAvatar,
+            Callback::GenerateMenu,
+            Callback::Gallery(0),
+            Callback::Gallery(42),
+            Callback::Card(a),
+            Callback::Upload(a),
+            Callback::Train(a),
+            Callback::Generate(a),
+            Callback::Delete(a),
+            Callback::DeleteConfirm(a),
+            Callback::DeleteCancel(a),
+            Callback::Again {
+                avatar: a,
+                generation: g,
+            },
+            Callback::OtherPreset {
+                avatar: a,
+                generation: g,
+            },
+        ];
+        for t in [AvatarType::Portrait, AvatarType::Style] {
+            all.push(Callback::ChooseType(t));
+            for gender in [Gender::Male, Gender::Female, Gender::Other] {
+                all.push(Callback::ChooseGender(t, gender));
+            }
+        }
+        for p in TrainingPreset::ALL {
+            all.push(Callback::StartTraining(a, p));
+        }
+        for p in GenerationPreset::ALL {
+            all.push(Callback::GeneratePreset(a, p));
+            all.push(Callback::Regenerate {
+                avatar: a,
+                generation: g,
+                preset: p,
+            });
+        }
+        all
+    }
+
+    #[test]
+    fn every_callback_round_trips_within_64_bytes() {
+        for callback in every_kind() {
+            let data = callback.encode();
+            assert!(data.len() <= MAX_CALLBACK_BYTES, "{data} is too long");
+            assert_eq!(Callback::parse(&data), Ok(callback), "{data}");
+        }
+    }
+
+    #[test]
+    fn the_seeds_delete_buttons_keep_their_format() {
+        let id = Uuid::parse_str("7f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b").unwrap();
+        assert_eq!(
+            Callback::DeleteConfirm(id).encode(),
+            "avatar_delete_confirm:7f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+        );
+        assert_eq!(
+            Callback::DeleteCancel(id).encode(),
+            "avatar_delete_cancel:7f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+        );
+    }
+
+    #[test]
+    fn garbled_or_forged_data_is_refused() {
+        let good = Callback::Card(Uuid::new_v4()).encode();
+        let cases = [
+            String::new(),
+            "x".into(),
+            "m:".into(),
+            "gl:-1".into(),
+            "gl:01".into(),
+            "gl:99999".into(),
+            "t:x".into(),
+            "c:short".into(),
+            format!("{good}x"),
+            format!("{good}:"),
+            good.to_uppercase(),
+            "avatar_delete_confirm:not-a-uuid".into(),
+            "avatar_delete_confirm:7F0C1A2B-3C4D-4E5F-8A9B-0C1D2E3F4A5B".into(),
+            "avatar_delete_confirm:7f0c1a2b3c4d4e5f8a9b0c1d2e3f4a5b".into(),
+            "gp:z:AAAAAAAAAAAAAAAAAAAAAA".into(),
+            "a".repeat(65),
+        ];
+        for data in cases {
+            assert!(Callback::parse(&data).is_err(), "{data:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,925 @@
+//! What the bot does with commands, messages and button presses.
+//!
+//! Every press of a button that names an avatar is first checked against the pressing user
+//! (the avatar exists, is theirs and is not deleted); refusals are a polite alert and change
+//! nothing. Domain refusals become a sentence in the user's language; everything else is logged
+//! with its cause and the user gets a short apology.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::avatar::MIN_PHOTOS;
+use aggregates::{
+    Action, Actor, Avatar, AvatarError, AvatarEvent, AvatarStatus, AvatarType,
+    Command as AvatarCommand, Gender, GenerationPreset,
+};
+use chrono::Utc;
+use projections::{gallery, Conn};
+use teloxide::prelude::*;
+use teloxide::types::{InlineKeyboardMarkup, MessageId};
+use teloxide::utils::command::BotCommands;
+use teloxide::{ApiError, RequestError};
+use uuid::Uuid;
+
+use super::callbacks::Callback;
+use super::keyboards as kb;
+use super::photos::{IncomingFile, Intake, ALBUM_QUIET};
+use super::send::retrying;
+use super::texts::{AvatarLine, CardView, Lang, Texts};
+use super::{BotDeps, BotDialogue, BotError, HandlerResult, State, TgBot};
+use crate::store::{Database, StoreError};
+
+/// Avatars per gallery page.
+pub const GALLERY_PAGE_SIZE: u32 = 5;
+/// Images per generation request.
+pub const IMAGES_PER_GENERATION: u32 = 1;
+/// How long the bot waits for the gallery to show a change it just made.
+const READ_MODEL_WAIT: Duration = Duration::from_secs(3);
+
+/// The bot's commands.
+#[derive(BotCommands, Clone, Debug)]
+#[command(rename_rule = "lowercase")]
+pub enum Command {
+    Start,
+    Help,
+    Cancel,
+    Avatars,
+    New,
+}
+
+/// One update's context: who, where, in which language.
+struct Ctx {
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    user: i64,
+    first_name: String,
+    chat: ChatId,
+    lang: Lang,
+}
+
+/// Where a screen goes: a new message, or the message whose button was pressed (edited in place).
+#[derive(Debug, Clone, Copy)]
+enum Screen {
+    New,
+    Edit(MessageId),
+}
+
+impl Ctx {
+    async fn new(
+        bot: TgBot,
+        deps: Arc<BotDeps>,
+        from: &teloxide::types::User,
+        chat: ChatId,
+    ) -> Self {
+        let user = from.id.0 as i64;
+        let language = from.language_code.as_deref();
+        if let Err(e) = deps.users.remember(user, chat.0, language).await {
+            tracing::warn!(user, error = %e, "could not remember the Telegram user");
+        }
+        Self {
+            bot,
+            deps,
+            user,
+            first_name: from.first_name.clone(),
+            chat,
+            lang: Lang::from_code(language),
+        }
+    }
+
+    fn t(&self) -> &'static dyn Texts {
+        self.lang.texts()
+    }
+
+    async fn say(
+        &self,
+        text: String,
+        keyboard: Option<InlineKeyboardMarkup>,
+    ) -> Result<Message, RequestError> {
+        retrying("sendMessage", || {
+            let mut request = self.bot.send_message(self.chat, text.clone());
+            if let Some(keyboard) = &keyboard {
+                request = request.reply_markup(keyboard.clone());
+            }
+            request.send()
+        })
+        .await
+    }
+
+    /// Shows a screen: edits the pressed message in place, or sends a new one.
+    async fn show(
+        &self,
+        screen: Screen,
+        text: String,
+        keyboard: InlineKeyboardMarkup,
+    ) -> Result<(), RequestError> {
+        if let Screen::Edit(message_id) = screen {
+            let edited = retrying("editMessageText", || {
+                self.bot
+                    .edit_message_text(self.chat, message_id, text.clone())
+                    .reply_markup(keyboard.clone())
+                    .send()
+            })
+            .await;
+            match edited {
+                Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => return Ok(()),
+                // Too old or gone: a fresh message does as well.
+                Err(RequestError::Api(
+                    ApiError::MessageCantBeEdited | ApiError::MessageToEditNotFound,
+                )) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.say(text, Some(keyboard)).await.map(drop)
+    }
+
+    async fn remember_avatar(&self, avatar_id: Uuid) {
+        if let Err(e) = self.deps.users.set_last_avatar(self.user, avatar_id).await {
+            tracing::warn!(user = self.user, %avatar_id, error = %e, "could not remember the last avatar");
+        }
+    }
+
+    async fn execute(
+        &self,
+        avatar_id: Uuid,
+        action: Action,
+    ) -> Result<crate::store::Executed, StoreError> {
+        let command = AvatarCommand::new(Actor::User(self.user), Utc::now(), action);
+        self.deps
+            .store
+            .execute(avatar_id, command, Uuid::new_v4())
+            .await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands and messages
+// ---------------------------------------------------------------------------------------------
+
+pub async fn on_command(
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    dialogue: BotDialogue,
+    msg: Message,
+    command: Command,
+) -> HandlerResult {
+    let Some(from) = msg.from.as_ref() else {
+        return Ok(());
+    };
+    let ctx = Ctx::new(bot, deps, from, msg.chat.id).await;
+    let t = ctx.t();
+    match command {
+        Command::Start => {
+            dialogue.reset().await?;
+            ctx.say(t.welcome(&ctx.first_name), Some(kb::main_menu(t)))
+                .await?;
+        }
+        Command::Help => {
+            ctx.say(t.help(), Some(kb::to_menu(t))).await?;
+        }
+        Command::Cancel => {
+            let state = dialogue.get_or_default().await?;
+            dialogue.reset().await?;
+            let text = match state {
+                State::Idle => t.nothing_to_cancel(),
+                State::Uploading { avatar_id } => {
+                    let avatar = ctx.deps.store.load(avatar_id).await?;
+                    t.upload_stopped(&avatar_name(&avatar), avatar.photos.len())
+                }
+                State::AwaitingName { .. } | State::AwaitingPrompt { .. } => t.cancelled(),
+            };
+            ctx.say(text, Some(kb::main_menu(t))).await?;
+        }
+        Command::Avatars => show_gallery(&ctx, Screen::New, 0).await?,
+        Command::New => {
+            dialogue.reset().await?;
+            ctx.say(t.choose_type(), Some(kb::avatar_types(t))).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A photo or a document: intake for the avatar being filled.
+pub async fn on_file(
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    dialogue: BotDialogue,
+    msg: Message,
+    state: State,
+) -> HandlerResult {
+    let Some(from) = msg.from.as_ref() else {
+        return Ok(());
+    };
+    let ctx = Ctx::new(bot, deps, from, msg.chat.id).await;
+    let t = ctx.t();
+    // When photos are not expected, one notice answers a whole album.
+    let notice = |text: String, keyboard: Option<InlineKeyboardMarkup>| {
+        let first = msg
+            .media_group_id()
+            .is_none_or(|group| ctx.deps.albums.first_notice(&group.0));
+        let ctx = &ctx;
+        async move {
+            if first {
+                ctx.say(text, keyboard).await?;
+            }
+            Ok::<_, BotError>(())
+        }
+    };
+    let avatar_id = match state {
+        State::Uploading { avatar_id } => avatar_id,
+        State::Idle => match resumable_draft(&ctx).await? {
+            Some(avatar_id) => {
+                // The conversation was lost (a restart) but the draft was not: carry on.
+                dialogue.update(State::Uploading { avatar_id }).await?;
+                avatar_id
+            }
+            None => {
+                return notice(t.not_collecting_photos(), Some(kb::main_menu(t))).await;
+            }
+        },
+        State::AwaitingName { .. } => return notice(t.name_expected(), None).await,
+        State::AwaitingPrompt { .. } => return notice(t.prompt_expected(), None).await,
+    };
+    let Some(file) = IncomingFile::from_message(&msg) else {
+        return Ok(());
+    };
+    if let Some(group) = msg.media_group_id() {
+        ctx.deps.albums.begin(&group.0);
+    }
+    let intake = Intake {
+        downloader: &ctx.deps.downloader,
+        store: &ctx.deps.store,
+        photos: &ctx.deps.photos,
+    };
+    let result = intake.take(ctx.user, avatar_id, &file).await;
+    if let Err(refusal) = &result.outcome {
+        tracing::info!(user = ctx.user, %avatar_id, ?refusal, "photo not accepted");
+        if let super::photos::Refusal::Avatar(
+            AvatarError::Deleted
+            | AvatarError::NotOwner
+            | AvatarError::NotFound
+            | AvatarError::PhotosLocked,
+        ) = refusal
+        {
+            // Nothing more can be uploaded to this avatar.
+            dialogue.reset().await?;
+        }
+    }
+    let count = result.count;
+    match msg.media_group_id() {
+        Some(group) => {
+            let reason = result.outcome.as_ref().err().map(|r| r.sentence(t));
+            let group = group.0.clone();
+            let mark = ctx.deps.albums.record(&group, avatar_id, reason, count);
+            // The album's photos arrive one by one; answer once, when they stop coming.
+            tokio::spawn(async move {
+                tokio::time::sleep(ALBUM_QUIET).await;
+                if let Some(album) = ctx.deps.albums.finish_if_quiet(&group, mark) {
+                    let text = t.album_summary(album.accepted, &album.refused, album.count);
+                    let keyboard = kb::after_photo(t, album.avatar_id, album.count);
+                    if let Err(e) = ctx.say(text, keyboard).await {
+                        tracing::warn!(user = ctx.user, error = %e, "could not send an album summary");
+                    }
+                }
+            });
+        }
+        None => {
+            let text = match &result.outcome {
+                Ok(()) => t.photo_accepted(count),
+                Err(refusal) => t.photo_refused(&refusal.sentence(t), count),
+            };
+            ctx.say(text, kb::after_photo(t, avatar_id, count)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The user's last avatar, when it is a draft of theirs that can still take photos.
+async fn resumable_draft(ctx: &Ctx) -> Result<Option<Uuid>, BotError> {
+    let Some(last) = ctx
+        .deps
+        .users
+        .get(ctx.user)
+        .await?
+        .and_then(|u| u.last_avatar_id)
+    else {
+        return Ok(None);
+    };
+    let avatar = ctx.deps.store.load(last).await?;
+    let open = matches!(
+        avatar.status,
+        AvatarStatus::Draft | AvatarStatus::TrainingFailed
+    );
+    Ok((open && avatar.owner == ctx.user).then_some(last))
+}
+
+/// The avatar's name, typed after choosing type and gender.
+pub async fn on_name(
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    dialogue: BotDialogue,
+    msg: Message,
+    (avatar_type, gender): (AvatarType, Gender),
+) -> HandlerResult {
+    let Some(from) = msg.from.as_ref() else {
+        return Ok(());
+    };
+    let ctx = Ctx::new(bot, deps, from, msg.chat.id).await;
+    let t = ctx.t();
+    let Some(name) = msg.text().filter(|text| !text.starts_with('/')) else {
+        ctx.say(t.name_expected(), None).await?;
+        return Ok(());
+    };
+    let avatar_id = Uuid::new_v4();
+    let created = ctx
+        .execute(
+            avatar_id,
+            Action::Create {
+                avatar_id,
+                name: name.to_owned(),
+                gender,
+                avatar_type,
+            },
+        )
+        .await;
+    match created {
+        Ok(executed) => {
+            tracing::info!(user = ctx.user, %avatar_id, avatar_type = %avatar_type, "avatar created");
+            ctx.remember_avatar(avatar_id).await;
+            dialogue.update(State::Uploading { avatar_id }).await?;
+            ctx.say(t.avatar_created(&avatar_name(&executed.state)), None)
+                .await?;
+        }
+        Err(StoreError::Rejected(refusal)) => {
+            // Stay in this step: the user can simply send another name.
+            ctx.say(t.refused(&t.refusal(&refusal)), None).await?;
+        }
+        Err(e) => return apologise(&ctx, e.into()).await,
+    }
+    Ok(())
+}
+
+/// A prompt, typed after choosing an avatar and a preset.
+pub async fn on_prompt(
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    dialogue: BotDialogue,
+    msg: Message,
+    (avatar_id, preset): (Uuid, GenerationPreset),
+) -> HandlerResult {
+    let Some(from) = msg.from.as_ref() else {
+        return Ok(());
+    };
+    let ctx = Ctx::new(bot, deps, from, msg.chat.id).await;
+    let t = ctx.t();
+    let Some(prompt) = msg.text().filter(|text| !text.starts_with('/')) else {
+        ctx.say(t.prompt_expected(), None).await?;
+        return Ok(());
+    };
+    match generate(&ctx, avatar_id, prompt.to_owned(), Some(preset)).await? {
+        Ok(()) => dialogue.reset().await?,
+        Err(refusal @ (AvatarError::PromptTooLong { .. } | AvatarError::EmptyPrompt)) => {
+            // Stay in this step so a shorter prompt can follow.
+            ctx.say(
+                t.refused(&t.refusal(&refusal)),
+                Some(kb::prompt(t, avatar_id)),
+            )
+            .await?;
+        }
+        Err(refusal) => {
+            dialogue.reset().await?;
+            ctx.say(t.refused(&t.refusal(&refusal)), Some(kb::to_menu(t)))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Any other message: a reminder of what the bot waits for.
+pub async fn on_other_message(
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    msg: Message,
+    state: State,
+) -> HandlerResult {
+    let Some(from) = msg.from.as_ref() else {
+        return Ok(());
+    };
+    let ctx = Ctx::new(bot, deps, from, msg.chat.id).await;
+    let t = ctx.t();
+    match state {
+        State::Uploading { avatar_id } => {
+            let count = ctx.deps.store.load(avatar_id).await?.photos.len();
+            ctx.say(
+                t.text_while_uploading(count),
+                kb::after_photo(t, avatar_id, count),
+            )
+            .await?;
+        }
+        _ => {
+            ctx.say(t.unknown_input(), Some(kb::main_menu(t))).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks for images; the progress message goes out at once, the images come with the notifier.
+/// `Ok(Err(_))` is the domain's refusal, for the caller to explain.
+async fn generate(
+    ctx: &Ctx,
+    avatar_id: Uuid,
+    prompt: String,
+    preset: Option<GenerationPreset>,
+) -> Result<Result<(), AvatarError>, BotError> {
+    let generation_id = Uuid::new_v4();
+    let requested = ctx
+        .execute(
+            avatar_id,
+            Action::Generate {
+                generation_id,
+                prompt,
+                preset,
+                num_images: IMAGES_PER_GENERATION,
+            },
+        )
+        .await;
+    match requested {
+        Ok(executed) => {
+            tracing::info!(user = ctx.user, %avatar_id, %generation_id,
+                preset = preset.map_or("default", |p| p.as_str()), "generation requested");
+            ctx.remember_avatar(avatar_id).await;
+            let name = avatar_name(&executed.state);
+            ctx.say(ctx.t().generation_started(&name, preset), None)
+                .await?;
+            Ok(Ok(()))
+        }
+        Err(StoreError::Rejected(refusal)) => Ok(Err(refusal)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Logs an unexpected failure and tells the user, briefly.
+async fn apologise(ctx: &Ctx, error: BotError) -> HandlerResult {
+    tracing::error!(user = ctx.user, error = %error, "could not handle an update");
+    ctx.say(ctx.t().something_went_wrong(), Some(kb::to_menu(ctx.t())))
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buttons
+// ---------------------------------------------------------------------------------------------
+
+/// How a button press is answered (the small notice over the chat).
+enum Answer {
+    Silent,
+    Toast(String),
+    Alert(String),
+}
+
+pub async fn on_callback(
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    dialogue: BotDialogue,
+    q: CallbackQuery,
+) -> HandlerResult {
+    let chat = q
+        .regular_message()
+        .map(|m| m.chat.id)
+        .unwrap_or(ChatId(q.from.id.0 as i64));
+    let ctx = Ctx::new(bot, deps, &q.from, chat).await;
+    let answer = match press(&ctx, &dialogue, &q).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::error!(user = ctx.user, error = %error, "could not handle a button press");
+            Answer::Alert(ctx.t().something_went_wrong())
+        }
+    };
+    let (text, alert) = match answer {
+        Answer::Silent => (None, false),
+        Answer::Toast(text) => (Some(text), false),
+        Answer::Alert(text) => (Some(text), true),
+    };
+    let answered = retrying("answerCallbackQuery", || {
+        let mut request = ctx.bot.answer_callback_query(q.id.clone());
+        if let Some(text) = &text {
+            request = request.text(text.clone()).show_alert(alert);
+        }
+        request.send()
+    })
+    .await;
+    if let Err(e) = answered {
+        // The query may simply be too old; the screen has been handled either way.
+        tracing::debug!(user = ctx.user, error = %e, "could not answer a button press");
+    }
+    Ok(())
+}
+
+/// Checks and performs one button press.
+async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<Answer, BotError> {
+    let t = ctx.t();
+    let data = q.data.as_deref().unwrap_or_default();
+    let callback = match Callback::parse(data) {
+        Ok(callback) => callback,
+        Err(e) => {
+            tracing::warn!(user = ctx.user, error = %e, "refused callback data that is not ours");
+            return Ok(Answer::Alert(t.stale_button().to_owned()));
+        }
+    };
+    let avatar = match callback.avatar_id() {
+        Some(avatar_id) => match owned_avatar(ctx, avatar_id).await? {
+            Ok(avatar) => Some((avatar_id, avatar)),
+            Err(refusal) => {
+                tracing::warn!(user = ctx.user, %avatar_id, ?callback, refusal, "refused a button for an avatar the user may not use");
+                return Ok(Answer::Alert(refusal.to_owned()));
+            }
+        },
+        None => None,
+    };
+    // Only text messages are edited in place; under a photo, a new message follows.
+    let screen = match q.regular_message() {
+        Some(m) if m.text().is_some() => Screen::Edit(m.id),
+        _ => Screen::New,
+    };
+
+    match (callback, avatar) {
+        (Callback::Menu, _) => {
+            dialogue.reset().await?;
+            ctx.show(screen, t.main_menu(), kb::main_menu(t)).await?;
+        }
+        (Callback::Help, _) => ctx.show(screen, t.help(), kb::to_menu(t)).await?,
+        (Callback::NewAvatar, _) => {
+            dialogue.reset().await?;
+            ctx.show(screen, t.choose_type(), kb::avatar_types(t))
+                .await?;
+        }
+        (Callback::ChooseType(avatar_type), _) => {
+            ctx.show(
+                screen,
+                t.choose_gender(avatar_type),
+                kb::genders(t, avatar_type),
+            )
+            .await?;
+        }
+        (Callback::ChooseGender(avatar_type, gender), _) => {
+            dialogue
+                .update(State::AwaitingName {
+                    avatar_type,
+                    gender,
+                })
+                .await?;
+            ctx.show(screen, t.ask_name(), kb::to_menu(t)).await?;
+        }
+        (Callback::Gallery(page), _) => show_gallery(ctx, screen, page).await?,
+        (Callback::GenerateMenu, _) => show_generation_avatars(ctx, screen).await?,
+        (Callback::Card(_), Some((avatar_id, avatar)))
+        | (Callback::DeleteCancel(_), Some((avatar_id, avatar))) => {
+            show_card(ctx, screen, avatar_id, &avatar).await?;
+        }
+        (Callback::Upload(_), Some((avatar_id, avatar))) => {
+            if !matches!(
+                avatar.status,
+                AvatarStatus::Draft | AvatarStatus::TrainingFailed
+            ) {
+                return Ok(Answer::Alert(capitalised(
+                    &t.refusal(&AvatarError::PhotosLocked),
+                )));
+            }
+            dialogue.update(State::Uploading { avatar_id }).await?;
+            ctx.remember_avatar(avatar_id).await;
+            let count = avatar.photos.len();
+            let keyboard = kb::after_photo(t, avatar_id, count).unwrap_or_else(|| kb::to_menu(t));
+            ctx.show(
+                screen,
+                t.upload_more(&avatar_name(&avatar), count),
+                keyboard,
+            )
+            .await?;
+        }
+        (Callback::Train(_), Some((avatar_id, avatar))) => {
+            let refusal = match avatar.status {
+                AvatarStatus::Training => Some(AvatarError::TrainingAlreadyStarted),
+                AvatarStatus::Trained => Some(AvatarError::AlreadyTrained),
+                _ if avatar.photos.len() < MIN_PHOTOS => Some(AvatarError::NotEnoughPhotos {
+                    have: avatar.photos.len(),
+                    min: MIN_PHOTOS,
+                }),
+                _ => None,
+            };
+            if let Some(refusal) = refusal {
+                return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+            }
+            let text = t.choose_training_preset(&avatar_name(&avatar), avatar.photos.len());
+            ctx.show(screen, text, kb::training_presets(t, avatar_id))
+                .await?;
+        }
+        (Callback::StartTraining(_, preset), Some((avatar_id, avatar))) => {
+            match ctx
+                .execute(avatar_id, Action::StartTraining { preset })
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(user = ctx.user, %avatar_id, preset = preset.as_str(), "training started");
+                    if dialogue.get().await? == Some(State::Uploading { avatar_id }) {
+                        dialogue.reset().await?;
+                    }
+                    let avatar_type = avatar.avatar_type.unwrap_or(AvatarType::Portrait);
+                    let text = t.training_started(&avatar_name(&avatar), avatar_type, preset);
+                    ctx.show(screen, text, kb::to_menu(t)).await?;
+                }
+                Err(StoreError::Rejected(refusal)) => {
+                    return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        (Callback::Generate(_), Some((avatar_id, avatar))) => {
+            if avatar.status != AvatarStatus::Trained {
+                return Ok(Answer::Alert(capitalised(
+                    &t.refusal(&AvatarError::NotTrained),
+                )));
+            }
+            ctx.remember_avatar(avatar_id).await;
+            let text = t.choose_generation_preset(&avatar_name(&avatar));
+            ctx.show(screen, text, kb::generation_presets(t, avatar_id))
+                .await?;
+        }
+        (Callback::GeneratePreset(_, preset), Some((avatar_id, avatar))) => {
+            if avatar.status != AvatarStatus::Trained {
+                return Ok(Answer::Alert(capitalised(
+                    &t.refusal(&AvatarError::NotTrained),
+                )));
+            }
+            dialogue
+                .update(State::AwaitingPrompt { avatar_id, preset })
+                .await?;
+            let text = t.ask_prompt(&avatar_name(&avatar), preset);
+            ctx.show(screen, text, kb::prompt(t, avatar_id)).await?;
+        }
+        (Callback::Again { generation, .. }, Some((avatar_id, _))) => {
+            let Some((prompt, preset)) = requested_generation(ctx, avatar_id, generation).await?
+            else {
+                return Ok(Answer::Alert(t.stale_button().to_owned()));
+            };
+            if let Err(refusal) = generate(ctx, avatar_id, prompt, preset).await? {
+                return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+            }
+        }
+        (Callback::OtherPreset { generation, .. }, Some((avatar_id, avatar))) => {
+            if requested_generation(ctx, avatar_id, generation)
+                .await?
+                .is_none()
+            {
+                return Ok(Answer::Alert(t.stale_button().to_owned()));
+            }
+            let text = t.choose_generation_preset(&avatar_name(&avatar));
+            let keyboard = kb::regeneration_presets(t, avatar_id, generation);
+            ctx.show(screen, text, keyboard).await?;
+        }
+        (
+            Callback::Regenerate {
+                generation, preset, ..
+            },
+            Some((avatar_id, _)),
+        ) => {
+            let Some((prompt, _)) = requested_generation(ctx, avatar_id, generation).await? else {
+                return Ok(Answer::Alert(t.stale_button().to_owned()));
+            };
+            if let Err(refusal) = generate(ctx, avatar_id, prompt, Some(preset)).await? {
+                return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+            }
+        }
+        (Callback::Delete(_), Some((avatar_id, avatar))) => {
+            let text = t.delete_confirmation(&avatar_name(&avatar), avatar.status);
+            ctx.show(screen, text, kb::delete_confirmation(t, avatar_id))
+                .await?;
+        }
+        (Callback::DeleteConfirm(_), Some((avatar_id, avatar))) => {
+            let executed = match ctx.execute(avatar_id, Action::Delete).await {
+                Ok(executed) => executed,
+                Err(StoreError::Rejected(refusal)) => {
+                    return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            tracing::info!(user = ctx.user, %avatar_id, "avatar deleted");
+            let state = dialogue.get().await?;
+            if matches!(state, Some(State::Uploading { avatar_id: a } | State::AwaitingPrompt { avatar_id: a, .. }) if a == avatar_id)
+            {
+                dialogue.reset().await?;
+            }
+            if let Some(sequence) = executed.events.last().map(|e| e.sequence) {
+                wait_for_gallery(&ctx.deps.db, avatar_id, sequence as i64).await;
+            }
+            show_gallery(ctx, screen, 0).await?;
+            return Ok(Answer::Toast(t.avatar_deleted(&avatar_name(&avatar))));
+        }
+        // Every callback that names an avatar was given one above.
+        (_, None) => return Ok(Answer::Alert(t.stale_button().to_owned())),
+    }
+    Ok(Answer::Silent)
+}
+
+/// The avatar if the user may act on it, else the reason to show them. Someone else's avatar
+/// and one that never existed get the same answer, so ids reveal nothing.
+async fn owned_avatar(
+    ctx: &Ctx,
+    avatar_id: Uuid,
+) -> Result<Result<Avatar, &'static str>, BotError> {
+    let t = ctx.t();
+    let avatar = ctx.deps.store.load(avatar_id).await?;
+    Ok(match avatar.status {
+        AvatarStatus::New => Err(t.not_available()),
+        _ if avatar.owner != ctx.user => Err(t.not_available()),
+        AvatarStatus::Deleted => Err(t.avatar_gone()),
+        _ => Ok(avatar),
+    })
+}
+
+/// The prompt and preset of one of the avatar's generations, from its history.
+async fn requested_generation(
+    ctx: &Ctx,
+    avatar_id: Uuid,
+    generation_id: Uuid,
+) -> Result<Option<(String, Option<GenerationPreset>)>, BotError> {
+    let history = ctx.deps.store.history(avatar_id).await?;
+    Ok(history
+        .into_iter()
+        .rev()
+        .find_map(|entry| match entry.event {
+            AvatarEvent::GenerationRequested {
+                generation_id: id,
+                prompt,
+                preset,
+                ..
+            } if id == generation_id => Some((prompt, preset)),
+            _ => None,
+        }))
+}
+
+async fn show_card(
+    ctx: &Ctx,
+    screen: Screen,
+    avatar_id: Uuid,
+    avatar: &Avatar,
+) -> Result<(), BotError> {
+    let t = ctx.t();
+    let view = CardView {
+        name: avatar_name(avatar),
+        avatar_type: avatar.avatar_type.unwrap_or(AvatarType::Portrait),
+        status: avatar.status,
+        photos: avatar.photos.len(),
+        generations: avatar.generations_completed,
+    };
+    let keyboard = kb::card(t, avatar_id, avatar.status, avatar.photos.len());
+    ctx.show(screen, t.card(&view), keyboard).await?;
+    Ok(())
+}
+
+/// One page of the user's gallery, from the gallery read model.
+async fn show_gallery(ctx: &Ctx, screen: Screen, page: u32) -> Result<(), BotError> {
+    let t = ctx.t();
+    let mut conn = connection(&ctx.deps.db).await?;
+    let offset = i64::from(page) * i64::from(GALLERY_PAGE_SIZE);
+    let mut listed = gallery::page(
+        &mut conn.tx(),
+        ctx.user,
+        offset,
+        i64::from(GALLERY_PAGE_SIZE),
+    )
+    .await?;
+    let mut page = page;
+    if listed.items.is_empty() && page > 0 {
+        // The page emptied (a deletion): show the first one instead.
+        page = 0;
+        listed = gallery::page(&mut conn.tx(), ctx.user, 0, i64::from(GALLERY_PAGE_SIZE)).await?;
+    }
+    drop(conn);
+    if listed.total == 0 {
+        ctx.show(screen, t.gallery_empty(), kb::no_trained_avatars(t))
+            .await?;
+        return Ok(());
+    }
+    let lines: Vec<AvatarLine> = listed
+        .items
+        .iter()
+        .map(|item| AvatarLine {
+            name: item.name.clone(),
+            avatar_type: avatar_type_from(&item.avatar_type),
+            status: status_from(&item.status),
+            photos: item.photo_count,
+        })
+        .collect();
+    let buttons: Vec<(Uuid, String, AvatarType)> = listed
+        .items
+        .iter()
+        .map(|item| {
+            (
+                item.avatar_id,
+                item.name.clone(),
+                avatar_type_from(&item.avatar_type),
+            )
+        })
+        .collect();
+    let pages =
+        ((listed.total + i64::from(GALLERY_PAGE_SIZE) - 1) / i64::from(GALLERY_PAGE_SIZE)) as usize;
+    let text = t.gallery(&lines, page as usize, pages, listed.total);
+    let keyboard = kb::gallery(t, &buttons, page, listed.has_previous(), listed.has_next());
+    ctx.show(screen, text, keyboard).await?;
+    Ok(())
+}
+
+/// The user's trained avatars to generate with, the last used first.
+async fn show_generation_avatars(ctx: &Ctx, screen: Screen) -> Result<(), BotError> {
+    let t = ctx.t();
+    let mut conn = connection(&ctx.deps.db).await?;
+    let listed = gallery::page(&mut conn.tx(), ctx.user, 0, gallery::MAX_PAGE).await?;
+    drop(conn);
+    let trained: Vec<(Uuid, String)> = listed
+        .items
+        .into_iter()
+        .filter(|item| item.has_model && status_from(&item.status) == AvatarStatus::Trained)
+        .map(|item| (item.avatar_id, item.name))
+        .collect();
+    if trained.is_empty() {
+        ctx.show(screen, t.no_trained_avatars(), kb::no_trained_avatars(t))
+            .await?;
+        return Ok(());
+    }
+    let last = ctx
+        .deps
+        .users
+        .get(ctx.user)
+        .await?
+        .and_then(|u| u.last_avatar_id);
+    let keyboard = kb::generation_avatars(t, &trained, last);
+    ctx.show(screen, t.choose_avatar_for_generation(), keyboard)
+        .await?;
+    Ok(())
+}
+
+/// Waits (briefly) until the gallery has applied the avatar's event `sequence`, so a screen shown
+/// right after a change includes it. On timeout the screen is shown anyway.
+async fn wait_for_gallery(db: &Database, avatar_id: Uuid, sequence: i64) {
+    let deadline = tokio::time::Instant::now() + READ_MODEL_WAIT;
+    loop {
+        let seen = match connection(db).await {
+            Ok(mut conn) => gallery::card(&mut conn.tx(), avatar_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|card| card.last_sequence >= sequence),
+            Err(_) => false,
+        };
+        if seen || tokio::time::Instant::now() >= deadline {
+            if !seen {
+                tracing::warn!(%avatar_id, sequence, "the gallery is behind; showing it anyway");
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn connection(db: &Database) -> Result<Conn, sqlx::Error> {
+    Ok(match db {
+        Database::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
+        Database::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
+    })
+}
+
+fn avatar_name(avatar: &Avatar) -> String {
+    avatar
+        .name
+        .as_ref()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+fn avatar_type_from(name: &str) -> AvatarType {
+    match name {
+        "style" => AvatarType::Style,
+        _ => AvatarType::Portrait,
+    }
+}
+
+fn status_from(name: &str) -> AvatarStatus {
+    [
+        AvatarStatus::Draft,
+        AvatarStatus::Training,
+        AvatarStatus::Trained,
+        AvatarStatus::TrainingFailed,
+        AvatarStatus::Deleted,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == name)
+    .unwrap_or(AvatarStatus::Draft)
+}
+
+/// A refusal sentence as a stand-alone notice.
+fn capitalised(sentence: &str) -> String {
+    let mut chars = sentence.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

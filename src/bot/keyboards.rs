@@ -1,0 +1,256 @@
+//! The inline keyboards of every screen, built from [`Callback`]s and the user's texts.
+
+use aggregates::avatar::MIN_PHOTOS;
+use aggregates::{AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset};
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
+use uuid::Uuid;
+
+use super::callbacks::Callback;
+use super::texts::Texts;
+
+fn button(text: impl Into<String>, callback: Callback) -> InlineKeyboardButton {
+    InlineKeyboardButton::callback(text, callback.encode())
+}
+
+/// The main menu under the welcome and menu messages.
+pub fn main_menu(t: &dyn Texts) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![button(t.btn_create(), Callback::NewAvatar)],
+        vec![
+            button(t.btn_gallery(), Callback::Gallery(0)),
+            button(t.btn_generate(), Callback::GenerateMenu),
+        ],
+        vec![button(t.btn_help(), Callback::Help)],
+    ])
+}
+
+/// A single "back to the menu" button.
+pub fn to_menu(t: &dyn Texts) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([[button(t.btn_menu(), Callback::Menu)]])
+}
+
+pub fn avatar_types(t: &dyn Texts) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![
+            button(
+                t.type_button(AvatarType::Portrait),
+                Callback::ChooseType(AvatarType::Portrait),
+            ),
+            button(
+                t.type_button(AvatarType::Style),
+                Callback::ChooseType(AvatarType::Style),
+            ),
+        ],
+        vec![button(t.btn_back(), Callback::Menu)],
+    ])
+}
+
+pub fn genders(t: &dyn Texts, avatar_type: AvatarType) -> InlineKeyboardMarkup {
+    let g = |gender| {
+        button(
+            t.gender_button(gender),
+            Callback::ChooseGender(avatar_type, gender),
+        )
+    };
+    InlineKeyboardMarkup::new([
+        vec![g(Gender::Male), g(Gender::Female)],
+        vec![g(Gender::Other)],
+        vec![button(t.btn_back(), Callback::NewAvatar)],
+    ])
+}
+
+/// Under a photo reply: start training once there are enough photos.
+pub fn after_photo(t: &dyn Texts, avatar_id: Uuid, count: usize) -> Option<InlineKeyboardMarkup> {
+    (count >= MIN_PHOTOS).then(|| {
+        InlineKeyboardMarkup::new([[button(t.btn_start_training(), Callback::Train(avatar_id))]])
+    })
+}
+
+pub fn training_presets(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup {
+    let row = TrainingPreset::ALL
+        .into_iter()
+        .map(|p| {
+            button(
+                t.training_preset_button(p),
+                Callback::StartTraining(avatar_id, p),
+            )
+        })
+        .collect::<Vec<_>>();
+    InlineKeyboardMarkup::new([row, vec![button(t.btn_back(), Callback::Card(avatar_id))]])
+}
+
+/// After "training completed".
+pub fn trained(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![button(t.btn_generate(), Callback::Generate(avatar_id))],
+        vec![button(t.btn_gallery(), Callback::Gallery(0))],
+    ])
+}
+
+/// After "training failed".
+pub fn training_failed(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![button(t.btn_retry_training(), Callback::Train(avatar_id))],
+        vec![button(t.btn_gallery(), Callback::Gallery(0))],
+    ])
+}
+
+/// The gallery: one button per avatar, page navigation, create and menu.
+pub fn gallery(
+    t: &dyn Texts,
+    avatars: &[(Uuid, String, AvatarType)],
+    page: u32,
+    has_previous: bool,
+    has_next: bool,
+) -> InlineKeyboardMarkup {
+    let mut rows: Vec<Vec<InlineKeyboardButton>> = avatars
+        .iter()
+        .map(|(id, name, avatar_type)| {
+            let icon = match avatar_type {
+                AvatarType::Portrait => "🎭",
+                AvatarType::Style => "🎨",
+            };
+            vec![button(format!("{icon} {name}"), Callback::Card(*id))]
+        })
+        .collect();
+    let mut nav = Vec::new();
+    if has_previous {
+        nav.push(button(
+            t.btn_previous(),
+            Callback::Gallery(page.saturating_sub(1)),
+        ));
+    }
+    if has_next {
+        nav.push(button(t.btn_next(), Callback::Gallery(page + 1)));
+    }
+    if !nav.is_empty() {
+        rows.push(nav);
+    }
+    rows.push(vec![
+        button(t.btn_create(), Callback::NewAvatar),
+        button(t.btn_menu(), Callback::Menu),
+    ]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// An avatar card's actions, depending on where the avatar is in its life.
+pub fn card(
+    t: &dyn Texts,
+    avatar_id: Uuid,
+    status: AvatarStatus,
+    photos: usize,
+) -> InlineKeyboardMarkup {
+    let mut rows = Vec::new();
+    match status {
+        AvatarStatus::Trained => {
+            rows.push(vec![button(
+                t.btn_generate(),
+                Callback::Generate(avatar_id),
+            )]);
+        }
+        AvatarStatus::Draft | AvatarStatus::TrainingFailed => {
+            rows.push(vec![button(
+                t.btn_upload_photos(),
+                Callback::Upload(avatar_id),
+            )]);
+            if photos >= MIN_PHOTOS {
+                rows.push(vec![button(
+                    t.btn_start_training(),
+                    Callback::Train(avatar_id),
+                )]);
+            }
+        }
+        AvatarStatus::Training | AvatarStatus::New | AvatarStatus::Deleted => {}
+    }
+    rows.push(vec![button(t.btn_delete(), Callback::Delete(avatar_id))]);
+    rows.push(vec![button(t.btn_back(), Callback::Gallery(0))]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// Seed 003's confirmation: confirm and cancel, side by side.
+pub fn delete_confirmation(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([[
+        button(t.btn_confirm_delete(), Callback::DeleteConfirm(avatar_id)),
+        button(t.btn_cancel_delete(), Callback::DeleteCancel(avatar_id)),
+    ]])
+}
+
+/// Trained avatars to generate with; the last used one first.
+pub fn generation_avatars(
+    t: &dyn Texts,
+    avatars: &[(Uuid, String)],
+    last_used: Option<Uuid>,
+) -> InlineKeyboardMarkup {
+    let mut rows: Vec<Vec<InlineKeyboardButton>> = Vec::new();
+    if let Some((id, name)) = last_used.and_then(|l| avatars.iter().find(|(id, _)| *id == l)) {
+        rows.push(vec![button(
+            t.last_used_button(name),
+            Callback::Generate(*id),
+        )]);
+    }
+    for (id, name) in avatars {
+        if Some(*id) != last_used {
+            rows.push(vec![button(name.clone(), Callback::Generate(*id))]);
+        }
+    }
+    rows.push(vec![button(t.btn_menu(), Callback::Menu)]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+pub fn no_trained_avatars(t: &dyn Texts) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![button(t.btn_create(), Callback::NewAvatar)],
+        vec![button(t.btn_menu(), Callback::Menu)],
+    ])
+}
+
+fn preset_rows(
+    t: &dyn Texts,
+    callback: impl Fn(GenerationPreset) -> Callback,
+) -> Vec<Vec<InlineKeyboardButton>> {
+    GenerationPreset::ALL
+        .chunks(2)
+        .map(|pair| {
+            pair.iter()
+                .map(|p| button(t.preset_button(*p), callback(*p)))
+                .collect()
+        })
+        .collect()
+}
+
+/// The eight generation presets for an avatar.
+pub fn generation_presets(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup {
+    let mut rows = preset_rows(t, |p| Callback::GeneratePreset(avatar_id, p));
+    rows.push(vec![button(t.btn_back(), Callback::Card(avatar_id))]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// The presets for running a finished generation's prompt again.
+pub fn regeneration_presets(t: &dyn Texts, avatar: Uuid, generation: Uuid) -> InlineKeyboardMarkup {
+    let mut rows = preset_rows(t, |preset| Callback::Regenerate {
+        avatar,
+        generation,
+        preset,
+    });
+    rows.push(vec![button(t.btn_menu(), Callback::Menu)]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// While waiting for a prompt: back to the presets.
+pub fn prompt(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([[button(t.btn_back(), Callback::Generate(avatar_id))]])
+}
+
+/// Under a generation's result.
+pub fn generation_result(t: &dyn Texts, avatar: Uuid, generation: Uuid) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![
+            button(t.btn_again(), Callback::Again { avatar, generation }),
+            button(
+                t.btn_other_preset(),
+                Callback::OtherPreset { avatar, generation },
+            ),
+        ],
+        vec![button(t.btn_menu(), Callback::Menu)],
+    ])
+}

@@ -1,0 +1,378 @@
+//! The Telegram bot: create an avatar, upload photos, train, browse the gallery, generate, delete.
+//!
+//! The handler tree is [`schema`] (in the manner of teloxide's `examples/dialogue.rs`); the
+//! conversation step of each chat is a [`State`] in teloxide's in-memory storage, while avatars
+//! themselves live in the event store — so after a restart a user's draft and its photos are all
+//! still there, and a photo sent to a fresh conversation resumes the last draft. Layout:
+//! - [`handlers`] — what the bot does with commands, messages and button presses;
+//! - [`texts`] — every text, one implementation per language (Russian default, English);
+//! - [`keyboards`], [`callbacks`] — inline keyboards and their compact, strictly parsed data;
+//! - [`photos`] — photo intake (download, decode, check, store, record) and album summaries;
+//! - [`notifier`] — [`TelegramNotifier`], which tells users about trainings and generations;
+//! - [`users`] — the `telegram_users` table (chat, language, last used avatar);
+//! - [`send`] — retries, metrics and error classification for Bot API calls.
+//!
+//! Sends go through teloxide's `Throttle` (per-chat and global rate limits, waiting out 429s).
+//! Updates arrive by long polling, or by webhook at `POST /webhooks/telegram` when
+//! `PUBLIC_BASE_URL` is set (the `X-Telegram-Bot-Api-Secret-Token` header is checked).
+
+pub mod callbacks;
+pub mod handlers;
+pub mod keyboards;
+pub mod notifier;
+pub mod photos;
+pub mod send;
+pub mod texts;
+pub mod users;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use aggregates::{AvatarType, Gender, GenerationPreset};
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use teloxide::adaptors::throttle::Limits;
+use teloxide::adaptors::{DefaultParseMode, Throttle};
+use teloxide::dispatching::dialogue::{InMemStorage, InMemStorageError};
+use teloxide::dispatching::{ShutdownToken, UpdateHandler};
+use teloxide::error_handlers::ErrorHandler;
+use teloxide::prelude::*;
+use teloxide::types::{BotCommand, ParseMode};
+use teloxide::update_listeners::{webhooks, Polling};
+use teloxide::RequestError;
+use uuid::Uuid;
+
+use crate::fal::FalClient;
+use crate::photos::PhotoStore;
+use crate::store::{AvatarStore, Database, StoreError};
+
+pub use handlers::Command;
+pub use notifier::TelegramNotifier;
+
+/// The bot as handlers use it: throttled, HTML by default.
+pub type TgBot = DefaultParseMode<Throttle<Bot>>;
+/// One chat's conversation step.
+pub type BotDialogue = Dialogue<State, InMemStorage<State>>;
+/// What every handler returns; `Err` is logged, the user has been answered already if possible.
+pub type HandlerResult = Result<(), BotError>;
+
+/// The route Telegram posts updates to in webhook mode.
+pub const WEBHOOK_PATH: &str = "/webhooks/telegram";
+/// Long-poll timeout; the HTTP client's own timeout (17 s in teloxide) must be longer.
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping bot may take to finish the updates in hand.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Where a chat's conversation is. Avatars are in the event store; this is only the step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum State {
+    #[default]
+    Idle,
+    /// Type and gender chosen; the next text is the avatar's name.
+    AwaitingName {
+        avatar_type: AvatarType,
+        gender: Gender,
+    },
+    /// Photos sent now go to this avatar.
+    Uploading { avatar_id: Uuid },
+    /// The next text is a prompt for this avatar and preset.
+    AwaitingPrompt {
+        avatar_id: Uuid,
+        preset: GenerationPreset,
+    },
+}
+
+/// Why handling an update failed (the user gets a short apology; the log gets this).
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    #[error("Bot API call failed: {0}")]
+    Telegram(#[from] RequestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("read model: {0}")]
+    ReadModel(#[from] projections::ProjectionError),
+    #[error("dialogue storage: {0}")]
+    Dialogue(String),
+    #[error("invalid TELEGRAM_API_URL or PUBLIC_BASE_URL: {0}")]
+    Url(String),
+}
+
+impl From<InMemStorageError> for BotError {
+    fn from(e: InMemStorageError) -> Self {
+        Self::Dialogue(e.to_string())
+    }
+}
+
+/// What the handlers share.
+pub struct BotDeps {
+    pub store: Arc<AvatarStore>,
+    pub photos: PhotoStore,
+    pub db: Database,
+    pub users: users::Users,
+    pub albums: photos::Albums,
+    /// The plain client, for file downloads (the adaptors do not forward them).
+    pub downloader: Bot,
+}
+
+/// The handler tree: commands first, then photos, then the text a conversation step waits for;
+/// button presses go to one handler that checks the avatar against the pressing user.
+pub fn schema() -> UpdateHandler<BotError> {
+    use dptree::case;
+
+    let messages = Update::filter_message()
+        .enter_dialogue::<Message, InMemStorage<State>, State>()
+        .branch(
+            dptree::entry()
+                .filter_command::<Command>()
+                .endpoint(handlers::on_command),
+        )
+        .branch(
+            dptree::filter(|m: Message| m.photo().is_some() || m.document().is_some())
+                .endpoint(handlers::on_file),
+        )
+        .branch(
+            case![State::AwaitingName {
+                avatar_type,
+                gender
+            }]
+            .endpoint(handlers::on_name),
+        )
+        .branch(case![State::AwaitingPrompt { avatar_id, preset }].endpoint(handlers::on_prompt))
+        .branch(dptree::endpoint(handlers::on_other_message));
+    let buttons = Update::filter_callback_query()
+        .enter_dialogue::<CallbackQuery, InMemStorage<State>, State>()
+        .endpoint(handlers::on_callback);
+    dptree::entry().branch(messages).branch(buttons)
+}
+
+/// Rate limits for sends. Telegram asks for about one message per second per chat and 30 per
+/// second overall; its 20-per-minute limit is for groups, so private chats get 60.
+pub fn production_limits() -> Limits {
+    Limits {
+        messages_per_sec_chat: 1,
+        messages_per_min_chat: 60,
+        messages_per_min_channel_or_supergroup: 20,
+        messages_per_sec_overall: 30,
+    }
+}
+
+/// Limits for tests and the offline demo, whose fake Bot API has no flood control.
+pub fn relaxed_limits() -> Limits {
+    Limits {
+        messages_per_sec_chat: 100,
+        messages_per_min_chat: 6_000,
+        messages_per_min_channel_or_supergroup: 6_000,
+        messages_per_sec_overall: 1_000,
+    }
+}
+
+/// The throttled bot, shared by the handlers and the notifier so that both count against the
+/// same rate limits; it can be replaced (with other limits) until the bot starts.
+pub type SharedBot = Arc<RwLock<TgBot>>;
+
+fn throttled(raw: &Bot, limits: Limits) -> TgBot {
+    DefaultParseMode::new(Throttle::new_spawn(raw.clone(), limits), ParseMode::Html)
+}
+
+/// The bot, built and ready to start.
+pub struct Telegram {
+    raw: Bot,
+    bot: SharedBot,
+    deps: Arc<BotDeps>,
+    notifier: Arc<TelegramNotifier>,
+    webhook_secret: String,
+}
+
+impl Telegram {
+    /// Builds the bot for `token` against the Bot API at `api_url`; nothing is called yet.
+    pub fn new(
+        token: &str,
+        api_url: &str,
+        store: Arc<AvatarStore>,
+        photos: PhotoStore,
+        db: Database,
+        fal: FalClient,
+    ) -> Result<Self, BotError> {
+        let url = reqwest::Url::parse(api_url).map_err(|e| BotError::Url(e.to_string()))?;
+        let raw = Bot::new(token).set_api_url(url);
+        let bot = Arc::new(RwLock::new(throttled(&raw, production_limits())));
+        let deps = Arc::new(BotDeps {
+            store,
+            photos,
+            users: users::Users::new(db.clone()),
+            db,
+            albums: photos::Albums::default(),
+            downloader: raw.clone(),
+        });
+        let notifier = Arc::new(TelegramNotifier::new(bot.clone(), deps.clone(), fal));
+        Ok(Self {
+            raw,
+            bot,
+            deps,
+            notifier,
+            webhook_secret: webhook_secret(token),
+        })
+    }
+
+    /// The notifier the actors use to reach users.
+    pub fn notifier(&self) -> Arc<TelegramNotifier> {
+        self.notifier.clone()
+    }
+
+    /// Changes the send rate limits before the bot starts (tests and the demo relax them).
+    /// The throttle is rebuilt rather than told: teloxide's worker answers limit changes only
+    /// between sends, so telling an idle one could wait forever.
+    pub fn set_limits(&self, limits: Limits) {
+        *self.bot.write().unwrap_or_else(|p| p.into_inner()) = throttled(&self.raw, limits);
+    }
+
+    /// The current throttled bot.
+    fn current(&self) -> TgBot {
+        current(&self.bot)
+    }
+
+    /// Checks the token, sets the command menu and starts receiving updates: by long polling, or
+    /// by webhook under `public_base_url` (then the returned bot carries the route to serve).
+    pub async fn start(self, public_base_url: Option<&str>) -> Result<RunningBot, BotError> {
+        let bot = self.current();
+        let me = send::retrying("getMe", || bot.get_me().send()).await?;
+        tracing::info!(username = me.username(), "Telegram bot connected");
+        self.set_commands(&bot).await;
+
+        let mut dispatcher = Dispatcher::builder(bot.clone(), schema())
+            .dependencies(dptree::deps![
+                self.deps.clone(),
+                InMemStorage::<State>::new()
+            ])
+            .default_handler(|_| async {})
+            .error_handler(Arc::new(LogErrors))
+            .build();
+        let shutdown = dispatcher.shutdown_token();
+        let (task, router) = match public_base_url {
+            None => {
+                let listener = Polling::builder(bot.clone())
+                    .timeout(POLL_TIMEOUT)
+                    .delete_webhook()
+                    .await
+                    .build();
+                let task = tokio::spawn(async move {
+                    if let Err(e) = dispatcher
+                        .try_dispatch_with_listener(listener, Arc::new(LogErrors))
+                        .await
+                    {
+                        tracing::error!(error = %e, "the Telegram dispatcher could not start");
+                    }
+                });
+                (task, None)
+            }
+            Some(base) => {
+                let url = format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/'));
+                let url = reqwest::Url::parse(&url).map_err(|e| BotError::Url(e.to_string()))?;
+                // Set by hand, not by teloxide: its listener deletes the webhook when it stops,
+                // which would cut off every other instance sharing it.
+                send::retrying("setWebhook", || {
+                    bot.set_webhook(url.clone())
+                        .secret_token(self.webhook_secret.clone())
+                        .send()
+                })
+                .await?;
+                tracing::info!(path = WEBHOOK_PATH, "Telegram updates arrive by webhook");
+                let options = webhooks::Options::new(SocketAddr::from(([0, 0, 0, 0], 0)), url)
+                    .path(WEBHOOK_PATH.to_owned())
+                    .secret_token(self.webhook_secret.clone());
+                let (listener, _stopped, router) = webhooks::axum_no_setup(options);
+                let task = tokio::spawn(async move {
+                    if let Err(e) = dispatcher
+                        .try_dispatch_with_listener(listener, Arc::new(LogErrors))
+                        .await
+                    {
+                        tracing::error!(error = %e, "the Telegram dispatcher could not start");
+                    }
+                });
+                (task, Some(router))
+            }
+        };
+        Ok(RunningBot {
+            shutdown,
+            task,
+            router,
+        })
+    }
+
+    /// The command menu in both languages; a failure only costs the menu, so it is logged.
+    async fn set_commands(&self, bot: &TgBot) {
+        for (lang, code) in [
+            (texts::Lang::Ru, None),
+            (texts::Lang::En, Some(texts::Lang::En.code())),
+        ] {
+            let commands: Vec<BotCommand> = lang
+                .texts()
+                .commands()
+                .iter()
+                .map(|(command, description)| BotCommand::new(*command, *description))
+                .collect();
+            let result = send::retrying("setMyCommands", || {
+                let mut request = bot.set_my_commands(commands.clone());
+                if let Some(code) = code {
+                    request = request.language_code(code);
+                }
+                request.send()
+            })
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "could not set the bot's command menu");
+            }
+        }
+    }
+}
+
+/// The bot as it is now (clones share the throttle).
+pub(crate) fn current(bot: &SharedBot) -> TgBot {
+    bot.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// A bot receiving updates.
+pub struct RunningBot {
+    shutdown: ShutdownToken,
+    task: tokio::task::JoinHandle<()>,
+    router: Option<axum::Router>,
+}
+
+impl RunningBot {
+    /// In webhook mode, the route to merge into the HTTP server (taken once).
+    pub fn take_router(&mut self) -> Option<axum::Router> {
+        self.router.take()
+    }
+
+    /// Stops receiving updates and lets the ones in hand finish.
+    pub async fn stop(self) {
+        if let Ok(stopping) = self.shutdown.shutdown() {
+            if tokio::time::timeout(STOP_GRACE, stopping).await.is_err() {
+                tracing::warn!("the Telegram dispatcher did not stop in time");
+            }
+        }
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// The webhook secret, derived from the token so every instance sets and checks the same one
+/// (Telegram allows `A-Z a-z 0-9 _ -`; hex qualifies). The token itself never leaves us.
+pub fn webhook_secret(token: &str) -> String {
+    let digest = Sha256::digest(format!("aisha-telegram-webhook:{token}").as_bytes());
+    hex::encode(&digest[..24])
+}
+
+/// Logs handler and listener errors through `tracing`.
+struct LogErrors;
+
+impl<E: std::fmt::Debug + Send + 'static> ErrorHandler<E> for LogErrors {
+    fn handle_error(self: Arc<Self>, error: E) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            tracing::error!(error = ?error, "Telegram update handling failed");
+        })
+    }
+}

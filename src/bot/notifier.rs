@@ -1,0 +1,206 @@
+//! [`TelegramNotifier`]: tells users that a training or a generation finished, with the next
+//! actions as buttons.
+//!
+//! The actors call it once per outcome event (and again only after a transient failure), so
+//! duplicate webhooks and restarts never reach it twice. Generated images are downloaded from
+//! FAL and uploaded, so Telegram never has to reach FAL's (or the simulator's) URLs; images FAL
+//! flagged NSFW come back blacked out and are left out, with a word to the user instead.
+
+use std::sync::Arc;
+
+use aggregates::{AvatarStatus, GeneratedImage};
+use futures::future::BoxFuture;
+use teloxide::prelude::*;
+use teloxide::types::{InlineKeyboardMarkup, InputFile, InputMedia, InputMediaPhoto};
+use teloxide::RequestError;
+use uuid::Uuid;
+
+use super::keyboards as kb;
+use super::send::{is_transient, is_unreachable_chat, retrying};
+use super::texts::{Lang, Texts};
+use super::{current, BotDeps, SharedBot};
+use crate::actors::notify::{Notification, Notifier, NotifyError};
+use crate::fal::FalClient;
+
+/// Delivers [`Notification`]s as Telegram messages.
+pub struct TelegramNotifier {
+    bot: SharedBot,
+    deps: Arc<BotDeps>,
+    fal: FalClient,
+}
+
+impl TelegramNotifier {
+    pub fn new(bot: SharedBot, deps: Arc<BotDeps>, fal: FalClient) -> Self {
+        Self { bot, deps, fal }
+    }
+
+    async fn deliver(&self, notification: &Notification) -> Result<(), NotifyError> {
+        let owner = notification.owner();
+        let user = self.deps.users.get(owner).await.map_err(|e| {
+            NotifyError::Transient(format!("reading the user's chat and language: {e}"))
+        })?;
+        // In a private chat the chat id is the user id, so a user the bot never stored (rows
+        // are written on first contact) can still be reached, in the default language.
+        let (chat, lang) = user.map_or((ChatId(owner), Lang::default()), |u| {
+            (ChatId(u.chat_id), u.lang())
+        });
+        let t = lang.texts();
+        let avatar_id = match notification {
+            Notification::TrainingCompleted { avatar_id, .. }
+            | Notification::TrainingFailed { avatar_id, .. }
+            | Notification::GenerationCompleted { avatar_id, .. }
+            | Notification::GenerationFailed { avatar_id, .. } => *avatar_id,
+        };
+        let avatar = self
+            .deps
+            .store
+            .load(avatar_id)
+            .await
+            .map_err(|e| NotifyError::Transient(format!("loading the avatar: {e}")))?;
+        if avatar.status == AvatarStatus::Deleted {
+            // The user deleted it meanwhile; news about it would only confuse.
+            tracing::info!(owner, %avatar_id, "not notifying about a deleted avatar");
+            return Ok(());
+        }
+        let name = avatar.name.map(|n| n.to_string()).unwrap_or_default();
+        match notification {
+            Notification::TrainingCompleted { .. } => {
+                self.text(chat, t.training_completed(&name), kb::trained(t, avatar_id))
+                    .await
+            }
+            Notification::TrainingFailed { reason, .. } => {
+                tracing::info!(owner, %avatar_id, reason, "telling the user their training failed");
+                self.text(
+                    chat,
+                    t.training_failed(&name),
+                    kb::training_failed(t, avatar_id),
+                )
+                .await
+            }
+            Notification::GenerationCompleted {
+                generation_id,
+                images,
+                ..
+            } => {
+                self.images(chat, t, &name, avatar_id, *generation_id, images)
+                    .await
+            }
+            Notification::GenerationFailed {
+                generation_id,
+                reason,
+                ..
+            } => {
+                tracing::info!(owner, %avatar_id, %generation_id, reason, "telling the user their generation failed");
+                let keyboard = kb::generation_result(t, avatar_id, *generation_id);
+                self.text(chat, t.generation_failed(&name), keyboard).await
+            }
+        }
+    }
+
+    async fn text(
+        &self,
+        chat: ChatId,
+        text: String,
+        keyboard: InlineKeyboardMarkup,
+    ) -> Result<(), NotifyError> {
+        let bot = current(&self.bot);
+        retrying("sendMessage", || {
+            bot.send_message(chat, text.clone())
+                .reply_markup(keyboard.clone())
+                .send()
+        })
+        .await
+        .map(drop)
+        .map_err(classify)
+    }
+
+    async fn images(
+        &self,
+        chat: ChatId,
+        t: &dyn Texts,
+        name: &str,
+        avatar_id: Uuid,
+        generation_id: Uuid,
+        images: &[GeneratedImage],
+    ) -> Result<(), NotifyError> {
+        let keyboard = kb::generation_result(t, avatar_id, generation_id);
+        let visible: Vec<&GeneratedImage> = images.iter().filter(|i| !i.nsfw).collect();
+        let hidden = images.len() - visible.len();
+        if visible.is_empty() {
+            return self
+                .text(chat, t.all_images_hidden(name, hidden), keyboard)
+                .await;
+        }
+        let mut files = Vec::with_capacity(visible.len());
+        for (n, image) in visible.iter().enumerate() {
+            files.push(self.image_file(image, n).await?);
+        }
+        let caption = t.generation_done(name, hidden);
+        let bot = current(&self.bot);
+        if let [file] = files.as_slice() {
+            return retrying("sendPhoto", || {
+                bot.send_photo(chat, file.clone())
+                    .caption(caption.clone())
+                    .reply_markup(keyboard.clone())
+                    .send()
+            })
+            .await
+            .map(drop)
+            .map_err(classify);
+        }
+        // An album cannot carry buttons: the caption and the buttons follow it.
+        let media: Vec<InputMedia> = files
+            .into_iter()
+            .map(|file| InputMedia::Photo(InputMediaPhoto::new(file)))
+            .collect();
+        retrying("sendMediaGroup", || {
+            bot.send_media_group(chat, media.clone()).send()
+        })
+        .await
+        .map_err(classify)?;
+        self.text(chat, caption, keyboard).await
+    }
+
+    /// The image's bytes from FAL; if FAL refuses them for good, Telegram may still fetch the URL.
+    async fn image_file(&self, image: &GeneratedImage, n: usize) -> Result<InputFile, NotifyError> {
+        match self.fal.download(&image.url).await {
+            Ok(bytes) => {
+                let extension = match image.content_type.as_deref() {
+                    Some("image/png") => "png",
+                    Some("image/webp") => "webp",
+                    _ => "jpg",
+                };
+                Ok(InputFile::memory(bytes).file_name(format!("aisha-{n}.{extension}")))
+            }
+            Err(e) if e.is_transient() => Err(NotifyError::Transient(format!(
+                "downloading a generated image: {e}"
+            ))),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not download a generated image; passing its URL to Telegram");
+                let url = reqwest::Url::parse(&image.url)
+                    .map_err(|_| NotifyError::Permanent(format!("generated image: {e}")))?;
+                Ok(InputFile::url(url))
+            }
+        }
+    }
+}
+
+impl Notifier for TelegramNotifier {
+    fn notify<'a>(
+        &'a self,
+        notification: &'a Notification,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(self.deliver(notification))
+    }
+}
+
+/// 429 and the network are worth another try; a blocked bot or a vanished chat never are.
+fn classify(error: RequestError) -> NotifyError {
+    if is_unreachable_chat(&error) {
+        NotifyError::Permanent(format!("the user cannot be reached: {error}"))
+    } else if is_transient(&error) {
+        NotifyError::Transient(error.to_string())
+    } else {
+        NotifyError::Permanent(error.to_string())
+    }
+}

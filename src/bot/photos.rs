@@ -1,0 +1,375 @@
+//! Photo intake: a photo or image document from a chat becomes a stored, recorded training photo,
+//! or a clear reason why not.
+//!
+//! Each file is downloaded (at most 20 MB, the Bot API's limit), decoded for real by
+//! [`crate::photos::inspect_in_background`], checked against the avatar's photos, stored under
+//! its key and recorded with `UploadPhoto`. The photo id is Telegram's `file_unique_id`, so an
+//! update delivered twice (after a restart) is recognised as the same photo.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aggregates::avatar::MAX_PHOTOS;
+use aggregates::{Action, Actor, AvatarError, AvatarStatus, Command};
+use bytes::{Bytes, BytesMut};
+use chrono::Utc;
+use futures::StreamExt;
+use teloxide::net::Download;
+use teloxide::prelude::*;
+use teloxide::types::FileId;
+use teloxide::RequestError;
+use uuid::Uuid;
+
+use super::send::retrying;
+use super::texts::Texts;
+use crate::photos::check::MAX_PHOTO_BYTES;
+use crate::photos::{inspect_in_background, photo_key, PhotoError, PhotoStore};
+use crate::store::{AvatarStore, StoreError};
+
+/// How long an album stays quiet before its summary is sent: its photos arrive as separate
+/// updates right after one another.
+pub const ALBUM_QUIET: Duration = Duration::from_millis(1500);
+/// Attempts to download one file.
+const DOWNLOAD_ATTEMPTS: u32 = 3;
+
+/// A photo or document as it arrived, before it is downloaded.
+#[derive(Debug, Clone)]
+pub struct IncomingFile {
+    pub file_id: FileId,
+    pub unique_id: String,
+    /// The size Telegram reported, when it reported one.
+    pub size: Option<u64>,
+}
+
+impl IncomingFile {
+    /// The largest size of a photo, or a document (which may or may not be an image: the bytes
+    /// decide, not the name or MIME type the client sent).
+    pub fn from_message(message: &Message) -> Option<Self> {
+        let file = if let Some(sizes) = message.photo() {
+            &sizes
+                .iter()
+                .max_by_key(|s| u64::from(s.width) * u64::from(s.height))?
+                .file
+        } else {
+            &message.document()?.file
+        };
+        Some(Self {
+            file_id: file.id.clone(),
+            unique_id: file.unique_id.0.clone(),
+            // teloxide reports u32::MAX when Telegram left the size out.
+            size: (file.size != u32::MAX).then_some(u64::from(file.size)),
+        })
+    }
+}
+
+/// Why a photo was not added.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The file itself: not an image, too small, damaged, a bomb …
+    Photo(PhotoError),
+    /// The avatar refused it: a duplicate, too many photos, training already started …
+    Avatar(AvatarError),
+    /// Telegram would not give us the file.
+    Download(RequestError),
+    /// Our own storage or database failed.
+    Internal(String),
+}
+
+impl Refusal {
+    /// The reason as the user reads it.
+    pub fn sentence(&self, t: &dyn Texts) -> String {
+        match self {
+            Self::Photo(e) => t.photo_error(e),
+            Self::Avatar(e) => t.refusal(e),
+            Self::Download(_) => t.photo_download_failed(),
+            Self::Internal(_) => t.something_went_wrong(),
+        }
+    }
+}
+
+/// What intake needs.
+pub struct Intake<'a> {
+    pub downloader: &'a Bot,
+    pub store: &'a AvatarStore,
+    pub photos: &'a PhotoStore,
+}
+
+/// The result of one photo: accepted or not, and how many photos the avatar has now.
+#[derive(Debug)]
+pub struct IntakeResult {
+    pub outcome: Result<(), Refusal>,
+    pub count: usize,
+}
+
+impl Intake<'_> {
+    /// Downloads, checks, stores and records one photo for `avatar_id`, on behalf of `user_id`.
+    pub async fn take(&self, user_id: i64, avatar_id: Uuid, file: &IncomingFile) -> IntakeResult {
+        let avatar = match self.store.load(avatar_id).await {
+            Ok(avatar) => avatar,
+            Err(e) => return refused(Refusal::Internal(e.to_string()), 0),
+        };
+        let count = avatar.photos.len();
+        // Cheap checks first, so a file that cannot be added is never downloaded or stored; the
+        // command below still decides.
+        let precheck = match avatar.status {
+            AvatarStatus::New => Some(AvatarError::NotFound),
+            AvatarStatus::Deleted => Some(AvatarError::Deleted),
+            _ if avatar.owner != user_id => Some(AvatarError::NotOwner),
+            AvatarStatus::Training | AvatarStatus::Trained => Some(AvatarError::PhotosLocked),
+            _ if count >= MAX_PHOTOS => Some(AvatarError::TooManyPhotos { max: MAX_PHOTOS }),
+            _ => None,
+        };
+        if let Some(refusal) = precheck {
+            return refused(Refusal::Avatar(refusal), count);
+        }
+        let photo_id = photo_id(&file.unique_id);
+        if let Some(existing) = avatar.photos.iter().find(|p| p.photo_id == photo_id) {
+            let existing = existing.photo_id.clone();
+            return refused(
+                Refusal::Avatar(AvatarError::DuplicatePhoto { existing }),
+                count,
+            );
+        }
+        if let Some(size) = file.size.filter(|s| *s > MAX_PHOTO_BYTES) {
+            let error = PhotoError::TooLarge {
+                bytes: size,
+                max: MAX_PHOTO_BYTES,
+            };
+            return refused(Refusal::Photo(error), count);
+        }
+
+        let bytes = match self.download(&file.file_id).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(too_large)) => return refused(Refusal::Photo(too_large), count),
+            Err(e) => {
+                tracing::warn!(%avatar_id, error = %e, "could not download a photo from Telegram");
+                return refused(Refusal::Download(e), count);
+            }
+        };
+        let checked = match inspect_in_background(bytes.clone()).await {
+            Ok(checked) => checked,
+            Err(e) => {
+                tracing::info!(%avatar_id, reason = %e, "photo refused by the intake checks");
+                return refused(Refusal::Photo(e), count);
+            }
+        };
+        if let Some(existing) = avatar
+            .photos
+            .iter()
+            .find(|p| p.content_hash == checked.content_hash)
+        {
+            let existing = existing.photo_id.clone();
+            return refused(
+                Refusal::Avatar(AvatarError::DuplicatePhoto { existing }),
+                count,
+            );
+        }
+
+        let key = photo_key(avatar_id, &photo_id, checked.format);
+        if let Err(e) = self.photos.put(&key, bytes).await {
+            tracing::error!(%avatar_id, error = %e, "could not store a photo");
+            return refused(Refusal::Internal(e.to_string()), count);
+        }
+        let command = Command::new(
+            Actor::User(user_id),
+            Utc::now(),
+            Action::UploadPhoto {
+                photo: checked.photo_meta(&photo_id, &key),
+            },
+        );
+        match self.store.execute(avatar_id, command, Uuid::new_v4()).await {
+            Ok(executed) => IntakeResult {
+                outcome: Ok(()),
+                count: executed.state.photos.len(),
+            },
+            Err(e) => {
+                // The key is ours alone (no recorded photo has this id), so it can go.
+                if let Err(cleanup) = self.photos.delete(&key).await {
+                    tracing::warn!(%avatar_id, key, error = %cleanup, "could not remove a refused photo");
+                }
+                match e {
+                    StoreError::Rejected(refusal) => refused(Refusal::Avatar(refusal), count),
+                    other => {
+                        tracing::error!(%avatar_id, error = %other, "could not record a photo");
+                        refused(Refusal::Internal(other.to_string()), count)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The file's bytes, or `Ok(Err(TooLarge))` once more than 20 MB have arrived.
+    async fn download(&self, file_id: &FileId) -> Result<Result<Bytes, PhotoError>, RequestError> {
+        let file = retrying("getFile", || {
+            self.downloader.get_file(file_id.clone()).send()
+        })
+        .await?;
+        if u64::from(file.size) > MAX_PHOTO_BYTES && file.size != u32::MAX {
+            return Ok(Err(PhotoError::TooLarge {
+                bytes: u64::from(file.size),
+                max: MAX_PHOTO_BYTES,
+            }));
+        }
+        let mut attempt = 1;
+        loop {
+            match self.download_once(&file.path).await {
+                Ok(result) => return Ok(result),
+                Err(e) if attempt < DOWNLOAD_ATTEMPTS => {
+                    tracing::warn!(attempt, error = %e, "photo download failed; retrying");
+                    crate::telemetry::telegram_retry("downloadFile");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn download_once(&self, path: &str) -> Result<Result<Bytes, PhotoError>, RequestError> {
+        let mut stream = self.downloader.download_file_stream(path);
+        let mut buffer = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(RequestError::from)?;
+            buffer.extend_from_slice(&chunk);
+            // Stop reading a lying or oversized file instead of filling memory with it.
+            if buffer.len() as u64 > MAX_PHOTO_BYTES {
+                return Ok(Err(PhotoError::TooLarge {
+                    bytes: buffer.len() as u64,
+                    max: MAX_PHOTO_BYTES,
+                }));
+            }
+        }
+        Ok(Ok(buffer.freeze()))
+    }
+}
+
+fn refused(refusal: Refusal, count: usize) -> IntakeResult {
+    IntakeResult {
+        outcome: Err(refusal),
+        count,
+    }
+}
+
+/// A storage-safe photo id from Telegram's `file_unique_id` (letters, digits, `-`, `_`).
+fn photo_id(unique_id: &str) -> String {
+    let clean: String = unique_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        format!("tg-{}", Uuid::new_v4().simple())
+    } else {
+        format!("tg-{clean}")
+    }
+}
+
+/// Albums in progress: the outcome of each photo, so that one summary answers the whole album.
+#[derive(Default)]
+pub struct Albums {
+    inner: Mutex<HashMap<String, AlbumProgress>>,
+    /// Albums recently answered with a single notice instead of intake (bounded).
+    noticed: Mutex<VecDeque<String>>,
+}
+
+/// How many noticed albums are remembered.
+const NOTICED_ALBUMS: usize = 256;
+
+/// What an album has brought so far.
+#[derive(Debug, Clone, Default)]
+pub struct AlbumProgress {
+    pub avatar_id: Uuid,
+    pub accepted: usize,
+    /// The reason for each refused photo, as the user reads it.
+    pub refused: Vec<String>,
+    /// The avatar's photo count after the latest photo.
+    pub count: usize,
+    /// Bumped with every photo; a summary is due once it stops moving.
+    seq: u64,
+}
+
+impl Albums {
+    /// Notes that a photo of album `group` is being processed, so a summary waiting for the
+    /// album to go quiet holds off even while a slow photo is still being checked.
+    pub fn begin(&self, group: &str) {
+        let mut albums = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        albums.entry(group.to_owned()).or_default().seq += 1;
+    }
+
+    /// Records one photo of album `group`; returns the mark to pass to [`Albums::finish_if_quiet`].
+    pub fn record(
+        &self,
+        group: &str,
+        avatar_id: Uuid,
+        refusal: Option<String>,
+        count: usize,
+    ) -> u64 {
+        let mut albums = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let album = albums.entry(group.to_owned()).or_default();
+        album.avatar_id = avatar_id;
+        match refusal {
+            None => album.accepted += 1,
+            Some(reason) => album.refused.push(reason),
+        }
+        album.count = count;
+        album.seq += 1;
+        album.seq
+    }
+
+    /// Whether this is the first photo of album `group` to be answered with a notice (such as
+    /// "I'm waiting for a name"), so an album gets one notice rather than one per photo.
+    pub fn first_notice(&self, group: &str) -> bool {
+        let mut noticed = self.noticed.lock().unwrap_or_else(|p| p.into_inner());
+        if noticed.iter().any(|g| g == group) {
+            return false;
+        }
+        if noticed.len() >= NOTICED_ALBUMS {
+            noticed.pop_front();
+        }
+        noticed.push_back(group.to_owned());
+        true
+    }
+
+    /// The album's summary if no photo arrived since `mark`; it is then forgotten.
+    pub fn finish_if_quiet(&self, group: &str, mark: u64) -> Option<AlbumProgress> {
+        let mut albums = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if albums.get(group).is_some_and(|a| a.seq == mark) {
+            albums.remove(group)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn photo_ids_are_safe_storage_key_segments() {
+        assert_eq!(photo_id("AQADx-_9"), "tg-AQADx-_9");
+        assert_eq!(photo_id("../../etc"), "tg-etc");
+        assert!(photo_id("///").starts_with("tg-"));
+    }
+
+    #[test]
+    fn an_album_is_summarised_once_after_its_last_photo() {
+        let albums = Albums::default();
+        let id = Uuid::new_v4();
+        let first = albums.record("g", id, None, 1);
+        albums.begin("g");
+        assert!(
+            albums.finish_if_quiet("g", first).is_none(),
+            "a photo is in progress"
+        );
+        let second = albums.record("g", id, Some("too small".into()), 1);
+        assert!(albums.finish_if_quiet("g", first).is_none());
+        let summary = albums.finish_if_quiet("g", second).expect("summary");
+        assert_eq!(
+            (summary.accepted, summary.refused.len(), summary.count),
+            (1, 1, 1)
+        );
+        assert!(albums.finish_if_quiet("g", second).is_none());
+    }
+}

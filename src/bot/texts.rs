@@ -1,0 +1,1323 @@
+//! Everything the bot says, in one place per language: [`Ru`] (the default) and [`En`].
+//!
+//! Texts are HTML (the bot sends with `ParseMode::Html`); anything a user typed — avatar names,
+//! prompts — goes through [`esc`] before it is put into a text. Refusals from the domain and the
+//! photo checks are turned into sentences here, one arm per reason, so the compiler points at
+//! every place a new reason must be explained.
+
+use aggregates::avatar::{MAX_PHOTOS, MIN_PHOTOS};
+use aggregates::presets::MAX_PROMPT_CHARS;
+use aggregates::{AvatarError, AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset};
+
+use crate::photos::PhotoError;
+
+/// The language the bot speaks with one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    /// Russian, the default (the original bot's users).
+    #[default]
+    Ru,
+    En,
+}
+
+impl Lang {
+    /// English for users whose Telegram language is English, Russian for everyone else.
+    pub fn from_code(code: Option<&str>) -> Self {
+        match code {
+            Some(code) if code.to_ascii_lowercase().starts_with("en") => Self::En,
+            _ => Self::Ru,
+        }
+    }
+
+    /// The texts of this language.
+    pub fn texts(self) -> &'static dyn Texts {
+        match self {
+            Self::Ru => &Ru,
+            Self::En => &En,
+        }
+    }
+
+    /// The Telegram language code used for this language's command menu.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Ru => "ru",
+            Self::En => "en",
+        }
+    }
+}
+
+/// Escapes user-provided text for HTML messages.
+pub fn esc(text: &str) -> String {
+    teloxide::utils::html::escape(text)
+}
+
+/// One avatar as a gallery line shows it.
+#[derive(Debug, Clone)]
+pub struct AvatarLine {
+    pub name: String,
+    pub avatar_type: AvatarType,
+    pub status: AvatarStatus,
+    pub photos: i64,
+}
+
+/// What an avatar's card shows.
+#[derive(Debug, Clone)]
+pub struct CardView {
+    pub name: String,
+    pub avatar_type: AvatarType,
+    pub status: AvatarStatus,
+    pub photos: usize,
+    pub generations: u64,
+}
+
+/// Expected training time (seed 001), in minutes.
+pub fn training_minutes(avatar_type: AvatarType) -> (u32, u32) {
+    match avatar_type {
+        AvatarType::Portrait => (3, 15),
+        AvatarType::Style => (5, 30),
+    }
+}
+
+/// Every text of the bot; one implementation per language.
+pub trait Texts: Send + Sync {
+    // --- menu and commands ---
+    fn welcome(&self, first_name: &str) -> String;
+    fn main_menu(&self) -> String;
+    fn help(&self) -> String;
+    /// `(command, description)` for the command menu.
+    fn commands(&self) -> [(&'static str, &'static str); 5];
+    fn btn_create(&self) -> &'static str;
+    fn btn_gallery(&self) -> &'static str;
+    fn btn_generate(&self) -> &'static str;
+    fn btn_help(&self) -> &'static str;
+    fn btn_menu(&self) -> &'static str;
+    fn btn_back(&self) -> &'static str;
+    fn cancelled(&self) -> String;
+    fn nothing_to_cancel(&self) -> String;
+    fn upload_stopped(&self, name: &str, photos: usize) -> String;
+    fn unknown_input(&self) -> String;
+
+    // --- creating an avatar ---
+    fn choose_type(&self) -> String;
+    fn type_name(&self, avatar_type: AvatarType) -> &'static str;
+    fn type_button(&self, avatar_type: AvatarType) -> &'static str;
+    fn choose_gender(&self, avatar_type: AvatarType) -> String;
+    fn gender_button(&self, gender: Gender) -> &'static str;
+    fn ask_name(&self) -> String;
+    fn name_expected(&self) -> String;
+    fn avatar_created(&self, name: &str) -> String;
+
+    // --- photos ---
+    fn photo_accepted(&self, count: usize) -> String;
+    fn photo_refused(&self, reason: &str, count: usize) -> String;
+    fn album_summary(&self, accepted: usize, refused: &[String], count: usize) -> String;
+    fn photo_error(&self, error: &PhotoError) -> String;
+    fn photo_download_failed(&self) -> String;
+    fn not_collecting_photos(&self) -> String;
+    fn text_while_uploading(&self, count: usize) -> String;
+    fn upload_more(&self, name: &str, count: usize) -> String;
+    fn btn_start_training(&self) -> &'static str;
+    fn btn_upload_photos(&self) -> &'static str;
+
+    // --- training ---
+    fn choose_training_preset(&self, name: &str, photos: usize) -> String;
+    fn training_preset_button(&self, preset: TrainingPreset) -> &'static str;
+    fn training_started(
+        &self,
+        name: &str,
+        avatar_type: AvatarType,
+        preset: TrainingPreset,
+    ) -> String;
+    fn training_completed(&self, name: &str) -> String;
+    fn training_failed(&self, name: &str) -> String;
+    fn btn_retry_training(&self) -> &'static str;
+
+    // --- gallery ---
+    fn gallery(&self, lines: &[AvatarLine], page: usize, pages: usize, total: i64) -> String;
+    fn gallery_empty(&self) -> String;
+    fn status_name(&self, status: AvatarStatus) -> &'static str;
+    fn card(&self, card: &CardView) -> String;
+    fn btn_delete(&self) -> &'static str;
+    fn btn_previous(&self) -> &'static str;
+    fn btn_next(&self) -> &'static str;
+    fn delete_confirmation(&self, name: &str, status: AvatarStatus) -> String;
+    fn btn_confirm_delete(&self) -> &'static str;
+    fn btn_cancel_delete(&self) -> &'static str;
+    fn avatar_deleted(&self, name: &str) -> String;
+
+    // --- generating ---
+    fn choose_avatar_for_generation(&self) -> String;
+    fn last_used_button(&self, name: &str) -> String;
+    fn no_trained_avatars(&self) -> String;
+    fn choose_generation_preset(&self, name: &str) -> String;
+    fn preset_name(&self, preset: GenerationPreset) -> &'static str;
+    fn preset_button(&self, preset: GenerationPreset) -> String;
+    fn ask_prompt(&self, name: &str, preset: GenerationPreset) -> String;
+    fn prompt_expected(&self) -> String;
+    fn generation_started(&self, name: &str, preset: Option<GenerationPreset>) -> String;
+    fn generation_done(&self, name: &str, hidden: usize) -> String;
+    fn all_images_hidden(&self, name: &str, hidden: usize) -> String;
+    fn generation_failed(&self, name: &str) -> String;
+    fn btn_again(&self) -> &'static str;
+    fn btn_other_preset(&self) -> &'static str;
+
+    // --- refusals ---
+    fn refusal(&self, error: &AvatarError) -> String;
+    /// A refusal as a whole message: `reason` is a sentence from [`Texts::refusal`] or
+    /// [`Texts::photo_error`].
+    fn refused(&self, reason: &str) -> String;
+    fn stale_button(&self) -> &'static str;
+    fn not_available(&self) -> &'static str;
+    fn avatar_gone(&self) -> &'static str;
+    fn something_went_wrong(&self) -> String;
+}
+
+fn range(min: usize, max: usize) -> String {
+    format!("{min}–{max}")
+}
+
+fn seconds(preset: GenerationPreset) -> String {
+    let (from, to) = preset.values().expected_seconds;
+    format!("{from}–{to}")
+}
+
+/// Russian.
+pub struct Ru;
+
+impl Texts for Ru {
+    fn welcome(&self, first_name: &str) -> String {
+        format!(
+            "👋 Привет, {}!\n\nЯ <b>Aisha</b>: обучу персонального ИИ-аватара по вашим фотографиям \
+             и буду создавать с ним новые изображения по текстовому описанию.\n\n\
+             🎭 Создайте аватар, загрузите {} фото — и через несколько минут он будет готов.",
+            esc(first_name),
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn main_menu(&self) -> String {
+        "🏠 <b>Главное меню</b>\n\nЧто сделаем?".into()
+    }
+
+    fn help(&self) -> String {
+        format!(
+            "❓ <b>Помощь</b>\n\n\
+             /start — главное меню\n\
+             /new — создать аватар\n\
+             /avatars — мои аватары\n\
+             /cancel — отменить текущее действие\n\
+             /help — эта справка\n\n\
+             Как это работает:\n\
+             1. Выберите тип аватара, пол и имя.\n\
+             2. Загрузите {} фотографий (можно альбомом или файлами без сжатия).\n\
+             3. Запустите обучение и дождитесь сообщения о готовности.\n\
+             4. Выберите пресет, опишите картинку — и получите изображение.",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn commands(&self) -> [(&'static str, &'static str); 5] {
+        [
+            ("start", "Главное меню"),
+            ("new", "Создать аватар"),
+            ("avatars", "Мои аватары"),
+            ("cancel", "Отменить текущее действие"),
+            ("help", "Помощь"),
+        ]
+    }
+
+    fn btn_create(&self) -> &'static str {
+        "🎭 Создать аватар"
+    }
+    fn btn_gallery(&self) -> &'static str {
+        "🖼 Мои аватары"
+    }
+    fn btn_generate(&self) -> &'static str {
+        "✨ Сгенерировать"
+    }
+    fn btn_help(&self) -> &'static str {
+        "❓ Помощь"
+    }
+    fn btn_menu(&self) -> &'static str {
+        "🏠 Меню"
+    }
+    fn btn_back(&self) -> &'static str {
+        "⬅️ Назад"
+    }
+
+    fn cancelled(&self) -> String {
+        "✖️ Действие отменено.".into()
+    }
+
+    fn nothing_to_cancel(&self) -> String {
+        "Сейчас нечего отменять.".into()
+    }
+
+    fn upload_stopped(&self, name: &str, photos: usize) -> String {
+        format!(
+            "✖️ Загрузка остановлена. Аватар «{}» сохранён как черновик ({photos} фото) — \
+             продолжить можно из раздела «Мои аватары».",
+            esc(name)
+        )
+    }
+
+    fn unknown_input(&self) -> String {
+        "🤔 Не понял. Выберите действие в меню или отправьте /help.".into()
+    }
+
+    fn choose_type(&self) -> String {
+        "🎯 <b>Выберите тип аватара</b>\n\n\
+         🎭 <b>Портретный</b> — специально для фотографий людей: селфи, портреты. Обучение 3–15 минут.\n\n\
+         🎨 <b>Художественный</b> — для стилей и объектов. Обучение 5–30 минут."
+            .into()
+    }
+
+    fn type_name(&self, avatar_type: AvatarType) -> &'static str {
+        match avatar_type {
+            AvatarType::Portrait => "Портретный",
+            AvatarType::Style => "Художественный",
+        }
+    }
+
+    fn type_button(&self, avatar_type: AvatarType) -> &'static str {
+        match avatar_type {
+            AvatarType::Portrait => "🎭 Портретный",
+            AvatarType::Style => "🎨 Художественный",
+        }
+    }
+
+    fn choose_gender(&self, avatar_type: AvatarType) -> String {
+        format!(
+            "Тип: <b>{}</b>\n\n👤 Выберите пол — это помогает точнее обучить аватар.",
+            self.type_name(avatar_type)
+        )
+    }
+
+    fn gender_button(&self, gender: Gender) -> &'static str {
+        match gender {
+            Gender::Male => "👨 Мужской",
+            Gender::Female => "👩 Женский",
+            Gender::Other => "🧑 Другое",
+        }
+    }
+
+    fn ask_name(&self) -> String {
+        "📝 Как назовём аватар? Отправьте имя одним сообщением (до 64 символов).".into()
+    }
+
+    fn name_expected(&self) -> String {
+        "📝 Жду имя аватара текстом. Отменить: /cancel".into()
+    }
+
+    fn avatar_created(&self, name: &str) -> String {
+        format!(
+            "✅ Аватар «{}» создан!\n\n📸 Теперь отправьте {} фотографий — по одной, альбомом \
+             или файлами без сжатия.\n\n<b>Советы:</b>\n\
+             • высокое разрешение — минимум 512×512;\n\
+             • разные ракурсы и выражения лица;\n\
+             • хорошее, равномерное освещение;\n\
+             • разнообразные фоны;\n\
+             • на каждом фото только один человек.",
+            esc(name),
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn photo_accepted(&self, count: usize) -> String {
+        let tail = if count >= MAX_PHOTOS {
+            "Это максимум — можно начинать обучение."
+        } else if count >= MIN_PHOTOS {
+            "Можно начинать обучение или добавить ещё фото."
+        } else {
+            "Отправьте ещё."
+        };
+        format!(
+            "✅ Фото принято: {count} из {}. {tail}",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn photo_refused(&self, reason: &str, count: usize) -> String {
+        format!(
+            "❌ Фото не принято: {reason}\nЗагружено: {count} из {}.",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn album_summary(&self, accepted: usize, refused: &[String], count: usize) -> String {
+        let mut text = format!("📸 Альбом обработан: принято {accepted}");
+        if refused.is_empty() {
+            text.push('.');
+        } else {
+            text.push_str(&format!(", не принято {}:", refused.len()));
+            for reason in refused {
+                text.push_str("\n• ");
+                text.push_str(reason);
+            }
+        }
+        text.push_str(&format!(
+            "\nЗагружено: {count} из {}.",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        ));
+        if count >= MIN_PHOTOS {
+            text.push_str(" Можно начинать обучение.");
+        }
+        text
+    }
+
+    fn photo_error(&self, error: &PhotoError) -> String {
+        match error {
+            PhotoError::Empty => "файл пустой.".into(),
+            PhotoError::TooLarge { bytes, max } => format!(
+                "файл слишком большой ({:.1} МБ), максимум {} МБ.",
+                *bytes as f64 / 1_048_576.0,
+                max / 1_048_576
+            ),
+            PhotoError::NotAnImage => {
+                "это не изображение. Пришлите фото в JPEG, PNG или WebP.".into()
+            }
+            PhotoError::UnsupportedFormat(format) => format!(
+                "формат {} не поддерживается. Пришлите фото в JPEG, PNG или WebP.",
+                esc(format)
+            ),
+            PhotoError::Corrupt(_) => "файл повреждён или загружен не полностью.".into(),
+            PhotoError::TooManyPixels { width, height } => {
+                format!("изображение {width}×{height} слишком велико для обработки.")
+            }
+            PhotoError::TooSmall { width, height, min } => format!(
+                "изображение слишком маленькое ({width}×{height}), нужно минимум {min}×{min}."
+            ),
+        }
+    }
+
+    fn photo_download_failed(&self) -> String {
+        "не удалось скачать файл из Telegram. Попробуйте отправить его ещё раз.".into()
+    }
+
+    fn not_collecting_photos(&self) -> String {
+        "📸 Сейчас я не жду фотографий. Создайте аватар: /new — или откройте черновик в «Мои аватары».".into()
+    }
+
+    fn text_while_uploading(&self, count: usize) -> String {
+        format!(
+            "📸 Жду фотографии: загружено {count} из {}. Отменить: /cancel",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn upload_more(&self, name: &str, count: usize) -> String {
+        format!(
+            "📸 Отправляйте фото для аватара «{}»: загружено {count} из {}.",
+            esc(name),
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn btn_start_training(&self) -> &'static str {
+        "🚀 Начать обучение"
+    }
+    fn btn_upload_photos(&self) -> &'static str {
+        "📸 Загрузить фото"
+    }
+
+    fn choose_training_preset(&self, name: &str, photos: usize) -> String {
+        format!(
+            "🚀 <b>Обучение аватара «{}»</b> ({photos} фото)\n\nВыберите качество:\n\
+             ⚡ Быстро — быстрее всего, чуть меньше деталей;\n\
+             ⚖️ Сбалансировано — лучший выбор для большинства;\n\
+             💎 Качество — дольше, максимум деталей.",
+            esc(name)
+        )
+    }
+
+    fn training_preset_button(&self, preset: TrainingPreset) -> &'static str {
+        match preset {
+            TrainingPreset::Fast => "⚡ Быстро",
+            TrainingPreset::Balanced => "⚖️ Сбалансировано",
+            TrainingPreset::Quality => "💎 Качество",
+        }
+    }
+
+    fn training_started(
+        &self,
+        name: &str,
+        avatar_type: AvatarType,
+        preset: TrainingPreset,
+    ) -> String {
+        let (from, to) = training_minutes(avatar_type);
+        format!(
+            "🚀 Обучение аватара «{}» запущено ({}).\n⏳ Обычно это занимает {from}–{to} минут. \
+             Я напишу, когда всё будет готово.",
+            esc(name),
+            self.training_preset_button(preset)
+        )
+    }
+
+    fn training_completed(&self, name: &str) -> String {
+        format!(
+            "🎉 Аватар «{}» готов! Теперь можно создавать изображения.",
+            esc(name)
+        )
+    }
+
+    fn training_failed(&self, name: &str) -> String {
+        format!(
+            "😔 Не удалось обучить аватар «{}». Фотографии сохранены — можно запустить обучение ещё раз.",
+            esc(name)
+        )
+    }
+
+    fn btn_retry_training(&self) -> &'static str {
+        "🔁 Обучить ещё раз"
+    }
+
+    fn gallery(&self, lines: &[AvatarLine], page: usize, pages: usize, total: i64) -> String {
+        let mut text = format!("🖼 <b>Мои аватары</b> ({total})");
+        if pages > 1 {
+            text.push_str(&format!(" — страница {} из {pages}", page + 1));
+        }
+        text.push('\n');
+        for line in lines {
+            text.push_str(&format!(
+                "\n{} <b>{}</b> — {}, {} фото",
+                type_icon(line.avatar_type),
+                esc(&line.name),
+                self.status_name(line.status),
+                line.photos
+            ));
+        }
+        text
+    }
+
+    fn gallery_empty(&self) -> String {
+        "🖼 У вас пока нет аватаров. Создадим первый?".into()
+    }
+
+    fn status_name(&self, status: AvatarStatus) -> &'static str {
+        match status {
+            AvatarStatus::New | AvatarStatus::Draft => "📝 Черновик",
+            AvatarStatus::Training => "⏳ Обучается",
+            AvatarStatus::Trained => "✅ Готов",
+            AvatarStatus::TrainingFailed => "❌ Ошибка обучения",
+            AvatarStatus::Deleted => "🗑 Удалён",
+        }
+    }
+
+    fn card(&self, card: &CardView) -> String {
+        format!(
+            "{} <b>{}</b>\n\n📂 <b>Тип:</b> {}\n📊 <b>Статус:</b> {}\n📸 <b>Фото:</b> {}\n🖼 <b>Генераций:</b> {}",
+            type_icon(card.avatar_type),
+            esc(&card.name),
+            self.type_name(card.avatar_type),
+            self.status_name(card.status),
+            card.photos,
+            card.generations
+        )
+    }
+
+    fn btn_delete(&self) -> &'static str {
+        "🗑 Удалить"
+    }
+    fn btn_previous(&self) -> &'static str {
+        "◀️"
+    }
+    fn btn_next(&self) -> &'static str {
+        "▶️"
+    }
+
+    fn delete_confirmation(&self, name: &str, status: AvatarStatus) -> String {
+        format!(
+            "🗑️ <b>Подтверждение удаления</b>\n\n\
+             ❓ Вы действительно хотите удалить аватар?\n\n\
+             🎭 <b>Название:</b> {}\n\
+             📊 <b>Статус:</b> {}\n\n\
+             ⚠️ <b>Внимание!</b> Это действие нельзя отменить.\n\
+             Все данные аватара будут удалены навсегда:\n\
+             • Обученная модель\n\
+             • Загруженные фотографии\n\
+             • История генераций\n\n\
+             🤔 Подумайте ещё раз перед удалением.",
+            esc(name),
+            self.status_name(status)
+        )
+    }
+
+    fn btn_confirm_delete(&self) -> &'static str {
+        "❌ Да, удалить"
+    }
+    fn btn_cancel_delete(&self) -> &'static str {
+        "✅ Отмена"
+    }
+
+    fn avatar_deleted(&self, name: &str) -> String {
+        format!("🗑 Аватар «{name}» удалён.")
+    }
+
+    fn choose_avatar_for_generation(&self) -> String {
+        "✨ <b>Генерация</b>\n\nВыберите аватар:".into()
+    }
+
+    fn last_used_button(&self, name: &str) -> String {
+        format!("⭐ {name} (последний)")
+    }
+
+    fn no_trained_avatars(&self) -> String {
+        "✨ Для генерации нужен обученный аватар, а у вас его пока нет. Создадим?".into()
+    }
+
+    fn choose_generation_preset(&self, name: &str) -> String {
+        format!(
+            "🎛 <b>Аватар «{}»</b>\n\nВыберите пресет (в скобках — примерное время):",
+            esc(name)
+        )
+    }
+
+    fn preset_name(&self, preset: GenerationPreset) -> &'static str {
+        match preset {
+            GenerationPreset::Fast => "Быстрый",
+            GenerationPreset::Balanced => "Сбалансированный",
+            GenerationPreset::Quality => "Качество",
+            GenerationPreset::Ultra => "Ультра",
+            GenerationPreset::Portrait => "Портрет",
+            GenerationPreset::Landscape => "Пейзаж",
+            GenerationPreset::Artistic => "Художественный",
+            GenerationPreset::Photorealistic => "Фотореализм",
+        }
+    }
+
+    fn preset_button(&self, preset: GenerationPreset) -> String {
+        format!(
+            "{} {} ({} с)",
+            preset_icon(preset),
+            self.preset_name(preset),
+            seconds(preset)
+        )
+    }
+
+    fn ask_prompt(&self, name: &str, preset: GenerationPreset) -> String {
+        format!(
+            "✍️ Аватар «{}», пресет «{}».\n\nОпишите изображение одним сообщением, например: \
+             <i>портрет в парке на закате, мягкий свет</i>. До {MAX_PROMPT_CHARS} символов.",
+            esc(name),
+            self.preset_name(preset)
+        )
+    }
+
+    fn prompt_expected(&self) -> String {
+        "✍️ Жду описание изображения текстом. Отменить: /cancel".into()
+    }
+
+    fn generation_started(&self, name: &str, preset: Option<GenerationPreset>) -> String {
+        match preset {
+            Some(p) => format!(
+                "🎨 Генерирую изображение с аватаром «{}» (пресет «{}»)… Обычно это {} секунд.",
+                esc(name),
+                self.preset_name(p),
+                seconds(p)
+            ),
+            None => format!("🎨 Генерирую изображение с аватаром «{}»…", esc(name)),
+        }
+    }
+
+    fn generation_done(&self, name: &str, hidden: usize) -> String {
+        let mut text = format!("✨ Готово! Аватар «{}».", esc(name));
+        if hidden > 0 {
+            text.push_str(&format!(
+                "\n🙈 Скрыто изображений: {hidden} — фильтр безопасности счёл их недопустимыми."
+            ));
+        }
+        text
+    }
+
+    fn all_images_hidden(&self, name: &str, hidden: usize) -> String {
+        format!(
+            "🙈 Генерация с аватаром «{}» завершена, но фильтр безопасности скрыл все изображения \
+             ({hidden}). Попробуйте изменить описание.",
+            esc(name)
+        )
+    }
+
+    fn generation_failed(&self, name: &str) -> String {
+        format!(
+            "😔 Не удалось создать изображение с аватаром «{}». Попробуйте ещё раз.",
+            esc(name)
+        )
+    }
+
+    fn btn_again(&self) -> &'static str {
+        "🔁 Ещё раз"
+    }
+    fn btn_other_preset(&self) -> &'static str {
+        "🎛 Другой пресет"
+    }
+
+    fn refusal(&self, error: &AvatarError) -> String {
+        match error {
+            AvatarError::AlreadyExists => "такой аватар уже есть.".into(),
+            AvatarError::NotFound | AvatarError::NotOwner => "этот аватар недоступен.".into(),
+            AvatarError::Deleted => "этот аватар удалён.".into(),
+            AvatarError::NotPermitted { .. } => "это действие недоступно.".into(),
+            AvatarError::EmptyName => "имя не может быть пустым.".into(),
+            AvatarError::NameTooLong { max, actual } => {
+                format!("имя слишком длинное ({actual} символов), максимум {max}.")
+            }
+            AvatarError::NameHasControlCharacters => {
+                "в имени есть недопустимые служебные символы.".into()
+            }
+            AvatarError::PhotosLocked => {
+                "обучение уже запущено — фотографии больше нельзя менять.".into()
+            }
+            AvatarError::TooManyPhotos { max } => {
+                format!("у аватара уже максимум фотографий ({max}).")
+            }
+            AvatarError::PhotoTooSmall { width, height, min } => format!(
+                "изображение слишком маленькое ({width}×{height}), нужно минимум {min}×{min}."
+            ),
+            AvatarError::EmptyPhoto => "файл пустой.".into(),
+            AvatarError::UnsupportedFormat(format) => format!(
+                "формат {} не поддерживается. Пришлите фото в JPEG, PNG или WebP.",
+                esc(format)
+            ),
+            AvatarError::DuplicatePhoto { .. } => "это фото уже загружено.".into(),
+            AvatarError::UnknownPhoto(_) => "такого фото нет.".into(),
+            AvatarError::NotEnoughPhotos { have, min } => {
+                format!("для обучения нужно минимум {min} фото, сейчас {have}.")
+            }
+            AvatarError::TrainingAlreadyStarted => "обучение уже запущено.".into(),
+            AvatarError::AlreadyTrained => "аватар уже обучен.".into(),
+            AvatarError::NoTrainingInProgress
+            | AvatarError::SubmissionAlreadyRecorded(_)
+            | AvatarError::UnknownTrainingRequest(_) => "обучение сейчас не идёт.".into(),
+            AvatarError::ModelDataMismatch { .. } => {
+                "данные модели аватара повреждены; мы уже разбираемся.".into()
+            }
+            AvatarError::NotTrained => "аватар ещё не обучен.".into(),
+            AvatarError::EmptyPrompt => "описание не может быть пустым.".into(),
+            AvatarError::PromptTooLong { max, actual } => format!(
+                "описание слишком длинное ({actual} символов), максимум {max}. Сократите его."
+            ),
+            AvatarError::InvalidImageCount { max, .. } => {
+                format!("можно заказать от 1 до {max} изображений.")
+            }
+            AvatarError::DuplicateGeneration(_) => "эта генерация уже запущена.".into(),
+            AvatarError::UnknownGeneration(_) => "такой генерации нет.".into(),
+            AvatarError::EmptyReason => "нужна причина.".into(),
+        }
+    }
+
+    fn refused(&self, reason: &str) -> String {
+        format!("❌ Не получилось: {reason}")
+    }
+
+    fn stale_button(&self) -> &'static str {
+        "Эта кнопка устарела. Откройте меню: /start"
+    }
+
+    fn not_available(&self) -> &'static str {
+        "Этот аватар недоступен."
+    }
+
+    fn avatar_gone(&self) -> &'static str {
+        "Этот аватар удалён."
+    }
+
+    fn something_went_wrong(&self) -> String {
+        "⚠️ Что-то пошло не так. Попробуйте ещё раз чуть позже.".into()
+    }
+}
+
+/// English.
+pub struct En;
+
+impl Texts for En {
+    fn welcome(&self, first_name: &str) -> String {
+        format!(
+            "👋 Hi, {}!\n\nI'm <b>Aisha</b>: I train a personal AI avatar from your photos and \
+             then create new images of it from a text description.\n\n\
+             🎭 Create an avatar, upload {} photos — and in a few minutes it is ready.",
+            esc(first_name),
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn main_menu(&self) -> String {
+        "🏠 <b>Main menu</b>\n\nWhat shall we do?".into()
+    }
+
+    fn help(&self) -> String {
+        format!(
+            "❓ <b>Help</b>\n\n\
+             /start — main menu\n\
+             /new — create an avatar\n\
+             /avatars — my avatars\n\
+             /cancel — cancel the current action\n\
+             /help — this help\n\n\
+             How it works:\n\
+             1. Choose the avatar's type, gender and name.\n\
+             2. Upload {} photos (one by one, as an album, or as uncompressed files).\n\
+             3. Start training and wait for the message that it is ready.\n\
+             4. Pick a preset, describe a picture — and get your image.",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn commands(&self) -> [(&'static str, &'static str); 5] {
+        [
+            ("start", "Main menu"),
+            ("new", "Create an avatar"),
+            ("avatars", "My avatars"),
+            ("cancel", "Cancel the current action"),
+            ("help", "Help"),
+        ]
+    }
+
+    fn btn_create(&self) -> &'static str {
+        "🎭 Create avatar"
+    }
+    fn btn_gallery(&self) -> &'static str {
+        "🖼 My avatars"
+    }
+    fn btn_generate(&self) -> &'static str {
+        "✨ Generate"
+    }
+    fn btn_help(&self) -> &'static str {
+        "❓ Help"
+    }
+    fn btn_menu(&self) -> &'static str {
+        "🏠 Menu"
+    }
+    fn btn_back(&self) -> &'static str {
+        "⬅️ Back"
+    }
+
+    fn cancelled(&self) -> String {
+        "✖️ Cancelled.".into()
+    }
+
+    fn nothing_to_cancel(&self) -> String {
+        "There is nothing to cancel right now.".into()
+    }
+
+    fn upload_stopped(&self, name: &str, photos: usize) -> String {
+        format!(
+            "✖️ Upload stopped. The avatar “{}” is kept as a draft ({photos} photos) — continue \
+             any time from “My avatars”.",
+            esc(name)
+        )
+    }
+
+    fn unknown_input(&self) -> String {
+        "🤔 I didn't get that. Choose an action from the menu or send /help.".into()
+    }
+
+    fn choose_type(&self) -> String {
+        "🎯 <b>Choose the avatar type</b>\n\n\
+         🎭 <b>Portrait</b> — made for photos of people: selfies, portraits. Training takes 3–15 minutes.\n\n\
+         🎨 <b>Style</b> — for art styles and objects. Training takes 5–30 minutes."
+            .into()
+    }
+
+    fn type_name(&self, avatar_type: AvatarType) -> &'static str {
+        match avatar_type {
+            AvatarType::Portrait => "Portrait",
+            AvatarType::Style => "Style",
+        }
+    }
+
+    fn type_button(&self, avatar_type: AvatarType) -> &'static str {
+        match avatar_type {
+            AvatarType::Portrait => "🎭 Portrait",
+            AvatarType::Style => "🎨 Style",
+        }
+    }
+
+    fn choose_gender(&self, avatar_type: AvatarType) -> String {
+        format!(
+            "Type: <b>{}</b>\n\n👤 Choose the gender — it helps to train the avatar more precisely.",
+            self.type_name(avatar_type)
+        )
+    }
+
+    fn gender_button(&self, gender: Gender) -> &'static str {
+        match gender {
+            Gender::Male => "👨 Male",
+            Gender::Female => "👩 Female",
+            Gender::Other => "🧑 Other",
+        }
+    }
+
+    fn ask_name(&self) -> String {
+        "📝 What shall we call the avatar? Send a name in one message (up to 64 characters).".into()
+    }
+
+    fn name_expected(&self) -> String {
+        "📝 I'm waiting for the avatar's name as text. Cancel: /cancel".into()
+    }
+
+    fn avatar_created(&self, name: &str) -> String {
+        format!(
+            "✅ The avatar “{}” is created!\n\n📸 Now send {} photos — one by one, as an album or \
+             as uncompressed files.\n\n<b>Tips:</b>\n\
+             • high resolution — at least 512×512;\n\
+             • different angles and facial expressions;\n\
+             • good, even lighting;\n\
+             • varied backgrounds;\n\
+             • only one person in each photo.",
+            esc(name),
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn photo_accepted(&self, count: usize) -> String {
+        let tail = if count >= MAX_PHOTOS {
+            "That's the maximum — you can start training."
+        } else if count >= MIN_PHOTOS {
+            "You can start training or add more photos."
+        } else {
+            "Send more."
+        };
+        format!(
+            "✅ Photo accepted: {count} of {}. {tail}",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn photo_refused(&self, reason: &str, count: usize) -> String {
+        format!(
+            "❌ Photo not accepted: {reason}\nUploaded: {count} of {}.",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn album_summary(&self, accepted: usize, refused: &[String], count: usize) -> String {
+        let mut text = format!("📸 Album processed: {accepted} accepted");
+        if refused.is_empty() {
+            text.push('.');
+        } else {
+            text.push_str(&format!(", {} not accepted:", refused.len()));
+            for reason in refused {
+                text.push_str("\n• ");
+                text.push_str(reason);
+            }
+        }
+        text.push_str(&format!(
+            "\nUploaded: {count} of {}.",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        ));
+        if count >= MIN_PHOTOS {
+            text.push_str(" You can start training.");
+        }
+        text
+    }
+
+    fn photo_error(&self, error: &PhotoError) -> String {
+        match error {
+            PhotoError::Empty => "the file is empty.".into(),
+            PhotoError::TooLarge { bytes, max } => format!(
+                "the file is too large ({:.1} MB); at most {} MB.",
+                *bytes as f64 / 1_048_576.0,
+                max / 1_048_576
+            ),
+            PhotoError::NotAnImage => {
+                "this is not an image. Send a JPEG, PNG or WebP photo.".into()
+            }
+            PhotoError::UnsupportedFormat(format) => format!(
+                "{} is not supported. Send a JPEG, PNG or WebP photo.",
+                esc(format)
+            ),
+            PhotoError::Corrupt(_) => "the file is damaged or incomplete.".into(),
+            PhotoError::TooManyPixels { width, height } => {
+                format!("the image ({width}×{height}) is too large to process.")
+            }
+            PhotoError::TooSmall { width, height, min } => format!(
+                "the image is too small ({width}×{height}); at least {min}×{min} is needed."
+            ),
+        }
+    }
+
+    fn photo_download_failed(&self) -> String {
+        "the file could not be downloaded from Telegram. Please send it again.".into()
+    }
+
+    fn not_collecting_photos(&self) -> String {
+        "📸 I'm not collecting photos right now. Create an avatar with /new — or open a draft in “My avatars”.".into()
+    }
+
+    fn text_while_uploading(&self, count: usize) -> String {
+        format!(
+            "📸 I'm waiting for photos: {count} of {} uploaded. Cancel: /cancel",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn upload_more(&self, name: &str, count: usize) -> String {
+        format!(
+            "📸 Send photos for the avatar “{}”: {count} of {} uploaded.",
+            esc(name),
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn btn_start_training(&self) -> &'static str {
+        "🚀 Start training"
+    }
+    fn btn_upload_photos(&self) -> &'static str {
+        "📸 Upload photos"
+    }
+
+    fn choose_training_preset(&self, name: &str, photos: usize) -> String {
+        format!(
+            "🚀 <b>Training “{}”</b> ({photos} photos)\n\nChoose the quality:\n\
+             ⚡ Fast — quickest, slightly less detail;\n\
+             ⚖️ Balanced — the best choice for most;\n\
+             💎 Quality — takes longer, most detail.",
+            esc(name)
+        )
+    }
+
+    fn training_preset_button(&self, preset: TrainingPreset) -> &'static str {
+        match preset {
+            TrainingPreset::Fast => "⚡ Fast",
+            TrainingPreset::Balanced => "⚖️ Balanced",
+            TrainingPreset::Quality => "💎 Quality",
+        }
+    }
+
+    fn training_started(
+        &self,
+        name: &str,
+        avatar_type: AvatarType,
+        preset: TrainingPreset,
+    ) -> String {
+        let (from, to) = training_minutes(avatar_type);
+        format!(
+            "🚀 Training of “{}” has started ({}).\n⏳ It usually takes {from}–{to} minutes. \
+             I'll message you when it's ready.",
+            esc(name),
+            self.training_preset_button(preset)
+        )
+    }
+
+    fn training_completed(&self, name: &str) -> String {
+        format!(
+            "🎉 Your avatar “{}” is ready! You can create images now.",
+            esc(name)
+        )
+    }
+
+    fn training_failed(&self, name: &str) -> String {
+        format!(
+            "😔 Training of “{}” failed. Your photos are kept — you can start training again.",
+            esc(name)
+        )
+    }
+
+    fn btn_retry_training(&self) -> &'static str {
+        "🔁 Train again"
+    }
+
+    fn gallery(&self, lines: &[AvatarLine], page: usize, pages: usize, total: i64) -> String {
+        let mut text = format!("🖼 <b>My avatars</b> ({total})");
+        if pages > 1 {
+            text.push_str(&format!(" — page {} of {pages}", page + 1));
+        }
+        text.push('\n');
+        for line in lines {
+            text.push_str(&format!(
+                "\n{} <b>{}</b> — {}, {} photos",
+                type_icon(line.avatar_type),
+                esc(&line.name),
+                self.status_name(line.status),
+                line.photos
+            ));
+        }
+        text
+    }
+
+    fn gallery_empty(&self) -> String {
+        "🖼 You have no avatars yet. Shall we create the first one?".into()
+    }
+
+    fn status_name(&self, status: AvatarStatus) -> &'static str {
+        match status {
+            AvatarStatus::New | AvatarStatus::Draft => "📝 Draft",
+            AvatarStatus::Training => "⏳ Training",
+            AvatarStatus::Trained => "✅ Ready",
+            AvatarStatus::TrainingFailed => "❌ Training failed",
+            AvatarStatus::Deleted => "🗑 Deleted",
+        }
+    }
+
+    fn card(&self, card: &CardView) -> String {
+        format!(
+            "{} <b>{}</b>\n\n📂 <b>Type:</b> {}\n📊 <b>Status:</b> {}\n📸 <b>Photos:</b> {}\n🖼 <b>Generations:</b> {}",
+            type_icon(card.avatar_type),
+            esc(&card.name),
+            self.type_name(card.avatar_type),
+            self.status_name(card.status),
+            card.photos,
+            card.generations
+        )
+    }
+
+    fn btn_delete(&self) -> &'static str {
+        "🗑 Delete"
+    }
+    fn btn_previous(&self) -> &'static str {
+        "◀️"
+    }
+    fn btn_next(&self) -> &'static str {
+        "▶️"
+    }
+
+    fn delete_confirmation(&self, name: &str, status: AvatarStatus) -> String {
+        format!(
+            "🗑️ <b>Confirm deletion</b>\n\n\
+             ❓ Do you really want to delete this avatar?\n\n\
+             🎭 <b>Name:</b> {}\n\
+             📊 <b>Status:</b> {}\n\n\
+             ⚠️ <b>Warning!</b> This cannot be undone.\n\
+             All of the avatar's data will be deleted for good:\n\
+             • The trained model\n\
+             • The uploaded photos\n\
+             • The generation history\n\n\
+             🤔 Think it over once more before deleting.",
+            esc(name),
+            self.status_name(status)
+        )
+    }
+
+    fn btn_confirm_delete(&self) -> &'static str {
+        "❌ Yes, delete"
+    }
+    fn btn_cancel_delete(&self) -> &'static str {
+        "✅ Cancel"
+    }
+
+    fn avatar_deleted(&self, name: &str) -> String {
+        format!("🗑 The avatar “{name}” is deleted.")
+    }
+
+    fn choose_avatar_for_generation(&self) -> String {
+        "✨ <b>Generate</b>\n\nChoose an avatar:".into()
+    }
+
+    fn last_used_button(&self, name: &str) -> String {
+        format!("⭐ {name} (last used)")
+    }
+
+    fn no_trained_avatars(&self) -> String {
+        "✨ Generating needs a trained avatar, and you don't have one yet. Shall we create one?"
+            .into()
+    }
+
+    fn choose_generation_preset(&self, name: &str) -> String {
+        format!(
+            "🎛 <b>Avatar “{}”</b>\n\nChoose a preset (approximate time in brackets):",
+            esc(name)
+        )
+    }
+
+    fn preset_name(&self, preset: GenerationPreset) -> &'static str {
+        match preset {
+            GenerationPreset::Fast => "Fast",
+            GenerationPreset::Balanced => "Balanced",
+            GenerationPreset::Quality => "Quality",
+            GenerationPreset::Ultra => "Ultra",
+            GenerationPreset::Portrait => "Portrait",
+            GenerationPreset::Landscape => "Landscape",
+            GenerationPreset::Artistic => "Artistic",
+            GenerationPreset::Photorealistic => "Photorealistic",
+        }
+    }
+
+    fn preset_button(&self, preset: GenerationPreset) -> String {
+        format!(
+            "{} {} ({} s)",
+            preset_icon(preset),
+            self.preset_name(preset),
+            seconds(preset)
+        )
+    }
+
+    fn ask_prompt(&self, name: &str, preset: GenerationPreset) -> String {
+        format!(
+            "✍️ Avatar “{}”, preset “{}”.\n\nDescribe the image in one message, for example: \
+             <i>portrait in a park at sunset, soft light</i>. Up to {MAX_PROMPT_CHARS} characters.",
+            esc(name),
+            self.preset_name(preset)
+        )
+    }
+
+    fn prompt_expected(&self) -> String {
+        "✍️ I'm waiting for the image description as text. Cancel: /cancel".into()
+    }
+
+    fn generation_started(&self, name: &str, preset: Option<GenerationPreset>) -> String {
+        match preset {
+            Some(p) => format!(
+                "🎨 Generating an image of “{}” (preset “{}”)… This usually takes {} seconds.",
+                esc(name),
+                self.preset_name(p),
+                seconds(p)
+            ),
+            None => format!("🎨 Generating an image of “{}”…", esc(name)),
+        }
+    }
+
+    fn generation_done(&self, name: &str, hidden: usize) -> String {
+        let mut text = format!("✨ Done! Avatar “{}”.", esc(name));
+        if hidden > 0 {
+            text.push_str(&format!(
+                "\n🙈 Hidden images: {hidden} — the safety filter flagged them."
+            ));
+        }
+        text
+    }
+
+    fn all_images_hidden(&self, name: &str, hidden: usize) -> String {
+        format!(
+            "🙈 The generation with “{}” finished, but the safety filter hid all images \
+             ({hidden}). Try changing the description.",
+            esc(name)
+        )
+    }
+
+    fn generation_failed(&self, name: &str) -> String {
+        format!(
+            "😔 The image of “{}” could not be created. Please try again.",
+            esc(name)
+        )
+    }
+
+    fn btn_again(&self) -> &'static str {
+        "🔁 Generate again"
+    }
+    fn btn_other_preset(&self) -> &'static str {
+        "🎛 Another preset"
+    }
+
+    fn refusal(&self, error: &AvatarError) -> String {
+        match error {
+            AvatarError::AlreadyExists => "this avatar already exists.".into(),
+            AvatarError::NotFound | AvatarError::NotOwner => "this avatar is not available.".into(),
+            AvatarError::Deleted => "this avatar was deleted.".into(),
+            AvatarError::NotPermitted { .. } => "this action is not available.".into(),
+            AvatarError::EmptyName => "the name cannot be empty.".into(),
+            AvatarError::NameTooLong { max, actual } => {
+                format!("the name is too long ({actual} characters); at most {max}.")
+            }
+            AvatarError::NameHasControlCharacters => {
+                "the name contains characters that are not allowed.".into()
+            }
+            AvatarError::PhotosLocked => {
+                "training has started — the photos can no longer change.".into()
+            }
+            AvatarError::TooManyPhotos { max } => {
+                format!("the avatar already has the maximum of {max} photos.")
+            }
+            AvatarError::PhotoTooSmall { width, height, min } => format!(
+                "the image is too small ({width}×{height}); at least {min}×{min} is needed."
+            ),
+            AvatarError::EmptyPhoto => "the file is empty.".into(),
+            AvatarError::UnsupportedFormat(format) => format!(
+                "{} is not supported. Send a JPEG, PNG or WebP photo.",
+                esc(format)
+            ),
+            AvatarError::DuplicatePhoto { .. } => "this photo was already uploaded.".into(),
+            AvatarError::UnknownPhoto(_) => "there is no such photo.".into(),
+            AvatarError::NotEnoughPhotos { have, min } => {
+                format!("training needs at least {min} photos; there are {have}.")
+            }
+            AvatarError::TrainingAlreadyStarted => "training has already started.".into(),
+            AvatarError::AlreadyTrained => "the avatar is already trained.".into(),
+            AvatarError::NoTrainingInProgress
+            | AvatarError::SubmissionAlreadyRecorded(_)
+            | AvatarError::UnknownTrainingRequest(_) => "no training is running.".into(),
+            AvatarError::ModelDataMismatch { .. } => {
+                "the avatar's model data is damaged; we are looking into it.".into()
+            }
+            AvatarError::NotTrained => "the avatar is not trained yet.".into(),
+            AvatarError::EmptyPrompt => "the description cannot be empty.".into(),
+            AvatarError::PromptTooLong { max, actual } => format!(
+                "the description is too long ({actual} characters); at most {max}. Please shorten it."
+            ),
+            AvatarError::InvalidImageCount { max, .. } => {
+                format!("1 to {max} images can be ordered.")
+            }
+            AvatarError::DuplicateGeneration(_) => "this generation is already running.".into(),
+            AvatarError::UnknownGeneration(_) => "there is no such generation.".into(),
+            AvatarError::EmptyReason => "a reason is needed.".into(),
+        }
+    }
+
+    fn refused(&self, reason: &str) -> String {
+        format!("❌ That didn't work: {reason}")
+    }
+
+    fn stale_button(&self) -> &'static str {
+        "This button is out of date. Open the menu: /start"
+    }
+
+    fn not_available(&self) -> &'static str {
+        "This avatar is not available."
+    }
+
+    fn avatar_gone(&self) -> &'static str {
+        "This avatar was deleted."
+    }
+
+    fn something_went_wrong(&self) -> String {
+        "⚠️ Something went wrong. Please try again a bit later.".into()
+    }
+}
+
+fn type_icon(avatar_type: AvatarType) -> &'static str {
+    match avatar_type {
+        AvatarType::Portrait => "🎭",
+        AvatarType::Style => "🎨",
+    }
+}
+
+fn preset_icon(preset: GenerationPreset) -> &'static str {
+    match preset {
+        GenerationPreset::Fast => "⚡",
+        GenerationPreset::Balanced => "⚖️",
+        GenerationPreset::Quality => "💎",
+        GenerationPreset::Ultra => "🚀",
+        GenerationPreset::Portrait => "🖼",
+        GenerationPreset::Landscape => "🏞",
+        GenerationPreset::Artistic => "🎨",
+        GenerationPreset::Photorealistic => "📷",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn english_only_for_english_speakers() {
+        assert_eq!(Lang::from_code(Some("en")), Lang::En);
+        assert_eq!(Lang::from_code(Some("en-GB")), Lang::En);
+        assert_eq!(Lang::from_code(Some("ru")), Lang::Ru);
+        assert_eq!(Lang::from_code(Some("de")), Lang::Ru);
+        assert_eq!(Lang::from_code(None), Lang::Ru);
+    }
+
+    #[test]
+    fn user_text_is_escaped() {
+        let text = Ru.avatar_created("<b>x</b> & y");
+        assert!(text.contains("&lt;b&gt;x&lt;/b&gt; &amp; y"));
+    }
+
+    #[test]
+    fn toasts_fit_telegrams_200_characters() {
+        for lang in [Lang::Ru, Lang::En] {
+            let t = lang.texts();
+            for toast in [t.stale_button(), t.not_available(), t.avatar_gone()] {
+                assert!(toast.chars().count() <= 200);
+            }
+        }
+    }
+}

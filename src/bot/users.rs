@@ -1,0 +1,168 @@
+//! The bot's memory of Telegram users (`telegram_users`): chat, language and last used avatar.
+//!
+//! Events carry only the owner's user id, so the notifier looks here for where and in which
+//! language to write. Rows are written when users talk to the bot; a small cache skips the write
+//! when nothing changed, so a busy chat costs no database writes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::Utc;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::texts::Lang;
+use crate::store::Database;
+
+/// What the bot remembers about one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelegramUser {
+    pub user_id: i64,
+    pub chat_id: i64,
+    pub language_code: Option<String>,
+    pub last_avatar_id: Option<Uuid>,
+}
+
+impl TelegramUser {
+    pub fn lang(&self) -> Lang {
+        Lang::from_code(self.language_code.as_deref())
+    }
+}
+
+/// Reads and writes `telegram_users`.
+pub struct Users {
+    db: Database,
+    /// `(chat_id, language_code)` last written per user.
+    seen: Mutex<HashMap<i64, (i64, Option<String>)>>,
+}
+
+impl Users {
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records that `user_id` talks to the bot in `chat_id` with this language.
+    pub async fn remember(
+        &self,
+        user_id: i64,
+        chat_id: i64,
+        language_code: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        let current = (chat_id, language_code.map(str::to_owned));
+        if self.cached(user_id).as_ref() == Some(&current) {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let sql = "INSERT INTO telegram_users (user_id, chat_id, language_code, updated_at)
+                   VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (user_id) DO UPDATE
+                      SET chat_id = excluded.chat_id, language_code = excluded.language_code,
+                          updated_at = excluded.updated_at";
+        match &self.db {
+            Database::Postgres(pool) => {
+                sqlx::query(sql)
+                    .bind(user_id)
+                    .bind(chat_id)
+                    .bind(language_code)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query(&sql.replace('$', "?"))
+                    .bind(user_id)
+                    .bind(chat_id)
+                    .bind(language_code)
+                    .bind(now.to_rfc3339())
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user_id, current);
+        Ok(())
+    }
+
+    fn cached(&self, user_id: i64) -> Option<(i64, Option<String>)> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&user_id)
+            .cloned()
+    }
+
+    /// Remembers the avatar the user worked with last (offered first when generating).
+    pub async fn set_last_avatar(&self, user_id: i64, avatar_id: Uuid) -> Result<(), sqlx::Error> {
+        let now = Utc::now();
+        match &self.db {
+            Database::Postgres(pool) => {
+                sqlx::query(
+                    "UPDATE telegram_users SET last_avatar_id = $2, updated_at = $3
+                      WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .bind(avatar_id)
+                .bind(now)
+                .execute(pool)
+                .await?;
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query(
+                    "UPDATE telegram_users SET last_avatar_id = ?2, updated_at = ?3
+                      WHERE user_id = ?1",
+                )
+                .bind(user_id)
+                .bind(avatar_id.to_string())
+                .bind(now.to_rfc3339())
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The user, if they ever talked to the bot.
+    pub async fn get(&self, user_id: i64) -> Result<Option<TelegramUser>, sqlx::Error> {
+        let row = match &self.db {
+            Database::Postgres(pool) => sqlx::query(
+                "SELECT chat_id, language_code, last_avatar_id::text AS last_avatar_id
+                   FROM telegram_users WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| {
+                (
+                    r.get::<i64, _>("chat_id"),
+                    r.get::<Option<String>, _>("language_code"),
+                    r.get::<Option<String>, _>("last_avatar_id"),
+                )
+            }),
+            Database::Sqlite(pool) => sqlx::query(
+                "SELECT chat_id, language_code, last_avatar_id FROM telegram_users
+                  WHERE user_id = ?1",
+            )
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| {
+                (
+                    r.get::<i64, _>("chat_id"),
+                    r.get::<Option<String>, _>("language_code"),
+                    r.get::<Option<String>, _>("last_avatar_id"),
+                )
+            }),
+        };
+        Ok(row.map(|(chat_id, language_code, last)| TelegramUser {
+            user_id,
+            chat_id,
+            language_code,
+            last_avatar_id: last.and_then(|s| Uuid::parse_str(&s).ok()),
+        }))
+    }
+}

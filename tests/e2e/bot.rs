@@ -1,0 +1,1062 @@
+//! The Telegram bot end to end: the real application (bot, HTTP server, actors, projections)
+//! driven through the fake Telegram Bot API over HTTP, training and generating on the FAL
+//! simulator. Users create a portrait and a style avatar, upload photos in every way Telegram
+//! allows (and some that must be refused), train, generate with presets, browse the gallery and
+//! delete; other users, forged buttons and stale buttons change nothing.
+
+use std::time::Duration;
+
+use aggregates::{AvatarStatus, TrainingPreset};
+use aisha::bot::callbacks::Callback;
+use aisha::fake_telegram::{sample_jpeg, CallbackAnswer, ChatMessage, Entry, FakeUser};
+use aisha::fal::sim::WebhookBehaviour;
+use aisha::fal::SimConfig;
+use bytes::Bytes;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::support::{
+    spawn_app, spawn_app_on_postgres, spawn_app_with, TestApp, TestAppSettings, BOT_TOKEN,
+};
+
+const ANNA: i64 = 1001;
+const BOB: i64 = 2002;
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks: steps a user takes, and what the bot was asked
+// ---------------------------------------------------------------------------------------------
+
+/// A distinct, valid training photo.
+fn photo(seed: u8) -> Bytes {
+    sample_jpeg(640, 640, seed)
+}
+
+/// The callback data of the first button whose data starts with `prefix`.
+fn button(message: &ChatMessage, prefix: &str) -> String {
+    message
+        .buttons()
+        .filter_map(|b| b.callback_data.clone())
+        .find(|data| data.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no button {prefix}… under {message:#?}"))
+}
+
+/// The avatar a button acts on.
+fn avatar_of(callback_data: &str) -> Uuid {
+    Callback::parse(callback_data)
+        .ok()
+        .and_then(|c| c.avatar_id())
+        .unwrap_or_else(|| panic!("{callback_data} names no avatar"))
+}
+
+/// Presses a button and waits for the bot's answer to it.
+async fn press(user: &FakeUser, message: &ChatMessage, data: &str) -> CallbackAnswer {
+    let query = user.press_button(message.message_id, data).expect("press");
+    user.wait_for_callback_answer(&query).await.expect("answer")
+}
+
+/// Presses a button, then waits until its message has been edited to contain `needle`.
+async fn press_and_see(
+    user: &FakeUser,
+    message: &ChatMessage,
+    data: &str,
+    needle: &str,
+) -> ChatMessage {
+    press(user, message, data).await;
+    user.wait_for_edit(message.message_id, |m| {
+        m.text().is_some_and(|t| t.contains(needle))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn text(user: &FakeUser, needle: &str) -> ChatMessage {
+    user.wait_for_bot_text(needle)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Bot messages in the chat whose text contains `needle`.
+fn count_bot_texts(user: &FakeUser, needle: &str) -> usize {
+    user.transcript()
+        .iter()
+        .filter(|e| matches!(e, Entry::Bot(m) if m.text().is_some_and(|t| t.contains(needle))))
+        .count()
+}
+
+/// Waits until the bot has sent `n` photos in this chat; returns the `n`th.
+async fn nth_bot_photo(user: &FakeUser, n: usize) -> ChatMessage {
+    let photos = |entries: &[Entry]| -> Vec<ChatMessage> {
+        entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Bot(m) if m.photo().is_some() => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let entries = user
+        .wait_until(|entries| photos(entries).len() >= n)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    photos(&entries).swap_remove(n - 1)
+}
+
+/// `/new` → type → gender → name; returns after "created".
+async fn create_avatar(
+    user: &FakeUser,
+    type_code: &str,
+    gender_code: &str,
+    name: &str,
+    created: &str,
+) {
+    user.send_command("/new");
+    let types = text(user, "🎯").await;
+    let genders = press_and_see(user, &types, &format!("t:{type_code}"), "👤").await;
+    press_and_see(
+        user,
+        &genders,
+        &format!("g:{type_code}:{gender_code}"),
+        "📝",
+    )
+    .await;
+    user.send_text(name);
+    text(user, created).await;
+}
+
+/// Sends ten photos as an album and waits for its summary.
+async fn upload_album(user: &FakeUser, first_seed: u8, summary: &str) -> ChatMessage {
+    user.send_album((0..10).map(|n| photo(first_seed + n)).collect());
+    text(user, summary).await
+}
+
+/// From a message with a "start training" button: choose `preset`, see "started", await "ready".
+async fn train(
+    user: &FakeUser,
+    message: &ChatMessage,
+    preset: TrainingPreset,
+    started: &str,
+    ready: &str,
+) -> ChatMessage {
+    let presets = press_and_see(user, message, &button(message, "tr:"), "🚀").await;
+    let code = &preset.as_str()[..1];
+    press_and_see(
+        user,
+        &presets,
+        &button(&presets, &format!("ts:{code}:")),
+        started,
+    )
+    .await;
+    text(user, ready).await
+}
+
+/// FAL submissions to one endpoint, their JSON bodies in order.
+fn submitted(app: &TestApp, endpoint: &str) -> Vec<Value> {
+    app.sim
+        .submissions()
+        .into_iter()
+        .filter(|s| s.model_id() == Some(endpoint))
+        .filter_map(|s| s.body)
+        .collect()
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole story, on both databases
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_whole_story_on_sqlite() {
+    whole_story(spawn_app_with(duplicating_webhooks()).await).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_whole_story_on_postgres(pool: sqlx::PgPool) {
+    whole_story(spawn_app_on_postgres(pool, duplicating_webhooks().simulator).await).await;
+}
+
+/// Every FAL webhook is delivered twice.
+fn duplicating_webhooks() -> TestAppSettings {
+    TestAppSettings {
+        simulator: SimConfig::default().with_webhook(WebhookBehaviour {
+            duplicate_rate: 1.0,
+            ..WebhookBehaviour::default()
+        }),
+        ..TestAppSettings::default()
+    }
+}
+
+async fn whole_story(app: TestApp) {
+    let anna = app.user(ANNA, "Анна", "ru");
+
+    // Welcome and main menu, in Russian.
+    anna.send_command("/start");
+    let welcome = text(&anna, "Привет, Анна!").await;
+    assert_eq!(welcome.callback_data("🎭 Создать аватар"), Some("n"));
+
+    // Portrait: type (with the seed's description) → gender → name, each screen edited in place.
+    let types = press_and_see(&anna, &welcome, "n", "Выберите тип аватара").await;
+    let types_text = types.text().unwrap();
+    assert!(
+        types_text.contains("Портретный — специально для фотографий людей"),
+        "{types_text}"
+    );
+    assert!(
+        types_text.contains("Художественный — для стилей и объектов"),
+        "{types_text}"
+    );
+    let genders = press_and_see(&anna, &types, "t:p", "Выберите пол").await;
+    press_and_see(&anna, &genders, "g:p:f", "Как назовём аватар").await;
+    anna.send_text("Анна <портрет>");
+    let created = text(&anna, "создан").await;
+    assert!(created
+        .text()
+        .unwrap()
+        .contains("Аватар «Анна <портрет>» создан"));
+    assert!(created.text().unwrap().contains("минимум 512×512"));
+
+    // Photos: a compressed photo, the same again, a small one, a PDF, a cut-off JPEG, an
+    // uncompressed document, then an album with one photo too small among nine good ones.
+    anna.send_photo(photo(1));
+    text(&anna, "Фото принято: 1 из 10–20").await;
+    anna.send_photo(photo(1));
+    let duplicate = text(&anna, "Фото не принято").await;
+    assert!(
+        duplicate.text().unwrap().contains("это фото уже загружено"),
+        "{duplicate:?}"
+    );
+    anna.send_photo(sample_jpeg(300, 300, 9));
+    let small = text(&anna, "Фото не принято").await;
+    assert!(small
+        .text()
+        .unwrap()
+        .contains("слишком маленькое (300×300), нужно минимум 512×512"));
+    anna.send_document(
+        Bytes::from_static(b"%PDF-1.4 not a photo"),
+        "notes.pdf",
+        "application/pdf",
+    );
+    let pdf = text(&anna, "Фото не принято").await;
+    assert!(
+        pdf.text().unwrap().contains("это не изображение"),
+        "{pdf:?}"
+    );
+    let whole = photo(2);
+    anna.send_document(whole.slice(..whole.len() / 2), "cut.jpg", "image/jpeg");
+    let cut = text(&anna, "Фото не принято").await;
+    assert!(cut.text().unwrap().contains("повреждён"), "{cut:?}");
+    anna.send_document(photo(3), "IMG_0003.jpg", "image/jpeg");
+    let document = text(&anna, "Фото принято: 2 из 10–20").await;
+    assert!(
+        document.inline_keyboard().is_empty(),
+        "no training before 10 photos"
+    );
+    let mut album: Vec<Bytes> = (10..19).map(photo).collect();
+    album.insert(4, sample_jpeg(400, 800, 77));
+    anna.send_album(album);
+    let summary = text(&anna, "Альбом обработан").await;
+    let summary_text = summary.text().unwrap();
+    assert!(
+        summary_text.contains("принято 9, не принято 1"),
+        "{summary_text}"
+    );
+    assert!(
+        summary_text.contains("слишком маленькое (400×800)"),
+        "{summary_text}"
+    );
+    assert!(
+        summary_text.contains("Загружено: 11 из 10–20"),
+        "{summary_text}"
+    );
+    assert_eq!(
+        count_bot_texts(&anna, "Альбом обработан"),
+        1,
+        "one summary per album"
+    );
+    let portrait = avatar_of(&button(&summary, "tr:"));
+    assert_eq!(app.store.load(portrait).await.unwrap().photos.len(), 11);
+
+    // Training: started at once with the expected time, then exactly one "ready" although every
+    // FAL webhook arrives twice and the status poller looks too.
+    let ready = train(
+        &anna,
+        &summary,
+        TrainingPreset::Fast,
+        "3–15 минут",
+        "готов!",
+    )
+    .await;
+    assert!(ready
+        .text()
+        .unwrap()
+        .contains("Аватар «Анна <портрет>» готов!"));
+    eventually("a duplicated training webhook", || {
+        app.sim
+            .webhook_deliveries()
+            .iter()
+            .any(|d| d.duplicate && d.status == Some(200))
+    })
+    .await;
+    tokio::time::sleep(POLLER_PAUSE).await;
+    assert_eq!(
+        count_bot_texts(&anna, "готов!"),
+        1,
+        "{}",
+        anna.render_transcript()
+    );
+    let trainings = submitted(&app, "fal-ai/flux-lora-portrait-trainer");
+    assert_eq!(trainings.len(), 1);
+    assert_eq!(trainings[0]["steps"], 300);
+
+    // Generating with the balanced preset, then "another preset": quality.
+    let presets = press_and_see(&anna, &ready, &button(&ready, "ge:"), "Выберите пресет").await;
+    assert_eq!(
+        presets
+            .buttons()
+            .filter(|b| b
+                .callback_data
+                .as_deref()
+                .is_some_and(|d| d.starts_with("gp:")))
+            .count(),
+        8
+    );
+    press_and_see(
+        &anna,
+        &presets,
+        &button(&presets, "gp:b:"),
+        "Опишите изображение",
+    )
+    .await;
+    anna.send_text("портрет в парке на закате");
+    text(&anna, "Генерирую изображение с аватаром «Анна <портрет>» (пресет «Сбалансированный»)… Обычно это 25–35 секунд").await;
+    let first = nth_bot_photo(&anna, 1).await;
+    assert!(first.text().unwrap().contains("Готово!"), "{first:?}");
+    let other = button(&first, "op:");
+    assert!(first.callback_data("🔁 Ещё раз").is_some());
+    press(&anna, &first, &other).await;
+    let regenerate = text(&anna, "Выберите пресет").await;
+    press(&anna, &regenerate, &button(&regenerate, "rp:q:")).await;
+    text(&anna, "(пресет «Качество»)").await;
+    nth_bot_photo(&anna, 2).await;
+    let lora = submitted(&app, "fal-ai/flux-lora");
+    assert_eq!(lora.len(), 2, "{lora:#?}");
+    for (body, (steps, guidance, scale)) in lora.iter().zip([(28, 3.5, 1.0), (50, 4.0, 1.2)]) {
+        assert_eq!(body["num_inference_steps"], steps);
+        assert_eq!(body["guidance_scale"], guidance);
+        assert_eq!(body["image_size"], "square_hd");
+        assert_eq!(body["loras"][0]["scale"], scale);
+        let prompt = body["prompt"].as_str().unwrap();
+        assert!(
+            prompt.starts_with("PERSON_") && prompt.ends_with(" портрет в парке на закате"),
+            "{prompt}"
+        );
+    }
+
+    // A style avatar: album, quality training, one landscape generation on the ultra endpoint.
+    create_avatar(&anna, "s", "o", "Акварель", "Аватар «Акварель» создан").await;
+    let style_summary = upload_album(&anna, 100, "Загружено: 10 из 10–20").await;
+    let style = avatar_of(&button(&style_summary, "tr:"));
+    let style_ready = train(
+        &anna,
+        &style_summary,
+        TrainingPreset::Quality,
+        "5–30 минут",
+        "«Акварель» готов!",
+    )
+    .await;
+    let style_trainings = submitted(&app, "fal-ai/flux-pro-trainer");
+    assert_eq!(style_trainings.len(), 1);
+    assert_eq!(style_trainings[0]["iterations"], 1000);
+    let presets = press_and_see(
+        &anna,
+        &style_ready,
+        &button(&style_ready, "ge:"),
+        "Выберите пресет",
+    )
+    .await;
+    press_and_see(
+        &anna,
+        &presets,
+        &button(&presets, "gp:l:"),
+        "Опишите изображение",
+    )
+    .await;
+    anna.send_text("горы в тумане");
+    nth_bot_photo(&anna, 3).await;
+    let ultra = submitted(&app, "fal-ai/flux-pro/v1.1-ultra-finetuned");
+    assert_eq!(ultra.len(), 1);
+    assert_eq!(ultra[0]["aspect_ratio"], "4:3");
+    assert_eq!(ultra[0]["finetune_strength"], 1.0);
+    assert!(ultra[0]["prompt"].as_str().unwrap().starts_with("STYLE_"));
+
+    // The gallery lists both, each with name, type, status and photo count.
+    anna.send_command("/avatars");
+    let gallery = text(&anna, "Мои аватары").await;
+    let listing = gallery.text().unwrap();
+    assert!(
+        listing.contains("Анна <портрет> — ✅ Готов, 11 фото"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("Акварель — ✅ Готов, 10 фото"),
+        "{listing}"
+    );
+
+    // Delete the portrait: the seed's confirmation, cancelled once, then confirmed.
+    let card_button = gallery
+        .buttons()
+        .find(|b| b.text.contains("Анна"))
+        .and_then(|b| b.callback_data.clone())
+        .unwrap();
+    let card = press_and_see(&anna, &gallery, &card_button, "Тип:").await;
+    assert!(card.text().unwrap().contains("Портретный"));
+    let confirm = press_and_see(&anna, &card, &button(&card, "d:"), "Подтверждение удаления").await;
+    let confirm_text = confirm.text().unwrap();
+    for line in [
+        "Вы действительно хотите удалить аватар?",
+        "Название: Анна <портрет>",
+        "Статус: ✅ Готов",
+        "Это действие нельзя отменить.",
+        "• Обученная модель",
+        "• Загруженные фотографии",
+        "• История генераций",
+    ] {
+        assert!(
+            confirm_text.contains(line),
+            "{line:?} missing from {confirm_text}"
+        );
+    }
+    assert_eq!(
+        confirm.callback_data("❌ Да, удалить"),
+        Some(format!("avatar_delete_confirm:{portrait}").as_str())
+    );
+    assert_eq!(
+        confirm.callback_data("✅ Отмена"),
+        Some(format!("avatar_delete_cancel:{portrait}").as_str())
+    );
+    let back = press_and_see(
+        &anna,
+        &confirm,
+        &format!("avatar_delete_cancel:{portrait}"),
+        "Тип:",
+    )
+    .await;
+    assert_eq!(
+        app.store.load(portrait).await.unwrap().status,
+        AvatarStatus::Trained
+    );
+    let confirm = press_and_see(&anna, &back, &button(&back, "d:"), "Подтверждение удаления").await;
+    let answer = press(
+        &anna,
+        &confirm,
+        &format!("avatar_delete_confirm:{portrait}"),
+    )
+    .await;
+    assert_eq!(
+        answer.text.as_deref(),
+        Some("🗑 Аватар «Анна <портрет>» удалён.")
+    );
+    let after = anna
+        .wait_for_edit(confirm.message_id, |m| {
+            m.text().is_some_and(|t| t.contains("Мои аватары (1)"))
+        })
+        .await
+        .unwrap();
+    assert!(!after.text().unwrap().contains("Анна <портрет>"));
+    assert_eq!(
+        app.store.load(portrait).await.unwrap().status,
+        AvatarStatus::Deleted
+    );
+    anna.send_command("/avatars");
+    let gallery = text(&anna, "Мои аватары").await;
+    assert!(gallery.text().unwrap().contains("Акварель"));
+    assert!(!gallery.text().unwrap().contains("Анна"));
+
+    // Another user sees nothing of hers and cannot act on it, even with forged buttons.
+    let bob = app.user(BOB, "Bob", "en");
+    bob.send_command("/avatars");
+    let empty = text(&bob, "You have no avatars yet").await;
+    for data in [
+        format!("avatar_delete_confirm:{style}"),
+        Callback::Card(style).encode(),
+        Callback::Delete(style).encode(),
+        Callback::Generate(style).encode(),
+    ] {
+        let query = bob.press_forged_button(empty.message_id, &data).unwrap();
+        let answer = bob.wait_for_callback_answer(&query).await.unwrap();
+        assert_eq!(
+            answer.text.as_deref(),
+            Some("This avatar is not available."),
+            "{data}"
+        );
+        assert!(answer.show_alert);
+    }
+    assert_eq!(
+        app.store.load(style).await.unwrap().status,
+        AvatarStatus::Trained
+    );
+
+    app.shutdown().await;
+}
+
+/// Long enough for the status poller's first look at a finished training (fast settings).
+const POLLER_PAUSE: Duration = Duration::from_millis(2500);
+
+// ---------------------------------------------------------------------------------------------
+// Safety: forged, foreign and stale buttons
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn forged_foreign_and_stale_buttons_are_refused_politely_and_change_nothing() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Анна", "ru");
+    let bob = app.user(BOB, "Bob", "en");
+
+    create_avatar(&anna, "p", "f", "Черновик", "создан").await;
+    anna.send_photo(photo(1));
+    text(&anna, "Фото принято: 1").await;
+    anna.send_command("/avatars");
+    let gallery = text(&anna, "Мои аватары").await;
+    let card_data = button(&gallery, "c:");
+    let avatar = avatar_of(&card_data);
+
+    bob.send_command("/start");
+    let welcome = text(&bob, "Hi, Bob!").await;
+    let forged = |data: String| {
+        let bob = bob.clone();
+        let message = welcome.message_id;
+        async move {
+            let query = bob.press_forged_button(message, &data).unwrap();
+            bob.wait_for_callback_answer(&query).await.unwrap()
+        }
+    };
+    // Another user's avatar, under every action.
+    for data in [
+        card_data.clone(),
+        Callback::Upload(avatar).encode(),
+        Callback::Train(avatar).encode(),
+        Callback::Delete(avatar).encode(),
+        Callback::DeleteConfirm(avatar).encode(),
+        Callback::DeleteCancel(avatar).encode(),
+        Callback::GeneratePreset(avatar, aggregates::GenerationPreset::Fast).encode(),
+    ] {
+        let answer = forged(data.clone()).await;
+        assert_eq!(
+            answer.text.as_deref(),
+            Some("This avatar is not available."),
+            "{data}"
+        );
+        assert!(answer.show_alert, "{data}");
+    }
+    // An avatar that does not exist answers the same, so ids reveal nothing.
+    let answer = forged(Callback::Card(Uuid::new_v4()).encode()).await;
+    assert_eq!(
+        answer.text.as_deref(),
+        Some("This avatar is not available.")
+    );
+    // Garbled data.
+    for data in [
+        "zz:top",
+        "avatar_delete_confirm:../../etc",
+        "c:AAAA",
+        "gl:-1",
+    ] {
+        let answer = forged(data.into()).await;
+        assert_eq!(
+            answer.text.as_deref(),
+            Some("This button is out of date. Open the menu: /start"),
+            "{data}"
+        );
+    }
+    // Nothing happened to Anna's avatar, and Bob's chat got no screens from it.
+    let state = app.store.load(avatar).await.unwrap();
+    assert_eq!((state.status, state.photos.len()), (AvatarStatus::Draft, 1));
+    assert_eq!(bob.message(welcome.message_id).unwrap().edit_date, None);
+
+    // Anna deletes it; the old card button is then stale for her too.
+    let card = press_and_see(&anna, &gallery, &card_data, "Тип:").await;
+    let confirm = press_and_see(&anna, &card, &button(&card, "d:"), "Подтверждение удаления").await;
+    press(&anna, &confirm, &format!("avatar_delete_confirm:{avatar}")).await;
+    let query = anna
+        .press_forged_button(confirm.message_id, &card_data)
+        .unwrap();
+    let answer = anna.wait_for_callback_answer(&query).await.unwrap();
+    assert_eq!(answer.text.as_deref(), Some("Этот аватар удалён."));
+    let query = anna
+        .press_forged_button(
+            confirm.message_id,
+            &format!("avatar_delete_confirm:{avatar}"),
+        )
+        .unwrap();
+    let answer = anna.wait_for_callback_answer(&query).await.unwrap();
+    assert_eq!(answer.text.as_deref(), Some("Этот аватар удалён."));
+    // A photo for the deleted draft is not taken.
+    anna.send_photo(photo(2));
+    text(&anna, "не жду фотографий").await;
+    // An album gets one such notice, not one per photo (updates of a chat run in order, so
+    // once /help is answered the album has been handled).
+    anna.send_album((3..6).map(photo).collect());
+    anna.send_command("/help");
+    text(&anna, "Как это работает").await;
+    assert_eq!(count_bot_texts(&anna, "не жду фотографий"), 2);
+
+    app.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Language, /cancel and prompts
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn english_speakers_are_answered_in_english_and_russian_is_the_default() {
+    let app = spawn_app().await;
+    let bob = app.user(BOB, "Bob", "en-GB");
+    let ivan = app.user(3003, "Иван", "");
+    let hans = app.user(4004, "Hans", "de");
+
+    bob.send_command("/start");
+    let welcome = text(&bob, "Hi, Bob!").await;
+    let types = press_and_see(&bob, &welcome, "n", "Choose the avatar type").await;
+    assert!(types
+        .text()
+        .unwrap()
+        .contains("Portrait — made for photos of people"));
+    assert_eq!(types.callback_data("🎨 Style"), Some("t:s"));
+    bob.send_command("/help");
+    text(&bob, "How it works").await;
+
+    for user in [&ivan, &hans] {
+        user.send_command("/start");
+        text(user, "Привет").await;
+        user.send_command("/help");
+        text(user, "Как это работает").await;
+    }
+    // The command menu exists in both languages.
+    eventually("the command menus", || {
+        !app.telegram.my_commands("").is_empty() && !app.telegram.my_commands("en").is_empty()
+    })
+    .await;
+    assert_eq!(app.telegram.my_commands("en")[0].description, "Main menu");
+    assert_eq!(app.telegram.my_commands("")[0].description, "Главное меню");
+
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_leaves_each_step_and_over_long_prompts_are_refused() {
+    let app = spawn_app().await;
+    let bob = app.user(BOB, "Bob", "en");
+
+    bob.send_command("/cancel");
+    text(&bob, "nothing to cancel").await;
+
+    // Cancel while naming: the next text is not taken as a name.
+    create_step_to_name(&bob).await;
+    bob.send_command("/cancel");
+    text(&bob, "Cancelled.").await;
+    bob.send_text("Not a name");
+    text(&bob, "I didn't get that").await;
+
+    // Cancel while uploading: the draft stays; a later photo resumes it.
+    create_avatar(&bob, "p", "m", "Bob", "is created").await;
+    bob.send_photo(photo(1));
+    text(&bob, "Photo accepted: 1 of 10–20").await;
+    bob.send_command("/cancel");
+    text(
+        &bob,
+        "Upload stopped. The avatar “Bob” is kept as a draft (1 photos)",
+    )
+    .await;
+    let summary = upload_album(&bob, 20, "Uploaded: 11 of 10–20").await;
+    let ready = train(
+        &bob,
+        &summary,
+        TrainingPreset::Balanced,
+        "3–15 minutes",
+        "is ready",
+    )
+    .await;
+
+    // An over-long prompt is refused with its length; nothing reaches FAL; a good one follows.
+    let presets = press_and_see(&bob, &ready, &button(&ready, "ge:"), "Choose a preset").await;
+    press_and_see(
+        &bob,
+        &presets,
+        &button(&presets, "gp:f:"),
+        "Describe the image",
+    )
+    .await;
+    bob.send_text(&"a".repeat(1501));
+    text(
+        &bob,
+        "the description is too long (1501 characters); at most 1500",
+    )
+    .await;
+    assert!(submitted(&app, "fal-ai/flux-lora").is_empty());
+    bob.send_text("a lighthouse at dawn");
+    text(&bob, "Generating an image of “Bob” (preset “Fast”)").await;
+    let result = nth_bot_photo(&bob, 1).await;
+    // "Generate again" runs the same prompt and preset once more.
+    press(&bob, &result, &button(&result, "ag:")).await;
+    nth_bot_photo(&bob, 2).await;
+    let lora = submitted(&app, "fal-ai/flux-lora");
+    assert_eq!(lora.len(), 2);
+    assert_eq!(lora[0]["num_inference_steps"], 20);
+    assert_eq!(lora[1]["prompt"], lora[0]["prompt"]);
+
+    // Cancel while a prompt is awaited: the next text generates nothing.
+    bob.send_command("/avatars");
+    let gallery = text(&bob, "My avatars").await;
+    let card = press_and_see(&bob, &gallery, &button(&gallery, "c:"), "Type:").await;
+    let presets = press_and_see(&bob, &card, &button(&card, "ge:"), "Choose a preset").await;
+    press_and_see(
+        &bob,
+        &presets,
+        &button(&presets, "gp:u:"),
+        "Describe the image",
+    )
+    .await;
+    bob.send_command("/cancel");
+    text(&bob, "Cancelled.").await;
+    bob.send_text("a prompt nobody asked for");
+    text(&bob, "I didn't get that").await;
+    assert_eq!(submitted(&app, "fal-ai/flux-lora").len(), 2);
+
+    // "Generate" from the main menu offers the last used avatar first.
+    bob.send_command("/start");
+    let menu = text(&bob, "Hi, Bob!").await;
+    let choose = press_and_see(&bob, &menu, "gm", "Choose an avatar").await;
+    assert!(choose
+        .callback_data("⭐ Bob (last used)")
+        .is_some_and(|d| d.starts_with("ge:")));
+
+    app.shutdown().await;
+}
+
+async fn create_step_to_name(user: &FakeUser) {
+    user.send_command("/new");
+    let types = text(user, "🎯").await;
+    let genders = press_and_see(user, &types, "t:s", "👤").await;
+    press_and_see(user, &genders, "g:s:f", "📝").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures: NSFW images, a blocked user, a failed training
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn nsfw_images_are_not_sent_and_failed_trainings_offer_a_retry() {
+    let app = spawn_app_with(TestAppSettings {
+        simulator: SimConfig::default().with_nsfw_rate(1.0),
+        ..TestAppSettings::default()
+    })
+    .await;
+    let anna = app.user(ANNA, "Анна", "ru");
+    create_avatar(&anna, "p", "f", "Анна", "создан").await;
+    let summary = upload_album(&anna, 40, "Загружено: 10 из 10–20").await;
+
+    // The first training fails on FAL's side; the user hears it once, with a retry button.
+    app.sim.fail_next_jobs(1);
+    let failed = train(
+        &anna,
+        &summary,
+        TrainingPreset::Fast,
+        "запущено",
+        "Не удалось обучить",
+    )
+    .await;
+    let ready = train(&anna, &failed, TrainingPreset::Fast, "запущено", "готов!").await;
+
+    let presets = press_and_see(&anna, &ready, &button(&ready, "ge:"), "Выберите пресет").await;
+    press_and_see(&anna, &presets, &button(&presets, "gp:f:"), "Опишите").await;
+    anna.send_text("портрет");
+    let hidden = text(&anna, "фильтр безопасности скрыл все изображения").await;
+    assert!(hidden.buttons().any(|b| b
+        .callback_data
+        .as_deref()
+        .is_some_and(|d| d.starts_with("ag:"))));
+    assert!(anna
+        .transcript()
+        .iter()
+        .all(|e| !matches!(e, Entry::Bot(m) if m.photo().is_some())));
+
+    app.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook mode
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn in_webhook_mode_updates_need_the_secret_token() {
+    // Webhook mode needs our public URL before the server binds, so pick a free port first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_with(TestAppSettings {
+        public_base_url: Some(base.clone()),
+        http_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        ..TestAppSettings::default()
+    })
+    .await;
+    let anna = app.user(ANNA, "Анна", "ru");
+    eventually("the webhook to be set", || {
+        app.telegram.webhook_url().is_some()
+    })
+    .await;
+    assert_eq!(
+        app.telegram.webhook_url(),
+        Some(format!("{base}/webhooks/telegram"))
+    );
+
+    let update = serde_json::json!({
+        "update_id": 1,
+        "message": {
+            "message_id": 1,
+            "date": chrono::Utc::now().timestamp(),
+            "chat": {"id": ANNA, "type": "private", "first_name": "Анна"},
+            "from": {"id": ANNA, "is_bot": false, "first_name": "Анна", "language_code": "ru"},
+            "text": "/start",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 6}]
+        }
+    });
+    let http = reqwest::Client::new();
+    let url = format!("{}/webhooks/telegram", app.http);
+    let post = |secret: Option<String>| {
+        let mut request = http.post(&url).json(&update);
+        if let Some(secret) = secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        }
+        request.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("wrong".into())).await.unwrap().status(), 401);
+    assert_eq!(
+        post(Some(aisha::bot::webhook_secret(BOT_TOKEN)))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    text(&anna, "Привет, Анна!").await;
+    assert_eq!(
+        count_bot_texts(&anna, "Привет"),
+        1,
+        "only the authenticated update was handled"
+    );
+
+    app.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restarts, flood control and the demo
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_upload_in_progress_survives_a_restart() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Анна", "ru");
+    create_avatar(&anna, "p", "f", "Анна", "создан").await;
+    for seed in 1..=3 {
+        anna.send_photo(photo(seed));
+        text(&anna, &format!("Фото принято: {seed} из 10–20")).await;
+    }
+
+    // The conversation step is gone with the process; the avatar and its photos are not.
+    let app = app.restart().await;
+    anna.send_photo(photo(4));
+    text(&anna, "Фото принято: 4 из 10–20").await;
+    anna.send_photo(photo(2));
+    text(&anna, "это фото уже загружено").await;
+    anna.send_album((5..11).map(photo).collect());
+    let summary = text(&anna, "Загружено: 10 из 10–20").await;
+    let avatar = avatar_of(&button(&summary, "tr:"));
+    assert_eq!(app.store.load(avatar).await.unwrap().photos.len(), 10);
+
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn flood_waits_from_telegram_are_waited_out() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Анна", "ru");
+    app.telegram.fail_next(
+        "sendMessage",
+        429,
+        "Too Many Requests: retry after 1",
+        Some(1),
+    );
+    anna.send_command("/start");
+    text(&anna, "Привет, Анна!").await;
+    let attempts = app.telegram.requests_of("sendMessage").len();
+    assert_eq!(attempts, 2, "one refused with 429, one after the wait");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_demo_runs_the_whole_story_and_exits_zero() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_aisha"))
+        .arg("demo")
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .expect("run aisha demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "Анна › /start",
+        "Альбом обработан",
+        "🎉 Аватар «Анна» готов!",
+        "Подтверждение удаления",
+        "alert: This avatar is not available.",
+        "AvatarCreated",
+        "TrainingCompleted",
+        "AvatarDeleted",
+        "demo finished: every step worked",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_gallery_is_paginated() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Анна", "ru");
+    anna.send_command("/start");
+    text(&anna, "Привет").await;
+    for n in 1..=7 {
+        let id = Uuid::new_v4();
+        let create = aggregates::Command::new(
+            aggregates::Actor::User(ANNA),
+            chrono::Utc::now(),
+            aggregates::Action::Create {
+                avatar_id: id,
+                name: format!("Аватар {n}"),
+                gender: aggregates::Gender::Female,
+                avatar_type: aggregates::AvatarType::Portrait,
+            },
+        );
+        app.store.execute(id, create, Uuid::new_v4()).await.unwrap();
+    }
+    let mut first = None;
+    for _ in 0..100 {
+        anna.send_command("/avatars");
+        let page = text(&anna, "Мои аватары").await;
+        if page.text().unwrap().contains("(7)") {
+            first = Some(page);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = first.expect("the gallery catches up");
+    assert!(first.text().unwrap().contains("страница 1 из 2"));
+    assert_eq!(
+        first
+            .buttons()
+            .filter(|b| b.text.starts_with("🎭 Аватар"))
+            .count(),
+        5
+    );
+    assert!(first.callback_data("◀️").is_none());
+    let second = press_and_see(&anna, &first, "gl:1", "страница 2 из 2").await;
+    assert_eq!(
+        second
+            .buttons()
+            .filter(|b| b.text.starts_with("🎭 Аватар"))
+            .count(),
+        2
+    );
+    assert!(second.callback_data("▶️").is_none());
+    press_and_see(&anna, &second, "gl:0", "страница 1 из 2").await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_user_who_blocked_the_bot_is_not_retried_forever() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Анна", "ru");
+    create_avatar(&anna, "p", "f", "Анна", "создан").await;
+    let summary = upload_album(&anna, 60, "Загружено: 10 из 10–20").await;
+    let avatar = avatar_of(&button(&summary, "tr:"));
+    let presets = press_and_see(
+        &anna,
+        &summary,
+        &button(&summary, "tr:"),
+        "Выберите качество",
+    )
+    .await;
+    app.sim.pause_jobs();
+    press_and_see(&anna, &presets, &button(&presets, "ts:f:"), "запущено").await;
+    anna.block_bot();
+    app.sim.resume_jobs();
+    let store = app.store.clone();
+    for _ in 0..200 {
+        if store.load(avatar).await.unwrap().status == AvatarStatus::Trained {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        store.load(avatar).await.unwrap().status,
+        AvatarStatus::Trained
+    );
+    let ready_attempts = || {
+        app.telegram
+            .requests_of("sendMessage")
+            .iter()
+            .filter(|r| {
+                r.params["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("готов!"))
+            })
+            .count()
+    };
+    eventually("the notification attempt", || ready_attempts() >= 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ready_attempts(),
+        1,
+        "a blocked bot is a permanent failure, not retried"
+    );
+    assert_eq!(count_bot_texts(&anna, "готов!"), 0);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn serve_without_a_token_says_so_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_aisha"))
+        .arg("serve")
+        .env("TELOXIDE_TOKEN", "")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("a.db").display()),
+        )
+        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "error")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("run aisha serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TELOXIDE_TOKEN is not set"), "{stderr}");
+}

@@ -1,0 +1,817 @@
+//! The read models on both backends: exact rows for a full avatar life, crash recovery of a real
+//! projection, and `audit verify` catching drift that a rebuild then repairs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::{
+    Action, Actor, AvatarType, Command, Gender, GeneratedImage, GenerationPreset, TrainingOutput,
+    TrainingPreset,
+};
+use aisha::audit;
+use aisha::store::feed::{Feed, ProjectionRunner};
+use aisha::store::{AvatarStore, Database};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use futures::future::BoxFuture;
+use projections::{analytics, gallery, generations, jobs, FeedEvent, Projection, ProjectionError, Tx};
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// The style avatar's owner (the portrait belongs to [`OWNER`]).
+pub const OTHER_OWNER: i64 = 5151;
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (db, _dir) = crate::support::sqlite().await;
+                    super::$name(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    let db = aisha::store::Database::Postgres(pool);
+                    db.migrate().await.expect("migrate postgres");
+                    super::$name(db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_full_avatar_life_gives_exact_rows,
+    a_real_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled,
+    audit_verify_reports_injected_drift_until_a_rebuild,
+    the_state_at_a_sequence_replays_only_that_far,
+    a_rebuild_runs_while_commands_keep_coming,
+);
+
+/// 2026-03-02 10:00 UTC plus `minutes`.
+pub fn t(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap() + chrono::Duration::minutes(minutes)
+}
+
+pub fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
+}
+
+fn user(owner: i64, at: DateTime<Utc>, action: Action) -> Command {
+    Command::new(Actor::User(owner), at, action)
+}
+
+fn system(at: DateTime<Utc>, action: Action) -> Command {
+    Command::new(Actor::System("test".into()), at, action)
+}
+
+/// What [`full_life`] created.
+pub struct Life {
+    /// A portrait trained, used (one generation completed, one failed, one pending) and deleted.
+    pub portrait: Uuid,
+    /// A style avatar whose training failed before reaching FAL, the next day.
+    pub style: Uuid,
+    pub completed: Uuid,
+    pub failed: Uuid,
+    pub pending: Uuid,
+    /// Events in all.
+    pub events: usize,
+}
+
+pub const REQUEST: &str = "req-portrait-1";
+
+/// Two avatars' lives with fixed times: 22 events for the portrait, 13 for the style.
+pub async fn full_life(store: &AvatarStore) -> Life {
+    let portrait = Uuid::new_v4();
+    let (completed, failed, pending) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let p = |at, action| run(store, portrait, user(OWNER, at, action));
+    p(
+        t(0),
+        Action::Create {
+            avatar_id: portrait,
+            name: "Аиша".into(),
+            gender: Gender::Female,
+            avatar_type: AvatarType::Portrait,
+        },
+    )
+    .await;
+    for n in 1..=11 {
+        p(t(n as i64), Action::UploadPhoto { photo: photo(n) }).await;
+    }
+    p(
+        t(12),
+        Action::RemovePhoto {
+            photo_id: "photo-11".into(),
+        },
+    )
+    .await;
+    p(
+        t(13),
+        Action::StartTraining {
+            preset: TrainingPreset::Fast,
+        },
+    )
+    .await;
+    let s = |at, action| run(store, portrait, system(at, action));
+    s(
+        t(14),
+        Action::RecordTrainingSubmission {
+            request_id: REQUEST.into(),
+            endpoint: "fal-ai/flux-lora-portrait-trainer".into(),
+            status_url: "http://fal/status".into(),
+            response_url: "http://fal/response".into(),
+            cancel_url: "http://fal/cancel".into(),
+            archive_url: "http://fal/files/photos.zip".into(),
+        },
+    )
+    .await;
+    s(
+        t(23),
+        Action::CompleteTraining {
+            request_id: REQUEST.into(),
+            output: TrainingOutput {
+                lora_file_url: Some("http://fal/files/lora.safetensors".into()),
+                config_file_url: None,
+                finetune_id: None,
+            },
+        },
+    )
+    .await;
+    let generate = |id, preset| Action::Generate {
+        generation_id: id,
+        prompt: "в горах на закате".into(),
+        preset,
+        num_images: 2,
+    };
+    p(t(30), generate(completed, Some(GenerationPreset::Quality))).await;
+    p(t(31), generate(failed, None)).await;
+    let image = |n: u32| GeneratedImage {
+        url: format!("http://fal/files/image-{n}.jpg"),
+        width: Some(1024),
+        height: Some(1024),
+        content_type: Some("image/jpeg".into()),
+        nsfw: false,
+    };
+    s(
+        t(32),
+        Action::CompleteGeneration {
+            generation_id: completed,
+            images: vec![image(1), image(2)],
+        },
+    )
+    .await;
+    s(
+        t(33),
+        Action::FailGeneration {
+            generation_id: failed,
+            reason: "generator timed out".into(),
+        },
+    )
+    .await;
+    p(t(40), generate(pending, None)).await;
+    p(t(50), Action::Delete).await;
+
+    // The next day, another user's style avatar fails before reaching FAL.
+    let style = Uuid::new_v4();
+    let next_day = 24 * 60;
+    let o = |at, action| run(store, style, user(OTHER_OWNER, at, action));
+    o(
+        t(next_day),
+        Action::Create {
+            avatar_id: style,
+            name: "Акварель".into(),
+            gender: Gender::Other,
+            avatar_type: AvatarType::Style,
+        },
+    )
+    .await;
+    for n in 1..=10 {
+        o(t(next_day + n as i64), Action::UploadPhoto { photo: photo(100 + n) }).await;
+    }
+    o(
+        t(next_day + 11),
+        Action::StartTraining {
+            preset: TrainingPreset::Balanced,
+        },
+    )
+    .await;
+    run(
+        store,
+        style,
+        system(
+            t(next_day + 12),
+            Action::FailTraining {
+                request_id: None,
+                reason: "the archive could not be uploaded".into(),
+            },
+        ),
+    )
+    .await;
+    Life {
+        portrait,
+        style,
+        completed,
+        failed,
+        pending,
+        events: 22 + 13,
+    }
+}
+
+/// Applies every projection until none is behind (waiting out other writers on PostgreSQL).
+pub async fn catch_up_all(feed: &Feed) {
+    for projection in projections::all() {
+        let runner = ProjectionRunner::new(feed.clone(), projection);
+        caught_up(feed, &runner).await;
+    }
+}
+
+async fn caught_up(feed: &Feed, runner: &ProjectionRunner) {
+    for _ in 0..400 {
+        runner.catch_up().await.expect("catch up");
+        let mut conn = feed.database().acquire().await.unwrap();
+        let cursor = aisha::store::feed::load_checkpoint(&mut conn.tx(), runner.name())
+            .await
+            .unwrap();
+        if feed.lag(cursor).await.unwrap().events_behind == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{} did not catch up in 10 s", runner.name());
+}
+
+async fn a_full_avatar_life_gives_exact_rows(db: Database) {
+    let store = AvatarStore::new(db.clone());
+    let feed = Feed::new(db.clone());
+    let life = full_life(&store).await;
+    catch_up_all(&feed).await;
+    let mut conn = db.acquire().await.unwrap();
+    let mut tx = conn.tx();
+
+    // Gallery: the deleted portrait keeps its row but leaves the user's gallery.
+    let card = gallery::card(&mut tx, life.portrait).await.unwrap().unwrap();
+    assert_eq!(
+        card,
+        gallery::AvatarCard {
+            avatar_id: life.portrait,
+            owner: OWNER,
+            name: "Аиша".into(),
+            avatar_type: "portrait".into(),
+            gender: "female".into(),
+            status: "deleted".into(),
+            photo_count: 10,
+            has_model: true,
+            model_ref: Some("http://fal/files/lora.safetensors".into()),
+            trigger_word: Some(format!(
+                "PERSON_{}",
+                life.portrait.simple().to_string()[..8].to_uppercase()
+            )),
+            training_preset: Some("fast".into()),
+            training_started_at: Some(t(13)),
+            trained_at: Some(t(23)),
+            generations_requested: 3,
+            generations_completed: 1,
+            generations_failed: 1,
+            images_generated: 2,
+            last_generation_at: Some(t(32)),
+            created_at: t(0),
+            updated_at: t(50),
+            deleted_at: Some(t(50)),
+            last_sequence: 22,
+        }
+    );
+    assert!(card.is_deleted());
+    let page = gallery::page(&mut tx, OWNER, 0, 5).await.unwrap();
+    assert_eq!(page.total, 0);
+    assert!(page.items.is_empty());
+
+    let page = gallery::page(&mut tx, OTHER_OWNER, 0, 5).await.unwrap();
+    assert_eq!(page.total, 1);
+    assert!(!page.has_next() && !page.has_previous());
+    assert_eq!(
+        page.items,
+        vec![gallery::GalleryItem {
+            avatar_id: life.style,
+            name: "Акварель".into(),
+            avatar_type: "style".into(),
+            status: "training_failed".into(),
+            photo_count: 10,
+            has_model: false,
+            created_at: t(24 * 60),
+            updated_at: t(24 * 60 + 12),
+            last_generation_at: None,
+        }]
+    );
+
+    // Training jobs: one completed through FAL, one failed before it.
+    let portrait_jobs = jobs::for_avatar(&mut tx, life.portrait).await.unwrap();
+    assert_eq!(
+        portrait_jobs,
+        vec![jobs::TrainingJob {
+            avatar_id: life.portrait,
+            started_sequence: 14,
+            owner: OWNER,
+            avatar_type: "portrait".into(),
+            preset: "fast".into(),
+            endpoint: "fal-ai/flux-lora-portrait-trainer".into(),
+            request_id: Some(REQUEST.into()),
+            status: "completed".into(),
+            started_at: t(13),
+            submitted_at: Some(t(14)),
+            finished_at: Some(t(23)),
+            duration_seconds: Some(600.0),
+            fal_seconds: Some(540.0),
+            failure_reason: None,
+        }]
+    );
+    assert_eq!(
+        jobs::by_request_id(&mut tx, REQUEST).await.unwrap(),
+        portrait_jobs.into_iter().next()
+    );
+    let style_jobs = jobs::for_avatar(&mut tx, life.style).await.unwrap();
+    assert_eq!(style_jobs.len(), 1);
+    let job = &style_jobs[0];
+    assert_eq!(
+        (job.status.as_str(), job.request_id.as_deref(), job.preset.as_str()),
+        ("failed", None, "balanced")
+    );
+    assert_eq!(job.endpoint, "fal-ai/flux-pro-trainer");
+    assert_eq!(job.duration_seconds, Some(60.0));
+    assert_eq!(job.fal_seconds, None);
+    assert_eq!(
+        job.failure_reason.as_deref(),
+        Some("the archive could not be uploaded")
+    );
+
+    // Generations: kept for analysts, flagged, and hidden from the bot's lists.
+    let completed = generations::get(&mut tx, life.completed).await.unwrap().unwrap();
+    assert_eq!(
+        completed,
+        generations::Generation {
+            generation_id: life.completed,
+            avatar_id: life.portrait,
+            owner: OWNER,
+            prompt: "в горах на закате".into(),
+            preset: Some("quality".into()),
+            endpoint: "fal-ai/flux-lora".into(),
+            num_images: 2,
+            status: "completed".into(),
+            image_count: 2,
+            requested_at: t(30),
+            finished_at: Some(t(32)),
+            duration_seconds: Some(120.0),
+            failure_reason: None,
+            avatar_deleted: true,
+        }
+    );
+    let failed = generations::get(&mut tx, life.failed).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.status.as_str(), failed.preset.as_deref(), failed.image_count),
+        ("failed", None, 0)
+    );
+    assert_eq!(failed.failure_reason.as_deref(), Some("generator timed out"));
+    assert_eq!(failed.duration_seconds, Some(120.0));
+    let pending = generations::get(&mut tx, life.pending).await.unwrap().unwrap();
+    assert_eq!(
+        (pending.status.as_str(), pending.finished_at),
+        ("cancelled", Some(t(50)))
+    );
+    let images = generations::images(&mut tx, life.completed).await.unwrap();
+    assert_eq!(
+        images.iter().map(|i| i.url.as_str()).collect::<Vec<_>>(),
+        ["http://fal/files/image-1.jpg", "http://fal/files/image-2.jpg"]
+    );
+    assert_eq!((images[0].width, images[0].nsfw), (Some(1024), false));
+    assert!(generations::for_avatar(&mut tx, life.portrait, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(generations::for_owner(&mut tx, OWNER, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Analytics: exact daily counts.
+    let summary = analytics::summary(&mut tx, day(1), day(4)).await.unwrap();
+    assert_eq!(summary.days.len(), 2);
+    let first = &summary.days[0];
+    assert_eq!(first.day, day(2));
+    assert_eq!(first.avatars_created, [("portrait".to_owned(), 1)].into());
+    assert_eq!(first.avatars_deleted, 1);
+    assert_eq!(
+        first.trainings,
+        [(
+            "portrait".to_owned(),
+            analytics::TrainingDay {
+                started: 1,
+                completed: 1,
+                failed: 0,
+                avg_completed_seconds: Some(600.0)
+            }
+        )]
+        .into()
+    );
+    assert_eq!(
+        first.generations,
+        [
+            (
+                "default".to_owned(),
+                analytics::GenerationDay {
+                    requested: 2,
+                    completed: 0,
+                    failed: 1,
+                    images: 0,
+                    avg_completed_seconds: None
+                }
+            ),
+            (
+                "quality".to_owned(),
+                analytics::GenerationDay {
+                    requested: 1,
+                    completed: 1,
+                    failed: 0,
+                    images: 2,
+                    avg_completed_seconds: Some(120.0)
+                }
+            ),
+        ]
+        .into()
+    );
+    assert_eq!(first.active_users, 1);
+    let second = &summary.days[1];
+    assert_eq!(second.day, day(3));
+    assert_eq!(second.avatars_created, [("style".to_owned(), 1)].into());
+    assert_eq!(second.avatars_deleted, 0);
+    assert_eq!(
+        second.trainings["style"],
+        analytics::TrainingDay {
+            started: 1,
+            completed: 0,
+            failed: 1,
+            avg_completed_seconds: None
+        }
+    );
+    assert!(second.generations.is_empty());
+    assert_eq!(second.active_users, 1);
+    assert_eq!(summary.totals.active_users, 2);
+    assert_eq!(summary.totals.trainings.started, 2);
+    assert_eq!(summary.totals.generations.requested, 3);
+
+    // The analysts' view agrees with the tables.
+    let rows = tx
+        .fetch_all(
+            "SELECT day, avatars_created, trainings_failed, generations_requested, active_users,
+                    training_avg_seconds
+               FROM analytics_daily ORDER BY day",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let view: Vec<(NaiveDate, i64, i64, i64, i64, Option<f64>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("day").unwrap(),
+                r.get("avatars_created").unwrap(),
+                r.get("trainings_failed").unwrap(),
+                r.get("generations_requested").unwrap(),
+                r.get("active_users").unwrap(),
+                r.get("training_avg_seconds").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        vec![(day(2), 1, 0, 3, 1, Some(600.0)), (day(3), 1, 1, 0, 1, None)]
+    );
+    assert_eq!(life.events, 35);
+}
+
+/// A projection that applies part of one batch and then fails, as a crash mid-batch would.
+struct CrashMidBatch {
+    inner: Arc<dyn Projection>,
+    batches: AtomicUsize,
+    crash_on_batch: usize,
+    applied_before_crash: usize,
+}
+
+impl Projection for CrashMidBatch {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        self.inner.tables()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx<'_>,
+        event: &'a FeedEvent,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        self.inner.apply(tx, event)
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut Tx<'_>,
+        events: &'a [FeedEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let batch = self.batches.fetch_add(1, Ordering::SeqCst) + 1;
+            if batch == self.crash_on_batch && events.len() > self.applied_before_crash {
+                // The writes of the first events happen, then the process "dies".
+                self.inner
+                    .apply_batch(tx, &events[..self.applied_before_crash])
+                    .await?;
+                return Err(ProjectionError::Invalid("simulated crash".into()));
+            }
+            self.inner.apply_batch(tx, events).await
+        })
+    }
+}
+
+/// Everything the read models answer for `life`, as one comparable text.
+async fn read_models(db: &Database, life: &Life) -> String {
+    let mut conn = db.acquire().await.unwrap();
+    let mut tx = conn.tx();
+    let mut out = format!("{:#?}\n", gallery::all_cards(&mut tx).await.unwrap());
+    for avatar in [life.portrait, life.style] {
+        out += &format!("{:#?}\n", jobs::for_avatar(&mut tx, avatar).await.unwrap());
+    }
+    for generation in [life.completed, life.failed, life.pending] {
+        out += &format!(
+            "{:#?}\n{:#?}\n",
+            generations::get(&mut tx, generation).await.unwrap(),
+            generations::images(&mut tx, generation).await.unwrap()
+        );
+    }
+    out += &format!(
+        "{:#?}\n",
+        analytics::summary(&mut tx, day(1), day(4)).await.unwrap()
+    );
+    out
+}
+
+async fn a_real_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled(db: Database) {
+    let store = AvatarStore::new(db.clone());
+    let feed = Feed::new(db.clone());
+    let life = full_life(&store).await;
+
+    for projection in projections::all() {
+        let crashing = Arc::new(CrashMidBatch {
+            inner: projection.clone(),
+            batches: AtomicUsize::new(0),
+            crash_on_batch: 2,
+            applied_before_crash: 3,
+        });
+        let runner = ProjectionRunner::new(feed.clone(), crashing).with_batch_size(5);
+        assert_eq!(first_nonempty_batch(&runner).await, 5, "{}", projection.name());
+        assert_crashes(&runner).await;
+        // "Restart": a fresh runner carries on from the checkpoint of the first batch.
+        let restarted = ProjectionRunner::new(feed.clone(), projection.clone()).with_batch_size(5);
+        caught_up(&feed, &restarted).await;
+    }
+    let recovered = read_models(&db, &life).await;
+
+    // The analytics counters would show a doubled or lost event; check them exactly.
+    let mut conn = db.acquire().await.unwrap();
+    let summary = analytics::summary(&mut conn.tx(), day(1), day(4)).await.unwrap();
+    drop(conn);
+    assert_eq!(summary.totals.avatars_created.values().sum::<i64>(), 2);
+    assert_eq!(summary.totals.avatars_deleted, 1);
+    assert_eq!(
+        (
+            summary.totals.trainings.started,
+            summary.totals.trainings.completed,
+            summary.totals.trainings.failed
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        (
+            summary.totals.generations.requested,
+            summary.totals.generations.completed,
+            summary.totals.generations.failed,
+            summary.totals.generations.images
+        ),
+        (3, 1, 1, 2)
+    );
+
+    // And the whole of every read model equals a clean replay.
+    let rebuilt = audit::rebuild(&feed, None).await.unwrap();
+    assert!(rebuilt.iter().all(|r| r.events == life.events), "{rebuilt:?}");
+    assert_eq!(read_models(&db, &life).await, recovered);
+}
+
+/// The runner's next non-empty batch fails (PostgreSQL may hold the feed back for a moment).
+async fn assert_crashes(runner: &ProjectionRunner) {
+    for _ in 0..200 {
+        match runner.apply_one_batch().await {
+            Err(_) => return,
+            Ok(Some(0)) | Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Ok(Some(n)) => panic!("{} applied {n} events instead of crashing", runner.name()),
+        }
+    }
+    panic!("the feed stayed empty for 10 s");
+}
+
+async fn first_nonempty_batch(runner: &ProjectionRunner) -> usize {
+    for _ in 0..200 {
+        match runner.apply_one_batch().await.expect("first batch") {
+            Some(n) if n > 0 => return n,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("the feed stayed empty for 10 s");
+}
+
+async fn audit_verify_reports_injected_drift_until_a_rebuild(db: Database) {
+    let store = AvatarStore::new(db.clone());
+    let feed = Feed::new(db.clone());
+    let life = full_life(&store).await;
+    let kept = avatar_with_photos(&store, 3).await;
+
+    let report = audit::verify(&feed).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.drifts);
+    assert_eq!((report.avatars, report.events), (3, 39));
+    assert_cli_verify(&db, true).await;
+
+    // Drift: a wrong count, a lost row, a row with no events behind it.
+    let ghost = Uuid::new_v4();
+    for sql in [
+        format!("UPDATE gallery_avatars SET photo_count = 99 WHERE avatar_id = '{kept}'"),
+        format!("DELETE FROM gallery_avatars WHERE avatar_id = '{}'", life.style),
+        format!(
+            "INSERT INTO gallery_avatars (avatar_id, owner, name, avatar_type, gender, status,
+                 created_at, updated_at, last_sequence)
+             SELECT '{ghost}', owner, name, avatar_type, gender, status, created_at, updated_at,
+                    last_sequence
+               FROM gallery_avatars WHERE avatar_id = '{kept}'"
+        ),
+    ] {
+        let mut conn = db.acquire().await.unwrap();
+        conn.tx().execute(&sql, vec![]).await.unwrap();
+    }
+    let report = audit::verify(&feed).await.unwrap();
+    let mut found: Vec<(String, &str, String, String)> = report
+        .drifts
+        .iter()
+        .map(|d| (d.avatar_id.clone(), d.field, d.expected.clone(), d.found.clone()))
+        .collect();
+    found.sort();
+    let mut expected = vec![
+        (kept.to_string(), "photo_count", "3".to_owned(), "99".to_owned()),
+        (life.style.to_string(), "row", "present".to_owned(), "missing".to_owned()),
+        (
+            ghost.to_string(),
+            "row",
+            "absent (no events)".to_owned(),
+            "present".to_owned(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert_cli_verify(&db, false).await;
+
+    // The operator rebuilds the gallery through the CLI; the audit passes again.
+    let output = aisha_cli(&db, &["projections", "rebuild", "gallery"]).await;
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("gallery: 39 events replayed"));
+    let report = audit::verify(&feed).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.drifts);
+    assert_cli_verify(&db, true).await;
+}
+
+/// Runs `aisha audit verify` on `db` and checks its exit code and report.
+async fn assert_cli_verify(db: &Database, clean: bool) {
+    let output = aisha_cli(db, &["audit", "verify"]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.success(), clean, "{stdout}");
+    if clean {
+        assert!(stdout.contains("no drift"), "{stdout}");
+    } else {
+        assert!(stdout.contains("drift: avatar"), "{stdout}");
+        assert!(stdout.contains("3 drift(s)"), "{stdout}");
+    }
+}
+
+/// Runs the `aisha` binary against `db`.
+pub async fn aisha_cli(db: &Database, args: &[&str]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_aisha"));
+    command
+        .arg("--database-url")
+        .arg(database_url(db))
+        .args(args)
+        .env("RUST_LOG", "warn");
+    command.output().await.expect("run aisha")
+}
+
+/// The URL of the database behind a pool.
+pub fn database_url(db: &Database) -> String {
+    match db {
+        Database::Sqlite(pool) => format!(
+            "sqlite://{}",
+            pool.connect_options().get_filename().display()
+        ),
+        Database::Postgres(pool) => {
+            let o = pool.connect_options();
+            format!(
+                "postgres://{}@{}:{}/{}",
+                o.get_username(),
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or("postgres")
+            )
+        }
+    }
+}
+
+async fn the_state_at_a_sequence_replays_only_that_far(db: Database) {
+    let store = AvatarStore::new(db.clone());
+    let life = full_life(&store).await;
+
+    let s = audit::state_at(&store, life.portrait, Some(3)).await.unwrap().unwrap();
+    assert_eq!((s.sequence, s.latest_sequence), (3, 22));
+    assert_eq!(s.state.photos.len(), 2);
+    assert_eq!(s.state.status, aggregates::AvatarStatus::Draft);
+    assert_eq!(s.actor.as_deref(), Some("telegram:4242"));
+    assert_eq!(s.at, t(2));
+
+    let s = audit::state_at(&store, life.portrait, Some(16)).await.unwrap().unwrap();
+    assert_eq!(s.state.status, aggregates::AvatarStatus::Trained);
+    assert_eq!(s.event_type, "TrainingCompleted");
+    assert_eq!(s.actor.as_deref(), Some("system:test"));
+    assert!(s.state.model.is_some());
+
+    let latest = audit::state_at(&store, life.portrait, None).await.unwrap().unwrap();
+    assert_eq!(latest.state.status, aggregates::AvatarStatus::Deleted);
+    assert!(audit::state_at(&store, life.portrait, Some(23)).await.unwrap().is_none());
+    assert!(audit::state_at(&store, life.portrait, Some(0)).await.unwrap().is_none());
+    assert!(audit::state_at(&store, Uuid::new_v4(), None).await.unwrap().is_none());
+
+    // The CLI prints the same, with who issued each command.
+    let id = life.portrait.to_string();
+    let output = aisha_cli(&db, &["history", &id, "--at", "16"]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("telegram:4242") && stdout.contains("system:test"), "{stdout}");
+    assert!(stdout.contains("state after event 16 of 22"), "{stdout}");
+    assert!(stdout.contains("status:      trained"), "{stdout}");
+    assert!(!stdout.contains("GenerationRequested"), "{stdout}");
+    let output = aisha_cli(&db, &["history", &id, "--at", "3", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON state");
+    assert_eq!(json["sequence"], 3);
+    assert_eq!(json["state"]["photos"].as_array().map(Vec::len), Some(2));
+}
+
+async fn a_rebuild_runs_while_commands_keep_coming(db: Database) {
+    let store = Arc::new(AvatarStore::new(db.clone()));
+    let feed = Feed::new(db.clone());
+    full_life(&store).await;
+    catch_up_all(&feed).await;
+
+    // Users keep creating avatars and live runners keep applying them during the rebuild.
+    let writer = tokio::spawn({
+        let store = store.clone();
+        async move {
+            for _ in 0..30 {
+                avatar_with_photos(&store, 2).await;
+            }
+        }
+    });
+    let live: Vec<_> = projections::all()
+        .into_iter()
+        .map(|p| tokio::spawn(ProjectionRunner::new(feed.clone(), p).run()))
+        .collect();
+    let rebuilt = audit::rebuild(&feed, None).await.unwrap();
+    assert!(rebuilt.iter().all(|r| r.events >= 35), "{rebuilt:?}");
+    writer.await.unwrap();
+    live.iter().for_each(|runner| runner.abort());
+
+    catch_up_all(&feed).await;
+    let report = audit::verify(&feed).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.drifts);
+    assert_eq!((report.avatars, report.events), (32, 35 + 30 * 3));
+    let mut conn = db.acquire().await.unwrap();
+    let page = gallery::page(&mut conn.tx(), OWNER, 0, 100).await.unwrap();
+    assert_eq!(page.total, 30);
+    let summary = analytics::summary(&mut conn.tx(), day(1), day(31)).await.unwrap();
+    assert_eq!(summary.totals.avatars_created.values().sum::<i64>(), 2);
+    // No leftovers of the shadow tables.
+    let leftover = conn
+        .tx()
+        .fetch_i64(
+            "SELECT count(*) FROM feed_checkpoints WHERE consumer LIKE '%:rebuild'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(leftover, Some(0));
+}
