@@ -3,9 +3,11 @@
 mod actors;
 mod api;
 mod bot;
+mod crash;
 mod fake_telegram;
 mod fal;
 mod photos;
+mod process;
 mod projections;
 mod feed;
 mod store;

@@ -1,0 +1,320 @@
+//! The crash test: `aisha serve` as a real process on PostgreSQL, with the FAL simulator and the
+//! fake Telegram Bot API in this process, while users go through the whole story and the server
+//! is killed with SIGKILL at random moments and restarted. Afterwards: every avatar is in the
+//! state its user's actions lead to, every user heard "ready" exactly once per trained avatar and
+//! got one reply per generation, no training was submitted to FAL twice, and `aisha audit verify`
+//! passes. `CRASH_USERS` (default 50) and `CRASH_KILLS` (default 10) set the size.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::AvatarStatus;
+use aisha::fake_telegram::{sample_jpeg, ChatMessage, Entry, FakeTelegram, FakeUser};
+use aisha::fal::{FalSimulator, SimConfig};
+use aisha::store::{AvatarStore, Database};
+use rand::Rng;
+use sqlx::postgres::PgConnectOptions;
+use uuid::Uuid;
+
+use crate::process::{Secrets, ServerProcess};
+
+const TRY: Duration = Duration::from_secs(8);
+const TRIES: usize = 6;
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Runs `attempt` until it succeeds, as a patient user would repeat a step the bot never
+/// answered because it had just crashed.
+async fn patiently<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for n in 0..TRIES {
+        if let Some(done) = attempt().await {
+            return done;
+        }
+        eprintln!("crash test: {what} not answered (try {n}); repeating");
+    }
+    panic!("{what}: no answer after {TRIES} tries");
+}
+
+fn button(message: &ChatMessage, prefix: &str) -> Option<String> {
+    message
+        .buttons()
+        .filter_map(|b| b.callback_data.clone())
+        .find(|d| d.starts_with(prefix))
+}
+
+async fn press_and_see(user: &FakeUser, message: &ChatMessage, data: &str, needle: &str) -> Option<ChatMessage> {
+    user.press_button(message.message_id, data).ok()?;
+    user.wait_for_edit(message.message_id, |m| m.text().is_some_and(|t| t.contains(needle)))
+        .await
+        .ok()
+}
+
+/// The newest bot message (current state, after edits) that has a button starting with `prefix`.
+fn latest_with_button(user: &FakeUser, prefix: &str) -> Option<ChatMessage> {
+    let ids: Vec<i32> = user
+        .transcript()
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Bot(m) => Some(m.message_id),
+            _ => None,
+        })
+        .collect();
+    ids.into_iter()
+        .rev()
+        .filter_map(|id| user.message(id))
+        .find(|m| button(m, prefix).is_some())
+}
+
+fn count_texts(user: &FakeUser, needle: &str) -> usize {
+    user.transcript()
+        .iter()
+        .filter(|e| matches!(e, Entry::Bot(m) if m.text().is_some_and(|t| t.contains(needle))))
+        .count()
+}
+
+fn count_photos(user: &FakeUser) -> usize {
+    photos_in(&user.transcript())
+}
+
+fn photos_in(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .filter(|e| matches!(e, Entry::Bot(m) if m.photo().is_some()))
+        .count()
+}
+
+/// One user's whole story; returns whether this user deleted the avatar at the end.
+async fn story(user: FakeUser, index: usize) {
+    let name = format!("Crash{index}");
+    // Create: /new → portrait → female → name.
+    patiently("create", || async {
+        user.send_command("/new");
+        let types = user.wait_for_bot_text("🎯").await.ok()?;
+        let genders = press_and_see(&user, &types, "t:p", "👤").await?;
+        press_and_see(&user, &genders, "g:p:f", "📝").await?;
+        user.send_text(&name);
+        user.wait_for_bot_text("создан").await.ok()
+    })
+    .await;
+
+    // Ten photos, one by one; a photo the bot already took is refused as a duplicate.
+    for n in 0..10u8 {
+        let bytes = sample_jpeg(600, 600, (index as u8).wrapping_mul(31).wrapping_add(n * 7));
+        patiently("photo", || async {
+            user.send_photo(bytes.clone());
+            user.wait_for_bot_message(|m| {
+                m.text().is_some_and(|t| t.contains("Фото принято") || t.contains("уже загружено"))
+            })
+            .await
+            .ok()
+        })
+        .await;
+    }
+
+    // Train (fast) and wait for the outcome; retry the training if a crash failed it.
+    patiently("train", || async {
+        let with_button = latest_with_button(&user, "tr:")?;
+        let data = button(&with_button, "tr:")?;
+        let presets = press_and_see(&user, &with_button, &data, "🚀").await?;
+        let start = button(&presets, "ts:f:")?;
+        user.press_button(presets.message_id, &start).ok()?;
+        let outcome = user
+            .clone()
+            .with_timeout(Duration::from_secs(40))
+            .wait_for_bot_message(|m| {
+                m.text().is_some_and(|t| t.contains("готов!") || t.contains("Не удалось обучить"))
+            })
+            .await
+            .ok()?;
+        outcome.text()?.contains("готов!").then_some(())
+    })
+    .await;
+
+    // One generation with the balanced preset.
+    let photos_before = count_photos(&user);
+    patiently("generate", || async {
+        if count_photos(&user) > photos_before {
+            return Some(());
+        }
+        let ready = latest_with_button(&user, "ge:")?;
+        let presets = press_and_see(&user, &ready, &button(&ready, "ge:")?, "Выберите пресет").await?;
+        press_and_see(&user, &presets, &button(&presets, "gp:b:")?, "Опишите изображение").await?;
+        user.send_text("в парке на закате");
+        user.clone()
+            .with_timeout(Duration::from_secs(20))
+            .wait_until(|entries| photos_in(entries) > photos_before)
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+
+    // Every other user deletes the avatar.
+    if index % 2 == 0 {
+        patiently("delete", || async {
+            user.send_command("/avatars");
+            let gallery = user
+                .wait_for_bot_message(|m| {
+                    m.text().is_some_and(|t| t.contains("Мои аватары") || t.contains("пока нет аватаров"))
+                })
+                .await
+                .ok()?;
+            if !gallery.text()?.contains(&name) {
+                return Some(()); // already gone
+            }
+            let card_data = gallery
+                .buttons()
+                .find(|b| b.text.contains(&name))
+                .and_then(|b| b.callback_data.clone())?;
+            let card = press_and_see(&user, &gallery, &card_data, "Тип:").await?;
+            let confirm = press_and_see(&user, &card, &button(&card, "d:")?, "Подтверждение удаления").await?;
+            let yes = button(&confirm, "avatar_delete_confirm:")?;
+            let query = user.press_button(confirm.message_id, &yes).ok()?;
+            let answer = user.wait_for_callback_answer(&query).await.ok()?;
+            answer.text?.contains("удалён").then_some(())
+        })
+        .await;
+    }
+}
+
+fn database_url(options: &PgConnectOptions) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL for the crash test");
+    let base = base.split('?').next().unwrap_or_default();
+    let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
+    format!("{root}/{}", options.get_database().unwrap_or("postgres"))
+}
+
+#[sqlx::test(migrations = false)]
+async fn crash_test_nothing_lost_and_everything_heard_once(
+    _pool: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let users = env_count("CRASH_USERS", 50);
+    let kills = env_count("CRASH_KILLS", 10);
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = Secrets::generate();
+    let telegram = FakeTelegram::spawn(&secrets.bot_token).await.unwrap();
+    let sim = FalSimulator::spawn(SimConfig::default().with_accepted_key(secrets.fal_key.clone()))
+        .await
+        .unwrap();
+    let db_url = database_url(&options);
+    let env = ServerProcess::env(&db_url, telegram.api_url().as_str(), &sim, &dir.path().join("photos"), &secrets);
+    let log_path = std::env::var("CRASH_LOG").map(Into::into).unwrap_or_else(|_| dir.path().join("server.log"));
+    let mut server = ServerProcess::start(env, log_path).await;
+
+    let finished = Arc::new(AtomicUsize::new(0));
+    let mut stories = Vec::new();
+    let mut people = Vec::new();
+    for i in 0..users {
+        let user = telegram.user(700_000 + i as i64, &format!("User{i}"), "ru").with_timeout(TRY);
+        people.push(user.clone());
+        let finished = finished.clone();
+        stories.push(tokio::spawn(async move {
+            story(user, i).await;
+            finished.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+
+    // Kill at random moments while the stories run (at least `kills` times).
+    let mut killed = 0;
+    while killed < kills || finished.load(Ordering::SeqCst) < users {
+        let pause = rand::thread_rng().gen_range(800..3000);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        if killed < kills {
+            server.restart().await;
+            killed += 1;
+        }
+        if stories.iter().all(|s| s.is_finished()) {
+            break;
+        }
+    }
+    for s in stories {
+        s.await.unwrap_or_else(|e| panic!("a story failed: {e}\nserver log tail:\n{}", tail(&server.log_text())));
+    }
+    assert!(killed >= kills, "killed {killed} times");
+    // Let the last notifications go out before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let db = Database::connect(&db_url).await.unwrap();
+    let store = AvatarStore::new(db.clone());
+    let Database::Postgres(pool) = &db else { unreachable!() };
+    let created: Vec<(String, String)> = sqlx::query_as(
+        "SELECT aggregate_id, payload::json->'AvatarCreated'->>'owner'
+           FROM events WHERE event_type = 'AvatarCreated'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut by_owner: HashMap<i64, Vec<Uuid>> = HashMap::new();
+    for (id, owner) in created {
+        by_owner.entry(owner.parse().unwrap()).or_default().push(id.parse().unwrap());
+    }
+
+    let submissions = sim.submissions();
+    for (i, user) in people.iter().enumerate() {
+        let avatars = by_owner.get(&user.id()).cloned().unwrap_or_default();
+        let mut trained_ever = 0;
+        let mut generations = 0;
+        let mut finals = Vec::new();
+        for id in &avatars {
+            let history = store.history(*id).await.unwrap();
+            let count = |t: &str| history.iter().filter(|h| h.event_type == t).count();
+            trained_ever += count("TrainingCompleted");
+            generations += count("GenerationCompleted") + count("GenerationFailed");
+            let state = store.load(*id).await.unwrap();
+            // Trainings started for this avatar vs. paid submissions carrying its trigger.
+            let trigger = state.trigger();
+            let paid = submissions
+                .iter()
+                .filter(|s| s.body.as_ref().and_then(|b| b["trigger_phrase"].as_str()) == Some(trigger.as_str()))
+                .count();
+            assert!(paid <= count("TrainingStarted"), "avatar {id}: {paid} submissions for {} trainings", count("TrainingStarted"));
+            finals.push(state.status);
+        }
+        // The user's own avatar ends trained (or deleted, for every other user); avatars a crash
+        // made the user create twice never got further than photos.
+        let expected = if i % 2 == 0 { AvatarStatus::Deleted } else { AvatarStatus::Trained };
+        assert_eq!(finals.iter().filter(|s| **s == expected).count(), 1, "user {i}: {finals:?}");
+        assert!(
+            finals.iter().all(|s| *s == expected || *s == AvatarStatus::Draft),
+            "user {i}: {finals:?}"
+        );
+        assert_eq!(count_texts(user, "готов!"), trained_ever, "user {i} 'ready' messages\n{}", user.render_transcript());
+        assert_eq!(count_photos(user), generations, "user {i} generation replies\n{}", user.render_transcript());
+    }
+
+    // The read models agree with a replay of every avatar.
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_aisha"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", &db_url)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "audit verify: {}\n{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // And across all those restarts and debug logs, no secret was ever written out.
+    let log = server.log_text();
+    for secret in secrets.needles() {
+        assert!(!log.contains(&secret), "a secret reached the server log");
+    }
+    eprintln!("crash test: {users} users, {killed} kills, {} server starts", server.starts);
+    server.kill();
+    db.close().await;
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}

@@ -1,0 +1,160 @@
+//! `aisha serve` as a real process, for the tests that kill it: a free port, the environment an
+//! operator would set, stderr captured to a file, SIGKILL and restart.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `aisha serve` child process and how to start it again.
+pub struct ServerProcess {
+    child: Option<Child>,
+    env: BTreeMap<String, String>,
+    log: PathBuf,
+    pub http: String,
+    pub starts: usize,
+}
+
+impl ServerProcess {
+    /// Environment for a server on `database_url` that talks to the given fakes.
+    pub fn env(
+        database_url: &str,
+        telegram_api_url: &str,
+        sim: &aisha::fal::FalSimulator,
+        storage_dir: &std::path::Path,
+        secrets: &Secrets,
+    ) -> BTreeMap<String, String> {
+        let port = free_port();
+        BTreeMap::from([
+            ("DATABASE_URL".into(), database_url.into()),
+            ("TELOXIDE_TOKEN".into(), secrets.bot_token.clone()),
+            ("TELEGRAM_API_URL".into(), telegram_api_url.trim_end_matches('/').into()),
+            ("FAL_MODE".into(), "live".into()),
+            ("FAL_KEY".into(), secrets.fal_key.clone()),
+            ("FAL_QUEUE_URL".into(), sim.queue_url()),
+            ("FAL_REST_URL".into(), sim.rest_url()),
+            ("FAL_JWKS_URL".into(), sim.jwks_url()),
+            ("HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
+            ("STORAGE_URL".into(), format!("file://{}", storage_dir.display())),
+            ("ADMIN_TOKEN".into(), secrets.admin_token.clone()),
+            ("STATUS_POLL_AFTER_SECS".into(), "1".into()),
+            ("STATUS_POLL_EVERY_SECS".into(), "1".into()),
+            ("RUST_LOG".into(), "debug,sqlx=warn,hyper=info,reqwest=info,h2=info".into()),
+        ])
+    }
+
+    /// Starts the server and waits until it answers `/healthz`.
+    pub async fn start(env: BTreeMap<String, String>, log: PathBuf) -> Self {
+        let http = format!("http://{}", env["HTTP_ADDR"]);
+        let mut server = Self {
+            child: None,
+            env,
+            log,
+            http,
+            starts: 0,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("server log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_aisha"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start aisha serve");
+        self.child = Some(child);
+        self.starts += 1;
+        self.wait_healthy().await;
+    }
+
+    async fn wait_healthy(&mut self) {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("aisha serve exited with {status}; log:\n{}", self.log_text());
+                }
+            }
+            if let Ok(r) = client.get(format!("{}/healthz", self.http)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("aisha serve never became healthy; log:\n{}", self.log_text());
+    }
+
+    /// SIGKILL: no shutdown hooks, no flushing — as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The secrets a test hands the server, to check they never reach its logs.
+pub struct Secrets {
+    pub bot_token: String,
+    pub fal_key: String,
+    pub admin_token: String,
+}
+
+impl Secrets {
+    pub fn generate() -> Self {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            bot_token: format!("424242:BOT{tag}"),
+            fal_key: format!("falkey-{tag}:FALSECRET{tag}"),
+            admin_token: format!("admin-{tag}"),
+        }
+    }
+
+    /// Every secret, with the parts an accidental log would most likely show.
+    pub fn needles(&self) -> Vec<String> {
+        let token_secret = self.bot_token.split(':').nth(1).unwrap_or_default().to_owned();
+        let fal_secret = self.fal_key.split(':').nth(1).unwrap_or_default().to_owned();
+        vec![
+            self.bot_token.clone(),
+            token_secret,
+            self.fal_key.clone(),
+            fal_secret,
+            self.admin_token.clone(),
+        ]
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
