@@ -39,6 +39,10 @@ pub enum CliCommand {
         /// Seconds after which a training without a result is failed and cancelled.
         #[arg(long, env = "TRAINING_DEADLINE_SECS", default_value_t = 10_800)]
         training_deadline_secs: u64,
+        /// Telegram send limits: `production` (Telegram's flood limits) or `relaxed` (for a local
+        /// Bot API server or a fake without flood control, e.g. load tests).
+        #[arg(long, env = "TELEGRAM_RATE_LIMITS", value_enum, default_value = "production")]
+        telegram_rate_limits: crate::serve::RateLimits,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -192,6 +196,7 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             status_poll_after_secs,
             status_poll_every_secs,
             training_deadline_secs,
+            telegram_rate_limits,
         } => {
             tracing::info!(config = ?config, "starting");
             let secs = std::time::Duration::from_secs;
@@ -201,7 +206,7 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
                 training_deadline: secs(training_deadline_secs),
                 ..Default::default()
             };
-            crate::serve::run(config, settings).await?;
+            crate::serve::run(config, settings, telegram_rate_limits).await?;
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::History {

@@ -4,8 +4,19 @@ use crate::actors::ActorSettings;
 use crate::app::{AppError, AppOptions, Application};
 use crate::config::Config;
 
+/// Which send limits the bot keeps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RateLimits {
+    Production,
+    Relaxed,
+}
+
 /// Runs the service until a shutdown signal arrives.
-pub async fn run(config: Config, actor_settings: ActorSettings) -> Result<(), AppError> {
+pub async fn run(
+    config: Config,
+    actor_settings: ActorSettings,
+    rate_limits: RateLimits,
+) -> Result<(), AppError> {
     if config.teloxide_token.is_none() {
         return Err(AppError::MissingToken);
     }
@@ -14,6 +25,9 @@ pub async fn run(config: Config, actor_settings: ActorSettings) -> Result<(), Ap
         ..AppOptions::default()
     };
     let app = Application::build(config, options).await?;
+    if let (RateLimits::Relaxed, Some(telegram)) = (rate_limits, app.telegram.as_ref()) {
+        telegram.set_limits(crate::bot::relaxed_limits());
+    }
     app.run_until_stopped(shutdown_signal()).await
 }
 

@@ -2,6 +2,7 @@
 
 mod actors;
 mod api;
+mod bad_input;
 mod bot;
 mod crash;
 mod fake_telegram;

@@ -1,0 +1,184 @@
+//! Load benchmark: N simulated Telegram users against `aisha serve` (a real child process on
+//! PostgreSQL), through the fake Bot API, with the FAL simulator beside it. Each user, at a
+//! random moment within every second, does one interaction that needs no FAL time — /start,
+//! /help, /avatars, /new, pressing the avatar-type button — and waits for the reply. Printed:
+//! updates handled per second, reply latency p50/p99 (update sent → reply recorded by the fake),
+//! and the server's peak RSS, for N = 100 and 1,000.
+//!
+//! Run: `cargo bench --bench load` (PostgreSQL from `DATABASE_URL`, default
+//! postgres://postgres@127.0.0.1:5432/postgres). `LOAD_USERS` (comma-separated) and
+//! `LOAD_ROUNDS` (default 5) change the size.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aisha::fake_telegram::{FakeTelegram, FakeUser};
+use aisha::fal::{FalSimulator, SimConfig};
+use rand::Rng;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::Executor;
+
+const TOKEN: &str = "777000:load-test-token";
+
+#[tokio::main]
+async fn main() {
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let sizes: Vec<usize> = std::env::var("LOAD_USERS")
+        .unwrap_or_else(|_| "100,1000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let rounds: usize = std::env::var("LOAD_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    println!("# load benchmark: {rounds} interactions per user, one per second at a random moment");
+    println!("| users | updates | updates/s | reply p50 ms | reply p99 ms | max ms | server peak RSS MB |");
+    println!("|---|---|---|---|---|---|---|");
+    for users in sizes {
+        run(&admin_url, users, rounds).await;
+    }
+}
+
+async fn run(admin_url: &str, users: usize, rounds: usize) {
+    let scratch = format!("aisha_bench_load_{}_{users}", std::process::id());
+    let admin = PgPoolOptions::new().max_connections(1).connect(admin_url).await.expect("PostgreSQL");
+    admin.execute(format!("DROP DATABASE IF EXISTS {scratch}").as_str()).await.unwrap();
+    admin.execute(format!("CREATE DATABASE {scratch}").as_str()).await.unwrap();
+    let db_url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{scratch}"),
+        None => admin_url.to_owned(),
+    };
+
+    let telegram = FakeTelegram::spawn(TOKEN).await.unwrap();
+    let sim = FalSimulator::spawn(SimConfig::default().with_accepted_key("load-fal-key")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_aisha"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db_url)
+        .env("TELOXIDE_TOKEN", TOKEN)
+        .env("TELEGRAM_API_URL", telegram.api_url().as_str().trim_end_matches('/'))
+        .env("FAL_MODE", "live")
+        .env("FAL_KEY", "load-fal-key")
+        .env("FAL_QUEUE_URL", sim.queue_url())
+        .env("FAL_REST_URL", sim.rest_url())
+        .env("FAL_JWKS_URL", sim.jwks_url())
+        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("STORAGE_URL", format!("file://{}", dir.path().display()))
+        .env("TELEGRAM_RATE_LIMITS", "relaxed")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start aisha serve");
+    wait_healthy(port, &mut server).await;
+
+    let people: Vec<FakeUser> = (0..users)
+        .map(|i| telegram.user(900_000 + i as i64, &format!("Load{i}"), "ru").with_timeout(Duration::from_secs(60)))
+        .collect();
+    let start = Instant::now();
+    let tasks = people.into_iter().map(|user| tokio::spawn(async move { interact(user, rounds).await }));
+    let mut latencies: Vec<Duration> = Vec::new();
+    for t in futures::future::join_all(tasks).await {
+        latencies.extend(t.unwrap());
+    }
+    let elapsed = start.elapsed();
+    let peak_rss_mb = peak_rss_kb(server.id()).map_or(f64::NAN, |kb| kb as f64 / 1024.0);
+    let _ = server.kill();
+    let _ = server.wait();
+    latencies.sort_unstable();
+    let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+    println!(
+        "| {users} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        latencies.len(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        pick(0.5),
+        pick(0.99),
+        pick(1.0),
+        peak_rss_mb
+    );
+    drop(telegram);
+    drop(sim);
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+}
+
+/// One user's session: an interaction per second, each timed from send to the first reply.
+async fn interact(user: FakeUser, rounds: usize) -> Vec<Duration> {
+    let mut out = Vec::new();
+    let script = ["/start", "/help", "/avatars", "/new", "press"];
+    let mut types = None;
+    for round in 0..rounds {
+        let pause = rand::thread_rng().gen_range(0..1000);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let step = script[round % script.len()];
+        let t = Instant::now();
+        let answered = match step {
+            "press" => match types.take() {
+                Some(screen) => {
+                    let screen: aisha::fake_telegram::ChatMessage = screen;
+                    user.press_button(screen.message_id, "t:p").is_ok()
+                        && user
+                            .wait_for_edit(screen.message_id, |m| m.text().is_some_and(|x| x.contains("👤")))
+                            .await
+                            .is_ok()
+                }
+                None => false,
+            },
+            command => {
+                let before = user.transcript().len();
+                user.send_command(command);
+                let replied = user
+                    .wait_until(|entries| {
+                        entries
+                            .iter()
+                            .skip(before)
+                            .any(|e| matches!(e, aisha::fake_telegram::Entry::Bot(_)))
+                    })
+                    .await
+                    .is_ok();
+                if command == "/new" {
+                    types = user.wait_for_bot_text("🎯").await.ok();
+                }
+                replied
+            }
+        };
+        if answered {
+            out.push(t.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1000 - pause)).await;
+    }
+    out
+}
+
+async fn wait_healthy(port: u16, server: &mut Child) {
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if let Ok(Some(status)) = server.try_wait() {
+            panic!("aisha serve exited: {status}");
+        }
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("aisha serve never became healthy");
+}
+
+/// The process's peak resident set (VmHWM), in kB.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

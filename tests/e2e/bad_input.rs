@@ -1,0 +1,837 @@
+//! Bad input of every kind, through the real application: files that are not photos (or are
+//! hostile ones), names and prompts that are too long, odd or look like SQL, forged and
+//! truncated buttons, commands in the wrong state, and FAL webhooks that are forged, unsigned,
+//! stale, replayed, malformed or oversized. Each case checks the exact answer the user (or FAL)
+//! gets and that nothing stored changed.
+
+use std::time::Duration;
+
+use aggregates::{AvatarEvent, AvatarStatus, GenerationPreset, TrainingPreset};
+use aisha::bot::callbacks::Callback;
+use aisha::fake_telegram::{sample_jpeg, CallbackAnswer, ChatMessage, Entry, FakeUser};
+use aisha::fal::{SimConfig, WebhookSigner};
+use aisha::store::Database;
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::support::{spawn_app, spawn_app_with, TestApp, TestAppSettings};
+
+const ANNA: i64 = 7101;
+const BOB: i64 = 7202;
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks (small copies of the ones in bot.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// A distinct, valid training photo.
+fn photo(seed: u8) -> Bytes {
+    sample_jpeg(640, 640, seed)
+}
+
+/// The callback data of the first button whose data starts with `prefix`.
+fn button(message: &ChatMessage, prefix: &str) -> String {
+    message
+        .buttons()
+        .filter_map(|b| b.callback_data.clone())
+        .find(|data| data.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no button {prefix}… under {message:#?}"))
+}
+
+/// The avatar a button acts on.
+fn avatar_of(callback_data: &str) -> Uuid {
+    Callback::parse(callback_data)
+        .ok()
+        .and_then(|c| c.avatar_id())
+        .unwrap_or_else(|| panic!("{callback_data} names no avatar"))
+}
+
+/// Presses a button and waits for the bot's answer to it.
+async fn press(user: &FakeUser, message: &ChatMessage, data: &str) -> CallbackAnswer {
+    let query = user.press_button(message.message_id, data).expect("press");
+    user.wait_for_callback_answer(&query).await.expect("answer")
+}
+
+/// Presses any callback data (a button that may not exist) and waits for the answer.
+async fn press_forged(user: &FakeUser, message_id: i32, data: &str) -> CallbackAnswer {
+    let query = user
+        .press_forged_button(message_id, data)
+        .expect("forged press");
+    user.wait_for_callback_answer(&query).await.expect("answer")
+}
+
+/// Presses a button, then waits until its message has been edited to contain `needle`.
+async fn press_and_see(
+    user: &FakeUser,
+    message: &ChatMessage,
+    data: &str,
+    needle: &str,
+) -> ChatMessage {
+    press(user, message, data).await;
+    user.wait_for_edit(message.message_id, |m| {
+        m.text().is_some_and(|t| t.contains(needle))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn text(user: &FakeUser, needle: &str) -> ChatMessage {
+    user.wait_for_bot_text(needle)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The text of the next bot message not yet seen by a waiting helper: the bot's reply to what
+/// was just sent (updates of one chat are handled in order).
+async fn reply(user: &FakeUser) -> String {
+    let message = user
+        .next_bot_message()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", user.render_transcript()));
+    message
+        .text()
+        .unwrap_or_else(|| panic!("a reply without text: {message:#?}"))
+        .to_owned()
+}
+
+/// Bot messages in the chat whose text contains `needle`.
+fn count_bot_texts(user: &FakeUser, needle: &str) -> usize {
+    user.transcript()
+        .iter()
+        .filter(|e| matches!(e, Entry::Bot(m) if m.text().is_some_and(|t| t.contains(needle))))
+        .count()
+}
+
+/// `/new` → type → gender → name; returns after "created".
+async fn create_avatar(user: &FakeUser, name: &str) -> String {
+    to_name_step(user).await;
+    user.send_text(name);
+    reply(user).await
+}
+
+async fn to_name_step(user: &FakeUser) {
+    user.send_command("/new");
+    let types = text(user, "🎯").await;
+    let genders = press_and_see(user, &types, "t:p", "👤").await;
+    press_and_see(user, &genders, "g:p:f", "📝").await;
+}
+
+/// Sends ten photos as an album and waits for its summary.
+async fn upload_album(user: &FakeUser, first_seed: u8, summary: &str) -> ChatMessage {
+    user.send_album((0..10).map(|n| photo(first_seed + n)).collect());
+    text(user, summary).await
+}
+
+/// From a message with a "start training" button: choose `preset`, see "started", await "ready".
+async fn train(
+    user: &FakeUser,
+    message: &ChatMessage,
+    preset: TrainingPreset,
+    started: &str,
+    ready: &str,
+) -> ChatMessage {
+    let presets = press_and_see(user, message, &button(message, "tr:"), "🚀").await;
+    let code = &preset.as_str()[..1];
+    press_and_see(
+        user,
+        &presets,
+        &button(&presets, &format!("ts:{code}:")),
+        started,
+    )
+    .await;
+    text(user, ready).await
+}
+
+/// `(sequence, event type)` of every event of one avatar.
+async fn history(app: &TestApp, avatar: Uuid) -> Vec<(u64, String)> {
+    app.store
+        .history(avatar)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|e| (e.sequence, e.event_type))
+        .collect()
+}
+
+/// Every event of every aggregate in the database.
+async fn event_count(app: &TestApp) -> i64 {
+    let Database::Sqlite(pool) = &app.db else {
+        panic!("these tests run on SQLite");
+    };
+    sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(pool)
+        .await
+        .expect("count events")
+}
+
+/// The avatars created so far, oldest first.
+async fn created_avatars(app: &TestApp) -> Vec<Uuid> {
+    let Database::Sqlite(pool) = &app.db else {
+        panic!("these tests run on SQLite");
+    };
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE event_type = 'AvatarCreated' ORDER BY position",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("created avatars");
+    ids.iter().map(|id| Uuid::parse_str(id).unwrap()).collect()
+}
+
+/// The gallery once it lists `total` avatars (the projection may lag a moment).
+async fn gallery_with(user: &FakeUser, total: usize) -> ChatMessage {
+    let header = format!("My avatars ({total})");
+    for _ in 0..100 {
+        user.send_command("/avatars");
+        let page = text(user, "My avatars").await;
+        if page.text().unwrap().contains(&header) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gallery never listed {total} avatars");
+}
+
+fn refused_photo(reason: &str, count: usize) -> String {
+    format!("❌ Photo not accepted: {reason}\nUploaded: {count} of 10–20.")
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+}
+
+/// A tiny, well-formed PNG whose header claims `width`×`height` RGB pixels.
+fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png_chunk(&mut png, b"IHDR", &ihdr);
+    png_chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9C, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
+    );
+    png_chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+const SQL: &str = "Robert'); DROP TABLE events;--";
+const NOT_AVAILABLE: &str = "This avatar is not available.";
+const STALE: &str = "This button is out of date. Open the menu: /start";
+
+// ---------------------------------------------------------------------------------------------
+// Photos
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bad_photos_are_refused_with_the_reason_and_change_nothing() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Anna", "en");
+    let created = create_avatar(&anna, "Photos").await;
+    assert!(
+        created.starts_with("✅ The avatar “Photos” is created!"),
+        "{created}"
+    );
+    let avatar = created_avatars(&app).await[0];
+    let before = history(&app, avatar).await;
+    assert_eq!(before.len(), 1);
+
+    let whole = photo(90);
+    let cases: Vec<(&str, Bytes, &str, &str, String)> = vec![
+        (
+            "a PDF",
+            Bytes::from_static(b"%PDF-1.4\n% not a photo at all\n"),
+            "notes.pdf",
+            "application/pdf",
+            "this is not an image. Send a JPEG, PNG or WebP photo.".into(),
+        ),
+        (
+            "a truncated JPEG",
+            whole.slice(..whole.len() / 2),
+            "cut.jpg",
+            "image/jpeg",
+            "the file is damaged or incomplete.".into(),
+        ),
+        (
+            "a decompression bomb",
+            Bytes::from(png_bomb(100_000, 100_000)),
+            "bomb.png",
+            "image/png",
+            "the image (100000×100000) is too large to process.".into(),
+        ),
+        (
+            "25 MB",
+            Bytes::from(vec![0xFFu8; 25 * 1024 * 1024]),
+            "huge.jpg",
+            "image/jpeg",
+            "the file is too large (25.0 MB); at most 20 MB.".into(),
+        ),
+        (
+            "an empty file",
+            Bytes::new(),
+            "empty.jpg",
+            "image/jpeg",
+            "the file is empty.".into(),
+        ),
+    ];
+    for (what, bytes, file_name, mime, reason) in cases {
+        anna.send_document(bytes, file_name, mime);
+        assert_eq!(reply(&anna).await, refused_photo(&reason, 0), "{what}");
+        assert_eq!(
+            history(&app, avatar).await,
+            before,
+            "{what} changed the history"
+        );
+    }
+    assert!(png_bomb(100_000, 100_000).len() < 100, "the bomb is tiny");
+
+    // A duplicate: the same photo again, then the same bytes as an uncompressed document.
+    anna.send_photo(photo(1));
+    assert_eq!(
+        reply(&anna).await,
+        "✅ Photo accepted: 1 of 10–20. Send more."
+    );
+    let one = history(&app, avatar).await;
+    assert_eq!(one.len(), 2);
+    anna.send_photo(photo(1));
+    assert_eq!(
+        reply(&anna).await,
+        refused_photo("this photo was already uploaded.", 1)
+    );
+    anna.send_document(photo(1), "IMG_0001.jpg", "image/jpeg");
+    assert_eq!(
+        reply(&anna).await,
+        refused_photo("this photo was already uploaded.", 1)
+    );
+    assert_eq!(history(&app, avatar).await, one);
+
+    // Up to the maximum of 20, then a 21st.
+    upload_album(&anna, 2, "Uploaded: 11 of 10–20").await;
+    anna.send_album((12..21).map(photo).collect());
+    let summary = text(&anna, "Album processed").await;
+    assert_eq!(
+        summary.text().unwrap(),
+        "📸 Album processed: 9 accepted.\nUploaded: 20 of 10–20. You can start training."
+    );
+    let full = history(&app, avatar).await;
+    assert_eq!(full.len(), 21);
+    anna.send_photo(photo(50));
+    assert_eq!(
+        reply(&anna).await,
+        refused_photo("the avatar already has the maximum of 20 photos.", 20)
+    );
+    assert_eq!(history(&app, avatar).await, full);
+    assert_eq!(app.store.load(avatar).await.unwrap().photos.len(), 20);
+    assert_eq!(
+        created_avatars(&app).await,
+        vec![avatar],
+        "no other avatar appeared"
+    );
+
+    app.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn names_too_long_are_refused_and_any_script_or_sql_is_kept_verbatim() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Anna", "en");
+
+    // 500 characters: refused with the limit; the user stays at the name step.
+    to_name_step(&anna).await;
+    let events = event_count(&app).await;
+    anna.send_text(&"x".repeat(500));
+    assert_eq!(
+        reply(&anna).await,
+        "❌ That didn't work: the name is too long (500 characters); at most 64."
+    );
+    assert_eq!(event_count(&app).await, events, "nothing was stored");
+    assert!(created_avatars(&app).await.is_empty());
+
+    // Emoji, right-to-left and SQL-looking names are accepted and shown back intact.
+    let emoji = "🦄 Ёжик ✨🌈👩‍👩‍👧";
+    let rtl = "سارة الصغيرة 🌙 שלום";
+    let names = [emoji, rtl, SQL];
+    anna.send_text(emoji);
+    assert!(reply(&anna)
+        .await
+        .starts_with(&format!("✅ The avatar “{emoji}” is created!")),);
+    for name in [rtl, SQL] {
+        let created = create_avatar(&anna, name).await;
+        assert!(
+            created.starts_with(&format!("✅ The avatar “{name}” is created!")),
+            "{created}"
+        );
+    }
+    let avatars = created_avatars(&app).await;
+    assert_eq!(avatars.len(), 3);
+    for (id, name) in avatars.iter().zip(names) {
+        let avatar = app.store.load(*id).await.unwrap();
+        assert_eq!(avatar.name.as_ref().map(|n| n.as_str()), Some(name));
+        let history = app.store.history(*id).await.unwrap();
+        assert!(
+            matches!(&history[0].event, AvatarEvent::AvatarCreated { name: stored, .. } if stored.as_str() == name),
+            "{:?}",
+            history[0].event
+        );
+    }
+
+    // The events table still works: a photo for the SQL-named avatar is recorded as usual.
+    let events = event_count(&app).await;
+    anna.send_photo(photo(1));
+    assert_eq!(
+        reply(&anna).await,
+        "✅ Photo accepted: 1 of 10–20. Send more."
+    );
+    assert_eq!(event_count(&app).await, events + 1);
+    assert_eq!(history(&app, avatars[2]).await.len(), 2);
+
+    // The gallery shows every name as typed.
+    // (Waits for the projection to count the photo as well as the avatars.)
+    let lines: Vec<String> = [(emoji, 0), (rtl, 0), (SQL, 1)]
+        .iter()
+        .map(|(name, photos)| format!("🎭 {name} — 📝 Draft, {photos} photos"))
+        .collect();
+    let mut listing = String::new();
+    for _ in 0..100 {
+        listing = gallery_with(&anna, 3).await.text().unwrap().to_owned();
+        if lines.iter().all(|line| listing.contains(line)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for line in &lines {
+        assert!(listing.contains(line), "{line:?} missing from {listing}");
+    }
+
+    app.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompts
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn empty_and_over_long_prompts_are_refused_and_sql_is_a_prompt_like_any_other() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Anna", "en");
+    create_avatar(&anna, "Prompty").await;
+    let summary = upload_album(&anna, 30, "Uploaded: 10 of 10–20").await;
+    let avatar = avatar_of(&button(&summary, "tr:"));
+    let ready = train(
+        &anna,
+        &summary,
+        TrainingPreset::Fast,
+        "has started",
+        "is ready",
+    )
+    .await;
+    let presets = press_and_see(&anna, &ready, &button(&ready, "ge:"), "Choose a preset").await;
+    press_and_see(
+        &anna,
+        &presets,
+        &button(&presets, "gp:f:"),
+        "Describe the image",
+    )
+    .await;
+    let before = history(&app, avatar).await;
+    let events = event_count(&app).await;
+
+    anna.send_text("   \n\t  ");
+    assert_eq!(
+        reply(&anna).await,
+        "❌ That didn't work: the description cannot be empty."
+    );
+    anna.send_text(&"a".repeat(1501));
+    assert_eq!(
+        reply(&anna).await,
+        "❌ That didn't work: the description is too long (1501 characters); at most 1500. \
+         Please shorten it."
+    );
+    assert_eq!(history(&app, avatar).await, before);
+    assert_eq!(event_count(&app).await, events);
+    let generations = |app: &TestApp| {
+        app.sim
+            .submissions()
+            .into_iter()
+            .filter(|s| s.model_id() == Some("fal-ai/flux-lora"))
+            .filter_map(|s| s.body)
+            .collect::<Vec<_>>()
+    };
+    assert!(generations(&app).is_empty(), "nothing reached FAL");
+
+    // SQL-looking text is just a prompt: stored verbatim, sent to FAL verbatim.
+    anna.send_text(SQL);
+    let started = reply(&anna).await;
+    assert!(
+        started.starts_with("🎨 Generating an image of “Prompty” (preset “Fast”)…"),
+        "{started}"
+    );
+    // The request is the next event (the simulator may already have finished it).
+    let history_after = app.store.history(avatar).await.unwrap();
+    assert!(history_after.len() > before.len());
+    let requested = &history_after[before.len()].event;
+    assert!(
+        matches!(requested,
+            AvatarEvent::GenerationRequested { prompt, preset: Some(GenerationPreset::Fast), .. } if prompt == SQL),
+        "{requested:?}"
+    );
+    anna.wait_until(|entries| {
+        entries
+            .iter()
+            .any(|e| matches!(e, Entry::Bot(m) if m.photo().is_some()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sent = generations(&app);
+    assert_eq!(sent.len(), 1);
+    let prompt = sent[0]["prompt"].as_str().unwrap();
+    assert!(prompt.ends_with(&format!(" {SQL}")), "{prompt}");
+    assert!(
+        event_count(&app).await > events,
+        "the events table still works"
+    );
+
+    app.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callbacks
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn foreign_forged_and_truncated_callbacks_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Anna", "en");
+    let bob = app.user(BOB, "Bob", "en");
+    create_avatar(&anna, "Mine").await;
+    anna.send_photo(photo(1));
+    reply(&anna).await;
+    let gallery = gallery_with(&anna, 1).await;
+    let card_data = button(&gallery, "c:");
+    let avatar = avatar_of(&card_data);
+    let before = history(&app, avatar).await;
+    let events = event_count(&app).await;
+
+    // Another user's avatar, under every action.
+    bob.send_command("/start");
+    let welcome = text(&bob, "Hi, Bob!").await;
+    for data in [
+        card_data.clone(),
+        Callback::Upload(avatar).encode(),
+        Callback::Train(avatar).encode(),
+        Callback::StartTraining(avatar, TrainingPreset::Fast).encode(),
+        Callback::Generate(avatar).encode(),
+        Callback::GeneratePreset(avatar, GenerationPreset::Fast).encode(),
+        Callback::Delete(avatar).encode(),
+        Callback::DeleteConfirm(avatar).encode(),
+    ] {
+        let answer = press_forged(&bob, welcome.message_id, &data).await;
+        assert_eq!(answer.text.as_deref(), Some(NOT_AVAILABLE), "{data}");
+        assert!(answer.show_alert, "{data}");
+    }
+
+    // Forged: random data, from both users.
+    for data in [
+        Uuid::new_v4().simple().to_string(),
+        format!("zz:{}", Uuid::new_v4().simple()),
+        "☃️💥".to_owned(),
+        "c:".to_owned(),
+        "gl:99999999".to_owned(),
+    ] {
+        let answer = press_forged(&bob, welcome.message_id, &data).await;
+        assert_eq!(answer.text.as_deref(), Some(STALE), "{data}");
+        let answer = press_forged(&anna, gallery.message_id, &data).await;
+        assert_eq!(answer.text.as_deref(), Some(STALE), "{data}");
+        assert!(answer.show_alert, "{data}");
+    }
+
+    // Truncated: Anna's own valid buttons cut in half.
+    for valid in [
+        card_data.clone(),
+        Callback::Delete(avatar).encode(),
+        Callback::DeleteConfirm(avatar).encode(),
+        Callback::StartTraining(avatar, TrainingPreset::Fast).encode(),
+    ] {
+        let cut = &valid[..valid.len() / 2];
+        let answer = press_forged(&anna, gallery.message_id, cut).await;
+        assert_eq!(answer.text.as_deref(), Some(STALE), "{cut}");
+        assert!(answer.show_alert, "{cut}");
+    }
+
+    // Nothing happened: no events, no edited screens.
+    assert_eq!(history(&app, avatar).await, before);
+    assert_eq!(event_count(&app).await, events);
+    let state = app.store.load(avatar).await.unwrap();
+    assert_eq!((state.status, state.photos.len()), (AvatarStatus::Draft, 1));
+    assert_eq!(bob.message(welcome.message_id).unwrap().edit_date, None);
+    assert_eq!(anna.message(gallery.message_id).unwrap().edit_date, None);
+
+    app.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands in the wrong state
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn generating_before_training_and_uploading_after_it_started_are_refused() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Anna", "en");
+    create_avatar(&anna, "Early").await;
+    let summary = upload_album(&anna, 60, "Uploaded: 10 of 10–20").await;
+    let avatar = avatar_of(&button(&summary, "tr:"));
+    let before = history(&app, avatar).await;
+
+    // Generate on an untrained avatar: the button is refused, no prompt is asked for.
+    for data in [
+        Callback::Generate(avatar).encode(),
+        Callback::GeneratePreset(avatar, GenerationPreset::Balanced).encode(),
+    ] {
+        let answer = press_forged(&anna, summary.message_id, &data).await;
+        assert_eq!(
+            answer.text.as_deref(),
+            Some("The avatar is not trained yet."),
+            "{data}"
+        );
+        assert!(answer.show_alert, "{data}");
+    }
+    anna.send_command("/start");
+    let menu = text(&anna, "Hi, Anna!").await;
+    let none = press_and_see(&anna, &menu, "gm", "Generating needs").await;
+    assert_eq!(
+        none.text().unwrap(),
+        "✨ Generating needs a trained avatar, and you don't have one yet. Shall we create one?"
+    );
+    assert_eq!(history(&app, avatar).await, before);
+    assert_eq!(
+        app.store.load(avatar).await.unwrap().status,
+        AvatarStatus::Draft
+    );
+
+    // Training starts (and stays running); then photos are no longer taken.
+    app.sim.pause_jobs();
+    let presets = press_and_see(
+        &anna,
+        &summary,
+        &button(&summary, "tr:"),
+        "Choose the quality",
+    )
+    .await;
+    press_and_see(&anna, &presets, &button(&presets, "ts:f:"), "has started").await;
+    let submitted = wait_for_submission(&app, avatar).await;
+    assert!(!submitted.is_empty());
+    let training = history(&app, avatar).await;
+
+    anna.send_photo(photo(99));
+    assert_eq!(
+        reply(&anna).await,
+        "📸 I'm not collecting photos right now. Create an avatar with /new — or open a draft in “My avatars”."
+    );
+    let answer = press_forged(
+        &anna,
+        summary.message_id,
+        &Callback::Upload(avatar).encode(),
+    )
+    .await;
+    assert_eq!(
+        answer.text.as_deref(),
+        Some("Training has started — the photos can no longer change.")
+    );
+    let answer = press_forged(&anna, summary.message_id, &Callback::Train(avatar).encode()).await;
+    assert_eq!(
+        answer.text.as_deref(),
+        Some("Training has already started.")
+    );
+    let answer = press_forged(
+        &anna,
+        summary.message_id,
+        &Callback::Generate(avatar).encode(),
+    )
+    .await;
+    assert_eq!(
+        answer.text.as_deref(),
+        Some("The avatar is not trained yet.")
+    );
+
+    assert_eq!(history(&app, avatar).await, training);
+    let state = app.store.load(avatar).await.unwrap();
+    assert_eq!(
+        (state.status, state.photos.len()),
+        (AvatarStatus::Training, 10)
+    );
+
+    app.shutdown().await;
+}
+
+/// Waits until the avatar's training has been submitted to FAL; returns the request id.
+async fn wait_for_submission(app: &TestApp, avatar: Uuid) -> String {
+    for _ in 0..200 {
+        let found = app
+            .store
+            .history(avatar)
+            .await
+            .unwrap()
+            .into_iter()
+            .find_map(|e| match e.event {
+                AvatarEvent::TrainingSubmitted { request_id, .. } => Some(request_id),
+                _ => None,
+            });
+        if let Some(request_id) = found {
+            return request_id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the training was never submitted");
+}
+
+// ---------------------------------------------------------------------------------------------
+// FAL webhooks
+// ---------------------------------------------------------------------------------------------
+
+fn header_map(headers: &aisha::fal::webhook::WebhookHeaders) -> reqwest::header::HeaderMap {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in headers.pairs() {
+        map.insert(name, value.parse().unwrap());
+    }
+    map
+}
+
+#[tokio::test]
+async fn bad_fal_webhooks_are_refused_and_a_replay_completes_once() {
+    let seed = [42u8; 32];
+    let app = spawn_app_with(TestAppSettings {
+        simulator: SimConfig::default().with_signing_seed(seed),
+        ..TestAppSettings::default()
+    })
+    .await;
+    let anna = app.user(ANNA, "Anna", "en");
+    create_avatar(&anna, "Hooked").await;
+    let summary = upload_album(&anna, 80, "Uploaded: 10 of 10–20").await;
+    let avatar = avatar_of(&button(&summary, "tr:"));
+    // The simulator never finishes this job itself: only our deliveries can.
+    app.sim.pause_jobs();
+    let presets = press_and_see(
+        &anna,
+        &summary,
+        &button(&summary, "tr:"),
+        "Choose the quality",
+    )
+    .await;
+    press_and_see(&anna, &presets, &button(&presets, "ts:f:"), "has started").await;
+    let request_id = wait_for_submission(&app, avatar).await;
+    let before = history(&app, avatar).await;
+
+    let genuine = WebhookSigner::from_seed(seed, "sim-user");
+    let url = format!("{}/webhooks/fal?avatar_id={avatar}", app.http);
+    let client = reqwest::Client::new();
+    let post = |headers: reqwest::header::HeaderMap, body: Vec<u8>| {
+        client.post(&url).headers(headers).body(body).send()
+    };
+    let body = serde_json::to_vec(&serde_json::json!({
+        "request_id": request_id, "gateway_request_id": request_id, "status": "OK",
+        "payload": {"diffusers_lora_file": {"url": "http://fal/files/lora.safetensors"}}
+    }))
+    .unwrap();
+    let now = chrono::Utc::now().timestamp();
+
+    let forger = WebhookSigner::generate("sim-user");
+    let forged = post(
+        header_map(&forger.sign(&request_id, now, &body)),
+        body.clone(),
+    );
+    assert_eq!(forged.await.unwrap().status(), 401, "forged");
+    let unsigned = post(Default::default(), body.clone());
+    assert_eq!(unsigned.await.unwrap().status(), 401, "unsigned");
+    let stale = header_map(&genuine.sign(&request_id, now - 3600, &body));
+    assert_eq!(
+        post(stale, body.clone()).await.unwrap().status(),
+        401,
+        "stale"
+    );
+    let garbage = b"{not json".to_vec();
+    let malformed = header_map(&genuine.sign(&request_id, now, &garbage));
+    assert_eq!(
+        post(malformed, garbage).await.unwrap().status(),
+        400,
+        "malformed"
+    );
+    let huge = vec![b'{'; 2 * 1024 * 1024];
+    let oversized = header_map(&genuine.sign(&request_id, now, &huge));
+    assert_eq!(
+        post(oversized, huge).await.unwrap().status(),
+        413,
+        "oversized"
+    );
+    assert_eq!(
+        history(&app, avatar).await,
+        before,
+        "no bad delivery was recorded"
+    );
+    assert_eq!(
+        app.store.load(avatar).await.unwrap().status,
+        AvatarStatus::Training
+    );
+
+    // The genuine delivery, twice: accepted both times, applied once.
+    let signed = header_map(&genuine.sign(&request_id, now, &body));
+    assert_eq!(
+        post(signed.clone(), body.clone()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        post(signed, body.clone()).await.unwrap().status(),
+        200,
+        "replayed"
+    );
+    text(
+        &anna,
+        "🎉 Your avatar “Hooked” is ready! You can create images now.",
+    )
+    .await;
+    let after = app.store.history(avatar).await.unwrap();
+    assert_eq!(after.len(), before.len() + 1, "{after:#?}");
+    assert!(
+        matches!(&after.last().unwrap().event,
+            AvatarEvent::TrainingCompleted { request_id: r, .. } if *r == request_id),
+        "{:?}",
+        after.last().unwrap().event
+    );
+    assert_eq!(
+        app.store.load(avatar).await.unwrap().status,
+        AvatarStatus::Trained
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        count_bot_texts(&anna, "is ready"),
+        1,
+        "{}",
+        anna.render_transcript()
+    );
+    assert_eq!(history(&app, avatar).await.len(), before.len() + 1);
+
+    app.shutdown().await;
+}
