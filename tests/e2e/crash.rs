@@ -29,7 +29,7 @@ fn env_count(name: &str, default: usize) -> usize {
 
 /// Runs `attempt` until it succeeds, as a patient user would repeat a step the bot never
 /// answered because it had just crashed.
-async fn patiently<T, F, Fut>(what: &str, mut attempt: F) -> T
+async fn patiently<T, F, Fut>(user: &FakeUser, what: &str, mut attempt: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -40,7 +40,7 @@ where
         }
         eprintln!("crash test: {what} not answered (try {n}); repeating");
     }
-    panic!("{what}: no answer after {TRIES} tries");
+    panic!("{what}: no answer after {TRIES} tries\n{}", user.render_transcript());
 }
 
 fn button(message: &ChatMessage, prefix: &str) -> Option<String> {
@@ -95,7 +95,7 @@ fn photos_in(entries: &[Entry]) -> usize {
 async fn story(user: FakeUser, index: usize) {
     let name = format!("Crash{index}");
     // Create: /new → portrait → female → name.
-    patiently("create", || async {
+    patiently(&user, "create", || async {
         user.send_command("/new");
         let types = user.wait_for_bot_text("🎯").await.ok()?;
         let genders = press_and_see(&user, &types, "t:p", "👤").await?;
@@ -108,7 +108,7 @@ async fn story(user: FakeUser, index: usize) {
     // Ten photos, one by one; a photo the bot already took is refused as a duplicate.
     for n in 0..10u8 {
         let bytes = sample_jpeg(600, 600, (index as u8).wrapping_mul(31).wrapping_add(n * 7));
-        patiently("photo", || async {
+        patiently(&user, "photo", || async {
             user.send_photo(bytes.clone());
             user.wait_for_bot_message(|m| {
                 m.text().is_some_and(|t| t.contains("Фото принято") || t.contains("уже загружено"))
@@ -119,16 +119,24 @@ async fn story(user: FakeUser, index: usize) {
         .await;
     }
 
-    // Train (fast) and wait for the outcome; retry the training if a crash failed it.
-    patiently("train", || async {
-        let with_button = latest_with_button(&user, "tr:")?;
-        let data = button(&with_button, "tr:")?;
-        let presets = press_and_see(&user, &with_button, &data, "🚀").await?;
-        let start = button(&presets, "ts:f:")?;
-        user.press_button(presets.message_id, &start).ok()?;
+    // Train (fast) and wait for the outcome; a training a crash failed is started again.
+    patiently(&user, "train", || async {
+        if count_texts(&user, "готов!") > 0 {
+            return Some(());
+        }
+        if let Some(with_button) = latest_with_button(&user, "tr:") {
+            if let Some(data) = button(&with_button, "tr:") {
+                // Refused politely if the training is already running; then we just wait.
+                if let Some(presets) = press_and_see(&user, &with_button, &data, "🚀").await {
+                    if let Some(start) = button(&presets, "ts:f:") {
+                        let _ = user.press_button(presets.message_id, &start);
+                    }
+                }
+            }
+        }
         let outcome = user
             .clone()
-            .with_timeout(Duration::from_secs(40))
+            .with_timeout(Duration::from_secs(30))
             .wait_for_bot_message(|m| {
                 m.text().is_some_and(|t| t.contains("готов!") || t.contains("Не удалось обучить"))
             })
@@ -140,7 +148,7 @@ async fn story(user: FakeUser, index: usize) {
 
     // One generation with the balanced preset.
     let photos_before = count_photos(&user);
-    patiently("generate", || async {
+    patiently(&user, "generate", || async {
         if count_photos(&user) > photos_before {
             return Some(());
         }
@@ -159,7 +167,7 @@ async fn story(user: FakeUser, index: usize) {
 
     // Every other user deletes the avatar.
     if index % 2 == 0 {
-        patiently("delete", || async {
+        patiently(&user, "delete", || async {
             user.send_command("/avatars");
             let gallery = user
                 .wait_for_bot_message(|m| {
