@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::process::{Secrets, ServerProcess};
 
 const TRY: Duration = Duration::from_secs(8);
-const TRIES: usize = 6;
+const TRIES: usize = 8;
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
