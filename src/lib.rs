@@ -8,7 +8,7 @@
 //! - [`config`] — settings from the environment and `.env`;
 //! - [`demo`] — `aisha demo`: the whole bot story offline, printed as the user reads it;
 //! - [`cli`] — the `aisha` command line (`serve`, `migrate`, `history`, …);
-//! - [`http`] — the HTTP server (health; webhooks, metrics and the admin API to come);
+//! - [`http`] — the HTTP server: FAL webhook, health, metrics, the audit and analytics API;
 //! - [`serve`] — `aisha serve`: everything wired together;
 //! - [`store`] — the event store (SQLite or PostgreSQL) and command execution;
 //! - [`fal`] — the FAL client, webhook verification and the FAL simulator;

@@ -479,6 +479,17 @@ impl ProjectionRunner {
                 Ok(Some(self.applied(batch)))
             }
             Database::Sqlite(pool) => {
+                // A look without the write lock first: an idle runner must not queue behind
+                // the writers (and make them wait) just to learn there is nothing to apply.
+                let mut conn = pool.acquire().await?;
+                let cursor = load_checkpoint(&mut Tx::Sqlite(&mut conn), name).await?;
+                let newest: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                drop(conn);
+                if newest.is_none_or(|p| p <= cursor.position) {
+                    return Ok(Some(0));
+                }
                 // IMMEDIATE takes the write lock up front, so the checkpoint read and the
                 // writes that follow see the same database.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
