@@ -98,7 +98,15 @@ async fn main() {
 
     let feed = Feed::new(db.clone());
     rebuild_vs_raw(&feed, &pool, events).await;
-    feed_lag(&feed, &db, &pool, &trained, rate, Duration::from_secs(seconds)).await;
+    feed_lag(
+        &feed,
+        &db,
+        &pool,
+        &trained,
+        rate,
+        Duration::from_secs(seconds),
+    )
+    .await;
 
     db.close().await;
     admin
@@ -153,7 +161,9 @@ async fn rebuild_vs_raw(feed: &Feed, pool: &PgPool, events: usize) {
     println!("|---|---|---|---|");
     for name in projections::names() {
         let started = Instant::now();
-        let done = aisha::audit::rebuild(feed, Some(name)).await.expect("rebuild");
+        let done = aisha::audit::rebuild(feed, Some(name))
+            .await
+            .expect("rebuild");
         let elapsed = started.elapsed();
         let rate = done[0].events as f64 / elapsed.as_secs_f64();
         println!(
@@ -264,7 +274,10 @@ async fn feed_lag(
         println!("| {name} | {} | {p50:.1} | {p99:.1} | {max:.1} |", v.len());
     }
     let (p50, p99, max) = quantiles(&mut all);
-    println!("| **all** | {} | {p50:.1} | {p99:.1} | {max:.1} |", all.len());
+    println!(
+        "| **all** | {} | {p50:.1} | {p99:.1} | {max:.1} |",
+        all.len()
+    );
     println!(
         "\nlag = from the event's recorded_at (insert time, just before its commit) to the first poll \
          (every 2 ms) that reads a checkpoint past it"
@@ -551,7 +564,9 @@ async fn generate(pool: &PgPool, avatars: usize) -> (usize, Vec<(Uuid, i64)>) {
 }
 
 fn replace_db_name(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let base = match base.rfind('/') {
         Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..i],
         _ => base,

@@ -29,7 +29,10 @@ async fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let rounds: usize = std::env::var("LOAD_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let rounds: usize = std::env::var("LOAD_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     println!("# load benchmark: {rounds} interactions per user, one per second at a random moment");
     println!("| users | updates | updates/s | reply p50 ms | reply p99 ms | max ms | server peak RSS MB |");
     println!("|---|---|---|---|---|---|---|");
@@ -40,25 +43,44 @@ async fn main() {
 
 async fn run(admin_url: &str, users: usize, rounds: usize) {
     let scratch = format!("aisha_bench_load_{}_{users}", std::process::id());
-    let admin = PgPoolOptions::new().max_connections(1).connect(admin_url).await.expect("PostgreSQL");
-    admin.execute(format!("DROP DATABASE IF EXISTS {scratch}").as_str()).await.unwrap();
-    admin.execute(format!("CREATE DATABASE {scratch}").as_str()).await.unwrap();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+        .expect("PostgreSQL");
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {scratch}").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {scratch}").as_str())
+        .await
+        .unwrap();
     let db_url = match admin_url.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{scratch}"),
         None => admin_url.to_owned(),
     };
 
     let telegram = FakeTelegram::spawn(TOKEN).await.unwrap();
-    let sim = FalSimulator::spawn(SimConfig::default().with_accepted_key("load-fal-key")).await.unwrap();
+    let sim = FalSimulator::spawn(SimConfig::default().with_accepted_key("load-fal-key"))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_aisha"))
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", &db_url)
         .env("TELOXIDE_TOKEN", TOKEN)
-        .env("TELEGRAM_API_URL", telegram.api_url().as_str().trim_end_matches('/'))
+        .env(
+            "TELEGRAM_API_URL",
+            telegram.api_url().as_str().trim_end_matches('/'),
+        )
         .env("FAL_MODE", "live")
         .env("FAL_KEY", "load-fal-key")
         .env("FAL_QUEUE_URL", sim.queue_url())
@@ -76,10 +98,16 @@ async fn run(admin_url: &str, users: usize, rounds: usize) {
     wait_healthy(port, &mut server).await;
 
     let people: Vec<FakeUser> = (0..users)
-        .map(|i| telegram.user(900_000 + i as i64, &format!("Load{i}"), "ru").with_timeout(Duration::from_secs(60)))
+        .map(|i| {
+            telegram
+                .user(900_000 + i as i64, &format!("Load{i}"), "ru")
+                .with_timeout(Duration::from_secs(60))
+        })
         .collect();
     let start = Instant::now();
-    let tasks = people.into_iter().map(|user| tokio::spawn(async move { interact(user, rounds).await }));
+    let tasks = people
+        .into_iter()
+        .map(|user| tokio::spawn(async move { interact(user, rounds).await }));
     let mut latencies: Vec<Duration> = Vec::new();
     for t in futures::future::join_all(tasks).await {
         latencies.extend(t.unwrap());
@@ -89,7 +117,8 @@ async fn run(admin_url: &str, users: usize, rounds: usize) {
     let _ = server.kill();
     let _ = server.wait();
     latencies.sort_unstable();
-    let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+    let pick =
+        |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
     println!(
         "| {users} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
         latencies.len(),
@@ -123,7 +152,9 @@ async fn interact(user: FakeUser, rounds: usize) -> Vec<Duration> {
                     let screen: aisha::fake_telegram::ChatMessage = screen;
                     user.press_button(screen.message_id, "t:p").is_ok()
                         && user
-                            .wait_for_edit(screen.message_id, |m| m.text().is_some_and(|x| x.contains("👤")))
+                            .wait_for_edit(screen.message_id, |m| {
+                                m.text().is_some_and(|x| x.contains("👤"))
+                            })
                             .await
                             .is_ok()
                 }
@@ -161,7 +192,11 @@ async fn wait_healthy(port: u16, server: &mut Child) {
         if let Ok(Some(status)) = server.try_wait() {
             panic!("aisha serve exited: {status}");
         }
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
             if r.status().is_success() {
                 return;
             }

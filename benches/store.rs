@@ -29,7 +29,10 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
     let per_level = Duration::from_secs(seconds);
-    println!("# event store benchmark ({} s per level, {AVATARS} avatars)", seconds);
+    println!(
+        "# event store benchmark ({} s per level, {AVATARS} avatars)",
+        seconds
+    );
 
     // PostgreSQL: a scratch database on the same server.
     let scratch = format!("aisha_bench_{}", std::process::id());
@@ -68,9 +71,7 @@ async fn bench_backend(name: &str, db: Database, per_level: Duration) {
     let store = Arc::new(AvatarStore::new(db.clone()));
     let avatars = Arc::new(prepare_avatars(&store, AVATARS).await);
     println!("\n## {name}");
-    println!(
-        "| concurrency | commands/s | p50 ms | p99 ms | raw inserts/s | commands / raw |"
-    );
+    println!("| concurrency | commands/s | p50 ms | p99 ms | raw inserts/s | commands / raw |");
     println!("|---|---|---|---|---|---|");
     for concurrency in CONCURRENCY {
         let commands = run_commands(&store, &avatars, concurrency, per_level).await;
@@ -264,7 +265,13 @@ async fn draft(store: &AvatarStore, photos: usize) -> Uuid {
     )
     .await;
     for n in 1..=photos {
-        exec(store, id, user.clone(), Action::UploadPhoto { photo: photo(n) }).await;
+        exec(
+            store,
+            id,
+            user.clone(),
+            Action::UploadPhoto { photo: photo(n) },
+        )
+        .await;
     }
     id
 }
@@ -340,7 +347,10 @@ async fn avatar_with_events(store: &AvatarStore, events: usize) -> Uuid {
         let Action::Generate { generation_id, .. } = request.action else {
             unreachable!()
         };
-        store.execute(id, request, Uuid::new_v4()).await.expect("generate");
+        store
+            .execute(id, request, Uuid::new_v4())
+            .await
+            .expect("generate");
         count += 1;
         if count < events {
             exec(
@@ -378,7 +388,9 @@ async fn median_load_ms(store: &AvatarStore, id: Uuid) -> f64 {
 }
 
 fn replace_db_name(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let base = match base.rfind('/') {
         Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..i],
         _ => base,

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use aggregates::{Action, Actor, AvatarType, Command, Gender, ImageFormat, PhotoMeta, TrainingPreset};
+use aggregates::{
+    Action, Actor, AvatarType, Command, Gender, ImageFormat, PhotoMeta, TrainingPreset,
+};
 use aisha::actors::notify::LogNotifier;
 use aisha::actors::work::WorkQueue;
 use aisha::actors::{ActorSettings, Services};
@@ -39,9 +41,19 @@ async fn main() {
     println!("# webhook benchmark: {trainings} trainings, 10% duplicate deliveries, {CONCURRENCY} concurrent senders");
 
     let scratch = format!("aisha_bench_webhooks_{}", std::process::id());
-    let admin = PgPoolOptions::new().max_connections(1).connect(&admin_url).await.expect("PostgreSQL");
-    admin.execute(format!("DROP DATABASE IF EXISTS {scratch}").as_str()).await.unwrap();
-    admin.execute(format!("CREATE DATABASE {scratch}").as_str()).await.unwrap();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await
+        .expect("PostgreSQL");
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {scratch}").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {scratch}").as_str())
+        .await
+        .unwrap();
     let pg_url = match admin_url.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{scratch}"),
         None => admin_url.clone(),
@@ -68,8 +80,11 @@ async fn run(backend: &str, db: Database, trainings: usize) {
     let signer = Arc::new(WebhookSigner::from_seed([9; 32], "bench-user"));
 
     // JWKS served like FAL's, on loopback.
-    let jwks = Jwks { keys: vec![signer.jwk(false)] };
-    let jwks_app = axum::Router::new().route("/jwks.json", get(move || async move { Json(jwks.clone()) }));
+    let jwks = Jwks {
+        keys: vec![signer.jwk(false)],
+    };
+    let jwks_app =
+        axum::Router::new().route("/jwks.json", get(move || async move { Json(jwks.clone()) }));
     let jwks_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let jwks_url = format!("http://{}/jwks.json", jwks_listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(jwks_listener, jwks_app).await.unwrap() });
@@ -78,7 +93,12 @@ async fn run(backend: &str, db: Database, trainings: usize) {
     let services = Services {
         store: store.clone(),
         queue: WorkQueue::new(db.clone()),
-        fal: FalClient::new(FalClientConfig::new("http://127.0.0.1:9", "http://127.0.0.1:9", None)).unwrap(),
+        fal: FalClient::new(FalClientConfig::new(
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9",
+            None,
+        ))
+        .unwrap(),
         photos: PhotoStore::local(dir.path()).unwrap(),
         notifier: Arc::new(LogNotifier),
         public_base_url: None,
@@ -102,7 +122,10 @@ async fn run(backend: &str, db: Database, trainings: usize) {
         .buffer_unordered(16)
         .collect()
         .await;
-    eprintln!("{backend}: setup of {trainings} submitted trainings took {:.1} s", setup.elapsed().as_secs_f64());
+    eprintln!(
+        "{backend}: setup of {trainings} submitted trainings took {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
 
     // Deliveries: one per training plus 10% duplicates, interleaved.
     let mut deliveries: Vec<(Uuid, String)> = avatars.clone();
@@ -175,37 +198,52 @@ async fn submitted_training(store: &AvatarStore) -> (Uuid, String) {
             .await
             .expect("setup command");
     };
-    exec(user.clone(), Action::Create {
-        avatar_id: id,
-        name: "bench".into(),
-        gender: Gender::Other,
-        avatar_type: AvatarType::Portrait,
-    })
+    exec(
+        user.clone(),
+        Action::Create {
+            avatar_id: id,
+            name: "bench".into(),
+            gender: Gender::Other,
+            avatar_type: AvatarType::Portrait,
+        },
+    )
     .await;
     for n in 0..10 {
-        exec(user.clone(), Action::UploadPhoto {
-            photo: PhotoMeta {
-                photo_id: format!("p{n}"),
-                content_hash: format!("{n:064x}"),
-                byte_size: 1000,
-                width: 600,
-                height: 600,
-                format: ImageFormat::Jpeg,
-                storage_key: format!("k{n}"),
+        exec(
+            user.clone(),
+            Action::UploadPhoto {
+                photo: PhotoMeta {
+                    photo_id: format!("p{n}"),
+                    content_hash: format!("{n:064x}"),
+                    byte_size: 1000,
+                    width: 600,
+                    height: 600,
+                    format: ImageFormat::Jpeg,
+                    storage_key: format!("k{n}"),
+                },
             },
-        })
+        )
         .await;
     }
-    exec(user, Action::StartTraining { preset: TrainingPreset::Fast }).await;
+    exec(
+        user,
+        Action::StartTraining {
+            preset: TrainingPreset::Fast,
+        },
+    )
+    .await;
     let request_id = Uuid::new_v4().to_string();
-    exec(Actor::System("bench".into()), Action::RecordTrainingSubmission {
-        request_id: request_id.clone(),
-        endpoint: "fal-ai/flux-lora-portrait-trainer".into(),
-        status_url: String::new(),
-        response_url: String::new(),
-        cancel_url: String::new(),
-        archive_url: String::new(),
-    })
+    exec(
+        Actor::System("bench".into()),
+        Action::RecordTrainingSubmission {
+            request_id: request_id.clone(),
+            endpoint: "fal-ai/flux-lora-portrait-trainer".into(),
+            status_url: String::new(),
+            response_url: String::new(),
+            cancel_url: String::new(),
+            archive_url: String::new(),
+        },
+    )
     .await;
     (id, request_id)
 }

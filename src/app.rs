@@ -187,7 +187,11 @@ impl Application {
     ) -> Result<(), AppError> {
         // First, so that a bad token stops start-up before anything else runs.
         let mut telegram = match self.telegram {
-            Some(telegram) => Some(telegram.start(self.config.public_base_url.as_deref()).await?),
+            Some(telegram) => Some(
+                telegram
+                    .start(self.config.public_base_url.as_deref())
+                    .await?,
+            ),
             None => None,
         };
         let metrics = crate::telemetry::prometheus();
@@ -208,7 +212,10 @@ impl Application {
             services: self.services.clone(),
         };
         let mut app = router(state).merge(webhooks::router(webhook_state));
-        if let Some(route) = telegram.as_mut().and_then(crate::bot::RunningBot::take_router) {
+        if let Some(route) = telegram
+            .as_mut()
+            .and_then(crate::bot::RunningBot::take_router)
+        {
             app = app.merge(route);
         }
         tracing::info!(addr = %self.addr, backend = self.db.backend_name(), "HTTP server listening");

@@ -315,12 +315,19 @@ fn check(id: &str, expected: &Expected, row: Option<AvatarCard>, drifts: &mut Ve
     differ("status", state.status.as_str().into(), row.status);
     differ(
         "name",
-        state.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+        state
+            .name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
         row.name,
     );
     differ(
         "avatar_type",
-        state.avatar_type.map(|t| t.as_str().to_owned()).unwrap_or_default(),
+        state
+            .avatar_type
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
         row.avatar_type,
     );
     differ("owner", state.owner.to_string(), row.owner.to_string());
@@ -377,12 +384,12 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 pub fn select(name: Option<&str>) -> Result<Vec<Arc<dyn Projection>>, AuditError> {
     match name {
         None => Ok(projections::all()),
-        Some(name) => projections::by_name(name)
-            .map(|p| vec![p])
-            .ok_or_else(|| AuditError::UnknownProjection {
+        Some(name) => projections::by_name(name).map(|p| vec![p]).ok_or_else(|| {
+            AuditError::UnknownProjection {
                 name: name.to_owned(),
                 known: projections::names().join(", "),
-            }),
+            }
+        }),
     }
 }
 

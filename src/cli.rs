@@ -41,7 +41,12 @@ pub enum CliCommand {
         training_deadline_secs: u64,
         /// Telegram send limits: `production` (Telegram's flood limits) or `relaxed` (for a local
         /// Bot API server or a fake without flood control, e.g. load tests).
-        #[arg(long, env = "TELEGRAM_RATE_LIMITS", value_enum, default_value = "production")]
+        #[arg(
+            long,
+            env = "TELEGRAM_RATE_LIMITS",
+            value_enum,
+            default_value = "production"
+        )]
         telegram_rate_limits: crate::serve::RateLimits,
     },
     /// Apply pending database migrations and exit.
@@ -131,7 +136,11 @@ pub async fn run() -> ExitCode {
     }
     let cli = Cli::parse();
     // The demo's output is the conversation; its logs would drown it.
-    init_tracing(if matches!(cli.command, CliCommand::Demo) { "warn" } else { "info" });
+    init_tracing(if matches!(cli.command, CliCommand::Demo) {
+        "warn"
+    } else {
+        "info"
+    });
     let config = Config::from(cli.config);
     match execute(cli.command, config).await {
         Ok(code) => code,
@@ -144,7 +153,8 @@ pub async fn run() -> ExitCode {
 
 fn init_tracing(default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -275,10 +285,16 @@ async fn history_at(
         return Ok(ExitCode::FAILURE);
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&state).unwrap_or_default()
+        );
     } else {
         let history = store.history(avatar_id).await?;
-        let upto: Vec<_> = history.into_iter().filter(|h| h.sequence <= sequence).collect();
+        let upto: Vec<_> = history
+            .into_iter()
+            .filter(|h| h.sequence <= sequence)
+            .collect();
         print!("{}", render_history(&upto));
         println!();
         print!("{}", render_state(&state));
@@ -338,7 +354,10 @@ async fn audit_verify(config: &Config, json: bool) -> Result<ExitCode, CliError>
     let feed = crate::store::feed::Feed::new(open_database(config).await?);
     let report = crate::audit::verify(&feed).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         for drift in &report.drifts {
             println!("drift: {drift}");
@@ -378,7 +397,9 @@ async fn projections_command(
             }
         }
         ProjectionsCommand::Status => {
-            println!("consumer                 position        txid  behind  oldest unread  updated");
+            println!(
+                "consumer                 position        txid  behind  oldest unread  updated"
+            );
             for c in feed.consumers(&projections::names()).await? {
                 println!(
                     "{:<24} {:>8} {:>11} {:>7}  {:>13}  {}",
@@ -389,8 +410,9 @@ async fn projections_command(
                     c.lag
                         .oldest_unread_age
                         .map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64())),
-                    c.updated_at
-                        .map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                    c.updated_at.map_or("never".into(), |t| t
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string()),
                 );
             }
         }

@@ -19,7 +19,11 @@ pub struct ConfigArgs {
     pub teloxide_token: Option<String>,
 
     /// Telegram Bot API base URL.
-    #[arg(long, env = "TELEGRAM_API_URL", default_value = "https://api.telegram.org")]
+    #[arg(
+        long,
+        env = "TELEGRAM_API_URL",
+        default_value = "https://api.telegram.org"
+    )]
     pub telegram_api_url: String,
 
     /// FAL API key; never logged.

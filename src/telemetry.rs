@@ -56,8 +56,14 @@ fn describe() {
         "webhook_verifications_total",
         "FAL webhooks by verification result"
     );
-    describe_counter!("telegram_sends_total", "Telegram Bot API calls by method and outcome");
-    describe_counter!("telegram_retries_total", "Telegram Bot API calls retried, by method");
+    describe_counter!(
+        "telegram_sends_total",
+        "Telegram Bot API calls by method and outcome"
+    );
+    describe_counter!(
+        "telegram_retries_total",
+        "Telegram Bot API calls retried, by method"
+    );
     describe_gauge!("feed_lag_events", "Events a feed consumer has yet to apply");
     describe_gauge!(
         "feed_lag_seconds",
@@ -69,7 +75,10 @@ fn describe() {
         Unit::Seconds,
         "Time from an event's commit to its projection, for the consumer's last batch"
     );
-    describe_counter!("feed_events_applied_total", "Events applied by a projection runner");
+    describe_counter!(
+        "feed_events_applied_total",
+        "Events applied by a projection runner"
+    );
     // Zero-valued series, so dashboards and alerts see them before the first occurrence.
     for result in ["ok", "invalid_signature"] {
         metrics::counter!("webhook_verifications_total", "result" => result).absolute(0);
@@ -101,7 +110,6 @@ pub fn feed_lag(consumer: &str, events_behind: i64, oldest_unread_seconds: f64) 
 
 /// Records a projection runner's committed batch.
 pub fn feed_applied(consumer: &'static str, events: usize, delay_seconds: f64) {
-    metrics::counter!("feed_events_applied_total", "consumer" => consumer)
-        .increment(events as u64);
+    metrics::counter!("feed_events_applied_total", "consumer" => consumer).increment(events as u64);
     metrics::gauge!("feed_apply_delay_seconds", "consumer" => consumer).set(delay_seconds);
 }

@@ -168,7 +168,10 @@ impl Avatar {
     /// The avatar's trigger token: unique per avatar, derived from its id so the domain needs no
     /// randomness (seed 001's `PERSON_<8 hex>`).
     pub fn trigger(&self) -> String {
-        let hex = self.id.map(|id| id.simple().to_string()).unwrap_or_default();
+        let hex = self
+            .id
+            .map(|id| id.simple().to_string())
+            .unwrap_or_default();
         let short = hex.get(..8).unwrap_or("00000000").to_uppercase();
         match self.avatar_type {
             Some(AvatarType::Style) => format!("STYLE_{short}"),
@@ -365,7 +368,8 @@ impl Avatar {
                 if !accept {
                     return Ok(vec![]);
                 }
-                let model = TrainedModel::from_output(self.require_type()?, &output, &self.trigger())?;
+                let model =
+                    TrainedModel::from_output(self.require_type()?, &output, &self.trigger())?;
                 Ok(vec![AvatarEvent::TrainingCompleted {
                     owner,
                     request_id,
@@ -484,9 +488,10 @@ impl Avatar {
 
             Action::Delete => {
                 let running_training_cancel_url = match self.status {
-                    AvatarStatus::Training => {
-                        self.training.as_ref().and_then(|run| run.cancel_url.clone())
-                    }
+                    AvatarStatus::Training => self
+                        .training
+                        .as_ref()
+                        .and_then(|run| run.cancel_url.clone()),
                     _ => None,
                 };
                 Ok(vec![AvatarEvent::AvatarDeleted {
@@ -587,7 +592,9 @@ pub fn generation_arguments(
             finetune_strength: values
                 .map_or(presets::DEFAULT_FINETUNE_STRENGTH, |v| v.finetune_strength),
             aspect_ratio: values
-                .map_or(presets::DEFAULT_ASPECT_RATIO, |v| aspect_ratio_for(v.image_size))
+                .map_or(presets::DEFAULT_ASPECT_RATIO, |v| {
+                    aspect_ratio_for(v.image_size)
+                })
                 .to_owned(),
             num_images,
             raw: values.is_some_and(|v| v.raw),

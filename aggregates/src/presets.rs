@@ -119,8 +119,7 @@ impl TrainerParams {
             AvatarType::Style => {
                 // fast trains a raw LoRA (FAL's LoRA default rate 1e-4) for speed; the others a
                 // full finetune (default rate 1e-5) with more iterations.
-                let (iterations, learning_rate, priority, finetune_type, lora_rank) = match preset
-                {
+                let (iterations, learning_rate, priority, finetune_type, lora_rank) = match preset {
                     TrainingPreset::Fast => (300, 0.0001, "speed", "lora", 16),
                     TrainingPreset::Balanced => (600, 0.00001, "quality", "full", 32),
                     TrainingPreset::Quality => (1000, 0.00001, "quality", "full", 32),

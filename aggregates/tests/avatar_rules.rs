@@ -99,9 +99,7 @@ fn training_started(avatar_type: AvatarType, preset: TrainingPreset) -> AvatarEv
         preset,
         endpoint: params.endpoint().to_owned(),
         params,
-        photo_keys: (1..=MIN_PHOTOS)
-            .map(|n| photo(n).storage_key)
-            .collect(),
+        photo_keys: (1..=MIN_PHOTOS).map(|n| photo(n).storage_key).collect(),
         at: at(),
     }
 }
@@ -319,7 +317,9 @@ mod photos {
         edge.height = 512;
         AvatarTest::with(())
             .given(with_photos(AvatarType::Portrait, 0))
-            .when(user(Action::UploadPhoto { photo: edge.clone() }))
+            .when(user(Action::UploadPhoto {
+                photo: edge.clone(),
+            }))
             .then_expect_events(vec![AvatarEvent::PhotoUploaded {
                 photo: edge,
                 photo_count: 1,

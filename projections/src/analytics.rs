@@ -414,7 +414,9 @@ async fn flush(tx: &mut Tx<'_>, d: Deltas) -> Result<(), ProjectionError> {
         "INSERT INTO daily_avatars (day, avatar_type, created, deleted)",
         d.avatars
             .into_iter()
-            .map(|((day, kind), c)| vec![day.into(), kind.into(), c.created.into(), c.deleted.into()])
+            .map(|((day, kind), c)| {
+                vec![day.into(), kind.into(), c.created.into(), c.deleted.into()]
+            })
             .collect(),
         "ON CONFLICT (day, avatar_type) DO UPDATE
             SET created = daily_avatars.created + excluded.created,
@@ -616,7 +618,9 @@ pub async fn summary(
         let s = days.entry(d).or_insert_with(|| DailySummary::empty(d));
         let created: i64 = row.get("created")?;
         if created > 0 {
-            *s.avatars_created.entry(row.get("avatar_type")?).or_default() += created;
+            *s.avatars_created
+                .entry(row.get("avatar_type")?)
+                .or_default() += created;
         }
         s.avatars_deleted += row.get::<i64>("deleted")?;
     }

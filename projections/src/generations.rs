@@ -197,8 +197,12 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
         .filter_map(|id| rows.get(id))
         .map(generation_args)
         .collect();
-    tx.insert_rows(&format!("INSERT INTO generations ({COLUMNS})"), upserts, UPSERT)
-        .await?;
+    tx.insert_rows(
+        &format!("INSERT INTO generations ({COLUMNS})"),
+        upserts,
+        UPSERT,
+    )
+    .await?;
     tx.insert_rows(
         "INSERT INTO generation_images
             (generation_id, image_index, url, width, height, content_type, nsfw)",
@@ -217,7 +221,13 @@ const UPSERT: &str = "ON CONFLICT (generation_id) DO UPDATE SET
     duration_seconds = excluded.duration_seconds, failure_reason = excluded.failure_reason,
     avatar_deleted = excluded.avatar_deleted";
 
-fn finish(row: &mut Generation, at: DateTime<Utc>, to: &str, images: usize, reason: Option<&String>) {
+fn finish(
+    row: &mut Generation,
+    at: DateTime<Utc>,
+    to: &str,
+    images: usize,
+    reason: Option<&String>,
+) {
     row.status = to.to_owned();
     row.finished_at = Some(at);
     row.image_count = images as i64;

@@ -112,8 +112,12 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
         })
         .map(job_args)
         .collect();
-    tx.insert_rows(&format!("INSERT INTO training_jobs ({COLUMNS})"), upserts, UPSERT)
-        .await?;
+    tx.insert_rows(
+        &format!("INSERT INTO training_jobs ({COLUMNS})"),
+        upserts,
+        UPSERT,
+    )
+    .await?;
     Ok(())
 }
 

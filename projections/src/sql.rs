@@ -124,7 +124,10 @@ impl SqlRow {
     /// `f64`, times, dates and their `Option`s) works.
     pub fn get<T>(&self, column: &str) -> Result<T, sqlx::Error>
     where
-        T: for<'r> Decode<'r, Postgres> + Type<Postgres> + for<'r> Decode<'r, Sqlite> + Type<Sqlite>,
+        T: for<'r> Decode<'r, Postgres>
+            + Type<Postgres>
+            + for<'r> Decode<'r, Sqlite>
+            + Type<Sqlite>,
     {
         match self {
             Self::Postgres(r) => r.try_get(column),
@@ -211,7 +214,11 @@ impl Tx<'_> {
     }
 
     /// Runs a query and returns every row.
-    pub async fn fetch_all(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<SqlRow>, sqlx::Error> {
+    pub async fn fetch_all(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Vec<SqlRow>, sqlx::Error> {
         let sql = for_backend(self.backend(), sql);
         match self {
             Self::Postgres(c) => Ok(bind_all!(sqlx::query(&sql), args)
@@ -249,7 +256,11 @@ impl Tx<'_> {
     }
 
     /// Reads one optional `i64` (the first column of the first row).
-    pub async fn fetch_i64(&mut self, sql: &str, args: Vec<Arg>) -> Result<Option<i64>, sqlx::Error> {
+    pub async fn fetch_i64(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Option<i64>, sqlx::Error> {
         let sql = for_backend(self.backend(), sql);
         match self {
             Self::Postgres(c) => Ok(bind_all!(sqlx::query(&sql), args)
@@ -280,20 +291,32 @@ impl Tx<'_> {
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             let chunk: Vec<Vec<Arg>> = rows.by_ref().take(per_statement).collect();
-            let sql = format!("{head} VALUES {} {tail}", placeholders(chunk.len(), width, 1));
-            changed += self.execute(&sql, chunk.into_iter().flatten().collect()).await?;
+            let sql = format!(
+                "{head} VALUES {} {tail}",
+                placeholders(chunk.len(), width, 1)
+            );
+            changed += self
+                .execute(&sql, chunk.into_iter().flatten().collect())
+                .await?;
         }
         Ok(changed)
     }
 
     /// Runs a query once per chunk of `keys`, with `{keys}` in `sql` replaced by the chunk's
     /// placeholders (`$1, $2, …`), and returns every row.
-    pub async fn fetch_in(&mut self, sql: &str, keys: Vec<Arg>) -> Result<Vec<SqlRow>, sqlx::Error> {
+    pub async fn fetch_in(
+        &mut self,
+        sql: &str,
+        keys: Vec<Arg>,
+    ) -> Result<Vec<SqlRow>, sqlx::Error> {
         let mut out = Vec::new();
         let mut keys = keys.into_iter().peekable();
         while keys.peek().is_some() {
             let chunk: Vec<Arg> = keys.by_ref().take(MAX_PARAMETERS).collect();
-            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             out.extend(self.fetch_all(&sql.replace("{keys}", &list), chunk).await?);
         }
         Ok(out)
@@ -305,7 +328,10 @@ impl Tx<'_> {
         let mut keys = keys.into_iter().peekable();
         while keys.peek().is_some() {
             let chunk: Vec<Arg> = keys.by_ref().take(MAX_PARAMETERS).collect();
-            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             changed += self.execute(&sql.replace("{keys}", &list), chunk).await?;
         }
         Ok(changed)

@@ -33,8 +33,12 @@ impl WorkHandler for CleanupHandler {
             if let Some(url) = &job.running_training_cancel_url {
                 match s.fal.cancel(url).await {
                     Ok(()) | Err(FalError::AlreadyCompleted) | Err(FalError::NotFound { .. }) => {}
-                    Err(e) if e.is_transient() => return Ok(Outcome::Retry(format!("cancel: {e}"))),
-                    Err(e) => tracing::warn!(avatar_id = %item.avatar_id, error = %e, "could not cancel the training"),
+                    Err(e) if e.is_transient() => {
+                        return Ok(Outcome::Retry(format!("cancel: {e}")))
+                    }
+                    Err(e) => {
+                        tracing::warn!(avatar_id = %item.avatar_id, error = %e, "could not cancel the training")
+                    }
                 }
             }
             match s.photos.delete_prefix(&avatar_prefix(item.avatar_id)).await {

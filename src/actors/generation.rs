@@ -85,7 +85,13 @@ impl GenerationHandler {
 
         let waited = (Utc::now() - item.created_at).to_std().unwrap_or_default();
         if waited > s.settings.generation_deadline {
-            fail(s, item.avatar_id, job.generation_id, "FAL took too long to generate the images").await?;
+            fail(
+                s,
+                item.avatar_id,
+                job.generation_id,
+                "FAL took too long to generate the images",
+            )
+            .await?;
             return Ok(Outcome::Done);
         }
         let later = Outcome::RetryAfter(s.settings.generation_poll_every);
@@ -97,7 +103,11 @@ impl GenerationHandler {
                 return Ok(later);
             }
         }
-        match s.fal.result::<GeneratorOutput>(&submitted.response_url).await {
+        match s
+            .fal
+            .result::<GeneratorOutput>(&submitted.response_url)
+            .await
+        {
             Ok(output) => {
                 let images = output
                     .images
@@ -119,13 +129,25 @@ impl GenerationHandler {
                         images,
                     },
                 );
-                match s.store.execute(item.avatar_id, command, Uuid::new_v4()).await {
+                match s
+                    .store
+                    .execute(item.avatar_id, command, Uuid::new_v4())
+                    .await
+                {
                     Ok(_) | Err(StoreError::Rejected(_)) => Ok(Outcome::Done),
                     Err(e) => Err(e),
                 }
             }
-            Err(e @ (FalError::Validation { .. } | FalError::Http { .. } | FalError::Server { .. })) => {
-                fail(s, item.avatar_id, job.generation_id, &format!("FAL could not generate: {e}")).await?;
+            Err(
+                e @ (FalError::Validation { .. } | FalError::Http { .. } | FalError::Server { .. }),
+            ) => {
+                fail(
+                    s,
+                    item.avatar_id,
+                    job.generation_id,
+                    &format!("FAL could not generate: {e}"),
+                )
+                .await?;
                 Ok(Outcome::Done)
             }
             Err(e) => {
@@ -144,7 +166,11 @@ impl GenerationHandler {
         let s = &self.services;
         s.queue.set_phase(item.id, Some(PHASE_SUBMITTING)).await?;
         let webhook = s.generation_webhook(item.avatar_id, job.generation_id);
-        match s.fal.submit(&job.endpoint, &job.arguments, webhook.as_deref()).await {
+        match s
+            .fal
+            .submit(&job.endpoint, &job.arguments, webhook.as_deref())
+            .await
+        {
             Ok(answer) => {
                 let submitted = Submitted {
                     request_id: answer.request_id,
@@ -173,7 +199,12 @@ impl GenerationHandler {
     }
 }
 
-async fn fail(s: &Services, avatar_id: Uuid, generation_id: Uuid, reason: &str) -> Result<(), StoreError> {
+async fn fail(
+    s: &Services,
+    avatar_id: Uuid,
+    generation_id: Uuid,
+    reason: &str,
+) -> Result<(), StoreError> {
     let command = Command::new(
         Actor::System(GENERATION_ACTOR.into()),
         Utc::now(),

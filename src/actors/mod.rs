@@ -103,7 +103,9 @@ impl ActorSettings {
     /// Backoff before attempt `attempts + 1`.
     pub fn backoff(&self, attempts: i32) -> Duration {
         let exp = attempts.clamp(0, 10) as u32;
-        self.retry_base.saturating_mul(2u32.saturating_pow(exp)).min(Duration::from_secs(300))
+        self.retry_base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(Duration::from_secs(300))
     }
 }
 
@@ -235,7 +237,11 @@ impl Handler<Finished> for Worker {
 }
 
 /// Claims one item and runs it; returns whether there was one.
-async fn claim_and_run(handler: &dyn WorkHandler, queue: &WorkQueue, settings: &ActorSettings) -> bool {
+async fn claim_and_run(
+    handler: &dyn WorkHandler,
+    queue: &WorkQueue,
+    settings: &ActorSettings,
+) -> bool {
     let kind = handler.kind();
     let item = match queue.claim(kind, settings.lease).await {
         Ok(Some(item)) => item,
@@ -305,11 +311,21 @@ impl ActorSystem {
     pub fn start(services: Services, feed: Feed) -> Self {
         let runtime = tokio::runtime::Handle::current();
         let handlers: Vec<Arc<dyn WorkHandler>> = vec![
-            Arc::new(training::TrainingHandler { services: services.clone() }),
-            Arc::new(watch::StatusPoller { services: services.clone() }),
-            Arc::new(generation::GenerationHandler { services: services.clone() }),
-            Arc::new(notify::NotifyHandler { notifier: services.notifier.clone() }),
-            Arc::new(cleanup::CleanupHandler { services: services.clone() }),
+            Arc::new(training::TrainingHandler {
+                services: services.clone(),
+            }),
+            Arc::new(watch::StatusPoller {
+                services: services.clone(),
+            }),
+            Arc::new(generation::GenerationHandler {
+                services: services.clone(),
+            }),
+            Arc::new(notify::NotifyHandler {
+                notifier: services.notifier.clone(),
+            }),
+            Arc::new(cleanup::CleanupHandler {
+                services: services.clone(),
+            }),
         ];
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let queue = services.queue.clone();
@@ -343,12 +359,13 @@ impl ActorSystem {
         let reactor = reactors::ActorReactor {
             status_poll_after: services.settings.status_poll_after,
         };
-        let runner = crate::store::feed::ProjectionRunner::new(feed, Arc::new(reactor))
-            .on_commit(move || {
+        let runner = crate::store::feed::ProjectionRunner::new(feed, Arc::new(reactor)).on_commit(
+            move || {
                 for worker in &workers {
                     worker.do_send(Wake);
                 }
-            });
+            },
+        );
         let reactor = tokio::spawn(runner.run());
         Self {
             system,

@@ -67,16 +67,26 @@ pub enum NotifyError {
 
 /// Delivers notifications to users.
 pub trait Notifier: Send + Sync + 'static {
-    fn notify<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>>;
+    fn notify<'a>(
+        &'a self,
+        notification: &'a Notification,
+    ) -> BoxFuture<'a, Result<(), NotifyError>>;
 }
 
 /// A notifier for running without a bot: writes each notification to the log.
 pub struct LogNotifier;
 
 impl Notifier for LogNotifier {
-    fn notify<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn notify<'a>(
+        &'a self,
+        notification: &'a Notification,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
-            tracing::info!(owner = notification.owner(), ?notification, "notification (no bot attached)");
+            tracing::info!(
+                owner = notification.owner(),
+                ?notification,
+                "notification (no bot attached)"
+            );
             Ok(())
         })
     }

@@ -43,7 +43,9 @@ impl Projection for ActorReactor {
             let now = Utc::now();
             let notify_key = format!("notify:{id}:{}", e.sequence);
             match &e.event {
-                AvatarEvent::TrainingStarted { endpoint, params, .. } => {
+                AvatarEvent::TrainingStarted {
+                    endpoint, params, ..
+                } => {
                     let payload = TrainPayload {
                         endpoint: endpoint.clone(),
                         params: params.clone(),
@@ -64,12 +66,16 @@ impl Projection for ActorReactor {
                         response_url: response_url.clone(),
                         cancel_url: cancel_url.clone(),
                     };
-                    let due = now + chrono::Duration::from_std(self.status_poll_after).unwrap_or_default();
+                    let due = now
+                        + chrono::Duration::from_std(self.status_poll_after).unwrap_or_default();
                     let key = format!("watch:{request_id}");
                     enqueue(tx, watch::KIND, &key, id, &payload, due).await?;
                 }
                 AvatarEvent::TrainingCompleted { owner, .. } => {
-                    let n = Notification::TrainingCompleted { owner: *owner, avatar_id: id };
+                    let n = Notification::TrainingCompleted {
+                        owner: *owner,
+                        avatar_id: id,
+                    };
                     enqueue(tx, notify::KIND, &notify_key, id, &n, now).await?;
                 }
                 AvatarEvent::TrainingFailed { owner, reason, .. } => {

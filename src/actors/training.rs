@@ -62,7 +62,10 @@ impl TrainingHandler {
         let payload: TrainPayload = item.payload()?;
         let avatar = s.store.load(item.avatar_id).await?;
         let waiting = avatar.status == AvatarStatus::Training
-            && avatar.training.as_ref().is_some_and(|t| t.request_id.is_none());
+            && avatar
+                .training
+                .as_ref()
+                .is_some_and(|t| t.request_id.is_none());
         if !waiting {
             // Deleted, already submitted (a replay), or failed meanwhile: nothing to do.
             return Ok(Outcome::Done);
@@ -85,7 +88,11 @@ impl TrainingHandler {
         };
         let archive_url = match s
             .fal
-            .upload(archive.path().to_path_buf(), "application/zip", "photos.zip")
+            .upload(
+                archive.path().to_path_buf(),
+                "application/zip",
+                "photos.zip",
+            )
             .await
         {
             Ok(url) => url,
@@ -101,7 +108,11 @@ impl TrainingHandler {
         s.queue.set_phase(item.id, Some(PHASE_SUBMITTING)).await?;
         let input = payload.params.to_fal_input(&archive_url);
         let webhook = s.training_webhook(item.avatar_id);
-        let submitted = match s.fal.submit(&payload.endpoint, &input, webhook.as_deref()).await {
+        let submitted = match s
+            .fal
+            .submit(&payload.endpoint, &input, webhook.as_deref())
+            .await
+        {
             Ok(r) => r,
             Err(e @ (FalError::Connect(_) | FalError::RateLimited { .. })) => {
                 // FAL never took the job: safe to submit again later.
@@ -111,7 +122,9 @@ impl TrainingHandler {
             Err(e) => {
                 // FAL may or may not have started a paid job; never guess by resubmitting.
                 let reason = match &e {
-                    FalError::Validation { detail } => format!("FAL refused the training: {detail}"),
+                    FalError::Validation { detail } => {
+                        format!("FAL refused the training: {detail}")
+                    }
                     other => format!("FAL did not confirm the training ({other})"),
                 };
                 fail_before_submission(s, item.avatar_id, &reason).await?;
@@ -136,7 +149,11 @@ impl TrainingHandler {
         // The request id must be recorded: retry the write a few times before the lease lapses.
         let mut last_error = None;
         for attempt in 0..5u32 {
-            match s.store.execute(item.avatar_id, record.clone(), Uuid::new_v4()).await {
+            match s
+                .store
+                .execute(item.avatar_id, record.clone(), Uuid::new_v4())
+                .await
+            {
                 Ok(_) => return Ok(Outcome::Done),
                 Err(StoreError::Rejected(AvatarError::Deleted)) => {
                     // Deleted while submitting: stop the paid job.
@@ -144,7 +161,9 @@ impl TrainingHandler {
                     return Ok(Outcome::Done);
                 }
                 Err(StoreError::Rejected(refusal)) => {
-                    return Ok(Outcome::Failed(format!("recording the submission: {refusal}")))
+                    return Ok(Outcome::Failed(format!(
+                        "recording the submission: {refusal}"
+                    )))
                 }
                 Err(e) => {
                     last_error = Some(e);
@@ -211,18 +230,28 @@ pub async fn report_training_result(
     let completing = matches!(action, Action::CompleteTraining { .. });
     match s
         .store
-        .execute(avatar_id, Command::new(by.clone(), Utc::now(), action), Uuid::new_v4())
+        .execute(
+            avatar_id,
+            Command::new(by.clone(), Utc::now(), action),
+            Uuid::new_v4(),
+        )
         .await
     {
         Ok(_) => Ok(()),
-        Err(StoreError::Rejected(refusal @ AvatarError::ModelDataMismatch { .. })) if completing => {
+        Err(StoreError::Rejected(refusal @ AvatarError::ModelDataMismatch { .. }))
+            if completing =>
+        {
             tracing::error!(%avatar_id, request_id, error = %refusal, "training result refused");
             let fail = Action::FailTraining {
                 request_id: Some(request_id.to_owned()),
                 reason: format!("FAL returned model data of the wrong shape: {refusal}"),
             };
             s.store
-                .execute(avatar_id, Command::new(by, Utc::now(), fail), Uuid::new_v4())
+                .execute(
+                    avatar_id,
+                    Command::new(by, Utc::now(), fail),
+                    Uuid::new_v4(),
+                )
                 .await
                 .map(drop)
         }

@@ -77,9 +77,9 @@ impl StatusPoller {
         }
         let result = match s.fal.result::<Value>(&job.response_url).await {
             Ok(output) => Ok(output),
-            Err(e @ (FalError::Validation { .. } | FalError::Http { .. } | FalError::Server { .. })) => {
-                Err(format!("FAL reported the training failed: {e}"))
-            }
+            Err(
+                e @ (FalError::Validation { .. } | FalError::Http { .. } | FalError::Server { .. }),
+            ) => Err(format!("FAL reported the training failed: {e}")),
             Err(e) => {
                 tracing::warn!(request_id = %job.request_id, error = %e, "fetching the result failed");
                 return Ok(later);
@@ -87,8 +87,14 @@ impl StatusPoller {
         };
         tracing::info!(avatar_id = %item.avatar_id, request_id = %job.request_id, ok = result.is_ok(),
             "poller found a finished training");
-        report_training_result(s, POLLER_ACTOR, item.avatar_id, &job.request_id, result.as_ref().map_err(Clone::clone))
-            .await?;
+        report_training_result(
+            s,
+            POLLER_ACTOR,
+            item.avatar_id,
+            &job.request_id,
+            result.as_ref().map_err(Clone::clone),
+        )
+        .await?;
         Ok(Outcome::Done)
     }
 }

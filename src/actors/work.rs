@@ -160,7 +160,12 @@ impl WorkQueue {
     }
 
     /// Try again after `delay` (the lease is released).
-    pub async fn retry_later(&self, id: i64, delay: Duration, error: &str) -> Result<(), StoreError> {
+    pub async fn retry_later(
+        &self,
+        id: i64,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), StoreError> {
         let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
         self.exec(
             "UPDATE work_items SET due_at = $2, claimed_until = NULL, last_error = $3
@@ -186,7 +191,11 @@ impl WorkQueue {
         let sql = "SELECT count(*) FROM work_items WHERE kind = $1 AND status = $2";
         Ok(match &self.db {
             Database::Postgres(pool) => {
-                sqlx::query_scalar(sql).bind(kind).bind(status).fetch_one(pool).await?
+                sqlx::query_scalar(sql)
+                    .bind(kind)
+                    .bind(status)
+                    .fetch_one(pool)
+                    .await?
             }
             Database::Sqlite(pool) => {
                 sqlx::query_scalar(&sql.replace('$', "?"))

@@ -169,9 +169,9 @@ struct RangeQuery {
 impl RangeQuery {
     fn parse(&self) -> Result<(NaiveDate, NaiveDate), ApiError> {
         let day = |name: &str, value: &Option<String>| {
-            let value = value
-                .as_deref()
-                .ok_or_else(|| ApiError::BadRequest(format!("`{name}` (YYYY-MM-DD) is required")))?;
+            let value = value.as_deref().ok_or_else(|| {
+                ApiError::BadRequest(format!("`{name}` (YYYY-MM-DD) is required"))
+            })?;
             NaiveDate::parse_from_str(value, "%Y-%m-%d")
                 .map_err(|_| ApiError::BadRequest(format!("`{name}` must be a date (YYYY-MM-DD)")))
         };

@@ -57,8 +57,12 @@ async fn fal_webhook(
         }
         Err(e) => {
             let (status, result) = match &e {
-                WebhookError::KeysUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable"),
-                WebhookError::Malformed(_) | WebhookError::RequestIdMismatch => (StatusCode::BAD_REQUEST, "malformed"),
+                WebhookError::KeysUnavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable")
+                }
+                WebhookError::Malformed(_) | WebhookError::RequestIdMismatch => {
+                    (StatusCode::BAD_REQUEST, "malformed")
+                }
                 WebhookError::StaleTimestamp => (StatusCode::UNAUTHORIZED, "stale"),
                 WebhookError::MissingHeader(_) => (StatusCode::UNAUTHORIZED, "unsigned"),
                 _ => (StatusCode::UNAUTHORIZED, "invalid_signature"),
@@ -68,7 +72,11 @@ async fn fal_webhook(
             return status;
         }
     };
-    let Some(avatar_id) = target.avatar_id.as_deref().and_then(|s| Uuid::parse_str(s).ok()) else {
+    let Some(avatar_id) = target
+        .avatar_id
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok())
+    else {
         tracing::warn!(request_id = %payload.request_id, "verified FAL webhook without a valid avatar_id");
         return StatusCode::BAD_REQUEST;
     };
@@ -78,7 +86,9 @@ async fn fal_webhook(
         Some(Err(_)) => return StatusCode::BAD_REQUEST,
     };
     let outcome = match generation_id {
-        Some(generation_id) => record_generation(&state.services, avatar_id, generation_id, &payload).await,
+        Some(generation_id) => {
+            record_generation(&state.services, avatar_id, generation_id, &payload).await
+        }
         None => record_training(&state.services, avatar_id, &payload).await,
     };
     match outcome {
@@ -98,10 +108,15 @@ async fn fal_webhook(
     }
 }
 
-async fn record_training(s: &Services, avatar_id: Uuid, payload: &WebhookPayload) -> Result<(), StoreError> {
+async fn record_training(
+    s: &Services,
+    avatar_id: Uuid,
+    payload: &WebhookPayload,
+) -> Result<(), StoreError> {
     match (payload.status, &payload.payload) {
         (WebhookStatus::Ok, Some(output)) => {
-            report_training_result(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id, Ok(output)).await
+            report_training_result(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id, Ok(output))
+                .await
         }
         (WebhookStatus::Ok, None) => {
             // FAL finished but could not send the output; the poller will fetch it.
@@ -113,7 +128,14 @@ async fn record_training(s: &Services, avatar_id: Uuid, payload: &WebhookPayload
             let reason = payload
                 .error_message()
                 .unwrap_or_else(|| "FAL reported an error".into());
-            report_training_result(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id, Err(reason)).await
+            report_training_result(
+                s,
+                WEBHOOK_ACTOR,
+                avatar_id,
+                &payload.request_id,
+                Err(reason),
+            )
+            .await
         }
     }
 }

@@ -73,7 +73,11 @@ impl Feed {
     }
 
     /// Up to `limit` events after `after`, in feed order.
-    pub async fn read_after(&self, after: Cursor, limit: i64) -> Result<Vec<FeedEvent>, StoreError> {
+    pub async fn read_after(
+        &self,
+        after: Cursor,
+        limit: i64,
+    ) -> Result<Vec<FeedEvent>, StoreError> {
         match &self.db {
             Database::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
@@ -474,7 +478,9 @@ impl ProjectionRunner {
                 if !locked {
                     return Ok(None);
                 }
-                let batch = self.apply_batch_in(&mut Tx::Postgres(&mut tx), name).await?;
+                let batch = self
+                    .apply_batch_in(&mut Tx::Postgres(&mut tx), name)
+                    .await?;
                 tx.commit().await?;
                 Ok(Some(self.applied(batch)))
             }
@@ -517,12 +523,15 @@ impl ProjectionRunner {
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return Ok(Batch::default());
         };
-        self.projection.apply_batch(tx, &events).await.map_err(|e| {
-            tracing::error!(projection = name, from_position = first.cursor.position,
+        self.projection
+            .apply_batch(tx, &events)
+            .await
+            .map_err(|e| {
+                tracing::error!(projection = name, from_position = first.cursor.position,
                 to_position = last.cursor.position, error = %e,
                 "projection failed to apply a batch");
-            StoreError::from(e)
-        })?;
+                StoreError::from(e)
+            })?;
         save_checkpoint(tx, consumer, last.cursor).await?;
         Ok(Batch {
             applied: events.len(),

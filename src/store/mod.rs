@@ -235,7 +235,11 @@ impl AvatarStore {
             let from_cache = cached.is_some();
             let context = match cached {
                 Some(context) => context,
-                None => self.events.load_aggregate(id).await.map_err(from_aggregate)?,
+                None => self
+                    .events
+                    .load_aggregate(id)
+                    .await
+                    .map_err(from_aggregate)?,
             };
             // Decide on a copy: the context must keep the state *before* the new events, since
             // the snapshot writer applies them to it once more.
@@ -263,7 +267,11 @@ impl AvatarStore {
             }
             let (before, snapshot) = (context.current_sequence, context.current_snapshot);
             let added = new_events.len();
-            match self.events.commit(new_events, context, metadata.clone()).await {
+            match self
+                .events
+                .commit(new_events, context, metadata.clone())
+                .await
+            {
                 Ok(events) => {
                     if let Some(feed) = &self.feed {
                         feed.notify();
@@ -370,7 +378,10 @@ struct RawHistoryRow {
 impl RawHistoryRow {
     fn into_entry(self) -> Result<HistoryEntry, StoreError> {
         let event: AvatarEvent = serde_json::from_str(&self.payload).map_err(|e| {
-            StoreError::Corrupt(format!("event {} of type {}: {e}", self.sequence, self.event_type))
+            StoreError::Corrupt(format!(
+                "event {} of type {}: {e}",
+                self.sequence, self.event_type
+            ))
         })?;
         let metadata: HashMap<String, String> =
             serde_json::from_str(&self.metadata).unwrap_or_default();
@@ -406,7 +417,9 @@ impl AggregateCache {
     }
 
     fn put(&self, context: EventStoreAggregateContext<Avatar>) {
-        let Ok(mut entries) = self.entries.lock() else { return };
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
         if entries.len() >= CACHED_AVATARS {
             // Any victim will do: a miss costs one load.
             if let Some(victim) = entries.keys().next().cloned() {

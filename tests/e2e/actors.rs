@@ -139,16 +139,28 @@ impl Harness {
             let photo_id = format!("ph{n}");
             let key = aisha::photos::photo_key(id, &photo_id, checked.format);
             self.photos.put(&key, bytes).await.unwrap();
-            self.run(id, user.clone(), Action::UploadPhoto { photo: checked.photo_meta(&photo_id, &key) })
-                .await;
+            self.run(
+                id,
+                user.clone(),
+                Action::UploadPhoto {
+                    photo: checked.photo_meta(&photo_id, &key),
+                },
+            )
+            .await;
         }
         id
     }
 
     async fn train(&self, avatar_type: AvatarType) -> Uuid {
         let id = self.avatar_ready_to_train(avatar_type).await;
-        self.run(id, Actor::User(OWNER), Action::StartTraining { preset: TrainingPreset::Fast })
-            .await;
+        self.run(
+            id,
+            Actor::User(OWNER),
+            Action::StartTraining {
+                preset: TrainingPreset::Fast,
+            },
+        )
+        .await;
         id
     }
 
@@ -160,7 +172,10 @@ impl Harness {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("avatar {id} never reached {want:?}: {:?}", self.store.load(id).await.unwrap().status);
+        panic!(
+            "avatar {id} never reached {want:?}: {:?}",
+            self.store.load(id).await.unwrap().status
+        );
     }
 
     async fn wait_for_notifications(&self, count: usize) -> Vec<Notification> {
@@ -171,7 +186,10 @@ impl Harness {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("expected {count} notifications, got {:?}", self.inbox.0.lock().unwrap());
+        panic!(
+            "expected {count} notifications, got {:?}",
+            self.inbox.0.lock().unwrap()
+        );
     }
 
     fn notifications(&self) -> Vec<Notification> {
@@ -185,7 +203,12 @@ async fn a_portrait_trains_end_to_end_through_the_webhook() {
     let id = h.train(AvatarType::Portrait).await;
     let avatar = h.wait_for_status(id, &[AvatarStatus::Trained]).await;
 
-    let Some(TrainedModel::Portrait { lora_file_url, config_file_url, trigger_phrase }) = avatar.model else {
+    let Some(TrainedModel::Portrait {
+        lora_file_url,
+        config_file_url,
+        trigger_phrase,
+    }) = avatar.model
+    else {
         panic!("{:?}", avatar.model);
     };
     assert!(lora_file_url.ends_with(".safetensors"), "{lora_file_url}");
@@ -202,17 +225,29 @@ async fn a_portrait_trains_end_to_end_through_the_webhook() {
     assert_eq!(body["steps"], 300);
     assert_eq!(body["learning_rate"], 0.0003);
     assert_eq!(body["trigger_phrase"], trigger_phrase.as_str());
-    assert!(body["images_data_url"].as_str().unwrap().starts_with("http"));
+    assert!(body["images_data_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http"));
     let webhook = s.query_param("fal_webhook").unwrap();
     assert!(webhook.contains(&format!("avatar_id={id}")), "{webhook}");
     assert_eq!(h.sim.requests_of(RequestKind::Upload).len(), 1);
 
     // The completion came by webhook, and the user heard exactly once.
     let history = h.store.history(id).await.unwrap();
-    let completed = history.iter().find(|e| e.event_type == "TrainingCompleted").unwrap();
+    let completed = history
+        .iter()
+        .find(|e| e.event_type == "TrainingCompleted")
+        .unwrap();
     assert_eq!(completed.actor.as_deref(), Some("system:fal-webhook"));
     let inbox = h.wait_for_notifications(1).await;
-    assert_eq!(inbox, vec![Notification::TrainingCompleted { owner: OWNER, avatar_id: id }]);
+    assert_eq!(
+        inbox,
+        vec![Notification::TrainingCompleted {
+            owner: OWNER,
+            avatar_id: id
+        }]
+    );
     h.stop().await;
 }
 
@@ -221,7 +256,9 @@ async fn a_style_trains_on_the_pro_trainer_and_keeps_a_finetune_id() {
     let h = Harness::start(SimConfig::default()).await;
     let id = h.train(AvatarType::Style).await;
     let avatar = h.wait_for_status(id, &[AvatarStatus::Trained]).await;
-    assert!(matches!(avatar.model, Some(TrainedModel::Style { ref finetune_id, .. }) if !finetune_id.is_empty()));
+    assert!(
+        matches!(avatar.model, Some(TrainedModel::Style { ref finetune_id, .. }) if !finetune_id.is_empty())
+    );
     let s = &h.sim.submissions()[0];
     assert_eq!(s.model_id(), Some("fal-ai/flux-pro-trainer"));
     let body = s.body.as_ref().unwrap();
@@ -241,7 +278,10 @@ async fn the_poller_completes_a_training_whose_webhook_was_dropped() {
     let id = h.train(AvatarType::Portrait).await;
     h.wait_for_status(id, &[AvatarStatus::Trained]).await;
     let history = h.store.history(id).await.unwrap();
-    let completed = history.iter().find(|e| e.event_type == "TrainingCompleted").unwrap();
+    let completed = history
+        .iter()
+        .find(|e| e.event_type == "TrainingCompleted")
+        .unwrap();
     assert_eq!(completed.actor.as_deref(), Some("system:status-poller"));
     assert!(h.sim.webhook_deliveries().iter().all(|d| d.dropped));
     assert_eq!(h.wait_for_notifications(1).await.len(), 1);
@@ -258,16 +298,32 @@ async fn duplicate_webhooks_produce_one_completion_and_one_notification() {
     let id = h.train(AvatarType::Portrait).await;
     h.wait_for_status(id, &[AvatarStatus::Trained]).await;
     for _ in 0..100 {
-        if h.sim.webhook_deliveries().iter().filter(|d| d.status == Some(200)).count() >= 2 {
+        if h.sim
+            .webhook_deliveries()
+            .iter()
+            .filter(|d| d.status == Some(200))
+            .count()
+            >= 2
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(h.sim.webhook_deliveries().iter().any(|d| d.duplicate && d.status == Some(200)));
+    assert!(h
+        .sim
+        .webhook_deliveries()
+        .iter()
+        .any(|d| d.duplicate && d.status == Some(200)));
     // Give a late duplicate every chance to (wrongly) produce a second message.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let history = h.store.history(id).await.unwrap();
-    assert_eq!(history.iter().filter(|e| e.event_type == "TrainingCompleted").count(), 1);
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| e.event_type == "TrainingCompleted")
+            .count(),
+        1
+    );
     assert_eq!(h.notifications().len(), 1, "{:?}", h.notifications());
     h.stop().await;
 }
@@ -278,17 +334,24 @@ async fn a_failed_training_job_fails_the_avatar_and_tells_the_user() {
     let id = h.train(AvatarType::Portrait).await;
     h.wait_for_status(id, &[AvatarStatus::TrainingFailed]).await;
     let inbox = h.wait_for_notifications(1).await;
-    assert!(matches!(&inbox[0], Notification::TrainingFailed { avatar_id, .. } if *avatar_id == id));
+    assert!(
+        matches!(&inbox[0], Notification::TrainingFailed { avatar_id, .. } if *avatar_id == id)
+    );
     h.stop().await;
 }
 
 #[tokio::test]
 async fn a_submit_answered_500_is_never_resubmitted_and_fails_visibly() {
     let h = Harness::start(SimConfig::default()).await;
-    h.sim.fail_next(RequestKind::Submit, &[aisha::fal::sim::Fault::Status(500)]);
+    h.sim
+        .fail_next(RequestKind::Submit, &[aisha::fal::sim::Fault::Status(500)]);
     let id = h.train(AvatarType::Portrait).await;
     h.wait_for_status(id, &[AvatarStatus::TrainingFailed]).await;
-    assert_eq!(h.sim.submissions().len(), 1, "a maybe-started paid job is not submitted again");
+    assert_eq!(
+        h.sim.submissions().len(),
+        1,
+        "a maybe-started paid job is not submitted again"
+    );
     let inbox = h.wait_for_notifications(1).await;
     assert!(matches!(&inbox[0], Notification::TrainingFailed { .. }));
     h.stop().await;
@@ -297,7 +360,8 @@ async fn a_submit_answered_500_is_never_resubmitted_and_fails_visibly() {
 #[tokio::test]
 async fn a_submit_refused_with_429_is_retried_and_trains() {
     let h = Harness::start(SimConfig::default()).await;
-    h.sim.fail_next(RequestKind::Submit, &[aisha::fal::sim::Fault::Status(429)]);
+    h.sim
+        .fail_next(RequestKind::Submit, &[aisha::fal::sim::Fault::Status(429)]);
     let id = h.train(AvatarType::Portrait).await;
     h.wait_for_status(id, &[AvatarStatus::Trained]).await;
     let submits = h.sim.submissions();
@@ -327,7 +391,8 @@ async fn trainings_end_under_random_faults_and_dropped_webhooks() {
     }
     // Every training ends, completed or failed, and its user hears about it exactly once.
     for id in &ids {
-        h.wait_for_status(*id, &[AvatarStatus::Trained, AvatarStatus::TrainingFailed]).await;
+        h.wait_for_status(*id, &[AvatarStatus::Trained, AvatarStatus::TrainingFailed])
+            .await;
     }
     let inbox = h.wait_for_notifications(6).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -336,7 +401,12 @@ async fn trainings_end_under_random_faults_and_dropped_webhooks() {
         let history = h.store.history(*id).await.unwrap();
         let outcomes = history
             .iter()
-            .filter(|e| matches!(e.event_type.as_str(), "TrainingCompleted" | "TrainingFailed"))
+            .filter(|e| {
+                matches!(
+                    e.event_type.as_str(),
+                    "TrainingCompleted" | "TrainingFailed"
+                )
+            })
             .count();
         assert_eq!(outcomes, 1, "{id}");
     }
@@ -350,24 +420,34 @@ async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
     let style = h.train(AvatarType::Style).await;
     let portrait_avatar = h.wait_for_status(portrait, &[AvatarStatus::Trained]).await;
     h.wait_for_status(style, &[AvatarStatus::Trained]).await;
-    let Some(TrainedModel::Portrait { lora_file_url, trigger_phrase, .. }) = portrait_avatar.model else {
+    let Some(TrainedModel::Portrait {
+        lora_file_url,
+        trigger_phrase,
+        ..
+    }) = portrait_avatar.model
+    else {
         panic!()
     };
 
-    let presets: Vec<Option<GenerationPreset>> =
-        std::iter::once(None).chain(GenerationPreset::ALL.map(Some)).collect();
+    let presets: Vec<Option<GenerationPreset>> = std::iter::once(None)
+        .chain(GenerationPreset::ALL.map(Some))
+        .collect();
     let prompt_for = |preset: &Option<GenerationPreset>| match preset {
         Some(p) => format!("on a bicycle, {}", p.as_str()),
         None => "on a bicycle".to_owned(),
     };
     for avatar in [portrait, style] {
         for preset in &presets {
-            h.run(avatar, Actor::User(OWNER), Action::Generate {
-                generation_id: Uuid::new_v4(),
-                prompt: prompt_for(preset),
-                preset: *preset,
-                num_images: 1,
-            })
+            h.run(
+                avatar,
+                Actor::User(OWNER),
+                Action::Generate {
+                    generation_id: Uuid::new_v4(),
+                    prompt: prompt_for(preset),
+                    preset: *preset,
+                    num_images: 1,
+                },
+            )
             .await;
         }
     }
@@ -375,12 +455,17 @@ async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
     let inbox = h.wait_for_notifications(20).await;
     let completed = inbox
         .iter()
-        .filter(|n| matches!(n, Notification::GenerationCompleted { images, .. } if images.len() == 1))
+        .filter(
+            |n| matches!(n, Notification::GenerationCompleted { images, .. } if images.len() == 1),
+        )
         .count();
     assert_eq!(completed, 18, "{inbox:?}");
 
     let submissions = h.sim.submissions();
-    let lora: Vec<_> = submissions.iter().filter(|s| s.model_id() == Some("fal-ai/flux-lora")).collect();
+    let lora: Vec<_> = submissions
+        .iter()
+        .filter(|s| s.model_id() == Some("fal-ai/flux-lora"))
+        .collect();
     let ultra: Vec<_> = submissions
         .iter()
         .filter(|s| s.model_id() == Some("fal-ai/flux-pro/v1.1-ultra-finetuned"))
@@ -411,7 +496,9 @@ async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
     let default_ultra = ultra
         .iter()
         .map(|s| s.body.clone().unwrap())
-        .find(|b| b["finetune_strength"] == 1.1 && b["aspect_ratio"] == "1:1" && b.get("raw").is_none())
+        .find(|b| {
+            b["finetune_strength"] == 1.1 && b["aspect_ratio"] == "1:1" && b.get("raw").is_none()
+        })
         .expect("seed 000 style defaults");
     assert!(default_ultra["finetune_id"].as_str().is_some());
 
@@ -429,12 +516,23 @@ async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
         assert_eq!(l["num_inference_steps"], v.steps, "{preset:?}");
         assert_eq!(l["guidance_scale"], v.guidance, "{preset:?}");
         assert_eq!(l["image_size"], v.image_size, "{preset:?}");
-        assert_eq!(l["loras"], serde_json::json!([{"path": lora_file_url, "scale": v.lora_scale}]), "{preset:?}");
+        assert_eq!(
+            l["loras"],
+            serde_json::json!([{"path": lora_file_url, "scale": v.lora_scale}]),
+            "{preset:?}"
+        );
         let u = body_with(&ultra, &prompt);
         assert_eq!(u["finetune_strength"], v.finetune_strength, "{preset:?}");
-        assert_eq!(u["aspect_ratio"], aggregates::presets::aspect_ratio_for(v.image_size), "{preset:?}");
+        assert_eq!(
+            u["aspect_ratio"],
+            aggregates::presets::aspect_ratio_for(v.image_size),
+            "{preset:?}"
+        );
         assert_eq!(u.get("raw").is_some(), v.raw, "{preset:?}");
-        assert!(u["prompt"].as_str().unwrap().starts_with("STYLE_"), "{preset:?}");
+        assert!(
+            u["prompt"].as_str().unwrap().starts_with("STYLE_"),
+            "{preset:?}"
+        );
     }
     h.stop().await;
 }
@@ -446,17 +544,29 @@ async fn one_failed_generation_does_not_fail_the_others() {
     h.wait_for_status(id, &[AvatarStatus::Trained]).await;
     h.sim.fail_next_jobs(1);
     for _ in 0..4 {
-        h.run(id, Actor::User(OWNER), Action::Generate {
-            generation_id: Uuid::new_v4(),
-            prompt: "in the snow".into(),
-            preset: Some(GenerationPreset::Fast),
-            num_images: 2,
-        })
+        h.run(
+            id,
+            Actor::User(OWNER),
+            Action::Generate {
+                generation_id: Uuid::new_v4(),
+                prompt: "in the snow".into(),
+                preset: Some(GenerationPreset::Fast),
+                num_images: 2,
+            },
+        )
         .await;
     }
     let inbox = h.wait_for_notifications(5).await;
-    let failed = inbox.iter().filter(|n| matches!(n, Notification::GenerationFailed { .. })).count();
-    let done = inbox.iter().filter(|n| matches!(n, Notification::GenerationCompleted { images, .. } if images.len() == 2)).count();
+    let failed = inbox
+        .iter()
+        .filter(|n| matches!(n, Notification::GenerationFailed { .. }))
+        .count();
+    let done = inbox
+        .iter()
+        .filter(
+            |n| matches!(n, Notification::GenerationCompleted { images, .. } if images.len() == 2),
+        )
+        .count();
     assert_eq!((failed, done), (1, 3), "{inbox:?}");
     h.stop().await;
 }
@@ -467,7 +577,8 @@ async fn bad_webhooks_are_refused_with_the_right_status() {
     let seed = [7u8; 32];
     let h = Harness::start(SimConfig::default().with_signing_seed(seed)).await;
     let genuine = WebhookSigner::from_seed(seed, "sim-user");
-    let signed = |request_id: &str, ts: i64, body: &[u8]| header_map(&genuine.sign(request_id, ts, body));
+    let signed =
+        |request_id: &str, ts: i64, body: &[u8]| header_map(&genuine.sign(request_id, ts, body));
     let id = h.avatar_ready_to_train(AvatarType::Portrait).await;
     let url = format!("{}/webhooks/fal?avatar_id={id}", h.http);
     let client = reqwest::Client::new();
@@ -485,7 +596,9 @@ async fn bad_webhooks_are_refused_with_the_right_status() {
     assert_eq!(unsigned.status(), 401);
 
     let forger = WebhookSigner::generate("sim-user");
-    let forged = post(header_map(&forger.sign("r1", now, &body)), body.clone()).await.unwrap();
+    let forged = post(header_map(&forger.sign("r1", now, &body)), body.clone())
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 401);
 
     let stale = signed("r1", now - 3600, &body);
@@ -503,7 +616,11 @@ async fn bad_webhooks_are_refused_with_the_right_status() {
     let huge = vec![b'x'; 2 * 1024 * 1024];
     assert_eq!(post(Default::default(), huge).await.unwrap().status(), 413);
 
-    assert_eq!(h.store.history(id).await.unwrap().len(), 11, "nothing was recorded");
+    assert_eq!(
+        h.store.history(id).await.unwrap().len(),
+        11,
+        "nothing was recorded"
+    );
     h.stop().await;
 }
 
@@ -514,7 +631,6 @@ fn header_map(headers: &aisha::fal::webhook::WebhookHeaders) -> reqwest::header:
     }
     map
 }
-
 
 /// A crash after FAL accepted a training but before its request id was recorded is found again
 /// when the service restarts, and is resolved visibly: the training fails with a message, and
@@ -531,20 +647,44 @@ async fn an_interrupted_submission_is_failed_visibly_after_a_restart_and_not_res
         db.migrate().await.unwrap();
         let store = AvatarStore::new(db.clone());
         let user = Actor::User(OWNER);
-        let exec = |action| store.execute(id, Command::new(user.clone(), Utc::now(), action), Uuid::new_v4());
-        exec(Action::Create { avatar_id: id, name: "x".into(), gender: Gender::Male, avatar_type: AvatarType::Portrait })
-            .await
-            .unwrap();
+        let exec = |action| {
+            store.execute(
+                id,
+                Command::new(user.clone(), Utc::now(), action),
+                Uuid::new_v4(),
+            )
+        };
+        exec(Action::Create {
+            avatar_id: id,
+            name: "x".into(),
+            gender: Gender::Male,
+            avatar_type: AvatarType::Portrait,
+        })
+        .await
+        .unwrap();
         for n in 0..10 {
-            exec(Action::UploadPhoto { photo: aggregates::PhotoMeta {
-                photo_id: format!("p{n}"), content_hash: format!("{n:064x}"), byte_size: 10,
-                width: 600, height: 600, format: aggregates::ImageFormat::Jpeg, storage_key: format!("k{n}"),
-            } })
+            exec(Action::UploadPhoto {
+                photo: aggregates::PhotoMeta {
+                    photo_id: format!("p{n}"),
+                    content_hash: format!("{n:064x}"),
+                    byte_size: 10,
+                    width: 600,
+                    height: 600,
+                    format: aggregates::ImageFormat::Jpeg,
+                    storage_key: format!("k{n}"),
+                },
+            })
             .await
             .unwrap();
         }
-        exec(Action::StartTraining { preset: TrainingPreset::Fast }).await.unwrap();
-        let aisha::store::Database::Sqlite(pool) = &db else { unreachable!() };
+        exec(Action::StartTraining {
+            preset: TrainingPreset::Fast,
+        })
+        .await
+        .unwrap();
+        let aisha::store::Database::Sqlite(pool) = &db else {
+            unreachable!()
+        };
         sqlx::query(
             "INSERT INTO work_items (kind, key, avatar_id, payload, phase, attempts, due_at, claimed_until, created_at)
              VALUES ('train', ?1, ?2, ?3, 'submitting', 1, ?4, ?4, ?4)",
@@ -563,7 +703,13 @@ async fn an_interrupted_submission_is_failed_visibly_after_a_restart_and_not_res
     let h = Harness::start_in(dir, SimConfig::default(), ActorSettings::fast()).await;
     h.wait_for_status(id, &[AvatarStatus::TrainingFailed]).await;
     let inbox = h.wait_for_notifications(1).await;
-    assert!(matches!(&inbox[0], Notification::TrainingFailed { reason, .. } if reason.contains("interrupted")), "{inbox:?}");
-    assert!(h.sim.submissions().is_empty(), "nothing may be submitted again");
+    assert!(
+        matches!(&inbox[0], Notification::TrainingFailed { reason, .. } if reason.contains("interrupted")),
+        "{inbox:?}"
+    );
+    assert!(
+        h.sim.submissions().is_empty(),
+        "nothing may be submitted again"
+    );
     h.stop().await;
 }

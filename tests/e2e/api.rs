@@ -123,8 +123,14 @@ async fn the_api_is_off_without_an_admin_token(db: Database) {
         format!("/api/avatars/{id}/events"),
         "/api/analytics/daily?from=2026-03-01&to=2026-03-02".to_owned(),
     ] {
-        assert_eq!(get(&api.app, &uri, bearer()).await.status, StatusCode::NOT_FOUND);
-        assert_eq!(get(&api.app, &uri, None).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            get(&api.app, &uri, bearer()).await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&api.app, &uri, None).await.status,
+            StatusCode::NOT_FOUND
+        );
     }
     // The operators' routes do not depend on it.
     assert_eq!(get(&api.app, "/healthz", None).await.status, StatusCode::OK);
@@ -151,7 +157,11 @@ async fn requests_without_the_right_token_are_refused(db: Database) {
             Some(TOKEN),
         ] {
             let reply = get(&api.app, uri, refused).await;
-            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{uri} with {refused:?}");
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "{uri} with {refused:?}"
+            );
             assert_eq!(reply.json()["error"], "a valid bearer token is required");
             assert!(!reply.body.contains(TOKEN));
         }
@@ -182,7 +192,12 @@ async fn an_avatars_events_and_its_state_at_a_sequence(db: Database) {
     assert_eq!(events[14]["actor"], "system:test");
     assert_eq!(events[21]["event_type"], "AvatarDeleted");
 
-    let reply = get(&api.app, &format!("/api/avatars/{id}/state?at=13"), bearer()).await;
+    let reply = get(
+        &api.app,
+        &format!("/api/avatars/{id}/state?at=13"),
+        bearer(),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let json = reply.json();
     assert_eq!(json["sequence"], 13);
@@ -196,11 +211,26 @@ async fn an_avatars_events_and_its_state_at_a_sequence(db: Database) {
     assert_eq!(latest.json()["state"]["status"], "deleted");
 
     for (uri, status) in [
-        (format!("/api/avatars/{id}/state?at=23"), StatusCode::NOT_FOUND),
-        (format!("/api/avatars/{}/events", Uuid::new_v4()), StatusCode::NOT_FOUND),
-        (format!("/api/avatars/{}/state", Uuid::new_v4()), StatusCode::NOT_FOUND),
-        ("/api/avatars/not-a-uuid/events".to_owned(), StatusCode::BAD_REQUEST),
-        (format!("/api/avatars/{id}/state?at=x"), StatusCode::BAD_REQUEST),
+        (
+            format!("/api/avatars/{id}/state?at=23"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/api/avatars/{}/events", Uuid::new_v4()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/api/avatars/{}/state", Uuid::new_v4()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/avatars/not-a-uuid/events".to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/api/avatars/{id}/state?at=x"),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         assert_eq!(get(&api.app, &uri, bearer()).await.status, status, "{uri}");
     }
@@ -225,7 +255,10 @@ async fn analytics_for_a_date_range_as_json_and_csv(db: Database) {
     assert_eq!(days.len(), 2);
     assert_eq!(days[0]["day"], "2026-03-02");
     assert_eq!(days[0]["avatars_created"]["portrait"], 1);
-    assert_eq!(days[0]["trainings"]["portrait"]["avg_completed_seconds"], 600.0);
+    assert_eq!(
+        days[0]["trainings"]["portrait"]["avg_completed_seconds"],
+        600.0
+    );
     assert_eq!(days[0]["generations"]["quality"]["images"], 2);
     assert_eq!(days[1]["trainings"]["style"]["failed"], 1);
     let totals = &json["totals"];
@@ -292,7 +325,10 @@ async fn healthz_reports_each_consumers_lag(db: Database) {
         .iter()
         .map(|c| c["consumer"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["analytics", "gallery", "generations", "training_jobs"]);
+    assert_eq!(
+        names,
+        ["analytics", "gallery", "generations", "training_jobs"]
+    );
     for c in consumers {
         assert_eq!(c["events_behind"], 5, "{c}");
         assert!(c["oldest_unread_seconds"].as_f64().unwrap() >= 0.0);
@@ -313,9 +349,13 @@ async fn metrics_lists_the_counters(db: Database) {
     let id = avatar_with_photos(&api.store, 2).await;
     let refused = api
         .store
-        .execute(id, by_owner(aggregates::Action::StartTraining {
-            preset: aggregates::TrainingPreset::Fast,
-        }), Uuid::new_v4())
+        .execute(
+            id,
+            by_owner(aggregates::Action::StartTraining {
+                preset: aggregates::TrainingPreset::Fast,
+            }),
+            Uuid::new_v4(),
+        )
         .await;
     assert!(refused.is_err());
     catch_up_all(&api.feed).await;

@@ -24,7 +24,10 @@ const TRY: Duration = Duration::from_secs(8);
 const TRIES: usize = 8;
 
 fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Runs `attempt` until it succeeds, as a patient user would repeat a step the bot never
@@ -40,7 +43,10 @@ where
         }
         eprintln!("crash test: {what} not answered (try {n}); repeating");
     }
-    panic!("{what}: no answer after {TRIES} tries\n{}", user.render_transcript());
+    panic!(
+        "{what}: no answer after {TRIES} tries\n{}",
+        user.render_transcript()
+    );
 }
 
 fn button(message: &ChatMessage, prefix: &str) -> Option<String> {
@@ -50,11 +56,18 @@ fn button(message: &ChatMessage, prefix: &str) -> Option<String> {
         .find(|d| d.starts_with(prefix))
 }
 
-async fn press_and_see(user: &FakeUser, message: &ChatMessage, data: &str, needle: &str) -> Option<ChatMessage> {
+async fn press_and_see(
+    user: &FakeUser,
+    message: &ChatMessage,
+    data: &str,
+    needle: &str,
+) -> Option<ChatMessage> {
     user.press_button(message.message_id, data).ok()?;
-    user.wait_for_edit(message.message_id, |m| m.text().is_some_and(|t| t.contains(needle)))
-        .await
-        .ok()
+    user.wait_for_edit(message.message_id, |m| {
+        m.text().is_some_and(|t| t.contains(needle))
+    })
+    .await
+    .ok()
 }
 
 /// The newest bot message (current state, after edits) that has a button starting with `prefix`.
@@ -111,7 +124,8 @@ async fn story(user: FakeUser, index: usize) {
         patiently(&user, "photo", || async {
             user.send_photo(bytes.clone());
             user.wait_for_bot_message(|m| {
-                m.text().is_some_and(|t| t.contains("Фото принято") || t.contains("уже загружено"))
+                m.text()
+                    .is_some_and(|t| t.contains("Фото принято") || t.contains("уже загружено"))
             })
             .await
             .ok()
@@ -138,7 +152,8 @@ async fn story(user: FakeUser, index: usize) {
             .clone()
             .with_timeout(Duration::from_secs(30))
             .wait_for_bot_message(|m| {
-                m.text().is_some_and(|t| t.contains("готов!") || t.contains("Не удалось обучить"))
+                m.text()
+                    .is_some_and(|t| t.contains("готов!") || t.contains("Не удалось обучить"))
             })
             .await
             .ok()?;
@@ -153,8 +168,15 @@ async fn story(user: FakeUser, index: usize) {
             return Some(());
         }
         let ready = latest_with_button(&user, "ge:")?;
-        let presets = press_and_see(&user, &ready, &button(&ready, "ge:")?, "Выберите пресет").await?;
-        press_and_see(&user, &presets, &button(&presets, "gp:b:")?, "Опишите изображение").await?;
+        let presets =
+            press_and_see(&user, &ready, &button(&ready, "ge:")?, "Выберите пресет").await?;
+        press_and_see(
+            &user,
+            &presets,
+            &button(&presets, "gp:b:")?,
+            "Опишите изображение",
+        )
+        .await?;
         user.send_text("в парке на закате");
         user.clone()
             .with_timeout(Duration::from_secs(20))
@@ -171,7 +193,9 @@ async fn story(user: FakeUser, index: usize) {
             user.send_command("/avatars");
             let gallery = user
                 .wait_for_bot_message(|m| {
-                    m.text().is_some_and(|t| t.contains("Мои аватары") || t.contains("пока нет аватаров"))
+                    m.text().is_some_and(|t| {
+                        t.contains("Мои аватары") || t.contains("пока нет аватаров")
+                    })
                 })
                 .await
                 .ok()?;
@@ -183,7 +207,13 @@ async fn story(user: FakeUser, index: usize) {
                 .find(|b| b.text.contains(&name))
                 .and_then(|b| b.callback_data.clone())?;
             let card = press_and_see(&user, &gallery, &card_data, "Тип:").await?;
-            let confirm = press_and_see(&user, &card, &button(&card, "d:")?, "Подтверждение удаления").await?;
+            let confirm = press_and_see(
+                &user,
+                &card,
+                &button(&card, "d:")?,
+                "Подтверждение удаления",
+            )
+            .await?;
             let yes = button(&confirm, "avatar_delete_confirm:")?;
             let query = user.press_button(confirm.message_id, &yes).ok()?;
             let answer = user.wait_for_callback_answer(&query).await.ok()?;
@@ -214,15 +244,25 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
         .await
         .unwrap();
     let db_url = database_url(&options);
-    let env = ServerProcess::env(&db_url, telegram.api_url().as_str(), &sim, &dir.path().join("photos"), &secrets);
-    let log_path = std::env::var("CRASH_LOG").map(Into::into).unwrap_or_else(|_| dir.path().join("server.log"));
+    let env = ServerProcess::env(
+        &db_url,
+        telegram.api_url().as_str(),
+        &sim,
+        &dir.path().join("photos"),
+        &secrets,
+    );
+    let log_path = std::env::var("CRASH_LOG")
+        .map(Into::into)
+        .unwrap_or_else(|_| dir.path().join("server.log"));
     let mut server = ServerProcess::start(env, log_path).await;
 
     let finished = Arc::new(AtomicUsize::new(0));
     let mut stories = Vec::new();
     let mut people = Vec::new();
     for i in 0..users {
-        let user = telegram.user(700_000 + i as i64, &format!("User{i}"), "ru").with_timeout(TRY);
+        let user = telegram
+            .user(700_000 + i as i64, &format!("User{i}"), "ru")
+            .with_timeout(TRY);
         people.push(user.clone());
         let finished = finished.clone();
         stories.push(tokio::spawn(async move {
@@ -245,7 +285,12 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
         }
     }
     for s in stories {
-        s.await.unwrap_or_else(|e| panic!("a story failed: {e}\nserver log tail:\n{}", tail(&server.log_text())));
+        s.await.unwrap_or_else(|e| {
+            panic!(
+                "a story failed: {e}\nserver log tail:\n{}",
+                tail(&server.log_text())
+            )
+        });
     }
     assert!(killed >= kills, "killed {killed} times");
     // Let the last notifications go out before counting.
@@ -253,7 +298,9 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
 
     let db = Database::connect(&db_url).await.unwrap();
     let store = AvatarStore::new(db.clone());
-    let Database::Postgres(pool) = &db else { unreachable!() };
+    let Database::Postgres(pool) = &db else {
+        unreachable!()
+    };
     let created: Vec<(String, String)> = sqlx::query_as(
         "SELECT aggregate_id, payload::json->'AvatarCreated'->>'owner'
            FROM events WHERE event_type = 'AvatarCreated'",
@@ -263,7 +310,10 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     .unwrap();
     let mut by_owner: HashMap<i64, Vec<Uuid>> = HashMap::new();
     for (id, owner) in created {
-        by_owner.entry(owner.parse().unwrap()).or_default().push(id.parse().unwrap());
+        by_owner
+            .entry(owner.parse().unwrap())
+            .or_default()
+            .push(id.parse().unwrap());
     }
 
     let submissions = sim.submissions();
@@ -282,21 +332,48 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
             let trigger = state.trigger();
             let paid = submissions
                 .iter()
-                .filter(|s| s.body.as_ref().and_then(|b| b["trigger_phrase"].as_str()) == Some(trigger.as_str()))
+                .filter(|s| {
+                    s.body.as_ref().and_then(|b| b["trigger_phrase"].as_str())
+                        == Some(trigger.as_str())
+                })
                 .count();
-            assert!(paid <= count("TrainingStarted"), "avatar {id}: {paid} submissions for {} trainings", count("TrainingStarted"));
+            assert!(
+                paid <= count("TrainingStarted"),
+                "avatar {id}: {paid} submissions for {} trainings",
+                count("TrainingStarted")
+            );
             finals.push(state.status);
         }
         // The user's own avatar ends trained (or deleted, for every other user); avatars a crash
         // made the user create twice never got further than photos.
-        let expected = if i % 2 == 0 { AvatarStatus::Deleted } else { AvatarStatus::Trained };
-        assert_eq!(finals.iter().filter(|s| **s == expected).count(), 1, "user {i}: {finals:?}");
-        assert!(
-            finals.iter().all(|s| *s == expected || *s == AvatarStatus::Draft),
+        let expected = if i % 2 == 0 {
+            AvatarStatus::Deleted
+        } else {
+            AvatarStatus::Trained
+        };
+        assert_eq!(
+            finals.iter().filter(|s| **s == expected).count(),
+            1,
             "user {i}: {finals:?}"
         );
-        assert_eq!(count_texts(user, "готов!"), trained_ever, "user {i} 'ready' messages\n{}", user.render_transcript());
-        assert_eq!(count_photos(user), generations, "user {i} generation replies\n{}", user.render_transcript());
+        assert!(
+            finals
+                .iter()
+                .all(|s| *s == expected || *s == AvatarStatus::Draft),
+            "user {i}: {finals:?}"
+        );
+        assert_eq!(
+            count_texts(user, "готов!"),
+            trained_ever,
+            "user {i} 'ready' messages\n{}",
+            user.render_transcript()
+        );
+        assert_eq!(
+            count_photos(user),
+            generations,
+            "user {i} generation replies\n{}",
+            user.render_transcript()
+        );
     }
 
     // The read models agree with a replay of every avatar.
@@ -317,7 +394,10 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     for secret in secrets.needles() {
         assert!(!log.contains(&secret), "a secret reached the server log");
     }
-    eprintln!("crash test: {users} users, {killed} kills, {} server starts", server.starts);
+    eprintln!(
+        "crash test: {users} users, {killed} kills, {} server starts",
+        server.starts
+    );
     server.kill();
     db.close().await;
 }

@@ -134,7 +134,11 @@ async fn a_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled(db: 
     // The first batch (events 1–5) commits; the second fails at its 2nd event (event 7).
     assert_eq!(first_nonempty_batch(&runner).await.unwrap(), 5);
     assert!(first_nonempty_batch(&runner).await.is_err());
-    assert_eq!(applied_positions(&db).await.len(), 5, "the failed batch left nothing");
+    assert_eq!(
+        applied_positions(&db).await.len(),
+        5,
+        "the failed batch left nothing"
+    );
 
     // "Restart": catching up applies the rest exactly once.
     let mut applied = 0;
@@ -147,7 +151,9 @@ async fn a_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled(db: 
 
 /// PostgreSQL snapshots span the whole cluster, so a transaction left open elsewhere (another
 /// test's slow writer) can hold the feed back for a moment: wait for the batch, as a runner does.
-async fn first_nonempty_batch(runner: &ProjectionRunner) -> Result<usize, aisha::store::StoreError> {
+async fn first_nonempty_batch(
+    runner: &ProjectionRunner,
+) -> Result<usize, aisha::store::StoreError> {
     for _ in 0..200 {
         match runner.apply_one_batch().await? {
             Some(n) if n > 0 => return Ok(n),
@@ -180,7 +186,10 @@ async fn the_feed_reads_every_event_once_in_order(db: Database) {
         }
     }
     assert_eq!(seen.len(), 12);
-    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "strictly increasing cursors");
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "strictly increasing cursors"
+    );
     let lag = feed.lag(cursor).await.unwrap();
     assert_eq!(lag.events_behind, 0);
     let lag = feed.lag(Cursor::START).await.unwrap();
@@ -279,5 +288,9 @@ async fn a_late_committing_writer_is_never_skipped(pool: PgPool) {
     }
     let mut positions: Vec<i64> = seen.iter().map(|c| c.position).collect();
     positions.sort_unstable();
-    assert_eq!(positions, all_positions(&db).await, "every event exactly once");
+    assert_eq!(
+        positions,
+        all_positions(&db).await,
+        "every event exactly once"
+    );
 }

@@ -28,20 +28,29 @@ impl ServerProcess {
         BTreeMap::from([
             ("DATABASE_URL".into(), database_url.into()),
             ("TELOXIDE_TOKEN".into(), secrets.bot_token.clone()),
-            ("TELEGRAM_API_URL".into(), telegram_api_url.trim_end_matches('/').into()),
+            (
+                "TELEGRAM_API_URL".into(),
+                telegram_api_url.trim_end_matches('/').into(),
+            ),
             ("FAL_MODE".into(), "live".into()),
             ("FAL_KEY".into(), secrets.fal_key.clone()),
             ("FAL_QUEUE_URL".into(), sim.queue_url()),
             ("FAL_REST_URL".into(), sim.rest_url()),
             ("FAL_JWKS_URL".into(), sim.jwks_url()),
             ("HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
-            ("STORAGE_URL".into(), format!("file://{}", storage_dir.display())),
+            (
+                "STORAGE_URL".into(),
+                format!("file://{}", storage_dir.display()),
+            ),
             ("ADMIN_TOKEN".into(), secrets.admin_token.clone()),
             ("STATUS_POLL_AFTER_SECS".into(), "1".into()),
             ("STATUS_POLL_EVERY_SECS".into(), "1".into()),
             // The fake Bot API has no flood control; Telegram's limits would only queue replies.
             ("TELEGRAM_RATE_LIMITS".into(), "relaxed".into()),
-            ("RUST_LOG".into(), "debug,sqlx=warn,hyper=info,reqwest=info,h2=info".into()),
+            (
+                "RUST_LOG".into(),
+                "debug,sqlx=warn,hyper=info,reqwest=info,h2=info".into(),
+            ),
         ])
     }
 
@@ -85,7 +94,10 @@ impl ServerProcess {
         for _ in 0..300 {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("aisha serve exited with {status}; log:\n{}", self.log_text());
+                    panic!(
+                        "aisha serve exited with {status}; log:\n{}",
+                        self.log_text()
+                    );
                 }
             }
             if let Ok(r) = client.get(format!("{}/healthz", self.http)).send().await {
@@ -95,7 +107,10 @@ impl ServerProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("aisha serve never became healthy; log:\n{}", self.log_text());
+        panic!(
+            "aisha serve never became healthy; log:\n{}",
+            self.log_text()
+        );
     }
 
     /// SIGKILL: no shutdown hooks, no flushing — as a crash.
@@ -141,8 +156,18 @@ impl Secrets {
 
     /// Every secret, with the parts an accidental log would most likely show.
     pub fn needles(&self) -> Vec<String> {
-        let token_secret = self.bot_token.split(':').nth(1).unwrap_or_default().to_owned();
-        let fal_secret = self.fal_key.split(':').nth(1).unwrap_or_default().to_owned();
+        let token_secret = self
+            .bot_token
+            .split(':')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let fal_secret = self
+            .fal_key
+            .split(':')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
         vec![
             self.bot_token.clone(),
             token_secret,

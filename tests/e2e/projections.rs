@@ -14,7 +14,9 @@ use aisha::store::feed::{Feed, ProjectionRunner};
 use aisha::store::{AvatarStore, Database};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use futures::future::BoxFuture;
-use projections::{analytics, gallery, generations, jobs, FeedEvent, Projection, ProjectionError, Tx};
+use projections::{
+    analytics, gallery, generations, jobs, FeedEvent, Projection, ProjectionError, Tx,
+};
 use uuid::Uuid;
 
 use crate::support::*;
@@ -192,7 +194,13 @@ pub async fn full_life(store: &AvatarStore) -> Life {
     )
     .await;
     for n in 1..=10 {
-        o(t(next_day + n as i64), Action::UploadPhoto { photo: photo(100 + n) }).await;
+        o(
+            t(next_day + n as i64),
+            Action::UploadPhoto {
+                photo: photo(100 + n),
+            },
+        )
+        .await;
     }
     o(
         t(next_day + 11),
@@ -255,7 +263,10 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
     let mut tx = conn.tx();
 
     // Gallery: the deleted portrait keeps its row but leaves the user's gallery.
-    let card = gallery::card(&mut tx, life.portrait).await.unwrap().unwrap();
+    let card = gallery::card(&mut tx, life.portrait)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         card,
         gallery::AvatarCard {
@@ -338,7 +349,11 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
     assert_eq!(style_jobs.len(), 1);
     let job = &style_jobs[0];
     assert_eq!(
-        (job.status.as_str(), job.request_id.as_deref(), job.preset.as_str()),
+        (
+            job.status.as_str(),
+            job.request_id.as_deref(),
+            job.preset.as_str()
+        ),
         ("failed", None, "balanced")
     );
     assert_eq!(job.endpoint, "fal-ai/flux-pro-trainer");
@@ -350,7 +365,10 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
     );
 
     // Generations: kept for analysts, flagged, and hidden from the bot's lists.
-    let completed = generations::get(&mut tx, life.completed).await.unwrap().unwrap();
+    let completed = generations::get(&mut tx, life.completed)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         completed,
         generations::Generation {
@@ -370,14 +388,27 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
             avatar_deleted: true,
         }
     );
-    let failed = generations::get(&mut tx, life.failed).await.unwrap().unwrap();
+    let failed = generations::get(&mut tx, life.failed)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        (failed.status.as_str(), failed.preset.as_deref(), failed.image_count),
+        (
+            failed.status.as_str(),
+            failed.preset.as_deref(),
+            failed.image_count
+        ),
         ("failed", None, 0)
     );
-    assert_eq!(failed.failure_reason.as_deref(), Some("generator timed out"));
+    assert_eq!(
+        failed.failure_reason.as_deref(),
+        Some("generator timed out")
+    );
     assert_eq!(failed.duration_seconds, Some(120.0));
-    let pending = generations::get(&mut tx, life.pending).await.unwrap().unwrap();
+    let pending = generations::get(&mut tx, life.pending)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (pending.status.as_str(), pending.finished_at),
         ("cancelled", Some(t(50)))
@@ -385,7 +416,10 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
     let images = generations::images(&mut tx, life.completed).await.unwrap();
     assert_eq!(
         images.iter().map(|i| i.url.as_str()).collect::<Vec<_>>(),
-        ["http://fal/files/image-1.jpg", "http://fal/files/image-2.jpg"]
+        [
+            "http://fal/files/image-1.jpg",
+            "http://fal/files/image-2.jpg"
+        ]
     );
     assert_eq!((images[0].width, images[0].nsfw), (Some(1024), false));
     assert!(generations::for_avatar(&mut tx, life.portrait, 0, 10)
@@ -488,7 +522,10 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
         .collect();
     assert_eq!(
         view,
-        vec![(day(2), 1, 0, 3, 1, Some(600.0)), (day(3), 1, 1, 0, 1, None)]
+        vec![
+            (day(2), 1, 0, 3, 1, Some(600.0)),
+            (day(3), 1, 1, 0, 1, None)
+        ]
     );
     assert_eq!(life.events, 35);
 }
@@ -572,7 +609,12 @@ async fn a_real_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled
             applied_before_crash: 3,
         });
         let runner = ProjectionRunner::new(feed.clone(), crashing).with_batch_size(5);
-        assert_eq!(first_nonempty_batch(&runner).await, 5, "{}", projection.name());
+        assert_eq!(
+            first_nonempty_batch(&runner).await,
+            5,
+            "{}",
+            projection.name()
+        );
         assert_crashes(&runner).await;
         // "Restart": a fresh runner carries on from the checkpoint of the first batch.
         let restarted = ProjectionRunner::new(feed.clone(), projection.clone()).with_batch_size(5);
@@ -582,7 +624,9 @@ async fn a_real_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled
 
     // The analytics counters would show a doubled or lost event; check them exactly.
     let mut conn = db.acquire().await.unwrap();
-    let summary = analytics::summary(&mut conn.tx(), day(1), day(4)).await.unwrap();
+    let summary = analytics::summary(&mut conn.tx(), day(1), day(4))
+        .await
+        .unwrap();
     drop(conn);
     assert_eq!(summary.totals.avatars_created.values().sum::<i64>(), 2);
     assert_eq!(summary.totals.avatars_deleted, 1);
@@ -606,7 +650,10 @@ async fn a_real_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled
 
     // And the whole of every read model equals a clean replay.
     let rebuilt = audit::rebuild(&feed, None).await.unwrap();
-    assert!(rebuilt.iter().all(|r| r.events <= life.events), "{rebuilt:?}");
+    assert!(
+        rebuilt.iter().all(|r| r.events <= life.events),
+        "{rebuilt:?}"
+    );
     catch_up_all(&feed).await;
     assert_eq!(read_models(&db, &life).await, recovered);
 }
@@ -651,7 +698,10 @@ async fn audit_verify_reports_injected_drift_until_a_rebuild(db: Database) {
     let ghost = Uuid::new_v4();
     for sql in [
         format!("UPDATE gallery_avatars SET photo_count = 99 WHERE avatar_id = '{kept}'"),
-        format!("DELETE FROM gallery_avatars WHERE avatar_id = '{}'", life.style),
+        format!(
+            "DELETE FROM gallery_avatars WHERE avatar_id = '{}'",
+            life.style
+        ),
         format!(
             "INSERT INTO gallery_avatars (avatar_id, owner, name, avatar_type, gender, status,
                  created_at, updated_at, last_sequence)
@@ -667,12 +717,29 @@ async fn audit_verify_reports_injected_drift_until_a_rebuild(db: Database) {
     let mut found: Vec<(String, &str, String, String)> = report
         .drifts
         .iter()
-        .map(|d| (d.avatar_id.clone(), d.field, d.expected.clone(), d.found.clone()))
+        .map(|d| {
+            (
+                d.avatar_id.clone(),
+                d.field,
+                d.expected.clone(),
+                d.found.clone(),
+            )
+        })
         .collect();
     found.sort();
     let mut expected = vec![
-        (kept.to_string(), "photo_count", "3".to_owned(), "99".to_owned()),
-        (life.style.to_string(), "row", "present".to_owned(), "missing".to_owned()),
+        (
+            kept.to_string(),
+            "photo_count",
+            "3".to_owned(),
+            "99".to_owned(),
+        ),
+        (
+            life.style.to_string(),
+            "row",
+            "present".to_owned(),
+            "missing".to_owned(),
+        ),
         (
             ghost.to_string(),
             "row",
@@ -742,31 +809,52 @@ async fn the_state_at_a_sequence_replays_only_that_far(db: Database) {
     let store = AvatarStore::new(db.clone());
     let life = full_life(&store).await;
 
-    let s = audit::state_at(&store, life.portrait, Some(3)).await.unwrap().unwrap();
+    let s = audit::state_at(&store, life.portrait, Some(3))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((s.sequence, s.latest_sequence), (3, 22));
     assert_eq!(s.state.photos.len(), 2);
     assert_eq!(s.state.status, aggregates::AvatarStatus::Draft);
     assert_eq!(s.actor.as_deref(), Some("telegram:4242"));
     assert_eq!(s.at, t(2));
 
-    let s = audit::state_at(&store, life.portrait, Some(16)).await.unwrap().unwrap();
+    let s = audit::state_at(&store, life.portrait, Some(16))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(s.state.status, aggregates::AvatarStatus::Trained);
     assert_eq!(s.event_type, "TrainingCompleted");
     assert_eq!(s.actor.as_deref(), Some("system:test"));
     assert!(s.state.model.is_some());
 
-    let latest = audit::state_at(&store, life.portrait, None).await.unwrap().unwrap();
+    let latest = audit::state_at(&store, life.portrait, None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(latest.state.status, aggregates::AvatarStatus::Deleted);
-    assert!(audit::state_at(&store, life.portrait, Some(23)).await.unwrap().is_none());
-    assert!(audit::state_at(&store, life.portrait, Some(0)).await.unwrap().is_none());
-    assert!(audit::state_at(&store, Uuid::new_v4(), None).await.unwrap().is_none());
+    assert!(audit::state_at(&store, life.portrait, Some(23))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(audit::state_at(&store, life.portrait, Some(0))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(audit::state_at(&store, Uuid::new_v4(), None)
+        .await
+        .unwrap()
+        .is_none());
 
     // The CLI prints the same, with who issued each command.
     let id = life.portrait.to_string();
     let output = aisha_cli(&db, &["history", &id, "--at", "16"]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    assert!(stdout.contains("telegram:4242") && stdout.contains("system:test"), "{stdout}");
+    assert!(
+        stdout.contains("telegram:4242") && stdout.contains("system:test"),
+        "{stdout}"
+    );
     assert!(stdout.contains("state after event 16 of 22"), "{stdout}");
     assert!(stdout.contains("status:      trained"), "{stdout}");
     assert!(!stdout.contains("GenerationRequested"), "{stdout}");
@@ -807,7 +895,9 @@ async fn a_rebuild_runs_while_commands_keep_coming(db: Database) {
     let mut conn = db.acquire().await.unwrap();
     let page = gallery::page(&mut conn.tx(), OWNER, 0, 100).await.unwrap();
     assert_eq!(page.total, 30);
-    let summary = analytics::summary(&mut conn.tx(), day(1), day(31)).await.unwrap();
+    let summary = analytics::summary(&mut conn.tx(), day(1), day(31))
+        .await
+        .unwrap();
     assert_eq!(summary.totals.avatars_created.values().sum::<i64>(), 2);
     // No leftovers of the shadow tables.
     let leftover = conn

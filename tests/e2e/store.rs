@@ -63,7 +63,9 @@ async fn appended_events_load_back_in_order_with_who_and_why(db: Database) {
     assert_eq!(sequences, vec![1, 2, 3, 4]);
     assert_eq!(history[0].event_type, "AvatarCreated");
     assert_eq!(history[0].event_version, "1");
-    assert!(history.iter().all(|h| h.actor.as_deref() == Some("telegram:4242")));
+    assert!(history
+        .iter()
+        .all(|h| h.actor.as_deref() == Some("telegram:4242")));
     assert_eq!(history[1].command.as_deref(), Some("upload_photo"));
     assert!(history.iter().all(|h| h.correlation_id.is_some()));
     assert!(history.iter().all(|h| h.recorded_at.is_some()));
@@ -87,7 +89,10 @@ async fn a_refused_command_writes_nothing(db: Database) {
         .await;
     assert!(matches!(
         refused,
-        Err(StoreError::Rejected(AvatarError::NotEnoughPhotos { have: 9, min: 10 }))
+        Err(StoreError::Rejected(AvatarError::NotEnoughPhotos {
+            have: 9,
+            min: 10
+        }))
     ));
     assert_eq!(store.history(id).await.unwrap().len(), 10);
 }
@@ -99,7 +104,11 @@ async fn concurrent_commands_on_one_avatar_all_land(db: Database) {
         let store = store.clone();
         tokio::spawn(async move {
             store
-                .execute(id, by_owner(Action::UploadPhoto { photo: photo(n) }), Uuid::new_v4())
+                .execute(
+                    id,
+                    by_owner(Action::UploadPhoto { photo: photo(n) }),
+                    Uuid::new_v4(),
+                )
                 .await
         })
     });
@@ -108,7 +117,11 @@ async fn concurrent_commands_on_one_avatar_all_land(db: Database) {
     }
     let history = store.history(id).await.unwrap();
     let sequences: Vec<u64> = history.iter().map(|h| h.sequence).collect();
-    assert_eq!(sequences, (1..=17).collect::<Vec<_>>(), "no gaps, no doubles");
+    assert_eq!(
+        sequences,
+        (1..=17).collect::<Vec<_>>(),
+        "no gaps, no doubles"
+    );
     let counts: Vec<usize> = history
         .iter()
         .filter_map(|h| match h.event {
@@ -116,7 +129,11 @@ async fn concurrent_commands_on_one_avatar_all_land(db: Database) {
             _ => None,
         })
         .collect();
-    assert_eq!(counts, (1..=16).collect::<Vec<_>>(), "each decided on fresh state");
+    assert_eq!(
+        counts,
+        (1..=16).collect::<Vec<_>>(),
+        "each decided on fresh state"
+    );
     assert_eq!(store.load(id).await.unwrap().photos.len(), 16);
 }
 
@@ -190,31 +207,42 @@ async fn snapshots_round_trip_to_the_same_state(db: Database) {
     let id = trained_avatar(&store).await;
     generate_many(&store, id, SNAPSHOT_EVERY * 2 + 7).await;
     // Completions change counters: a snapshot that applied an event twice would show here.
-    let pending: Vec<Uuid> = store.load(id).await.unwrap().pending_generations.keys().copied().take(60).collect();
+    let pending: Vec<Uuid> = store
+        .load(id)
+        .await
+        .unwrap()
+        .pending_generations
+        .keys()
+        .copied()
+        .take(60)
+        .collect();
     for generation_id in pending {
         run(
             &store,
             id,
-            by_system(Action::CompleteGeneration { generation_id, images: vec![] }),
+            by_system(Action::CompleteGeneration {
+                generation_id,
+                images: vec![],
+            }),
         )
         .await;
     }
 
     let snapshot_at: i64 = match &db {
-        Database::Sqlite(pool) => sqlx::query_scalar(
-            "SELECT last_sequence FROM snapshots WHERE aggregate_id = ?1",
-        )
-        .bind(id.to_string())
-        .fetch_one(pool)
-        .await
-        .unwrap(),
-        Database::Postgres(pool) => sqlx::query_scalar(
-            "SELECT last_sequence FROM snapshots WHERE aggregate_id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_one(pool)
-        .await
-        .unwrap(),
+        Database::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT last_sequence FROM snapshots WHERE aggregate_id = ?1")
+                .bind(id.to_string())
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_scalar("SELECT last_sequence FROM snapshots WHERE aggregate_id = $1")
+                .bind(id.to_string())
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(snapshot_at as usize % SNAPSHOT_EVERY, 0);
     assert!(snapshot_at as usize >= SNAPSHOT_EVERY * 2);
@@ -227,7 +255,10 @@ async fn snapshots_round_trip_to_the_same_state(db: Database) {
     assert_eq!(store.load(id).await.unwrap(), replayed);
     // A fresh store (no cache) loads the same state from the snapshot.
     assert_eq!(AvatarStore::new(db).load(id).await.unwrap(), replayed);
-    assert_eq!(replayed.pending_generations.len(), SNAPSHOT_EVERY * 2 + 7 - 60);
+    assert_eq!(
+        replayed.pending_generations.len(),
+        SNAPSHOT_EVERY * 2 + 7 - 60
+    );
     assert_eq!(replayed.generations_completed, 60);
 }
 
@@ -267,9 +298,15 @@ async fn sqlite_state_survives_reopening_the_file() {
 }
 
 #[sqlx::test(migrations = false)]
-async fn postgres_state_survives_reconnecting(_pool_options: PgPoolOptions, options: PgConnectOptions) {
+async fn postgres_state_survives_reconnecting(
+    _pool_options: PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let connect = || async {
-        let pool = PgPoolOptions::new().connect_with(options.clone()).await.unwrap();
+        let pool = PgPoolOptions::new()
+            .connect_with(options.clone())
+            .await
+            .unwrap();
         Database::Postgres(pool)
     };
     let db = connect().await;
@@ -292,5 +329,8 @@ async fn an_unknown_database_url_is_a_clear_error() {
         .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("sqlite://PATH or postgres://"), "{text}");
-    assert!(!text.contains("hunter2"), "the password must not be echoed: {text}");
+    assert!(
+        !text.contains("hunter2"),
+        "the password must not be echoed: {text}"
+    );
 }

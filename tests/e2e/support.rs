@@ -2,7 +2,10 @@
 
 #![allow(dead_code)]
 
-use aggregates::{Action, Actor, AvatarType, Command, Gender, ImageFormat, PhotoMeta, TrainingOutput, TrainingPreset};
+use aggregates::{
+    Action, Actor, AvatarType, Command, Gender, ImageFormat, PhotoMeta, TrainingOutput,
+    TrainingPreset,
+};
 use aisha::store::{AvatarStore, Database};
 use chrono::Utc;
 use tempfile::TempDir;
@@ -13,7 +16,9 @@ pub const OWNER: i64 = 4242;
 /// A fresh SQLite database in its own temporary folder (kept alive by the returned guard).
 pub async fn sqlite() -> (Database, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = Database::connect(&sqlite_url(&dir)).await.expect("open sqlite");
+    let db = Database::connect(&sqlite_url(&dir))
+        .await
+        .expect("open sqlite");
     db.migrate().await.expect("migrate sqlite");
     (db, dir)
 }
@@ -230,7 +235,12 @@ pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
     start(config, options, telegram, dir).await
 }
 
-async fn start(config: Config, options: AppOptions, telegram: FakeTelegram, dir: TempDir) -> TestApp {
+async fn start(
+    config: Config,
+    options: AppOptions,
+    telegram: FakeTelegram,
+    dir: TempDir,
+) -> TestApp {
     let mut app = Application::build(config.clone(), options.clone())
         .await
         .expect("build the application");
