@@ -4,7 +4,7 @@
 //! Series (all counters unless noted):
 //! - `commands_total{command, outcome}` — Avatar commands: `accepted`, `unchanged` (nothing to
 //!   record, e.g. a duplicate), `rejected` (the domain refused), `conflict`, `error`;
-//! - `fal_calls_total{op, outcome}`, `fal_retries_total{op}` — FAL HTTP calls (the FAL client);
+//! - `fal_calls_total{op, endpoint, status, outcome}` (every attempt), `fal_retries_total{op}` — FAL HTTP calls (the FAL client);
 //! - `webhook_verifications_total{result}` — FAL webhooks: `ok`, or why they were refused
 //!   (`invalid_signature`, `stale`, `unsigned`, `malformed`, `keys_unavailable`);
 //! - `telegram_sends_total{method, outcome}`, `telegram_retries_total{method}` — Bot API calls;
@@ -50,7 +50,10 @@ pub fn prometheus() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!("commands_total", "Avatar commands by command and outcome");
-    describe_counter!("fal_calls_total", "FAL HTTP calls by operation and outcome");
+    describe_counter!(
+        "fal_calls_total",
+        "FAL HTTP call attempts by operation, endpoint, status and outcome"
+    );
     describe_counter!("fal_retries_total", "FAL HTTP calls retried, by operation");
     describe_counter!(
         "webhook_verifications_total",

@@ -564,7 +564,8 @@ impl FalClient {
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the policy runs out.
+    /// Runs `attempt` until it succeeds, fails for good, or the policy runs out. Every attempt
+    /// is counted in `fal_calls_total` by operation, endpoint and status.
     async fn with_retries<T, F, Fut>(
         &self,
         op: &'static str,
@@ -577,22 +578,26 @@ impl FalClient {
         Fut: Future<Output = Result<T, FalError>>,
     {
         let max_attempts = self.retry.max_attempts.max(1);
+        let endpoint = metric_endpoint(target);
         let mut number = 1;
         loop {
             let error = match attempt(number).await {
                 Ok(value) => {
-                    metrics::counter!("fal_calls_total", "op" => op, "outcome" => "ok")
-                        .increment(1);
+                    metrics::counter!("fal_calls_total", "op" => op, "endpoint" => endpoint.clone(),
+                        "status" => "ok", "outcome" => "ok")
+                    .increment(1);
                     return Ok(value);
                 }
                 Err(error) => error,
             };
+            metrics::counter!("fal_calls_total", "op" => op, "endpoint" => endpoint.clone(),
+                "status" => metric_status(&error), "outcome" => "error")
+            .increment(1);
             let may_repeat = match repeat {
                 Repeat::Idempotent => error.is_transient(),
                 Repeat::OnlyIfNotSent => matches!(error, FalError::Connect(_)),
             };
             if !may_repeat || number >= max_attempts {
-                metrics::counter!("fal_calls_total", "op" => op, "outcome" => "error").increment(1);
                 tracing::warn!(
                     op,
                     endpoint = target,
@@ -710,5 +715,57 @@ mod tests {
             policy.delay(1, Some(Duration::from_secs(60))),
             Duration::from_secs(1)
         );
+    }
+}
+
+/// The FAL app a call went to, for metric labels: the model id of a submit, or the app path in
+/// front of `/requests/` of a queue URL; other URLs (storage, files) are labelled by host only, so
+/// request ids never become label values.
+fn metric_endpoint(target: &str) -> String {
+    if !target.contains("://") {
+        return target.to_owned();
+    }
+    let Ok(url) = reqwest::Url::parse(target) else {
+        return "unknown".to_owned();
+    };
+    match url.path().split_once("/requests/") {
+        Some((app, _)) => app
+            .trim_start_matches('/')
+            .trim_start_matches("queue/")
+            .to_owned(),
+        None => url.host_str().unwrap_or("unknown").to_owned(),
+    }
+}
+
+/// An attempt's outcome as a metric label: the HTTP status, or what went wrong on the wire.
+fn metric_status(error: &FalError) -> String {
+    match error.http_status() {
+        Some(status) => status.to_string(),
+        None => match error {
+            FalError::Timeout => "timeout".to_owned(),
+            FalError::Connect(_) | FalError::Connection(_) => "network".to_owned(),
+            _ => "other".to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod metric_label_tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_labels_never_carry_request_ids() {
+        assert_eq!(metric_endpoint("fal-ai/flux-lora"), "fal-ai/flux-lora");
+        assert_eq!(
+            metric_endpoint("https://queue.fal.run/fal-ai/flux-pro/requests/abc-123/status"),
+            "fal-ai/flux-pro"
+        );
+        assert_eq!(
+            metric_endpoint("http://127.0.0.1:9/queue/fal-ai/flux-lora/requests/r1"),
+            "fal-ai/flux-lora"
+        );
+        assert_eq!(metric_endpoint("https://v3.fal.media/files/x.png"), "v3.fal.media");
+        assert_eq!(metric_status(&FalError::Timeout), "timeout");
+        assert_eq!(metric_status(&FalError::RateLimited { retry_after: None }), "429");
     }
 }
