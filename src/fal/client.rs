@@ -764,8 +764,14 @@ mod metric_label_tests {
             metric_endpoint("http://127.0.0.1:9/queue/fal-ai/flux-lora/requests/r1"),
             "fal-ai/flux-lora"
         );
-        assert_eq!(metric_endpoint("https://v3.fal.media/files/x.png"), "v3.fal.media");
+        assert_eq!(
+            metric_endpoint("https://v3.fal.media/files/x.png"),
+            "v3.fal.media"
+        );
         assert_eq!(metric_status(&FalError::Timeout), "timeout");
-        assert_eq!(metric_status(&FalError::RateLimited { retry_after: None }), "429");
+        assert_eq!(
+            metric_status(&FalError::RateLimited { retry_after: None }),
+            "429"
+        );
     }
 }
