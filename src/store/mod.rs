@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use aggregates::{Actor, Avatar, AvatarError, AvatarEvent, Command};
+use aggregates::{Avatar, AvatarError, AvatarEvent, Command};
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
@@ -438,9 +438,4 @@ fn from_aggregate(e: AggregateError<AvatarError>) -> StoreError {
         AggregateError::DeserializationError(e) => StoreError::Corrupt(e.to_string()),
         AggregateError::UnexpectedError(e) => StoreError::Database(e.to_string()),
     }
-}
-
-/// Parses an actor recorded in event metadata.
-pub fn parse_actor(text: &str) -> Option<Actor> {
-    text.parse().ok()
 }
