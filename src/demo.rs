@@ -114,7 +114,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
     let app = Application::build(config, options).await?;
     if let Some(bot) = &app.telegram {
         // The fake Bot API has no flood control to respect.
-        bot.set_limits(crate::bot::relaxed_limits());
+        bot.set_limits(crate::bot::SendLimits::relaxed());
     }
     let store = app.store.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -26,7 +26,7 @@ pub async fn run(
     };
     let app = Application::build(config, options).await?;
     if let (RateLimits::Relaxed, Some(telegram)) = (rate_limits, app.telegram.as_ref()) {
-        telegram.set_limits(crate::bot::relaxed_limits());
+        telegram.set_limits(crate::bot::SendLimits::relaxed());
     }
     app.run_until_stopped(shutdown_signal()).await
 }

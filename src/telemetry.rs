@@ -15,7 +15,7 @@
 
 use std::sync::OnceLock;
 
-use metrics::{describe_counter, describe_gauge, Unit};
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Outcome labels of `commands_total`.
@@ -67,6 +67,15 @@ fn describe() {
         "telegram_retries_total",
         "Telegram Bot API calls retried, by method"
     );
+    describe_counter!(
+        "telegram_sends_delayed_total",
+        "Telegram messages held back by the send budgets"
+    );
+    describe_histogram!(
+        "telegram_send_delay_seconds",
+        Unit::Seconds,
+        "How long a held-back Telegram message waited for the send budgets"
+    );
     describe_gauge!("feed_lag_events", "Events a feed consumer has yet to apply");
     describe_gauge!(
         "feed_lag_seconds",
@@ -102,6 +111,12 @@ pub fn telegram_send(method: &'static str, outcome: &'static str) {
 /// Counts one retried Telegram Bot API call.
 pub fn telegram_retry(method: &'static str) {
     metrics::counter!("telegram_retries_total", "method" => method).increment(1);
+}
+
+/// Counts one message that waited `seconds` for its send budget.
+pub fn telegram_send_delayed(seconds: f64) {
+    metrics::counter!("telegram_sends_delayed_total").increment(1);
+    metrics::histogram!("telegram_send_delay_seconds").record(seconds);
 }
 
 /// Records how far a feed consumer is behind.

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::callbacks::Callback;
 use super::keyboards as kb;
 use super::photos::{IncomingFile, Intake, ALBUM_QUIET};
-use super::send::retrying;
+use super::send::{retrying, sending};
 use super::texts::{AvatarLine, CardView, Lang, Texts};
 use super::{BotDeps, BotDialogue, BotError, HandlerResult, State, TgBot};
 use crate::store::{Database, StoreError};
@@ -95,7 +95,7 @@ impl Ctx {
         text: String,
         keyboard: Option<InlineKeyboardMarkup>,
     ) -> Result<Message, RequestError> {
-        retrying("sendMessage", || {
+        sending(&self.deps.limiter, self.chat, 1, "sendMessage", || {
             let mut request = self.bot.send_message(self.chat, text.clone());
             if let Some(keyboard) = &keyboard {
                 request = request.reply_markup(keyboard.clone());

@@ -1,24 +1,29 @@
 //! The Telegram bot: create an avatar, upload photos, train, browse the gallery, generate, delete.
 //!
 //! The handler tree is [`schema`] (in the manner of teloxide's `examples/dialogue.rs`); the
-//! conversation step of each chat is a [`State`] in teloxide's in-memory storage, while avatars
-//! themselves live in the event store — so after a restart a user's draft and its photos are all
-//! still there, and a photo sent to a fresh conversation resumes the last draft. Layout:
+//! conversation step of each chat is a [`State`] kept in the database ([`dialogues`]), and
+//! avatars themselves live in the event store — so after a restart a user is on the same step,
+//! with their draft and its photos all still there. Layout:
 //! - [`handlers`] — what the bot does with commands, messages and button presses;
 //! - [`texts`] — every text, one implementation per language (Russian default, English);
 //! - [`keyboards`], [`callbacks`] — inline keyboards and their compact, strictly parsed data;
 //! - [`photos`] — photo intake (download, decode, check, store, record) and album summaries;
 //! - [`notifier`] — [`TelegramNotifier`], which tells users about trainings and generations;
 //! - [`users`] — the `telegram_users` table (chat, language, last used avatar);
-//! - [`send`] — retries, metrics and error classification for Bot API calls.
+//! - [`send`] — retries, metrics and error classification for Bot API calls;
+//! - [`limiter`] — Telegram's per-chat and overall send budgets.
 //!
-//! Sends go through teloxide's `Throttle` (per-chat and global rate limits, waiting out 429s).
+//! Every message goes out through [`send::sending`], within the budgets of one shared
+//! [`limiter::SendLimiter`] (teloxide's `Throttle` hands requests out in 250 ms rounds, which
+//! alone would cost a reply up to a quarter of a second); 429s are waited out and retried.
 //! Updates arrive by long polling, or by webhook at `POST /webhooks/telegram` when
 //! `PUBLIC_BASE_URL` is set (the `X-Telegram-Bot-Api-Secret-Token` header is checked).
 
 pub mod callbacks;
+pub mod dialogues;
 pub mod handlers;
 pub mod keyboards;
+pub mod limiter;
 pub mod notifier;
 pub mod photos;
 pub mod send;
@@ -26,15 +31,13 @@ pub mod texts;
 pub mod users;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::{AvatarType, Gender, GenerationPreset};
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
-use teloxide::adaptors::throttle::Limits;
-use teloxide::adaptors::{DefaultParseMode, Throttle};
-use teloxide::dispatching::dialogue::{InMemStorage, InMemStorageError};
+use teloxide::adaptors::DefaultParseMode;
 use teloxide::dispatching::{ShutdownToken, UpdateHandler};
 use teloxide::error_handlers::ErrorHandler;
 use teloxide::prelude::*;
@@ -48,12 +51,13 @@ use crate::photos::PhotoStore;
 use crate::store::{AvatarStore, Database, StoreError};
 
 pub use handlers::Command;
+pub use limiter::{SendLimiter, SendLimits};
 pub use notifier::TelegramNotifier;
 
-/// The bot as handlers use it: throttled, HTML by default.
-pub type TgBot = DefaultParseMode<Throttle<Bot>>;
+/// The bot as handlers use it: HTML by default (sends keep to the limits via [`send::sending`]).
+pub type TgBot = DefaultParseMode<Bot>;
 /// One chat's conversation step.
-pub type BotDialogue = Dialogue<State, InMemStorage<State>>;
+pub type BotDialogue = Dialogue<State, dialogues::Dialogues>;
 /// What every handler returns; `Err` is logged, the user has been answered already if possible.
 pub type HandlerResult = Result<(), BotError>;
 
@@ -65,7 +69,8 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Where a chat's conversation is. Avatars are in the event store; this is only the step.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
 pub enum State {
     #[default]
     Idle,
@@ -94,16 +99,10 @@ pub enum BotError {
     Database(#[from] sqlx::Error),
     #[error("read model: {0}")]
     ReadModel(#[from] projections::ProjectionError),
-    #[error("dialogue storage: {0}")]
-    Dialogue(String),
+    #[error(transparent)]
+    Dialogue(#[from] dialogues::DialogueError),
     #[error("invalid TELEGRAM_API_URL or PUBLIC_BASE_URL: {0}")]
     Url(String),
-}
-
-impl From<InMemStorageError> for BotError {
-    fn from(e: InMemStorageError) -> Self {
-        Self::Dialogue(e.to_string())
-    }
 }
 
 /// What the handlers share.
@@ -115,6 +114,8 @@ pub struct BotDeps {
     pub albums: photos::Albums,
     /// The plain client, for file downloads (the adaptors do not forward them).
     pub downloader: Bot,
+    /// The send budgets, shared by the handlers and the notifier.
+    pub limiter: Arc<SendLimiter>,
 }
 
 /// The handler tree: commands first, then photos, then the text a conversation step waits for;
@@ -123,7 +124,7 @@ pub fn schema() -> UpdateHandler<BotError> {
     use dptree::case;
 
     let messages = Update::filter_message()
-        .enter_dialogue::<Message, InMemStorage<State>, State>()
+        .enter_dialogue::<Message, dialogues::Dialogues, State>()
         .branch(
             dptree::entry()
                 .filter_command::<Command>()
@@ -143,44 +144,14 @@ pub fn schema() -> UpdateHandler<BotError> {
         .branch(case![State::AwaitingPrompt { avatar_id, preset }].endpoint(handlers::on_prompt))
         .branch(dptree::endpoint(handlers::on_other_message));
     let buttons = Update::filter_callback_query()
-        .enter_dialogue::<CallbackQuery, InMemStorage<State>, State>()
+        .enter_dialogue::<CallbackQuery, dialogues::Dialogues, State>()
         .endpoint(handlers::on_callback);
     dptree::entry().branch(messages).branch(buttons)
 }
 
-/// Rate limits for sends. Telegram asks for about one message per second per chat and 30 per
-/// second overall; its 20-per-minute limit is for groups, so private chats get 60.
-pub fn production_limits() -> Limits {
-    Limits {
-        messages_per_sec_chat: 1,
-        messages_per_min_chat: 60,
-        messages_per_min_channel_or_supergroup: 20,
-        messages_per_sec_overall: 30,
-    }
-}
-
-/// Limits for tests and the offline demo, whose fake Bot API has no flood control.
-pub fn relaxed_limits() -> Limits {
-    Limits {
-        messages_per_sec_chat: 100,
-        messages_per_min_chat: 6_000,
-        messages_per_min_channel_or_supergroup: 6_000,
-        messages_per_sec_overall: 1_000,
-    }
-}
-
-/// The throttled bot, shared by the handlers and the notifier so that both count against the
-/// same rate limits; it can be replaced (with other limits) until the bot starts.
-pub type SharedBot = Arc<RwLock<TgBot>>;
-
-fn throttled(raw: &Bot, limits: Limits) -> TgBot {
-    DefaultParseMode::new(Throttle::new_spawn(raw.clone(), limits), ParseMode::Html)
-}
-
 /// The bot, built and ready to start.
 pub struct Telegram {
-    raw: Bot,
-    bot: SharedBot,
+    bot: TgBot,
     deps: Arc<BotDeps>,
     notifier: Arc<TelegramNotifier>,
     webhook_secret: String,
@@ -198,18 +169,18 @@ impl Telegram {
     ) -> Result<Self, BotError> {
         let url = reqwest::Url::parse(api_url).map_err(|e| BotError::Url(e.to_string()))?;
         let raw = Bot::new(token).set_api_url(url);
-        let bot = Arc::new(RwLock::new(throttled(&raw, production_limits())));
+        let bot = DefaultParseMode::new(raw.clone(), ParseMode::Html);
         let deps = Arc::new(BotDeps {
             store,
             photos,
             users: users::Users::new(db.clone()),
             db,
             albums: photos::Albums::default(),
-            downloader: raw.clone(),
+            downloader: raw,
+            limiter: Arc::new(SendLimiter::new(SendLimits::production())),
         });
         let notifier = Arc::new(TelegramNotifier::new(bot.clone(), deps.clone(), fal));
         Ok(Self {
-            raw,
             bot,
             deps,
             notifier,
@@ -222,22 +193,15 @@ impl Telegram {
         self.notifier.clone()
     }
 
-    /// Changes the send rate limits before the bot starts (tests and the demo relax them).
-    /// The throttle is rebuilt rather than told: teloxide's worker answers limit changes only
-    /// between sends, so telling an idle one could wait forever.
-    pub fn set_limits(&self, limits: Limits) {
-        *self.bot.write().unwrap_or_else(|p| p.into_inner()) = throttled(&self.raw, limits);
-    }
-
-    /// The current throttled bot.
-    fn current(&self) -> TgBot {
-        current(&self.bot)
+    /// Changes the send budgets (tests, the demo and load runs relax them).
+    pub fn set_limits(&self, limits: SendLimits) {
+        self.deps.limiter.set_limits(limits);
     }
 
     /// Checks the token, sets the command menu and starts receiving updates: by long polling, or
     /// by webhook under `public_base_url` (then the returned bot carries the route to serve).
     pub async fn start(self, public_base_url: Option<&str>) -> Result<RunningBot, BotError> {
-        let bot = self.current();
+        let bot = self.bot.clone();
         let me = send::retrying("getMe", || bot.get_me().send()).await?;
         tracing::info!(username = me.username(), "Telegram bot connected");
         self.set_commands(&bot).await;
@@ -245,7 +209,7 @@ impl Telegram {
         let mut dispatcher = Dispatcher::builder(bot.clone(), schema())
             .dependencies(dptree::deps![
                 self.deps.clone(),
-                InMemStorage::<State>::new()
+                dialogues::Dialogues::new(self.deps.db.clone())
             ])
             .default_handler(|_| async {})
             .error_handler(Arc::new(LogErrors))
@@ -327,11 +291,6 @@ impl Telegram {
             }
         }
     }
-}
-
-/// The bot as it is now (clones share the throttle).
-pub(crate) fn current(bot: &SharedBot) -> TgBot {
-    bot.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// A bot receiving updates.

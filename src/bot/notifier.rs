@@ -16,21 +16,21 @@ use teloxide::RequestError;
 use uuid::Uuid;
 
 use super::keyboards as kb;
-use super::send::{is_transient, is_unreachable_chat, retrying};
+use super::send::{is_transient, is_unreachable_chat, sending};
 use super::texts::{Lang, Texts};
-use super::{current, BotDeps, SharedBot};
+use super::{BotDeps, TgBot};
 use crate::actors::notify::{Notification, Notifier, NotifyError};
 use crate::fal::FalClient;
 
 /// Delivers [`Notification`]s as Telegram messages.
 pub struct TelegramNotifier {
-    bot: SharedBot,
+    bot: TgBot,
     deps: Arc<BotDeps>,
     fal: FalClient,
 }
 
 impl TelegramNotifier {
-    pub fn new(bot: SharedBot, deps: Arc<BotDeps>, fal: FalClient) -> Self {
+    pub fn new(bot: TgBot, deps: Arc<BotDeps>, fal: FalClient) -> Self {
         Self { bot, deps, fal }
     }
 
@@ -103,9 +103,10 @@ impl TelegramNotifier {
         text: String,
         keyboard: InlineKeyboardMarkup,
     ) -> Result<(), NotifyError> {
-        let bot = current(&self.bot);
-        retrying("sendMessage", || {
-            bot.send_message(chat, text.clone())
+        let limiter = &self.deps.limiter;
+        sending(limiter, chat, 1, "sendMessage", || {
+            self.bot
+                .send_message(chat, text.clone())
                 .reply_markup(keyboard.clone())
                 .send()
         })
@@ -136,10 +137,11 @@ impl TelegramNotifier {
             files.push(self.image_file(image, n).await?);
         }
         let caption = t.generation_done(name, hidden);
-        let bot = current(&self.bot);
+        let limiter = &self.deps.limiter;
         if let [file] = files.as_slice() {
-            return retrying("sendPhoto", || {
-                bot.send_photo(chat, file.clone())
+            return sending(limiter, chat, 1, "sendPhoto", || {
+                self.bot
+                    .send_photo(chat, file.clone())
                     .caption(caption.clone())
                     .reply_markup(keyboard.clone())
                     .send()
@@ -153,8 +155,9 @@ impl TelegramNotifier {
             .into_iter()
             .map(|file| InputMedia::Photo(InputMediaPhoto::new(file)))
             .collect();
-        retrying("sendMediaGroup", || {
-            bot.send_media_group(chat, media.clone()).send()
+        let cost = u32::try_from(media.len()).unwrap_or(u32::MAX);
+        sending(limiter, chat, cost, "sendMediaGroup", || {
+            self.bot.send_media_group(chat, media.clone()).send()
         })
         .await
         .map_err(classify)?;

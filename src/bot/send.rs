@@ -1,14 +1,17 @@
 //! Calling the Bot API robustly: network errors and flood waits are retried a few times, every
 //! call is counted, and errors are classified for the notifier (try later, or never again).
 //!
-//! Throttle already queues sends per chat and waits out `retry_after`; this layer adds retries
-//! for the network and for calls Throttle does not queue (edits, callback answers, downloads).
+//! Messages go through [`sending`], which also keeps them within the [`SendLimiter`]'s budgets;
+//! edits, callback answers and downloads are not counted by Telegram and use [`retrying`] alone.
 
 use std::future::Future;
 use std::time::Duration;
 
+use teloxide::types::ChatId;
 use teloxide::{ApiError, RequestError};
+use tokio::time::Instant;
 
+use super::limiter::SendLimiter;
 use crate::telemetry;
 
 /// Attempts per call, the first included.
@@ -87,4 +90,32 @@ where
             }
         }
     }
+}
+
+/// Sends `cost` messages to `chat` with `call`, retried like [`retrying`]: every attempt first
+/// waits for its slot in the chat's and the overall budget, and a 429 holds the chat back for
+/// as long as Telegram asks.
+pub async fn sending<T, F, Fut>(
+    limiter: &SendLimiter,
+    chat: ChatId,
+    cost: u32,
+    method: &'static str,
+    mut call: F,
+) -> Result<T, RequestError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RequestError>>,
+{
+    retrying(method, || {
+        let attempt = call();
+        async move {
+            limiter.acquire(chat, cost).await;
+            let result = attempt.await;
+            if let Err(RequestError::RetryAfter(after)) = &result {
+                limiter.hold_off(chat, after.duration(), Instant::now());
+            }
+            result
+        }
+    })
+    .await
 }

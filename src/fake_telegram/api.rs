@@ -192,6 +192,7 @@ impl Params {
             method: method.to_owned(),
             params: Value::Object(self.fields.clone()),
             uploads,
+            received_at: std::time::Instant::now(),
         }
     }
 

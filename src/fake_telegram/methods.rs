@@ -185,6 +185,7 @@ pub(crate) async fn call(
                     .remove(&message_id)
                     .ok_or_else(|| ApiFailure::bad_request("message to delete not found"))?;
                 chat.transcript.push(Entry::Deleted { message_id });
+                w.touched.push(chat_id);
                 Ok(json!(true))
             })
         }
@@ -387,6 +388,7 @@ fn edit(
         edited.edit_date = Some(now());
         *message = edited.clone();
         chat.transcript.push(Entry::Edited(edited.clone()));
+        w.touched.push(chat_id);
         Ok(w.message_json(chat_id, &edited))
     })
 }

@@ -16,6 +16,7 @@ mod user;
 mod world;
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
@@ -33,7 +34,7 @@ pub use user::FakeUser;
 use failure::ApiFailure;
 use world::World;
 
-/// How long the waiting helpers wait by default: generous, because a throttled bot sends about
+/// How long the waiting helpers wait by default: generous, because a rate-limited bot sends about
 /// one message per second per chat.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(20);
 
@@ -69,6 +70,9 @@ pub(crate) struct Shared {
     world: Mutex<World>,
     /// Bumped after every change a waiter may care about.
     changes: watch::Sender<u64>,
+    /// Bumped after a change to one chat, so a waiting user wakes only for their own chat
+    /// (a thousand users must not all wake for every message).
+    chat_changes: Mutex<HashMap<i64, watch::Sender<u64>>>,
     shutdown: watch::Sender<bool>,
     http: reqwest::Client,
 }
@@ -85,11 +89,29 @@ impl Shared {
         f(&self.lock())
     }
 
-    /// Changes the world and wakes everyone waiting for a change.
+    /// Changes the world and wakes everyone waiting for a change to it or to a chat it touched.
     pub(crate) fn write<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
-        let result = f(&mut self.lock());
+        let (result, touched) = {
+            let mut world = self.lock();
+            let result = f(&mut world);
+            (result, std::mem::take(&mut world.touched))
+        };
+        if !touched.is_empty() {
+            let chats = self.chat_signals();
+            for chat in touched {
+                if let Some(signal) = chats.get(&chat) {
+                    signal.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+        }
         self.notify();
         result
+    }
+
+    fn chat_signals(&self) -> MutexGuard<'_, HashMap<i64, watch::Sender<u64>>> {
+        self.chat_changes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Changes the world without waking waiters, for bookkeeping nobody waits on.
@@ -109,9 +131,33 @@ impl Shared {
     pub(crate) async fn wait_for<T>(
         &self,
         timeout: Duration,
+        check: impl FnMut(&mut World) -> Option<T>,
+    ) -> Option<T> {
+        self.wait_on(self.subscribe(), timeout, check).await
+    }
+
+    /// Polls `check` after every change to chat `chat_id` until it yields a value or `timeout`
+    /// passes.
+    pub(crate) async fn wait_for_chat<T>(
+        &self,
+        chat_id: i64,
+        timeout: Duration,
+        check: impl FnMut(&mut World) -> Option<T>,
+    ) -> Option<T> {
+        let changes = self
+            .chat_signals()
+            .entry(chat_id)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        self.wait_on(changes, timeout, check).await
+    }
+
+    async fn wait_on<T>(
+        &self,
+        mut changes: watch::Receiver<u64>,
+        timeout: Duration,
         mut check: impl FnMut(&mut World) -> Option<T>,
     ) -> Option<T> {
-        let mut changes = self.subscribe();
         let waiting = async {
             loop {
                 if let Some(found) = check(&mut self.lock()) {
@@ -145,6 +191,7 @@ impl FakeTelegram {
             token: token.to_owned(),
             world: Mutex::new(World::new(bot_id)),
             changes: watch::channel(0).0,
+            chat_changes: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
             http: reqwest::Client::new(),
         });

@@ -135,6 +135,8 @@ pub struct ApiRequest {
     pub params: serde_json::Value,
     /// Uploaded files: part name and size in bytes.
     pub uploads: Vec<(String, usize)>,
+    /// When the fake received it (for checks on the bot's pacing).
+    pub received_at: std::time::Instant,
 }
 
 impl ChatMessage {

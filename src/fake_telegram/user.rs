@@ -196,6 +196,7 @@ impl FakeUser {
                     callback_data: callback_data.to_owned(),
                     query_id: query_id.clone(),
                 });
+                w.touched.push(id);
             }
             w.queue_update("callback_query", payload);
             Ok(query_id)
@@ -252,7 +253,7 @@ impl FakeUser {
         let id = self.id;
         let found = self
             .shared
-            .wait_for(self.wait, |w| {
+            .wait_for_chat(id, self.wait, |w| {
                 let chat = w.chats.get_mut(&id)?;
                 let (index, message) = chat
                     .transcript
@@ -279,7 +280,7 @@ impl FakeUser {
         let id = self.id;
         let found = self
             .shared
-            .wait_for(self.wait, |w| {
+            .wait_for_chat(id, self.wait, |w| {
                 let message = w.chats.get(&id)?.messages.get(&message_id)?;
                 (message.edit_date.is_some() && predicate(message)).then(|| message.clone())
             })
@@ -295,7 +296,7 @@ impl FakeUser {
         let id = self.id;
         let found = self
             .shared
-            .wait_for(self.wait, |w| {
+            .wait_for_chat(id, self.wait, |w| {
                 w.chats.get(&id)?.transcript.iter().find_map(|e| match e {
                     Entry::CallbackAnswered(answer) if answer.query_id == query_id => {
                         Some(answer.clone())
@@ -315,7 +316,7 @@ impl FakeUser {
         let id = self.id;
         let found = self
             .shared
-            .wait_for(self.wait, |w| {
+            .wait_for_chat(id, self.wait, |w| {
                 let transcript = &w.chats.get(&id)?.transcript;
                 predicate(transcript).then(|| transcript.clone())
             })

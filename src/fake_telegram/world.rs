@@ -36,6 +36,8 @@ pub(crate) struct World {
     pub webhook: Option<String>,
     /// Commands per scope and language, keyed as `scope-json|language`.
     pub commands: BTreeMap<String, Vec<BotCommand>>,
+    /// Chats changed since waiters were last woken: only their waiters are.
+    pub touched: Vec<i64>,
 }
 
 pub(crate) struct BotUser {
@@ -103,6 +105,7 @@ impl World {
             faults: Vec::new(),
             webhook: None,
             commands: BTreeMap::new(),
+            touched: Vec::new(),
         }
     }
 
@@ -259,6 +262,7 @@ impl World {
         markup: Markup,
         media_group_id: Option<String>,
     ) -> ChatMessage {
+        self.touched.push(chat_id);
         let chat = self.chats.entry(chat_id).or_default();
         chat.next_message_id += 1;
         let message = ChatMessage {
@@ -409,6 +413,7 @@ impl World {
     pub fn record_answer(&mut self, chat_id: i64, answer: CallbackAnswer) {
         if let Some(chat) = self.chats.get_mut(&chat_id) {
             chat.transcript.push(Entry::CallbackAnswered(answer));
+            self.touched.push(chat_id);
         }
     }
 }

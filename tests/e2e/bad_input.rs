@@ -8,48 +8,23 @@ use std::time::Duration;
 
 use aggregates::{AvatarEvent, AvatarStatus, GenerationPreset, TrainingPreset};
 use aisha::bot::callbacks::Callback;
-use aisha::fake_telegram::{sample_jpeg, CallbackAnswer, ChatMessage, Entry, FakeUser};
+use aisha::fake_telegram::{CallbackAnswer, ChatMessage, Entry, FakeUser};
 use aisha::fal::{SimConfig, WebhookSigner};
 use aisha::store::Database;
 use bytes::Bytes;
 use uuid::Uuid;
 
+use crate::steps::{
+    avatar_of, button, count_bot_texts, photo, press_and_see, text, train, upload_album,
+};
 use crate::support::{spawn_app, spawn_app_with, TestApp, TestAppSettings};
 
 const ANNA: i64 = 7101;
 const BOB: i64 = 7202;
 
 // ---------------------------------------------------------------------------------------------
-// Building blocks (small copies of the ones in bot.rs)
+// Building blocks of these cases (the common steps are in steps.rs)
 // ---------------------------------------------------------------------------------------------
-
-/// A distinct, valid training photo.
-fn photo(seed: u8) -> Bytes {
-    sample_jpeg(640, 640, seed)
-}
-
-/// The callback data of the first button whose data starts with `prefix`.
-fn button(message: &ChatMessage, prefix: &str) -> String {
-    message
-        .buttons()
-        .filter_map(|b| b.callback_data.clone())
-        .find(|data| data.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no button {prefix}… under {message:#?}"))
-}
-
-/// The avatar a button acts on.
-fn avatar_of(callback_data: &str) -> Uuid {
-    Callback::parse(callback_data)
-        .ok()
-        .and_then(|c| c.avatar_id())
-        .unwrap_or_else(|| panic!("{callback_data} names no avatar"))
-}
-
-/// Presses a button and waits for the bot's answer to it.
-async fn press(user: &FakeUser, message: &ChatMessage, data: &str) -> CallbackAnswer {
-    let query = user.press_button(message.message_id, data).expect("press");
-    user.wait_for_callback_answer(&query).await.expect("answer")
-}
 
 /// Presses any callback data (a button that may not exist) and waits for the answer.
 async fn press_forged(user: &FakeUser, message_id: i32, data: &str) -> CallbackAnswer {
@@ -57,27 +32,6 @@ async fn press_forged(user: &FakeUser, message_id: i32, data: &str) -> CallbackA
         .press_forged_button(message_id, data)
         .expect("forged press");
     user.wait_for_callback_answer(&query).await.expect("answer")
-}
-
-/// Presses a button, then waits until its message has been edited to contain `needle`.
-async fn press_and_see(
-    user: &FakeUser,
-    message: &ChatMessage,
-    data: &str,
-    needle: &str,
-) -> ChatMessage {
-    press(user, message, data).await;
-    user.wait_for_edit(message.message_id, |m| {
-        m.text().is_some_and(|t| t.contains(needle))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn text(user: &FakeUser, needle: &str) -> ChatMessage {
-    user.wait_for_bot_text(needle)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The text of the next bot message not yet seen by a waiting helper: the bot's reply to what
@@ -93,14 +47,6 @@ async fn reply(user: &FakeUser) -> String {
         .to_owned()
 }
 
-/// Bot messages in the chat whose text contains `needle`.
-fn count_bot_texts(user: &FakeUser, needle: &str) -> usize {
-    user.transcript()
-        .iter()
-        .filter(|e| matches!(e, Entry::Bot(m) if m.text().is_some_and(|t| t.contains(needle))))
-        .count()
-}
-
 /// `/new` → type → gender → name; returns after "created".
 async fn create_avatar(user: &FakeUser, name: &str) -> String {
     to_name_step(user).await;
@@ -113,32 +59,6 @@ async fn to_name_step(user: &FakeUser) {
     let types = text(user, "🎯").await;
     let genders = press_and_see(user, &types, "t:p", "👤").await;
     press_and_see(user, &genders, "g:p:f", "📝").await;
-}
-
-/// Sends ten photos as an album and waits for its summary.
-async fn upload_album(user: &FakeUser, first_seed: u8, summary: &str) -> ChatMessage {
-    user.send_album((0..10).map(|n| photo(first_seed + n)).collect());
-    text(user, summary).await
-}
-
-/// From a message with a "start training" button: choose `preset`, see "started", await "ready".
-async fn train(
-    user: &FakeUser,
-    message: &ChatMessage,
-    preset: TrainingPreset,
-    started: &str,
-    ready: &str,
-) -> ChatMessage {
-    let presets = press_and_see(user, message, &button(message, "tr:"), "🚀").await;
-    let code = &preset.as_str()[..1];
-    press_and_see(
-        user,
-        &presets,
-        &button(&presets, &format!("ts:{code}:")),
-        started,
-    )
-    .await;
-    text(user, ready).await
 }
 
 /// `(sequence, event type)` of every event of one avatar.

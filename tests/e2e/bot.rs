@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use aggregates::{AvatarStatus, TrainingPreset};
 use aisha::bot::callbacks::Callback;
-use aisha::fake_telegram::{sample_jpeg, CallbackAnswer, ChatMessage, Entry, FakeUser};
+use aisha::fake_telegram::{sample_jpeg, ChatMessage, Entry, FakeUser};
 use aisha::fal::sim::WebhookBehaviour;
 use aisha::fal::SimConfig;
 use bytes::Bytes;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::steps::{
+    avatar_of, button, count_bot_texts, photo, press, press_and_see, text, train, upload_album,
+};
 use crate::support::{
     spawn_app, spawn_app_on_postgres, spawn_app_with, TestApp, TestAppSettings, BOT_TOKEN,
 };
@@ -25,63 +28,6 @@ const BOB: i64 = 2002;
 // ---------------------------------------------------------------------------------------------
 // Building blocks: steps a user takes, and what the bot was asked
 // ---------------------------------------------------------------------------------------------
-
-/// A distinct, valid training photo.
-fn photo(seed: u8) -> Bytes {
-    sample_jpeg(640, 640, seed)
-}
-
-/// The callback data of the first button whose data starts with `prefix`.
-fn button(message: &ChatMessage, prefix: &str) -> String {
-    message
-        .buttons()
-        .filter_map(|b| b.callback_data.clone())
-        .find(|data| data.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no button {prefix}… under {message:#?}"))
-}
-
-/// The avatar a button acts on.
-fn avatar_of(callback_data: &str) -> Uuid {
-    Callback::parse(callback_data)
-        .ok()
-        .and_then(|c| c.avatar_id())
-        .unwrap_or_else(|| panic!("{callback_data} names no avatar"))
-}
-
-/// Presses a button and waits for the bot's answer to it.
-async fn press(user: &FakeUser, message: &ChatMessage, data: &str) -> CallbackAnswer {
-    let query = user.press_button(message.message_id, data).expect("press");
-    user.wait_for_callback_answer(&query).await.expect("answer")
-}
-
-/// Presses a button, then waits until its message has been edited to contain `needle`.
-async fn press_and_see(
-    user: &FakeUser,
-    message: &ChatMessage,
-    data: &str,
-    needle: &str,
-) -> ChatMessage {
-    press(user, message, data).await;
-    user.wait_for_edit(message.message_id, |m| {
-        m.text().is_some_and(|t| t.contains(needle))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn text(user: &FakeUser, needle: &str) -> ChatMessage {
-    user.wait_for_bot_text(needle)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Bot messages in the chat whose text contains `needle`.
-fn count_bot_texts(user: &FakeUser, needle: &str) -> usize {
-    user.transcript()
-        .iter()
-        .filter(|e| matches!(e, Entry::Bot(m) if m.text().is_some_and(|t| t.contains(needle))))
-        .count()
-}
 
 /// Waits until the bot has sent `n` photos in this chat; returns the `n`th.
 async fn nth_bot_photo(user: &FakeUser, n: usize) -> ChatMessage {
@@ -121,32 +67,6 @@ async fn create_avatar(
     .await;
     user.send_text(name);
     text(user, created).await;
-}
-
-/// Sends ten photos as an album and waits for its summary.
-async fn upload_album(user: &FakeUser, first_seed: u8, summary: &str) -> ChatMessage {
-    user.send_album((0..10).map(|n| photo(first_seed + n)).collect());
-    text(user, summary).await
-}
-
-/// From a message with a "start training" button: choose `preset`, see "started", await "ready".
-async fn train(
-    user: &FakeUser,
-    message: &ChatMessage,
-    preset: TrainingPreset,
-    started: &str,
-    ready: &str,
-) -> ChatMessage {
-    let presets = press_and_see(user, message, &button(message, "tr:"), "🚀").await;
-    let code = &preset.as_str()[..1];
-    press_and_see(
-        user,
-        &presets,
-        &button(&presets, &format!("ts:{code}:")),
-        started,
-    )
-    .await;
-    text(user, ready).await
 }
 
 /// FAL submissions to one endpoint, their JSON bodies in order.
@@ -873,7 +793,7 @@ async fn an_upload_in_progress_survives_a_restart() {
         text(&anna, &format!("Фото принято: {seed} из 10–20")).await;
     }
 
-    // The conversation step is gone with the process; the avatar and its photos are not.
+    // The step (uploading to this avatar), the avatar and its photos all outlive the process.
     let app = app.restart().await;
     anna.send_photo(photo(4));
     text(&anna, "Фото принято: 4 из 10–20").await;
@@ -885,6 +805,69 @@ async fn an_upload_in_progress_survives_a_restart() {
     assert_eq!(app.store.load(avatar).await.unwrap().photos.len(), 10);
 
     app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_step_in_the_middle_of_a_conversation_survives_a_restart() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Анна", "ru");
+    anna.send_command("/new");
+    let types = text(&anna, "🎯").await;
+    let genders = press_and_see(&anna, &types, "t:s", "👤").await;
+    press_and_see(&anna, &genders, "g:s:f", "📝").await;
+
+    // The bot now waits for a name; a crash or a deploy must not make Anna start over.
+    let app = app.restart().await;
+    anna.send_text("Акварель");
+    text(&anna, "создан").await;
+    // The gallery is a projection: it may take a moment to list the new avatar.
+    let mut gallery = None;
+    for _ in 0..100 {
+        anna.send_command("/avatars");
+        // "🖼 Мои аватары (1)", or "🖼 У вас пока нет аватаров" before the projection has it.
+        let page = text(&anna, "🖼").await;
+        if page.text().is_some_and(|t| t.contains("Акварель")) {
+            gallery = Some(page);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gallery = gallery.expect("the gallery lists the avatar named after the restart");
+    let avatar = avatar_of(&button(&gallery, "c:"));
+    let state = app.store.load(avatar).await.unwrap();
+    assert_eq!(
+        state.name.map(|n| n.to_string()).as_deref(),
+        Some("Акварель")
+    );
+    assert_eq!(state.avatar_type, Some(aggregates::AvatarType::Style));
+
+    // The chat now waits for this avatar's photos, and says so in the database.
+    assert_eq!(
+        stored_steps(&app).await,
+        [serde_json::json!({ "step": "uploading", "avatar_id": avatar })]
+    );
+    // Back to idle, the row goes: idle chats cost no storage.
+    anna.send_command("/cancel");
+    text(&anna, "Загрузка остановлена").await;
+    assert!(stored_steps(&app).await.is_empty());
+    app.shutdown().await;
+}
+
+/// The conversation steps stored in `bot_dialogues`.
+async fn stored_steps(app: &TestApp) -> Vec<Value> {
+    let sql = "SELECT state FROM bot_dialogues ORDER BY chat_id";
+    match &app.db {
+        aisha::store::Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        aisha::store::Database::Postgres(pool) => {
+            sqlx::query_scalar(&sql.replace("state", "state::text"))
+                .fetch_all(pool)
+                .await
+        }
+    }
+    .expect("read bot_dialogues")
+    .iter()
+    .map(|json: &String| serde_json::from_str(json).expect("a step is JSON"))
+    .collect()
 }
 
 #[tokio::test]

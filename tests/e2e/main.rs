@@ -11,5 +11,7 @@ mod feed;
 mod photos;
 mod process;
 mod projections;
+mod send_limits;
+mod steps;
 mod store;
 mod support;

@@ -245,8 +245,8 @@ async fn start(
         .await
         .expect("build the application");
     if let Some(bot) = &app.telegram {
-        // The fake has no flood control; a throttled test would spend minutes waiting.
-        bot.set_limits(aisha::bot::relaxed_limits());
+        // The fake has no flood control; production budgets would spend minutes waiting.
+        bot.set_limits(aisha::bot::SendLimits::relaxed());
     }
     let sim = app.simulator.take().expect("simulated FAL");
     let store = app.store.clone();

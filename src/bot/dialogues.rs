@@ -1,0 +1,190 @@
+//! Where each chat's conversation stands, kept in `bot_dialogues` so that a restart — or a
+//! crash — does not make a user repeat the step they were on (typing a name, sending photos,
+//! typing a prompt).
+//!
+//! A teloxide dialogue [`Storage`]. Every update reads its chat's step, so the steps are also
+//! kept in memory and the database is read only for a chat this process has not seen yet; every
+//! change is written through before the handler goes on. A chat's updates reach one process
+//! (long polling admits one reader per token), which is what makes the memory trustworthy.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use sqlx::Row;
+use teloxide::dispatching::dialogue::Storage;
+use teloxide::types::ChatId;
+
+use super::State;
+use crate::store::Database;
+
+/// Chats whose step is kept in memory before the memory is emptied (it only saves reads).
+const REMEMBERED_CHATS: usize = 100_000;
+
+/// Why a step could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DialogueError {
+    #[error("dialogue storage: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("dialogue storage: a stored step is not readable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// The dialogue storage of the bot.
+pub struct Dialogues {
+    db: Database,
+    /// The step of every chat seen lately; `None` is "idle" (known to have no row).
+    known: Mutex<HashMap<ChatId, Option<State>>>,
+}
+
+impl Dialogues {
+    pub fn new(db: Database) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            known: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn known(&self, chat: ChatId) -> Option<Option<State>> {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&chat)
+            .cloned()
+    }
+
+    fn remember(&self, chat: ChatId, state: Option<State>) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= REMEMBERED_CHATS && !known.contains_key(&chat) {
+            known.clear();
+        }
+        known.insert(chat, state);
+    }
+
+    async fn load(&self, chat: ChatId) -> Result<Option<State>, DialogueError> {
+        if let Some(state) = self.known(chat) {
+            return Ok(state);
+        }
+        let stored: Option<String> = match &self.db {
+            Database::Postgres(pool) => {
+                sqlx::query("SELECT state::text AS state FROM bot_dialogues WHERE chat_id = $1")
+                    .bind(chat.0)
+                    .fetch_optional(pool)
+                    .await?
+                    .map(|r| r.get("state"))
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query("SELECT state FROM bot_dialogues WHERE chat_id = ?1")
+                    .bind(chat.0)
+                    .fetch_optional(pool)
+                    .await?
+                    .map(|r| r.get("state"))
+            }
+        };
+        let state = match stored {
+            None => None,
+            Some(json) => match serde_json::from_str::<State>(&json) {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    // A step written by another version: better to start the chat afresh than
+                    // to refuse every message from it.
+                    tracing::warn!(chat = chat.0, error = %e, "unreadable dialogue step; starting afresh");
+                    None
+                }
+            },
+        };
+        self.remember(chat, state.clone());
+        Ok(state)
+    }
+
+    async fn store(&self, chat: ChatId, state: State) -> Result<(), DialogueError> {
+        if state == State::Idle {
+            // Idle is the absence of a row: most chats are idle most of the time.
+            return self.forget(chat).await;
+        }
+        if self.known(chat) == Some(Some(state.clone())) {
+            return Ok(());
+        }
+        let json = serde_json::to_string(&state)?;
+        let now = Utc::now();
+        match &self.db {
+            Database::Postgres(pool) => {
+                sqlx::query(
+                    "INSERT INTO bot_dialogues (chat_id, state, updated_at)
+                     VALUES ($1, $2::jsonb, $3)
+                     ON CONFLICT (chat_id) DO UPDATE
+                        SET state = excluded.state, updated_at = excluded.updated_at",
+                )
+                .bind(chat.0)
+                .bind(json)
+                .bind(now)
+                .execute(pool)
+                .await?;
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query(
+                    "INSERT INTO bot_dialogues (chat_id, state, updated_at)
+                     VALUES (?1, ?2, ?3)
+                     ON CONFLICT (chat_id) DO UPDATE
+                        SET state = excluded.state, updated_at = excluded.updated_at",
+                )
+                .bind(chat.0)
+                .bind(json)
+                .bind(now.to_rfc3339())
+                .execute(pool)
+                .await?;
+            }
+        }
+        self.remember(chat, Some(state));
+        Ok(())
+    }
+
+    async fn forget(&self, chat: ChatId) -> Result<(), DialogueError> {
+        if self.known(chat) == Some(None) {
+            return Ok(());
+        }
+        match &self.db {
+            Database::Postgres(pool) => {
+                sqlx::query("DELETE FROM bot_dialogues WHERE chat_id = $1")
+                    .bind(chat.0)
+                    .execute(pool)
+                    .await?;
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query("DELETE FROM bot_dialogues WHERE chat_id = ?1")
+                    .bind(chat.0)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        self.remember(chat, None);
+        Ok(())
+    }
+}
+
+impl Storage<State> for Dialogues {
+    type Error = DialogueError;
+
+    fn remove_dialogue(
+        self: Arc<Self>,
+        chat_id: ChatId,
+    ) -> BoxFuture<'static, Result<(), Self::Error>> {
+        Box::pin(async move { self.forget(chat_id).await })
+    }
+
+    fn update_dialogue(
+        self: Arc<Self>,
+        chat_id: ChatId,
+        dialogue: State,
+    ) -> BoxFuture<'static, Result<(), Self::Error>> {
+        Box::pin(async move { self.store(chat_id, dialogue).await })
+    }
+
+    fn get_dialogue(
+        self: Arc<Self>,
+        chat_id: ChatId,
+    ) -> BoxFuture<'static, Result<Option<State>, Self::Error>> {
+        Box::pin(async move { self.load(chat_id).await })
+    }
+}
