@@ -7,7 +7,9 @@
 //!
 //! Run: `cargo bench --bench load` (PostgreSQL from `DATABASE_URL`, default
 //! postgres://postgres@127.0.0.1:5432/postgres). `LOAD_USERS` (comma-separated) and
-//! `LOAD_ROUNDS` (default 5) change the size.
+//! `LOAD_ROUNDS` (default 5) change the size; `LOAD_PERIOD_MS` (default 1000) the time between
+//! one user's interactions; `LOAD_LIMITS=production` keeps Telegram's real send budgets
+//! (30 messages a second overall) instead of the relaxed ones the fake allows.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,19 +31,28 @@ async fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let rounds: usize = std::env::var("LOAD_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    println!("# load benchmark: {rounds} interactions per user, one per second at a random moment");
+    let rounds: usize = env_number("LOAD_ROUNDS", 5);
+    let period = Duration::from_millis(env_number("LOAD_PERIOD_MS", 1000));
+    let limits = std::env::var("LOAD_LIMITS").unwrap_or_else(|_| "relaxed".into());
+    println!(
+        "# load benchmark: {rounds} interactions per user, one per {} ms at a random moment, {limits} send budgets",
+        period.as_millis()
+    );
     println!("| users | updates | updates/s | reply p50 ms | reply p99 ms | max ms | server peak RSS MB |");
     println!("|---|---|---|---|---|---|---|");
     for users in sizes {
-        run(&admin_url, users, rounds).await;
+        run(&admin_url, users, rounds, period, &limits).await;
     }
 }
 
-async fn run(admin_url: &str, users: usize, rounds: usize) {
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn run(admin_url: &str, users: usize, rounds: usize, period: Duration, limits: &str) {
     let scratch = format!("aisha_bench_load_{}_{users}", std::process::id());
     let admin = PgPoolOptions::new()
         .max_connections(1)
@@ -88,7 +99,7 @@ async fn run(admin_url: &str, users: usize, rounds: usize) {
         .env("FAL_JWKS_URL", sim.jwks_url())
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("STORAGE_URL", format!("file://{}", dir.path().display()))
-        .env("TELEGRAM_RATE_LIMITS", "relaxed")
+        .env("TELEGRAM_RATE_LIMITS", limits)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -107,7 +118,7 @@ async fn run(admin_url: &str, users: usize, rounds: usize) {
     let start = Instant::now();
     let tasks = people
         .into_iter()
-        .map(|user| tokio::spawn(async move { interact(user, rounds).await }));
+        .map(|user| tokio::spawn(async move { interact(user, rounds, period).await }));
     let mut latencies: Vec<Duration> = Vec::new();
     for t in futures::future::join_all(tasks).await {
         latencies.extend(t.unwrap());
@@ -136,14 +147,14 @@ async fn run(admin_url: &str, users: usize, rounds: usize) {
         .unwrap();
 }
 
-/// One user's session: an interaction per second, each timed from send to the first reply.
-async fn interact(user: FakeUser, rounds: usize) -> Vec<Duration> {
+/// One user's session: an interaction per `period`, each timed from send to the first reply.
+async fn interact(user: FakeUser, rounds: usize, period: Duration) -> Vec<Duration> {
     let mut out = Vec::new();
     let script = ["/start", "/help", "/avatars", "/new", "press"];
     let mut types = None;
     for round in 0..rounds {
-        let pause = rand::thread_rng().gen_range(0..1000);
-        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let pause = rand::thread_rng().gen_range(Duration::ZERO..period);
+        tokio::time::sleep(pause).await;
         let step = script[round % script.len()];
         let t = Instant::now();
         let answered = match step {
@@ -181,7 +192,7 @@ async fn interact(user: FakeUser, rounds: usize) -> Vec<Duration> {
         if answered {
             out.push(t.elapsed());
         }
-        tokio::time::sleep(Duration::from_millis(1000 - pause)).await;
+        tokio::time::sleep(period - pause).await;
     }
     out
 }
