@@ -6,7 +6,7 @@
 //! passes. `CRASH_USERS` (default 50) and `CRASH_KILLS` (default 10) set the size.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,8 +104,9 @@ fn photos_in(entries: &[Entry]) -> usize {
         .count()
 }
 
-/// One user's whole story; returns whether this user deleted the avatar at the end.
-async fn story(user: FakeUser, index: usize) {
+/// One user's whole story, then browsing the gallery until the server has been killed as often
+/// as asked (so every kill lands while users are busy, however fast the stories go).
+async fn story(user: FakeUser, index: usize, kills_done: Arc<AtomicBool>) {
     let name = format!("Crash{index}");
     // Create: /new → portrait → female → name.
     patiently(&user, "create", || async {
@@ -221,6 +222,22 @@ async fn story(user: FakeUser, index: usize) {
         })
         .await;
     }
+
+    while !kills_done.load(Ordering::SeqCst) {
+        patiently(&user, "gallery", || async {
+            user.send_command("/avatars");
+            user.wait_for_bot_message(|m| {
+                m.text()
+                    .is_some_and(|t| t.contains("Мои аватары") || t.contains("пока нет аватаров"))
+            })
+            .await
+            .ok()
+            .map(drop)
+        })
+        .await;
+        let pause = rand::thread_rng().gen_range(200..800);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
 }
 
 fn database_url(options: &PgConnectOptions) -> String {
@@ -257,6 +274,7 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     let mut server = ServerProcess::start(env, log_path).await;
 
     let finished = Arc::new(AtomicUsize::new(0));
+    let kills_done = Arc::new(AtomicBool::new(false));
     let mut stories = Vec::new();
     let mut people = Vec::new();
     for i in 0..users {
@@ -265,8 +283,9 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
             .with_timeout(TRY);
         people.push(user.clone());
         let finished = finished.clone();
+        let kills_done = kills_done.clone();
         stories.push(tokio::spawn(async move {
-            story(user, i).await;
+            story(user, i, kills_done).await;
             finished.fetch_add(1, Ordering::SeqCst);
         }));
     }
@@ -279,6 +298,8 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
         if killed < kills {
             server.restart().await;
             killed += 1;
+        } else {
+            kills_done.store(true, Ordering::SeqCst);
         }
         if stories.iter().all(|s| s.is_finished()) {
             break;
