@@ -15,7 +15,8 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::steps::{
-    avatar_of, button, count_bot_texts, photo, press_and_see, text, train, upload_album,
+    avatar_of, button, count_bot_texts, gallery_where, photo, press_and_see, text, train,
+    upload_album,
 };
 use crate::support::{spawn_app, spawn_app_with, TestApp, TestAppSettings};
 
@@ -97,18 +98,10 @@ async fn created_avatars(app: &TestApp) -> Vec<Uuid> {
     ids.iter().map(|id| Uuid::parse_str(id).unwrap()).collect()
 }
 
-/// The gallery once it lists `total` avatars (the projection may lag a moment).
+/// The gallery once it lists `total` avatars.
 async fn gallery_with(user: &FakeUser, total: usize) -> ChatMessage {
     let header = format!("My avatars ({total})");
-    for _ in 0..100 {
-        user.send_command("/avatars");
-        let page = text(user, "My avatars").await;
-        if page.text().unwrap().contains(&header) {
-            return page;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gallery never listed {total} avatars");
+    gallery_where(user, |page| page.contains(&header)).await
 }
 
 fn refused_photo(reason: &str, count: usize) -> String {

@@ -16,7 +16,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::steps::{
-    avatar_of, button, count_bot_texts, photo, press, press_and_see, text, train, upload_album,
+    avatar_of, button, count_bot_texts, gallery_where, photo, press, press_and_see, text, train,
+    upload_album,
 };
 use crate::support::{
     spawn_app, spawn_app_on_postgres, spawn_app_with, TestApp, TestAppSettings, BOT_TOKEN,
@@ -318,8 +319,10 @@ async fn whole_story(app: TestApp) {
     assert!(ultra[0]["prompt"].as_str().unwrap().starts_with("STYLE_"));
 
     // The gallery lists both, each with name, type, status and photo count.
-    anna.send_command("/avatars");
-    let gallery = text(&anna, "Мои аватары").await;
+    let gallery = gallery_where(&anna, |page| {
+        page.contains("Анна <портрет> — ✅ Готов") && page.contains("Акварель — ✅ Готов")
+    })
+    .await;
     let listing = gallery.text().unwrap();
     assert!(
         listing.contains("Анна <портрет> — ✅ Готов, 11 фото"),
@@ -395,10 +398,8 @@ async fn whole_story(app: TestApp) {
         app.store.load(portrait).await.unwrap().status,
         AvatarStatus::Deleted
     );
-    anna.send_command("/avatars");
-    let gallery = text(&anna, "Мои аватары").await;
+    let gallery = gallery_where(&anna, |page| !page.contains("Анна")).await;
     assert!(gallery.text().unwrap().contains("Акварель"));
-    assert!(!gallery.text().unwrap().contains("Анна"));
 
     // Another user sees nothing of hers and cannot act on it, even with forged buttons.
     let bob = app.user(BOB, "Bob", "en");
@@ -443,8 +444,7 @@ async fn forged_foreign_and_stale_buttons_are_refused_politely_and_change_nothin
     create_avatar(&anna, "p", "f", "Черновик", "создан").await;
     anna.send_photo(photo(1));
     text(&anna, "Фото принято: 1").await;
-    anna.send_command("/avatars");
-    let gallery = text(&anna, "Мои аватары").await;
+    let gallery = gallery_where(&anna, |page| page.contains("Черновик")).await;
     let card_data = button(&gallery, "c:");
     let avatar = avatar_of(&card_data);
 
@@ -633,8 +633,7 @@ async fn cancel_leaves_each_step_and_over_long_prompts_are_refused() {
     assert_eq!(lora[1]["prompt"], lora[0]["prompt"]);
 
     // Cancel while a prompt is awaited: the next text generates nothing.
-    bob.send_command("/avatars");
-    let gallery = text(&bob, "My avatars").await;
+    let gallery = gallery_where(&bob, |page| page.contains("My avatars")).await;
     let card = press_and_see(&bob, &gallery, &button(&gallery, "c:"), "Type:").await;
     let presets = press_and_see(&bob, &card, &button(&card, "ge:"), "Choose a preset").await;
     press_and_see(
@@ -820,19 +819,7 @@ async fn a_step_in_the_middle_of_a_conversation_survives_a_restart() {
     let app = app.restart().await;
     anna.send_text("Акварель");
     text(&anna, "создан").await;
-    // The gallery is a projection: it may take a moment to list the new avatar.
-    let mut gallery = None;
-    for _ in 0..100 {
-        anna.send_command("/avatars");
-        // "🖼 Мои аватары (1)", or "🖼 У вас пока нет аватаров" before the projection has it.
-        let page = text(&anna, "🖼").await;
-        if page.text().is_some_and(|t| t.contains("Акварель")) {
-            gallery = Some(page);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let gallery = gallery.expect("the gallery lists the avatar named after the restart");
+    let gallery = gallery_where(&anna, |page| page.contains("Акварель")).await;
     let avatar = avatar_of(&button(&gallery, "c:"));
     let state = app.store.load(avatar).await.unwrap();
     assert_eq!(
@@ -939,17 +926,7 @@ async fn the_gallery_is_paginated() {
         );
         app.store.execute(id, create, Uuid::new_v4()).await.unwrap();
     }
-    let mut first = None;
-    for _ in 0..100 {
-        anna.send_command("/avatars");
-        let page = text(&anna, "Мои аватары").await;
-        if page.text().unwrap().contains("(7)") {
-            first = Some(page);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let first = first.expect("the gallery catches up");
+    let first = gallery_where(&anna, |page| page.contains("(7)")).await;
     assert!(first.text().unwrap().contains("страница 1 из 2"));
     assert_eq!(
         first

@@ -1,5 +1,7 @@
 //! Steps a Telegram user takes in the bot tests, and what they look for in the chat.
 
+use std::time::Duration;
+
 use aggregates::TrainingPreset;
 use aisha::bot::callbacks::Callback;
 use aisha::fake_telegram::{sample_jpeg, CallbackAnswer, ChatMessage, Entry, FakeUser};
@@ -87,4 +89,21 @@ pub async fn train(
     )
     .await;
     text(user, ready).await
+}
+
+/// Opens the gallery (/avatars) until its page satisfies `lists`: the gallery is a projection,
+/// so a change may take a moment to show. Every page starts with "🖼" — "My avatars (n)", or
+/// "no avatars yet" before the first one is projected.
+pub async fn gallery_where(user: &FakeUser, lists: impl Fn(&str) -> bool) -> ChatMessage {
+    let mut last = String::new();
+    for _ in 0..100 {
+        user.send_command("/avatars");
+        let page = text(user, "🖼").await;
+        last = page.text().unwrap_or_default().to_owned();
+        if lists(&last) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gallery never showed what was expected; last page:\n{last}");
 }
