@@ -26,9 +26,10 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use futures::StreamExt;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Executor, PgPool, Row};
+use sqlx::{PgPool, Row};
 use uuid::Uuid;
+
+mod common;
 
 const GENERATIONS_PER_AVATAR: usize = 14;
 const INSERT_BATCH: usize = 10_000;
@@ -43,35 +44,17 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let avatars = env("BENCH_AVATARS", 5_000) as usize;
-    let rate = env("BENCH_RATE", 200);
-    let seconds = env("BENCH_SECONDS", 20);
+    let admin_url = common::admin_url();
+    let avatars: usize = common::env_number("BENCH_AVATARS", 5_000);
+    let rate: u64 = common::env_number("BENCH_RATE", 200);
+    let seconds: u64 = common::env_number("BENCH_SECONDS", 20);
 
-    let scratch = format!("aisha_bench_feed_{}", std::process::id());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin_url)
-        .await
-        .expect("connect to PostgreSQL (set DATABASE_URL)");
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {scratch}").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {scratch}").as_str())
-        .await
-        .unwrap();
-    let db = Database::connect(&replace_db_name(&admin_url, &scratch))
-        .await
-        .unwrap();
+    let scratch = common::Scratch::create(
+        &admin_url,
+        format!("aisha_bench_feed_{}", std::process::id()),
+    )
+    .await;
+    let db = Database::connect(&scratch.url).await.unwrap();
     db.migrate().await.unwrap();
     let Database::Postgres(pool) = db.clone() else {
         unreachable!("the scratch database is PostgreSQL")
@@ -109,10 +92,7 @@ async fn main() {
     .await;
 
     db.close().await;
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
+    scratch.drop().await;
 }
 
 /// Part 1: rebuild every projection (side by side, as `aisha projections rebuild` does) and read
@@ -561,18 +541,4 @@ async fn generate(pool: &PgPool, avatars: usize) -> (usize, Vec<(Uuid, i64)>) {
         }
     }
     (total, trained)
-}
-
-fn replace_db_name(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = match base.rfind('/') {
-        Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
 }

@@ -17,22 +17,21 @@ use std::time::{Duration, Instant};
 use aisha::fake_telegram::{FakeTelegram, FakeUser};
 use aisha::fal::{FalSimulator, SimConfig};
 use rand::Rng;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::Executor;
+
+mod common;
 
 const TOKEN: &str = "777000:load-test-token";
 
 #[tokio::main]
 async fn main() {
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin_url = common::admin_url();
     let sizes: Vec<usize> = std::env::var("LOAD_USERS")
         .unwrap_or_else(|_| "100,1000".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let rounds: usize = env_number("LOAD_ROUNDS", 5);
-    let period = Duration::from_millis(env_number("LOAD_PERIOD_MS", 1000));
+    let rounds: usize = common::env_number("LOAD_ROUNDS", 5);
+    let period = Duration::from_millis(common::env_number("LOAD_PERIOD_MS", 1000));
     let limits = std::env::var("LOAD_LIMITS").unwrap_or_else(|_| "relaxed".into());
     println!(
         "# load benchmark: {rounds} interactions per user, one per {} ms at a random moment, {limits} send budgets",
@@ -45,32 +44,12 @@ async fn main() {
     }
 }
 
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 async fn run(admin_url: &str, users: usize, rounds: usize, period: Duration, limits: &str) {
-    let scratch = format!("aisha_bench_load_{}_{users}", std::process::id());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(admin_url)
-        .await
-        .expect("PostgreSQL");
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {scratch}").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {scratch}").as_str())
-        .await
-        .unwrap();
-    let db_url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{scratch}"),
-        None => admin_url.to_owned(),
-    };
+    let scratch = common::Scratch::create(
+        admin_url,
+        format!("aisha_bench_load_{}_{users}", std::process::id()),
+    )
+    .await;
 
     let telegram = FakeTelegram::spawn(TOKEN).await.unwrap();
     let sim = FalSimulator::spawn(SimConfig::default().with_accepted_key("load-fal-key"))
@@ -86,7 +65,7 @@ async fn run(admin_url: &str, users: usize, rounds: usize, period: Duration, lim
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db_url)
+        .env("DATABASE_URL", &scratch.url)
         .env("TELOXIDE_TOKEN", TOKEN)
         .env(
             "TELEGRAM_API_URL",
@@ -141,10 +120,7 @@ async fn run(admin_url: &str, users: usize, rounds: usize, period: Duration, lim
     );
     drop(telegram);
     drop(sim);
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
+    scratch.drop().await;
 }
 
 /// One user's session: an interaction per `period`, each timed from send to the first reply.

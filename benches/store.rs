@@ -12,22 +12,18 @@ use std::time::{Duration, Instant};
 use aggregates::{Action, Actor, AvatarType, Command, Gender, ImageFormat, PhotoMeta};
 use aisha::store::{AvatarStore, Database};
 use chrono::Utc;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::Executor;
 use uuid::Uuid;
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
+mod common;
+
 const AVATARS: usize = 512;
 const OWNER: i64 = 77;
 
 #[tokio::main]
 async fn main() {
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+    let admin_url = common::admin_url();
+    let seconds: u64 = common::env_number("BENCH_SECONDS", 4);
     let per_level = Duration::from_secs(seconds);
     println!(
         "# event store benchmark ({} s per level, {AVATARS} avatars)",
@@ -35,29 +31,13 @@ async fn main() {
     );
 
     // PostgreSQL: a scratch database on the same server.
-    let scratch = format!("aisha_bench_{}", std::process::id());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin_url)
-        .await
-        .expect("connect to PostgreSQL (set DATABASE_URL)");
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {scratch}").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {scratch}").as_str())
-        .await
-        .unwrap();
-    let pg_url = replace_db_name(&admin_url, &scratch);
-    let pg = Database::connect(&pg_url).await.unwrap();
+    let scratch =
+        common::Scratch::create(&admin_url, format!("aisha_bench_{}", std::process::id())).await;
+    let pg = Database::connect(&scratch.url).await.unwrap();
     pg.migrate().await.unwrap();
     bench_backend("postgres", pg.clone(), per_level).await;
     pg.close().await;
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
+    scratch.drop().await;
 
     let dir = tempfile::tempdir().unwrap();
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
@@ -385,18 +365,4 @@ async fn median_load_ms(store: &AvatarStore, id: Uuid) -> f64 {
     }
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
-}
-
-fn replace_db_name(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = match base.rfind('/') {
-        Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
 }

@@ -24,48 +24,28 @@ use axum::routing::get;
 use axum::Json;
 use chrono::Utc;
 use futures::StreamExt;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::Executor;
 use uuid::Uuid;
+
+mod common;
 
 const CONCURRENCY: usize = 32;
 
 #[tokio::main]
 async fn main() {
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let trainings: usize = std::env::var("BENCH_WEBHOOKS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
+    let admin_url = common::admin_url();
+    let trainings: usize = common::env_number("BENCH_WEBHOOKS", 2000);
     println!("# webhook benchmark: {trainings} trainings, 10% duplicate deliveries, {CONCURRENCY} concurrent senders");
 
-    let scratch = format!("aisha_bench_webhooks_{}", std::process::id());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin_url)
-        .await
-        .expect("PostgreSQL");
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {scratch}").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {scratch}").as_str())
-        .await
-        .unwrap();
-    let pg_url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{scratch}"),
-        None => admin_url.clone(),
-    };
-    let pg = Database::connect(&pg_url).await.unwrap();
+    let scratch = common::Scratch::create(
+        &admin_url,
+        format!("aisha_bench_webhooks_{}", std::process::id()),
+    )
+    .await;
+    let pg = Database::connect(&scratch.url).await.unwrap();
     pg.migrate().await.unwrap();
     run("postgres", pg.clone(), trainings).await;
     pg.close().await;
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
+    scratch.drop().await;
 
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Database::connect(&format!("sqlite://{}", dir.path().join("b.db").display()))

@@ -18,30 +18,6 @@ use crate::support::*;
 
 const TOKEN: &str = "admin-3f9c1e7a";
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (db, _dir) = crate::support::sqlite().await;
-                    super::$name(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    let db = aisha::store::Database::Postgres(pool);
-                    db.migrate().await.expect("migrate postgres");
-                    super::$name(db).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     the_api_is_off_without_an_admin_token,
     requests_without_the_right_token_are_refused,

@@ -14,6 +14,7 @@ use aisha::store::Database;
 use bytes::Bytes;
 use uuid::Uuid;
 
+use crate::photos::png_claiming;
 use crate::steps::{
     avatar_of, button, count_bot_texts, gallery_where, photo, press_and_see, text, train,
     upload_album,
@@ -108,46 +109,6 @@ fn refused_photo(reason: &str, count: usize) -> String {
     format!("❌ Photo not accepted: {reason}\nUploaded: {count} of 10–20.")
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32(&body).to_be_bytes());
-}
-
-/// A tiny, well-formed PNG whose header claims `width`×`height` RGB pixels.
-fn png_bomb(width: u32, height: u32) -> Vec<u8> {
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    png_chunk(&mut png, b"IHDR", &ihdr);
-    png_chunk(
-        &mut png,
-        b"IDAT",
-        &[0x78, 0x9C, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
-    );
-    png_chunk(&mut png, b"IEND", &[]);
-    png
-}
-
 const SQL: &str = "Robert'); DROP TABLE events;--";
 const NOT_AVAILABLE: &str = "This avatar is not available.";
 const STALE: &str = "This button is out of date. Open the menu: /start";
@@ -187,7 +148,7 @@ async fn bad_photos_are_refused_with_the_reason_and_change_nothing() {
         ),
         (
             "a decompression bomb",
-            Bytes::from(png_bomb(100_000, 100_000)),
+            Bytes::from(png_claiming(100_000, 100_000, 8, 2)),
             "bomb.png",
             "image/png",
             "the image (100000×100000) is too large to process.".into(),
@@ -216,7 +177,10 @@ async fn bad_photos_are_refused_with_the_reason_and_change_nothing() {
             "{what} changed the history"
         );
     }
-    assert!(png_bomb(100_000, 100_000).len() < 100, "the bomb is tiny");
+    assert!(
+        png_claiming(100_000, 100_000, 8, 2).len() < 100,
+        "the bomb is tiny"
+    );
 
     // A duplicate: the same photo again, then the same bytes as an uncompressed document.
     anna.send_photo(photo(1));

@@ -91,30 +91,6 @@ async fn all_positions(db: &Database) -> Vec<i64> {
     .unwrap()
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (db, _dir) = crate::support::sqlite().await;
-                    super::$name(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    let db = aisha::store::Database::Postgres(pool);
-                    db.migrate().await.expect("migrate postgres");
-                    super::$name(db).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     a_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled,
     the_feed_reads_every_event_once_in_order,

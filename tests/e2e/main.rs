@@ -1,5 +1,9 @@
 //! End-to-end tests: one binary, one module per area, each test with its own database and ports.
 
+// First, so that its macros are in scope for the modules below.
+#[macro_use]
+mod support;
+
 mod actors;
 mod api;
 mod bad_input;
@@ -14,4 +18,3 @@ mod projections;
 mod send_limits;
 mod steps;
 mod store;
-mod support;

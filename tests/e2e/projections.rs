@@ -24,30 +24,6 @@ use crate::support::*;
 /// The style avatar's owner (the portrait belongs to [`OWNER`]).
 pub const OTHER_OWNER: i64 = 5151;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (db, _dir) = crate::support::sqlite().await;
-                    super::$name(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    let db = aisha::store::Database::Postgres(pool);
-                    db.migrate().await.expect("migrate postgres");
-                    super::$name(db).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     a_full_avatar_life_gives_exact_rows,
     a_real_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled,

@@ -13,31 +13,6 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-/// Each scenario runs once per backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (db, _dir) = crate::support::sqlite().await;
-                    super::$name(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    let db = aisha::store::Database::Postgres(pool);
-                    db.migrate().await.expect("migrate postgres");
-                    super::$name(db).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     appended_events_load_back_in_order_with_who_and_why,
     a_refused_command_writes_nothing,

@@ -11,6 +11,32 @@ use chrono::Utc;
 use tempfile::TempDir;
 use uuid::Uuid;
 
+/// Runs each named scenario `async fn name(db: Database)` once per backend: on a fresh SQLite
+/// file and on a fresh PostgreSQL database of its own.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (db, _dir) = crate::support::sqlite().await;
+                    super::$name(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    let db = aisha::store::Database::Postgres(pool);
+                    db.migrate().await.expect("migrate postgres");
+                    super::$name(db).await;
+                }
+            )*
+        }
+    };
+}
+
 pub const OWNER: i64 = 4242;
 
 /// A fresh SQLite database in its own temporary folder (kept alive by the returned guard).
