@@ -91,7 +91,12 @@ fn describe() {
         "feed_events_applied_total",
         "Events applied by a projection runner"
     );
+    describe_counter!(
+        "notifications_resent_total",
+        "Notifications sent again after an attempt that may have reached the user was cut short"
+    );
     // Zero-valued series, so dashboards and alerts see them before the first occurrence.
+    metrics::counter!("notifications_resent_total").absolute(0);
     for result in ["ok", "invalid_signature"] {
         metrics::counter!("webhook_verifications_total", "result" => result).absolute(0);
     }
@@ -117,6 +122,11 @@ pub fn telegram_retry(method: &'static str) {
 pub fn telegram_send_delayed(seconds: f64) {
     metrics::counter!("telegram_sends_delayed_total").increment(1);
     metrics::histogram!("telegram_send_delay_seconds").record(seconds);
+}
+
+/// Counts one notification sent again after an interrupted attempt (the user may see it twice).
+pub fn notification_resent() {
+    metrics::counter!("notifications_resent_total").increment(1);
 }
 
 /// Records how far a feed consumer is behind.

@@ -322,6 +322,7 @@ impl ActorSystem {
             }),
             Arc::new(notify::NotifyHandler {
                 notifier: services.notifier.clone(),
+                queue: services.queue.clone(),
             }),
             Arc::new(cleanup::CleanupHandler {
                 services: services.clone(),

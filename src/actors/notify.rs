@@ -3,18 +3,28 @@
 //!
 //! The reactor keys each notification by the event that caused it, so duplicate webhooks (which
 //! append no event) and replays after a restart never produce a second message.
+//!
+//! Telegram has no idempotency key, so delivery is at least once: the item is marked `sending`
+//! before the call, and an item claimed again in that phase (the process died or the call failed
+//! after it began) is sent again — counted and logged, since that user may see the message
+//! twice. Losing a notification would be worse than repeating one.
 
 use aggregates::GeneratedImage;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::work::WorkItem;
-use super::{Outcome, WorkHandler};
-use crate::store::StoreError;
 use std::sync::Arc;
 
+use super::work::{WorkItem, WorkQueue};
+use super::{Outcome, WorkHandler};
+use crate::store::StoreError;
+use crate::telemetry;
+
 pub const KIND: &str = "notify";
+
+/// The phase of an item whose delivery has begun and whose outcome is not yet recorded.
+pub const PHASE_SENDING: &str = "sending";
 
 /// Something a user should hear about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +104,7 @@ impl Notifier for LogNotifier {
 
 pub struct NotifyHandler {
     pub notifier: Arc<dyn Notifier>,
+    pub queue: WorkQueue,
 }
 
 impl WorkHandler for NotifyHandler {
@@ -108,8 +119,19 @@ impl WorkHandler for NotifyHandler {
     fn run<'a>(&'a self, item: &'a WorkItem) -> BoxFuture<'a, Result<Outcome, StoreError>> {
         Box::pin(async move {
             let notification: Notification = item.payload()?;
+            if item.phase.as_deref() == Some(PHASE_SENDING) {
+                telemetry::notification_resent();
+                tracing::warn!(
+                    owner = notification.owner(),
+                    attempt = item.attempts,
+                    "an earlier delivery was cut short after it began; sending again, so the user may see this twice"
+                );
+            }
+            self.queue.set_phase(item.id, Some(PHASE_SENDING)).await?;
             Ok(match self.notifier.notify(&notification).await {
                 Ok(()) => Outcome::Done,
+                // The phase stays: a timeout or an album cut short may still have reached
+                // the user, so the next attempt is counted as a possible repeat.
                 Err(NotifyError::Transient(e)) => Outcome::Retry(e),
                 Err(NotifyError::Permanent(e)) => Outcome::Failed(e),
             })

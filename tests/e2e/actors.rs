@@ -713,3 +713,69 @@ async fn an_interrupted_submission_is_failed_visibly_after_a_restart_and_not_res
     );
     h.stop().await;
 }
+
+/// A notification whose delivery began before a crash (its item still marked `sending`) is sent
+/// again after the restart rather than lost, and counted as a possible repeat; one that never
+/// began is sent once and not counted.
+#[tokio::test]
+async fn a_notification_cut_short_by_a_crash_is_sent_again_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("aisha.db").display());
+    let (cut_short, untouched) = (Uuid::new_v4(), Uuid::new_v4());
+    {
+        let db = aisha::store::Database::connect(&db_url).await.unwrap();
+        db.migrate().await.unwrap();
+        let aisha::store::Database::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        let long_ago = Utc::now() - chrono::Duration::seconds(60);
+        for (avatar_id, phase) in [(cut_short, Some("sending")), (untouched, None)] {
+            let notification = Notification::TrainingFailed {
+                owner: OWNER,
+                avatar_id,
+                reason: "the trainer gave up".into(),
+            };
+            sqlx::query(
+                "INSERT INTO work_items (kind, key, avatar_id, payload, phase, attempts, due_at, claimed_until, created_at)
+                 VALUES ('notify', ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+            )
+            .bind(format!("notify:{avatar_id}:7"))
+            .bind(avatar_id.to_string())
+            .bind(serde_json::to_string(&notification).unwrap())
+            .bind(phase)
+            .bind(i32::from(phase.is_some()))
+            .bind(long_ago)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        db.close().await;
+    }
+    let h = Harness::start_in(dir, SimConfig::default(), ActorSettings::fast()).await;
+    let inbox = h.wait_for_notifications(2).await;
+    let mut told: Vec<Uuid> = inbox
+        .iter()
+        .map(|n| match n {
+            Notification::TrainingFailed { avatar_id, .. } => *avatar_id,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    told.sort();
+    let mut expected = vec![cut_short, untouched];
+    expected.sort();
+    assert_eq!(told, expected, "each notification reaches the user");
+
+    let metrics = aisha::telemetry::prometheus().render();
+    let resent = metrics
+        .lines()
+        .find(|l| l.starts_with("notifications_resent_total"))
+        .unwrap_or_else(|| panic!("no notifications_resent_total in\n{metrics}"));
+    assert_eq!(
+        resent, "notifications_resent_total 1",
+        "only the cut-short one"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.notifications().len(), 2, "and each only once more");
+    h.stop().await;
+}
