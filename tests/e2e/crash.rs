@@ -427,8 +427,11 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     for secret in secrets.needles() {
         assert!(!log.contains(&secret), "a secret reached the server log");
     }
+    // A kill between Telegram's accepting a notification and its being marked done would show
+    // here (and as a second message above); it is rare, so it is reported rather than expected.
+    let resent = log.matches("an earlier delivery was cut short").count();
     eprintln!(
-        "crash test: {users} users, {killed} kills, {} server starts",
+        "crash test: {users} users, {killed} kills, {} server starts, {resent} notifications resent",
         server.starts
     );
     server.kill();
