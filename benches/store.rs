@@ -14,9 +14,9 @@ use aisha::store::{AvatarStore, Database};
 use chrono::Utc;
 use uuid::Uuid;
 
-const CONCURRENCY: [usize; 3] = [1, 8, 64];
 mod common;
 
+const CONCURRENCY: [usize; 3] = [1, 8, 64];
 const AVATARS: usize = 512;
 const OWNER: i64 = 77;
 

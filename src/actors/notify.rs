@@ -9,12 +9,12 @@
 //! after it began) is sent again — counted and logged, since that user may see the message
 //! twice. Losing a notification would be worse than repeating one.
 
+use std::sync::Arc;
+
 use aggregates::GeneratedImage;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-use std::sync::Arc;
 
 use super::work::{WorkItem, WorkQueue};
 use super::{Outcome, WorkHandler};

@@ -685,19 +685,17 @@ async fn an_interrupted_submission_is_failed_visibly_after_a_restart_and_not_res
         let aisha::store::Database::Sqlite(pool) = &db else {
             unreachable!()
         };
-        sqlx::query(
-            "INSERT INTO work_items (kind, key, avatar_id, payload, phase, attempts, due_at, claimed_until, created_at)
-             VALUES ('train', ?1, ?2, ?3, 'submitting', 1, ?4, ?4, ?4)",
+        left_claimed_by_a_dead_process(
+            pool,
+            "train",
+            &format!("train:{id}:12"),
+            id,
+            serde_json::json!({"endpoint": "fal-ai/flux-lora-portrait-trainer",
+                "params": {"trainer": "portrait", "trigger_phrase": "P", "steps": 300, "learning_rate": 0.0003,
+                    "multiresolution_training": true, "subject_crop": true, "create_masks": false}}),
+            Some("submitting"),
         )
-        .bind(format!("train:{id}:12"))
-        .bind(id.to_string())
-        .bind(serde_json::json!({"endpoint": "fal-ai/flux-lora-portrait-trainer",
-            "params": {"trainer": "portrait", "trigger_phrase": "P", "steps": 300, "learning_rate": 0.0003,
-                "multiresolution_training": true, "subject_crop": true, "create_masks": false}}).to_string())
-        .bind(Utc::now() - chrono::Duration::seconds(60))
-        .execute(pool)
-        .await
-        .unwrap();
+        .await;
         db.close().await;
     }
     let h = Harness::start_in(dir, SimConfig::default(), ActorSettings::fast()).await;
@@ -728,26 +726,21 @@ async fn a_notification_cut_short_by_a_crash_is_sent_again_and_counted() {
         let aisha::store::Database::Sqlite(pool) = &db else {
             unreachable!()
         };
-        let long_ago = Utc::now() - chrono::Duration::seconds(60);
         for (avatar_id, phase) in [(cut_short, Some("sending")), (untouched, None)] {
             let notification = Notification::TrainingFailed {
                 owner: OWNER,
                 avatar_id,
                 reason: "the trainer gave up".into(),
             };
-            sqlx::query(
-                "INSERT INTO work_items (kind, key, avatar_id, payload, phase, attempts, due_at, claimed_until, created_at)
-                 VALUES ('notify', ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+            left_claimed_by_a_dead_process(
+                pool,
+                "notify",
+                &format!("notify:{avatar_id}:7"),
+                avatar_id,
+                serde_json::to_value(&notification).unwrap(),
+                phase,
             )
-            .bind(format!("notify:{avatar_id}:7"))
-            .bind(avatar_id.to_string())
-            .bind(serde_json::to_string(&notification).unwrap())
-            .bind(phase)
-            .bind(i32::from(phase.is_some()))
-            .bind(long_ago)
-            .execute(pool)
-            .await
-            .unwrap();
+            .await;
         }
         db.close().await;
     }
@@ -778,4 +771,28 @@ async fn a_notification_cut_short_by_a_crash_is_sent_again_and_counted() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.notifications().len(), 2, "and each only once more");
     h.stop().await;
+}
+
+/// A work item as a crashed process leaves it: claimed once, in `phase`, its lease long lapsed.
+async fn left_claimed_by_a_dead_process(
+    pool: &sqlx::SqlitePool,
+    kind: &str,
+    key: &str,
+    avatar_id: Uuid,
+    payload: serde_json::Value,
+    phase: Option<&str>,
+) {
+    sqlx::query(
+        "INSERT INTO work_items (kind, key, avatar_id, payload, phase, attempts, due_at, claimed_until, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?6)",
+    )
+    .bind(kind)
+    .bind(key)
+    .bind(avatar_id.to_string())
+    .bind(payload.to_string())
+    .bind(phase)
+    .bind(Utc::now() - chrono::Duration::seconds(60))
+    .execute(pool)
+    .await
+    .unwrap();
 }
