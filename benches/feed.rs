@@ -426,7 +426,7 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
             status_url: "http://fal/s".into(),
             response_url: "http://fal/r".into(),
             cancel_url: "http://fal/c".into(),
-            archive_url: "http://fal/a.zip".into(),
+            archive_url: Some("http://fal/a.zip".into()),
         },
     ))
     .await;
@@ -436,6 +436,7 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
             Action::FailTraining {
                 request_id: Some(request_id),
                 reason: "trainer error".into(),
+                abandon: false,
             },
         ))
         .await;
@@ -470,6 +471,7 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
             Action::FailGeneration {
                 generation_id,
                 reason: "generator timed out".into(),
+                abandon: false,
             }
         } else {
             Action::CompleteGeneration {

@@ -280,7 +280,7 @@ async fn trained(store: &AvatarStore) -> Uuid {
             status_url: "http://fal/s".into(),
             response_url: "http://fal/r".into(),
             cancel_url: "http://fal/c".into(),
-            archive_url: "http://fal/a.zip".into(),
+            archive_url: Some("http://fal/a.zip".into()),
         },
     )
     .await;

@@ -14,7 +14,7 @@ use aggregates::{
 };
 use aisha::actors::notify::LogNotifier;
 use aisha::actors::work::WorkQueue;
-use aisha::actors::{ActorSettings, Services};
+use aisha::actors::{ActorSettings, Services, WebhookTargets};
 use aisha::fal::webhook::Jwks;
 use aisha::fal::{FalClient, FalClientConfig, WebhookSigner, WebhookVerifier};
 use aisha::http::webhooks::{router, WebhookState};
@@ -70,6 +70,8 @@ async fn run(backend: &str, db: Database, trainings: usize) {
     tokio::spawn(async move { axum::serve(jwks_listener, jwks_app).await.unwrap() });
 
     let dir = tempfile::tempdir().unwrap();
+    // The URLs FAL would have been given: ours, with their tokens.
+    let targets = WebhookTargets::with_key(Some("http://bench".into()), [5; 32]);
     let services = Services {
         store: store.clone(),
         queue: WorkQueue::new(db.clone()),
@@ -81,7 +83,7 @@ async fn run(backend: &str, db: Database, trainings: usize) {
         .unwrap(),
         photos: PhotoStore::local(dir.path()).unwrap(),
         notifier: Arc::new(LogNotifier),
-        public_base_url: None,
+        webhooks: targets.clone(),
         settings: ActorSettings::default(),
     };
     let app = router(WebhookState {
@@ -116,7 +118,10 @@ async fn run(backend: &str, db: Database, trainings: usize) {
         .map(|(avatar_id, request_id)| {
             let client = client.clone();
             let signer = signer.clone();
-            let url = format!("{base}/webhooks/fal?avatar_id={avatar_id}");
+            let url = targets
+                .training(avatar_id)
+                .unwrap()
+                .replace("http://bench", &base);
             async move {
                 let body = serde_json::to_vec(&serde_json::json!({
                     "request_id": request_id, "gateway_request_id": request_id, "status": "OK",
@@ -221,7 +226,7 @@ async fn submitted_training(store: &AvatarStore) -> (Uuid, String) {
             status_url: String::new(),
             response_url: String::new(),
             cancel_url: String::new(),
-            archive_url: String::new(),
+            archive_url: None,
         },
     )
     .await;

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::actors::notify::LogNotifier;
 use crate::actors::work::WorkQueue;
-use crate::actors::{ActorSettings, ActorSystem, Notifier, Services};
+use crate::actors::{ActorSettings, ActorSystem, Notifier, Services, WebhookTargets};
 use crate::config::{Config, FalMode};
 use crate::fal::{FalClient, FalClientConfig, FalSimulator, SimConfig, WebhookVerifier};
 use crate::http::webhooks::{self, WebhookState};
@@ -84,6 +84,13 @@ impl Application {
     pub async fn build(config: Config, options: AppOptions) -> Result<Self, AppError> {
         let db = Database::connect(&config.database_url).await?;
         db.migrate().await?;
+        let stale = crate::photos::archive::remove_stale_archives();
+        if stale > 0 {
+            tracing::info!(
+                removed = stale,
+                "removed training archives left behind by processes that died"
+            );
+        }
         let listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| AppError::Listen {
@@ -108,7 +115,10 @@ impl Application {
                 ),
                 config.fal_jwks_url.clone(),
                 None,
-                config.public_base_url.clone(),
+                config
+                    .fal_webhook_base_url
+                    .clone()
+                    .or_else(|| config.public_base_url.clone()),
             ),
             FalMode::Simulated => {
                 tracing::warn!(
@@ -119,8 +129,9 @@ impl Application {
                     .map_err(AppError::Simulator)?;
                 // The simulator can reach us directly, so webhooks work without a public URL.
                 let base = config
-                    .public_base_url
+                    .fal_webhook_base_url
                     .clone()
+                    .or_else(|| config.public_base_url.clone())
                     .unwrap_or_else(|| format!("http://{addr}"));
                 (
                     FalClientConfig::new(sim.queue_url(), sim.rest_url(), Some("simulated".into())),
@@ -156,7 +167,7 @@ impl Application {
                 (None, Some(telegram)) => telegram.notifier(),
                 (None, None) => Arc::new(LogNotifier),
             },
-            public_base_url,
+            webhooks: WebhookTargets::load(&db, public_base_url).await?,
             settings: options.actor_settings.clone(),
         };
         Ok(Self {

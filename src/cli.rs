@@ -39,6 +39,16 @@ pub enum CliCommand {
         /// Seconds after which a training without a result is failed and cancelled.
         #[arg(long, env = "TRAINING_DEADLINE_SECS", default_value_t = 10_800)]
         training_deadline_secs: u64,
+        /// Seconds after which a generation without a result is failed and cancelled.
+        #[arg(long, env = "GENERATION_DEADLINE_SECS", default_value_t = 600)]
+        generation_deadline_secs: u64,
+        /// Seconds a worker's claim on a work item lasts without a heartbeat; after that another
+        /// worker (or instance) may take the item over.
+        #[arg(long, env = "WORK_LEASE_SECS", default_value_t = 45)]
+        work_lease_secs: u64,
+        /// Hours finished work items are kept before they are pruned.
+        #[arg(long, env = "WORK_RETENTION_HOURS", default_value_t = 168)]
+        work_retention_hours: u64,
         /// Telegram send limits: `production` (Telegram's flood limits) or `relaxed` (for a local
         /// Bot API server or a fake without flood control, e.g. load tests).
         #[arg(
@@ -206,6 +216,9 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             status_poll_after_secs,
             status_poll_every_secs,
             training_deadline_secs,
+            generation_deadline_secs,
+            work_lease_secs,
+            work_retention_hours,
             telegram_rate_limits,
         } => {
             tracing::info!(config = ?config, "starting");
@@ -214,6 +227,9 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
                 status_poll_after: secs(status_poll_after_secs),
                 status_poll_every: secs(status_poll_every_secs.max(1)),
                 training_deadline: secs(training_deadline_secs),
+                generation_deadline: secs(generation_deadline_secs.max(1)),
+                lease: secs(work_lease_secs.max(1)),
+                work_retention: secs(work_retention_hours.saturating_mul(3600)),
                 ..Default::default()
             };
             crate::serve::run(config, settings, telegram_rate_limits).await?;
@@ -528,6 +544,11 @@ pub fn describe(event: &AvatarEvent) -> String {
             "{generation_id}: {num_images} image(s), {} preset on {endpoint}: \"{prompt}\"",
             preset.map_or("default", |p| p.as_str())
         ),
+        AvatarEvent::GenerationSubmitted {
+            generation_id,
+            request_id,
+            ..
+        } => format!("{generation_id}: FAL request {request_id}"),
         AvatarEvent::GenerationCompleted {
             generation_id,
             images,

@@ -55,6 +55,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
 
+    /// Our URL as FAL reaches it, when it differs from PUBLIC_BASE_URL (or when Telegram
+    /// updates are long-polled but FAL's webhooks should still come); defaults to
+    /// PUBLIC_BASE_URL.
+    #[arg(long, env = "FAL_WEBHOOK_BASE_URL")]
+    pub fal_webhook_base_url: Option<String>,
+
     /// Listen address of the HTTP server.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -87,6 +93,8 @@ pub struct Config {
     pub fal_rest_url: String,
     pub fal_jwks_url: String,
     pub public_base_url: Option<String>,
+    /// Where FAL's webhooks reach us; `None`: under `public_base_url`.
+    pub fal_webhook_base_url: Option<String>,
     pub http_addr: SocketAddr,
     pub storage_url: String,
     pub admin_token: Option<String>,
@@ -106,6 +114,7 @@ impl std::fmt::Debug for Config {
             .field("fal_rest_url", &self.fal_rest_url)
             .field("fal_jwks_url", &self.fal_jwks_url)
             .field("public_base_url", &self.public_base_url)
+            .field("fal_webhook_base_url", &self.fal_webhook_base_url)
             .field("http_addr", &self.http_addr)
             .field("storage_url", &self.storage_url)
             .field("admin_token", &secret(&self.admin_token))
@@ -131,6 +140,7 @@ impl From<ConfigArgs> for Config {
             fal_rest_url: a.fal_rest_url,
             fal_jwks_url: a.fal_jwks_url,
             public_base_url: a.public_base_url.filter(|u| !u.trim().is_empty()),
+            fal_webhook_base_url: a.fal_webhook_base_url.filter(|u| !u.trim().is_empty()),
             http_addr: a.http_addr,
             storage_url: a.storage_url,
             admin_token: a.admin_token.filter(|t| !t.trim().is_empty()),

@@ -101,6 +101,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
             .map_err(|e| DemoError::Setup(format!("{e}")))?,
         storage_url: format!("file://{}", dir.path().join("photos").display()),
         admin_token: None,
+        fal_webhook_base_url: None,
     };
     // Fast timings, and every FAL webhook delivered twice to show that users hear once.
     let options = AppOptions {

@@ -95,11 +95,69 @@ fn describe() {
         "notifications_resent_total",
         "Notifications sent again after an attempt that may have reached the user was cut short"
     );
+    describe_counter!(
+        "work_panics_total",
+        "Work handlers that panicked (the item is retried), by kind"
+    );
+    describe_counter!(
+        "fal_jobs_cancelled_total",
+        "FAL jobs we cancelled because nothing owned them any more, by reason"
+    );
+    describe_counter!(
+        "fal_jobs_adopted_total",
+        "FAL jobs whose submission was recorded from their webhook after the submitter died"
+    );
+    describe_counter!(
+        "deadlines_enforced_total",
+        "Trainings and generations failed by the deadline sweeper, by kind"
+    );
+    describe_counter!("work_items_pruned_total", "Finished work items deleted");
     // Zero-valued series, so dashboards and alerts see them before the first occurrence.
     metrics::counter!("notifications_resent_total").absolute(0);
     for result in ["ok", "invalid_signature"] {
         metrics::counter!("webhook_verifications_total", "result" => result).absolute(0);
     }
+}
+
+/// An error with its causes, outermost first (`a: b: c`), for logs.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Wrappers often repeat their cause's text; say each thing once.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// Counts one work handler panic.
+pub fn work_panicked(kind: &'static str) {
+    metrics::counter!("work_panics_total", "kind" => kind).increment(1);
+}
+
+/// Counts one FAL job cancelled because nothing owns it; `reason` e.g. `deadline`, `deleted`.
+pub fn fal_job_cancelled(reason: &'static str) {
+    metrics::counter!("fal_jobs_cancelled_total", "reason" => reason).increment(1);
+}
+
+/// Counts one FAL job adopted from its webhook.
+pub fn fal_job_adopted() {
+    metrics::counter!("fal_jobs_adopted_total").increment(1);
+}
+
+/// Counts one operation failed by its deadline; `kind` is `training` or `generation`.
+pub fn deadline_enforced(kind: &'static str) {
+    metrics::counter!("deadlines_enforced_total", "kind" => kind).increment(1);
+}
+
+/// Counts pruned work items.
+pub fn work_items_pruned(n: u64) {
+    metrics::counter!("work_items_pruned_total").increment(n);
 }
 
 /// Counts one Avatar command.

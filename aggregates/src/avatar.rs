@@ -144,6 +144,15 @@ pub struct TrainingRun {
     pub cancel_url: Option<String>,
 }
 
+/// A job FAL accepted: its request id and the URLs to follow and cancel it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FalJob {
+    pub request_id: String,
+    pub status_url: String,
+    pub response_url: String,
+    pub cancel_url: String,
+}
+
 /// The Avatar aggregate's state. It is also the snapshot, so it only keeps what rules need.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Avatar {
@@ -158,7 +167,9 @@ pub struct Avatar {
     /// Every FAL training request this avatar submitted, with its outcome.
     pub requests: BTreeMap<String, RequestOutcome>,
     pub model: Option<TrainedModel>,
-    pub pending_generations: BTreeMap<Uuid, ()>,
+    /// Generations asked for and not finished; the FAL job once its submission is recorded
+    /// (older snapshots hold `null` for every entry, which reads as "not recorded").
+    pub pending_generations: BTreeMap<Uuid, Option<FalJob>>,
     pub finished_generations: VecDeque<Uuid>,
     pub generations_completed: u64,
     pub generations_failed: u64,
@@ -177,6 +188,26 @@ impl Avatar {
             Some(AvatarType::Style) => format!("STYLE_{short}"),
             _ => format!("PERSON_{short}"),
         }
+    }
+
+    /// The training that was asked for and whose FAL submission is not recorded yet.
+    pub fn training_awaiting_submission(&self) -> Option<&TrainingRun> {
+        self.training
+            .as_ref()
+            .filter(|run| self.status == AvatarStatus::Training && run.request_id.is_none())
+    }
+
+    /// Whether `request_id` is a training request of this avatar that has not finished.
+    pub fn training_request_pending(&self, request_id: &str) -> bool {
+        self.status != AvatarStatus::Deleted
+            && self.requests.get(request_id) == Some(&RequestOutcome::Pending)
+    }
+
+    /// A generation that has not finished: `Some(None)` before its FAL job is recorded.
+    pub fn pending_generation(&self, generation_id: Uuid) -> Option<Option<&FalJob>> {
+        self.pending_generations
+            .get(&generation_id)
+            .map(Option::as_ref)
     }
 
     fn require_type(&self) -> Result<AvatarType, AvatarError> {
@@ -200,6 +231,7 @@ impl Avatar {
             Action::RecordTrainingSubmission { .. }
                 | Action::CompleteTraining { .. }
                 | Action::FailTraining { .. }
+                | Action::RecordGenerationSubmission { .. }
                 | Action::CompleteGeneration { .. }
                 | Action::FailGeneration { .. }
         );
@@ -378,13 +410,18 @@ impl Avatar {
                 }])
             }
 
-            Action::FailTraining { request_id, reason } => match request_id {
+            Action::FailTraining {
+                request_id,
+                reason,
+                abandon,
+            } => match request_id {
                 None => match (&self.status, &self.training) {
                     (AvatarStatus::Training, Some(run)) if run.request_id.is_none() => {
                         Ok(vec![AvatarEvent::TrainingFailed {
                             owner,
                             request_id: None,
                             reason,
+                            cancel_url: None,
                             at,
                         }])
                     }
@@ -394,6 +431,11 @@ impl Avatar {
                     None => Err(AvatarError::UnknownTrainingRequest(id)),
                     Some(RequestOutcome::Pending) => Ok(vec![AvatarEvent::TrainingFailed {
                         owner,
+                        cancel_url: self
+                            .training
+                            .as_ref()
+                            .filter(|run| abandon && run.request_id.as_ref() == Some(&id))
+                            .and_then(|run| run.cancel_url.clone()),
                         request_id: Some(id),
                         reason,
                         at,
@@ -450,6 +492,32 @@ impl Avatar {
                 }])
             }
 
+            Action::RecordGenerationSubmission {
+                generation_id,
+                request_id,
+                status_url,
+                response_url,
+                cancel_url,
+            } => match self.pending_generations.get(&generation_id) {
+                Some(Some(job)) if job.request_id == request_id => Ok(vec![]),
+                Some(Some(job)) => Err(AvatarError::GenerationAlreadySubmitted {
+                    generation_id,
+                    request_id: job.request_id.clone(),
+                }),
+                Some(None) => Ok(vec![AvatarEvent::GenerationSubmitted {
+                    generation_id,
+                    request_id,
+                    status_url,
+                    response_url,
+                    cancel_url,
+                    at,
+                }]),
+                None if self.finished_generations.contains(&generation_id) => {
+                    Err(AvatarError::GenerationFinished(generation_id))
+                }
+                None => Err(AvatarError::UnknownGeneration(generation_id)),
+            },
+
             Action::CompleteGeneration {
                 generation_id,
                 images,
@@ -471,17 +539,22 @@ impl Avatar {
             Action::FailGeneration {
                 generation_id,
                 reason,
+                abandon,
             } => {
                 if self.finished_generations.contains(&generation_id) {
                     return Ok(vec![]);
                 }
-                if !self.pending_generations.contains_key(&generation_id) {
+                let Some(job) = self.pending_generations.get(&generation_id) else {
                     return Err(AvatarError::UnknownGeneration(generation_id));
-                }
+                };
                 Ok(vec![AvatarEvent::GenerationFailed {
                     owner,
                     generation_id,
                     reason,
+                    cancel_url: job
+                        .as_ref()
+                        .filter(|_| abandon)
+                        .map(|job| job.cancel_url.clone()),
                     at,
                 }])
             }
@@ -498,6 +571,12 @@ impl Avatar {
                     owner,
                     photo_keys: self.photos.iter().map(|p| p.storage_key.clone()).collect(),
                     running_training_cancel_url,
+                    running_generation_cancel_urls: self
+                        .pending_generations
+                        .values()
+                        .flatten()
+                        .map(|job| job.cancel_url.clone())
+                        .collect(),
                     model: self.model.clone(),
                     at,
                 }])
@@ -679,7 +758,24 @@ impl Aggregate for Avatar {
                 self.training = None;
             }
             AvatarEvent::GenerationRequested { generation_id, .. } => {
-                self.pending_generations.insert(generation_id, ());
+                self.pending_generations.insert(generation_id, None);
+            }
+            AvatarEvent::GenerationSubmitted {
+                generation_id,
+                request_id,
+                status_url,
+                response_url,
+                cancel_url,
+                ..
+            } => {
+                if let Some(pending) = self.pending_generations.get_mut(&generation_id) {
+                    *pending = Some(FalJob {
+                        request_id,
+                        status_url,
+                        response_url,
+                        cancel_url,
+                    });
+                }
             }
             AvatarEvent::GenerationCompleted { generation_id, .. } => {
                 self.generations_completed += 1;

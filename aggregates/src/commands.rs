@@ -60,7 +60,9 @@ pub enum Action {
         status_url: String,
         response_url: String,
         cancel_url: String,
-        archive_url: String,
+        /// Where FAL was given the photos; unknown when the submission is adopted from FAL's
+        /// webhook after the submitting process died.
+        archive_url: Option<String>,
     },
     /// FAL reported a finished training for `request_id`.
     CompleteTraining {
@@ -71,6 +73,9 @@ pub enum Action {
     FailTraining {
         request_id: Option<String>,
         reason: String,
+        /// We give up on a job FAL may still be running (deadline): it must be cancelled.
+        #[serde(default)]
+        abandon: bool,
     },
     /// Ask for images from a prompt; `preset: None` uses seed 000's defaults.
     Generate {
@@ -79,13 +84,27 @@ pub enum Action {
         preset: Option<GenerationPreset>,
         num_images: u32,
     },
+    /// The generation actor submitted the job to FAL: record the request and its URLs.
+    RecordGenerationSubmission {
+        generation_id: Uuid,
+        request_id: String,
+        status_url: String,
+        response_url: String,
+        cancel_url: String,
+    },
     /// The generator returned images.
     CompleteGeneration {
         generation_id: Uuid,
         images: Vec<GeneratedImage>,
     },
     /// The generation failed.
-    FailGeneration { generation_id: Uuid, reason: String },
+    FailGeneration {
+        generation_id: Uuid,
+        reason: String,
+        /// We give up on a job FAL may still be running (deadline): it must be cancelled.
+        #[serde(default)]
+        abandon: bool,
+    },
     /// Delete the avatar with its model, photos and generations.
     Delete,
     /// An operator fixes wrongly shaped model data (seed 000), optionally changing the type.
@@ -107,6 +126,7 @@ impl Action {
             Self::CompleteTraining { .. } => "complete_training",
             Self::FailTraining { .. } => "fail_training",
             Self::Generate { .. } => "generate",
+            Self::RecordGenerationSubmission { .. } => "record_generation_submission",
             Self::CompleteGeneration { .. } => "complete_generation",
             Self::FailGeneration { .. } => "fail_generation",
             Self::Delete => "delete",

@@ -90,6 +90,13 @@ pub enum AvatarError {
     DuplicateGeneration(Uuid),
     #[error("generation {0} is unknown for this avatar")]
     UnknownGeneration(Uuid),
+    #[error("generation {0} has already finished")]
+    GenerationFinished(Uuid),
+    #[error("generation {generation_id} was already submitted as {request_id}")]
+    GenerationAlreadySubmitted {
+        generation_id: Uuid,
+        request_id: String,
+    },
     #[error("a correction needs a reason")]
     EmptyReason,
 }

@@ -48,7 +48,8 @@ pub enum AvatarEvent {
         status_url: String,
         response_url: String,
         cancel_url: String,
-        archive_url: String,
+        /// `None` when the submission was adopted from FAL's webhook (see the command).
+        archive_url: Option<String>,
         at: DateTime<Utc>,
     },
     TrainingCompleted {
@@ -61,6 +62,9 @@ pub enum AvatarEvent {
         owner: i64,
         request_id: Option<String>,
         reason: String,
+        /// A FAL job we gave up on while it may still run: cancel it (absent in old events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cancel_url: Option<String>,
         at: DateTime<Utc>,
     },
     GenerationRequested {
@@ -75,6 +79,15 @@ pub enum AvatarEvent {
         num_images: u32,
         at: DateTime<Utc>,
     },
+    /// FAL accepted the generation job: from now on only its request id can finish it.
+    GenerationSubmitted {
+        generation_id: Uuid,
+        request_id: String,
+        status_url: String,
+        response_url: String,
+        cancel_url: String,
+        at: DateTime<Utc>,
+    },
     GenerationCompleted {
         owner: i64,
         generation_id: Uuid,
@@ -85,6 +98,9 @@ pub enum AvatarEvent {
         owner: i64,
         generation_id: Uuid,
         reason: String,
+        /// A FAL job we gave up on while it may still run: cancel it (absent in old events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cancel_url: Option<String>,
         at: DateTime<Utc>,
     },
     AvatarDeleted {
@@ -92,6 +108,9 @@ pub enum AvatarEvent {
         /// What must be cleaned up outside: stored photos, a running FAL job, the model.
         photo_keys: Vec<String>,
         running_training_cancel_url: Option<String>,
+        /// FAL generation jobs still running when the avatar was deleted (absent in old events).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        running_generation_cancel_urls: Vec<String>,
         model: Option<TrainedModel>,
         at: DateTime<Utc>,
     },
@@ -118,6 +137,7 @@ impl AvatarEvent {
             | Self::TrainingCompleted { at, .. }
             | Self::TrainingFailed { at, .. }
             | Self::GenerationRequested { at, .. }
+            | Self::GenerationSubmitted { at, .. }
             | Self::GenerationCompleted { at, .. }
             | Self::GenerationFailed { at, .. }
             | Self::AvatarDeleted { at, .. }
@@ -135,6 +155,7 @@ impl AvatarEvent {
             Self::TrainingCompleted { .. } => "TrainingCompleted",
             Self::TrainingFailed { .. } => "TrainingFailed",
             Self::GenerationRequested { .. } => "GenerationRequested",
+            Self::GenerationSubmitted { .. } => "GenerationSubmitted",
             Self::GenerationCompleted { .. } => "GenerationCompleted",
             Self::GenerationFailed { .. } => "GenerationFailed",
             Self::AvatarDeleted { .. } => "AvatarDeleted",

@@ -15,7 +15,7 @@ pub mod events;
 pub mod presets;
 pub mod values;
 
-pub use avatar::{Avatar, AvatarStatus, TrainedModel};
+pub use avatar::{Avatar, AvatarStatus, FalJob, TrainedModel};
 pub use commands::{Action, Command, TrainingOutput};
 pub use errors::AvatarError;
 pub use events::AvatarEvent;

@@ -111,7 +111,7 @@ fn submitted(request_id: &str) -> AvatarEvent {
         status_url: format!("https://queue/requests/{request_id}/status"),
         response_url: format!("https://queue/requests/{request_id}"),
         cancel_url: format!("https://queue/requests/{request_id}/cancel"),
-        archive_url: "https://files/photos.zip".into(),
+        archive_url: Some("https://files/photos.zip".into()),
         at: at(),
     }
 }
@@ -544,7 +544,7 @@ mod training {
                 status_url: format!("https://queue/requests/{REQUEST}/status"),
                 response_url: format!("https://queue/requests/{REQUEST}"),
                 cancel_url: format!("https://queue/requests/{REQUEST}/cancel"),
-                archive_url: "https://files/photos.zip".into(),
+                archive_url: Some("https://files/photos.zip".into()),
             }))
             .then_expect_events(vec![submitted(REQUEST)]);
     }
@@ -556,7 +556,7 @@ mod training {
             status_url: String::new(),
             response_url: String::new(),
             cancel_url: String::new(),
-            archive_url: String::new(),
+            archive_url: None,
         }
     }
 
@@ -723,12 +723,14 @@ mod training {
             .when(system(Action::FailTraining {
                 request_id: Some(REQUEST.into()),
                 reason: "GPU fell over".into(),
+                abandon: false,
             }))
             .then_expect_events(vec![AvatarEvent::TrainingFailed {
                 owner: OWNER,
                 request_id: Some(REQUEST.into()),
                 reason: "GPU fell over".into(),
                 at: at(),
+                cancel_url: None,
             }]);
     }
 
@@ -739,6 +741,7 @@ mod training {
             .when(system(Action::FailTraining {
                 request_id: Some(REQUEST.into()),
                 reason: "late".into(),
+                abandon: false,
             }))
             .then_expect_events(vec![]);
     }
@@ -750,6 +753,7 @@ mod training {
             .when(system(Action::FailTraining {
                 request_id: Some("x".into()),
                 reason: "?".into(),
+                abandon: false,
             }))
             .then_expect_error(AvatarError::UnknownTrainingRequest("x".into()));
     }
@@ -763,12 +767,14 @@ mod training {
             .when(system(Action::FailTraining {
                 request_id: None,
                 reason: "upload failed".into(),
+                abandon: false,
             }))
             .then_expect_events(vec![AvatarEvent::TrainingFailed {
                 owner: OWNER,
                 request_id: None,
                 reason: "upload failed".into(),
                 at: at(),
+                cancel_url: None,
             }]);
     }
 
@@ -779,6 +785,7 @@ mod training {
             .when(system(Action::FailTraining {
                 request_id: None,
                 reason: "?".into(),
+                abandon: false,
             }))
             .then_expect_error(AvatarError::NoTrainingInProgress);
     }
@@ -790,6 +797,7 @@ mod training {
             request_id: Some(REQUEST.into()),
             reason: "poller deadline".into(),
             at: at(),
+            cancel_url: None,
         });
         events
     }
@@ -1059,12 +1067,14 @@ mod generating {
             generation_id: Uuid::from_u128(7),
             reason: "NSFW".into(),
             at: at(),
+            cancel_url: None,
         };
         AvatarTest::with(())
             .given(given.clone())
             .when(system(Action::FailGeneration {
                 generation_id: Uuid::from_u128(7),
                 reason: "NSFW".into(),
+                abandon: false,
             }))
             .then_expect_events(vec![failed.clone()]);
         given.push(failed);
@@ -1091,6 +1101,7 @@ mod generating {
             .when(system(Action::FailGeneration {
                 generation_id: Uuid::from_u128(9),
                 reason: "?".into(),
+                abandon: false,
             }))
             .then_expect_error(AvatarError::UnknownGeneration(Uuid::from_u128(9)));
     }
@@ -1101,6 +1112,197 @@ mod generating {
             .given(trained(AvatarType::Portrait))
             .when(stranger(generate(1, None)))
             .then_expect_error(AvatarError::NotOwner);
+    }
+}
+
+/// Paid jobs: a submission recorded once, failures that give up on a running job name it for
+/// cancelling, and a deletion names every job still running.
+mod paid_jobs {
+    use super::*;
+
+    const GENERATION: Uuid = Uuid::from_u128(7);
+
+    fn requested() -> AvatarEvent {
+        let model = portrait_model();
+        AvatarEvent::GenerationRequested {
+            owner: OWNER,
+            generation_id: GENERATION,
+            prompt: "at the sea".into(),
+            preset: None,
+            endpoint: PORTRAIT_GENERATOR.into(),
+            arguments: generation_arguments(&model, None, "PERSON_ABCDEF12 at the sea".into(), 1),
+            num_images: 1,
+            at: at(),
+        }
+    }
+
+    fn record(request_id: &str) -> Action {
+        Action::RecordGenerationSubmission {
+            generation_id: GENERATION,
+            request_id: request_id.into(),
+            status_url: format!("https://queue/requests/{request_id}/status"),
+            response_url: format!("https://queue/requests/{request_id}"),
+            cancel_url: format!("https://queue/requests/{request_id}/cancel"),
+        }
+    }
+
+    fn generation_submitted(request_id: &str) -> AvatarEvent {
+        AvatarEvent::GenerationSubmitted {
+            generation_id: GENERATION,
+            request_id: request_id.into(),
+            status_url: format!("https://queue/requests/{request_id}/status"),
+            response_url: format!("https://queue/requests/{request_id}"),
+            cancel_url: format!("https://queue/requests/{request_id}/cancel"),
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn a_generation_submission_is_recorded_once() {
+        let mut given = trained(AvatarType::Portrait);
+        given.push(requested());
+        AvatarTest::with(())
+            .given(given.clone())
+            .when(system(record("g-1")))
+            .then_expect_events(vec![generation_submitted("g-1")]);
+        given.push(generation_submitted("g-1"));
+        AvatarTest::with(())
+            .given(given.clone())
+            .when(system(record("g-1")))
+            .then_expect_events(vec![]);
+        AvatarTest::with(())
+            .given(given)
+            .when(system(record("g-2")))
+            .then_expect_error(AvatarError::GenerationAlreadySubmitted {
+                generation_id: GENERATION,
+                request_id: "g-1".into(),
+            });
+    }
+
+    #[test]
+    fn a_submission_for_a_finished_or_unknown_generation_is_refused() {
+        let mut given = trained(AvatarType::Portrait);
+        given.push(requested());
+        given.push(AvatarEvent::GenerationFailed {
+            owner: OWNER,
+            generation_id: GENERATION,
+            reason: "deadline".into(),
+            cancel_url: None,
+            at: at(),
+        });
+        AvatarTest::with(())
+            .given(given)
+            .when(system(record("g-1")))
+            .then_expect_error(AvatarError::GenerationFinished(GENERATION));
+        AvatarTest::with(())
+            .given(trained(AvatarType::Portrait))
+            .when(system(record("g-1")))
+            .then_expect_error(AvatarError::UnknownGeneration(GENERATION));
+    }
+
+    #[test]
+    fn giving_up_on_a_submitted_generation_names_its_job_to_cancel() {
+        let mut given = trained(AvatarType::Portrait);
+        given.push(requested());
+        given.push(generation_submitted("g-1"));
+        AvatarTest::with(())
+            .given(given.clone())
+            .when(system(Action::FailGeneration {
+                generation_id: GENERATION,
+                reason: "too slow".into(),
+                abandon: true,
+            }))
+            .then_expect_events(vec![AvatarEvent::GenerationFailed {
+                owner: OWNER,
+                generation_id: GENERATION,
+                reason: "too slow".into(),
+                cancel_url: Some("https://queue/requests/g-1/cancel".into()),
+                at: at(),
+            }]);
+        // A failure FAL itself reported has nothing left to cancel.
+        AvatarTest::with(())
+            .given(given)
+            .when(system(Action::FailGeneration {
+                generation_id: GENERATION,
+                reason: "FAL failed".into(),
+                abandon: false,
+            }))
+            .then_expect_events(vec![AvatarEvent::GenerationFailed {
+                owner: OWNER,
+                generation_id: GENERATION,
+                reason: "FAL failed".into(),
+                cancel_url: None,
+                at: at(),
+            }]);
+    }
+
+    #[test]
+    fn giving_up_on_a_submitted_training_names_its_job_to_cancel() {
+        AvatarTest::with(())
+            .given(in_training(AvatarType::Portrait))
+            .when(system(Action::FailTraining {
+                request_id: Some(REQUEST.into()),
+                reason: "deadline".into(),
+                abandon: true,
+            }))
+            .then_expect_events(vec![AvatarEvent::TrainingFailed {
+                owner: OWNER,
+                request_id: Some(REQUEST.into()),
+                reason: "deadline".into(),
+                cancel_url: Some("https://queue/requests/req-1/cancel".into()),
+                at: at(),
+            }]);
+    }
+
+    #[test]
+    fn deleting_names_every_running_generation_job() {
+        let mut given = trained(AvatarType::Portrait);
+        given.push(requested());
+        given.push(generation_submitted("g-1"));
+        let events = AvatarTest::with(())
+            .given(given)
+            .when(user(Action::Delete))
+            .inspect_result()
+            .unwrap();
+        let AvatarEvent::AvatarDeleted {
+            running_generation_cancel_urls,
+            ..
+        } = &events[0]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(
+            running_generation_cancel_urls,
+            &vec!["https://queue/requests/g-1/cancel".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_training_awaiting_its_submission_is_known_as_such() {
+        let mut avatar = Avatar::default();
+        let mut events = with_photos(AvatarType::Portrait, MIN_PHOTOS);
+        events.push(training_started(AvatarType::Portrait, TrainingPreset::Fast));
+        for e in events {
+            cqrs_es::Aggregate::apply(&mut avatar, e);
+        }
+        assert!(avatar.training_awaiting_submission().is_some());
+        cqrs_es::Aggregate::apply(&mut avatar, submitted(REQUEST));
+        assert!(avatar.training_awaiting_submission().is_none());
+        assert!(avatar.training_request_pending(REQUEST));
+    }
+
+    #[test]
+    fn old_snapshots_with_unrecorded_generations_still_load() {
+        let mut avatar = Avatar::default();
+        for e in trained(AvatarType::Portrait) {
+            cqrs_es::Aggregate::apply(&mut avatar, e);
+        }
+        cqrs_es::Aggregate::apply(&mut avatar, requested());
+        let mut snapshot = serde_json::to_value(&avatar).unwrap();
+        // Snapshots written before submissions were recorded hold `null` per generation.
+        snapshot["pending_generations"] = json!({ GENERATION.to_string(): null });
+        let loaded: Avatar = serde_json::from_value(snapshot).unwrap();
+        assert_eq!(loaded.pending_generation(GENERATION), Some(None));
     }
 }
 
@@ -1118,6 +1320,7 @@ mod deleting {
                 running_training_cancel_url: None,
                 model: Some(style_model()),
                 at: at(),
+                running_generation_cancel_urls: vec![],
             }]);
     }
 
@@ -1150,6 +1353,7 @@ mod deleting {
             running_training_cancel_url: None,
             model: None,
             at: at(),
+            running_generation_cancel_urls: vec![],
         });
         for command in [
             user(Action::Delete),

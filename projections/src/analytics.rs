@@ -404,7 +404,8 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
         }
         AvatarEvent::PhotoUploaded { .. }
         | AvatarEvent::PhotoRemoved { .. }
-        | AvatarEvent::TrainingSubmitted { .. } => {}
+        | AvatarEvent::TrainingSubmitted { .. }
+        | AvatarEvent::GenerationSubmitted { .. } => {}
     }
 }
 

@@ -190,7 +190,9 @@ fn apply_to(row: &mut Option<AvatarCard>, e: &FeedEvent) -> bool {
     }
     let status = |s: AvatarStatus| s.as_str().to_owned();
     match &e.event {
-        AvatarEvent::AvatarCreated { .. } | AvatarEvent::TrainingSubmitted { .. } => {}
+        AvatarEvent::AvatarCreated { .. }
+        | AvatarEvent::TrainingSubmitted { .. }
+        | AvatarEvent::GenerationSubmitted { .. } => {}
         AvatarEvent::PhotoUploaded { photo_count, .. }
         | AvatarEvent::PhotoRemoved { photo_count, .. } => card.photo_count = *photo_count as i64,
         AvatarEvent::TrainingStarted { preset, .. } => {

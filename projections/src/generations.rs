@@ -300,6 +300,26 @@ const COLUMNS: &str = "generation_id, avatar_id, owner, prompt, preset, endpoint
     status, image_count, requested_at, finished_at, duration_seconds, failure_reason, \
     avatar_deleted";
 
+/// Generations still waiting for FAL that were requested before `cutoff`, oldest first: what
+/// the deadline sweeper must end.
+pub async fn pending_since_before(
+    tx: &mut Tx<'_>,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Generation>, ProjectionError> {
+    let rows = tx
+        .fetch_all(
+            &format!(
+                "SELECT {COLUMNS} FROM generations
+                  WHERE status = $1 AND requested_at < $2
+                  ORDER BY requested_at LIMIT $3"
+            ),
+            vec![status::REQUESTED.into(), cutoff.into(), limit.into()],
+        )
+        .await?;
+    rows.iter().map(generation).collect()
+}
+
 /// The newest generations of an avatar that still exists, newest first.
 pub async fn for_avatar(
     tx: &mut Tx<'_>,

@@ -298,6 +298,31 @@ pub async fn by_request_id(
     row.as_ref().map(job).transpose()
 }
 
+/// Jobs still running (asked for or submitted) that started before `cutoff`, oldest first:
+/// what the deadline sweeper must end.
+pub async fn running_since_before(
+    tx: &mut Tx<'_>,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<TrainingJob>, ProjectionError> {
+    let rows = tx
+        .fetch_all(
+            &format!(
+                "SELECT {COLUMNS} FROM training_jobs
+                  WHERE status IN ($1, $2) AND started_at < $3
+                  ORDER BY started_at LIMIT $4"
+            ),
+            vec![
+                status::STARTED.into(),
+                status::SUBMITTED.into(),
+                cutoff.into(),
+                limit.into(),
+            ],
+        )
+        .await?;
+    rows.iter().map(job).collect()
+}
+
 /// An avatar's jobs, oldest first.
 pub async fn for_avatar(
     tx: &mut Tx<'_>,

@@ -1,5 +1,6 @@
-//! After a deletion: remove the avatar's photos from the photo store and cancel a training still
-//! running on FAL, so nothing of the avatar is left behind (the original left both).
+//! After a deletion: remove the avatar's photos from the photo store, so nothing of the avatar
+//! is left behind (the original left them). FAL jobs still running are cancelled by `cancel`
+//! items the reactor queues from the same event; items queued before that carry the cancel URL.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,8 @@ pub const KIND: &str = "cleanup";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CleanupPayload {
+    /// Only in items queued before cancels became their own work.
+    #[serde(default)]
     pub running_training_cancel_url: Option<String>,
 }
 

@@ -1,18 +1,26 @@
-//! The generation actor's work: submit the endpoint and arguments the aggregate chose, poll until
-//! FAL is done, and record the images (or the failure). Items run concurrently up to a bound, so
-//! a batch proceeds side by side and one failure does not touch the others.
+//! The generation actor's work: submit the endpoint and arguments the aggregate chose, record
+//! the FAL job in the avatar, poll until FAL is done, and record the images (or the failure).
+//! Items run concurrently up to a bound, so a batch proceeds side by side and one failure does
+//! not touch the others.
+//!
+//! As with trainings, the paid submission is entered by a compare-and-set only one claimant
+//! wins, and runs to its recording even if the claim is lost; an item found mid-submission is
+//! never resubmitted (the webhook adopts the job, or the deadline sweeper fails it).
 
-use aggregates::{Action, Actor, AvatarStatus, Command, GeneratedImage};
+use aggregates::{Action, Actor, AvatarError, Command, FalJob, GeneratedImage};
 use chrono::Utc;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::cancel::CancelReason;
+use super::training::cancel_orphan;
 use super::work::WorkItem;
 use super::{Outcome, Services, WorkHandler, GENERATION_ACTOR};
 use crate::fal::types::GeneratorOutput;
 use crate::fal::FalError;
 use crate::store::StoreError;
+use crate::telemetry;
 
 pub const KIND: &str = "generate";
 const PHASE_SUBMITTING: &str = "submitting";
@@ -23,14 +31,6 @@ pub struct GeneratePayload {
     pub generation_id: Uuid,
     pub endpoint: String,
     pub arguments: serde_json::Value,
-}
-
-/// Kept in the item's phase once FAL accepted the job, so polling resumes after a restart.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Submitted {
-    request_id: String,
-    status_url: String,
-    response_url: String,
 }
 
 pub struct GenerationHandler {
@@ -53,7 +53,14 @@ impl WorkHandler for GenerationHandler {
     fn give_up<'a>(&'a self, item: &'a WorkItem, error: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Ok(job) = item.payload::<GeneratePayload>() {
-                let _ = fail(&self.services, item.avatar_id, job.generation_id, error).await;
+                let _ = fail(
+                    &self.services,
+                    item.avatar_id,
+                    job.generation_id,
+                    error,
+                    true,
+                )
+                .await;
             }
         })
     }
@@ -64,69 +71,56 @@ impl GenerationHandler {
         let s = &self.services;
         let job: GeneratePayload = item.payload()?;
         let avatar = s.store.load(item.avatar_id).await?;
-        if avatar.status == AvatarStatus::Deleted
-            || !avatar.pending_generations.contains_key(&job.generation_id)
-        {
-            return Ok(Outcome::Done);
-        }
-        let submitted = match item.phase.as_deref() {
-            Some(PHASE_SUBMITTING) => {
-                fail(s, item.avatar_id, job.generation_id,
-                    "the generation was interrupted while it was being sent to FAL; please try again").await?;
-                return Ok(Outcome::Failed("interrupted submission".into()));
+        let fal_job = match avatar.pending_generation(job.generation_id) {
+            // Finished, or the avatar was deleted.
+            None => return Ok(Outcome::Done),
+            Some(Some(fal_job)) => fal_job.clone(),
+            Some(None) if item.phase.is_some() => {
+                // Cut short mid-submission: the webhook adopts the job, or the deadline ends it.
+                return Ok(Outcome::RetryAfter(s.settings.generation_poll_every));
             }
-            Some(phase) => serde_json::from_str::<Submitted>(phase)
-                .map_err(|e| StoreError::Corrupt(format!("generation phase: {e}")))?,
-            None => match self.submit(item, &job).await? {
-                Ok(submitted) => submitted,
-                Err(outcome) => return Ok(outcome),
-            },
+            Some(None) => {
+                s.queue
+                    .enter_once(item, PHASE_SUBMITTING, s.settings.lease)
+                    .await?;
+                let task = tokio::spawn(submit_and_record(s.clone(), item.clone(), job.clone()));
+                match task.await.map_err(|e| {
+                    StoreError::Database(format!("the submission task failed: {e}"))
+                })?? {
+                    Ok(fal_job) => fal_job,
+                    Err(outcome) => return Ok(outcome),
+                }
+            }
         };
+        self.poll(item, &job, &fal_job).await
+    }
 
-        let waited = (Utc::now() - item.created_at).to_std().unwrap_or_default();
-        if waited > s.settings.generation_deadline {
-            fail(
-                s,
-                item.avatar_id,
-                job.generation_id,
-                "FAL took too long to generate the images",
-            )
-            .await?;
-            return Ok(Outcome::Done);
-        }
+    async fn poll(
+        &self,
+        item: &WorkItem,
+        job: &GeneratePayload,
+        fal_job: &FalJob,
+    ) -> Result<Outcome, StoreError> {
+        let s = &self.services;
         let later = Outcome::RetryAfter(s.settings.generation_poll_every);
-        match s.fal.status(&submitted.status_url, false).await {
+        match s.fal.status(&fal_job.status_url, false).await {
             Ok(status) if status.is_completed() => {}
             Ok(_) => return Ok(later),
             Err(e) => {
-                tracing::warn!(request_id = %submitted.request_id, error = %e, "generation status poll failed");
-                return Ok(later);
+                return Ok(Outcome::Retry(format!(
+                    "generation status poll: {}",
+                    telemetry::chain(&e)
+                )))
             }
         }
-        match s
-            .fal
-            .result::<GeneratorOutput>(&submitted.response_url)
-            .await
-        {
+        match s.fal.result::<GeneratorOutput>(&fal_job.response_url).await {
             Ok(output) => {
-                let images = output
-                    .images
-                    .iter()
-                    .enumerate()
-                    .map(|(i, img)| GeneratedImage {
-                        url: img.url.clone(),
-                        width: img.width,
-                        height: img.height,
-                        content_type: img.content_type.clone(),
-                        nsfw: output.is_nsfw(i),
-                    })
-                    .collect();
                 let command = Command::new(
                     Actor::System(GENERATION_ACTOR.into()),
                     Utc::now(),
                     Action::CompleteGeneration {
                         generation_id: job.generation_id,
-                        images,
+                        images: images(&output),
                     },
                 );
                 match s
@@ -146,64 +140,152 @@ impl GenerationHandler {
                     item.avatar_id,
                     job.generation_id,
                     &format!("FAL could not generate: {e}"),
+                    false,
                 )
                 .await?;
                 Ok(Outcome::Done)
             }
-            Err(e) => {
-                tracing::warn!(request_id = %submitted.request_id, error = %e, "fetching the images failed");
-                Ok(later)
-            }
-        }
-    }
-
-    /// Submits once; `Err(outcome)` when there is nothing to poll.
-    async fn submit(
-        &self,
-        item: &WorkItem,
-        job: &GeneratePayload,
-    ) -> Result<Result<Submitted, Outcome>, StoreError> {
-        let s = &self.services;
-        s.queue.set_phase(item.id, Some(PHASE_SUBMITTING)).await?;
-        let webhook = s.generation_webhook(item.avatar_id, job.generation_id);
-        match s
-            .fal
-            .submit(&job.endpoint, &job.arguments, webhook.as_deref())
-            .await
-        {
-            Ok(answer) => {
-                let submitted = Submitted {
-                    request_id: answer.request_id,
-                    status_url: answer.status_url,
-                    response_url: answer.response_url,
-                };
-                let phase = serde_json::to_string(&submitted).unwrap_or_default();
-                s.queue.set_phase(item.id, Some(&phase)).await?;
-                tracing::info!(generation_id = %job.generation_id, request_id = %submitted.request_id,
-                    endpoint = %job.endpoint, "generation submitted to FAL");
-                Ok(Ok(submitted))
-            }
-            Err(e @ (FalError::Connect(_) | FalError::RateLimited { .. })) => {
-                s.queue.set_phase(item.id, None).await?;
-                Ok(Err(Outcome::Retry(format!("submit: {e}"))))
-            }
-            Err(e) => {
-                let reason = match &e {
-                    FalError::Validation { detail } => format!("FAL refused the request: {detail}"),
-                    other => format!("FAL did not confirm the request ({other})"),
-                };
-                fail(s, item.avatar_id, job.generation_id, &reason).await?;
-                Ok(Err(Outcome::Failed(e.to_string())))
-            }
+            Err(e) => Ok(Outcome::Retry(format!(
+                "fetching the images: {}",
+                telemetry::chain(&e)
+            ))),
         }
     }
 }
 
-async fn fail(
+/// The images of a generator's output, with FAL's NSFW flags.
+pub fn images(output: &GeneratorOutput) -> Vec<GeneratedImage> {
+    output
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| GeneratedImage {
+            url: img.url.clone(),
+            width: img.width,
+            height: img.height,
+            content_type: img.content_type.clone(),
+            nsfw: output.is_nsfw(i),
+        })
+        .collect()
+}
+
+/// Submits once and records the job in the avatar; `Err(outcome)` when there is nothing to poll.
+async fn submit_and_record(
+    s: Services,
+    item: WorkItem,
+    job: GeneratePayload,
+) -> Result<Result<FalJob, Outcome>, StoreError> {
+    let webhook = s.generation_webhook(item.avatar_id, job.generation_id);
+    let answer = match s
+        .fal
+        .submit(&job.endpoint, &job.arguments, webhook.as_deref())
+        .await
+    {
+        Ok(answer) => answer,
+        Err(e @ (FalError::Connect(_) | FalError::RateLimited { .. })) => {
+            s.queue.set_phase(&item, None).await?;
+            return Ok(Err(Outcome::Retry(format!(
+                "submit: {}",
+                telemetry::chain(&e)
+            ))));
+        }
+        Err(e @ (FalError::Timeout | FalError::Connection(_) | FalError::Decode(_))) => {
+            tracing::warn!(generation_id = %job.generation_id, error = %telemetry::chain(&e),
+                "FAL did not confirm the generation submission; waiting for its webhook");
+            return Ok(Err(Outcome::RetryAfter(s.settings.generation_poll_every)));
+        }
+        Err(e) => {
+            let reason = match &e {
+                FalError::Validation { detail } => format!("FAL refused the request: {detail}"),
+                other => format!("FAL did not accept the request ({other})"),
+            };
+            fail(&s, item.avatar_id, job.generation_id, &reason, false).await?;
+            return Ok(Err(Outcome::Failed(e.to_string())));
+        }
+    };
+    tracing::info!(generation_id = %job.generation_id, request_id = %answer.request_id,
+        endpoint = %job.endpoint, "generation submitted to FAL");
+    let fal_job = FalJob {
+        request_id: answer.request_id,
+        status_url: answer.status_url,
+        response_url: answer.response_url,
+        cancel_url: answer.cancel_url,
+    };
+    let record = Command::new(
+        Actor::System(GENERATION_ACTOR.into()),
+        Utc::now(),
+        Action::RecordGenerationSubmission {
+            generation_id: job.generation_id,
+            request_id: fal_job.request_id.clone(),
+            status_url: fal_job.status_url.clone(),
+            response_url: fal_job.response_url.clone(),
+            cancel_url: fal_job.cancel_url.clone(),
+        },
+    );
+    let mut last_error = None;
+    for attempt in 0..5u32 {
+        match s
+            .store
+            .execute(item.avatar_id, record.clone(), Uuid::new_v4())
+            .await
+        {
+            Ok(_) => return Ok(Ok(fal_job)),
+            Err(StoreError::Rejected(refusal)) => {
+                let reason = match refusal {
+                    AvatarError::Deleted => CancelReason::Deleted,
+                    _ => CancelReason::Refused,
+                };
+                tracing::warn!(generation_id = %job.generation_id, request_id = %fal_job.request_id,
+                    refusal = %refusal, "the avatar refused a submitted generation; cancelling the FAL job");
+                cancel_orphan(&s, item.avatar_id, &fal_job.cancel_url, reason).await?;
+                return Ok(Err(Outcome::Done));
+            }
+            Err(e) => {
+                last_error = Some(e);
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    Err(last_error.unwrap_or(StoreError::Database("unknown".into())))
+}
+
+/// Records the FAL job of a generation whose submitter died before recording it, from the
+/// job's webhook (whose URL named this generation).
+pub async fn adopt_submission(
+    s: &Services,
+    actor: &str,
+    avatar_id: Uuid,
+    generation_id: Uuid,
+    endpoint: &str,
+    request_id: &str,
+) -> Result<(), StoreError> {
+    let urls = s.fal.request_urls(endpoint, request_id);
+    let record = Command::new(
+        Actor::System(actor.into()),
+        Utc::now(),
+        Action::RecordGenerationSubmission {
+            generation_id,
+            request_id: request_id.to_owned(),
+            status_url: urls.status_url,
+            response_url: urls.response_url,
+            cancel_url: urls.cancel_url,
+        },
+    );
+    let done = s.store.execute(avatar_id, record, Uuid::new_v4()).await?;
+    if !done.events.is_empty() {
+        telemetry::fal_job_adopted();
+        tracing::warn!(%avatar_id, %generation_id, request_id, "adopted a generation submission from its webhook");
+    }
+    Ok(())
+}
+
+/// Fails a generation; `abandon` when its FAL job may still run (it is then cancelled).
+pub async fn fail(
     s: &Services,
     avatar_id: Uuid,
     generation_id: Uuid,
     reason: &str,
+    abandon: bool,
 ) -> Result<(), StoreError> {
     let command = Command::new(
         Actor::System(GENERATION_ACTOR.into()),
@@ -211,6 +293,7 @@ async fn fail(
         Action::FailGeneration {
             generation_id,
             reason: reason.to_owned(),
+            abandon,
         },
     );
     match s.store.execute(avatar_id, command, Uuid::new_v4()).await {

@@ -6,10 +6,13 @@
 //! due items and runs them with bounded concurrency. The actors live on their own actix system
 //! thread; the I/O they start runs on the main tokio runtime, and results come back as messages.
 
+pub mod cancel;
 pub mod cleanup;
+pub mod deadlines;
 pub mod generation;
 pub mod notify;
 pub mod reactors;
+pub mod targets;
 pub mod training;
 pub mod watch;
 pub mod work;
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -28,6 +32,7 @@ use crate::store::feed::Feed;
 use crate::store::{AvatarStore, StoreError};
 
 pub use notify::{Notification, Notifier};
+pub use targets::WebhookTargets;
 use work::{WorkItem, WorkQueue};
 
 /// The system actor name recorded on the commands each actor issues.
@@ -62,6 +67,10 @@ pub struct ActorSettings {
     pub retry_base: Duration,
     /// How long one FAL API call may take before it counts as timed out.
     pub fal_request_timeout: Duration,
+    /// How often the deadline sweeper looks for overdue trainings and generations.
+    pub deadline_sweep_every: Duration,
+    /// How long finished work items are kept before they are pruned.
+    pub work_retention: Duration,
 }
 
 impl Default for ActorSettings {
@@ -78,6 +87,8 @@ impl Default for ActorSettings {
             max_attempts: 6,
             retry_base: Duration::from_secs(2),
             fal_request_timeout: Duration::from_secs(30),
+            deadline_sweep_every: Duration::from_secs(30),
+            work_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -97,6 +108,8 @@ impl ActorSettings {
             max_attempts: 4,
             retry_base: Duration::from_millis(100),
             fal_request_timeout: Duration::from_secs(2),
+            deadline_sweep_every: Duration::from_millis(200),
+            work_retention: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -117,30 +130,20 @@ pub struct Services {
     pub fal: FalClient,
     pub photos: PhotoStore,
     pub notifier: Arc<dyn Notifier>,
-    /// Our public base URL, for FAL webhooks; without it trainings are polled.
-    pub public_base_url: Option<String>,
+    /// Our webhook URLs for FAL; without a public base URL jobs are polled.
+    pub webhooks: WebhookTargets,
     pub settings: ActorSettings,
 }
 
 impl Services {
     /// The webhook URL FAL should call for a training of `avatar_id`.
     pub fn training_webhook(&self, avatar_id: Uuid) -> Option<String> {
-        self.public_base_url.as_ref().map(|base| {
-            format!(
-                "{}/webhooks/fal?avatar_id={avatar_id}",
-                base.trim_end_matches('/')
-            )
-        })
+        self.webhooks.training(avatar_id)
     }
 
     /// The webhook URL FAL should call for a generation.
     pub fn generation_webhook(&self, avatar_id: Uuid, generation_id: Uuid) -> Option<String> {
-        self.public_base_url.as_ref().map(|base| {
-            format!(
-                "{}/webhooks/fal?avatar_id={avatar_id}&generation_id={generation_id}",
-                base.trim_end_matches('/')
-            )
-        })
+        self.webhooks.generation(avatar_id, generation_id)
     }
 }
 
@@ -148,9 +151,10 @@ impl Services {
 #[derive(Debug)]
 pub enum Outcome {
     Done,
-    /// A transient problem: try again after the backoff (or give up after too many attempts).
+    /// A transient problem: a failed attempt; try again after the backoff (or give up after
+    /// too many in a row).
     Retry(String),
-    /// Try again after exactly this long (polling).
+    /// Not a failure: look again after exactly this long (a FAL job still running).
     RetryAfter(Duration),
     /// Permanent; the handler has already told the avatar (and so the user) if needed.
     Failed(String),
@@ -161,6 +165,12 @@ pub trait WorkHandler: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     fn concurrency(&self) -> usize {
         4
+    }
+    /// Failed attempts in a row before [`WorkHandler::give_up`]; `None` never gives up (the
+    /// attempts back off to the longest pause instead), for work whose end is guarded
+    /// elsewhere, like a deadline.
+    fn max_attempts(&self, settings: &ActorSettings) -> Option<i32> {
+        Some(settings.max_attempts)
     }
     fn run<'a>(&'a self, item: &'a WorkItem) -> BoxFuture<'a, Result<Outcome, StoreError>>;
     /// Called when an item has been retried too often; should fail the avatar's operation
@@ -202,7 +212,12 @@ impl Worker {
             let queue = self.queue.clone();
             let settings = self.settings.clone();
             self.runtime.spawn(async move {
-                let claimed = claim_and_run(&*handler, &queue, &settings).await;
+                // Whatever happens inside, the slot comes back.
+                let claimed =
+                    std::panic::AssertUnwindSafe(claim_and_run(&*handler, &queue, &settings))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or(true);
                 addr.do_send(Finished { claimed });
             });
         }
@@ -236,6 +251,24 @@ impl Handler<Finished> for Worker {
     }
 }
 
+/// Aborts a task when dropped, so a heartbeat never outlives its handler, even on a panic.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// Claims one item and runs it; returns whether there was one.
 async fn claim_and_run(
     handler: &dyn WorkHandler,
@@ -247,53 +280,89 @@ async fn claim_and_run(
         Ok(Some(item)) => item,
         Ok(None) => return false,
         Err(e) => {
-            tracing::warn!(kind, error = %e, "could not claim work");
+            tracing::warn!(kind, error = %crate::telemetry::chain(&e), "could not claim work");
             tokio::time::sleep(settings.poll_interval).await;
             return false;
         }
     };
-    let span = tracing::info_span!("work", kind, key = %item.key, avatar_id = %item.avatar_id, attempt = item.attempts);
-    // Keep the claim alive while the handler works; a crash stops the heartbeat and the item is
-    // taken over one lease later.
-    let heartbeat = {
-        let (queue, lease, id) = (queue.clone(), settings.lease, item.id);
-        tokio::spawn(async move {
+    let span = tracing::info_span!("work", kind, key = %item.key, avatar_id = %item.avatar_id, attempt = item.attempts + 1);
+    // Keep the claim alive while the handler works; a crash or a pause stops the heartbeat and
+    // the item is taken over one lease later. Once the heartbeat learns that another worker
+    // holds the item, this one stops.
+    let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
+    let _heartbeat = {
+        let (queue, lease, item) = (queue.clone(), settings.lease, item.clone());
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
-                if let Err(e) = queue.extend(id, lease).await {
-                    tracing::warn!(error = %e, "could not extend a work lease");
+                match queue.extend(&item, lease).await {
+                    Ok(()) => {}
+                    Err(StoreError::ClaimLost) => {
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = %item.key, error = %crate::telemetry::chain(&e), "could not extend a work lease")
+                    }
                 }
             }
-        })
+        }))
     };
-    let outcome = handler
-        .run(&item)
-        .instrument(span)
-        .await
-        // A store error (database away) is transient from the work's point of view.
-        .unwrap_or_else(|e| Outcome::Retry(e.to_string()));
-    heartbeat.abort();
+    let run = std::panic::AssertUnwindSafe(handler.run(&item).instrument(span)).catch_unwind();
+    let outcome = tokio::select! {
+        result = run => match result {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(StoreError::ClaimLost)) => {
+                tracing::warn!(kind, key = %item.key, "another worker took this item over; stopping without changes");
+                return true;
+            }
+            // A store error (database away) is transient from the work's point of view.
+            Ok(Err(e)) => Outcome::Retry(crate::telemetry::chain(&e)),
+            Err(panic) => {
+                let message = panic_message(&*panic);
+                tracing::error!(kind, key = %item.key, panic = %message, "work handler panicked; will retry");
+                crate::telemetry::work_panicked(kind);
+                Outcome::Retry(format!("the handler panicked: {message}"))
+            }
+        },
+        _ = lost_rx.wait_for(|lost| *lost) => {
+            tracing::warn!(kind, key = %item.key, "lost the claim to another worker; stopping without changes");
+            return true;
+        }
+    };
+    drop(_heartbeat);
+    let failures = item.attempts + 1;
     let result = match outcome {
-        Outcome::Done => queue.complete(item.id).await,
-        Outcome::RetryAfter(delay) => queue.retry_later(item.id, delay, "waiting").await,
-        Outcome::Retry(error) if item.attempts < settings.max_attempts => {
-            tracing::warn!(kind, key = %item.key, attempt = item.attempts, %error, "work failed; will retry");
+        Outcome::Done => queue.complete(&item).await,
+        Outcome::RetryAfter(delay) => queue.wait(&item, delay).await,
+        Outcome::Retry(error)
+            if handler
+                .max_attempts(settings)
+                .is_none_or(|max| failures < max) =>
+        {
+            tracing::warn!(kind, key = %item.key, failures, %error, "work failed; will retry");
             queue
-                .retry_later(item.id, settings.backoff(item.attempts), &error)
+                .retry_later(&item, settings.backoff(item.attempts), &error)
                 .await
         }
         Outcome::Retry(error) => {
-            tracing::error!(kind, key = %item.key, attempts = item.attempts, %error, "work failed too often; giving up");
+            tracing::error!(kind, key = %item.key, failures, %error, "work failed too often; giving up");
             handler.give_up(&item, &error).await;
-            queue.fail(item.id, &error).await
+            queue.fail(&item, &error).await
         }
         Outcome::Failed(error) => {
             tracing::warn!(kind, key = %item.key, %error, "work failed");
-            queue.fail(item.id, &error).await
+            queue.fail(&item, &error).await
         }
     };
-    if let Err(e) = result {
-        tracing::error!(kind, key = %item.key, error = %e, "could not record the work's outcome; its lease will lapse and it will run again");
+    match result {
+        Ok(()) => {}
+        Err(StoreError::ClaimLost) => {
+            tracing::warn!(kind, key = %item.key, "another worker took this item over before its outcome was recorded")
+        }
+        Err(e) => {
+            tracing::error!(kind, key = %item.key, error = %crate::telemetry::chain(&e), "could not record the work's outcome; its lease will lapse and it will run again")
+        }
     }
     true
 }
@@ -303,6 +372,7 @@ pub struct ActorSystem {
     system: actix::System,
     thread: Option<std::thread::JoinHandle<()>>,
     reactor: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl ActorSystem {
@@ -325,6 +395,9 @@ impl ActorSystem {
                 queue: services.queue.clone(),
             }),
             Arc::new(cleanup::CleanupHandler {
+                services: services.clone(),
+            }),
+            Arc::new(cancel::CancelHandler {
                 services: services.clone(),
             }),
         ];
@@ -368,16 +441,19 @@ impl ActorSystem {
             },
         );
         let reactor = tokio::spawn(runner.run());
+        let sweeper = tokio::spawn(deadlines::run(services));
         Self {
             system,
             thread: Some(thread),
             reactor,
+            sweeper,
         }
     }
 
     /// Stops the reactor and the actors; work in flight is picked up again after a restart.
     pub fn stop(mut self) {
         self.reactor.abort();
+        self.sweeper.abort();
         self.system.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

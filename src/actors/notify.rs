@@ -127,7 +127,7 @@ impl WorkHandler for NotifyHandler {
                     "an earlier delivery was cut short after it began; sending again, so the user may see this twice"
                 );
             }
-            self.queue.set_phase(item.id, Some(PHASE_SENDING)).await?;
+            self.queue.set_phase(item, Some(PHASE_SENDING)).await?;
             Ok(match self.notifier.notify(&notification).await {
                 Ok(()) => Outcome::Done,
                 // The phase stays: a timeout or an album cut short may still have reached

@@ -8,6 +8,7 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use projections::{FeedEvent, Projection, ProjectionError, Tx};
 
+use super::cancel::{self, CancelPayload, CancelReason};
 use super::cleanup::{self, CleanupPayload};
 use super::generation::{self, GeneratePayload};
 use super::notify::{self, Notification};
@@ -78,13 +79,21 @@ impl Projection for ActorReactor {
                     };
                     enqueue(tx, notify::KIND, &notify_key, id, &n, now).await?;
                 }
-                AvatarEvent::TrainingFailed { owner, reason, .. } => {
+                AvatarEvent::TrainingFailed {
+                    owner,
+                    reason,
+                    cancel_url,
+                    ..
+                } => {
                     let n = Notification::TrainingFailed {
                         owner: *owner,
                         avatar_id: id,
                         reason: reason.clone(),
                     };
                     enqueue(tx, notify::KIND, &notify_key, id, &n, now).await?;
+                    if let Some(url) = cancel_url {
+                        enqueue_cancel(tx, id, url, CancelReason::Deadline).await?;
+                    }
                 }
                 AvatarEvent::GenerationRequested {
                     generation_id,
@@ -118,6 +127,7 @@ impl Projection for ActorReactor {
                     owner,
                     generation_id,
                     reason,
+                    cancel_url,
                     ..
                 } => {
                     let n = Notification::GenerationFailed {
@@ -127,13 +137,23 @@ impl Projection for ActorReactor {
                         reason: reason.clone(),
                     };
                     enqueue(tx, notify::KIND, &notify_key, id, &n, now).await?;
+                    if let Some(url) = cancel_url {
+                        enqueue_cancel(tx, id, url, CancelReason::Deadline).await?;
+                    }
                 }
                 AvatarEvent::AvatarDeleted {
                     running_training_cancel_url,
+                    running_generation_cancel_urls,
                     ..
                 } => {
+                    for url in running_training_cancel_url
+                        .iter()
+                        .chain(running_generation_cancel_urls)
+                    {
+                        enqueue_cancel(tx, id, url, CancelReason::Deleted).await?;
+                    }
                     let payload = CleanupPayload {
-                        running_training_cancel_url: running_training_cancel_url.clone(),
+                        running_training_cancel_url: None,
                     };
                     let key = format!("cleanup:{id}");
                     enqueue(tx, cleanup::KIND, &key, id, &payload, now).await?;
@@ -143,4 +163,26 @@ impl Projection for ActorReactor {
             Ok(())
         })
     }
+}
+
+/// Queues the cancel of a FAL job nothing owns any more (retried until FAL confirms).
+async fn enqueue_cancel(
+    tx: &mut Tx<'_>,
+    avatar_id: uuid::Uuid,
+    cancel_url: &str,
+    reason: CancelReason,
+) -> Result<(), sqlx::Error> {
+    let payload = CancelPayload {
+        cancel_url: cancel_url.to_owned(),
+        reason,
+    };
+    enqueue(
+        tx,
+        cancel::KIND,
+        &cancel::key(cancel_url),
+        avatar_id,
+        &payload,
+        Utc::now(),
+    )
+    .await
 }

@@ -1,26 +1,34 @@
 //! The training actor's work: pack the avatar's photos into a zip, upload it to FAL storage,
 //! submit the trainer with the avatar's parameters and our webhook, and record the request id.
 //!
-//! A FAL submission is paid work and not idempotent, so the item's phase is set to `submitting`
-//! before the call. An item found in that phase again means a crash between "submitted" and
-//! "recorded": it is not resubmitted; the training is failed with a message to the user instead.
+//! A FAL submission is paid work and not idempotent. Entering it is a compare-and-set on the
+//! work item (phase `submitting`) that only the current claimant can win, and the submission
+//! with its recording runs to the end even if the claim is lost meanwhile, so a job FAL took is
+//! always recorded (or, if the avatar refuses it, cancelled). An item found in `submitting`
+//! again means the submitter died or stalled with the outcome unknown: it is never resubmitted;
+//! the job's webhook names the avatar, so its result is adopted when it arrives (see
+//! `http::webhooks`), and the deadline sweeper fails the training if nothing ever comes.
 
 use aggregates::presets::TrainerParams;
-use aggregates::{Action, Actor, AvatarError, AvatarStatus, Command, TrainingOutput};
+use aggregates::{Action, Actor, AvatarError, Command, TrainingOutput};
 use chrono::Utc;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::cancel::{self, CancelPayload, CancelReason};
 use super::work::WorkItem;
 use super::{Outcome, Services, WorkHandler, TRAINING_ACTOR};
+use crate::fal::types::SubmitResponse;
 use crate::fal::FalError;
 use crate::photos::archive::TrainingArchive;
 use crate::store::StoreError;
+use crate::telemetry;
 
 pub const KIND: &str = "train";
-const PHASE_SUBMITTING: &str = "submitting";
+/// The phase of an item whose paid submission has begun.
+pub const PHASE_SUBMITTING: &str = "submitting";
 
 /// What the reactor hands over from `TrainingStarted`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,9 +56,13 @@ impl WorkHandler for TrainingHandler {
 
     fn give_up<'a>(&'a self, item: &'a WorkItem, error: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            if item.phase.is_some() {
+                // A submission may be running at FAL: its webhook or the deadline ends it.
+                return;
+            }
             let reason = format!("could not start the training: {error}");
             if let Err(e) = fail_before_submission(&self.services, item.avatar_id, &reason).await {
-                tracing::error!(avatar_id = %item.avatar_id, error = %e, "could not record the failed training");
+                tracing::error!(avatar_id = %item.avatar_id, error = %telemetry::chain(&e), "could not record the failed training");
             }
         })
     }
@@ -61,25 +73,17 @@ impl TrainingHandler {
         let s = &self.services;
         let payload: TrainPayload = item.payload()?;
         let avatar = s.store.load(item.avatar_id).await?;
-        let waiting = avatar.status == AvatarStatus::Training
-            && avatar
-                .training
-                .as_ref()
-                .is_some_and(|t| t.request_id.is_none());
-        if !waiting {
-            // Deleted, already submitted (a replay), or failed meanwhile: nothing to do.
+        if avatar.training_awaiting_submission().is_none() {
+            // Deleted, already submitted (a replay, or adopted from the webhook), or failed.
             return Ok(Outcome::Done);
         }
-        if item.phase.as_deref() == Some(PHASE_SUBMITTING) {
-            tracing::error!(avatar_id = %item.avatar_id,
-                "a training submission was interrupted before its request id was recorded; not resubmitting");
-            fail_before_submission(
-                s,
-                item.avatar_id,
-                "the training was interrupted while it was being sent to FAL; please start it again",
-            )
-            .await?;
-            return Ok(Outcome::Failed("interrupted submission".into()));
+        if item.phase.is_some() {
+            if item.attempts == 0 {
+                tracing::warn!(avatar_id = %item.avatar_id,
+                    "a training submission was cut short before its outcome was recorded; \
+                     not resubmitting, waiting for FAL's webhook or the deadline");
+            }
+            return Ok(Outcome::RetryAfter(s.settings.status_poll_every));
         }
 
         let archive = match TrainingArchive::build(&s.photos, &avatar.photos).await {
@@ -96,7 +100,9 @@ impl TrainingHandler {
             .await
         {
             Ok(url) => url,
-            Err(e) if e.is_transient() => return Ok(Outcome::Retry(format!("upload: {e}"))),
+            Err(e) if e.is_transient() => {
+                return Ok(Outcome::Retry(format!("upload: {}", telemetry::chain(&e))))
+            }
             Err(e) => {
                 fail_before_submission(s, item.avatar_id, &format!("upload to FAL failed: {e}"))
                     .await?;
@@ -105,74 +111,127 @@ impl TrainingHandler {
         };
         drop(archive);
 
-        s.queue.set_phase(item.id, Some(PHASE_SUBMITTING)).await?;
-        let input = payload.params.to_fal_input(&archive_url);
-        let webhook = s.training_webhook(item.avatar_id);
-        let submitted = match s
-            .fal
-            .submit(&payload.endpoint, &input, webhook.as_deref())
+        // The paid step: only one claimant ever gets past this line for this item.
+        s.queue
+            .enter_once(item, PHASE_SUBMITTING, s.settings.lease)
+            .await?;
+        // Submitting and recording run on their own task, so that a worker that loses its
+        // claim meanwhile (and stops) still records what FAL accepted.
+        let task = tokio::spawn(submit_and_record(
+            s.clone(),
+            item.clone(),
+            payload,
+            archive_url,
+        ));
+        task.await
+            .map_err(|e| StoreError::Database(format!("the submission task failed: {e}")))?
+    }
+}
+
+async fn submit_and_record(
+    s: Services,
+    item: WorkItem,
+    payload: TrainPayload,
+    archive_url: String,
+) -> Result<Outcome, StoreError> {
+    let input = payload.params.to_fal_input(&archive_url);
+    let webhook = s.training_webhook(item.avatar_id);
+    let submitted = match s
+        .fal
+        .submit(&payload.endpoint, &input, webhook.as_deref())
+        .await
+    {
+        Ok(r) => r,
+        Err(e @ (FalError::Connect(_) | FalError::RateLimited { .. })) => {
+            // FAL never took the job: safe to submit again later.
+            s.queue.set_phase(&item, None).await?;
+            return Ok(Outcome::Retry(format!("submit: {}", telemetry::chain(&e))));
+        }
+        Err(e @ (FalError::Timeout | FalError::Connection(_) | FalError::Decode(_))) => {
+            // FAL may have taken the job; its webhook will tell. Never guess by resubmitting.
+            tracing::warn!(avatar_id = %item.avatar_id, error = %telemetry::chain(&e),
+                "FAL did not confirm the training submission; waiting for its webhook");
+            return Ok(Outcome::RetryAfter(s.settings.status_poll_every));
+        }
+        Err(e) => {
+            // FAL answered that it did not take the job.
+            let reason = match &e {
+                FalError::Validation { detail } => format!("FAL refused the training: {detail}"),
+                other => format!("FAL did not accept the training ({other})"),
+            };
+            fail_before_submission(&s, item.avatar_id, &reason).await?;
+            return Ok(Outcome::Failed(e.to_string()));
+        }
+    };
+    tracing::info!(avatar_id = %item.avatar_id, request_id = %submitted.request_id,
+        endpoint = %payload.endpoint, "training submitted to FAL");
+    record_submission(&s, &item, &payload.endpoint, submitted, Some(archive_url)).await
+}
+
+/// Records a job FAL accepted; if the avatar refuses it (deleted, failed or settled meanwhile),
+/// the job has no owner and is cancelled.
+async fn record_submission(
+    s: &Services,
+    item: &WorkItem,
+    endpoint: &str,
+    submitted: SubmitResponse,
+    archive_url: Option<String>,
+) -> Result<Outcome, StoreError> {
+    let record = Command::new(
+        Actor::System(TRAINING_ACTOR.into()),
+        Utc::now(),
+        Action::RecordTrainingSubmission {
+            request_id: submitted.request_id.clone(),
+            endpoint: endpoint.to_owned(),
+            status_url: submitted.status_url.clone(),
+            response_url: submitted.response_url.clone(),
+            cancel_url: submitted.cancel_url.clone(),
+            archive_url,
+        },
+    );
+    // The request id must be recorded: retry the write a few times before giving the job to
+    // its webhook.
+    let mut last_error = None;
+    for attempt in 0..5u32 {
+        match s
+            .store
+            .execute(item.avatar_id, record.clone(), Uuid::new_v4())
             .await
         {
-            Ok(r) => r,
-            Err(e @ (FalError::Connect(_) | FalError::RateLimited { .. })) => {
-                // FAL never took the job: safe to submit again later.
-                s.queue.set_phase(item.id, None).await?;
-                return Ok(Outcome::Retry(format!("submit: {e}")));
+            Ok(_) => return Ok(Outcome::Done),
+            Err(StoreError::Rejected(refusal)) => {
+                let reason = match refusal {
+                    AvatarError::Deleted => CancelReason::Deleted,
+                    _ => CancelReason::Refused,
+                };
+                tracing::warn!(avatar_id = %item.avatar_id, request_id = %submitted.request_id,
+                    refusal = %refusal, "the avatar refused a submitted training; cancelling the FAL job");
+                cancel_orphan(s, item.avatar_id, &submitted.cancel_url, reason).await?;
+                return Ok(Outcome::Done);
             }
             Err(e) => {
-                // FAL may or may not have started a paid job; never guess by resubmitting.
-                let reason = match &e {
-                    FalError::Validation { detail } => {
-                        format!("FAL refused the training: {detail}")
-                    }
-                    other => format!("FAL did not confirm the training ({other})"),
-                };
-                fail_before_submission(s, item.avatar_id, &reason).await?;
-                return Ok(Outcome::Failed(e.to_string()));
-            }
-        };
-        tracing::info!(avatar_id = %item.avatar_id, request_id = %submitted.request_id,
-            endpoint = %payload.endpoint, "training submitted to FAL");
-
-        let record = Command::new(
-            Actor::System(TRAINING_ACTOR.into()),
-            Utc::now(),
-            Action::RecordTrainingSubmission {
-                request_id: submitted.request_id.clone(),
-                endpoint: payload.endpoint.clone(),
-                status_url: submitted.status_url.clone(),
-                response_url: submitted.response_url.clone(),
-                cancel_url: submitted.cancel_url.clone(),
-                archive_url,
-            },
-        );
-        // The request id must be recorded: retry the write a few times before the lease lapses.
-        let mut last_error = None;
-        for attempt in 0..5u32 {
-            match s
-                .store
-                .execute(item.avatar_id, record.clone(), Uuid::new_v4())
-                .await
-            {
-                Ok(_) => return Ok(Outcome::Done),
-                Err(StoreError::Rejected(AvatarError::Deleted)) => {
-                    // Deleted while submitting: stop the paid job.
-                    let _ = s.fal.cancel(&submitted.cancel_url).await;
-                    return Ok(Outcome::Done);
-                }
-                Err(StoreError::Rejected(refusal)) => {
-                    return Ok(Outcome::Failed(format!(
-                        "recording the submission: {refusal}"
-                    )))
-                }
-                Err(e) => {
-                    last_error = Some(e);
-                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-                }
+                last_error = Some(e);
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
             }
         }
-        Err(last_error.unwrap_or(StoreError::Database("unknown".into())))
     }
+    Err(last_error.unwrap_or(StoreError::Database("unknown".into())))
+}
+
+/// Queues the cancel of a FAL job nothing owns (retried until FAL confirms).
+pub async fn cancel_orphan(
+    s: &Services,
+    avatar_id: Uuid,
+    cancel_url: &str,
+    reason: CancelReason,
+) -> Result<(), StoreError> {
+    let payload = CancelPayload {
+        cancel_url: cancel_url.to_owned(),
+        reason,
+    };
+    s.queue
+        .enqueue_now(cancel::KIND, &cancel::key(cancel_url), avatar_id, &payload)
+        .await
 }
 
 /// Fails a training that never reached FAL (so it has no request id).
@@ -187,6 +246,7 @@ async fn fail_before_submission(
         Action::FailTraining {
             request_id: None,
             reason: reason.to_owned(),
+            abandon: false,
         },
     );
     match s.store.execute(avatar_id, command, Uuid::new_v4()).await {
@@ -195,6 +255,41 @@ async fn fail_before_submission(
         Err(StoreError::Rejected(_)) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Records the submission of a training FAL is reporting on, when the process that submitted
+/// it died before recording it: the webhook's URL named the avatar (with a token only we can
+/// make) and the avatar is still waiting for exactly one submission. Returns whether it adopted.
+pub async fn adopt_submission(
+    s: &Services,
+    actor: &str,
+    avatar_id: Uuid,
+    request_id: &str,
+) -> Result<bool, StoreError> {
+    let avatar = s.store.load(avatar_id).await?;
+    let Some(run) = avatar.training_awaiting_submission() else {
+        return Ok(false);
+    };
+    let endpoint = run.params.endpoint().to_owned();
+    let urls = s.fal.request_urls(&endpoint, request_id);
+    let record = Command::new(
+        Actor::System(actor.into()),
+        Utc::now(),
+        Action::RecordTrainingSubmission {
+            request_id: request_id.to_owned(),
+            endpoint,
+            status_url: urls.status_url,
+            response_url: urls.response_url,
+            cancel_url: urls.cancel_url,
+            archive_url: None,
+        },
+    );
+    let done = s.store.execute(avatar_id, record, Uuid::new_v4()).await?;
+    if !done.events.is_empty() {
+        telemetry::fal_job_adopted();
+        tracing::warn!(%avatar_id, request_id, "adopted a training submission from its webhook");
+    }
+    Ok(true)
 }
 
 /// Model data from a trainer's output JSON, whatever its shape; the aggregate judges it.
@@ -225,6 +320,7 @@ pub async fn report_training_result(
         Err(reason) => Action::FailTraining {
             request_id: Some(request_id.to_owned()),
             reason,
+            abandon: false,
         },
     };
     let completing = matches!(action, Action::CompleteTraining { .. });
@@ -245,6 +341,7 @@ pub async fn report_training_result(
             let fail = Action::FailTraining {
                 request_id: Some(request_id.to_owned()),
                 reason: format!("FAL returned model data of the wrong shape: {refusal}"),
+                abandon: false,
             };
             s.store
                 .execute(

@@ -1,19 +1,18 @@
 //! The status poller: the fallback for a training whose webhook never arrives. It asks FAL about
-//! each submitted training after a while, records the result through the same idempotent command
-//! as the webhook, and fails (and cancels) trainings that pass the deadline.
+//! each submitted training after a while and records the result through the same idempotent
+//! command as the webhook. A poll that finds the job still running is not a failed attempt;
+//! errors back off but never end the watch: the deadline sweeper (`deadlines`) is what ends a
+//! training that never finishes, whatever happened to this item.
 
-use chrono::Utc;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::training::report_training_result;
 use super::work::WorkItem;
-use super::{Outcome, Services, WorkHandler, POLLER_ACTOR};
+use super::{ActorSettings, Outcome, Services, WorkHandler, POLLER_ACTOR};
 use crate::fal::FalError;
 use crate::store::StoreError;
-use aggregates::avatar::RequestOutcome;
-use aggregates::AvatarStatus;
 
 pub const KIND: &str = "watch";
 
@@ -35,6 +34,10 @@ impl WorkHandler for StatusPoller {
         KIND
     }
 
+    fn max_attempts(&self, _: &ActorSettings) -> Option<i32> {
+        None
+    }
+
     fn run<'a>(&'a self, item: &'a WorkItem) -> BoxFuture<'a, Result<Outcome, StoreError>> {
         Box::pin(self.poll(item))
     }
@@ -45,34 +48,17 @@ impl StatusPoller {
         let s = &self.services;
         let job: WatchPayload = item.payload()?;
         let avatar = s.store.load(item.avatar_id).await?;
-        let pending = avatar.status != AvatarStatus::Deleted
-            && avatar.requests.get(&job.request_id) == Some(&RequestOutcome::Pending);
-        if !pending {
+        if !avatar.training_request_pending(&job.request_id) {
             return Ok(Outcome::Done);
         }
-        let waited = (Utc::now() - item.created_at).to_std().unwrap_or_default();
-        if waited > s.settings.training_deadline {
-            tracing::warn!(avatar_id = %item.avatar_id, request_id = %job.request_id,
-                "training passed its deadline; cancelling");
-            let _ = s.fal.cancel(&job.cancel_url).await;
-            let minutes = s.settings.training_deadline.as_secs().div_ceil(60);
-            report_training_result(
-                s,
-                POLLER_ACTOR,
-                item.avatar_id,
-                &job.request_id,
-                Err(format!("FAL gave no result within {minutes} min")),
-            )
-            .await?;
-            return Ok(Outcome::Done);
-        }
-        let later = Outcome::RetryAfter(s.settings.status_poll_every);
         match s.fal.status(&job.status_url, false).await {
             Ok(status) if status.is_completed() => {}
-            Ok(_) => return Ok(later),
+            Ok(_) => return Ok(Outcome::RetryAfter(s.settings.status_poll_every)),
             Err(e) => {
-                tracing::warn!(request_id = %job.request_id, error = %e, "status poll failed");
-                return Ok(later);
+                return Ok(Outcome::Retry(format!(
+                    "status poll: {}",
+                    crate::telemetry::chain(&e)
+                )))
             }
         }
         let result = match s.fal.result::<Value>(&job.response_url).await {
@@ -81,8 +67,10 @@ impl StatusPoller {
                 e @ (FalError::Validation { .. } | FalError::Http { .. } | FalError::Server { .. }),
             ) => Err(format!("FAL reported the training failed: {e}")),
             Err(e) => {
-                tracing::warn!(request_id = %job.request_id, error = %e, "fetching the result failed");
-                return Ok(later);
+                return Ok(Outcome::Retry(format!(
+                    "fetching the result: {}",
+                    crate::telemetry::chain(&e)
+                )))
             }
         };
         tracing::info!(avatar_id = %item.avatar_id, request_id = %job.request_id, ok = result.is_ok(),

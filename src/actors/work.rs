@@ -1,13 +1,15 @@
 //! The durable work queue behind the actors: items are enqueued by reactors in the same
 //! transaction as their feed checkpoint, claimed with a lease, and finished, retried or failed.
-//! A crash leaves at most a lapsed lease, and the item is claimed again.
+//!
+//! Claims are fenced: each claim hands out a fresh token and every later change of the item
+//! names it, so a worker that lost its claim (paused past its lease while another instance took
+//! the item over) changes nothing, and only one claimant can ever enter a paid step.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use projections::{Arg, Tx};
 use serde::{de::DeserializeOwned, Serialize};
-use sqlx::Row;
 use uuid::Uuid;
 
 use crate::store::{Database, StoreError};
@@ -22,9 +24,11 @@ pub struct WorkItem {
     pub payload: String,
     /// How far a non-idempotent step got before a crash (e.g. `submitting`).
     pub phase: Option<String>,
-    /// Claims so far, this one included.
+    /// Failed attempts in a row before this claim (a lapsed lease counts as one).
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
+    /// This claim's fence: every change of the item names it.
+    pub token: String,
 }
 
 impl WorkItem {
@@ -62,6 +66,9 @@ pub async fn enqueue<T: Serialize>(
     Ok(())
 }
 
+const ITEM_COLUMNS: &str =
+    "id, kind, key, avatar_id, payload, phase, CAST(attempts AS bigint) AS attempts, created_at";
+
 /// The queue over one database.
 #[derive(Clone)]
 pub struct WorkQueue {
@@ -73,178 +80,203 @@ impl WorkQueue {
         Self { db }
     }
 
-    /// Claims the next due item of `kind` for `lease`; `None` when nothing is due.
+    /// Enqueues an item outside a reactor (work that no event drives, e.g. cancelling a FAL
+    /// job whose submission the avatar refused); a key seen before is ignored.
+    pub async fn enqueue_now<T: Serialize>(
+        &self,
+        kind: &str,
+        key: &str,
+        avatar_id: Uuid,
+        payload: &T,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.db.acquire().await?;
+        enqueue(&mut conn.tx(), kind, key, avatar_id, payload, Utc::now()).await?;
+        Ok(())
+    }
+
+    /// Claims the next due item of `kind` for `lease`; `None` when nothing is due. A claim whose
+    /// lease lapsed without an outcome (its worker died or stalled) counts as a failed attempt.
     pub async fn claim(&self, kind: &str, lease: Duration) -> Result<Option<WorkItem>, StoreError> {
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
-        let row = match &self.db {
-            Database::Postgres(pool) => sqlx::query(
-                "UPDATE work_items SET claimed_until = $3, attempts = attempts + 1
-                  WHERE id = (SELECT id FROM work_items
-                               WHERE kind = $1 AND status = 'pending' AND due_at <= $2
-                                 AND (claimed_until IS NULL OR claimed_until < $2)
-                               ORDER BY due_at, id LIMIT 1
-                               FOR UPDATE SKIP LOCKED)
-                  RETURNING id, kind, key, avatar_id, payload, phase, attempts, created_at",
-            )
-            .bind(kind)
-            .bind(now)
-            .bind(until)
-            .fetch_optional(pool)
-            .await?
-            .map(|r| RawItem {
-                id: r.get("id"),
-                kind: r.get("kind"),
-                key: r.get("key"),
-                avatar_id: r.get("avatar_id"),
-                payload: r.get("payload"),
-                phase: r.get("phase"),
-                attempts: r.get("attempts"),
-                created_at: r.get("created_at"),
-            }),
-            Database::Sqlite(pool) => sqlx::query(
-                "UPDATE work_items SET claimed_until = ?3, attempts = attempts + 1
-                  WHERE id = (SELECT id FROM work_items
-                               WHERE kind = ?1 AND status = 'pending' AND due_at <= ?2
-                                 AND (claimed_until IS NULL OR claimed_until < ?2)
-                               ORDER BY due_at, id LIMIT 1)
-                  RETURNING id, kind, key, avatar_id, payload, phase, attempts, created_at",
-            )
-            .bind(kind)
-            .bind(now)
-            .bind(until)
-            .fetch_optional(pool)
-            .await?
-            .map(|r| RawItem {
-                id: r.get("id"),
-                kind: r.get("kind"),
-                key: r.get("key"),
-                avatar_id: r.get("avatar_id"),
-                payload: r.get("payload"),
-                phase: r.get("phase"),
-                attempts: r.get("attempts"),
-                created_at: r.get("created_at"),
-            }),
+        let token = Uuid::new_v4().to_string();
+        // Only PostgreSQL has several writers at once; SQLite's single writer needs no
+        // row locks to keep two claimants apart.
+        let skip_locked = match &self.db {
+            Database::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+            Database::Sqlite(_) => "",
         };
-        row.map(RawItem::into_item).transpose()
+        let sql = format!(
+            "UPDATE work_items
+                SET claimed_until = $3, claim_token = $4, claims = claims + 1,
+                    attempts = attempts + CASE WHEN claimed_until IS NULL THEN 0 ELSE 1 END
+              WHERE id = (SELECT id FROM work_items
+                           WHERE kind = $1 AND status = 'pending' AND due_at <= $2
+                             AND (claimed_until IS NULL OR claimed_until < $2)
+                           ORDER BY due_at, id LIMIT 1 {skip_locked})
+              RETURNING {ITEM_COLUMNS}"
+        );
+        let mut conn = self.db.acquire().await?;
+        let row = conn
+            .tx()
+            .fetch_optional(
+                &sql,
+                vec![kind.into(), now.into(), until.into(), token.clone().into()],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let key: String = row.get("key")?;
+        let avatar_id: String = row.get("avatar_id")?;
+        Ok(Some(WorkItem {
+            avatar_id: Uuid::parse_str(&avatar_id)
+                .map_err(|e| StoreError::Corrupt(format!("work item {key}: {e}")))?,
+            id: row.get("id")?,
+            kind: row.get("kind")?,
+            key,
+            payload: row.get("payload")?,
+            phase: row.get("phase")?,
+            attempts: row.get::<i64>("attempts")? as i32,
+            created_at: row.get("created_at")?,
+            token,
+        }))
     }
 
     /// Extends a claim that is still being worked on, so the lease can stay short and a crashed
-    /// worker's items are taken over quickly.
-    pub async fn extend(&self, id: i64, lease: Duration) -> Result<(), StoreError> {
+    /// worker's items are taken over quickly. [`StoreError::ClaimLost`] once another worker
+    /// holds the item.
+    pub async fn extend(&self, item: &WorkItem, lease: Duration) -> Result<(), StoreError> {
         let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
-        self.exec(
-            "UPDATE work_items SET claimed_until = $2 WHERE id = $1 AND status = 'pending'",
-            vec![id.into(), until.into()],
+        self.fenced(
+            item,
+            "UPDATE work_items SET claimed_until = $3
+              WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
+            vec![until.into()],
         )
         .await
     }
 
-    /// Records how far a step got, before doing something that must not be repeated blindly.
-    pub async fn set_phase(&self, id: i64, phase: Option<&str>) -> Result<(), StoreError> {
-        self.exec(
-            "UPDATE work_items SET phase = $2 WHERE id = $1",
-            vec![id.into(), phase.map(str::to_owned).into()],
+    /// Records how far a step got.
+    pub async fn set_phase(&self, item: &WorkItem, phase: Option<&str>) -> Result<(), StoreError> {
+        self.fenced(
+            item,
+            "UPDATE work_items SET phase = $3
+              WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
+            vec![phase.map(str::to_owned).into()],
+        )
+        .await
+    }
+
+    /// Enters a step that must happen at most once (a paid FAL submission): a compare-and-set
+    /// from "no phase" that only the current claimant can win, and only once. The lease is
+    /// renewed with it, so the step starts with a full lease. [`StoreError::ClaimLost`] when the
+    /// claim is gone or the step was entered already.
+    pub async fn enter_once(
+        &self,
+        item: &WorkItem,
+        phase: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+        self.fenced(
+            item,
+            "UPDATE work_items SET phase = $3, claimed_until = $4
+              WHERE id = $1 AND claim_token = $2 AND status = 'pending' AND phase IS NULL
+                AND claimed_until > $5",
+            vec![phase.to_owned().into(), until.into(), Utc::now().into()],
         )
         .await
     }
 
     /// The item is done.
-    pub async fn complete(&self, id: i64) -> Result<(), StoreError> {
-        self.exec(
-            "UPDATE work_items SET status = 'done', finished_at = $2, claimed_until = NULL
-              WHERE id = $1",
-            vec![id.into(), Utc::now().into()],
+    pub async fn complete(&self, item: &WorkItem) -> Result<(), StoreError> {
+        self.fenced(
+            item,
+            "UPDATE work_items SET status = 'done', finished_at = $3, claimed_until = NULL
+              WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
+            vec![Utc::now().into()],
         )
         .await
     }
 
-    /// Try again after `delay` (the lease is released).
+    /// Waits `delay` before the next look, without counting a failure: the work is fine, it
+    /// is just not finished (a FAL job still running). Resets the failure count.
+    pub async fn wait(&self, item: &WorkItem, delay: Duration) -> Result<(), StoreError> {
+        let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        self.fenced(
+            item,
+            "UPDATE work_items SET due_at = $3, claimed_until = NULL, attempts = 0
+              WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
+            vec![due.into()],
+        )
+        .await
+    }
+
+    /// A failed attempt: try again after `delay` (the lease is released).
     pub async fn retry_later(
         &self,
-        id: i64,
+        item: &WorkItem,
         delay: Duration,
         error: &str,
     ) -> Result<(), StoreError> {
         let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        self.exec(
-            "UPDATE work_items SET due_at = $2, claimed_until = NULL, last_error = $3
-              WHERE id = $1",
-            vec![id.into(), due.into(), error.to_owned().into()],
+        self.fenced(
+            item,
+            "UPDATE work_items SET due_at = $3, claimed_until = NULL, last_error = $4,
+                    attempts = attempts + 1
+              WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
+            vec![due.into(), error.to_owned().into()],
         )
         .await
     }
 
     /// Gives up on the item for good.
-    pub async fn fail(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        self.exec(
-            "UPDATE work_items SET status = 'failed', finished_at = $2, claimed_until = NULL,
-                    last_error = $3
-              WHERE id = $1",
-            vec![id.into(), Utc::now().into(), error.to_owned().into()],
+    pub async fn fail(&self, item: &WorkItem, error: &str) -> Result<(), StoreError> {
+        self.fenced(
+            item,
+            "UPDATE work_items SET status = 'failed', finished_at = $3, claimed_until = NULL,
+                    last_error = $4, attempts = attempts + 1
+              WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
+            vec![Utc::now().into(), error.to_owned().into()],
         )
         .await
     }
 
+    /// Deletes items that finished (done or failed) before `before`; returns how many.
+    pub async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut conn = self.db.acquire().await?;
+        Ok(conn
+            .tx()
+            .execute(
+                "DELETE FROM work_items WHERE status <> 'pending' AND finished_at < $1",
+                vec![before.into()],
+            )
+            .await?)
+    }
+
     /// Counts of items by kind and status, for tests and operators.
     pub async fn count(&self, kind: &str, status: &str) -> Result<i64, StoreError> {
-        let sql = "SELECT count(*) FROM work_items WHERE kind = $1 AND status = $2";
-        Ok(match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(kind)
-                    .bind(status)
-                    .fetch_one(pool)
-                    .await?
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query_scalar(&sql.replace('$', "?"))
-                    .bind(kind)
-                    .bind(status)
-                    .fetch_one(pool)
-                    .await?
-            }
-        })
+        let mut conn = self.db.acquire().await?;
+        Ok(conn
+            .tx()
+            .fetch_i64(
+                "SELECT count(*) FROM work_items WHERE kind = $1 AND status = $2",
+                vec![kind.into(), status.into()],
+            )
+            .await?
+            .unwrap_or(0))
     }
 
-    async fn exec(&self, sql: &str, args: Vec<Arg>) -> Result<(), StoreError> {
-        match &self.db {
-            Database::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
-                Tx::Postgres(&mut conn).execute(sql, args).await?;
-            }
-            Database::Sqlite(pool) => {
-                let mut conn = pool.acquire().await?;
-                Tx::Sqlite(&mut conn).execute(sql, args).await?;
-            }
+    /// Runs an update of `item` that must name its claim: `$1` is the id, `$2` the token,
+    /// `args` follow from `$3`.
+    async fn fenced(&self, item: &WorkItem, sql: &str, args: Vec<Arg>) -> Result<(), StoreError> {
+        let mut all: Vec<Arg> = vec![item.id.into(), item.token.clone().into()];
+        all.extend(args);
+        let mut conn = self.db.acquire().await?;
+        match conn.tx().execute(sql, all).await? {
+            0 => Err(StoreError::ClaimLost),
+            _ => Ok(()),
         }
-        Ok(())
-    }
-}
-
-struct RawItem {
-    id: i64,
-    kind: String,
-    key: String,
-    avatar_id: String,
-    payload: String,
-    phase: Option<String>,
-    attempts: i32,
-    created_at: DateTime<Utc>,
-}
-
-impl RawItem {
-    fn into_item(self) -> Result<WorkItem, StoreError> {
-        Ok(WorkItem {
-            avatar_id: Uuid::parse_str(&self.avatar_id)
-                .map_err(|e| StoreError::Corrupt(format!("work item {}: {e}", self.key)))?,
-            id: self.id,
-            kind: self.kind,
-            key: self.key,
-            payload: self.payload,
-            phase: self.phase,
-            attempts: self.attempts,
-            created_at: self.created_at,
-        })
     }
 }

@@ -701,6 +701,9 @@ impl Texts for Ru {
             }
             AvatarError::DuplicateGeneration(_) => "эта генерация уже запущена.".into(),
             AvatarError::UnknownGeneration(_) => "такой генерации нет.".into(),
+            AvatarError::GenerationFinished(_) | AvatarError::GenerationAlreadySubmitted { .. } => {
+                "эта генерация уже выполняется или завершена.".into()
+            }
             AvatarError::EmptyReason => "нужна причина.".into(),
         }
     }
@@ -1247,6 +1250,9 @@ impl Texts for En {
             }
             AvatarError::DuplicateGeneration(_) => "this generation is already running.".into(),
             AvatarError::UnknownGeneration(_) => "there is no such generation.".into(),
+            AvatarError::GenerationFinished(_) | AvatarError::GenerationAlreadySubmitted { .. } => {
+                "this generation is already running or finished.".into()
+            }
             AvatarError::EmptyReason => "a reason is needed.".into(),
         }
     }

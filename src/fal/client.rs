@@ -345,6 +345,14 @@ impl fmt::Debug for FalClient {
     }
 }
 
+/// Where to follow and cancel one queue request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestUrls {
+    pub status_url: String,
+    pub response_url: String,
+    pub cancel_url: String,
+}
+
 impl FalClient {
     /// A client for the given settings.
     pub fn new(config: FalClientConfig) -> Result<Self, FalError> {
@@ -439,6 +447,19 @@ impl FalClient {
             async move { json_answer(request).await }
         })
         .await
+    }
+
+    /// The URLs of a request we know only by id (a submission adopted from its webhook). FAL
+    /// builds them on the app id, the model id's first two segments; the submit answer's own
+    /// URLs are preferred wherever we have them.
+    pub fn request_urls(&self, endpoint: &str, request_id: &str) -> RequestUrls {
+        let app: Vec<&str> = endpoint.trim_matches('/').split('/').take(2).collect();
+        let base = format!("{}/{}/requests/{request_id}", self.queue_url, app.join("/"));
+        RequestUrls {
+            status_url: format!("{base}/status"),
+            cancel_url: format!("{base}/cancel"),
+            response_url: base,
+        }
     }
 
     /// Asks FAL to cancel a request; [`FalError::AlreadyCompleted`] when it is too late.

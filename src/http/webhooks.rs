@@ -2,10 +2,15 @@
 //! turned into the same idempotent commands the status poller uses. The command is stored before
 //! we answer 200 (one short write), so an acknowledged webhook is never lost; if the store is
 //! unreachable we answer 503 and FAL delivers again.
+//!
+//! A signature only proves that FAL sent it. The URL's token (see `actors::targets`) proves the
+//! URL is one we gave FAL for this avatar or generation; a webhook without a valid one changes
+//! nothing. When the process that submitted a job died before recording it, the webhook's
+//! request id is adopted as the job's submission, so the paid result is not lost.
 
 use std::sync::Arc;
 
-use aggregates::{Action, Actor, AvatarError, Command, GeneratedImage};
+use aggregates::{Action, Actor, AvatarError, Command};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,7 +20,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::actors::training::report_training_result;
+use crate::actors::generation::{self, images};
+use crate::actors::targets::Target;
+use crate::actors::training::{adopt_submission, report_training_result};
 use crate::actors::{Services, WEBHOOK_ACTOR};
 use crate::fal::types::{GeneratorOutput, WebhookPayload, WebhookStatus};
 use crate::fal::{WebhookError, WebhookVerifier};
@@ -39,14 +46,15 @@ pub fn router(state: WebhookState) -> Router {
 
 /// Which of our operations a webhook belongs to; we put these in the URL we give FAL.
 #[derive(Debug, Deserialize)]
-struct Target {
+struct TargetQuery {
     avatar_id: Option<String>,
     generation_id: Option<String>,
+    token: Option<String>,
 }
 
 async fn fal_webhook(
     State(state): State<WebhookState>,
-    Query(target): Query<Target>,
+    Query(target): Query<TargetQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
@@ -85,6 +93,22 @@ async fn fal_webhook(
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => return StatusCode::BAD_REQUEST,
     };
+    let named = match generation_id {
+        Some(generation_id) => Target::Generation {
+            avatar_id,
+            generation_id,
+        },
+        None => Target::Training { avatar_id },
+    };
+    let token = target.token.as_deref().unwrap_or_default();
+    if !state.services.webhooks.verify(&named, token) {
+        // Signed by FAL, but not at a URL we handed out: someone else's job aimed at ours.
+        // Answered 200 so FAL stops delivering it; nothing is read or changed.
+        metrics::counter!("webhook_verifications_total", "result" => "foreign_target").increment(1);
+        tracing::warn!(%avatar_id, request_id = %payload.request_id,
+            "FAL webhook with a missing or wrong URL token ignored");
+        return StatusCode::OK;
+    }
     let outcome = match generation_id {
         Some(generation_id) => {
             record_generation(&state.services, avatar_id, generation_id, &payload).await
@@ -113,6 +137,7 @@ async fn record_training(
     avatar_id: Uuid,
     payload: &WebhookPayload,
 ) -> Result<(), StoreError> {
+    adopt_submission(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id).await?;
     match (payload.status, &payload.payload) {
         (WebhookStatus::Ok, Some(output)) => {
             report_training_result(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id, Ok(output))
@@ -146,30 +171,48 @@ async fn record_generation(
     generation_id: Uuid,
     payload: &WebhookPayload,
 ) -> Result<(), StoreError> {
+    let avatar = s.store.load(avatar_id).await?;
+    match avatar.pending_generation(generation_id) {
+        // Finished already (a duplicate), or never ours: nothing to do.
+        None => return Ok(()),
+        Some(Some(job)) if job.request_id != payload.request_id => {
+            tracing::warn!(%avatar_id, %generation_id, request_id = %payload.request_id,
+                recorded = %job.request_id, "FAL webhook for another request of this generation ignored");
+            return Ok(());
+        }
+        Some(Some(_)) => {}
+        Some(None) => {
+            // The endpoint the avatar generates on, as when the generation was requested.
+            let Some(avatar_type) = avatar.avatar_type else {
+                return Ok(());
+            };
+            let endpoint = aggregates::presets::generator_for(avatar_type);
+            generation::adopt_submission(
+                s,
+                WEBHOOK_ACTOR,
+                avatar_id,
+                generation_id,
+                endpoint,
+                &payload.request_id,
+            )
+            .await?;
+        }
+    }
     let action = match payload.output::<GeneratorOutput>() {
         Some(Ok(output)) => Action::CompleteGeneration {
             generation_id,
-            images: output
-                .images
-                .iter()
-                .enumerate()
-                .map(|(i, img)| GeneratedImage {
-                    url: img.url.clone(),
-                    width: img.width,
-                    height: img.height,
-                    content_type: img.content_type.clone(),
-                    nsfw: output.is_nsfw(i),
-                })
-                .collect(),
+            images: images(&output),
         },
         Some(Err(e)) => Action::FailGeneration {
             generation_id,
             reason: format!("FAL returned an unreadable result: {e}"),
+            abandon: false,
         },
         None if payload.status == WebhookStatus::Ok => return Ok(()),
         None => Action::FailGeneration {
             generation_id,
             reason: payload.error_message().unwrap_or_default(),
+            abandon: false,
         },
     };
     let command = Command::new(Actor::System(WEBHOOK_ACTOR.into()), Utc::now(), action);

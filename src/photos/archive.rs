@@ -63,10 +63,73 @@ enum Piece {
     Finish,
 }
 
+/// Where this process writes its archives: a folder of its own under the system temporary
+/// folder, named by process id, so a later start can tell which folders a dead process left.
+pub fn archive_dir() -> std::path::PathBuf {
+    archives_root().join(std::process::id().to_string())
+}
+
+fn archives_root() -> std::path::PathBuf {
+    std::env::temp_dir().join("aisha-archives")
+}
+
+/// Removes training archives that crashed processes left behind (they hold users' photos):
+/// folders of processes that are gone, and loose archives of older versions that are more
+/// than an hour old. Returns how many were removed.
+pub fn remove_stale_archives() -> usize {
+    let mut removed = 0;
+    if let Ok(entries) = std::fs::read_dir(archives_root()) {
+        for entry in entries.flatten() {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok();
+            let alive = match pid {
+                Some(pid) if pid == std::process::id() => true,
+                Some(pid) => process_alive(pid, &entry.path()),
+                None => false,
+            };
+            if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < hour_ago);
+            if name.starts_with("aisha-training-")
+                && name.ends_with(".zip")
+                && old
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// Whether process `pid` still runs; where `/proc` is missing, a folder untouched for a day
+/// counts as left behind.
+fn process_alive(pid: u32, dir: &Path) -> bool {
+    let proc = Path::new("/proc");
+    if proc.is_dir() {
+        return proc.join(pid.to_string()).exists();
+    }
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+    std::fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .map_or(false, |t| t > day_ago)
+}
+
 impl TrainingArchive {
-    /// Packs `photos` (in the given order) into an archive in the system temporary folder.
+    /// Packs `photos` (in the given order) into an archive in this process's archive folder.
     pub async fn build(store: &PhotoStore, photos: &[PhotoMeta]) -> Result<Self, ArchiveError> {
-        Self::build_in(store, photos, &std::env::temp_dir()).await
+        let dir = archive_dir();
+        tokio::fs::create_dir_all(&dir).await?;
+        Self::build_in(store, photos, &dir).await
     }
 
     /// Packs `photos` into an archive in `dir`; entries are named `01.jpg`, `02.png`, …

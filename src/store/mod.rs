@@ -49,6 +49,9 @@ pub enum StoreError {
     Database(String),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+    /// A work item's claim passed to another worker; the old claimant must change nothing.
+    #[error("the work item was claimed by another worker")]
+    ClaimLost,
     #[error("unsupported DATABASE_URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
 }

@@ -623,7 +623,13 @@ async fn bad_fal_webhooks_are_refused_and_a_replay_completes_once() {
     let before = history(&app, avatar).await;
 
     let genuine = WebhookSigner::from_seed(seed, "sim-user");
-    let url = format!("{}/webhooks/fal?avatar_id={avatar}", app.http);
+    // The webhook URL our server gave FAL with the submission (it carries the job's token).
+    let url = app
+        .sim
+        .submissions()
+        .last()
+        .and_then(|s| s.query_param("fal_webhook"))
+        .expect("the submission named our webhook");
     let client = reqwest::Client::new();
     let post = |headers: reqwest::header::HeaderMap, body: Vec<u8>| {
         client.post(&url).headers(headers).body(body).send()
@@ -663,6 +669,22 @@ async fn bad_fal_webhooks_are_refused_and_a_replay_completes_once() {
         413,
         "oversized"
     );
+    // Genuinely signed by FAL, but not at a URL we gave out: answered so FAL stops, ignored.
+    let signed = header_map(&genuine.sign(&request_id, now, &body));
+    for foreign in [
+        format!("{}/webhooks/fal?avatar_id={avatar}", app.http),
+        format!("{}/webhooks/fal?avatar_id={avatar}&token=00ff", app.http),
+        url.replace(&avatar.to_string(), &uuid::Uuid::new_v4().to_string()),
+    ] {
+        let answer = client
+            .post(&foreign)
+            .headers(signed.clone())
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{foreign}");
+    }
     assert_eq!(
         history(&app, avatar).await,
         before,

@@ -105,7 +105,7 @@ pub async fn full_life(store: &AvatarStore) -> Life {
             status_url: "http://fal/status".into(),
             response_url: "http://fal/response".into(),
             cancel_url: "http://fal/cancel".into(),
-            archive_url: "http://fal/files/photos.zip".into(),
+            archive_url: Some("http://fal/files/photos.zip".into()),
         },
     )
     .await;
@@ -149,6 +149,7 @@ pub async fn full_life(store: &AvatarStore) -> Life {
         Action::FailGeneration {
             generation_id: failed,
             reason: "generator timed out".into(),
+            abandon: false,
         },
     )
     .await;
@@ -193,6 +194,7 @@ pub async fn full_life(store: &AvatarStore) -> Life {
             Action::FailTraining {
                 request_id: None,
                 reason: "the archive could not be uploaded".into(),
+                abandon: false,
             },
         ),
     )

@@ -121,7 +121,7 @@ pub async fn trained_avatar(store: &AvatarStore) -> Uuid {
             status_url: "http://fal/status".into(),
             response_url: "http://fal/response".into(),
             cancel_url: "http://fal/cancel".into(),
-            archive_url: "http://fal/files/photos.zip".into(),
+            archive_url: Some("http://fal/files/photos.zip".into()),
         }),
     )
     .await;
@@ -252,6 +252,7 @@ pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
         http_addr: settings.http_addr,
         storage_url: format!("file://{}", dir.path().join("photos").display()),
         admin_token: None,
+        fal_webhook_base_url: None,
     };
     let options = AppOptions {
         actor_settings: ActorSettings::fast(),

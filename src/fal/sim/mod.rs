@@ -620,6 +620,11 @@ impl FalSimulator {
         self.state.lock().deliveries.clone()
     }
 
+    /// The request ids of every job accepted, in no particular order.
+    pub fn request_ids(&self) -> Vec<String> {
+        self.state.lock().jobs.keys().cloned().collect()
+    }
+
     /// Number of jobs accepted.
     pub fn job_count(&self) -> usize {
         self.state.lock().jobs.len()
