@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -60,6 +61,9 @@ impl Default for AppOptions {
     }
 }
 
+/// `/healthz` reports degraded past this lag unless [`Application::feed_lag_alert`] is changed.
+pub const DEFAULT_FEED_LAG_ALERT: Duration = Duration::from_secs(60);
+
 /// A built, listening service.
 pub struct Application {
     pub config: Config,
@@ -75,6 +79,9 @@ pub struct Application {
     pub jwks_url: String,
     /// The Telegram bot, when `TELOXIDE_TOKEN` is set.
     pub telegram: Option<crate::bot::Telegram>,
+    /// `/healthz` reports degraded when a feed consumer's oldest unread event is older than this
+    /// (`FEED_LAG_ALERT_SECS`).
+    pub feed_lag_alert: Duration,
     listener: TcpListener,
     addr: SocketAddr,
 }
@@ -181,6 +188,7 @@ impl Application {
             simulator,
             jwks_url,
             telegram,
+            feed_lag_alert: DEFAULT_FEED_LAG_ALERT,
             listener,
             addr,
         })
@@ -217,6 +225,7 @@ impl Application {
             feed: self.feed.clone(),
             admin_token: self.config.admin_token.clone(),
             metrics,
+            feed_lag_alert: self.feed_lag_alert,
         };
         let webhook_state = WebhookState {
             verifier: Arc::new(WebhookVerifier::new(self.jwks_url.clone())),

@@ -49,6 +49,10 @@ pub enum CliCommand {
         /// Hours finished work items are kept before they are pruned.
         #[arg(long, env = "WORK_RETENTION_HOURS", default_value_t = 168)]
         work_retention_hours: u64,
+        /// Seconds a feed consumer (read model or reactor) may leave an event unread before
+        /// `/healthz` reports degraded.
+        #[arg(long, env = "FEED_LAG_ALERT_SECS", default_value_t = 60)]
+        feed_lag_alert_secs: u64,
         /// Telegram send limits: `production` (Telegram's flood limits) or `relaxed` (for a local
         /// Bot API server or a fake without flood control, e.g. load tests).
         #[arg(
@@ -219,6 +223,7 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             generation_deadline_secs,
             work_lease_secs,
             work_retention_hours,
+            feed_lag_alert_secs,
             telegram_rate_limits,
         } => {
             tracing::info!(config = ?config, "starting");
@@ -232,7 +237,8 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
                 work_retention: secs(work_retention_hours.saturating_mul(3600)),
                 ..Default::default()
             };
-            crate::serve::run(config, settings, telegram_rate_limits).await?;
+            let feed_lag_alert = secs(feed_lag_alert_secs.max(1));
+            crate::serve::run(config, settings, feed_lag_alert, telegram_rate_limits).await?;
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::History {

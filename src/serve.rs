@@ -15,6 +15,7 @@ pub enum RateLimits {
 pub async fn run(
     config: Config,
     actor_settings: ActorSettings,
+    feed_lag_alert: std::time::Duration,
     rate_limits: RateLimits,
 ) -> Result<(), AppError> {
     if config.teloxide_token.is_none() {
@@ -24,7 +25,8 @@ pub async fn run(
         actor_settings,
         ..AppOptions::default()
     };
-    let app = Application::build(config, options).await?;
+    let mut app = Application::build(config, options).await?;
+    app.feed_lag_alert = feed_lag_alert;
     if let (RateLimits::Relaxed, Some(telegram)) = (rate_limits, app.telegram.as_ref()) {
         telegram.set_limits(crate::bot::SendLimits::relaxed());
     }

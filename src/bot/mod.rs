@@ -217,12 +217,31 @@ impl Telegram {
         let shutdown = dispatcher.shutdown_token();
         let (task, router) = match public_base_url {
             None => {
-                let listener = Polling::builder(bot.clone())
-                    .timeout(POLL_TIMEOUT)
-                    .delete_webhook()
-                    .await
-                    .build();
+                let db = self.deps.db.clone();
+                let bot = bot.clone();
                 let task = tokio::spawn(async move {
+                    // Telegram admits one long poller per bot: the others stand by and take
+                    // over within a second of its death.
+                    let _role = match crate::store::locks::hold_role(&db, "telegram-poller", || {
+                        tracing::info!(
+                            "standby: another instance polls Telegram; taking over when it stops"
+                        )
+                    })
+                    .await
+                    {
+                        Ok(role) => role,
+                        Err(e) => {
+                            tracing::error!(error = %crate::telemetry::chain(&e),
+                                "could not take the Telegram poller role");
+                            return;
+                        }
+                    };
+                    tracing::info!("this instance polls Telegram for updates");
+                    let listener = Polling::builder(bot)
+                        .timeout(POLL_TIMEOUT)
+                        .delete_webhook()
+                        .await
+                        .build();
                     if let Err(e) = dispatcher
                         .try_dispatch_with_listener(listener, Arc::new(LogErrors))
                         .await

@@ -2,6 +2,7 @@
 //! ([`api`]), and FAL's webhook ([`webhooks`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -23,6 +24,9 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// Renders `/metrics` (see [`crate::telemetry::prometheus`]).
     pub metrics: PrometheusHandle,
+    /// `/healthz` reports degraded when a feed consumer's oldest unread event is older than this
+    /// (`FEED_LAG_ALERT_SECS`).
+    pub feed_lag_alert: Duration,
 }
 
 /// All routes, without a socket, so tests can call them directly.

@@ -1,5 +1,7 @@
-//! For operators: `GET /healthz` (database reachable, how far each feed consumer is behind) and
-//! `GET /metrics` (Prometheus text format).
+//! For operators: `GET /healthz` (database reachable, how far each feed consumer is behind, and
+//! whether one is too far behind) and `GET /metrics` (Prometheus text format).
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -9,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::AppState;
-use crate::store::feed::ConsumerStatus;
+use crate::store::feed::{self, ConsumerStatus};
 use crate::store::Database;
 use crate::telemetry;
 
@@ -20,8 +22,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// 200 when the database answers, with each consumer's lag; 503 when it does not. A lagging
-/// consumer does not make the instance unhealthy (restarting would not help it catch up).
+/// 200 `ok` when the database answers and every feed consumer keeps up, with each consumer's lag.
+/// 503 `degraded`, with a reason per consumer, when a read model or reactor has left an event
+/// unread for longer than `FEED_LAG_ALERT_SECS`: users then wait for their results and
+/// notifications. (Restarting would not help it catch up: alert on it, do not restart on it.)
+/// 503 `unavailable` when the database does not answer.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = ping(state.store.database()).await {
         tracing::warn!(error = %e, "health check: database unreachable");
@@ -31,15 +36,25 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         );
     }
     match state.feed.consumers(&projections::names()).await {
-        Ok(consumers) => (
-            StatusCode::OK,
-            Json(json!({
-                "status": "ok",
-                "database": "reachable",
-                "backend": state.store.database().backend_name(),
-                "consumers": consumers.iter().map(consumer_json).collect::<Vec<_>>(),
-            })),
-        ),
+        Ok(consumers) => {
+            let reasons = lag_alerts(&consumers, state.feed_lag_alert);
+            let (code, status) = if reasons.is_empty() {
+                (StatusCode::OK, "ok")
+            } else {
+                tracing::warn!(?reasons, "health check: feed consumers behind");
+                (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+            };
+            (
+                code,
+                Json(json!({
+                    "status": status,
+                    "reasons": reasons,
+                    "database": "reachable",
+                    "backend": state.store.database().backend_name(),
+                    "consumers": consumers.iter().map(consumer_json).collect::<Vec<_>>(),
+                })),
+            )
+        }
         Err(e) => {
             tracing::warn!(error = %e, "health check: feed checkpoints unreadable");
             (
@@ -49,6 +64,26 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             )
         }
     }
+}
+
+/// One reason per consumer whose oldest unread event is older than `alert_after`. A rebuild's
+/// shadow consumer replays old events by design and is not reported.
+fn lag_alerts(consumers: &[ConsumerStatus], alert_after: Duration) -> Vec<String> {
+    consumers
+        .iter()
+        .filter(|c| !feed::is_rebuild_consumer(&c.consumer))
+        .filter_map(|c| {
+            let age = c.lag.oldest_unread_age.filter(|age| *age > alert_after)?;
+            Some(format!(
+                "consumer {} is behind: oldest unread event {:.1} s old, {} unread (alert after \
+                 {} s)",
+                c.consumer,
+                age.as_secs_f64(),
+                c.lag.events_behind,
+                alert_after.as_secs_f64()
+            ))
+        })
+        .collect()
 }
 
 fn consumer_json(c: &ConsumerStatus) -> serde_json::Value {

@@ -4,9 +4,22 @@
 //! PostgreSQL assigns positions when rows are inserted, but transactions commit in any order, so
 //! a reader that followed positions alone could pass a position that commits later. The feed is
 //! therefore ordered by (writing transaction id, position) and only shows rows whose transaction
-//! is older than the oldest one still running (`pg_snapshot_xmin`): every event that becomes
-//! visible later sorts after everything already read. SQLite has one writer at a time, so its
-//! positions are already in commit order.
+//! is below a watermark, `aisha_feed_watermark()` (migration `20261201000002`): every event that
+//! becomes visible later sorts after everything already read. SQLite has one writer at a time, so
+//! its positions are already in commit order.
+//!
+//! The watermark waits only for writers of our `events` table, not for every transaction of the
+//! server (`pg_snapshot_xmin` did, so one open transaction in another database froze every
+//! reader). It is the lower of the current snapshot's xmax and the oldest xid among backends that
+//! hold (or wait for) a lock on `events` strong enough to write it in this database. A writer takes
+//! that lock before it has an xid (postgres-es appends with the INSERT as its transaction's first
+//! statement; a trigger refuses an INSERT that follows other writes) and keeps it until after it
+//! has left the proc array. [`read_after`] reads the watermark W in one statement and the events
+//! in the next, each with its own READ COMMITTED snapshot. A row with txid X < W was written by a
+//! transaction that had its xid before the first snapshot and was no running writer when the locks
+//! were read after it, so it had ended before the second snapshot: its rows are all visible, and
+//! nothing below W can appear later. Our own sessions end a transaction left idle after
+//! [`super::IDLE_IN_TRANSACTION_TIMEOUT`], so one of ours that hangs cannot hold the feed forever.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -227,33 +240,41 @@ pub async fn read_after(
     limit: i64,
 ) -> Result<Vec<FeedEvent>, StoreError> {
     let rows = match tx {
-        Tx::Postgres(conn) => sqlx::query(
-            "SELECT txid::text::bigint AS tx, position, aggregate_id, sequence,
-                    payload::text AS payload, metadata::text AS metadata, recorded_at
-               FROM events
-              WHERE aggregate_type = $1
-                AND (txid, position) > ($2::text::xid8, $3)
-                AND txid < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY txid, position
-              LIMIT $4",
-        )
-        .bind(Avatar::TYPE)
-        .bind(after.txid.to_string())
-        .bind(after.position)
-        .bind(limit)
-        .fetch_all(&mut **conn)
-        .await?
-        .into_iter()
-        .map(|r| RawFeedRow {
-            txid: r.get("tx"),
-            position: r.get("position"),
-            aggregate_id: r.get("aggregate_id"),
-            sequence: r.get("sequence"),
-            payload: r.get("payload"),
-            metadata: r.get("metadata"),
-            recorded_at: r.get("recorded_at"),
-        })
-        .collect::<Vec<_>>(),
+        Tx::Postgres(conn) => {
+            // Two statements, so the events are read with a snapshot taken after the watermark
+            // looked at the writers (see the module docs); the function insists on READ COMMITTED.
+            let watermark: String = sqlx::query_scalar("SELECT aisha_feed_watermark()::text")
+                .fetch_one(&mut **conn)
+                .await?;
+            sqlx::query(
+                "SELECT txid::text::bigint AS tx, position, aggregate_id, sequence,
+                        payload::text AS payload, metadata::text AS metadata, recorded_at
+                   FROM events
+                  WHERE aggregate_type = $1
+                    AND (txid, position) > ($2::text::xid8, $3)
+                    AND txid < $5::text::xid8
+                  ORDER BY txid, position
+                  LIMIT $4",
+            )
+            .bind(Avatar::TYPE)
+            .bind(after.txid.to_string())
+            .bind(after.position)
+            .bind(limit)
+            .bind(watermark)
+            .fetch_all(&mut **conn)
+            .await?
+            .into_iter()
+            .map(|r| RawFeedRow {
+                txid: r.get("tx"),
+                position: r.get("position"),
+                aggregate_id: r.get("aggregate_id"),
+                sequence: r.get("sequence"),
+                payload: r.get("payload"),
+                metadata: r.get("metadata"),
+                recorded_at: r.get("recorded_at"),
+            })
+            .collect::<Vec<_>>()
+        }
         Tx::Sqlite(conn) => sqlx::query(
             "SELECT position, aggregate_id, sequence, payload, metadata, recorded_at
                FROM events
@@ -395,9 +416,17 @@ impl ShadowTables {
     fn new(projection: &str) -> Self {
         Self {
             schema: format!("aisha_rebuild_{projection}"),
-            consumer: format!("{projection}:rebuild"),
+            consumer: format!("{projection}{REBUILD_SUFFIX}"),
         }
     }
+}
+
+/// Ends the checkpoint name of a rebuild in progress (`gallery:rebuild`).
+const REBUILD_SUFFIX: &str = ":rebuild";
+
+/// Whether `consumer` is a rebuild's replay rather than a live consumer.
+pub fn is_rebuild_consumer(consumer: &str) -> bool {
+    consumer.ends_with(REBUILD_SUFFIX)
 }
 
 /// A PostgreSQL identifier, quoted.
@@ -545,7 +574,8 @@ impl ProjectionRunner {
     /// On PostgreSQL the replay fills shadow copies of the tables (in a schema of their own,
     /// reached through `search_path`) in short transactions; a final short transaction, holding
     /// the projection's lock, applies the tail and copies the shadow rows over the live ones.
-    /// One long transaction would hold `pg_snapshot_xmin` back, and with it every feed reader.
+    /// (Reading events holds no feed reader back, but one long transaction would hold back
+    /// VACUUM on the whole server.)
     /// On SQLite, one writer at a time anyway, it is one transaction: readers keep seeing the
     /// old rows until it commits, and writers wait for it.
     pub async fn rebuild(&self) -> Result<usize, StoreError> {

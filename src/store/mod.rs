@@ -5,6 +5,7 @@
 //! avatar's history for auditors.
 
 pub mod feed;
+pub mod locks;
 mod repo;
 
 use std::collections::HashMap;
@@ -31,6 +32,9 @@ use crate::telemetry::{self, outcome};
 pub const SNAPSHOT_EVERY: usize = 100;
 /// Attempts for a command that keeps meeting concurrent writers on the same avatar.
 const MAX_ATTEMPTS: u32 = 16;
+/// How long a transaction of ours may sit idle before PostgreSQL ends it
+/// (`idle_in_transaction_session_timeout`): a stuck one cannot hold the feed back for ever.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Metadata keys recorded with every event.
 pub const META_ACTOR: &str = "actor";
@@ -91,7 +95,10 @@ impl Database {
                 .await?;
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url)?;
+            let options = PgConnectOptions::from_str(url)?.options([(
+                "idle_in_transaction_session_timeout",
+                format!("{}s", IDLE_IN_TRANSACTION_TIMEOUT.as_secs()),
+            )]);
             let pool = PgPoolOptions::new()
                 .max_connections(32)
                 .acquire_timeout(Duration::from_secs(10))

@@ -41,6 +41,7 @@ fn api(db: &Database, admin_token: Option<&str>) -> Api {
         feed: feed.clone(),
         admin_token: admin_token.map(str::to_owned),
         metrics: aisha::telemetry::prometheus(),
+        feed_lag_alert: aisha::app::DEFAULT_FEED_LAG_ALERT,
     };
     Api {
         app: router(state),

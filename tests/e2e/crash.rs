@@ -4,6 +4,10 @@
 //! state its user's actions lead to, every user heard "ready" exactly once per trained avatar and
 //! got one reply per generation, no training was submitted to FAL twice, and `aisha audit verify`
 //! passes. `CRASH_USERS` (default 50) and `CRASH_KILLS` (default 10) set the size.
+//!
+//! Halfway through, a second instance starts on the same database and the first is paused
+//! (SIGSTOP) for longer than its work lease, then resumed: the second takes its work over, and
+//! still no FAL job is paid twice and none is left without an owner.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,7 +22,7 @@ use rand::Rng;
 use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
 
-use crate::process::{Secrets, ServerProcess};
+use crate::process::{second_instance, Secrets, ServerProcess, WORK_LEASE_SECS};
 
 const TRY: Duration = Duration::from_secs(8);
 const TRIES: usize = 8;
@@ -291,12 +295,26 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
 ) {
     let users = env_count("CRASH_USERS", 50);
     let kills = env_count("CRASH_KILLS", 10);
+    // Held for the whole test: sqlx's test harness in another test process drops scratch
+    // databases that nobody is connected to, which this one is for a moment after each kill.
+    let _hold = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let secrets = Secrets::generate();
     let telegram = FakeTelegram::spawn(&secrets.bot_token).await.unwrap();
-    let sim = FalSimulator::spawn(SimConfig::default().with_accepted_key(secrets.fal_key.clone()))
-        .await
-        .unwrap();
+    // FAL retries a webhook that finds no one listening (a killed server) for a long while.
+    let sim = FalSimulator::spawn(
+        SimConfig::default()
+            .with_accepted_key(secrets.fal_key.clone())
+            .with_webhook(aisha::fal::sim::WebhookBehaviour {
+                attempts: 40,
+                retry_delay: Duration::from_millis(500),
+                ..Default::default()
+            }),
+    )
+    .await
+    .unwrap();
     let db_url = database_url(&options);
     let env = ServerProcess::env(
         &db_url,
@@ -308,7 +326,8 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     let log_path = std::env::var("CRASH_LOG")
         .map(Into::into)
         .unwrap_or_else(|_| dir.path().join("server.log"));
-    let mut server = ServerProcess::start(env, log_path).await;
+    let second_env = second_instance(&env);
+    let mut server = ServerProcess::start(env, log_path.clone()).await;
 
     let finished = Arc::new(AtomicUsize::new(0));
     let kills_done = Arc::new(AtomicBool::new(false));
@@ -329,9 +348,22 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
 
     // Kill at random moments while the stories run (at least `kills` times).
     let mut killed = 0;
+    let mut paused = false;
     while killed < kills || finished.load(Ordering::SeqCst) < users {
         let pause = rand::thread_rng().gen_range(800..3000);
         tokio::time::sleep(Duration::from_millis(pause)).await;
+        if killed == kills / 2 && !paused {
+            paused = true;
+            // A second instance on the same database (it stands by for the Telegram poller
+            // role), then the first frozen past its lease while the second takes its work.
+            let mut second = ServerProcess::start(second_env.clone(), log_path.clone()).await;
+            server.pause();
+            tokio::time::sleep(Duration::from_secs(2 * WORK_LEASE_SECS + 1)).await;
+            server.resume();
+            tokio::time::sleep(Duration::from_secs(WORK_LEASE_SECS)).await;
+            second.kill();
+            continue;
+        }
         if killed < kills {
             server.restart().await;
             killed += 1;
@@ -380,6 +412,41 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     let resent = resends_by_owner(&server.log_text());
 
     let submissions = sim.submissions();
+    // Every job FAL ran is recorded in its avatar, or was cancelled: none without an owner.
+    let mut recorded = std::collections::HashSet::new();
+    let mut generations_requested = 0;
+    for id in by_owner.values().flatten() {
+        for entry in store.history(*id).await.unwrap() {
+            match entry.event {
+                aggregates::AvatarEvent::TrainingSubmitted { request_id, .. }
+                | aggregates::AvatarEvent::GenerationSubmitted { request_id, .. } => {
+                    recorded.insert(request_id);
+                }
+                aggregates::AvatarEvent::GenerationRequested { .. } => generations_requested += 1,
+                _ => {}
+            }
+        }
+    }
+    let cancelled: std::collections::HashSet<String> = sim
+        .requests_of(aisha::fal::sim::RequestKind::Cancel)
+        .iter()
+        .filter_map(|r| r.path.split("/requests/").nth(1))
+        .filter_map(|rest| rest.split('/').next().map(str::to_owned))
+        .collect();
+    let orphans: Vec<String> = sim
+        .request_ids()
+        .into_iter()
+        .filter(|r| !recorded.contains(r) && !cancelled.contains(r))
+        .collect();
+    assert!(orphans.is_empty(), "FAL jobs without an owner: {orphans:?}");
+    let generation_submissions = submissions
+        .iter()
+        .filter(|s| s.model_id().is_some_and(|m| !m.contains("trainer")))
+        .count();
+    assert!(
+        generation_submissions <= generations_requested,
+        "{generation_submissions} generation submissions for {generations_requested} requests"
+    );
     for (i, user) in people.iter().enumerate() {
         let avatars = by_owner.get(&user.id()).cloned().unwrap_or_default();
         let resent_here = resent.get(&user.id()).copied().unwrap_or(0);
@@ -471,8 +538,9 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     }
     let resent: usize = resent.values().sum();
     eprintln!(
-        "crash test: {users} users, {killed} kills, {} server starts, {resent} notifications resent",
-        server.starts
+        "crash test: {users} users, {killed} kills, one pause past the lease beside a second instance, {} server starts, {resent} notifications resent, {} FAL jobs",
+        server.starts,
+        sim.request_ids().len()
     );
     server.kill();
     db.close().await;

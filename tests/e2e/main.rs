@@ -12,6 +12,7 @@ mod crash;
 mod fake_telegram;
 mod fal;
 mod feed;
+mod liveness;
 mod paid_work;
 mod photos;
 mod process;

@@ -678,3 +678,91 @@ async fn the_status_poller_survives_transient_database_failures(pool: sqlx::PgPo
     assert_eq!(world.paid_trainings(), 1);
     instance.stop().await;
 }
+
+/// `aisha serve` is killed (SIGKILL) while its training submit is in flight: FAL took the job,
+/// the server never learned its request id. After the restart the job's webhook adopts it and
+/// completes the training: one paid job, one "ready", and no "start again".
+#[sqlx::test(migrations = false)]
+async fn a_server_killed_mid_submit_adopts_the_job_from_its_webhook(pool: sqlx::PgPool) {
+    use aisha::fake_telegram::{Entry, FakeTelegram};
+
+    use crate::process::{Secrets, ServerProcess};
+
+    let secrets = Secrets::generate();
+    let telegram = FakeTelegram::spawn(&secrets.bot_token).await.unwrap();
+    let user = telegram.user(OWNER, "Ася", "ru");
+    // FAL takes the job but answers the submit only after 5 s; the job itself waits for us.
+    let sim = SimConfig::default()
+        .paused()
+        .with_webhook(WebhookBehaviour {
+            attempts: 40,
+            retry_delay: Duration::from_millis(300),
+            ..WebhookBehaviour::default()
+        });
+    let mut world = World::new(postgres_url(&pool), SimConfig::default()).await;
+    world.sim = FalSimulator::spawn(sim.with_accepted_key(secrets.fal_key.clone()))
+        .await
+        .unwrap();
+    world
+        .sim
+        .fail_next(RequestKind::Submit, &[Fault::stall(Duration::from_secs(5))]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = ServerProcess::env(
+        &world.url,
+        telegram.api_url().as_str(),
+        &world.sim,
+        world.photos_dir.path(),
+        &secrets,
+    );
+    let mut server = ServerProcess::start(env, dir.path().join("server.log")).await;
+
+    let id = world.training_asked_for().await;
+    eventually(
+        "the submit to reach FAL",
+        Duration::from_secs(30),
+        || async { (world.paid_trainings() == 1).then_some(()) },
+    )
+    .await;
+    server.kill();
+    server.restart().await;
+    world.sim.resume_jobs();
+
+    eventually(
+        "the training to complete",
+        Duration::from_secs(60),
+        || async { (world.status(id).await == AvatarStatus::Trained).then_some(()) },
+    )
+    .await;
+    user.wait_for_bot_text("готов!")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", user.render_transcript(), server.log_text()));
+    let history = world.store.history(id).await.unwrap();
+    let submitted = history
+        .iter()
+        .find(|h| h.event_type == "TrainingSubmitted")
+        .expect("the submission was recorded");
+    assert_eq!(
+        submitted.actor.as_deref(),
+        Some("system:fal-webhook"),
+        "adopted from the webhook"
+    );
+    assert_eq!(world.paid_trainings(), 1, "one paid job");
+    let texts: Vec<String> = user
+        .transcript()
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Bot(m) => m.text().map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        texts.iter().filter(|t| t.contains("готов!")).count(),
+        1,
+        "{texts:?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("Не удалось обучить")),
+        "{texts:?}"
+    );
+    server.kill();
+}

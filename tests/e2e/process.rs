@@ -6,6 +6,21 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The work lease the test servers run with.
+pub const WORK_LEASE_SECS: u64 = 3;
+
+/// The same settings for another instance beside the first: its own port (and webhook URL).
+pub fn second_instance(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let port = free_port();
+    let mut env = env.clone();
+    env.insert("HTTP_ADDR".into(), format!("127.0.0.1:{port}"));
+    env.insert(
+        "FAL_WEBHOOK_BASE_URL".into(),
+        format!("http://127.0.0.1:{port}"),
+    );
+    env
+}
+
 /// A `aisha serve` child process and how to start it again.
 pub struct ServerProcess {
     child: Option<Child>,
@@ -38,6 +53,15 @@ impl ServerProcess {
             ("FAL_REST_URL".into(), sim.rest_url()),
             ("FAL_JWKS_URL".into(), sim.jwks_url()),
             ("HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
+            // FAL's webhooks reach us while Telegram updates are long-polled.
+            (
+                "FAL_WEBHOOK_BASE_URL".into(),
+                format!("http://127.0.0.1:{port}"),
+            ),
+            // Short leases, so the work of a killed or paused process is taken over quickly.
+            ("WORK_LEASE_SECS".into(), WORK_LEASE_SECS.to_string()),
+            ("TRAINING_DEADLINE_SECS".into(), "90".into()),
+            ("GENERATION_DEADLINE_SECS".into(), "90".into()),
             (
                 "STORAGE_URL".into(),
                 format!("file://{}", storage_dir.display()),
@@ -116,8 +140,33 @@ impl ServerProcess {
     /// SIGKILL: no shutdown hooks, no flushing — as a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A paused process must be woken to die promptly.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the process freezes mid-step, its connections and locks held, as under a
+    /// debugger, a starved CPU or a VM pause.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: the paused process carries on from where it stopped.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill {signal} failed");
         }
     }
 
