@@ -414,6 +414,7 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
         at(1),
         Action::StartTraining {
             preset: TrainingPreset::Balanced,
+            style: Default::default(),
         },
     ))
     .await;
@@ -422,7 +423,8 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
         at(1),
         Action::RecordTrainingSubmission {
             request_id: request_id.clone(),
-            endpoint: aggregates::presets::trainer_for(avatar_type).into(),
+            endpoint: aggregates::presets::trainer_for(avatar_type, aggregates::StyleTrainer::Lora)
+                .into(),
             status_url: "http://fal/s".into(),
             response_url: "http://fal/r".into(),
             cancel_url: "http://fal/c".into(),

@@ -266,6 +266,7 @@ async fn trained(store: &AvatarStore) -> Uuid {
         Actor::User(OWNER),
         Action::StartTraining {
             preset: aggregates::TrainingPreset::Fast,
+            style: Default::default(),
         },
     )
     .await;

@@ -214,6 +214,7 @@ async fn submitted_training(store: &AvatarStore) -> (Uuid, String) {
         user,
         Action::StartTraining {
             preset: TrainingPreset::Fast,
+            style: Default::default(),
         },
     )
     .await;

@@ -12,7 +12,10 @@ use crate::actors::notify::LogNotifier;
 use crate::actors::work::WorkQueue;
 use crate::actors::{ActorSettings, ActorSystem, Notifier, Services, WebhookTargets};
 use crate::config::{Config, FalMode};
-use crate::fal::{FalClient, FalClientConfig, FalSimulator, SimConfig, WebhookVerifier};
+use crate::fal::{
+    FalClient, FalClientConfig, FalSimulator, MediaPolicy, SimConfig, VerifierConfig,
+    WebhookVerifier,
+};
 use crate::http::webhooks::{self, WebhookState};
 use crate::http::{router, AppState};
 use crate::photos::PhotoStore;
@@ -77,6 +80,9 @@ pub struct Application {
     pub simulator: Option<FalSimulator>,
     /// Where FAL's webhook signing keys are published (the simulator's in simulated mode).
     pub jwks_url: String,
+    /// The FAL user webhooks must be signed for (`FAL_USER_ID`; the simulator's in simulated
+    /// mode); `None`: any.
+    pub fal_user_id: Option<String>,
     /// The Telegram bot, when `TELOXIDE_TOKEN` is set.
     pub telegram: Option<crate::bot::Telegram>,
     /// `/healthz` reports degraded when a feed consumer's oldest unread event is older than this
@@ -152,7 +158,13 @@ impl Application {
             request: options.actor_settings.fal_request_timeout,
             ..Default::default()
         };
-        let fal = FalClient::new(fal_config.with_timeouts(timeouts))?;
+        // Result files only from FAL's media hosts (FAL_MEDIA_HOSTS); private addresses only
+        // in simulated mode. The simulator's own origin is trusted as the queue's.
+        let (media, fal_user_id) = match &simulator {
+            None => (MediaPolicy::live(&[]), None),
+            Some(sim) => (MediaPolicy::simulated(&[]), Some(sim.user_id().to_owned())),
+        };
+        let fal = FalClient::new(fal_config.with_timeouts(timeouts).with_media_policy(media))?;
         let telegram = match &config.teloxide_token {
             Some(token) => Some(crate::bot::Telegram::new(
                 token,
@@ -161,6 +173,7 @@ impl Application {
                 photos.clone(),
                 db.clone(),
                 fal.clone(),
+                config.style_trainer,
             )?),
             None => None,
         };
@@ -187,6 +200,7 @@ impl Application {
             services,
             simulator,
             jwks_url,
+            fal_user_id,
             telegram,
             feed_lag_alert: DEFAULT_FEED_LAG_ALERT,
             listener,
@@ -228,7 +242,10 @@ impl Application {
             feed_lag_alert: self.feed_lag_alert,
         };
         let webhook_state = WebhookState {
-            verifier: Arc::new(WebhookVerifier::new(self.jwks_url.clone())),
+            verifier: Arc::new(WebhookVerifier::with_config(
+                VerifierConfig::new(self.jwks_url.clone())
+                    .with_expected_user_id(self.fal_user_id.clone()),
+            )),
             services: self.services.clone(),
         };
         let mut app = router(state).merge(webhooks::router(webhook_state));

@@ -106,6 +106,9 @@ pub enum CliCommand {
         /// Fraction of HTTP calls that stall for 30 s (0–1).
         #[arg(long, default_value_t = 0.0)]
         stall_rate: f64,
+        /// Serve the deprecated `fal-ai/flux-pro-trainer` (refused as deprecated otherwise).
+        #[arg(long)]
+        pro_trainer: bool,
     },
     /// Check the read models against a replay of every avatar's events.
     Audit {
@@ -188,12 +191,14 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             rate_limit_rate,
             server_error_rate,
             stall_rate,
+            pro_trainer,
         } => {
             use crate::fal::sim::{FaultRates, WebhookBehaviour};
             let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
             let sim = crate::fal::SimConfig::demo()
                 .with_times(secs(1.0), secs(training_seconds), secs(generation_seconds))
                 .with_failure_rate(failure_rate)
+                .with_pro_trainer(pro_trainer)
                 .with_webhook(WebhookBehaviour {
                     duplicate_rate: duplicate_webhooks,
                     drop_rate: drop_webhooks,
@@ -331,7 +336,10 @@ pub fn render_state(s: &crate::audit::StateAt) -> String {
         Some(aggregates::TrainedModel::Portrait { lora_file_url, .. }) => {
             format!("portrait LoRA {lora_file_url}")
         }
-        Some(aggregates::TrainedModel::Style { finetune_id, .. }) => {
+        Some(aggregates::TrainedModel::StyleLora { lora_file_url, .. }) => {
+            format!("style LoRA {lora_file_url}")
+        }
+        Some(aggregates::TrainedModel::ProFinetune { finetune_id, .. }) => {
             format!("style finetune {finetune_id}")
         }
         None => "none".into(),
@@ -357,9 +365,11 @@ pub fn render_state(s: &crate::audit::StateAt) -> String {
         s.latest_sequence,
         s.event_type,
         s.at.format("%Y-%m-%d %H:%M:%S UTC"),
-        s.actor.as_deref().unwrap_or("?"),
+        escape_for_terminal(s.actor.as_deref().unwrap_or("?")),
         a.status.as_str(),
-        a.name.as_ref().map_or("-".into(), |n| n.to_string()),
+        a.name
+            .as_ref()
+            .map_or("-".into(), |n| escape_for_terminal(n.as_str())),
         a.avatar_type.map_or("-", |t| t.as_str()),
         a.owner,
         a.photos.len(),
@@ -442,6 +452,20 @@ async fn projections_command(
     Ok(ExitCode::SUCCESS)
 }
 
+/// User text made safe for a terminal: control and invisible format characters (which could
+/// move the cursor, clear the screen or reorder the line) are shown as `\u{…}` escapes.
+pub fn escape_for_terminal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || aggregates::values::is_invisible(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The history as a table a person can read.
 pub fn render_history(history: &[HistoryEntry]) -> String {
     let rows: Vec<[String; 5]> = history
@@ -450,9 +474,9 @@ pub fn render_history(history: &[HistoryEntry]) -> String {
             [
                 h.sequence.to_string(),
                 h.event.at().format("%Y-%m-%d %H:%M:%S").to_string(),
-                h.actor.clone().unwrap_or_else(|| "?".into()),
+                escape_for_terminal(h.actor.as_deref().unwrap_or("?")),
                 h.event_type.clone(),
-                describe(&h.event),
+                escape_for_terminal(&describe(&h.event)),
             ]
         })
         .collect();
@@ -529,7 +553,10 @@ pub fn describe(event: &AvatarEvent) -> String {
             TrainedModel::Portrait { lora_file_url, .. } => {
                 format!("request {request_id}: LoRA {lora_file_url}")
             }
-            TrainedModel::Style { finetune_id, .. } => {
+            TrainedModel::StyleLora { lora_file_url, .. } => {
+                format!("request {request_id}: style LoRA {lora_file_url}")
+            }
+            TrainedModel::ProFinetune { finetune_id, .. } => {
                 format!("request {request_id}: finetune {finetune_id}")
             }
         },
@@ -575,5 +602,22 @@ pub fn describe(event: &AvatarEvent) -> String {
             avatar_type,
             ..
         } => format!("{previous_type} → {avatar_type} by {corrected_by}: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_for_terminal;
+
+    #[test]
+    fn user_text_cannot_drive_the_terminal() {
+        let prompt = "\u{1b}]0;title\u{7}\u{1b}[2Jaudit verify OK\u{202e}txt.exe";
+        let shown = escape_for_terminal(prompt);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown}");
+        assert_eq!(
+            shown,
+            "\\u{1b}]0;title\\u{7}\\u{1b}[2Jaudit verify OK\\u{202e}txt.exe"
+        );
+        assert_eq!(escape_for_terminal("Маша 👩‍💻"), "Маша 👩\\u{200d}💻");
     }
 }

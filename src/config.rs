@@ -61,6 +61,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "FAL_WEBHOOK_BASE_URL")]
     pub fal_webhook_base_url: Option<String>,
 
+    /// The trainer new style avatars train on: `lora` (FAL's LoRA trainer in style mode) or
+    /// `pro_finetune` (the deprecated pro trainer, for accounts where FAL still serves it).
+    #[arg(long, env = "STYLE_TRAINER", default_value = "lora", value_parser = parse_style_trainer)]
+    pub style_trainer: aggregates::StyleTrainer,
+
     /// Listen address of the HTTP server.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -95,6 +100,7 @@ pub struct Config {
     pub public_base_url: Option<String>,
     /// Where FAL's webhooks reach us; `None`: under `public_base_url`.
     pub fal_webhook_base_url: Option<String>,
+    pub style_trainer: aggregates::StyleTrainer,
     pub http_addr: SocketAddr,
     pub storage_url: String,
     pub admin_token: Option<String>,
@@ -115,6 +121,7 @@ impl std::fmt::Debug for Config {
             .field("fal_jwks_url", &self.fal_jwks_url)
             .field("public_base_url", &self.public_base_url)
             .field("fal_webhook_base_url", &self.fal_webhook_base_url)
+            .field("style_trainer", &self.style_trainer)
             .field("http_addr", &self.http_addr)
             .field("storage_url", &self.storage_url)
             .field("admin_token", &secret(&self.admin_token))
@@ -141,11 +148,17 @@ impl From<ConfigArgs> for Config {
             fal_jwks_url: a.fal_jwks_url,
             public_base_url: a.public_base_url.filter(|u| !u.trim().is_empty()),
             fal_webhook_base_url: a.fal_webhook_base_url.filter(|u| !u.trim().is_empty()),
+            style_trainer: a.style_trainer,
             http_addr: a.http_addr,
             storage_url: a.storage_url,
             admin_token: a.admin_token.filter(|t| !t.trim().is_empty()),
         }
     }
+}
+
+fn parse_style_trainer(s: &str) -> Result<aggregates::StyleTrainer, String> {
+    aggregates::StyleTrainer::parse(s)
+        .ok_or_else(|| format!("`{s}`: expected `lora` or `pro_finetune`"))
 }
 
 /// A database URL with any password replaced, fit for logs.

@@ -102,6 +102,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
         storage_url: format!("file://{}", dir.path().join("photos").display()),
         admin_token: None,
         fal_webhook_base_url: None,
+        style_trainer: Default::default(),
     };
     // Fast timings, and every FAL webhook delivered twice to show that users hear once.
     let options = AppOptions {

@@ -11,7 +11,7 @@ use crate::commands::{Action, Command, TrainingOutput};
 use crate::errors::{AvatarError, ModelDataProblem};
 use crate::events::AvatarEvent;
 use crate::presets::{
-    self, aspect_ratio_for, FluxLoraInput, GenerationPreset, LoraWeight, TrainerParams,
+    self, aspect_ratio_for, FluxLoraInput, GenerationPreset, LoraWeight, ModelKind, TrainerParams,
     UltraFinetunedInput, MAX_IMAGES_PER_GENERATION, MAX_PROMPT_CHARS,
 };
 use crate::values::{Actor, AvatarName, AvatarType, Gender, PhotoMeta};
@@ -55,7 +55,7 @@ impl AvatarStatus {
     }
 }
 
-/// The model data kept after training, typed per avatar type so a wrong shape cannot exist.
+/// The model data kept after training, typed per model kind so a wrong shape cannot exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TrainedModel {
@@ -64,16 +64,26 @@ pub enum TrainedModel {
         config_file_url: Option<String>,
         trigger_phrase: String,
     },
-    Style {
+    /// A style LoRA from the LoRA trainer's style mode.
+    StyleLora {
+        lora_file_url: String,
+        config_file_url: Option<String>,
+        trigger_word: String,
+    },
+    /// A FLUX pro finetune; model data recorded before style LoRAs existed is of this kind
+    /// (its old tag `style` reads as this variant).
+    #[serde(alias = "style")]
+    ProFinetune {
         finetune_id: String,
         trigger_word: String,
     },
 }
 
 impl TrainedModel {
-    /// Checks reported model data against the type rules of seed 000 and types it.
+    /// Checks reported model data against the kind of model the trainer makes (seed 000's
+    /// type rules, made exact) and types it.
     pub fn from_output(
-        avatar_type: AvatarType,
+        kind: ModelKind,
         output: &TrainingOutput,
         trigger: &str,
     ) -> Result<Self, AvatarError> {
@@ -81,29 +91,44 @@ impl TrainedModel {
             v.as_deref().filter(|s| !s.trim().is_empty())
         }
         let mismatch = |problem| AvatarError::ModelDataMismatch {
-            avatar_type,
+            avatar_type: kind.avatar_type(),
             problem,
         };
-        match avatar_type {
-            AvatarType::Portrait => {
-                if non_empty(&output.finetune_id).is_some() {
+        let lora = non_empty(&output.lora_file_url);
+        let finetune = non_empty(&output.finetune_id);
+        let config = non_empty(&output.config_file_url).map(str::to_owned);
+        match kind {
+            ModelKind::PortraitLora => {
+                if finetune.is_some() {
                     return Err(mismatch(ModelDataProblem::PortraitWithFinetuneId));
                 }
-                let lora = non_empty(&output.lora_file_url)
-                    .ok_or_else(|| mismatch(ModelDataProblem::PortraitWithoutLoraFile))?;
+                let lora =
+                    lora.ok_or_else(|| mismatch(ModelDataProblem::PortraitWithoutLoraFile))?;
                 Ok(Self::Portrait {
                     lora_file_url: lora.to_owned(),
-                    config_file_url: non_empty(&output.config_file_url).map(str::to_owned),
+                    config_file_url: config,
                     trigger_phrase: trigger.to_owned(),
                 })
             }
-            AvatarType::Style => {
-                if non_empty(&output.lora_file_url).is_some() {
+            ModelKind::StyleLora => {
+                if finetune.is_some() {
+                    return Err(mismatch(ModelDataProblem::StyleLoraWithFinetuneId));
+                }
+                let lora =
+                    lora.ok_or_else(|| mismatch(ModelDataProblem::StyleLoraWithoutLoraFile))?;
+                Ok(Self::StyleLora {
+                    lora_file_url: lora.to_owned(),
+                    config_file_url: config,
+                    trigger_word: trigger.to_owned(),
+                })
+            }
+            ModelKind::ProFinetune => {
+                if lora.is_some() {
                     return Err(mismatch(ModelDataProblem::StyleWithLoraFile));
                 }
-                let finetune = non_empty(&output.finetune_id)
-                    .ok_or_else(|| mismatch(ModelDataProblem::StyleWithoutFinetuneId))?;
-                Ok(Self::Style {
+                let finetune =
+                    finetune.ok_or_else(|| mismatch(ModelDataProblem::StyleWithoutFinetuneId))?;
+                Ok(Self::ProFinetune {
                     finetune_id: finetune.to_owned(),
                     trigger_word: trigger.to_owned(),
                 })
@@ -111,17 +136,34 @@ impl TrainedModel {
         }
     }
 
-    pub fn avatar_type(&self) -> AvatarType {
+    pub fn kind(&self) -> ModelKind {
         match self {
-            Self::Portrait { .. } => AvatarType::Portrait,
-            Self::Style { .. } => AvatarType::Style,
+            Self::Portrait { .. } => ModelKind::PortraitLora,
+            Self::StyleLora { .. } => ModelKind::StyleLora,
+            Self::ProFinetune { .. } => ModelKind::ProFinetune,
         }
+    }
+
+    pub fn avatar_type(&self) -> AvatarType {
+        self.kind().avatar_type()
     }
 
     pub fn trigger(&self) -> &str {
         match self {
             Self::Portrait { trigger_phrase, .. } => trigger_phrase,
-            Self::Style { trigger_word, .. } => trigger_word,
+            Self::StyleLora { trigger_word, .. } | Self::ProFinetune { trigger_word, .. } => {
+                trigger_word
+            }
+        }
+    }
+
+    /// The LoRA file, for the kinds that have one.
+    pub fn lora_file_url(&self) -> Option<&str> {
+        match self {
+            Self::Portrait { lora_file_url, .. } | Self::StyleLora { lora_file_url, .. } => {
+                Some(lora_file_url)
+            }
+            Self::ProFinetune { .. } => None,
         }
     }
 }
@@ -173,6 +215,10 @@ pub struct Avatar {
     pub finished_generations: VecDeque<Uuid>,
     pub generations_completed: u64,
     pub generations_failed: u64,
+    /// The kind of model the latest training was to produce (a late result of it is judged by
+    /// it); absent in snapshots from before model kinds.
+    #[serde(default)]
+    pub last_training_kind: Option<ModelKind>,
 }
 
 impl Avatar {
@@ -330,7 +376,7 @@ impl Avatar {
                 }])
             }
 
-            Action::StartTraining { preset } => {
+            Action::StartTraining { preset, style } => {
                 match self.status {
                     AvatarStatus::Training => return Err(AvatarError::TrainingAlreadyStarted),
                     AvatarStatus::Trained => return Err(AvatarError::AlreadyTrained),
@@ -345,7 +391,7 @@ impl Avatar {
                 let avatar_type = self.require_type()?;
                 let label = format!("aisha-{}", self.id.unwrap_or_default());
                 let params =
-                    TrainerParams::for_preset(avatar_type, preset, &self.trigger(), &label);
+                    TrainerParams::for_preset(avatar_type, style, preset, &self.trigger(), &label);
                 Ok(vec![AvatarEvent::TrainingStarted {
                     owner,
                     avatar_type,
@@ -401,7 +447,7 @@ impl Avatar {
                     return Ok(vec![]);
                 }
                 let model =
-                    TrainedModel::from_output(self.require_type()?, &output, &self.trigger())?;
+                    TrainedModel::from_output(self.training_kind()?, &output, &self.trigger())?;
                 Ok(vec![AvatarEvent::TrainingCompleted {
                     owner,
                     request_id,
@@ -456,7 +502,7 @@ impl Avatar {
                 let avatar_type = self.require_type()?;
                 let model = self.model.as_ref().ok_or(AvatarError::NotTrained)?;
                 check_model_matches(avatar_type, model)?;
-                let prompt = prompt.trim().to_owned();
+                let prompt = crate::values::clean_prompt(&prompt);
                 if prompt.is_empty() {
                     return Err(AvatarError::EmptyPrompt);
                 }
@@ -485,7 +531,7 @@ impl Avatar {
                     generation_id,
                     prompt,
                     preset,
-                    endpoint: presets::generator_for(avatar_type).to_owned(),
+                    endpoint: model.kind().generator().to_owned(),
                     arguments,
                     num_images,
                     at,
@@ -599,7 +645,11 @@ impl Avatar {
                     .as_ref()
                     .map(|m| m.trigger().to_owned())
                     .unwrap_or_else(|| self.trigger());
-                let model = TrainedModel::from_output(avatar_type, &output, &trigger)?;
+                let model = TrainedModel::from_output(
+                    correction_kind(avatar_type, &output),
+                    &output,
+                    &trigger,
+                )?;
                 Ok(vec![AvatarEvent::ModelDataCorrected {
                     corrected_by: by,
                     reason: reason.trim().to_owned(),
@@ -611,6 +661,21 @@ impl Avatar {
                 }])
             }
         }
+    }
+
+    /// The kind of model the current (or latest) training was to produce.
+    fn training_kind(&self) -> Result<ModelKind, AvatarError> {
+        if let Some(run) = &self.training {
+            return Ok(run.params.model_kind());
+        }
+        if let Some(kind) = self.last_training_kind {
+            return Ok(kind);
+        }
+        // Before model kinds were recorded, every style avatar trained a pro finetune.
+        Ok(match self.require_type()? {
+            AvatarType::Portrait => ModelKind::PortraitLora,
+            AvatarType::Style => ModelKind::ProFinetune,
+        })
     }
 
     fn require_photos_editable(&self) -> Result<(), AvatarError> {
@@ -629,6 +694,17 @@ impl Avatar {
     }
 }
 
+/// The kind an operator's correction sets: a portrait is a LoRA; a style is a pro finetune when
+/// given a `finetune_id`, else a style LoRA (the shape checks then explain what is missing).
+fn correction_kind(avatar_type: AvatarType, output: &TrainingOutput) -> ModelKind {
+    let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    match avatar_type {
+        AvatarType::Portrait => ModelKind::PortraitLora,
+        AvatarType::Style if has(&output.finetune_id) => ModelKind::ProFinetune,
+        AvatarType::Style => ModelKind::StyleLora,
+    }
+}
+
 /// Seed 000's generation-time check: the recorded model must match the avatar's type.
 fn check_model_matches(avatar_type: AvatarType, model: &TrainedModel) -> Result<(), AvatarError> {
     if model.avatar_type() == avatar_type {
@@ -638,7 +714,7 @@ fn check_model_matches(avatar_type: AvatarType, model: &TrainedModel) -> Result<
         avatar_type,
         problem: match avatar_type {
             AvatarType::Portrait => ModelDataProblem::PortraitWithoutLoraFile,
-            AvatarType::Style => ModelDataProblem::StyleWithoutFinetuneId,
+            AvatarType::Style => ModelDataProblem::StyleWithoutModel,
         },
     })
 }
@@ -652,7 +728,8 @@ pub fn generation_arguments(
 ) -> serde_json::Value {
     let values = preset.map(GenerationPreset::values);
     let json = match model {
-        TrainedModel::Portrait { lora_file_url, .. } => serde_json::to_value(FluxLoraInput {
+        TrainedModel::Portrait { lora_file_url, .. }
+        | TrainedModel::StyleLora { lora_file_url, .. } => serde_json::to_value(FluxLoraInput {
             prompt: full_prompt,
             loras: vec![LoraWeight {
                 path: lora_file_url.clone(),
@@ -665,19 +742,21 @@ pub fn generation_arguments(
             guidance_scale: values.map(|v| v.guidance),
             num_images,
         }),
-        TrainedModel::Style { finetune_id, .. } => serde_json::to_value(UltraFinetunedInput {
-            prompt: full_prompt,
-            finetune_id: finetune_id.clone(),
-            finetune_strength: values
-                .map_or(presets::DEFAULT_FINETUNE_STRENGTH, |v| v.finetune_strength),
-            aspect_ratio: values
-                .map_or(presets::DEFAULT_ASPECT_RATIO, |v| {
-                    aspect_ratio_for(v.image_size)
-                })
-                .to_owned(),
-            num_images,
-            raw: values.is_some_and(|v| v.raw),
-        }),
+        TrainedModel::ProFinetune { finetune_id, .. } => {
+            serde_json::to_value(UltraFinetunedInput {
+                prompt: full_prompt,
+                finetune_id: finetune_id.clone(),
+                finetune_strength: values
+                    .map_or(presets::DEFAULT_FINETUNE_STRENGTH, |v| v.finetune_strength),
+                aspect_ratio: values
+                    .map_or(presets::DEFAULT_ASPECT_RATIO, |v| {
+                        aspect_ratio_for(v.image_size)
+                    })
+                    .to_owned(),
+                num_images,
+                raw: values.is_some_and(|v| v.raw),
+            })
+        }
     };
     json.unwrap_or_default()
 }
@@ -724,6 +803,7 @@ impl Aggregate for Avatar {
             }
             AvatarEvent::TrainingStarted { params, .. } => {
                 self.status = AvatarStatus::Training;
+                self.last_training_kind = Some(params.model_kind());
                 self.training = Some(TrainingRun {
                     params,
                     request_id: None,

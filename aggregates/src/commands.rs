@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::presets::{GenerationPreset, TrainingPreset};
+use crate::presets::{GenerationPreset, StyleTrainer, TrainingPreset};
 use crate::values::{Actor, AvatarType, Gender, GeneratedImage, PhotoMeta};
 
 /// A command: who asks, when, and what.
@@ -51,8 +51,13 @@ pub enum Action {
     UploadPhoto { photo: PhotoMeta },
     /// Take a photo out of the training set.
     RemovePhoto { photo_id: String },
-    /// Ask for training with a quality preset.
-    StartTraining { preset: TrainingPreset },
+    /// Ask for training with a quality preset; `style` picks the trainer of a style avatar
+    /// (the operator's setting; ignored for portraits).
+    StartTraining {
+        preset: TrainingPreset,
+        #[serde(default)]
+        style: StyleTrainer,
+    },
     /// The training actor submitted the job to FAL: record the request and its URLs.
     RecordTrainingSubmission {
         request_id: String,

@@ -12,6 +12,10 @@ pub enum ModelDataProblem {
     PortraitWithFinetuneId,
     StyleWithoutFinetuneId,
     StyleWithLoraFile,
+    StyleLoraWithoutLoraFile,
+    StyleLoraWithFinetuneId,
+    /// Generation-time check: a style avatar holding a portrait model.
+    StyleWithoutModel,
 }
 
 impl std::fmt::Display for ModelDataProblem {
@@ -19,8 +23,11 @@ impl std::fmt::Display for ModelDataProblem {
         f.write_str(match self {
             Self::PortraitWithoutLoraFile => "a portrait avatar must have a LoRA file URL",
             Self::PortraitWithFinetuneId => "a portrait avatar must not have a finetune_id",
-            Self::StyleWithoutFinetuneId => "a style avatar must have a finetune_id",
-            Self::StyleWithLoraFile => "a style avatar must not have a LoRA file URL",
+            Self::StyleWithoutFinetuneId => "a pro-finetune style avatar must have a finetune_id",
+            Self::StyleWithLoraFile => "a pro-finetune style avatar must not have a LoRA file URL",
+            Self::StyleLoraWithoutLoraFile => "a style LoRA avatar must have a LoRA file URL",
+            Self::StyleLoraWithFinetuneId => "a style LoRA avatar must not have a finetune_id",
+            Self::StyleWithoutModel => "a style avatar must have a style LoRA or a finetune_id",
         })
     }
 }
@@ -47,6 +54,8 @@ pub enum AvatarError {
     NameTooLong { max: usize, actual: usize },
     #[error("the name contains control characters")]
     NameHasControlCharacters,
+    #[error("the name contains an invisible character ({code_point}) that can disguise it")]
+    NameHasInvisibleCharacters { code_point: String },
     #[error("photos can no longer change: training has started")]
     PhotosLocked,
     #[error("the avatar already has the maximum of {max} photos")]

@@ -9,26 +9,85 @@ use crate::values::AvatarType;
 
 /// Trainer for portrait avatars.
 pub const PORTRAIT_TRAINER: &str = "fal-ai/flux-lora-portrait-trainer";
-/// Trainer for style avatars.
-pub const STYLE_TRAINER: &str = "fal-ai/flux-pro-trainer";
-/// Generator for portrait avatars (LoRA).
+/// Trainer for new style avatars: FLUX LoRA training in its style mode.
+pub const STYLE_LORA_TRAINER: &str = "fal-ai/flux-lora-fast-training";
+/// The pro finetune trainer of the seeds. FAL has deprecated it ("This endpoint is deprecated.
+/// This model is no longer supported."); it stays for accounts where FAL still serves it.
+pub const PRO_TRAINER: &str = "fal-ai/flux-pro-trainer";
+/// The seeds' name for [`PRO_TRAINER`].
+pub const STYLE_TRAINER: &str = PRO_TRAINER;
+/// Generator for LoRA models, portrait and style alike.
 pub const PORTRAIT_GENERATOR: &str = "fal-ai/flux-lora";
-/// Generator for style avatars (FLUX1.1 ultra with a finetune).
-pub const STYLE_GENERATOR: &str = "fal-ai/flux-pro/v1.1-ultra-finetuned";
+/// Generator for pro finetunes (FLUX1.1 ultra with a `finetune_id`).
+pub const PRO_GENERATOR: &str = "fal-ai/flux-pro/v1.1-ultra-finetuned";
+/// The seeds' name for [`PRO_GENERATOR`].
+pub const STYLE_GENERATOR: &str = PRO_GENERATOR;
 
-/// The trainer endpoint for an avatar type.
-pub fn trainer_for(avatar_type: AvatarType) -> &'static str {
-    match avatar_type {
-        AvatarType::Portrait => PORTRAIT_TRAINER,
-        AvatarType::Style => STYLE_TRAINER,
+/// Which trainer a style avatar trains on: the LoRA trainer FAL supports today, or the
+/// deprecated pro finetune trainer (an operator's choice, for accounts where FAL still runs it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StyleTrainer {
+    #[default]
+    Lora,
+    ProFinetune,
+}
+
+impl StyleTrainer {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "lora" => Some(Self::Lora),
+            "pro_finetune" | "pro" => Some(Self::ProFinetune),
+            _ => None,
+        }
     }
 }
 
-/// The generation endpoint for an avatar type: chosen from the type alone (seed 000).
-pub fn generator_for(avatar_type: AvatarType) -> &'static str {
-    match avatar_type {
-        AvatarType::Portrait => PORTRAIT_GENERATOR,
-        AvatarType::Style => STYLE_GENERATOR,
+/// The kind of model a training produces, fixed by its trainer; the generation endpoint and its
+/// arguments follow from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// A LoRA of a person (portrait trainer).
+    PortraitLora,
+    /// A LoRA of a style (LoRA trainer in style mode).
+    StyleLora,
+    /// A FLUX pro finetune, known by its `finetune_id`.
+    ProFinetune,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PortraitLora => "portrait_lora",
+            Self::StyleLora => "style_lora",
+            Self::ProFinetune => "pro_finetune",
+        }
+    }
+
+    /// The generation endpoint for this kind of model.
+    pub fn generator(self) -> &'static str {
+        match self {
+            Self::PortraitLora | Self::StyleLora => PORTRAIT_GENERATOR,
+            Self::ProFinetune => PRO_GENERATOR,
+        }
+    }
+
+    /// The avatar type this kind of model belongs to.
+    pub fn avatar_type(self) -> AvatarType {
+        match self {
+            Self::PortraitLora => AvatarType::Portrait,
+            Self::StyleLora | Self::ProFinetune => AvatarType::Style,
+        }
+    }
+}
+
+/// The trainer endpoint for an avatar type.
+pub fn trainer_for(avatar_type: AvatarType, style: StyleTrainer) -> &'static str {
+    match (avatar_type, style) {
+        (AvatarType::Portrait, _) => PORTRAIT_TRAINER,
+        (AvatarType::Style, StyleTrainer::Lora) => STYLE_LORA_TRAINER,
+        (AvatarType::Style, StyleTrainer::ProFinetune) => PRO_TRAINER,
     }
 }
 
@@ -69,6 +128,16 @@ pub struct PortraitTrainerParams {
     pub create_masks: bool,
 }
 
+/// Parameters of `fal-ai/flux-lora-fast-training` in style mode, without the archive URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StyleLoraTrainerParams {
+    pub trigger_word: String,
+    pub steps: u32,
+    /// Style mode: no segmentation or captioning; the trigger word stands for the style.
+    pub is_style: bool,
+    pub create_masks: bool,
+}
+
 /// Parameters of `fal-ai/flux-pro-trainer`, without the archive URL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StyleTrainerParams {
@@ -88,7 +157,10 @@ pub struct StyleTrainerParams {
 #[serde(tag = "trainer", rename_all = "snake_case")]
 pub enum TrainerParams {
     Portrait(PortraitTrainerParams),
-    Style(StyleTrainerParams),
+    StyleLora(StyleLoraTrainerParams),
+    /// The pro finetune trainer; events written before the LoRA trainer call it `style`.
+    #[serde(alias = "style")]
+    ProFinetune(StyleTrainerParams),
 }
 
 impl TrainerParams {
@@ -96,12 +168,27 @@ impl TrainerParams {
     /// `label` names the finetune on FAL's side.
     pub fn for_preset(
         avatar_type: AvatarType,
+        style: StyleTrainer,
         preset: TrainingPreset,
         trigger: &str,
         label: &str,
     ) -> Self {
-        match avatar_type {
-            AvatarType::Portrait => {
+        match (avatar_type, style) {
+            (AvatarType::Style, StyleTrainer::Lora) => {
+                // A style needs fewer steps than a face; FAL's default for this trainer is 1000.
+                let steps = match preset {
+                    TrainingPreset::Fast => 500,
+                    TrainingPreset::Balanced => 1000,
+                    TrainingPreset::Quality => 1500,
+                };
+                Self::StyleLora(StyleLoraTrainerParams {
+                    trigger_word: trigger.to_owned(),
+                    steps,
+                    is_style: true,
+                    create_masks: false,
+                })
+            }
+            (AvatarType::Portrait, _) => {
                 let (steps, learning_rate) = match preset {
                     TrainingPreset::Fast => (300, 0.0003),
                     TrainingPreset::Balanced => (600, 0.0002),
@@ -116,7 +203,7 @@ impl TrainerParams {
                     create_masks: false,
                 })
             }
-            AvatarType::Style => {
+            (AvatarType::Style, StyleTrainer::ProFinetune) => {
                 // fast trains a raw LoRA (FAL's LoRA default rate 1e-4) for speed; the others a
                 // full finetune (default rate 1e-5) with more iterations.
                 let (iterations, learning_rate, priority, finetune_type, lora_rank) = match preset {
@@ -124,7 +211,7 @@ impl TrainerParams {
                     TrainingPreset::Balanced => (600, 0.00001, "quality", "full", 32),
                     TrainingPreset::Quality => (1000, 0.00001, "quality", "full", 32),
                 };
-                Self::Style(StyleTrainerParams {
+                Self::ProFinetune(StyleTrainerParams {
                     trigger_word: trigger.to_owned(),
                     mode: "general".to_owned(),
                     iterations,
@@ -142,7 +229,26 @@ impl TrainerParams {
     pub fn endpoint(&self) -> &'static str {
         match self {
             Self::Portrait(_) => PORTRAIT_TRAINER,
-            Self::Style(_) => STYLE_TRAINER,
+            Self::StyleLora(_) => STYLE_LORA_TRAINER,
+            Self::ProFinetune(_) => PRO_TRAINER,
+        }
+    }
+
+    /// The kind of model this trainer produces.
+    pub fn model_kind(&self) -> ModelKind {
+        match self {
+            Self::Portrait(_) => ModelKind::PortraitLora,
+            Self::StyleLora(_) => ModelKind::StyleLora,
+            Self::ProFinetune(_) => ModelKind::ProFinetune,
+        }
+    }
+
+    /// The trigger token the trainer was given.
+    pub fn trigger(&self) -> &str {
+        match self {
+            Self::Portrait(p) => &p.trigger_phrase,
+            Self::StyleLora(p) => &p.trigger_word,
+            Self::ProFinetune(p) => &p.trigger_word,
         }
     }
 
@@ -150,7 +256,8 @@ impl TrainerParams {
     pub fn to_fal_input(&self, archive_url: &str) -> serde_json::Value {
         let (body, field) = match self {
             Self::Portrait(p) => (serde_json::to_value(p), "images_data_url"),
-            Self::Style(p) => (serde_json::to_value(p), "data_url"),
+            Self::StyleLora(p) => (serde_json::to_value(p), "images_data_url"),
+            Self::ProFinetune(p) => (serde_json::to_value(p), "data_url"),
         };
         let mut body = body.unwrap_or_default();
         if let Some(map) = body.as_object_mut() {
@@ -309,6 +416,7 @@ mod tests {
     fn trainer_inputs_put_the_archive_under_each_trainers_own_field() {
         let portrait = TrainerParams::for_preset(
             AvatarType::Portrait,
+            StyleTrainer::Lora,
             TrainingPreset::Quality,
             "PERSON_1",
             "x",
@@ -319,12 +427,41 @@ mod tests {
         assert_eq!(body["learning_rate"], 0.0001);
         assert!(body.get("trainer").is_none());
 
-        let style =
-            TrainerParams::for_preset(AvatarType::Style, TrainingPreset::Fast, "STYLE_1", "x");
-        let body = style.to_fal_input("https://files/b.zip");
+        let style = TrainerParams::for_preset(
+            AvatarType::Style,
+            StyleTrainer::Lora,
+            TrainingPreset::Fast,
+            "STYLE_1",
+            "x",
+        );
+        let body = style.to_fal_input("https://files/c.zip");
+        assert_eq!(
+            body,
+            serde_json::json!({"images_data_url": "https://files/c.zip", "trigger_word": "STYLE_1",
+                "steps": 500, "is_style": true, "create_masks": false})
+        );
+
+        let pro = TrainerParams::for_preset(
+            AvatarType::Style,
+            StyleTrainer::ProFinetune,
+            TrainingPreset::Fast,
+            "STYLE_1",
+            "x",
+        );
+        let body = pro.to_fal_input("https://files/b.zip");
         assert_eq!(body["data_url"], "https://files/b.zip");
         assert_eq!(body["trigger_word"], "STYLE_1");
         assert_eq!(body["finetune_comment"], "x");
+    }
+
+    #[test]
+    fn trainer_params_of_old_events_read_as_the_pro_finetune_trainer() {
+        let old = serde_json::json!({"trainer": "style", "trigger_word": "STYLE_1", "mode": "general",
+            "iterations": 300, "learning_rate": 0.0001, "priority": "speed", "captioning": true,
+            "lora_rank": 16, "finetune_type": "lora", "finetune_comment": "x"});
+        let params: TrainerParams = serde_json::from_value(old).unwrap();
+        assert_eq!(params.model_kind(), ModelKind::ProFinetune);
+        assert_eq!(params.endpoint(), PRO_TRAINER);
     }
 
     #[test]

@@ -104,12 +104,77 @@ impl AvatarName {
         if trimmed.chars().any(char::is_control) {
             return Err(AvatarError::NameHasControlCharacters);
         }
+        let chars: Vec<char> = trimmed.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            let joins_emoji = *c == ZWJ
+                && i > 0
+                && is_pictographic(chars[i - 1])
+                && chars.get(i + 1).is_some_and(|next| is_pictographic(*next));
+            let flag_tag = is_emoji_tag(*c) && chars[..i].contains(&'\u{1F3F4}');
+            if is_invisible(*c) && !joins_emoji && !flag_tag {
+                return Err(AvatarError::NameHasInvisibleCharacters {
+                    code_point: format!("U+{:04X}", u32::from(*c)),
+                });
+            }
+        }
         Ok(Self(trimmed.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+const ZWJ: char = '\u{200D}';
+
+/// Unicode format characters (general category Cf): bidi controls, zero-width characters, the
+/// byte-order mark, tags. They draw nothing yet change how text around them reads, so a name
+/// holding one can pretend to be another (`\u{202E}gnp.exe`).
+pub fn is_invisible(c: char) -> bool {
+    matches!(u32::from(c),
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// The tag characters that spell subdivision flags after U+1F3F4 (🏴󠁧󠁢󠁳󠁣󠁴󠁿).
+fn is_emoji_tag(c: char) -> bool {
+    matches!(u32::from(c), 0xE0020..=0xE007F)
+}
+
+/// Characters an emoji ZWJ sequence joins (👩‍💻, 🏳️‍🌈): pictographs, and the variation selector
+/// or skin tone that may end the part before the joiner.
+fn is_pictographic(c: char) -> bool {
+    matches!(u32::from(c),
+        0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2300..=0x23FF | 0x2B00..=0x2BFF | 0x2190..=0x21FF
+        | 0x2934..=0x2935 | 0x3030 | 0x303D | 0x3297 | 0x3299 | 0x00A9 | 0x00AE | 0x203C | 0x2049
+        | 0x2122 | 0x2139 | 0xFE0F | 0x20E3)
+}
+
+/// A prompt as the generators should see it: C0 and C1 control characters (line breaks and
+/// tabs included) and invisible format characters become spaces, runs of spaces one, and the
+/// ends are trimmed.
+pub fn clean_prompt(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut space = false;
+    for c in raw.chars() {
+        let c = if c.is_control() || (is_invisible(c) && c != ZWJ) {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' {
+            if !space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = true;
+        } else {
+            out.push(c);
+            space = false;
+        }
+    }
+    out.trim_end().to_owned()
 }
 
 impl fmt::Display for AvatarName {

@@ -4,7 +4,7 @@ use aggregates::avatar::{generation_arguments, MAX_PHOTOS, MIN_PHOTOS};
 use aggregates::errors::ModelDataProblem;
 use aggregates::presets::{
     TrainerParams, MAX_PROMPT_CHARS, PORTRAIT_GENERATOR, PORTRAIT_TRAINER, STYLE_GENERATOR,
-    STYLE_TRAINER,
+    STYLE_LORA_TRAINER, STYLE_TRAINER,
 };
 use aggregates::*;
 use chrono::{DateTime, TimeZone, Utc};
@@ -89,6 +89,7 @@ fn trigger(avatar_type: AvatarType) -> &'static str {
 fn training_started(avatar_type: AvatarType, preset: TrainingPreset) -> AvatarEvent {
     let params = TrainerParams::for_preset(
         avatar_type,
+        StyleTrainer::ProFinetune,
         preset,
         trigger(avatar_type),
         &format!("aisha-{AVATAR}"),
@@ -132,7 +133,7 @@ fn portrait_model() -> TrainedModel {
 }
 
 fn style_model() -> TrainedModel {
-    TrainedModel::Style {
+    TrainedModel::ProFinetune {
         finetune_id: FINETUNE.into(),
         trigger_word: trigger(AvatarType::Style).into(),
     }
@@ -247,6 +248,39 @@ mod creating {
             .when(user(create(&"🙂".repeat(64))))
             .inspect_result()
             .expect("64 characters are allowed");
+    }
+
+    #[test]
+    fn bidi_overrides_and_zero_width_characters_in_a_name_are_refused() {
+        for (name, code_point) in [
+            ("\u{202E}gnp.exe\u{200B}", "U+202E"),
+            ("Маша\u{200B}", "U+200B"),
+            ("Ma\u{2066}sha", "U+2066"),
+            ("\u{FEFF}Маша", "U+FEFF"),
+            ("Маша\u{200D}", "U+200D"),
+        ] {
+            AvatarTest::with(())
+                .given_no_previous_events()
+                .when(user(create(name)))
+                .then_expect_error(AvatarError::NameHasInvisibleCharacters {
+                    code_point: code_point.into(),
+                });
+        }
+    }
+
+    #[test]
+    fn emoji_joined_by_zwj_and_tag_flags_stay_allowed_in_names() {
+        for name in [
+            "Кодер 👩\u{200D}💻",
+            "🏳\u{FE0F}\u{200D}🌈 Радуга",
+            "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F} Alba",
+        ] {
+            AvatarTest::with(())
+                .given_no_previous_events()
+                .when(user(create(name)))
+                .inspect_result()
+                .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        }
     }
 
     #[test]
@@ -430,6 +464,7 @@ mod training {
             .given(with_photos(AvatarType::Portrait, MIN_PHOTOS))
             .when(user(Action::StartTraining {
                 preset: TrainingPreset::Balanced,
+                style: Default::default(),
             }))
             .then_expect_events(vec![training_started(
                 AvatarType::Portrait,
@@ -446,7 +481,10 @@ mod training {
         ] {
             let events = AvatarTest::with(())
                 .given(with_photos(AvatarType::Portrait, 12))
-                .when(user(Action::StartTraining { preset }))
+                .when(user(Action::StartTraining {
+                    preset,
+                    style: Default::default(),
+                }))
                 .inspect_result()
                 .unwrap();
             let AvatarEvent::TrainingStarted {
@@ -473,11 +511,12 @@ mod training {
     }
 
     #[test]
-    fn a_style_trains_on_the_pro_trainer_with_a_trigger_word() {
+    fn a_style_trains_on_the_pro_trainer_when_the_operator_chose_it() {
         let events = AvatarTest::with(())
             .given(with_photos(AvatarType::Style, 15))
             .when(user(Action::StartTraining {
                 preset: TrainingPreset::Quality,
+                style: StyleTrainer::ProFinetune,
             }))
             .inspect_result()
             .unwrap();
@@ -505,6 +544,7 @@ mod training {
             .given(with_photos(AvatarType::Portrait, 9))
             .when(user(Action::StartTraining {
                 preset: TrainingPreset::Fast,
+                style: Default::default(),
             }))
             .then_expect_error(AvatarError::NotEnoughPhotos { have: 9, min: 10 });
     }
@@ -515,6 +555,7 @@ mod training {
             .given(in_training(AvatarType::Portrait))
             .when(user(Action::StartTraining {
                 preset: TrainingPreset::Fast,
+                style: Default::default(),
             }))
             .then_expect_error(AvatarError::TrainingAlreadyStarted);
     }
@@ -525,6 +566,7 @@ mod training {
             .given(trained(AvatarType::Portrait))
             .when(user(Action::StartTraining {
                 preset: TrainingPreset::Fast,
+                style: Default::default(),
             }))
             .then_expect_error(AvatarError::AlreadyTrained);
     }
@@ -827,6 +869,7 @@ mod training {
             .given(failed())
             .when(user(Action::StartTraining {
                 preset: TrainingPreset::Fast,
+                style: Default::default(),
             }))
             .inspect_result()
             .unwrap();
@@ -1112,6 +1155,229 @@ mod generating {
             .given(trained(AvatarType::Portrait))
             .when(stranger(generate(1, None)))
             .then_expect_error(AvatarError::NotOwner);
+    }
+}
+
+mod prompt_hygiene {
+    use super::*;
+
+    #[test]
+    fn control_and_invisible_characters_leave_the_prompt() {
+        assert_eq!(
+            aggregates::values::clean_prompt(
+                "\u{1b}]0;pwned\u{7}a\u{1b}[2J cat\u{202E} on\n a\tmat\u{85} "
+            ),
+            "]0;pwned a [2J cat on a mat"
+        );
+        let events = AvatarTest::with(())
+            .given(trained(AvatarType::Portrait))
+            .when(user(Action::Generate {
+                generation_id: Uuid::from_u128(11),
+                prompt: "\u{1b}[2Jsunny\u{0}\r\nbeach".into(),
+                preset: None,
+                num_images: 1,
+            }))
+            .inspect_result()
+            .unwrap();
+        let AvatarEvent::GenerationRequested {
+            prompt, arguments, ..
+        } = &events[0]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(prompt, "[2Jsunny beach");
+        assert_eq!(arguments["prompt"], "PERSON_ABCDEF12 [2Jsunny beach");
+    }
+
+    #[test]
+    fn a_prompt_of_nothing_but_control_characters_is_empty() {
+        AvatarTest::with(())
+            .given(trained(AvatarType::Portrait))
+            .when(user(Action::Generate {
+                generation_id: Uuid::from_u128(12),
+                prompt: "\u{1b}\u{7}\n\t\u{202E}".into(),
+                preset: None,
+                num_images: 1,
+            }))
+            .then_expect_error(AvatarError::EmptyPrompt);
+    }
+}
+
+/// Style avatars train a style LoRA on the trainer FAL supports today, must come back with a
+/// LoRA file and no finetune id, and generate on the LoRA endpoint; avatars that already hold a
+/// pro finetune keep generating on the ultra endpoint.
+mod style_lora {
+    use super::*;
+
+    fn lora_training_started() -> AvatarEvent {
+        let params = TrainerParams::for_preset(
+            AvatarType::Style,
+            StyleTrainer::Lora,
+            TrainingPreset::Balanced,
+            trigger(AvatarType::Style),
+            &format!("aisha-{AVATAR}"),
+        );
+        AvatarEvent::TrainingStarted {
+            owner: OWNER,
+            avatar_type: AvatarType::Style,
+            preset: TrainingPreset::Balanced,
+            endpoint: params.endpoint().to_owned(),
+            params,
+            photo_keys: (1..=MIN_PHOTOS).map(|n| photo(n).storage_key).collect(),
+            at: at(),
+        }
+    }
+
+    fn in_lora_training() -> Vec<AvatarEvent> {
+        let mut events = with_photos(AvatarType::Style, MIN_PHOTOS);
+        events.push(lora_training_started());
+        events.push(submitted(REQUEST));
+        events
+    }
+
+    fn style_lora() -> TrainedModel {
+        TrainedModel::StyleLora {
+            lora_file_url: LORA.into(),
+            config_file_url: Some(CONFIG.into()),
+            trigger_word: trigger(AvatarType::Style).into(),
+        }
+    }
+
+    #[test]
+    fn a_style_trains_on_the_lora_trainer_in_style_mode_by_default() {
+        let events = AvatarTest::with(())
+            .given(with_photos(AvatarType::Style, MIN_PHOTOS))
+            .when(user(Action::StartTraining {
+                preset: TrainingPreset::Balanced,
+                style: StyleTrainer::default(),
+            }))
+            .inspect_result()
+            .unwrap();
+        assert_eq!(events, vec![lora_training_started()]);
+        let AvatarEvent::TrainingStarted {
+            endpoint, params, ..
+        } = &events[0]
+        else {
+            unreachable!()
+        };
+        assert_eq!(endpoint, STYLE_LORA_TRAINER);
+        assert_eq!(
+            params.to_fal_input("https://files/x.zip"),
+            json!({"images_data_url": "https://files/x.zip", "trigger_word": "STYLE_ABCDEF12",
+                "steps": 1000, "is_style": true, "create_masks": false})
+        );
+    }
+
+    #[test]
+    fn a_style_lora_training_must_return_a_lora_file() {
+        AvatarTest::with(())
+            .given(in_lora_training())
+            .when(system(Action::CompleteTraining {
+                request_id: REQUEST.into(),
+                output: TrainingOutput {
+                    lora_file_url: Some(LORA.into()),
+                    config_file_url: Some(CONFIG.into()),
+                    finetune_id: None,
+                },
+            }))
+            .then_expect_events(vec![AvatarEvent::TrainingCompleted {
+                owner: OWNER,
+                request_id: REQUEST.into(),
+                model: style_lora(),
+                at: at(),
+            }]);
+        AvatarTest::with(())
+            .given(in_lora_training())
+            .when(system(Action::CompleteTraining {
+                request_id: REQUEST.into(),
+                output: TrainingOutput {
+                    finetune_id: Some(FINETUNE.into()),
+                    ..TrainingOutput::default()
+                },
+            }))
+            .then_expect_error(AvatarError::ModelDataMismatch {
+                avatar_type: AvatarType::Style,
+                problem: ModelDataProblem::StyleLoraWithFinetuneId,
+            });
+        AvatarTest::with(())
+            .given(in_lora_training())
+            .when(system(Action::CompleteTraining {
+                request_id: REQUEST.into(),
+                output: TrainingOutput::default(),
+            }))
+            .then_expect_error(AvatarError::ModelDataMismatch {
+                avatar_type: AvatarType::Style,
+                problem: ModelDataProblem::StyleLoraWithoutLoraFile,
+            });
+    }
+
+    #[test]
+    fn a_style_lora_generates_on_the_lora_endpoint_with_its_lora() {
+        let mut given = in_lora_training();
+        given.push(AvatarEvent::TrainingCompleted {
+            owner: OWNER,
+            request_id: REQUEST.into(),
+            model: style_lora(),
+            at: at(),
+        });
+        let events = AvatarTest::with(())
+            .given(given)
+            .when(user(Action::Generate {
+                generation_id: Uuid::from_u128(5),
+                prompt: "a lighthouse".into(),
+                preset: None,
+                num_images: 1,
+            }))
+            .inspect_result()
+            .unwrap();
+        let AvatarEvent::GenerationRequested {
+            endpoint,
+            arguments,
+            ..
+        } = &events[0]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(endpoint, PORTRAIT_GENERATOR);
+        assert_eq!(
+            arguments,
+            &json!({"prompt": "STYLE_ABCDEF12 a lighthouse", "loras": [{"path": LORA, "scale": 1.0}],
+                "image_size": "square_hd", "num_images": 1})
+        );
+    }
+
+    #[test]
+    fn model_data_of_old_style_avatars_reads_as_a_pro_finetune_and_generates_on_ultra() {
+        // As stored before style LoRAs: `"type": "style"`.
+        let old =
+            json!({"type": "style", "finetune_id": FINETUNE, "trigger_word": "STYLE_ABCDEF12"});
+        let model: TrainedModel = serde_json::from_value(old).unwrap();
+        assert_eq!(model, style_model());
+        assert_eq!(model.kind().generator(), STYLE_GENERATOR);
+    }
+
+    #[test]
+    fn an_operator_can_correct_a_style_avatar_to_either_kind() {
+        AvatarTest::with(())
+            .given(trained(AvatarType::Style))
+            .when(operator(Action::CorrectModelData {
+                avatar_type: AvatarType::Style,
+                output: TrainingOutput {
+                    lora_file_url: Some(LORA.into()),
+                    config_file_url: Some(CONFIG.into()),
+                    finetune_id: None,
+                },
+                reason: "retrained as a LoRA by hand".into(),
+            }))
+            .then_expect_events(vec![AvatarEvent::ModelDataCorrected {
+                corrected_by: Actor::Operator("alice".into()),
+                reason: "retrained as a LoRA by hand".into(),
+                previous_type: AvatarType::Style,
+                previous_model: Some(style_model()),
+                avatar_type: AvatarType::Style,
+                model: style_lora(),
+                at: at(),
+            }]);
     }
 }
 
@@ -1411,7 +1677,7 @@ mod correcting {
                 previous_type: AvatarType::Portrait,
                 previous_model: Some(portrait_model()),
                 avatar_type: AvatarType::Style,
-                model: TrainedModel::Style {
+                model: TrainedModel::ProFinetune {
                     finetune_id: FINETUNE.into(),
                     trigger_word: "PERSON_ABCDEF12".into(),
                 },

@@ -51,11 +51,12 @@ impl Projection for Gallery {
     }
 }
 
-/// The model reference a card may show: the LoRA file for a portrait, the finetune id for a style.
+/// The model reference a card may show: the LoRA file of a LoRA, the id of a pro finetune.
 pub fn model_ref(model: &TrainedModel) -> &str {
     match model {
-        TrainedModel::Portrait { lora_file_url, .. } => lora_file_url,
-        TrainedModel::Style { finetune_id, .. } => finetune_id,
+        TrainedModel::Portrait { lora_file_url, .. }
+        | TrainedModel::StyleLora { lora_file_url, .. } => lora_file_url,
+        TrainedModel::ProFinetune { finetune_id, .. } => finetune_id,
     }
 }
 

@@ -181,19 +181,27 @@ pub trait WorkHandler: Send + Sync + 'static {
 }
 
 /// A worker actor for one kind of work: claims due items up to its concurrency and runs each on
-/// the tokio runtime, hearing back through [`Finished`].
+/// the tokio runtime, hearing back through [`Claimed`] and [`Finished`]. At most one task looks
+/// for work at a time; only when it finds some does the next one start looking, so an idle
+/// worker costs one query per poll, not one per free slot.
 pub struct Worker {
     handler: Arc<dyn WorkHandler>,
     queue: WorkQueue,
     settings: ActorSettings,
     runtime: tokio::runtime::Handle,
     in_flight: usize,
+    probing: bool,
 }
 
 /// Look for due work now.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wake;
+
+/// The looking task found an item: another may start looking.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Claimed;
 
 /// One claim-and-run task ended; `claimed` says whether it found an item.
 #[derive(Message)]
@@ -205,22 +213,30 @@ struct Finished {
 impl Worker {
     fn fill(&mut self, ctx: &mut Context<Self>) {
         let limit = self.handler.concurrency().max(1);
-        while self.in_flight < limit {
-            self.in_flight += 1;
-            let addr = ctx.address();
-            let handler = self.handler.clone();
-            let queue = self.queue.clone();
-            let settings = self.settings.clone();
-            self.runtime.spawn(async move {
-                // Whatever happens inside, the slot comes back.
-                let claimed =
-                    std::panic::AssertUnwindSafe(claim_and_run(&*handler, &queue, &settings))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or(true);
-                addr.do_send(Finished { claimed });
-            });
+        if self.probing || self.in_flight >= limit {
+            return;
         }
+        self.in_flight += 1;
+        self.probing = true;
+        let addr = ctx.address();
+        let handler = self.handler.clone();
+        let queue = self.queue.clone();
+        let settings = self.settings.clone();
+        self.runtime.spawn(async move {
+            let on_claim = addr.clone();
+            // Whatever happens inside, the slot comes back.
+            let claimed = std::panic::AssertUnwindSafe(claim_and_run(
+                &*handler,
+                &queue,
+                &settings,
+                move || on_claim.do_send(Claimed),
+            ))
+            .catch_unwind()
+            .await
+            // A panic outside the handler: let the next poll look again.
+            .unwrap_or(false);
+            addr.do_send(Finished { claimed });
+        });
     }
 }
 
@@ -240,13 +256,24 @@ impl Handler<Wake> for Worker {
     }
 }
 
+impl Handler<Claimed> for Worker {
+    type Result = ();
+    fn handle(&mut self, _: Claimed, ctx: &mut Self::Context) {
+        self.probing = false;
+        // There may be more due work right behind it.
+        self.fill(ctx);
+    }
+}
+
 impl Handler<Finished> for Worker {
     type Result = ();
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
         self.in_flight = self.in_flight.saturating_sub(1);
         if msg.claimed {
-            // There may be more due work right behind it.
             self.fill(ctx);
+        } else {
+            // The looking task found nothing (or could not look): the next poll tries again.
+            self.probing = false;
         }
     }
 }
@@ -269,15 +296,20 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// Claims one item and runs it; returns whether there was one.
+/// Claims one item and runs it; returns whether there was one. `claimed` is called as soon as
+/// an item is held.
 async fn claim_and_run(
     handler: &dyn WorkHandler,
     queue: &WorkQueue,
     settings: &ActorSettings,
+    claimed: impl FnOnce(),
 ) -> bool {
     let kind = handler.kind();
     let item = match queue.claim(kind, settings.lease).await {
-        Ok(Some(item)) => item,
+        Ok(Some(item)) => {
+            claimed();
+            item
+        }
         Ok(None) => return false,
         Err(e) => {
             tracing::warn!(kind, error = %crate::telemetry::chain(&e), "could not claim work");
@@ -418,6 +450,7 @@ impl ActorSystem {
                                 settings: settings.clone(),
                                 runtime: runtime.clone(),
                                 in_flight: 0,
+                                probing: false,
                             }
                             .start()
                         })

@@ -394,6 +394,56 @@ pub async fn on_prompt(
     Ok(())
 }
 
+/// The link to the bot's private chat.
+fn private_chat_link(deps: &BotDeps) -> String {
+    match deps.username.get() {
+        Some(name) if !name.is_empty() => format!("https://t.me/{name}"),
+        _ => "https://t.me/".into(),
+    }
+}
+
+/// A message in a group, supergroup or channel: one sentence with a link to the private chat,
+/// and nothing remembered. A group's members must never see someone's photos or images.
+pub async fn on_message_outside_private_chat(
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    msg: Message,
+) -> HandlerResult {
+    let lang = Lang::from_code(msg.from.as_ref().and_then(|u| u.language_code.as_deref()));
+    let text = lang.texts().private_chat_only(&private_chat_link(&deps));
+    // Only commands and replies to the bot deserve an answer; ordinary group chatter does not.
+    let addressed = msg.text().is_some_and(|t| t.starts_with('/'))
+        || msg
+            .reply_to_message()
+            .and_then(|m| m.from.as_ref())
+            .is_some_and(|u| u.is_bot);
+    if addressed {
+        sending(&deps.limiter, msg.chat.id, 1, "sendMessage", || {
+            bot.send_message(msg.chat.id, text.clone()).send()
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// A button pressed on a message outside a private chat (forged or stale): the same sentence.
+pub async fn on_button_outside_private_chat(
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    q: CallbackQuery,
+) -> HandlerResult {
+    let lang = Lang::from_code(q.from.language_code.as_deref());
+    let text = lang.texts().private_chat_only(&private_chat_link(&deps));
+    retrying("answerCallbackQuery", || {
+        bot.answer_callback_query(q.id.clone())
+            .text(text.clone())
+            .show_alert(true)
+            .send()
+    })
+    .await?;
+    Ok(())
+}
+
 /// Any other message: a reminder of what the bot waits for.
 pub async fn on_other_message(
     bot: TgBot,
@@ -614,7 +664,13 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
         }
         (Callback::StartTraining(_, preset), Some((avatar_id, avatar))) => {
             match ctx
-                .execute(avatar_id, Action::StartTraining { preset })
+                .execute(
+                    avatar_id,
+                    Action::StartTraining {
+                        preset,
+                        style: ctx.deps.style_trainer,
+                    },
+                )
                 .await
             {
                 Ok(_) => {

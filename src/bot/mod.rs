@@ -116,6 +116,10 @@ pub struct BotDeps {
     pub downloader: Bot,
     /// The send budgets, shared by the handlers and the notifier.
     pub limiter: Arc<SendLimiter>,
+    /// The trainer style avatars train on (the operator's `STYLE_TRAINER`).
+    pub style_trainer: aggregates::StyleTrainer,
+    /// The bot's username, learned at start, for links to its private chat.
+    pub username: std::sync::OnceLock<String>,
 }
 
 /// The handler tree: commands first, then photos, then the text a conversation step waits for;
@@ -123,6 +127,20 @@ pub struct BotDeps {
 pub fn schema() -> UpdateHandler<BotError> {
     use dptree::case;
 
+    // Groups and channels get one sentence and nothing is stored: no user row, no dialogue.
+    let elsewhere = dptree::entry()
+        .branch(
+            Update::filter_message()
+                .filter(|m: Message| !m.chat.is_private())
+                .endpoint(handlers::on_message_outside_private_chat),
+        )
+        .branch(
+            Update::filter_callback_query()
+                .filter(|q: CallbackQuery| {
+                    q.message.as_ref().is_some_and(|m| !m.chat().is_private())
+                })
+                .endpoint(handlers::on_button_outside_private_chat),
+        );
     let messages = Update::filter_message()
         .enter_dialogue::<Message, dialogues::Dialogues, State>()
         .branch(
@@ -146,7 +164,10 @@ pub fn schema() -> UpdateHandler<BotError> {
     let buttons = Update::filter_callback_query()
         .enter_dialogue::<CallbackQuery, dialogues::Dialogues, State>()
         .endpoint(handlers::on_callback);
-    dptree::entry().branch(messages).branch(buttons)
+    dptree::entry()
+        .branch(elsewhere)
+        .branch(messages)
+        .branch(buttons)
 }
 
 /// The bot, built and ready to start.
@@ -166,6 +187,7 @@ impl Telegram {
         photos: PhotoStore,
         db: Database,
         fal: FalClient,
+        style_trainer: aggregates::StyleTrainer,
     ) -> Result<Self, BotError> {
         let url = reqwest::Url::parse(api_url).map_err(|e| BotError::Url(e.to_string()))?;
         let raw = Bot::new(token).set_api_url(url);
@@ -178,6 +200,8 @@ impl Telegram {
             albums: photos::Albums::default(),
             downloader: raw,
             limiter: Arc::new(SendLimiter::new(SendLimits::production())),
+            style_trainer,
+            username: std::sync::OnceLock::new(),
         });
         let notifier = Arc::new(TelegramNotifier::new(bot.clone(), deps.clone(), fal));
         Ok(Self {
@@ -204,6 +228,7 @@ impl Telegram {
         let bot = self.bot.clone();
         let me = send::retrying("getMe", || bot.get_me().send()).await?;
         tracing::info!(username = me.username(), "Telegram bot connected");
+        let _ = self.deps.username.set(me.username().to_owned());
         self.set_commands(&bot).await;
 
         let mut dispatcher = Dispatcher::builder(bot.clone(), schema())

@@ -20,7 +20,7 @@ use super::send::{is_transient, is_unreachable_chat, sending};
 use super::texts::{Lang, Texts};
 use super::{BotDeps, TgBot};
 use crate::actors::notify::{Notification, Notifier, NotifyError};
-use crate::fal::FalClient;
+use crate::fal::{FalClient, FalError};
 
 /// Delivers [`Notification`]s as Telegram messages.
 pub struct TelegramNotifier {
@@ -164,7 +164,8 @@ impl TelegramNotifier {
         self.text(chat, caption, keyboard).await
     }
 
-    /// The image's bytes from FAL; if FAL refuses them for good, Telegram may still fetch the URL.
+    /// The image's bytes from FAL; if FAL refuses them for good, Telegram may still fetch the
+    /// URL, but only a URL that passes the same media check as our own fetch.
     async fn image_file(&self, image: &GeneratedImage, n: usize) -> Result<InputFile, NotifyError> {
         match self.fal.download(&image.url).await {
             Ok(bytes) => {
@@ -175,10 +176,20 @@ impl TelegramNotifier {
                 };
                 Ok(InputFile::memory(bytes).file_name(format!("aisha-{n}.{extension}")))
             }
+            Err(e @ FalError::UnexpectedMediaUrl { .. }) => {
+                // Recorded before the check existed, or re-resolved elsewhere: never sent on.
+                tracing::error!(url = %image.url, error = %e, "a generated image's URL was refused");
+                Err(NotifyError::Permanent(format!("generated image: {e}")))
+            }
             Err(e) if e.is_transient() => Err(NotifyError::Transient(format!(
                 "downloading a generated image: {e}"
             ))),
             Err(e) => {
+                if let Err(refused) = self.fal.check_media_url(&image.url).await {
+                    return Err(NotifyError::Permanent(format!(
+                        "generated image: {refused}"
+                    )));
+                }
                 tracing::warn!(error = %e, "could not download a generated image; passing its URL to Telegram");
                 let url = reqwest::Url::parse(&image.url)
                     .map_err(|_| NotifyError::Permanent(format!("generated image: {e}")))?;

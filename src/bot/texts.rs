@@ -84,6 +84,8 @@ pub trait Texts: Send + Sync {
     fn welcome(&self, first_name: &str) -> String;
     fn main_menu(&self) -> String;
     fn help(&self) -> String;
+    /// The only answer in a group or channel: photos and faces belong in a private chat.
+    fn private_chat_only(&self, bot_link: &str) -> String;
     /// `(command, description)` for the command menu.
     fn commands(&self) -> [(&'static str, &'static str); 5];
     fn btn_create(&self) -> &'static str;
@@ -199,6 +201,11 @@ impl Texts for Ru {
         "🏠 <b>Главное меню</b>\n\nЧто сделаем?".into()
     }
 
+    fn private_chat_only(&self, bot_link: &str) -> String {
+        format!(
+            "Я работаю только в личных сообщениях: фотографии и аватары — это личное. Напишите мне: {bot_link}"
+        )
+    }
     fn help(&self) -> String {
         format!(
             "❓ <b>Помощь</b>\n\n\
@@ -664,6 +671,9 @@ impl Texts for Ru {
             AvatarError::NameHasControlCharacters => {
                 "в имени есть недопустимые служебные символы.".into()
             }
+            AvatarError::NameHasInvisibleCharacters { code_point } => format!(
+                "в имени есть невидимый символ ({code_point}), который может выдать имя за другое. Уберите его и напишите имя ещё раз."
+            ),
             AvatarError::PhotosLocked => {
                 "обучение уже запущено — фотографии больше нельзя менять.".into()
             }
@@ -747,6 +757,11 @@ impl Texts for En {
         "🏠 <b>Main menu</b>\n\nWhat shall we do?".into()
     }
 
+    fn private_chat_only(&self, bot_link: &str) -> String {
+        format!(
+            "I only work in private messages: your photos and avatars are personal. Write to me: {bot_link}"
+        )
+    }
     fn help(&self) -> String {
         format!(
             "❓ <b>Help</b>\n\n\
@@ -1213,6 +1228,9 @@ impl Texts for En {
             AvatarError::NameHasControlCharacters => {
                 "the name contains characters that are not allowed.".into()
             }
+            AvatarError::NameHasInvisibleCharacters { code_point } => format!(
+                "the name contains an invisible character ({code_point}) that can disguise it. Remove it and type the name again."
+            ),
             AvatarError::PhotosLocked => {
                 "training has started — the photos can no longer change.".into()
             }

@@ -3,13 +3,15 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
 use reqwest::header::{
-    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER,
 };
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -17,7 +19,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::types::{
-    ErrorDetail, InitiateUploadRequest, InitiateUploadResponse, QueueStatus, SubmitResponse,
+    pick_error_type, with_error_type, ErrorDetail, FailureKind, GeneratorOutput,
+    InitiateUploadRequest, InitiateUploadResponse, QueueStatus, SubmitResponse,
+    UNEXPECTED_MEDIA_ADDRESS,
 };
 
 /// FAL's queue host.
@@ -28,6 +32,13 @@ pub const DEFAULT_REST_URL: &str = "https://rest.fal.ai";
 pub const DEFAULT_JWKS_URL: &str = "https://rest.fal.ai/.well-known/jwks.json";
 /// Storage backend asked for when initiating uploads.
 pub const STORAGE_TYPE: &str = "fal-cdn-v3";
+/// Hosts (and their subdomains) FAL serves result files from: `v3.fal.media` and `v3b.fal.media`
+/// today (FAL's own clients and storage tests), `fal.media` on older answers.
+pub const DEFAULT_MEDIA_HOSTS: &[&str] = &["fal.media"];
+/// Redirects followed when fetching a result file, each checked like the first URL.
+pub const MAX_MEDIA_REDIRECTS: usize = 3;
+/// The header FAL repeats a failed request's `error_type` in.
+pub const HEADER_ERROR_TYPE: &str = "x-fal-error-type";
 
 /// Everything that can go wrong talking to FAL.
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +49,34 @@ pub enum FalError {
     Validation { detail: String },
     #[error("FAL's rate or concurrency limit was reached")]
     RateLimited { retry_after: Option<Duration> },
+    /// `detail` ends with FAL's error type, when it gave one (see `types::with_error_type`).
     #[error("FAL server error (HTTP {status}): {detail}")]
-    Server { status: u16, detail: String },
+    Server {
+        status: u16,
+        detail: String,
+        error_type: Option<String>,
+    },
     #[error("FAL found no such request or file: {detail}")]
     NotFound { detail: String },
     #[error("the request had already completed and cannot be cancelled")]
     AlreadyCompleted,
     #[error("FAL answered HTTP {status}: {detail}")]
-    Http { status: u16, detail: String },
+    Http {
+        status: u16,
+        detail: String,
+        error_type: Option<String>,
+    },
+    /// FAL finished the request and reports that it failed (`error` / `error_type` on its
+    /// COMPLETED status); `message` ends with the type, as `detail` does above.
+    #[error("FAL reports the request failed: {message}")]
+    Job {
+        message: String,
+        error_type: Option<String>,
+    },
+    /// A result names a file we do not fetch (off the media allow-list, a private address, a
+    /// redirect elsewhere): nothing was fetched, and the URL must not be handed on either.
+    #[error("FAL returned an image from an unexpected address ({reason}) [fal error_type={UNEXPECTED_MEDIA_ADDRESS}]")]
+    UnexpectedMediaUrl { url: String, reason: String },
     #[error("FAL did not answer in time")]
     Timeout,
     /// The connection was never made, so the request certainly did not reach FAL.
@@ -83,6 +114,42 @@ impl FalError {
         }
     }
 
+    /// FAL's category for the failure (`request_timeout`, `content_policy_violation`, …), for
+    /// logs and analytics; our own `unexpected_media_address` for a refused result file.
+    pub fn error_type(&self) -> Option<&str> {
+        match self {
+            Self::Server { error_type, .. }
+            | Self::Http { error_type, .. }
+            | Self::Job { error_type, .. } => error_type.as_deref(),
+            Self::Validation { detail } => super::types::error_type_of_reason(detail),
+            Self::UnexpectedMediaUrl { .. } => Some(UNEXPECTED_MEDIA_ADDRESS),
+            _ => None,
+        }
+    }
+
+    /// What the failure means for the user (the bot has one sentence per kind).
+    pub fn failure_kind(&self) -> FailureKind {
+        self.error_type()
+            .map_or(FailureKind::Other, FailureKind::from_error_type)
+    }
+
+    /// The failure a COMPLETED status reports (`error`, `error_type`), if it reports one.
+    pub fn from_status(status: &QueueStatus) -> Option<Self> {
+        if !status.is_failed() {
+            return None;
+        }
+        let message = status
+            .error
+            .clone()
+            .unwrap_or_else(|| "FAL reported an error without details".to_owned());
+        let error_type = status.error_type.clone();
+        count_failure("status", error_type.as_deref());
+        Some(Self::Job {
+            message: with_error_type(message, error_type.as_deref()),
+            error_type,
+        })
+    }
+
     /// Whether repeating the same call may succeed (rate limits, server errors, lost connections).
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -96,6 +163,13 @@ impl FalError {
     }
 
     fn from_reqwest(error: reqwest::Error) -> Self {
+        // Our resolver refused the address a media host resolved to: nothing was sent.
+        if let Some(refused) = find_source::<NonPublicAddress>(&error) {
+            return Self::UnexpectedMediaUrl {
+                url: error.url().map(Url::to_string).unwrap_or_default(),
+                reason: refused.to_string(),
+            };
+        }
         // A connect timeout is a connect error too: nothing was sent.
         if error.is_connect() {
             Self::Connect(error)
@@ -128,6 +202,25 @@ impl FalError {
             .as_ref()
             .and_then(|v| v.get("status"))
             .and_then(Value::as_str);
+        // FAL's category: `error_type` in the body, else the `x-fal-error-type` header (as FAL's
+        // Python client reads them), or the `type` of a model error in `detail`.
+        let explicit = json
+            .as_ref()
+            .and_then(|v| v.get("error_type"))
+            .and_then(Value::as_str)
+            .or_else(|| headers.get(HEADER_ERROR_TYPE).and_then(|v| v.to_str().ok()));
+        let detail_type = json
+            .as_ref()
+            .and_then(|v| v.get("detail"))
+            .map(|d| ErrorDetail::from_value(d.clone()));
+        let error_type = pick_error_type(
+            explicit,
+            detail_type.as_ref().and_then(ErrorDetail::error_type),
+        );
+        if status.as_u16() == 422 || status.is_server_error() || error_type.is_some() {
+            count_failure("answer", error_type.as_deref());
+        }
+        let detail = with_error_type(detail, error_type.as_deref());
         match status.as_u16() {
             401 | 403 => Self::Unauthorized {
                 status: status.as_u16(),
@@ -145,10 +238,12 @@ impl FalError {
             code if code >= 500 => Self::Server {
                 status: code,
                 detail,
+                error_type,
             },
             code => Self::Http {
                 status: code,
                 detail,
+                error_type,
             },
         }
     }
@@ -233,6 +328,9 @@ pub struct FalClientConfig {
     pub retry: RetryPolicy,
     /// Largest file [`FalClient::download`] accepts.
     pub max_download_bytes: u64,
+    /// Where result files may be fetched from; the queue's and REST API's own origins are
+    /// always added (see [`MediaPolicy`]).
+    pub media: MediaPolicy,
 }
 
 impl FalClientConfig {
@@ -249,6 +347,7 @@ impl FalClientConfig {
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             max_download_bytes: 50 * 1024 * 1024,
+            media: MediaPolicy::default(),
         }
     }
 
@@ -271,6 +370,11 @@ impl FalClientConfig {
         self.max_download_bytes = limit;
         self
     }
+
+    pub fn with_media_policy(mut self, media: MediaPolicy) -> Self {
+        self.media = media;
+        self
+    }
 }
 
 // By hand, so that the key can never reach a log line through `{:?}`.
@@ -283,6 +387,7 @@ impl fmt::Debug for FalClientConfig {
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
             .field("max_download_bytes", &self.max_download_bytes)
+            .field("media", &self.media)
             .finish()
     }
 }
@@ -331,6 +436,10 @@ pub struct FalClient {
     timeouts: Timeouts,
     retry: RetryPolicy,
     max_download_bytes: u64,
+    media: Arc<MediaPolicy>,
+    /// Fetches result files: no redirects followed by itself, and in live mode a resolver that
+    /// refuses private addresses (so a checked host cannot be re-resolved elsewhere).
+    media_http: reqwest::Client,
 }
 
 impl fmt::Debug for FalClient {
@@ -341,6 +450,7 @@ impl fmt::Debug for FalClient {
             .field("key", &self.auth.as_ref().map(|_| "<redacted>"))
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
+            .field("media", &self.media)
             .finish()
     }
 }
@@ -371,6 +481,23 @@ impl FalClient {
             .user_agent(concat!("aisha/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(FalError::Setup)?;
+        // The APIs we were pointed at are trusted with our key already; files they serve (the
+        // simulator's, or a proxy's) are fetched from them too.
+        let media = config
+            .media
+            .clone()
+            .trusting(&config.queue_url)
+            .trusting(&config.rest_url);
+        let mut media_http = reqwest::Client::builder()
+            .connect_timeout(config.timeouts.connect)
+            .user_agent(concat!("aisha/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none());
+        if !media.allow_private {
+            media_http = media_http.dns_resolver(Arc::new(PublicOnlyResolver {
+                exempt: media.trusted_hostnames(),
+            }));
+        }
+        let media_http = media_http.build().map_err(FalError::Setup)?;
         Ok(Self {
             http,
             queue_url: config.queue_url.trim_end_matches('/').to_owned(),
@@ -379,7 +506,35 @@ impl FalClient {
             timeouts: config.timeouts,
             retry: config.retry,
             max_download_bytes: config.max_download_bytes,
+            media: Arc::new(media),
+            media_http,
         })
+    }
+
+    /// The rules result files are fetched by.
+    pub fn media_policy(&self) -> &MediaPolicy {
+        &self.media
+    }
+
+    /// Whether a result file's URL may be fetched (or handed to Telegram): on the allow-list,
+    /// and in live mode resolving to public addresses only. A name that does not resolve right
+    /// now is not refused here (the fetch will retry); one that resolves privately is.
+    pub async fn check_media_url(&self, url: &str) -> Result<(), FalError> {
+        let parsed = self.media.check(url)?;
+        self.media.check_resolved(&parsed).await
+    }
+
+    /// [`FalClient::check_media_url`] for every image of a generator's output: the check to
+    /// make before recording a generation as completed.
+    pub async fn check_output_images(&self, output: &GeneratorOutput) -> Result<(), FalError> {
+        for image in &output.images {
+            if let Err(error) = self.check_media_url(&image.url).await {
+                metrics::counter!("fal_media_refused_total").increment(1);
+                tracing::warn!(url = %image.url, %error, "FAL result names an image we do not fetch");
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Puts a job in the queue. Not idempotent: repeated only when the connection was never
@@ -543,18 +698,51 @@ impl FalClient {
         Ok(ticket.file_url)
     }
 
-    /// Fetches a result file (an image, a LoRA) up to the configured size limit.
+    /// Fetches a result file (an image, a LoRA) up to the configured size limit, only from
+    /// where the [`MediaPolicy`] allows; redirects are followed by hand (at most
+    /// [`MAX_MEDIA_REDIRECTS`]), each target checked like the first URL.
     pub async fn download(&self, url: &str) -> Result<Bytes, FalError> {
-        let parsed = parse_url(url)?;
+        let parsed = self.media.check(url).inspect_err(|error| {
+            metrics::counter!("fal_media_refused_total").increment(1);
+            tracing::warn!(url, %error, "not fetching a result file");
+        })?;
+        self.media.check_resolved(&parsed).await?;
         let limit = self.max_download_bytes;
         self.with_retries("download", url, Repeat::Idempotent, |_| {
-            // Result files live on a public CDN: no API key leaves for another host.
-            let request = self
-                .http
-                .get(parsed.clone())
-                .timeout(self.timeouts.transfer);
+            let first = parsed.clone();
             async move {
-                let mut response = request.send().await.map_err(FalError::from_reqwest)?;
+                let mut target = first;
+                let mut redirects = 0;
+                let mut response = loop {
+                    // Result files live on a public CDN: no API key leaves for another host.
+                    let response = self
+                        .media_http
+                        .get(target.clone())
+                        .timeout(self.timeouts.transfer)
+                        .send()
+                        .await
+                        .map_err(FalError::from_reqwest)?;
+                    if !response.status().is_redirection() {
+                        break response;
+                    }
+                    let Some(next) = redirect_target(&target, response.headers()) else {
+                        break response;
+                    };
+                    redirects += 1;
+                    if redirects > MAX_MEDIA_REDIRECTS {
+                        return Err(FalError::UnexpectedMediaUrl {
+                            url: target.to_string(),
+                            reason: format!("more than {MAX_MEDIA_REDIRECTS} redirects"),
+                        });
+                    }
+                    let next = self.media.check(next.as_str()).inspect_err(|error| {
+                        metrics::counter!("fal_media_refused_total").increment(1);
+                        tracing::warn!(from = %target, to = %next, %error,
+                            "not following a result file's redirect");
+                    })?;
+                    self.media.check_resolved(&next).await?;
+                    target = next;
+                };
                 let status = response.status();
                 if !status.is_success() {
                     let headers = response.headers().clone();
@@ -656,6 +844,314 @@ fn parse_url(url: &str) -> Result<Url, FalError> {
     })
 }
 
+/// Counts a FAL failure by what it means (FAL's raw types are open-ended, so not a label).
+fn count_failure(source: &'static str, error_type: Option<&str>) {
+    let kind = error_type.map_or(FailureKind::Other, FailureKind::from_error_type);
+    metrics::counter!("fal_failures_total", "source" => source, "kind" => kind.metric_label())
+        .increment(1);
+}
+
+/// Where result files may come from.
+///
+/// A URL passes when its host is one of `host_suffixes` or a subdomain of one (`fal.media`
+/// admits `v3.fal.media`, not `evilfal.media`), or when it is on the very origin (scheme, host,
+/// port) of an API we were configured to call. Unless `allow_private` (simulated mode and
+/// tests), suffix-listed URLs must be `https` and their host must not be, or resolve to, a
+/// loopback, private, link-local, shared, multicast or otherwise non-public address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaPolicy {
+    host_suffixes: Vec<String>,
+    trusted_origins: Vec<(String, String, u16)>,
+    allow_private: bool,
+}
+
+impl Default for MediaPolicy {
+    /// FAL's media hosts, live rules.
+    fn default() -> Self {
+        Self::new(DEFAULT_MEDIA_HOSTS.iter().copied(), false)
+    }
+}
+
+impl MediaPolicy {
+    /// A policy admitting `host_suffixes` (normalised: lowercase, no leading `*.` or `.`, no
+    /// trailing dot; empty entries dropped). `allow_private` lifts the address and `https`
+    /// rules, for simulated mode.
+    pub fn new<S: AsRef<str>>(
+        host_suffixes: impl IntoIterator<Item = S>,
+        allow_private: bool,
+    ) -> Self {
+        let host_suffixes = host_suffixes
+            .into_iter()
+            .filter_map(|h| normalise_host(h.as_ref()))
+            .collect();
+        Self {
+            host_suffixes,
+            trusted_origins: Vec::new(),
+            allow_private,
+        }
+    }
+
+    /// Live rules for `hosts`, or FAL's media hosts when `hosts` is empty.
+    pub fn live(hosts: &[String]) -> Self {
+        if hosts.is_empty() {
+            Self::default()
+        } else {
+            Self::new(hosts, false)
+        }
+    }
+
+    /// Simulated-mode rules: `hosts` (or FAL's) at any address, plus the origins trusted later.
+    pub fn simulated(hosts: &[String]) -> Self {
+        let mut policy = Self::live(hosts);
+        policy.allow_private = true;
+        policy
+    }
+
+    /// Also admits everything on `base_url`'s exact origin (an API we call anyway).
+    pub fn trusting(mut self, base_url: &str) -> Self {
+        if let Some(origin) = Url::parse(base_url).ok().as_ref().and_then(origin_of) {
+            if !self.trusted_origins.contains(&origin) {
+                self.trusted_origins.push(origin);
+            }
+        }
+        self
+    }
+
+    pub fn host_suffixes(&self) -> &[String] {
+        &self.host_suffixes
+    }
+
+    pub fn allows_private_addresses(&self) -> bool {
+        self.allow_private
+    }
+
+    /// Trusted origins' host names (not literal addresses), which the resolver lets through.
+    fn trusted_hostnames(&self) -> Vec<String> {
+        self.trusted_origins
+            .iter()
+            .map(|(_, host, _)| host.clone())
+            .filter(|host| host.parse::<IpAddr>().is_err())
+            .collect()
+    }
+
+    fn is_trusted_origin(&self, url: &Url) -> bool {
+        origin_of(url).is_some_and(|origin| self.trusted_origins.contains(&origin))
+    }
+
+    /// The checks that need no network: scheme, credentials, host on the list, and a literal
+    /// address's kind. Returns the parsed URL to fetch.
+    pub fn check(&self, url: &str) -> Result<Url, FalError> {
+        let refuse = |reason: String| FalError::UnexpectedMediaUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let parsed = Url::parse(url).map_err(|_| refuse("not a URL".to_owned()))?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return Err(refuse(format!("scheme {:?}", parsed.scheme())));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(refuse("the URL carries credentials".to_owned()));
+        }
+        if self.is_trusted_origin(&parsed) {
+            return Ok(parsed);
+        }
+        let Some(host) = host_of(&parsed) else {
+            return Err(refuse("no host".to_owned()));
+        };
+        let listed = self.host_suffixes.iter().any(|suffix| {
+            host == *suffix
+                || (host.len() > suffix.len()
+                    && host.ends_with(suffix.as_str())
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.')
+        });
+        if !listed {
+            return Err(refuse(format!("host {host} is not a FAL media host")));
+        }
+        if !self.allow_private {
+            if parsed.scheme() != "https" {
+                return Err(refuse("not https".to_owned()));
+            }
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                if !is_public_ip(ip) {
+                    return Err(refuse(format!("{ip} is not a public address")));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// In live mode, resolves `url`'s host and refuses it if any address is not public. A
+    /// failed lookup passes: the fetch resolves again (through a resolver with the same rule).
+    pub async fn check_resolved(&self, url: &Url) -> Result<(), FalError> {
+        if self.allow_private || self.is_trusted_origin(url) {
+            return Ok(());
+        }
+        let Some(host) = host_of(url).filter(|h| h.parse::<IpAddr>().is_err()) else {
+            return Ok(());
+        };
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<IpAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+            Err(_) => return Ok(()),
+        };
+        match addrs.into_iter().find(|ip| !is_public_ip(*ip)) {
+            Some(ip) => Err(FalError::UnexpectedMediaUrl {
+                url: url.to_string(),
+                reason: format!("{host} resolves to {ip}, not a public address"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+fn normalise_host(host: &str) -> Option<String> {
+    let host = host
+        .trim()
+        .trim_start_matches("*.")
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// The URL's host, lowercase, without a trailing dot or an IPv6 address's brackets.
+fn host_of(url: &Url) -> Option<String> {
+    let host = url.host_str()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    normalise_host(host)
+}
+
+fn origin_of(url: &Url) -> Option<(String, String, u16)> {
+    Some((
+        url.scheme().to_owned(),
+        host_of(url)?,
+        url.port_or_known_default()?,
+    ))
+}
+
+/// Where a redirect answer points, resolved against the URL that answered.
+fn redirect_target(from: &Url, headers: &HeaderMap) -> Option<Url> {
+    let location = headers.get(LOCATION)?.to_str().ok()?;
+    from.join(location.trim()).ok()
+}
+
+/// Whether `ip` is an ordinary public unicast address: not loopback, private (10/8,
+/// 172.16/12, 192.168/16, fc00::/7), link-local (169.254/16, fe80::/10), shared (100.64/10),
+/// unspecified, broadcast, multicast, documentation, benchmarking or reserved; IPv4 addresses
+/// carried in IPv6 (mapped, compatible, NAT64, 6to4) are judged as IPv4.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(a == 0
+        || a == 10
+        || a == 127
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 169 && b == 254)
+        || (a == 172 && (16..32).contains(&b))
+        || (a == 192 && b == 0 && (c == 0 || c == 2))
+        || (a == 192 && b == 88 && c == 99)
+        || (a == 192 && b == 168)
+        || (a == 198 && (b == 18 || b == 19))
+        || (a == 198 && b == 51 && c == 100)
+        || (a == 203 && b == 0 && c == 113)
+        || a >= 224)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let segments = ip.segments();
+    let embedded_v4 =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    match segments {
+        // Unspecified, loopback and the deprecated IPv4-compatible block.
+        [0, 0, 0, 0, 0, 0, hi, lo] => hi != 0 && is_public_v4(embedded_v4(hi, lo)),
+        // NAT64 (64:ff9b::/96) carries an IPv4 address.
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => is_public_v4(embedded_v4(hi, lo)),
+        // 6to4 (2002::/16) carries one in its next 32 bits.
+        [0x2002, hi, lo, ..] => is_public_v4(embedded_v4(hi, lo)),
+        // Teredo (2001::/32), documentation (2001:db8::/32), discard-only (100::/64).
+        [0x2001, 0, ..] | [0x2001, 0xdb8, ..] | [0x100, 0, 0, 0, ..] => false,
+        [first, ..] => {
+            !((first & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (first & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
+                || (first & 0xff00) == 0xff00) // multicast
+        }
+    }
+}
+
+/// The resolver's refusal, found again in a reqwest error's sources.
+#[derive(Debug)]
+struct NonPublicAddress {
+    host: String,
+    ip: IpAddr,
+}
+
+impl fmt::Display for NonPublicAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} resolves to {}, not a public address",
+            self.host, self.ip
+        )
+    }
+}
+
+impl std::error::Error for NonPublicAddress {}
+
+/// Resolves names for result-file fetches in live mode, refusing any name with a non-public
+/// address: the connection is made only to what was checked (no re-resolution in between).
+struct PublicOnlyResolver {
+    exempt: Vec<String>,
+}
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        let exempt = self.exempt.contains(&host);
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if !exempt {
+                if let Some(bad) = addrs.iter().find(|a| !is_public_ip(a.ip())) {
+                    let refused: Box<dyn std::error::Error + Send + Sync> =
+                        Box::new(NonPublicAddress {
+                            host: host.clone(),
+                            ip: bad.ip(),
+                        });
+                    return Err(refused);
+                }
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The first error of type `E` in `error`'s chain of sources.
+fn find_source<'a, E: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// Sends and reads the whole answer.
 async fn send(
     request: reqwest::RequestBuilder,
@@ -697,8 +1193,10 @@ mod tests {
             br#"{"detail":[{"loc":["body","prompt"],"msg":"Field required","type":"missing"}]}"#,
         );
         assert!(
-            matches!(e, FalError::Validation { ref detail } if detail == "body.prompt: Field required")
+            matches!(e, FalError::Validation { ref detail } if detail == "body.prompt: Field required [fal error_type=missing]"),
+            "{e:?}"
         );
+        assert_eq!(e.error_type(), Some("missing"));
         let e = FalError::from_response(
             StatusCode::BAD_REQUEST,
             &h,
@@ -717,6 +1215,143 @@ mod tests {
         let e = FalError::from_response(StatusCode::UNAUTHORIZED, &h, b"{}");
         assert!(matches!(e, FalError::Unauthorized { status: 401 }));
         assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn error_types_come_from_the_body_the_header_or_a_model_error() {
+        let mut typed = HeaderMap::new();
+        typed.insert(
+            HEADER_ERROR_TYPE,
+            HeaderValue::from_static("request_timeout"),
+        );
+        let e = FalError::from_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            &typed,
+            br#"{"detail":"Request timed out"}"#,
+        );
+        assert_eq!(e.error_type(), Some("request_timeout"));
+        assert_eq!(e.failure_kind(), FailureKind::Busy);
+        assert!(
+            e.to_string().contains("[fal error_type=request_timeout]"),
+            "{e}"
+        );
+
+        // The body wins over the header, as in FAL's Python client.
+        let e = FalError::from_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &typed,
+            br#"{"detail":"Runner disconnected","error_type":"runner_disconnected"}"#,
+        );
+        assert!(
+            matches!(&e, FalError::Server { status: 503, error_type: Some(t), .. } if t == "runner_disconnected")
+        );
+
+        // A model error the user can act on names its kind, whatever the header says.
+        let mut validation = HeaderMap::new();
+        validation.insert(
+            HEADER_ERROR_TYPE,
+            HeaderValue::from_static("validation_error"),
+        );
+        let e = FalError::from_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &validation,
+            br#"{"detail":[{"loc":["body","prompt"],"msg":"The content was flagged.","type":"content_policy_violation"}]}"#,
+        );
+        assert!(matches!(e, FalError::Validation { .. }));
+        assert_eq!(e.failure_kind(), FailureKind::ContentPolicy);
+
+        let status: QueueStatus = serde_json::from_value(serde_json::json!({
+            "status": "COMPLETED", "error": "Runner disconnected", "error_type": "runner_disconnected"
+        }))
+        .unwrap();
+        let e = FalError::from_status(&status).unwrap();
+        assert!(
+            matches!(&e, FalError::Job { error_type: Some(t), .. } if t == "runner_disconnected")
+        );
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::",
+            "2001:db8::1",
+            "::127.0.0.1",
+        ] {
+            assert!(!is_public_ip(ip.parse().unwrap()), "{ip} counted as public");
+        }
+        for ip in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
+            assert!(is_public_ip(ip.parse().unwrap()), "{ip} counted as private");
+        }
+    }
+
+    #[test]
+    fn media_hosts_match_on_a_dot_boundary() {
+        let live = MediaPolicy::default();
+        for ok in [
+            "https://v3.fal.media/files/a/b.png",
+            "https://v3b.fal.media/files/b/x.png",
+            "https://fal.media/files/x.jpg",
+            "https://V3.FAL.MEDIA./files/x.jpg",
+        ] {
+            live.check(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "https://evilfal.media/x.png",
+            "https://fal.media.evil.example/x.png",
+            "http://v3.fal.media/x.png",
+            "https://user:pw@v3.fal.media/x.png",
+            "ftp://v3.fal.media/x.png",
+            "https://127.0.0.1/x.png",
+            "not a url",
+        ] {
+            assert!(
+                matches!(live.check(bad), Err(FalError::UnexpectedMediaUrl { .. })),
+                "{bad} passed"
+            );
+        }
+        // Listed literal addresses are still refused in live mode, and admitted in simulated.
+        let listed = ["10.0.0.7".to_owned(), "*.Example.org".to_owned()];
+        assert!(MediaPolicy::live(&listed)
+            .check("https://10.0.0.7/x")
+            .is_err());
+        MediaPolicy::live(&listed)
+            .check("https://cdn.example.org/x")
+            .unwrap();
+        MediaPolicy::simulated(&listed)
+            .check("http://10.0.0.7/x")
+            .unwrap();
+        // A configured API's exact origin is trusted; another port on that host is not.
+        let trusted = MediaPolicy::default().trusting("http://127.0.0.1:8090/queue");
+        trusted.check("http://127.0.0.1:8090/files/x.png").unwrap();
+        assert!(trusted.check("http://127.0.0.1:8091/files/x.png").is_err());
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub mod sim;
 pub mod types;
 pub mod webhook;
 
-pub use client::{FalClient, FalClientConfig, FalError, RetryPolicy, Timeouts, UploadSource};
+pub use client::{
+    FalClient, FalClientConfig, FalError, MediaPolicy, RetryPolicy, Timeouts, UploadSource,
+    DEFAULT_MEDIA_HOSTS,
+};
 pub use sim::{FalSimulator, SimConfig};
-pub use webhook::{WebhookError, WebhookSigner, WebhookVerifier};
+pub use types::FailureKind;
+pub use webhook::{VerifierConfig, WebhookError, WebhookSigner, WebhookVerifier};

@@ -70,11 +70,23 @@ pub struct QueueStatus {
     pub status_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_url: Option<String>,
+    /// On a COMPLETED request that failed: a readable reason (FAL's official clients read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// On a COMPLETED request that failed: the machine-readable category (`request_timeout`,
+    /// `runner_disconnected`, …; see [`FailureKind`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
 }
 
 impl QueueStatus {
     pub fn is_completed(&self) -> bool {
         self.status == QueueState::Completed
+    }
+
+    /// Whether FAL says the finished request failed (its `error` or `error_type` is set).
+    pub fn is_failed(&self) -> bool {
+        self.is_completed() && (self.error.is_some() || self.error_type.is_some())
     }
 }
 
@@ -192,6 +204,10 @@ pub struct WebhookPayload {
     pub payload: Option<Value>,
     #[serde(default)]
     pub error: Option<String>,
+    /// The machine-readable category of an ERROR, when FAL sends one (as on statuses and error
+    /// answers; not confirmed for webhooks, so it is optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
     /// Why `payload` is null although the request produced an output.
     #[serde(default)]
     pub payload_error: Option<String>,
@@ -220,15 +236,149 @@ impl WebhookPayload {
                     .into_iter()
                     .flatten()
                     .collect();
-                Some(if parts.is_empty() {
+                let message = if parts.is_empty() {
                     "FAL reported an error without details".to_owned()
                 } else {
                     parts.join(": ")
-                })
+                };
+                Some(with_error_type(message, self.failure_type().as_deref()))
             }
         }
     }
+
+    /// The failure's category: a model error's `type` that means something to the user
+    /// (`content_policy_violation`, …), else `error_type` (of the webhook, or of the error body
+    /// in its payload), else the first `type` in `detail`.
+    pub fn failure_type(&self) -> Option<String> {
+        if self.status == WebhookStatus::Ok {
+            return None;
+        }
+        let payload = self.payload.as_ref();
+        let explicit = self
+            .error_type
+            .clone()
+            .or_else(|| payload?.get("error_type")?.as_str().map(str::to_owned));
+        let detail = payload
+            .and_then(|p| p.get("detail"))
+            .map(|d| ErrorDetail::from_value(d.clone()));
+        pick_error_type(
+            explicit.as_deref(),
+            detail.as_ref().and_then(ErrorDetail::error_type),
+        )
+    }
 }
+
+/// The category to record for a failure: the `type` of a model error when it names something
+/// the user can act on, else FAL's explicit `error_type`, else whatever `type` there is.
+pub fn pick_error_type(explicit: Option<&str>, detail_type: Option<&str>) -> Option<String> {
+    let explicit = explicit.map(str::trim).filter(|t| !t.is_empty());
+    let detail_type = detail_type.map(str::trim).filter(|t| !t.is_empty());
+    match detail_type {
+        Some(kind) if FailureKind::from_error_type(kind) != FailureKind::Other => Some(kind),
+        _ => explicit.or(detail_type),
+    }
+    .map(str::to_owned)
+}
+
+/// The marker a failure reason carries its FAL error type in; see [`with_error_type`].
+const ERROR_TYPE_MARKER: &str = " [fal error_type=";
+
+/// `message [fal error_type=TYPE]`: the reason recorded for a failure, so that the log, the
+/// events (and the analytics reading them) keep FAL's category next to the readable text.
+pub fn with_error_type(message: String, error_type: Option<&str>) -> String {
+    match error_type.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(kind) if !message.contains(ERROR_TYPE_MARKER) => {
+            format!("{message}{ERROR_TYPE_MARKER}{kind}]")
+        }
+        _ => message,
+    }
+}
+
+/// The FAL error type a reason made by [`with_error_type`] carries.
+pub fn error_type_of_reason(reason: &str) -> Option<&str> {
+    let start = reason.rfind(ERROR_TYPE_MARKER)? + ERROR_TYPE_MARKER.len();
+    let rest = &reason[start..];
+    let kind = &rest[..rest.find(']')?];
+    (!kind.is_empty()).then_some(kind)
+}
+
+/// What a failure means for the user, from FAL's error type; each kind has one short sentence
+/// in the bot's texts (its [`FailureKind::text_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// FAL ran out of time or could not start or reach a worker; trying again later may work.
+    Busy,
+    /// The prompt or a picture was flagged by FAL's content checker.
+    ContentPolicy,
+    /// The model produced nothing usable (e.g. `no_media_generated`).
+    NothingGenerated,
+    /// The request was refused as invalid: our fault, not the user's.
+    Rejected,
+    /// The request was cancelled or its client went away.
+    Cancelled,
+    /// The result named a file at an address we do not fetch from (see `FalClient::check_media_url`).
+    UnexpectedAddress,
+    /// Anything else, including types this version does not know.
+    Other,
+}
+
+impl FailureKind {
+    /// The kind for one of FAL's error types (request errors and model errors alike).
+    pub fn from_error_type(error_type: &str) -> Self {
+        match error_type.trim() {
+            "request_timeout"
+            | "startup_timeout"
+            | "runner_scheduling_failure"
+            | "runner_connection_timeout"
+            | "runner_disconnected"
+            | "runner_connection_refused"
+            | "runner_connection_error"
+            | "runner_incomplete_response"
+            | "runner_server_error"
+            | "internal_error" => Self::Busy,
+            "content_policy_violation" => Self::ContentPolicy,
+            "no_media_generated" => Self::NothingGenerated,
+            "client_disconnected" | "client_cancelled" => Self::Cancelled,
+            "bad_request" => Self::Rejected,
+            UNEXPECTED_MEDIA_ADDRESS => Self::UnexpectedAddress,
+            _ => Self::Other,
+        }
+    }
+
+    /// The kind a recorded failure reason names, [`FailureKind::Other`] when it names none.
+    pub fn from_reason(reason: &str) -> Self {
+        error_type_of_reason(reason).map_or(Self::Other, Self::from_error_type)
+    }
+
+    /// The bot's text for this kind (ru/en sentences live in `bot::texts`).
+    pub fn text_key(self) -> &'static str {
+        match self {
+            Self::Busy => "fal_failure_busy",
+            Self::ContentPolicy => "fal_failure_content_policy",
+            Self::NothingGenerated => "fal_failure_nothing_generated",
+            Self::Rejected => "fal_failure_rejected",
+            Self::Cancelled => "fal_failure_cancelled",
+            Self::UnexpectedAddress => "fal_failure_unexpected_address",
+            Self::Other => "fal_failure_other",
+        }
+    }
+
+    /// A bounded label for metrics (FAL's raw types are open-ended).
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Self::Busy => "busy",
+            Self::ContentPolicy => "content_policy",
+            Self::NothingGenerated => "nothing_generated",
+            Self::Rejected => "rejected",
+            Self::Cancelled => "cancelled",
+            Self::UnexpectedAddress => "unexpected_address",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Our own error type for a result that names a file off the media allow-list.
+pub const UNEXPECTED_MEDIA_ADDRESS: &str = "unexpected_media_address";
 
 /// Body of a storage upload initiation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,6 +438,17 @@ impl ValidationIssue {
 impl ErrorDetail {
     pub fn from_value(value: Value) -> Self {
         serde_json::from_value(value.clone()).unwrap_or(Self::Other(value))
+    }
+
+    /// The `type` of the first typed validation entry (`content_policy_violation`, …).
+    pub fn error_type(&self) -> Option<&str> {
+        match self {
+            Self::Validation(issues) => issues
+                .iter()
+                .map(|issue| issue.kind.as_str())
+                .find(|kind| !kind.is_empty()),
+            _ => None,
+        }
     }
 
     /// One line a person can read: `body.prompt: Field required; …`.
@@ -368,8 +529,57 @@ mod tests {
         .unwrap();
         assert_eq!(
             hook.error_message().unwrap(),
-            "Invalid status code: 422: body.x: bad"
+            "Invalid status code: 422: body.x: bad [fal error_type=value_error]"
         );
         assert!(hook.output::<StyleTrainerOutput>().is_none());
+
+        let typed: WebhookPayload = serde_json::from_value(json!({
+            "request_id": "r", "status": "ERROR", "error": "Request timed out",
+            "error_type": "request_timeout", "payload": null
+        }))
+        .unwrap();
+        let reason = typed.error_message().unwrap();
+        assert_eq!(reason, "Request timed out [fal error_type=request_timeout]");
+        assert_eq!(error_type_of_reason(&reason), Some("request_timeout"));
+        assert_eq!(FailureKind::from_reason(&reason), FailureKind::Busy);
+    }
+
+    #[test]
+    fn failed_statuses_and_error_types_are_read() {
+        let status: QueueStatus = serde_json::from_value(json!({
+            "status": "COMPLETED", "logs": [], "metrics": {},
+            "error": "Runner disconnected", "error_type": "runner_disconnected"
+        }))
+        .unwrap();
+        assert!(status.is_failed());
+        assert_eq!(status.error_type.as_deref(), Some("runner_disconnected"));
+        let fine: QueueStatus =
+            serde_json::from_value(json!({"status": "COMPLETED", "metrics": {}})).unwrap();
+        assert!(!fine.is_failed());
+
+        assert_eq!(
+            FailureKind::from_error_type("content_policy_violation"),
+            FailureKind::ContentPolicy
+        );
+        assert_eq!(
+            FailureKind::from_error_type("startup_timeout"),
+            FailureKind::Busy
+        );
+        assert_eq!(
+            FailureKind::from_error_type("bad_request"),
+            FailureKind::Rejected
+        );
+        assert_eq!(
+            FailureKind::from_error_type("something_new"),
+            FailureKind::Other
+        );
+        assert_eq!(
+            FailureKind::from_reason("no marker here"),
+            FailureKind::Other
+        );
+        // A reason is tagged once, however often it passes through.
+        let once = with_error_type("x".into(), Some("request_timeout"));
+        assert_eq!(with_error_type(once.clone(), Some("internal_error")), once);
+        assert_eq!(with_error_type("x".into(), None), "x");
     }
 }

@@ -5,6 +5,8 @@
 //! the signature sent hex-encoded; a webhook is genuine if any published key verifies it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -14,7 +16,7 @@ use base64::{alphabet, Engine as _};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::types::WebhookPayload;
@@ -54,6 +56,10 @@ pub enum WebhookError {
     KeysUnavailable(String),
     #[error("the request id in the headers does not match the body")]
     RequestIdMismatch,
+    /// Genuinely signed by FAL, but for another FAL account's request (see
+    /// [`VerifierConfig::expected_user_id`]).
+    #[error("signed for FAL user {user_id:?}, not ours")]
+    ForeignUser { user_id: String, request_id: String },
 }
 
 /// The four signature headers of a webhook.
@@ -201,35 +207,56 @@ pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
-/// The usable ED25519 keys of a JWKS document; other entries are skipped.
+/// The usable ED25519 keys of a JWKS document; entries of other types (RSA, EC, …) or that do
+/// not decode are skipped, never fatal. Fails only when no usable key is left.
 pub fn parse_jwks(document: &[u8]) -> Result<Vec<VerifyingKey>, WebhookError> {
-    let jwks: Jwks = serde_json::from_slice(document)
-        .map_err(|e| WebhookError::KeysUnavailable(format!("bad JWKS document: {e}")))?;
-    let keys: Vec<VerifyingKey> = jwks.keys.iter().filter_map(Jwk::verifying_key).collect();
-    if keys.len() < jwks.keys.len() {
-        tracing::warn!(
-            listed = jwks.keys.len(),
-            usable = keys.len(),
-            "JWKS lists keys that are not ED25519 or not decodable"
-        );
-    }
-    if keys.is_empty() {
-        return Err(WebhookError::KeysUnavailable(
-            "the JWKS document has no ED25519 key".to_owned(),
-        ));
-    }
-    Ok(keys)
+    parse_jwks_counting(document).map(|(keys, _)| keys)
 }
+
+/// [`parse_jwks`], also saying how many entries were skipped.
+pub fn parse_jwks_counting(document: &[u8]) -> Result<(Vec<VerifyingKey>, usize), WebhookError> {
+    /// Each entry read on its own, so that one foreign key cannot spoil the set.
+    #[derive(Deserialize)]
+    struct LenientJwks {
+        keys: Vec<serde_json::Value>,
+    }
+    let jwks: LenientJwks = serde_json::from_slice(document)
+        .map_err(|e| WebhookError::KeysUnavailable(format!("bad JWKS document: {e}")))?;
+    let listed = jwks.keys.len();
+    let keys: Vec<VerifyingKey> = jwks
+        .keys
+        .into_iter()
+        .filter_map(|entry| serde_json::from_value::<Jwk>(entry).ok())
+        .filter_map(|jwk| jwk.verifying_key())
+        .collect();
+    if keys.is_empty() {
+        return Err(WebhookError::KeysUnavailable(format!(
+            "the JWKS document has no ED25519 key ({listed} listed)"
+        )));
+    }
+    Ok((keys.clone(), listed - keys.len()))
+}
+
+/// Longest a webhook waits for FAL's keys to be fetched before it is answered 503 (FAL
+/// delivers it again later).
+pub const DEFAULT_MAX_KEY_WAIT: Duration = Duration::from_secs(3);
 
 /// Settings of a [`WebhookVerifier`].
 #[derive(Debug, Clone)]
 pub struct VerifierConfig {
     pub jwks_url: String,
-    /// How long fetched keys are used before fetching again; capped at 24 h.
+    /// How long fetched keys are used before fetching again; capped at 24 h. A refresh starts
+    /// in the background a tenth of this before, so webhooks rarely wait for one.
     pub max_key_age: Duration,
     /// Least time between two fetches, so forged webhooks cannot hammer the JWKS host.
     pub min_refresh_interval: Duration,
+    /// How long one fetch may take (it goes on in the background after webhooks stop waiting).
     pub fetch_timeout: Duration,
+    /// Longest a webhook waits for a fetch; a slow or failing JWKS host costs at most this.
+    pub max_wait: Duration,
+    /// When set, webhooks signed for another FAL user are refused with
+    /// [`WebhookError::ForeignUser`]: every FAL customer's webhooks carry valid signatures.
+    pub expected_user_id: Option<String>,
 }
 
 impl VerifierConfig {
@@ -239,6 +266,8 @@ impl VerifierConfig {
             max_key_age: MAX_KEY_AGE,
             min_refresh_interval: Duration::from_secs(60),
             fetch_timeout: Duration::from_secs(10),
+            max_wait: DEFAULT_MAX_KEY_WAIT,
+            expected_user_id: None,
         }
     }
 
@@ -251,118 +280,57 @@ impl VerifierConfig {
         self.max_key_age = age.min(MAX_KEY_AGE);
         self
     }
+
+    pub fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    pub fn with_max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// Pins our FAL account's user id (empty or `None`: any user).
+    pub fn with_expected_user_id(mut self, user_id: Option<String>) -> Self {
+        self.expected_user_id = user_id
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty());
+        self
+    }
 }
+
+/// One fetched key set.
+struct KeySet {
+    keys: Vec<VerifyingKey>,
+    fetched_at: Instant,
+}
+
+/// What a fetch ends with, shared with every webhook waiting for it.
+type FetchOutcome = Option<Result<Arc<KeySet>, String>>;
 
 #[derive(Default)]
 struct KeyCache {
-    keys: Vec<VerifyingKey>,
-    fetched_at: Option<Instant>,
+    current: Option<Arc<KeySet>>,
     last_attempt: Option<Instant>,
+    /// The fetch under way, if any: at most one at a time.
+    inflight: Option<watch::Receiver<FetchOutcome>>,
 }
 
-/// Verifies webhooks against FAL's JWKS, fetched lazily and cached.
-pub struct WebhookVerifier {
+struct Shared {
     http: reqwest::Client,
     config: VerifierConfig,
-    cache: Mutex<KeyCache>,
+    /// Held only for a few instructions, never across an await.
+    cache: std::sync::Mutex<KeyCache>,
+    /// Whether skipped (non-ED25519) JWKS entries were logged already.
+    skipped_logged: AtomicBool,
 }
 
-impl fmt::Debug for WebhookVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookVerifier")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl WebhookVerifier {
-    /// A verifier with default caching, reading keys from `jwks_url`.
-    pub fn new(jwks_url: impl Into<String>) -> Self {
-        Self::with_config(VerifierConfig::new(jwks_url))
-    }
-
-    pub fn with_config(mut config: VerifierConfig) -> Self {
-        config.max_key_age = config.max_key_age.min(MAX_KEY_AGE);
-        Self {
-            http: reqwest::Client::new(),
-            config,
-            cache: Mutex::new(KeyCache::default()),
-        }
-    }
-
-    /// Checks a webhook's signature and freshness, then decodes it. `now_unix` is the current
-    /// time in Unix seconds (a parameter so that tests are deterministic).
-    pub async fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now_unix: i64,
-    ) -> Result<WebhookPayload, WebhookError> {
-        let headers = WebhookHeaders::from_headers(headers)?;
-        // Cheap checks first: a stale or garbled webhook never costs a key fetch.
-        check_timestamp(&headers.timestamp, now_unix)?;
-        let signature = decode_signature(&headers.signature)?;
-        let message = signed_message(
-            &headers.request_id,
-            &headers.user_id,
-            &headers.timestamp,
-            body,
-        );
-
-        let mut cache = self.cache.lock().await;
-        let expired = cache
-            .fetched_at
-            .is_none_or(|at| at.elapsed() >= self.config.max_key_age);
-        if expired {
-            if let Err(error) = self.refresh(&mut cache).await {
-                // Keys older than the limit are not trusted, even when a fetch fails.
-                cache.keys.clear();
-                cache.fetched_at = None;
-                return Err(error);
-            }
-        }
-        if !any_key_verifies(&cache.keys, &message, &signature) {
-            // Perhaps FAL rotated its keys: fetch again, unless that was done very recently.
-            if expired || self.refresh(&mut cache).await.is_err() {
-                tracing::warn!(request_id = %headers.request_id, "webhook signature refused");
-                return Err(WebhookError::InvalidSignature);
-            }
-            if !any_key_verifies(&cache.keys, &message, &signature) {
-                tracing::warn!(request_id = %headers.request_id, "webhook signature refused");
-                return Err(WebhookError::InvalidSignature);
-            }
-        }
-        drop(cache);
-        parse_payload(&headers, body)
-    }
-
-    /// [`WebhookVerifier::verify`] at the system clock's current time.
-    pub async fn verify_now(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<WebhookPayload, WebhookError> {
-        self.verify(headers, body, chrono::Utc::now().timestamp())
-            .await
-    }
-
-    /// Fetches the key set, unless a fetch was attempted within the minimum interval.
-    async fn refresh(&self, cache: &mut KeyCache) -> Result<(), WebhookError> {
-        if let Some(last) = cache.last_attempt {
-            if last.elapsed() < self.config.min_refresh_interval {
-                return Err(WebhookError::KeysUnavailable(
-                    "key refresh attempted too recently".to_owned(),
-                ));
-            }
-        }
-        cache.last_attempt = Some(Instant::now());
-        let keys = self.fetch().await.inspect_err(|error| {
-            tracing::warn!(jwks_url = %self.config.jwks_url, %error, "could not fetch FAL's JWKS");
-        })?;
-        tracing::info!(jwks_url = %self.config.jwks_url, keys = keys.len(), "fetched FAL's JWKS");
-        cache.keys = keys;
-        cache.fetched_at = Some(Instant::now());
-        Ok(())
+impl Shared {
+    fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn fetch(&self) -> Result<Vec<VerifyingKey>, WebhookError> {
@@ -381,7 +349,237 @@ impl WebhookVerifier {
             )));
         }
         let body = response.bytes().await.map_err(unavailable)?;
-        parse_jwks(&body)
+        let (keys, skipped) = parse_jwks_counting(&body)?;
+        if skipped > 0 {
+            if self.skipped_logged.swap(true, Ordering::Relaxed) {
+                tracing::debug!(skipped, usable = keys.len(), "JWKS entries skipped");
+            } else {
+                tracing::warn!(jwks_url = %self.config.jwks_url, skipped, usable = keys.len(),
+                    "FAL's JWKS lists keys that are not ED25519; they are skipped");
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// Verifies webhooks against FAL's JWKS, fetched lazily and cached.
+///
+/// One fetch at a time: webhooks arriving meanwhile verify with the cached set when there is
+/// one, and otherwise wait for the fetch at most [`VerifierConfig::max_wait`].
+pub struct WebhookVerifier {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookVerifier")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookVerifier {
+    /// A verifier with default caching, reading keys from `jwks_url`.
+    pub fn new(jwks_url: impl Into<String>) -> Self {
+        Self::with_config(VerifierConfig::new(jwks_url))
+    }
+
+    pub fn with_config(mut config: VerifierConfig) -> Self {
+        config.max_key_age = config.max_key_age.min(MAX_KEY_AGE);
+        Self {
+            shared: Arc::new(Shared {
+                http: reqwest::Client::new(),
+                config,
+                cache: std::sync::Mutex::new(KeyCache::default()),
+                skipped_logged: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &VerifierConfig {
+        &self.shared.config
+    }
+
+    /// Checks a webhook's signature, freshness and (when pinned) user, then decodes it.
+    /// `now_unix` is the current time in Unix seconds (a parameter so that tests are
+    /// deterministic).
+    pub async fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<WebhookPayload, WebhookError> {
+        let headers = WebhookHeaders::from_headers(headers)?;
+        // Cheap checks first: a stale or garbled webhook never costs a key fetch.
+        check_timestamp(&headers.timestamp, now_unix)?;
+        let signature = decode_signature(&headers.signature)?;
+        let message = signed_message(
+            &headers.request_id,
+            &headers.user_id,
+            &headers.timestamp,
+            body,
+        );
+
+        let keys = self.usable_keys().await?;
+        if !any_key_verifies(&keys.keys, &message, &signature) {
+            // Perhaps FAL rotated its keys: fetch again (unless that was done very recently).
+            let newer = self.refreshed_since(&keys).await;
+            match newer {
+                Ok(newer) if any_key_verifies(&newer.keys, &message, &signature) => {}
+                Err(error @ WebhookError::KeysUnavailable(_)) => return Err(error),
+                _ => {
+                    tracing::warn!(request_id = %headers.request_id, "webhook signature refused");
+                    return Err(WebhookError::InvalidSignature);
+                }
+            }
+        }
+        if let Some(expected) = &self.shared.config.expected_user_id {
+            if headers.user_id != *expected {
+                return Err(WebhookError::ForeignUser {
+                    user_id: headers.user_id,
+                    request_id: headers.request_id,
+                });
+            }
+        }
+        parse_payload(&headers, body)
+    }
+
+    /// [`WebhookVerifier::verify`] at the system clock's current time.
+    pub async fn verify_now(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<WebhookPayload, WebhookError> {
+        self.verify(headers, body, chrono::Utc::now().timestamp())
+            .await
+    }
+
+    /// A key set young enough to trust: the cached one (a refresh starts in the background
+    /// when it is nearly due), or a fresh fetch waited for at most the bound.
+    async fn usable_keys(&self) -> Result<Arc<KeySet>, WebhookError> {
+        let config = &self.shared.config;
+        let waiting = {
+            let mut cache = self.shared.cache();
+            match cache.current.clone() {
+                Some(set) if set.fetched_at.elapsed() < config.max_key_age => {
+                    let refresh_at = config.max_key_age - config.max_key_age / 10;
+                    if set.fetched_at.elapsed() >= refresh_at {
+                        let _ = self.start_fetch(&mut cache);
+                    }
+                    return Ok(set);
+                }
+                _ => {
+                    // Keys older than the limit are not trusted, whatever happens next.
+                    cache.current = None;
+                    self.start_fetch(&mut cache)
+                }
+            }
+        };
+        match waiting {
+            Some(fetch) => self.wait_for(fetch).await,
+            None => Err(WebhookError::KeysUnavailable(
+                "key refresh attempted too recently".to_owned(),
+            )),
+        }
+    }
+
+    /// A key set fetched after `seen`: one another webhook's refresh brought meanwhile, or a
+    /// new fetch (rate-limited by the minimum interval) waited for at most the bound.
+    async fn refreshed_since(&self, seen: &Arc<KeySet>) -> Result<Arc<KeySet>, WebhookError> {
+        let waiting = {
+            let mut cache = self.shared.cache();
+            if let Some(current) = &cache.current {
+                if current.fetched_at > seen.fetched_at {
+                    return Ok(current.clone());
+                }
+            }
+            self.start_fetch(&mut cache)
+        };
+        match waiting {
+            Some(fetch) => self.wait_for(fetch).await,
+            None => Err(WebhookError::InvalidSignature),
+        }
+    }
+
+    /// Joins the fetch under way, or starts one unless the last began within the minimum
+    /// interval (`None` then). The fetch runs in its own task, so it finishes, and fills the
+    /// cache, even when every webhook waiting for it has given up.
+    fn start_fetch(&self, cache: &mut KeyCache) -> Option<watch::Receiver<FetchOutcome>> {
+        if let Some(fetch) = &cache.inflight {
+            // A fetch whose task vanished (its runtime shut down) is not joined.
+            if fetch.has_changed().is_ok() {
+                return Some(fetch.clone());
+            }
+            cache.inflight = None;
+        }
+        if let Some(last) = cache.last_attempt {
+            if last.elapsed() < self.shared.config.min_refresh_interval {
+                return None;
+            }
+        }
+        cache.last_attempt = Some(Instant::now());
+        let (done, fetch) = watch::channel(None);
+        cache.inflight = Some(fetch.clone());
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let fetched = shared.fetch().await;
+            let outcome = {
+                let mut cache = shared.cache();
+                cache.inflight = None;
+                match fetched {
+                    Ok(keys) => {
+                        tracing::info!(jwks_url = %shared.config.jwks_url, keys = keys.len(),
+                            "fetched FAL's JWKS");
+                        let set = Arc::new(KeySet {
+                            keys,
+                            fetched_at: Instant::now(),
+                        });
+                        cache.current = Some(set.clone());
+                        Ok(set)
+                    }
+                    Err(error) => {
+                        tracing::warn!(jwks_url = %shared.config.jwks_url, %error,
+                            "could not fetch FAL's JWKS");
+                        Err(error.to_string())
+                    }
+                }
+            };
+            let _ = done.send(Some(outcome));
+        });
+        Some(fetch)
+    }
+
+    /// Waits for a fetch, at most [`VerifierConfig::max_wait`].
+    async fn wait_for(
+        &self,
+        mut fetch: watch::Receiver<FetchOutcome>,
+    ) -> Result<Arc<KeySet>, WebhookError> {
+        let max_wait = self.shared.config.max_wait;
+        let finished = tokio::time::timeout(max_wait, async {
+            loop {
+                if let Some(outcome) = fetch.borrow_and_update().clone() {
+                    return Some(outcome);
+                }
+                if fetch.changed().await.is_err() {
+                    return fetch.borrow().clone();
+                }
+            }
+        })
+        .await;
+        match finished {
+            Ok(Some(Ok(set))) => Ok(set),
+            Ok(Some(Err(error))) => Err(WebhookError::KeysUnavailable(error)),
+            Ok(None) => Err(WebhookError::KeysUnavailable(
+                "the key fetch was abandoned".to_owned(),
+            )),
+            Err(_) => {
+                metrics::counter!("jwks_waits_timed_out_total").increment(1);
+                Err(WebhookError::KeysUnavailable(format!(
+                    "FAL's JWKS did not answer within {} ms",
+                    max_wait.as_millis()
+                )))
+            }
+        }
     }
 }
 
@@ -565,6 +763,21 @@ mod tests {
             parse_jwks(b"not json"),
             Err(WebhookError::KeysUnavailable(_))
         ));
+    }
+
+    #[test]
+    fn keys_of_other_types_are_skipped_not_fatal() {
+        let signer = WebhookSigner::from_seed([7; 32], "user");
+        let doc = serde_json::json!({"keys": [
+            {"kty": "RSA", "kid": "r1", "use": "sig", "alg": "RS256", "n": "sXch", "e": "AQAB"},
+            {"kty": "EC", "crv": "P-256", "x": "f83O", "y": "x_FE"},
+            {"kty": "OKP", "crv": "X25519", "x": signer.jwk(false).x},
+            {"kty": "OKP", "crv": "Ed25519", "x": "not base64!"},
+            serde_json::to_value(signer.jwk(true)).unwrap(),
+        ]});
+        let (keys, skipped) = parse_jwks_counting(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(keys, vec![signer.verifying_key()]);
+        assert_eq!(skipped, 4);
     }
 
     #[test]

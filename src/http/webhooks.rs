@@ -63,6 +63,18 @@ async fn fal_webhook(
             metrics::counter!("webhook_verifications_total", "result" => "ok").increment(1);
             payload
         }
+        Err(WebhookError::ForeignUser {
+            user_id,
+            request_id,
+        }) => {
+            // Signed by FAL, but for another FAL account (FAL_USER_ID pins ours): not our job.
+            // Answered 200 so FAL stops delivering it; nothing is read or changed.
+            metrics::counter!("webhook_verifications_total", "result" => "foreign_user")
+                .increment(1);
+            tracing::warn!(%request_id, fal_user_id = %user_id,
+                "FAL webhook for another FAL user ignored");
+            return StatusCode::OK;
+        }
         Err(e) => {
             let (status, result) = match &e {
                 WebhookError::KeysUnavailable(_) => {
@@ -182,11 +194,11 @@ async fn record_generation(
         }
         Some(Some(_)) => {}
         Some(None) => {
-            // The endpoint the avatar generates on, as when the generation was requested.
-            let Some(avatar_type) = avatar.avatar_type else {
+            // The endpoint the avatar's model generates on, as when the generation was asked.
+            let Some(model) = &avatar.model else {
                 return Ok(());
             };
-            let endpoint = aggregates::presets::generator_for(avatar_type);
+            let endpoint = model.kind().generator();
             generation::adopt_submission(
                 s,
                 WEBHOOK_ACTOR,
@@ -199,9 +211,17 @@ async fn record_generation(
         }
     }
     let action = match payload.output::<GeneratorOutput>() {
-        Some(Ok(output)) => Action::CompleteGeneration {
-            generation_id,
-            images: images(&output),
+        // An image off FAL's media hosts is neither fetched nor shown: the generation fails.
+        Some(Ok(output)) => match s.fal.check_output_images(&output).await {
+            Ok(()) => Action::CompleteGeneration {
+                generation_id,
+                images: images(&output),
+            },
+            Err(refused) => Action::FailGeneration {
+                generation_id,
+                reason: refused.to_string(),
+                abandon: false,
+            },
         },
         Some(Err(e)) => Action::FailGeneration {
             generation_id,

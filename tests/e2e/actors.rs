@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aggregates::{
-    Action, Actor, AvatarStatus, AvatarType, Command, Gender, GenerationPreset, TrainedModel,
-    TrainingPreset,
+    Action, Actor, AvatarStatus, AvatarType, Command, Gender, GenerationPreset, StyleTrainer,
+    TrainedModel, TrainingPreset,
 };
 use aisha::actors::notify::NotifyError;
 use aisha::actors::{ActorSettings, Notification, Notifier};
@@ -71,6 +71,7 @@ impl Harness {
             storage_url: format!("file://{}", dir.path().join("photos").display()),
             admin_token: None,
             fal_webhook_base_url: None,
+            style_trainer: Default::default(),
         };
         let inbox = Arc::new(Inbox::default());
         let options = AppOptions {
@@ -153,12 +154,18 @@ impl Harness {
     }
 
     async fn train(&self, avatar_type: AvatarType) -> Uuid {
+        self.train_on(avatar_type, StyleTrainer::default()).await
+    }
+
+    /// Trains with the operator's choice of style trainer.
+    async fn train_on(&self, avatar_type: AvatarType, style: StyleTrainer) -> Uuid {
         let id = self.avatar_ready_to_train(avatar_type).await;
         self.run(
             id,
             Actor::User(OWNER),
             Action::StartTraining {
                 preset: TrainingPreset::Fast,
+                style,
             },
         )
         .await;
@@ -253,12 +260,38 @@ async fn a_portrait_trains_end_to_end_through_the_webhook() {
 }
 
 #[tokio::test]
-async fn a_style_trains_on_the_pro_trainer_and_keeps_a_finetune_id() {
+async fn a_style_trains_on_the_lora_trainer_in_style_mode_and_keeps_a_style_lora() {
     let h = Harness::start(SimConfig::default()).await;
     let id = h.train(AvatarType::Style).await;
     let avatar = h.wait_for_status(id, &[AvatarStatus::Trained]).await;
     assert!(
-        matches!(avatar.model, Some(TrainedModel::Style { ref finetune_id, .. }) if !finetune_id.is_empty())
+        matches!(avatar.model, Some(TrainedModel::StyleLora { ref lora_file_url, .. }) if !lora_file_url.is_empty()),
+        "{:?}",
+        avatar.model
+    );
+    let s = &h.sim.submissions()[0];
+    assert_eq!(s.model_id(), Some("fal-ai/flux-lora-fast-training"));
+    let body = s.body.as_ref().unwrap();
+    assert_eq!(body["is_style"], true);
+    assert_eq!(body["steps"], 500);
+    assert!(body["images_data_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http"));
+    h.stop().await;
+}
+
+/// Where the operator chose the pro trainer (and FAL still serves it), a style avatar trains a
+/// pro finetune and keeps its id.
+#[tokio::test]
+async fn a_style_trains_on_the_pro_trainer_when_chosen_and_keeps_a_finetune_id() {
+    let h = Harness::start(SimConfig::default().with_pro_trainer(true)).await;
+    let id = h
+        .train_on(AvatarType::Style, StyleTrainer::ProFinetune)
+        .await;
+    let avatar = h.wait_for_status(id, &[AvatarStatus::Trained]).await;
+    assert!(
+        matches!(avatar.model, Some(TrainedModel::ProFinetune { ref finetune_id, .. }) if !finetune_id.is_empty())
     );
     let s = &h.sim.submissions()[0];
     assert_eq!(s.model_id(), Some("fal-ai/flux-pro-trainer"));
@@ -423,9 +456,11 @@ async fn trainings_end_under_random_faults_and_dropped_webhooks() {
 
 #[tokio::test]
 async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
-    let h = Harness::start(SimConfig::default()).await;
+    let h = Harness::start(SimConfig::default().with_pro_trainer(true)).await;
     let portrait = h.train(AvatarType::Portrait).await;
-    let style = h.train(AvatarType::Style).await;
+    let style = h
+        .train_on(AvatarType::Style, StyleTrainer::ProFinetune)
+        .await;
     let portrait_avatar = h.wait_for_status(portrait, &[AvatarStatus::Trained]).await;
     h.wait_for_status(style, &[AvatarStatus::Trained]).await;
     let Some(TrainedModel::Portrait {
@@ -686,6 +721,7 @@ async fn an_interrupted_submission_is_not_resubmitted_and_the_deadline_ends_it()
         }
         exec(Action::StartTraining {
             preset: TrainingPreset::Fast,
+            style: Default::default(),
         })
         .await
         .unwrap();

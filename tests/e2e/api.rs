@@ -330,6 +330,7 @@ async fn metrics_lists_the_counters(db: Database) {
             id,
             by_owner(aggregates::Action::StartTraining {
                 preset: aggregates::TrainingPreset::Fast,
+                style: Default::default(),
             }),
             Uuid::new_v4(),
         )

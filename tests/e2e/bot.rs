@@ -71,6 +71,85 @@ async fn create_avatar(
 }
 
 /// FAL submissions to one endpoint, their JSON bodies in order.
+/// The finetune id of the imported avatar (the simulator knows it only once told).
+const IMPORTED_FINETUNE: &str = "ft-imported-watercolour";
+
+/// A style avatar with a pro finetune, written as its history would have been recorded when it
+/// was trained on the pro trainer.
+async fn import_pro_finetune_avatar(app: &TestApp, owner: i64, name: &str) -> uuid::Uuid {
+    use aggregates::{Action, Actor, AvatarType, Command, Gender, StyleTrainer, TrainingOutput};
+    let id = uuid::Uuid::new_v4();
+    let run = |by: Actor, action: Action| {
+        let store = app.store.clone();
+        async move {
+            store
+                .execute(
+                    id,
+                    Command::new(by, chrono::Utc::now(), action),
+                    uuid::Uuid::new_v4(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let user = Actor::User(owner);
+    run(
+        user.clone(),
+        Action::Create {
+            avatar_id: id,
+            name: name.into(),
+            gender: Gender::Female,
+            avatar_type: AvatarType::Style,
+        },
+    )
+    .await;
+    for n in 0..10 {
+        let photo = aggregates::PhotoMeta {
+            photo_id: format!("old{n}"),
+            content_hash: format!("{:064x}", 0xabc000 + n),
+            byte_size: 1000,
+            width: 1024,
+            height: 1024,
+            format: aggregates::ImageFormat::Jpeg,
+            storage_key: format!("avatars/{id}/old{n}.jpg"),
+        };
+        run(user.clone(), Action::UploadPhoto { photo }).await;
+    }
+    run(
+        user,
+        Action::StartTraining {
+            preset: TrainingPreset::Balanced,
+            style: StyleTrainer::ProFinetune,
+        },
+    )
+    .await;
+    let system = Actor::System("import".into());
+    run(
+        system.clone(),
+        Action::RecordTrainingSubmission {
+            request_id: "old-request".into(),
+            endpoint: "fal-ai/flux-pro-trainer".into(),
+            status_url: "https://queue.fal.run/fal-ai/flux-pro/requests/old-request/status".into(),
+            response_url: "https://queue.fal.run/fal-ai/flux-pro/requests/old-request".into(),
+            cancel_url: "https://queue.fal.run/fal-ai/flux-pro/requests/old-request/cancel".into(),
+            archive_url: None,
+        },
+    )
+    .await;
+    run(
+        system,
+        Action::CompleteTraining {
+            request_id: "old-request".into(),
+            output: TrainingOutput {
+                finetune_id: Some(IMPORTED_FINETUNE.into()),
+                ..TrainingOutput::default()
+            },
+        },
+    )
+    .await;
+    id
+}
+
 fn submitted(app: &TestApp, endpoint: &str) -> Vec<Value> {
     app.sim
         .submissions()
@@ -281,7 +360,8 @@ async fn whole_story(app: TestApp) {
         );
     }
 
-    // A style avatar: album, quality training, one landscape generation on the ultra endpoint.
+    // A style avatar: album, quality training on FAL's LoRA trainer in style mode, one
+    // landscape generation on the LoRA endpoint with the style LoRA.
     create_avatar(&anna, "s", "o", "Акварель", "Аватар «Акварель» создан").await;
     let style_summary = upload_album(&anna, 100, "Загружено: 10 из 10–20").await;
     let style = avatar_of(&button(&style_summary, "tr:"));
@@ -293,9 +373,20 @@ async fn whole_story(app: TestApp) {
         "«Акварель» готов!",
     )
     .await;
-    let style_trainings = submitted(&app, "fal-ai/flux-pro-trainer");
+    assert!(submitted(&app, "fal-ai/flux-pro-trainer").is_empty());
+    let style_trainings = submitted(&app, "fal-ai/flux-lora-fast-training");
     assert_eq!(style_trainings.len(), 1);
-    assert_eq!(style_trainings[0]["iterations"], 1000);
+    let archive = style_trainings[0]["images_data_url"].as_str().unwrap();
+    let style_trigger = app.store.load(style).await.unwrap().trigger();
+    assert_eq!(
+        style_trainings[0],
+        serde_json::json!({"images_data_url": archive, "trigger_word": style_trigger,
+            "steps": 1500, "is_style": true, "create_masks": false})
+    );
+    let style_lora = match app.store.load(style).await.unwrap().model {
+        Some(aggregates::TrainedModel::StyleLora { lora_file_url, .. }) => lora_file_url,
+        other => panic!("a style avatar holds a style LoRA: {other:?}"),
+    };
     let presets = press_and_see(
         &anna,
         &style_ready,
@@ -312,11 +403,53 @@ async fn whole_story(app: TestApp) {
     .await;
     anna.send_text("горы в тумане");
     nth_bot_photo(&anna, 3).await;
+    let lora = submitted(&app, "fal-ai/flux-lora");
+    assert_eq!(lora.len(), 3, "{lora:#?}");
+    assert_eq!(
+        lora[2],
+        serde_json::json!({"prompt": format!("{style_trigger} горы в тумане"),
+            "loras": [{"path": style_lora, "scale": 1.0}], "image_size": "landscape_4_3",
+            "num_inference_steps": 30, "guidance_scale": 3.5, "num_images": 1})
+    );
+    assert!(submitted(&app, "fal-ai/flux-pro/v1.1-ultra-finetuned").is_empty());
+
+    // An avatar that already holds a pro finetune (trained before FAL deprecated the pro
+    // trainer, imported as its history) still generates on the ultra endpoint.
+    app.sim.import_finetune(IMPORTED_FINETUNE);
+    let imported = import_pro_finetune_avatar(&app, ANNA, "Старый стиль").await;
+    let listing = gallery_where(&anna, |page| page.contains("Старый стиль")).await;
+    let card = press_and_see(
+        &anna,
+        &listing,
+        &Callback::Card(imported).encode(),
+        "Старый стиль",
+    )
+    .await;
+    let presets = press_and_see(
+        &anna,
+        &card,
+        &Callback::Generate(imported).encode(),
+        "Выберите пресет",
+    )
+    .await;
+    press_and_see(
+        &anna,
+        &presets,
+        &button(&presets, "gp:l:"),
+        "Опишите изображение",
+    )
+    .await;
+    anna.send_text("старый город");
+    nth_bot_photo(&anna, 4).await;
     let ultra = submitted(&app, "fal-ai/flux-pro/v1.1-ultra-finetuned");
     assert_eq!(ultra.len(), 1);
-    assert_eq!(ultra[0]["aspect_ratio"], "4:3");
-    assert_eq!(ultra[0]["finetune_strength"], 1.0);
-    assert!(ultra[0]["prompt"].as_str().unwrap().starts_with("STYLE_"));
+    let imported_trigger = app.store.load(imported).await.unwrap().trigger();
+    assert_eq!(
+        ultra[0],
+        serde_json::json!({"prompt": format!("{imported_trigger} старый город"),
+            "finetune_id": IMPORTED_FINETUNE, "finetune_strength": 1.0, "aspect_ratio": "4:3",
+            "num_images": 1})
+    );
 
     // The gallery lists both, each with name, type, status and photo count.
     let gallery = gallery_where(&anna, |page| {
@@ -389,7 +522,7 @@ async fn whole_story(app: TestApp) {
     );
     let after = anna
         .wait_for_edit(confirm.message_id, |m| {
-            m.text().is_some_and(|t| t.contains("Мои аватары (1)"))
+            m.text().is_some_and(|t| t.contains("Мои аватары (2)"))
         })
         .await
         .unwrap();

@@ -30,8 +30,9 @@ const KEY: &str = "test-key-7f3a9c";
 const PATIENCE: Duration = Duration::from_secs(30);
 const SEED: [u8; 32] = [42; 32];
 
+/// These tests also cover the deprecated pro trainer, which the simulator serves only when told.
 async fn sim(config: SimConfig) -> FalSimulator {
-    FalSimulator::spawn(config)
+    FalSimulator::spawn(config.with_pro_trainer(true))
         .await
         .expect("start the FAL simulator")
 }
@@ -135,6 +136,7 @@ async fn train_portrait(
     let archive = upload_photos(client).await;
     let params = TrainerParams::for_preset(
         AvatarType::Portrait,
+        aggregates::StyleTrainer::ProFinetune,
         TrainingPreset::Fast,
         "PERSON_1a2b3c4d",
         "Ann",
@@ -158,6 +160,7 @@ async fn train_style(
     let archive = upload_photos(client).await;
     let params = TrainerParams::for_preset(
         AvatarType::Style,
+        aggregates::StyleTrainer::ProFinetune,
         TrainingPreset::Fast,
         "STYLE_1a2b3c4d",
         "Ink",
@@ -236,6 +239,7 @@ async fn portrait_training_moves_through_the_queue_to_real_lora_files() {
     let archive = upload_photos(&client).await;
     let params = TrainerParams::for_preset(
         AvatarType::Portrait,
+        aggregates::StyleTrainer::ProFinetune,
         TrainingPreset::Balanced,
         "PERSON_0badf00d",
         "Ann",
@@ -419,19 +423,31 @@ async fn style_generation_on_a_sub_path_model_uses_urls_built_on_the_app_id() {
     ));
 }
 
+/// Submits `input`, which FAL's queue takes, and answers the error the finished job's result
+/// gives: as on FAL, inputs are checked when the job runs, not at submit.
+async fn refused_when_run(client: &FalClient, model: &str, input: &Value) -> FalError {
+    let submitted = client
+        .submit(model, input, None)
+        .await
+        .expect("taken at submit");
+    until_completed(client, &submitted.status_url).await;
+    client
+        .result::<Value>(&submitted.response_url)
+        .await
+        .expect_err("the job refuses its input")
+}
+
 #[tokio::test]
 async fn invalid_inputs_are_refused_with_fals_validation_detail() {
     let sim = sim(SimConfig::default()).await;
     let client = client(&sim);
 
-    let err = client
-        .submit(
-            PORTRAIT_GENERATOR,
-            &json!({"num_images": 9, "loras": []}),
-            None,
-        )
-        .await
-        .unwrap_err();
+    let err = refused_when_run(
+        &client,
+        PORTRAIT_GENERATOR,
+        &json!({"num_images": 9, "loras": []}),
+    )
+    .await;
     let FalError::Validation { detail } = err else {
         panic!("expected a validation error, got {err:?}");
     };
@@ -441,34 +457,36 @@ async fn invalid_inputs_are_refused_with_fals_validation_detail() {
         "{detail}"
     );
 
-    let err = client
-        .submit(
-            STYLE_GENERATOR,
-            &json!({"prompt": "x", "finetune_id": "nope", "finetune_strength": 1.0}),
-            None,
-        )
-        .await
-        .unwrap_err();
+    let err = refused_when_run(
+        &client,
+        STYLE_GENERATOR,
+        &json!({"prompt": "x", "finetune_id": "nope", "finetune_strength": 1.0}),
+    )
+    .await;
     assert!(
         matches!(&err, FalError::Validation { detail } if detail.contains("finetune_id")),
         "{err:?}"
     );
 
-    let err = client
-        .submit(
-            PORTRAIT_GENERATOR,
-            &json!({"prompt": "x", "loras": [{"path": "https://elsewhere/l.safetensors"}]}),
-            None,
-        )
-        .await
-        .unwrap_err();
+    let err = refused_when_run(
+        &client,
+        PORTRAIT_GENERATOR,
+        &json!({"prompt": "x", "loras": [{"path": "https://elsewhere/l.safetensors"}]}),
+    )
+    .await;
     assert!(
         matches!(&err, FalError::Validation { detail } if detail.contains("body.loras.0.path")),
         "{err:?}"
     );
 
     // Archives: never uploaded, not a zip, a zip without images.
-    let params = TrainerParams::for_preset(AvatarType::Portrait, TrainingPreset::Fast, "P", "x");
+    let params = TrainerParams::for_preset(
+        AvatarType::Portrait,
+        aggregates::StyleTrainer::ProFinetune,
+        TrainingPreset::Fast,
+        "P",
+        "x",
+    );
     let not_uploaded = format!("{}/files/0123/photos.zip", sim.base_url());
     let not_zip = client
         .upload(b"plain text".to_vec(), "application/zip", "a.zip")
@@ -492,10 +510,8 @@ async fn invalid_inputs_are_refused_with_fals_validation_detail() {
         (not_zip, "not a valid zip"),
         (no_images, "no images"),
     ] {
-        let err = client
-            .submit(PORTRAIT_TRAINER, &params.to_fal_input(&archive), None)
-            .await
-            .unwrap_err();
+        let input = params.to_fal_input(&archive);
+        let err = refused_when_run(&client, PORTRAIT_TRAINER, &input).await;
         assert!(
             matches!(&err, FalError::Validation { detail } if detail.contains("body.images_data_url") && detail.contains(why)),
             "{why}: {err:?}"
@@ -507,7 +523,8 @@ async fn invalid_inputs_are_refused_with_fals_validation_detail() {
         .await
         .unwrap_err();
     assert!(matches!(err, FalError::NotFound { .. }), "{err:?}");
-    assert_eq!(sim.job_count(), 0, "refused inputs start no job");
+    // Only the unknown model was refused at submit; every invalid input was queued.
+    assert_eq!(sim.job_count(), 6);
 }
 
 #[tokio::test]
@@ -565,7 +582,13 @@ async fn cancel_works_until_the_job_completes() {
     let sim = sim(SimConfig::default().paused()).await;
     let client = client(&sim);
     let archive = upload_photos(&client).await;
-    let params = TrainerParams::for_preset(AvatarType::Style, TrainingPreset::Fast, "S", "x");
+    let params = TrainerParams::for_preset(
+        AvatarType::Style,
+        aggregates::StyleTrainer::ProFinetune,
+        TrainingPreset::Fast,
+        "S",
+        "x",
+    );
     let input = params.to_fal_input(&archive);
 
     let first = client.submit(STYLE_TRAINER, &input, None).await.unwrap();
@@ -632,7 +655,13 @@ async fn failed_jobs_report_their_error_in_result_and_webhook() {
     let mut receiver = Receiver::start().await;
     sim.fail_next_jobs(1);
     let archive = upload_photos(&client).await;
-    let params = TrainerParams::for_preset(AvatarType::Portrait, TrainingPreset::Fast, "P", "x");
+    let params = TrainerParams::for_preset(
+        AvatarType::Portrait,
+        aggregates::StyleTrainer::ProFinetune,
+        TrainingPreset::Fast,
+        "P",
+        "x",
+    );
     let submitted = client
         .submit(
             PORTRAIT_TRAINER,
@@ -647,8 +676,9 @@ async fn failed_jobs_report_their_error_in_result_and_webhook() {
         .result::<PortraitTrainerOutput>(&submitted.response_url)
         .await
         .unwrap_err();
+    // A job failing at random is a runner error (500), as FAL reports one.
     assert!(
-        matches!(&err, FalError::Validation { detail } if detail.contains("simulated")),
+        matches!(&err, FalError::Server { status: 500, detail, .. } if detail.contains("simulated")),
         "{err:?}"
     );
 
@@ -658,7 +688,7 @@ async fn failed_jobs_report_their_error_in_result_and_webhook() {
         .await
         .unwrap();
     assert_eq!(hook.status, WebhookStatus::Error);
-    assert!(hook.error_message().unwrap().contains("422"));
+    assert!(hook.error_message().unwrap().contains("500"));
     assert!(hook.output::<PortraitTrainerOutput>().is_none());
 }
 
@@ -852,7 +882,13 @@ async fn transient_faults_on_idempotent_calls_are_retried() {
     sim.fail_next(RequestKind::Upload, &[Fault::SERVER_ERROR]);
     let archive = upload_photos(&client).await;
 
-    let params = TrainerParams::for_preset(AvatarType::Style, TrainingPreset::Fast, "S", "x");
+    let params = TrainerParams::for_preset(
+        AvatarType::Style,
+        aggregates::StyleTrainer::ProFinetune,
+        TrainingPreset::Fast,
+        "S",
+        "x",
+    );
     let submitted = client
         .submit(STYLE_TRAINER, &params.to_fal_input(&archive), None)
         .await
@@ -915,7 +951,13 @@ async fn persistent_faults_fail_cleanly_with_typed_errors() {
     let sim = sim(SimConfig::default()).await;
     let client = client(&sim);
     let archive = upload_photos(&client).await;
-    let params = TrainerParams::for_preset(AvatarType::Style, TrainingPreset::Fast, "S", "x");
+    let params = TrainerParams::for_preset(
+        AvatarType::Style,
+        aggregates::StyleTrainer::ProFinetune,
+        TrainingPreset::Fast,
+        "S",
+        "x",
+    );
     let submitted = client
         .submit(STYLE_TRAINER, &params.to_fal_input(&archive), None)
         .await
@@ -983,7 +1025,13 @@ async fn timeouts_are_retried_for_reads_but_never_for_submits() {
     }))
     .unwrap();
     let archive = upload_photos(&impatient).await;
-    let params = TrainerParams::for_preset(AvatarType::Style, TrainingPreset::Fast, "S", "x");
+    let params = TrainerParams::for_preset(
+        AvatarType::Style,
+        aggregates::StyleTrainer::ProFinetune,
+        TrainingPreset::Fast,
+        "S",
+        "x",
+    );
     let input = params.to_fal_input(&archive);
 
     sim.fail_next(RequestKind::Submit, &[Fault::stall(STALL)]);

@@ -85,6 +85,7 @@ impl Service {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             storage_url: format!("file://{}", dir.path().join("photos").display()),
             admin_token: None,
+            style_trainer: Default::default(),
         };
         let inbox = Arc::new(Inbox::default());
         let options = AppOptions {
@@ -186,6 +187,7 @@ impl Service {
             id,
             Action::StartTraining {
                 preset: TrainingPreset::Fast,
+                style: Default::default(),
             },
         )
         .await;

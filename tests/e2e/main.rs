@@ -11,6 +11,7 @@ mod bot;
 mod crash;
 mod fake_telegram;
 mod fal;
+mod fal_sim_faithful;
 mod feed;
 mod liveness;
 mod paid_work;

@@ -62,6 +62,8 @@ on_both_databases!(
     a_submission_the_avatar_refuses_is_cancelled_exactly_once,
     without_its_watch_item_a_training_still_ends_at_the_deadline,
     a_panicking_handler_is_retried_and_keeps_its_worker_whole,
+    a_generation_running_when_its_avatar_is_deleted_is_cancelled,
+    a_generation_past_its_deadline_is_failed_cancelled_and_told,
 );
 
 pub fn postgres_url(pool: &sqlx::PgPool) -> String {
@@ -131,6 +133,7 @@ impl Instance {
             http_addr: format!("127.0.0.1:{port}").parse().unwrap(),
             storage_url: format!("file://{}", photos.display()),
             admin_token: None,
+            style_trainer: Default::default(),
         };
         let options = AppOptions {
             actor_settings: settings,
@@ -249,6 +252,7 @@ impl World {
             user,
             Action::StartTraining {
                 preset: TrainingPreset::Fast,
+                style: Default::default(),
             },
         )
         .await;
@@ -416,18 +420,25 @@ async fn a_worker_paused_past_its_lease_changes_nothing_and_fal_is_paid_once(url
     assert_eq!(world.paid_trainings(), 1, "one paid submission");
     assert_eq!(world.cancels(), 0);
     assert!(world.orphans(&[id]).await.is_empty());
-    assert_eq!(
-        queue_a.count("train", "done").await.unwrap(),
-        1,
-        "B's outcome stands"
-    );
-    let ready = world
-        .inbox
-        .all()
-        .iter()
-        .filter(|n| matches!(n, Notification::TrainingCompleted { .. }))
-        .count();
-    assert_eq!(ready, 1);
+    // B's outcome stands (it may be recorded a moment after the webhook completed the avatar).
+    eventually("B's outcome", Duration::from_secs(10), || async {
+        (queue_a.count("train", "done").await.ok()? == 1).then_some(())
+    })
+    .await;
+    let ready = || {
+        world
+            .inbox
+            .all()
+            .iter()
+            .filter(|n| matches!(n, Notification::TrainingCompleted { .. }))
+            .count()
+    };
+    eventually("the ready message", Duration::from_secs(10), || async {
+        (ready() >= 1).then_some(())
+    })
+    .await;
+    settle(&world).await;
+    assert_eq!(ready(), 1);
     b.stop().await;
 }
 
@@ -765,4 +776,87 @@ async fn a_server_killed_mid_submit_adopts_the_job_from_its_webhook(pool: sqlx::
         "{texts:?}"
     );
     server.kill();
+}
+
+/// A trained avatar with one generation submitted to FAL and still running there.
+async fn generation_running(world: &World) -> (Uuid, Uuid) {
+    let id = world.training_asked_for().await;
+    eventually("the training", Duration::from_secs(30), || async {
+        (world.status(id).await == AvatarStatus::Trained).then_some(())
+    })
+    .await;
+    world.sim.pause_jobs();
+    let generation_id = Uuid::new_v4();
+    world
+        .run(
+            id,
+            Actor::User(OWNER),
+            Action::Generate {
+                generation_id,
+                prompt: "on a boat".into(),
+                preset: None,
+                num_images: 1,
+            },
+        )
+        .await;
+    eventually(
+        "the generation's submission",
+        Duration::from_secs(20),
+        || async {
+            world
+                .events(id)
+                .await
+                .iter()
+                .any(|e| matches!(e, AvatarEvent::GenerationSubmitted { .. }))
+                .then_some(())
+        },
+    )
+    .await;
+    (id, generation_id)
+}
+
+/// Deleting an avatar while its generation runs at FAL cancels that job.
+async fn a_generation_running_when_its_avatar_is_deleted_is_cancelled(url: String) {
+    let world = World::new(url, SimConfig::default()).await;
+    let instance = world.instance(ActorSettings::fast()).await;
+    let (id, _) = generation_running(&world).await;
+    world.run(id, Actor::User(OWNER), Action::Delete).await;
+    eventually(
+        "the generation's cancel",
+        Duration::from_secs(20),
+        || async { (world.cancels() == 1).then_some(()) },
+    )
+    .await;
+    settle(&world).await;
+    assert_eq!(world.cancels(), 1);
+    assert!(world.orphans(&[id]).await.is_empty());
+    instance.stop().await;
+}
+
+/// A generation FAL never finishes fails at its deadline: its job is cancelled and the user
+/// hears that it failed.
+async fn a_generation_past_its_deadline_is_failed_cancelled_and_told(url: String) {
+    let world = World::new(url, SimConfig::default()).await;
+    let settings = ActorSettings {
+        generation_deadline: Duration::from_secs(2),
+        ..ActorSettings::fast()
+    };
+    let instance = world.instance(settings).await;
+    let (id, generation_id) = generation_running(&world).await;
+    let told = eventually("the user to hear", Duration::from_secs(30), || async {
+        world.inbox.all().into_iter().find(|n| {
+            matches!(n, Notification::GenerationFailed { generation_id: g, .. } if *g == generation_id)
+        })
+    })
+    .await;
+    assert!(
+        matches!(&told, Notification::GenerationFailed { reason, .. } if reason.contains("no images")),
+        "{told:?}"
+    );
+    eventually("the cancel", Duration::from_secs(20), || async {
+        (world.cancels() == 1).then_some(())
+    })
+    .await;
+    assert!(world.orphans(&[id]).await.is_empty());
+    instance.stop().await;
 }

@@ -93,6 +93,7 @@ pub async fn full_life(store: &AvatarStore) -> Life {
         t(13),
         Action::StartTraining {
             preset: TrainingPreset::Fast,
+            style: Default::default(),
         },
     )
     .await;
@@ -183,6 +184,7 @@ pub async fn full_life(store: &AvatarStore) -> Life {
         t(next_day + 11),
         Action::StartTraining {
             preset: TrainingPreset::Balanced,
+            style: Default::default(),
         },
     )
     .await;
@@ -334,7 +336,7 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
         ),
         ("failed", None, "balanced")
     );
-    assert_eq!(job.endpoint, "fal-ai/flux-pro-trainer");
+    assert_eq!(job.endpoint, "fal-ai/flux-lora-fast-training");
     assert_eq!(job.duration_seconds, Some(60.0));
     assert_eq!(job.fal_seconds, None);
     assert_eq!(

@@ -58,6 +58,7 @@ async fn a_refused_command_writes_nothing(db: Database) {
             id,
             by_owner(Action::StartTraining {
                 preset: TrainingPreset::Fast,
+                style: Default::default(),
             }),
             Uuid::new_v4(),
         )
@@ -123,6 +124,7 @@ async fn conflicting_commands_one_wins_and_the_other_is_decided_again(db: Databa
                     id,
                     by_owner(Action::StartTraining {
                         preset: TrainingPreset::Balanced,
+                        style: Default::default(),
                     }),
                     Uuid::new_v4(),
                 )

@@ -109,6 +109,7 @@ pub async fn trained_avatar(store: &AvatarStore) -> Uuid {
         id,
         by_owner(Action::StartTraining {
             preset: TrainingPreset::Fast,
+            style: Default::default(),
         }),
     )
     .await;
@@ -253,6 +254,7 @@ pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
         storage_url: format!("file://{}", dir.path().join("photos").display()),
         admin_token: None,
         fal_webhook_base_url: None,
+        style_trainer: Default::default(),
     };
     let options = AppOptions {
         actor_settings: ActorSettings::fast(),

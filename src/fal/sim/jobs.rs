@@ -1,18 +1,26 @@
 //! The simulated queue: submissions, the IN_QUEUE → IN_PROGRESS → COMPLETED lifecycle of each
-//! job (one tokio task per job), status/result/cancel answers, and webhook delivery.
+//! job (one tokio task per job), status (polled or streamed), result and cancel answers, and
+//! webhook delivery.
+//!
+//! As on FAL today, the queue takes any JSON input for a model it serves: the input is checked
+//! when the job runs, and a job that fails completes like any other, with the error on its status
+//! (`error`, `error_type`), its result (the error status, `detail`, `x-fal-error-type`) and its
+//! `ERROR` webhook.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use rand::Rng;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::validate::{self, Endpoint};
@@ -25,6 +33,11 @@ pub(super) enum QueuePath {
     /// A model id, possibly with a sub-path: a submission target.
     Model(String),
     Status {
+        app: String,
+        id: String,
+    },
+    /// `…/status/stream`: the status as server-sent events.
+    StatusStream {
         app: String,
         id: String,
     },
@@ -54,6 +67,7 @@ pub(super) fn parse_queue_path(rest: &str) -> QueuePath {
             match &segments[at + 2..] {
                 [] => QueuePath::Result { app, id },
                 ["status"] => QueuePath::Status { app, id },
+                ["status", "stream"] => QueuePath::StatusStream { app, id },
                 ["cancel"] => QueuePath::Cancel { app, id },
                 _ => QueuePath::Invalid,
             }
@@ -85,7 +99,108 @@ impl Phase {
 #[derive(Debug, Clone)]
 pub(super) enum Outcome {
     Output(Value),
-    Error { status: u16, detail: Value },
+    Error(JobError),
+}
+
+/// FAL's `error_type` for an input its model refused (a 422 with a `detail` list).
+pub(super) const VALIDATION_ERROR: &str = "validation_error";
+
+/// A job that finished with an error, as FAL reports one.
+#[derive(Debug, Clone)]
+pub(super) struct JobError {
+    /// The HTTP status its result answers with.
+    pub status: u16,
+    /// The `detail` of that answer: a list of validation errors (422) or a sentence.
+    pub detail: Value,
+    /// The machine-readable category: `error_type` on the status (and on request errors' bodies),
+    /// and the `x-fal-error-type` header of the result.
+    pub error_type: &'static str,
+}
+
+impl JobError {
+    /// The model refused the input: 422 with FastAPI's `detail` list.
+    fn validation(issues: Vec<Value>) -> Self {
+        Self {
+            status: 422,
+            detail: Value::Array(issues),
+            error_type: VALIDATION_ERROR,
+        }
+    }
+
+    /// A failure of the request itself (the runner crashed, timed out…): a sentence, with the
+    /// category FAL's "Request Error Types" give the status.
+    fn request(status: u16, message: &str) -> Self {
+        let error_type = match status {
+            400 => "bad_request",
+            499 => "client_cancelled",
+            500 => "runner_server_error",
+            502 => "runner_incomplete_response",
+            503 => "runner_disconnected",
+            504 => "request_timeout",
+            _ => "internal_error",
+        };
+        Self {
+            status,
+            detail: json!(message),
+            error_type,
+        }
+    }
+
+    fn cancelled() -> Self {
+        Self {
+            status: 400,
+            detail: json!("Request was cancelled"),
+            error_type: "client_cancelled",
+        }
+    }
+
+    /// A sentence for the status's `error`: the detail, or its validation errors one by one.
+    fn message(&self) -> String {
+        match &self.detail {
+            Value::String(text) => text.clone(),
+            Value::Array(issues) => issues
+                .iter()
+                .map(|issue| {
+                    let loc: Vec<String> = issue["loc"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|part| match part {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    format!(
+                        "{}: {}",
+                        loc.join("."),
+                        issue["msg"].as_str().unwrap_or("invalid")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        }
+    }
+
+    /// The body of the result: `{"detail"}` for a model's validation errors; request errors
+    /// repeat their category as `error_type`, as FAL's request errors do.
+    fn body(&self) -> Value {
+        if self.status == 422 {
+            json!({ "detail": self.detail })
+        } else {
+            json!({ "detail": self.detail, "error_type": self.error_type })
+        }
+    }
+
+    fn response(&self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(self.body())).into_response();
+        response.headers_mut().insert(
+            "x-fal-error-type",
+            HeaderValue::from_static(self.error_type),
+        );
+        response
+    }
 }
 
 /// One simulated request.
@@ -105,6 +220,8 @@ pub(super) struct Job {
     pub allowance: u64,
     cancel: Arc<Notify>,
     fails: bool,
+    /// Bumped on every change of phase or logs, for status streams.
+    changed: watch::Sender<u64>,
 }
 
 impl Job {
@@ -125,6 +242,12 @@ impl Job {
             source: Some("USER".to_owned()),
             timestamp: Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)),
         });
+        self.touch();
+    }
+
+    /// Tells status streams that something changed.
+    fn touch(&self) {
+        self.changed.send_modify(|n| *n += 1);
     }
 }
 
@@ -150,6 +273,9 @@ pub(super) async fn queue(
     match (method, parse_queue_path(rest)) {
         (Method::POST, QueuePath::Model(model_id)) => submit(&state, &model_id, uri.query(), &body),
         (Method::GET, QueuePath::Status { app, id }) => status(&state, &app, &id, with_logs),
+        (Method::GET, QueuePath::StatusStream { app, id }) => {
+            status_stream(&state, &app, &id, with_logs)
+        }
         (Method::GET, QueuePath::Result { app, id }) => result(&state, &app, &id),
         (Method::PUT, QueuePath::Cancel { app, id }) => cancel(&state, &app, &id),
         (_, QueuePath::Invalid) => error_response(StatusCode::NOT_FOUND, json!("Not Found")),
@@ -161,6 +287,9 @@ fn unprocessable(issues: Vec<Value>) -> Response {
     error_response(StatusCode::UNPROCESSABLE_ENTITY, Value::Array(issues))
 }
 
+/// The sentence on the deprecated pro trainer's model page.
+const DEPRECATED: &str = "This endpoint is deprecated. This model is no longer supported.";
+
 fn submit(state: &Arc<SimState>, model_id: &str, query: Option<&str>, body: &[u8]) -> Response {
     let Some(endpoint) = Endpoint::from_model_id(model_id) else {
         return error_response(
@@ -168,6 +297,18 @@ fn submit(state: &Arc<SimState>, model_id: &str, query: Option<&str>, body: &[u8
             json!(format!("Application '{model_id}' not found")),
         );
     };
+    // What FAL's queue answers for a deprecated endpoint is not written down anywhere we could
+    // find: its model page says DEPRECATED, and `@fal-ai/client` dropped the endpoint from its
+    // map. The simulator refuses the submit with 410 Gone and that sentence as `detail`, so no
+    // job is queued and nothing is billed; a client must take any 4xx at submit as "FAL did not
+    // take the job". `SimConfig::with_pro_trainer(true)` serves it, for accounts FAL still
+    // runs it for.
+    if endpoint == Endpoint::ProTrainer && !state.config.pro_trainer {
+        tracing::debug!(model_id, "FAL simulator refusing a deprecated endpoint");
+        return error_response(StatusCode::GONE, json!(DEPRECATED));
+    }
+    // Only what is not a JSON body at all, or a malformed webhook URL (the queue's own
+    // parameter), is refused here; the model's input is checked when the job runs.
     let input: Value = match serde_json::from_slice(body) {
         Ok(input) => input,
         Err(e) => {
@@ -197,18 +338,6 @@ fn submit(state: &Arc<SimState>, model_id: &str, query: Option<&str>, body: &[u8
                 Some(&json!(url)),
             )]);
         }
-    }
-    let mut issues = validate::check(endpoint, &input);
-    if issues.is_empty() {
-        issues = check_references(state, endpoint, &input);
-    }
-    if !issues.is_empty() {
-        tracing::debug!(
-            model_id,
-            issues = issues.len(),
-            "FAL simulator refused an input"
-        );
-        return unprocessable(issues);
     }
 
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -242,6 +371,7 @@ fn submit(state: &Arc<SimState>, model_id: &str, query: Option<&str>, body: &[u8
         allowance: 0,
         cancel: cancel.clone(),
         fails,
+        changed: watch::channel(0).0,
     };
     job.log("Request queued");
     let (status_url, response_url, cancel_url) = job.urls(state);
@@ -262,7 +392,8 @@ fn submit(state: &Arc<SimState>, model_id: &str, query: Option<&str>, body: &[u8
     .into_response()
 }
 
-/// Checks that the files and finetunes an input names exist here, as FAL would find out.
+/// Checks that the files and finetunes an input names exist here, as FAL's runner finds out when
+/// it fetches them.
 fn check_references(state: &SimState, endpoint: Endpoint, input: &Value) -> Vec<Value> {
     let mut issues = Vec::new();
     if let Some(field) = endpoint.archive_field() {
@@ -319,6 +450,17 @@ fn status(state: &SimState, app: &str, id: &str, with_logs: bool) -> Response {
     let Some(job) = inner.jobs.get(id).filter(|job| job.app_id == app) else {
         return not_found();
     };
+    let body = status_body(state, job, with_logs);
+    let code = if job.phase == Phase::Completed {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (code, Json(body)).into_response()
+}
+
+/// A job's status, as `GET …/status` answers it and `…/status/stream` sends it.
+fn status_body(state: &SimState, job: &Job, with_logs: bool) -> Value {
     let (status_url, response_url, cancel_url) = job.urls(state);
     let mut body = json!({
         "status": job.phase.as_str(),
@@ -335,15 +477,75 @@ fn status(state: &SimState, app: &str, id: &str, with_logs: bool) -> Response {
         Phase::InProgress => {}
         Phase::Completed => {
             body["metrics"] = json!({ "inference_time": job.inference_time });
+            // Present only when the request failed.
+            if let Some(Outcome::Error(error)) = &job.outcome {
+                body["error"] = json!(error.message());
+                body["error_type"] = json!(error.error_type);
+            }
         }
     }
-    let code = if job.phase == Phase::Completed {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    (code, Json(body)).into_response()
+    body
 }
+
+/// `GET …/status/stream`: one `data: {status}` event each time the status changes, the last
+/// one COMPLETED, then the stream ends (as fal-js's `streamStatus` reads it: every event's data is
+/// a status, the last one received is the outcome).
+fn status_stream(state: &Arc<SimState>, app: &str, id: &str, with_logs: bool) -> Response {
+    let changes = {
+        let inner = state.lock();
+        match inner.jobs.get(id).filter(|job| job.app_id == app) {
+            Some(job) => job.changed.subscribe(),
+            None => return not_found(),
+        }
+    };
+    struct Cursor {
+        state: Arc<SimState>,
+        id: String,
+        changes: watch::Receiver<u64>,
+        last: Option<Value>,
+        done: bool,
+    }
+    let start = Cursor {
+        state: state.clone(),
+        id: id.to_owned(),
+        changes,
+        last: None,
+        done: false,
+    };
+    let events = futures::stream::unfold(start, move |mut cursor| async move {
+        if cursor.done {
+            return None;
+        }
+        loop {
+            // Marked seen before reading, so a change made meanwhile wakes the next wait.
+            cursor.changes.borrow_and_update();
+            let (body, completed) = {
+                let inner = cursor.state.lock();
+                let job = inner.jobs.get(&cursor.id)?;
+                (
+                    status_body(&cursor.state, job, with_logs),
+                    job.phase == Phase::Completed,
+                )
+            };
+            if cursor.last.as_ref() != Some(&body) {
+                let event = Event::default().data(body.to_string());
+                cursor.last = Some(body);
+                cursor.done = completed;
+                return Some((Ok::<_, Infallible>(event), cursor));
+            }
+            // The queue position counts down with time alone: look again now and then.
+            tokio::select! {
+                _ = cursor.state.stopped() => return None,
+                changed = cursor.changes.changed() => if changed.is_err() { return None },
+                _ = tokio::time::sleep(STREAM_RECHECK) => {}
+            }
+        }
+    });
+    Sse::new(events).into_response()
+}
+
+/// How often an idle status stream looks at its job again (for the queue position).
+const STREAM_RECHECK: Duration = Duration::from_millis(50);
 
 /// Counts down from the configured start to 0 over the time a job spends queued.
 fn queue_position(state: &SimState, job: &Job) -> u64 {
@@ -366,10 +568,7 @@ fn result(state: &SimState, app: &str, id: &str) -> Response {
             json!("Request is still in progress"),
         ),
         Some(Outcome::Output(output)) => Json(output.clone()).into_response(),
-        Some(Outcome::Error { status, detail }) => error_response(
-            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            detail.clone(),
-        ),
+        Some(Outcome::Error(error)) => error.response(),
     }
 }
 
@@ -414,10 +613,11 @@ async fn live(state: &Arc<SimState>, id: &str, cancel: &Notify) {
         job.inference_time = Some((run * 1000.0).round() / 1000.0);
         job.log(match &outcome {
             Outcome::Output(_) => "Request completed".to_owned(),
-            Outcome::Error { status, .. } => format!("Request failed with status {status}"),
+            Outcome::Error(error) => format!("Request failed with status {}", error.status),
         });
         job.phase = Phase::Completed;
         job.outcome = Some(outcome.clone());
+        job.touch();
         tracing::info!(
             request_id = id,
             ok = matches!(outcome, Outcome::Output(_)),
@@ -444,10 +644,7 @@ async fn cancelled_during(state: &SimState, id: &str, duration: Duration, cancel
 }
 
 fn cancelled_outcome() -> Outcome {
-    Outcome::Error {
-        status: 400,
-        detail: json!("Request was cancelled"),
-    }
+    Outcome::Error(JobError::cancelled())
 }
 
 async fn work(state: &SimState, id: &str, cancel: &Notify) -> Outcome {
@@ -455,16 +652,30 @@ async fn work(state: &SimState, id: &str, cancel: &Notify) -> Outcome {
     if cancelled_during(state, id, config.queue_time, cancel).await {
         return cancelled_outcome();
     }
-    let Some((endpoint, fails)) = ({
+    let Some((endpoint, fails, input)) = ({
         let mut inner = state.lock();
         inner.jobs.get_mut(id).map(|job| {
             job.phase = Phase::InProgress;
             job.log("Starting");
-            (job.endpoint, job.fails)
+            (job.endpoint, job.fails, job.input.clone())
         })
     }) else {
         return cancelled_outcome();
     };
+    // The runner validates the input as it takes the job, then fetches what it names (archive,
+    // LoRA weights, finetune); either failing ends the job at once with a 422.
+    let mut issues = validate::check(endpoint, &input);
+    if issues.is_empty() {
+        issues = check_references(state, endpoint, &input);
+    }
+    if !issues.is_empty() {
+        tracing::debug!(
+            request_id = id,
+            issues = issues.len(),
+            "FAL simulator job refused its input"
+        );
+        return Outcome::Error(JobError::validation(issues));
+    }
     let run_time = if endpoint.is_trainer() {
         config.training_time
     } else {
@@ -481,28 +692,20 @@ async fn work(state: &SimState, id: &str, cancel: &Notify) -> Outcome {
         }
     }
     if fails {
-        let detail = if config.failure_status == 422 {
-            json!([validate::issue(
+        return Outcome::Error(if config.failure_status == 422 {
+            JobError::validation(vec![validate::issue(
                 &[json!("body")],
                 &config.failure_message,
                 "value_error",
-                None
+                None,
             )])
         } else {
-            json!(config.failure_message)
-        };
-        return Outcome::Error {
-            status: config.failure_status,
-            detail,
-        };
+            JobError::request(config.failure_status, &config.failure_message)
+        });
     }
-    let input = {
-        let inner = state.lock();
-        match inner.jobs.get(id) {
-            Some(job) => job.input.clone(),
-            None => return cancelled_outcome(),
-        }
-    };
+    if !state.lock().jobs.contains_key(id) {
+        return cancelled_outcome();
+    }
     Outcome::Output(output::produce(state, endpoint, id, &input))
 }
 
@@ -516,12 +719,13 @@ fn webhook_body(job: &Job, outcome: &Outcome) -> Vec<u8> {
             "error": null,
             "payload_error": null,
         }),
-        Outcome::Error { status, detail } => json!({
+        // The payload is the error body the result answers with.
+        Outcome::Error(error) => json!({
             "request_id": job.request_id,
             "gateway_request_id": job.gateway_request_id,
             "status": "ERROR",
-            "error": format!("Invalid status code: {status}"),
-            "payload": { "detail": detail },
+            "error": format!("Invalid status code: {}", error.status),
+            "payload": error.body(),
             "payload_error": null,
         }),
     };
@@ -612,6 +816,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn job_errors_take_fals_shapes() {
+        let invalid = JobError::validation(vec![validate::issue(
+            &[json!("body"), json!("loras"), json!(0), json!("path")],
+            "Could not load LoRA weights from this URL",
+            "value_error",
+            None,
+        )]);
+        assert_eq!(
+            invalid.message(),
+            "body.loras.0.path: Could not load LoRA weights from this URL"
+        );
+        assert_eq!(invalid.body()["detail"][0]["type"], "value_error");
+        assert!(invalid.body().get("error_type").is_none());
+        let crashed = JobError::request(500, "boom");
+        assert_eq!(
+            crashed.body(),
+            json!({"detail": "boom", "error_type": "runner_server_error"})
+        );
+        assert_eq!(crashed.message(), "boom");
+        let response = crashed.response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()["x-fal-error-type"],
+            "runner_server_error"
+        );
+        assert_eq!(JobError::request(504, "slow").error_type, "request_timeout");
+    }
+
+    #[test]
     fn queue_paths_split_into_app_and_request() {
         assert_eq!(
             parse_queue_path("fal-ai/flux-pro/v1.1-ultra-finetuned"),
@@ -630,6 +863,17 @@ mod tests {
                 app: "fal-ai/flux-lora".into(),
                 id: "abc".into()
             }
+        );
+        assert_eq!(
+            parse_queue_path("fal-ai/flux-lora/requests/abc/status/stream"),
+            QueuePath::StatusStream {
+                app: "fal-ai/flux-lora".into(),
+                id: "abc".into()
+            }
+        );
+        assert_eq!(
+            parse_queue_path("fal-ai/flux-lora/requests/abc/status/other"),
+            QueuePath::Invalid
         );
         assert_eq!(
             parse_queue_path("fal-ai/flux-lora/requests/abc/cancel"),

@@ -3,7 +3,14 @@
 //!
 //! Layout on one address: the queue under `/queue` (so `FAL_QUEUE_URL=http://ADDR/queue`), the REST
 //! API under `/rest` (`FAL_REST_URL=http://ADDR/rest`, JWKS at `/rest/.well-known/jwks.json`), the
-//! stored files under `/files`, and the simulator's own controls under `/_sim`.
+//! stored files and the CDN upload endpoints under `/files` (so the CDN's base URL is
+//! `http://ADDR`), and the simulator's own controls under `/_sim`.
+//!
+//! It follows FAL as it is today: inputs are checked when a job runs (a submit only refuses
+//! unknown models, bodies that are not JSON, bad webhook URLs and the deprecated pro trainer),
+//! failed jobs carry `error`/`error_type`, statuses can be streamed, and uploads work both ways
+//! FAL's official clients upload (CDN token + `POST /files/upload`, multipart for large files,
+//! and the storage initiate/PUT flow).
 
 mod jobs;
 mod output;
@@ -48,7 +55,8 @@ pub struct SimConfig {
     pub queue_position: u64,
     /// Fraction of jobs that complete with an error.
     pub failure_rate: f64,
-    /// HTTP status a failed job's result answers with.
+    /// HTTP status a failed job's result answers with: 500 (a runner error) unless set; 422
+    /// makes the failure look like a refused input.
     pub failure_status: u16,
     pub failure_message: String,
     /// Fraction of jobs whose `gateway_request_id` differs from `request_id` (an internal retry).
@@ -59,6 +67,8 @@ pub struct SimConfig {
     pub max_image_side: u32,
     /// Whether LoRA paths and finetune ids must name things this simulator produced.
     pub check_references: bool,
+    /// Whether the deprecated `fal-ai/flux-pro-trainer` is served; refused as deprecated when not.
+    pub pro_trainer: bool,
     pub webhook: WebhookBehaviour,
     /// Faults injected at random into queue, storage and file calls.
     pub faults: FaultRates,
@@ -131,12 +141,13 @@ impl Default for SimConfig {
             progress_steps: 3,
             queue_position: 2,
             failure_rate: 0.0,
-            failure_status: 422,
+            failure_status: 500,
             failure_message: "The job failed (simulated)".to_owned(),
             gateway_retry_rate: 0.0,
             nsfw_rate: 0.0,
             max_image_side: 128,
             check_references: true,
+            pro_trainer: false,
             webhook: WebhookBehaviour::default(),
             faults: FaultRates::default(),
             require_auth: true,
@@ -169,6 +180,7 @@ impl std::fmt::Debug for SimConfig {
             .field("nsfw_rate", &self.nsfw_rate)
             .field("max_image_side", &self.max_image_side)
             .field("check_references", &self.check_references)
+            .field("pro_trainer", &self.pro_trainer)
             .field("webhook", &self.webhook)
             .field("faults", &self.faults)
             .field("require_auth", &self.require_auth)
@@ -264,6 +276,13 @@ impl SimConfig {
         self
     }
 
+    /// Serves the deprecated `fal-ai/flux-pro-trainer` (FAL: "This endpoint is deprecated. This
+    /// model is no longer supported."), for accounts where FAL still runs it.
+    pub fn with_pro_trainer(mut self, serve: bool) -> Self {
+        self.pro_trainer = serve;
+        self
+    }
+
     pub fn paused(mut self) -> Self {
         self.start_paused = true;
         self
@@ -284,10 +303,16 @@ const MAX_RECORDED_REQUESTS: usize = 100_000;
 pub enum RequestKind {
     Submit,
     Status,
+    /// `…/status/stream`.
+    StatusStream,
     Result,
     Cancel,
     StorageInitiate,
+    /// `POST /rest/storage/auth/token`: a token for the CDN upload endpoints.
+    StorageToken,
     Upload,
+    /// The CDN's own upload endpoints: `POST /files/upload` and the multipart calls.
+    CdnUpload,
     File,
     Jwks,
     Control,
@@ -300,6 +325,7 @@ impl RequestKind {
             return match (method, jobs::parse_queue_path(rest)) {
                 (&Method::POST, jobs::QueuePath::Model(_)) => Self::Submit,
                 (&Method::GET, jobs::QueuePath::Status { .. }) => Self::Status,
+                (&Method::GET, jobs::QueuePath::StatusStream { .. }) => Self::StatusStream,
                 (&Method::GET, jobs::QueuePath::Result { .. }) => Self::Result,
                 (&Method::PUT, jobs::QueuePath::Cancel { .. }) => Self::Cancel,
                 _ => Self::Other,
@@ -307,8 +333,12 @@ impl RequestKind {
         }
         if path == "/rest/storage/upload/initiate" {
             Self::StorageInitiate
+        } else if path == "/rest/storage/auth/token" {
+            Self::StorageToken
         } else if path == "/rest/.well-known/jwks.json" {
             Self::Jwks
+        } else if storage::is_cdn_upload_path(method, path) {
+            Self::CdnUpload
         } else if path.starts_with("/files/upload/") && method == Method::PUT {
             Self::Upload
         } else if path.starts_with("/files/") {
@@ -324,7 +354,13 @@ impl RequestKind {
     fn needs_auth(self) -> bool {
         matches!(
             self,
-            Self::Submit | Self::Status | Self::Result | Self::Cancel | Self::StorageInitiate
+            Self::Submit
+                | Self::Status
+                | Self::StatusStream
+                | Self::Result
+                | Self::Cancel
+                | Self::StorageInitiate
+                | Self::StorageToken
         )
     }
 }
@@ -414,6 +450,10 @@ struct Inner {
     files: HashMap<String, StoredFile>,
     /// Upload token → (file id, file name, content type), until the bytes arrive.
     uploads: HashMap<String, storage::PendingUpload>,
+    /// CDN tokens handed out, with when each stops working.
+    cdn_tokens: HashMap<String, DateTime<Utc>>,
+    /// Multipart uploads under way, by upload id.
+    multipart: HashMap<String, storage::MultipartUpload>,
     finetunes: HashSet<String>,
     requests: Vec<RecordedRequest>,
     deliveries: Vec<WebhookDelivery>,
@@ -636,6 +676,12 @@ impl FalSimulator {
         self.state.lock().files.get(&id).map(|f| f.bytes.clone())
     }
 
+    /// Makes a finetune id known, as one trained on this account before (say, on the pro
+    /// trainer before FAL deprecated it): the ultra endpoint then finds it.
+    pub fn import_finetune(&self, finetune_id: impl Into<String>) {
+        self.state.lock().finetunes.insert(finetune_id.into());
+    }
+
     /// Injects `faults`, in order, into the next requests of `kind`.
     pub fn fail_next(&self, kind: RequestKind, faults: &[Fault]) {
         let mut inner = self.state.lock();
@@ -763,9 +809,20 @@ fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/queue/{*path}", any(jobs::queue))
         .route("/rest/storage/upload/initiate", post(storage::initiate))
+        .route("/rest/storage/auth/token", post(storage::cdn_token))
         .route("/rest/.well-known/jwks.json", get(jwks))
+        .route("/files/upload", post(storage::cdn_upload))
+        .route("/files/upload/multipart", post(storage::multipart_create))
         .route("/files/upload/{token}", put(storage::upload))
         .route("/files/{id}/{name}", get(storage::download))
+        .route(
+            "/files/{id}/{name}/multipart/{upload_id}/complete",
+            post(storage::multipart_complete),
+        )
+        .route(
+            "/files/{id}/{name}/multipart/{upload_id}/{part}",
+            put(storage::multipart_part),
+        )
         .route("/_sim/requests", get(list_requests))
         .route("/_sim/webhooks", get(list_deliveries))
         .route("/_sim/fail-next", post(script_faults))
@@ -815,7 +872,7 @@ async fn gatekeeper(State(state): State<Arc<SimState>>, request: Request, next: 
         query: parts.uri.query().map(str::to_owned),
         kind,
         // Uploads are file bytes, not worth keeping twice.
-        body: (kind != RequestKind::Upload)
+        body: (!matches!(kind, RequestKind::Upload | RequestKind::CdnUpload))
             .then(|| serde_json::from_slice(&bytes).ok())
             .flatten(),
         body_bytes: bytes.len(),

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::storage;
-use super::validate::{Endpoint, IMAGE_SIZES};
+use super::validate::{Endpoint, DEFAULT_IMAGE_SIDE, IMAGE_SIZES};
 use super::SimState;
 
 /// A progress log line for step `step` of `steps`.
@@ -24,7 +24,14 @@ pub(super) fn progress_line(endpoint: Endpoint, input: &Value, step: u32, steps:
                 total * u64::from(step) / u64::from(steps)
             )
         }
-        Endpoint::StyleTrainer => {
+        Endpoint::FastTrainer => {
+            let total = total("steps", 1000);
+            format!(
+                "Training step {}/{total}",
+                total * u64::from(step) / u64::from(steps)
+            )
+        }
+        Endpoint::ProTrainer => {
             let total = total("iterations", 300);
             format!(
                 "Iteration {}/{total}",
@@ -45,8 +52,8 @@ pub(super) fn produce(
     input: &Value,
 ) -> Value {
     match endpoint {
-        Endpoint::PortraitTrainer => portrait_training(state, input),
-        Endpoint::StyleTrainer => {
+        Endpoint::PortraitTrainer | Endpoint::FastTrainer => lora_training(state, endpoint, input),
+        Endpoint::ProTrainer => {
             let finetune_id = uuid::Uuid::new_v4().to_string();
             state.lock().finetunes.insert(finetune_id.clone());
             json!({ "finetune_id": finetune_id })
@@ -57,14 +64,20 @@ pub(super) fn produce(
     }
 }
 
-fn portrait_training(state: &SimState, input: &Value) -> Value {
+/// The output of both LoRA trainers: a real (empty) safetensors file and a config file.
+fn lora_training(state: &SimState, endpoint: Endpoint, input: &Value) -> Value {
+    // The portrait trainer calls its trigger `trigger_phrase`, the LoRA trainer `trigger_word`.
+    let trigger_field = match endpoint {
+        Endpoint::FastTrainer => "trigger_word",
+        _ => "trigger_phrase",
+    };
     let trigger = input
-        .get("trigger_phrase")
+        .get(trigger_field)
         .and_then(Value::as_str)
         .unwrap_or_default();
     let lora = safetensors_without_tensors(&json!({
         "format": "pt",
-        "trigger_phrase": trigger,
+        trigger_field: trigger,
         "producer": "fal-simulator",
     }));
     let lora_url = storage::store(
@@ -73,16 +86,25 @@ fn portrait_training(state: &SimState, input: &Value) -> Value {
         "application/octet-stream",
         lora.into(),
     );
-    let config = serde_json::to_vec_pretty(&json!({
-        "base_model": "FLUX.1-dev",
-        "trigger_phrase": trigger,
-        "steps": input.get("steps"),
-        "learning_rate": input.get("learning_rate"),
-        "multiresolution_training": input.get("multiresolution_training"),
-        "subject_crop": input.get("subject_crop"),
-        "create_masks": input.get("create_masks"),
-    }))
-    .unwrap_or_default();
+    let config = match endpoint {
+        Endpoint::FastTrainer => json!({
+            "base_model": "FLUX.1-dev",
+            "trigger_word": trigger,
+            "steps": input.get("steps"),
+            "is_style": input.get("is_style"),
+            "create_masks": input.get("create_masks"),
+        }),
+        _ => json!({
+            "base_model": "FLUX.1-dev",
+            "trigger_phrase": trigger,
+            "steps": input.get("steps"),
+            "learning_rate": input.get("learning_rate"),
+            "multiresolution_training": input.get("multiresolution_training"),
+            "subject_crop": input.get("subject_crop"),
+            "create_masks": input.get("create_masks"),
+        }),
+    };
+    let config = serde_json::to_vec_pretty(&config).unwrap_or_default();
     let config_size = config.len();
     let config_url = storage::store(
         state,
@@ -141,6 +163,7 @@ fn requested_size(endpoint: Endpoint, input: &Value) -> (u32, u32) {
                 .unwrap_or("16:9");
             match ratio {
                 "21:9" => (3136, 1344),
+                "16:9" => (2752, 1536),
                 "4:3" => (2368, 1792),
                 "3:2" => (2496, 1664),
                 "1:1" => (2048, 2048),
@@ -148,12 +171,16 @@ fn requested_size(endpoint: Endpoint, input: &Value) -> (u32, u32) {
                 "3:4" => (1792, 2368),
                 "9:16" => (1536, 2752),
                 "9:21" => (1344, 3136),
-                _ => (2752, 1536),
+                other => ratio_size(other).unwrap_or((2752, 1536)),
             }
         }
         _ => match input.get("image_size") {
             Some(Value::Object(size)) => {
-                let side = |k: &str| size.get(k).and_then(Value::as_u64).unwrap_or(1024) as u32;
+                let side = |k: &str| {
+                    size.get(k)
+                        .and_then(Value::as_u64)
+                        .map_or(DEFAULT_IMAGE_SIDE, |n| n as u32)
+                };
                 (side("width"), side("height"))
             }
             other => {
@@ -166,6 +193,23 @@ fn requested_size(endpoint: Endpoint, input: &Value) -> (u32, u32) {
             }
         },
     }
+}
+
+/// About four megapixels in the proportions of a `W:H` ratio, as the ultra model renders any
+/// ratio it is given; `None` when the string is not a ratio.
+fn ratio_size(ratio: &str) -> Option<(u32, u32)> {
+    let (w, h) = ratio.split_once(':')?;
+    let (w, h): (f64, f64) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
+    if !(w > 0.0 && h > 0.0 && (w / h).is_finite()) {
+        return None;
+    }
+    let area = 2048.0 * 2048.0;
+    let height = (area * h / w).sqrt();
+    let width = height * w / h;
+    Some((
+        width.round().max(1.0) as u32,
+        height.round().max(1.0) as u32,
+    ))
 }
 
 /// Scales down so the longest side is at most `max`, keeping the aspect ratio.
@@ -195,10 +239,12 @@ fn generation(state: &SimState, endpoint: Endpoint, request_id: &str, input: &Va
     } else {
         (ImageFormat::Jpeg, "image/jpeg", "jpg")
     };
-    let checker = input
-        .get("enable_safety_checker")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    // The ultra model's current schema has no switch for its checker.
+    let checker = endpoint == Endpoint::StyleGenerator
+        || input
+            .get("enable_safety_checker")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
     let seed = input
         .get("seed")
         .and_then(Value::as_u64)
@@ -267,6 +313,24 @@ mod tests {
         assert_eq!(fit((1024, 768), 128), (128, 96));
         assert_eq!(fit((1536, 2752), 128), (71, 128));
         assert_eq!(fit((64, 32), 128), (64, 32));
+    }
+
+    #[test]
+    fn sizes_follow_fals_lenient_shapes() {
+        let lora =
+            |size: Value| requested_size(Endpoint::PortraitGenerator, &json!({"image_size": size}));
+        assert_eq!(lora(json!({"width": 768})), (768, 512));
+        assert_eq!(lora(json!({"height": 300})), (512, 300));
+        assert_eq!(lora(json!("square")), (512, 512));
+        let ultra =
+            |ratio: &str| requested_size(Endpoint::StyleGenerator, &json!({"aspect_ratio": ratio}));
+        let (w, h) = ultra("5:4");
+        assert!(
+            w > h && (f64::from(w) / f64::from(h) - 1.25).abs() < 0.01,
+            "{w}x{h}"
+        );
+        assert_eq!(ultra("anything"), (2752, 1536));
+        assert_eq!(ultra("1:0"), (2752, 1536));
     }
 
     #[test]

@@ -1,14 +1,30 @@
-//! Input checks for the four endpoints Aisha uses, answering in FAL's 422 shape: a `detail` list
-//! of `{"loc", "msg", "type"}` entries, as FAL's (pydantic) validation writes them.
+//! Input checks for the endpoints Aisha uses, answering in FAL's 422 shape: a `detail` list of
+//! `{"loc", "msg", "type"}` entries, as FAL's (pydantic) validation writes them.
+//!
+//! As on FAL, these run when a runner picks the job up, not at submit: an invalid input is
+//! accepted into the queue and fails there (see `jobs::work`).
 
-use aggregates::presets::{PORTRAIT_GENERATOR, PORTRAIT_TRAINER, STYLE_GENERATOR, STYLE_TRAINER};
 use serde_json::{json, Map, Value};
+
+/// `fal-ai/flux-lora-portrait-trainer`.
+pub(super) const PORTRAIT_TRAINER_ID: &str = "fal-ai/flux-lora-portrait-trainer";
+/// `fal-ai/flux-lora-fast-training`: the LoRA trainer, used in its style mode for style avatars.
+pub(super) const FAST_TRAINER_ID: &str = "fal-ai/flux-lora-fast-training";
+/// `fal-ai/flux-pro-trainer`: deprecated by FAL, served only when the simulator is told to.
+pub(super) const PRO_TRAINER_ID: &str = "fal-ai/flux-pro-trainer";
+/// `fal-ai/flux-lora`.
+pub(super) const FLUX_LORA_ID: &str = "fal-ai/flux-lora";
+/// `fal-ai/flux-pro/v1.1-ultra-finetuned`.
+pub(super) const ULTRA_ID: &str = "fal-ai/flux-pro/v1.1-ultra-finetuned";
 
 /// The endpoints the simulator knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Endpoint {
     PortraitTrainer,
-    StyleTrainer,
+    /// The LoRA trainer (`fal-ai/flux-lora-fast-training`).
+    FastTrainer,
+    /// The deprecated pro finetune trainer (`fal-ai/flux-pro-trainer`).
+    ProTrainer,
     PortraitGenerator,
     StyleGenerator,
 }
@@ -16,23 +32,27 @@ pub(super) enum Endpoint {
 impl Endpoint {
     pub(super) fn from_model_id(model_id: &str) -> Option<Self> {
         match model_id {
-            PORTRAIT_TRAINER => Some(Self::PortraitTrainer),
-            STYLE_TRAINER => Some(Self::StyleTrainer),
-            PORTRAIT_GENERATOR => Some(Self::PortraitGenerator),
-            STYLE_GENERATOR => Some(Self::StyleGenerator),
+            PORTRAIT_TRAINER_ID => Some(Self::PortraitTrainer),
+            FAST_TRAINER_ID => Some(Self::FastTrainer),
+            PRO_TRAINER_ID => Some(Self::ProTrainer),
+            FLUX_LORA_ID => Some(Self::PortraitGenerator),
+            ULTRA_ID => Some(Self::StyleGenerator),
             _ => None,
         }
     }
 
     pub(super) fn is_trainer(self) -> bool {
-        matches!(self, Self::PortraitTrainer | Self::StyleTrainer)
+        matches!(
+            self,
+            Self::PortraitTrainer | Self::FastTrainer | Self::ProTrainer
+        )
     }
 
     /// The field holding the training archive's URL.
     pub(super) fn archive_field(self) -> Option<&'static str> {
         match self {
-            Self::PortraitTrainer => Some("images_data_url"),
-            Self::StyleTrainer => Some("data_url"),
+            Self::PortraitTrainer | Self::FastTrainer => Some("images_data_url"),
+            Self::ProTrainer => Some("data_url"),
             _ => None,
         }
     }
@@ -40,7 +60,8 @@ impl Endpoint {
     fn fields(self) -> &'static [Field] {
         match self {
             Self::PortraitTrainer => PORTRAIT_TRAINER_FIELDS,
-            Self::StyleTrainer => STYLE_TRAINER_FIELDS,
+            Self::FastTrainer => FAST_TRAINER_FIELDS,
+            Self::ProTrainer => PRO_TRAINER_FIELDS,
             Self::PortraitGenerator => FLUX_LORA_FIELDS,
             Self::StyleGenerator => ULTRA_FIELDS,
         }
@@ -109,7 +130,25 @@ const PORTRAIT_TRAINER_FIELDS: &[Field] = &[
     opt("resume_from_checkpoint", Kind::Str),
 ];
 
-const STYLE_TRAINER_FIELDS: &[Field] = &[
+/// The input of `fal-ai/flux-lora-fast-training`, per FAL's generated types.
+const FAST_TRAINER_FIELDS: &[Field] = &[
+    req("images_data_url", Kind::Str),
+    opt("trigger_word", Kind::Str),
+    opt("create_masks", Kind::Bool),
+    opt(
+        "steps",
+        Kind::Int {
+            min: 1,
+            max: 10_000,
+        },
+    ),
+    opt("is_style", Kind::Bool),
+    opt("is_input_format_already_preprocessed", Kind::Bool),
+    opt("data_archive_format", Kind::Str),
+];
+
+/// The deprecated pro trainer's input: `finetune_comment` was required.
+const PRO_TRAINER_FIELDS: &[Field] = &[
     req("data_url", Kind::Str),
     opt(
         "mode",
@@ -131,7 +170,7 @@ const STYLE_TRAINER_FIELDS: &[Field] = &[
     opt("trigger_word", Kind::Str),
     opt("lora_rank", Kind::IntChoice(&[16, 32])),
     opt("finetune_type", Kind::StrChoice(&["full", "lora"])),
-    opt("finetune_comment", Kind::Str),
+    req("finetune_comment", Kind::Str),
 ];
 
 const OUTPUT_FORMATS: &[&str] = &["jpeg", "png"];
@@ -159,25 +198,24 @@ const FLUX_LORA_FIELDS: &[Field] = &[
     opt("enable_safety_checker", Kind::Bool),
     opt("output_format", Kind::StrChoice(OUTPUT_FORMATS)),
     opt("sync_mode", Kind::Bool),
-];
-
-/// Aspect ratios of the ultra endpoint.
-pub(super) const ASPECT_RATIOS: &[&str] = &[
-    "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21",
+    // FAL's current schema; its values are FAL's business, any string is passed on.
+    opt("acceleration", Kind::Str),
 ];
 
 const ULTRA_FIELDS: &[Field] = &[
     req("prompt", Kind::Str),
     req("finetune_id", Kind::Str),
     req("finetune_strength", Kind::Num { min: 0.0, max: 2.0 }),
-    opt("aspect_ratio", Kind::StrChoice(ASPECT_RATIOS)),
+    // Any string: FAL's schema types it as a string, not a list of ratios.
+    opt("aspect_ratio", Kind::Str),
     opt("num_images", Kind::Int { min: 1, max: 4 }),
     opt("raw", Kind::Bool),
     opt(
         "safety_tolerance",
         Kind::StrChoice(&["1", "2", "3", "4", "5", "6"]),
     ),
-    opt("enable_safety_checker", Kind::Bool),
+    // `enable_safety_checker` is gone from the current schema; like any unknown field, it is
+    // ignored.
     opt("output_format", Kind::StrChoice(OUTPUT_FORMATS)),
     opt(
         "seed",
@@ -188,6 +226,9 @@ const ULTRA_FIELDS: &[Field] = &[
     ),
     opt("sync_mode", Kind::Bool),
 ];
+
+/// The side FAL uses when an `image_size` object leaves one out.
+pub(super) const DEFAULT_IMAGE_SIDE: u32 = 512;
 
 /// Named sizes of `fal-ai/flux-lora`, with their pixel sizes.
 pub(super) const IMAGE_SIZES: &[(&str, u32, u32)] = &[
@@ -320,11 +361,12 @@ fn list(items: impl Iterator<Item = String>) -> String {
 fn check_image_size(value: &Value, loc: &[Value], issues: &mut Vec<Value>) {
     match value {
         Value::String(name) if IMAGE_SIZES.iter().any(|(n, _, _)| n == name) => {}
+        // Either side may be left out: FAL fills it with its default (512).
         Value::Object(size) => {
             for side in ["width", "height"] {
                 let side_loc = [loc, &[json!(side)]].concat();
                 match size.get(side) {
-                    None => issues.push(issue(&side_loc, "Field required", "missing", None)),
+                    None | Some(Value::Null) => {}
                     Some(v) => check_value(
                         &Kind::Int {
                             min: 1,
@@ -381,6 +423,7 @@ fn check_loras(value: &Value, loc: &[Value], issues: &mut Vec<Value>) {
                         max: 4.0,
                     },
                 ),
+                opt("force", Kind::Bool),
             ],
             &lora_loc,
             issues,
@@ -417,12 +460,19 @@ mod tests {
 
     #[test]
     fn the_inputs_aisha_builds_pass() {
+        let style_trainers = [
+            aggregates::StyleTrainer::Lora,
+            aggregates::StyleTrainer::ProFinetune,
+        ];
         for avatar_type in [AvatarType::Portrait, AvatarType::Style] {
-            for preset in TrainingPreset::ALL {
-                let params = TrainerParams::for_preset(avatar_type, preset, "TOK_1", "label");
-                let endpoint = Endpoint::from_model_id(params.endpoint()).unwrap();
-                let issues = check(endpoint, &params.to_fal_input("http://x/files/a/b.zip"));
-                assert!(issues.is_empty(), "{avatar_type:?} {preset:?}: {issues:?}");
+            for style in style_trainers {
+                for preset in TrainingPreset::ALL {
+                    let params =
+                        TrainerParams::for_preset(avatar_type, style, preset, "TOK_1", "label");
+                    let endpoint = Endpoint::from_model_id(params.endpoint()).unwrap();
+                    let issues = check(endpoint, &params.to_fal_input("http://x/files/a/b.zip"));
+                    assert!(issues.is_empty(), "{avatar_type:?} {preset:?}: {issues:?}");
+                }
             }
         }
         let lora = FluxLoraInput {
@@ -478,13 +528,61 @@ mod tests {
 
         let issues = check(
             Endpoint::StyleGenerator,
-            &json!({"prompt": 1, "finetune_id": "f", "finetune_strength": 1.0, "aspect_ratio": "5:4"}),
+            &json!({"prompt": 1, "finetune_id": "f", "finetune_strength": 1.0, "aspect_ratio": 5}),
         );
         assert_eq!(issues.len(), 2);
         assert_eq!(issues[0]["type"], "string_type");
-        assert_eq!(issues[1]["type"], "literal_error");
+        assert_eq!(issues[1]["type"], "string_type");
 
-        let issues = check(Endpoint::StyleTrainer, &json!([1, 2]));
+        let issues = check(Endpoint::ProTrainer, &json!([1, 2]));
         assert_eq!(issues[0]["type"], "dict_type");
+    }
+
+    #[test]
+    fn fals_lenient_shapes_pass() {
+        for size in [
+            json!({"width": 768}),
+            json!({"height": 600}),
+            json!({}),
+            json!({"width": 640, "height": 480}),
+        ] {
+            let input = json!({"prompt": "x", "image_size": size, "acceleration": "regular",
+                "loras": [{"path": "http://x/l.safetensors", "scale": 0.8, "force": true}]});
+            let issues = check(Endpoint::PortraitGenerator, &input);
+            assert!(issues.is_empty(), "{size}: {issues:?}");
+        }
+        let issues = check(
+            Endpoint::PortraitGenerator,
+            &json!({"prompt": "x", "image_size": {"width": 0}}),
+        );
+        assert_eq!(issues[0]["loc"], json!(["body", "image_size", "width"]));
+
+        let ultra = json!({"prompt": "x", "finetune_id": "f", "finetune_strength": 1.0,
+            "aspect_ratio": "5:4", "enable_safety_checker": "whatever"});
+        assert!(check(Endpoint::StyleGenerator, &ultra).is_empty());
+    }
+
+    #[test]
+    fn the_fast_trainer_takes_aishas_style_input_and_the_pro_trainer_needs_a_comment() {
+        let style = json!({"images_data_url": "http://x/files/a/b.zip", "trigger_word": "STYLE_1",
+            "is_style": true, "create_masks": false, "steps": 1000});
+        assert!(check(Endpoint::FastTrainer, &style).is_empty());
+        let issues = check(
+            Endpoint::FastTrainer,
+            &json!({"trigger_word": 3, "steps": 0, "is_style": "yes"}),
+        );
+        let locs: Vec<&Value> = issues.iter().map(|i| &i["loc"][1]).collect();
+        assert_eq!(
+            locs,
+            ["images_data_url", "trigger_word", "steps", "is_style"]
+        );
+
+        let issues = check(
+            Endpoint::ProTrainer,
+            &json!({"data_url": "http://x/files/a/b.zip"}),
+        );
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0]["loc"], json!(["body", "finetune_comment"]));
+        assert_eq!(issues[0]["type"], "missing");
     }
 }
