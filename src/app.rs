@@ -161,8 +161,14 @@ impl Application {
         // Result files only from FAL's media hosts (FAL_MEDIA_HOSTS); private addresses only
         // in simulated mode. The simulator's own origin is trusted as the queue's.
         let (media, fal_user_id) = match &simulator {
-            None => (MediaPolicy::live(&[]), None),
-            Some(sim) => (MediaPolicy::simulated(&[]), Some(sim.user_id().to_owned())),
+            None => (
+                MediaPolicy::live(&config.fal_media_hosts),
+                config.fal_user_id.clone(),
+            ),
+            Some(sim) => (
+                MediaPolicy::simulated(&config.fal_media_hosts),
+                Some(sim.user_id().to_owned()),
+            ),
         };
         let fal = FalClient::new(fal_config.with_timeouts(timeouts).with_media_policy(media))?;
         let telegram = match &config.teloxide_token {

@@ -50,6 +50,16 @@ pub struct ConfigArgs {
     )]
     pub fal_jwks_url: String,
 
+    /// Our FAL account's user id, as FAL's webhooks carry it (`X-Fal-Webhook-User-Id`); when
+    /// set, validly signed webhooks for any other FAL user are ignored (answered 200).
+    #[arg(long, env = "FAL_USER_ID")]
+    pub fal_user_id: Option<String>,
+
+    /// Hosts result files (generated images) may be fetched from, comma-separated, each with
+    /// its subdomains; empty: FAL's media hosts (`fal.media`).
+    #[arg(long, env = "FAL_MEDIA_HOSTS", value_delimiter = ',')]
+    pub fal_media_hosts: Vec<String>,
+
     /// Our URL as FAL and Telegram reach it; without it FAL results are polled and Telegram
     /// updates are long-polled.
     #[arg(long, env = "PUBLIC_BASE_URL")]
@@ -97,6 +107,10 @@ pub struct Config {
     pub fal_queue_url: String,
     pub fal_rest_url: String,
     pub fal_jwks_url: String,
+    /// Our FAL account's user id; `None`: webhooks of any FAL user are read (live mode).
+    pub fal_user_id: Option<String>,
+    /// Where result files may be fetched from (host suffixes); empty: FAL's media hosts.
+    pub fal_media_hosts: Vec<String>,
     pub public_base_url: Option<String>,
     /// Where FAL's webhooks reach us; `None`: under `public_base_url`.
     pub fal_webhook_base_url: Option<String>,
@@ -113,17 +127,25 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
             .field("teloxide_token", &secret(&self.teloxide_token))
-            .field("telegram_api_url", &self.telegram_api_url)
+            .field("telegram_api_url", &redact_url(&self.telegram_api_url))
             .field("fal_key", &secret(&self.fal_key))
             .field("fal_mode", &self.fal_mode)
-            .field("fal_queue_url", &self.fal_queue_url)
-            .field("fal_rest_url", &self.fal_rest_url)
-            .field("fal_jwks_url", &self.fal_jwks_url)
-            .field("public_base_url", &self.public_base_url)
-            .field("fal_webhook_base_url", &self.fal_webhook_base_url)
+            .field("fal_queue_url", &redact_url(&self.fal_queue_url))
+            .field("fal_rest_url", &redact_url(&self.fal_rest_url))
+            .field("fal_jwks_url", &redact_url(&self.fal_jwks_url))
+            .field("fal_user_id", &self.fal_user_id)
+            .field("fal_media_hosts", &self.fal_media_hosts)
+            .field(
+                "public_base_url",
+                &self.public_base_url.as_deref().map(redact_url),
+            )
+            .field(
+                "fal_webhook_base_url",
+                &self.fal_webhook_base_url.as_deref().map(redact_url),
+            )
             .field("style_trainer", &self.style_trainer)
             .field("http_addr", &self.http_addr)
-            .field("storage_url", &self.storage_url)
+            .field("storage_url", &redact_url(&self.storage_url))
             .field("admin_token", &secret(&self.admin_token))
             .finish()
     }
@@ -146,6 +168,16 @@ impl From<ConfigArgs> for Config {
             fal_queue_url: a.fal_queue_url,
             fal_rest_url: a.fal_rest_url,
             fal_jwks_url: a.fal_jwks_url,
+            fal_user_id: a
+                .fal_user_id
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty()),
+            fal_media_hosts: a
+                .fal_media_hosts
+                .into_iter()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect(),
             public_base_url: a.public_base_url.filter(|u| !u.trim().is_empty()),
             fal_webhook_base_url: a.fal_webhook_base_url.filter(|u| !u.trim().is_empty()),
             style_trainer: a.style_trainer,
@@ -163,14 +195,46 @@ fn parse_style_trainer(s: &str) -> Result<aggregates::StyleTrainer, String> {
 
 /// A database URL with any password replaced, fit for logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
+    // Userinfo: keep the user name, hide the password (or a lone token).
+    let masked = match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at))
+            if at > scheme_end && !url[scheme_end + 3..at].contains('/') =>
+        {
             let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{}://{shown}@{}", &url[..scheme_end], &url[at + 1..])
         }
         _ => url.to_owned(),
-    }
+    };
+    // Query parameters whose names say they are secret.
+    let Some((base, query)) = masked.split_once('?') else {
+        return masked;
+    };
+    let secret_name = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        [
+            "pass",
+            "secret",
+            "token",
+            "key",
+            "sig",
+            "credential",
+            "auth",
+        ]
+        .iter()
+        .any(|s| name.contains(s))
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if secret_name(name) => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 #[cfg(test)]
@@ -184,5 +248,25 @@ mod tests {
             "postgres://aisha:***@db:5432/aisha"
         );
         assert_eq!(redact_url("sqlite://aisha.db"), "sqlite://aisha.db");
+        assert_eq!(
+            redact_url("postgres://db/aisha?user=a&password=s3cret&sslmode=require"),
+            "postgres://db/aisha?user=a&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("s3://AKIA:wJalr@bucket/prefix?x-amz-security-token=t0k"),
+            "s3://AKIA:***@bucket/prefix?x-amz-security-token=***"
+        );
+        assert_eq!(
+            redact_url("https://bot123:abc@api.telegram.org"),
+            "https://bot123:***@api.telegram.org"
+        );
+        assert_eq!(
+            redact_url("https://ghp_tok3n@aisha.example.com/base"),
+            "https://***@aisha.example.com/base"
+        );
+        assert_eq!(
+            redact_url("https://example.com/a@b?api_key=k&q=1"),
+            "https://example.com/a@b?api_key=***&q=1"
+        );
     }
 }

@@ -95,6 +95,8 @@ pub async fn run() -> Result<DemoReport, DemoError> {
         fal_queue_url: String::new(),
         fal_rest_url: String::new(),
         fal_jwks_url: String::new(),
+        fal_user_id: None,
+        fal_media_hosts: Vec::new(),
         public_base_url: None,
         http_addr: "127.0.0.1:0"
             .parse()

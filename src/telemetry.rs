@@ -112,9 +112,21 @@ fn describe() {
         "Trainings and generations failed by the deadline sweeper, by kind"
     );
     describe_counter!("work_items_pruned_total", "Finished work items deleted");
+    describe_counter!(
+        "fal_failures_total",
+        "FAL job failures by where they were seen and their kind"
+    );
+    describe_counter!(
+        "fal_media_refused_total",
+        "Result files FAL named at an address off the media allow-list (never fetched)"
+    );
+    describe_counter!(
+        "jwks_waits_timed_out_total",
+        "Webhooks answered 503 because FAL's signing keys could not be had in time"
+    );
     // Zero-valued series, so dashboards and alerts see them before the first occurrence.
     metrics::counter!("notifications_resent_total").absolute(0);
-    for result in ["ok", "invalid_signature"] {
+    for result in ["ok", "invalid_signature", "foreign_target", "foreign_user"] {
         metrics::counter!("webhook_verifications_total", "result" => result).absolute(0);
     }
 }

@@ -115,6 +115,18 @@ impl GenerationHandler {
         }
         match s.fal.result::<GeneratorOutput>(&fal_job.response_url).await {
             Ok(output) => {
+                // Nothing is fetched from, or handed to Telegram at, an address off FAL's list.
+                if let Err(refused) = s.fal.check_output_images(&output).await {
+                    fail(
+                        s,
+                        item.avatar_id,
+                        job.generation_id,
+                        &refused.to_string(),
+                        false,
+                    )
+                    .await?;
+                    return Ok(Outcome::Done);
+                }
                 let command = Command::new(
                     Actor::System(GENERATION_ACTOR.into()),
                     Utc::now(),

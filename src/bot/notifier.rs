@@ -70,9 +70,10 @@ impl TelegramNotifier {
             }
             Notification::TrainingFailed { reason, .. } => {
                 tracing::info!(owner, %avatar_id, reason, "telling the user their training failed");
+                let why = t.fal_failure(crate::fal::FailureKind::from_reason(reason));
                 self.text(
                     chat,
-                    t.training_failed(&name),
+                    format!("{}\n{why}", t.training_failed(&name)),
                     kb::training_failed(t, avatar_id),
                 )
                 .await
@@ -92,7 +93,9 @@ impl TelegramNotifier {
             } => {
                 tracing::info!(owner, %avatar_id, %generation_id, reason, "telling the user their generation failed");
                 let keyboard = kb::generation_result(t, avatar_id, *generation_id);
-                self.text(chat, t.generation_failed(&name), keyboard).await
+                let why = t.fal_failure(crate::fal::FailureKind::from_reason(reason));
+                let text = format!("{}\n{why}", t.generation_failed(&name));
+                self.text(chat, text, keyboard).await
             }
         }
     }

@@ -132,6 +132,8 @@ pub trait Texts: Send + Sync {
     ) -> String;
     fn training_completed(&self, name: &str) -> String;
     fn training_failed(&self, name: &str) -> String;
+    /// One sentence on why FAL failed a job, by kind of failure.
+    fn fal_failure(&self, kind: crate::fal::FailureKind) -> &'static str;
     fn btn_retry_training(&self) -> &'static str;
 
     // --- gallery ---
@@ -465,6 +467,19 @@ impl Texts for Ru {
             "🎉 Аватар «{}» готов! Теперь можно создавать изображения.",
             esc(name)
         )
+    }
+
+    fn fal_failure(&self, kind: crate::fal::FailureKind) -> &'static str {
+        use crate::fal::FailureKind as K;
+        match kind {
+            K::Busy => "Сервис генерации сейчас перегружен или не ответил вовремя — попробуйте чуть позже.",
+            K::ContentPolicy => "Сервис отклонил запрос: описание или фотография не прошли проверку содержимого. Попробуйте изменить описание.",
+            K::NothingGenerated => "Сервис не смог ничего создать по этому описанию. Попробуйте другое описание.",
+            K::Rejected => "Сервис не принял запрос — это ошибка на нашей стороне, мы уже разбираемся.",
+            K::Cancelled => "Запрос был отменён.",
+            K::UnexpectedAddress => "Сервис вернул изображение с неожиданного адреса, поэтому мы его не показываем. Вашей вины здесь нет — попробуйте ещё раз.",
+            K::Other => "Что-то пошло не так на стороне сервиса генерации.",
+        }
     }
 
     fn training_failed(&self, name: &str) -> String {
@@ -1021,6 +1036,19 @@ impl Texts for En {
             "🎉 Your avatar “{}” is ready! You can create images now.",
             esc(name)
         )
+    }
+
+    fn fal_failure(&self, kind: crate::fal::FailureKind) -> &'static str {
+        use crate::fal::FailureKind as K;
+        match kind {
+            K::Busy => "The image service is busy or did not answer in time — please try again a little later.",
+            K::ContentPolicy => "The image service refused the request: the prompt or a photo did not pass its content check. Try rewording the prompt.",
+            K::NothingGenerated => "The image service could not produce anything for this prompt. Try another one.",
+            K::Rejected => "The image service did not accept the request — that is our fault, and we are looking into it.",
+            K::Cancelled => "The request was cancelled.",
+            K::UnexpectedAddress => "The image service returned a picture from an unexpected address, so we did not show it. This is not your fault — please try again.",
+            K::Other => "Something went wrong on the image service's side.",
+        }
     }
 
     fn training_failed(&self, name: &str) -> String {

@@ -757,6 +757,8 @@ async fn an_input_error_after_submit_fails_the_generation_with_fals_message() {
         fal_queue_url: String::new(),
         fal_rest_url: String::new(),
         fal_jwks_url: String::new(),
+        fal_user_id: None,
+        fal_media_hosts: Vec::new(),
         public_base_url: None,
         http_addr: "127.0.0.1:0".parse().unwrap(),
         storage_url: format!("file://{}", dir.path().join("photos").display()),

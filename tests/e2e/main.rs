@@ -12,6 +12,7 @@ mod crash;
 mod fake_telegram;
 mod fal;
 mod fal_sim_faithful;
+mod fal_trust;
 mod feed;
 mod liveness;
 mod paid_work;

@@ -128,6 +128,8 @@ impl Instance {
             fal_queue_url: sim.queue_url(),
             fal_rest_url: sim.rest_url(),
             fal_jwks_url: sim.jwks_url(),
+            fal_user_id: None,
+            fal_media_hosts: Vec::new(),
             public_base_url: None,
             fal_webhook_base_url: Some(format!("http://127.0.0.1:{port}")),
             http_addr: format!("127.0.0.1:{port}").parse().unwrap(),

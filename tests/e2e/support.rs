@@ -249,6 +249,8 @@ pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
         fal_queue_url: String::new(),
         fal_rest_url: String::new(),
         fal_jwks_url: String::new(),
+        fal_user_id: None,
+        fal_media_hosts: Vec::new(),
         public_base_url: settings.public_base_url,
         http_addr: settings.http_addr,
         storage_url: format!("file://{}", dir.path().join("photos").display()),
