@@ -62,6 +62,20 @@ pub enum CliCommand {
             default_value = "production"
         )]
         telegram_rate_limits: crate::serve::RateLimits,
+        /// Seconds a client has to send a request's headers (after connecting, or after the
+        /// previous response on a kept-alive connection) before the connection is closed.
+        #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+        http_header_timeout_secs: u64,
+        /// Seconds a request may take, reading its body included, before it is answered 408.
+        #[arg(long, env = "HTTP_BODY_TIMEOUT_SECS", default_value_t = 30)]
+        http_body_timeout_secs: u64,
+        /// Connections open at once, per listener; more are closed as soon as accepted.
+        #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 10_000)]
+        http_max_connections: usize,
+        /// When set (e.g. `127.0.0.1:9090`), `/healthz` and `/metrics` are served only on this
+        /// address, not on `HTTP_ADDR`.
+        #[arg(long, env = "OPS_ADDR")]
+        ops_addr: Option<std::net::SocketAddr>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -230,6 +244,10 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             work_retention_hours,
             feed_lag_alert_secs,
             telegram_rate_limits,
+            http_header_timeout_secs,
+            http_body_timeout_secs,
+            http_max_connections,
+            ops_addr,
         } => {
             tracing::info!(config = ?config, "starting");
             let secs = std::time::Duration::from_secs;
@@ -243,7 +261,15 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
                 ..Default::default()
             };
             let feed_lag_alert = secs(feed_lag_alert_secs.max(1));
-            crate::serve::run(config, settings, feed_lag_alert, telegram_rate_limits).await?;
+            let http = crate::serve::HttpSettings {
+                limits: crate::http::server::ServerLimits {
+                    header_timeout: secs(http_header_timeout_secs.max(1)),
+                    body_timeout: secs(http_body_timeout_secs.max(1)),
+                    max_connections: http_max_connections.max(1),
+                },
+                ops_addr,
+            };
+            crate::serve::run(config, settings, feed_lag_alert, telegram_rate_limits, http).await?;
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::History {
@@ -260,8 +286,7 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             json,
             at: None,
         } => {
-            let db = Database::connect(&config.database_url).await?;
-            db.migrate().await?;
+            let db = open_database(&config).await?;
             let history = AvatarStore::new(db).history(avatar_id).await?;
             if history.is_empty() {
                 eprintln!("no events for avatar {avatar_id}");
@@ -293,9 +318,11 @@ pub enum CliError {
     Audit(#[from] crate::audit::AuditError),
 }
 
+/// The database for a command that reads (or rebuilds read models): it must exist and be
+/// migrated already; these commands never change the schema.
 async fn open_database(config: &Config) -> Result<Database, CliError> {
-    let db = Database::connect(&config.database_url).await?;
-    db.migrate().await?;
+    let db = Database::connect_existing(&config.database_url).await?;
+    db.require_current_schema().await?;
     Ok(db)
 }
 

@@ -53,6 +53,8 @@ pub enum StoreError {
     Database(String),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+    #[error("the database schema is not up to date ({pending} migrations pending): run `aisha migrate` first")]
+    SchemaBehind { pending: usize },
     /// A work item's claim passed to another worker; the old claimant must change nothing.
     #[error("the work item was claimed by another worker")]
     ClaimLost,
@@ -82,9 +84,19 @@ pub enum Database {
 impl Database {
     /// Connects to `sqlite://PATH` (creating the file) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, true).await
+    }
+
+    /// Connects to a database that must exist already (a SQLite file is not created): for the
+    /// commands that only read, which must never leave a new file behind.
+    pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, false).await
+    }
+
+    async fn connect_with(url: &str, create: bool) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
+                .create_if_missing(create)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
@@ -110,13 +122,72 @@ impl Database {
         }
     }
 
-    /// Brings the schema up to date; safe to run from several instances at once.
+    /// Brings the schema up to date; safe to run from several processes at once. PostgreSQL's
+    /// migrator takes an advisory lock; SQLite's has none, so there each migration (its own
+    /// transaction) may lose a race to another process applying the same one: then the attempt
+    /// is rolled back whole and run again, and finds the migration applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Self::Sqlite(pool) => {
+                let migrator = sqlx::migrate!("./migrations/sqlite");
+                let mut attempt = 0;
+                loop {
+                    match migrator.run(pool).await {
+                        Ok(()) => break,
+                        Err(e) if attempt < 8 => {
+                            attempt += 1;
+                            tracing::debug!(attempt, error = %e, "SQLite migration raced another process; trying again");
+                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
             Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
+    }
+
+    /// Versions of the migrations this build has that the database has not applied.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let migrator = match self {
+            Self::Sqlite(_) => sqlx::migrate!("./migrations/sqlite"),
+            Self::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
+        };
+        let mut conn = self.acquire().await?;
+        let applied: Vec<i64> = match conn
+            .tx()
+            .fetch_all(
+                "SELECT version FROM _sqlx_migrations WHERE success = true",
+                vec![],
+            )
+            .await
+        {
+            Ok(rows) => rows
+                .iter()
+                .map(|r| r.get::<i64>("version"))
+                .collect::<Result<_, _>>()?,
+            // No migration table: nothing applied yet.
+            Err(_) => Vec::new(),
+        };
+        Ok(migrator
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
+    /// Fails with [`StoreError::SchemaBehind`] unless every migration is applied: for the
+    /// commands that must not change the schema.
+    pub async fn require_current_schema(&self) -> Result<(), StoreError> {
+        let pending = self.pending_migrations().await?;
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::SchemaBehind {
+                pending: pending.len(),
+            })
+        }
     }
 
     /// A pooled connection for read-model queries (`projections::gallery::page(&mut conn.tx(), …)`).

@@ -311,3 +311,87 @@ async fn an_unknown_database_url_is_a_clear_error() {
         "the password must not be echoed: {text}"
     );
 }
+
+fn aisha(database_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_aisha"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run aisha")
+}
+
+/// Three `aisha migrate` started together on a new SQLite file all succeed, and the schema ends
+/// up whole.
+#[tokio::test]
+async fn migrations_started_together_by_three_processes_all_succeed_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || aisha(&url, &["migrate"]))
+        })
+        .collect();
+    for run in runs {
+        let out = run.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db = Database::connect_existing(&url).await.unwrap();
+    assert!(db.pending_migrations().await.unwrap().is_empty());
+}
+
+/// The commands that only read never change the schema: on a database that is behind they
+/// refuse and say what to do, and on a missing SQLite file they create nothing.
+#[tokio::test]
+async fn read_only_commands_refuse_a_database_that_is_behind_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.db");
+    let url = format!("sqlite://{}", missing.display());
+    let id = Uuid::new_v4().to_string();
+    let out = aisha(&url, &["history", &id]);
+    assert!(!out.status.success());
+    assert!(!missing.exists(), "a read-only command created the file");
+
+    // An empty file: a database with no schema at all.
+    let (db, dir) = {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_url(&dir);
+        let db = Database::connect(&url).await.unwrap();
+        (db, dir)
+    };
+    let url = sqlite_url(&dir);
+    for args in [
+        vec!["history", id.as_str()],
+        vec!["audit", "verify"],
+        vec!["projections", "status"],
+    ] {
+        let out = aisha(&url, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("not up to date") && stderr.contains("aisha migrate"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(
+        !db.pending_migrations().await.unwrap().is_empty(),
+        "nothing was migrated behind the operator's back"
+    );
+    let tables: i64 = match &db {
+        Database::Sqlite(pool) => sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+        Database::Postgres(_) => unreachable!(),
+    };
+    assert_eq!(tables, 0);
+}
