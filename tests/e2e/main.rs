@@ -19,6 +19,7 @@ mod paid_work;
 mod photos;
 mod process;
 mod projections;
+mod secrets;
 mod send_limits;
 mod steps;
 mod store;
