@@ -16,8 +16,9 @@ use crate::fal::{
     FalClient, FalClientConfig, FalSimulator, MediaPolicy, SimConfig, VerifierConfig,
     WebhookVerifier,
 };
+use crate::http::server::ServerLimits;
 use crate::http::webhooks::{self, WebhookState};
-use crate::http::{router, AppState};
+use crate::http::{api, ops, AppState};
 use crate::photos::PhotoStore;
 use crate::store::feed::{Feed, ProjectionRunner};
 use crate::store::{AvatarStore, Database, StoreError};
@@ -67,6 +68,13 @@ impl Default for AppOptions {
 /// `/healthz` reports degraded past this lag unless [`Application::feed_lag_alert`] is changed.
 pub const DEFAULT_FEED_LAG_ALERT: Duration = Duration::from_secs(60);
 
+/// How often `/healthz` and `/metrics` refresh what they answer, unless
+/// [`Application::health_refresh`] is changed.
+pub const DEFAULT_HEALTH_REFRESH: Duration = Duration::from_secs(1);
+
+/// The Telegram webhook's body limit (updates are small JSON documents).
+const MAX_TELEGRAM_UPDATE_BYTES: usize = 1024 * 1024;
+
 /// A built, listening service.
 pub struct Application {
     pub config: Config,
@@ -88,8 +96,14 @@ pub struct Application {
     /// `/healthz` reports degraded when a feed consumer's oldest unread event is older than this
     /// (`FEED_LAG_ALERT_SECS`).
     pub feed_lag_alert: Duration,
+    /// Timeouts and the connection cap of the HTTP server(s) (`HTTP_*`).
+    pub http_limits: ServerLimits,
+    /// How often the values `/healthz` and `/metrics` answer with are refreshed.
+    pub health_refresh: Duration,
     listener: TcpListener,
     addr: SocketAddr,
+    /// `/healthz` and `/metrics` only, when set ([`Application::listen_ops`], `OPS_ADDR`).
+    ops: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Application {
@@ -104,9 +118,8 @@ impl Application {
                 "removed training archives left behind by processes that died"
             );
         }
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| AppError::Listen {
+        let listener =
+            crate::http::server::bind(config.http_addr).map_err(|source| AppError::Listen {
                 addr: config.http_addr,
                 source,
             })?;
@@ -209,14 +222,34 @@ impl Application {
             fal_user_id,
             telegram,
             feed_lag_alert: DEFAULT_FEED_LAG_ALERT,
+            http_limits: ServerLimits::default(),
+            health_refresh: DEFAULT_HEALTH_REFRESH,
             listener,
             addr,
+            ops: None,
         })
     }
 
     /// The address the HTTP server listens on (useful with port 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Binds `addr` for `/healthz` and `/metrics`, which are then no longer served on the main
+    /// listener (`OPS_ADDR`). Returns the bound address (useful with port 0).
+    pub async fn listen_ops(&mut self, addr: SocketAddr) -> Result<SocketAddr, AppError> {
+        let listener =
+            crate::http::server::bind(addr).map_err(|source| AppError::Listen { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| AppError::Listen { addr, source })?;
+        self.ops = Some((listener, bound));
+        Ok(bound)
+    }
+
+    /// Where `/healthz` and `/metrics` are served when not on [`Application::http_addr`].
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Runs the actors and the HTTP server until `shutdown` completes.
@@ -254,17 +287,63 @@ impl Application {
             )),
             services: self.services.clone(),
         };
-        let mut app = router(state).merge(webhooks::router(webhook_state));
+        // `/healthz` and `/metrics` answer from values refreshed in the background, so asking
+        // them costs no database query.
+        let (health, health_task) = ops::spawn_health_cache(state.clone(), self.health_refresh);
+        let ops_routes = ops::cached_router(state.clone(), health);
+        let mut app = api::router(state).merge(webhooks::router(webhook_state));
         if let Some(route) = telegram
             .as_mut()
             .and_then(crate::bot::RunningBot::take_router)
         {
-            app = app.merge(route);
+            app = app.merge(route.layer(axum::extract::DefaultBodyLimit::max(
+                MAX_TELEGRAM_UPDATE_BYTES,
+            )));
         }
-        tracing::info!(addr = %self.addr, backend = self.db.backend_name(), "HTTP server listening");
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut stopping = stopping.clone();
+            async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            }
+        };
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let limits = self.http_limits;
+        let ops_server = match self.ops {
+            Some((listener, addr)) => {
+                tracing::info!(%addr, "health and metrics listening");
+                Some(tokio::spawn(crate::http::server::serve(
+                    listener,
+                    ops_routes,
+                    limits,
+                    stopped(),
+                )))
+            }
+            None => {
+                app = app.merge(ops_routes);
+                None
+            }
+        };
+        tracing::info!(
+            addr = %self.addr,
+            backend = self.db.backend_name(),
+            header_timeout_secs = limits.header_timeout.as_secs_f64(),
+            body_timeout_secs = limits.body_timeout.as_secs_f64(),
+            max_connections = limits.max_connections,
+            "HTTP server listening"
+        );
+        let mut served = crate::http::server::serve(self.listener, app, limits, stopped()).await;
+        if let Some(ops_server) = ops_server {
+            match ops_server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "health and metrics server failed"),
+                Err(e) => served = Err(std::io::Error::other(e)),
+            }
+        }
+        health_task.abort();
         if let Some(telegram) = telegram {
             telegram.stop().await;
         }

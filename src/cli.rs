@@ -76,6 +76,22 @@ pub enum CliCommand {
         /// address, not on `HTTP_ADDR`.
         #[arg(long, env = "OPS_ADDR")]
         ops_addr: Option<std::net::SocketAddr>,
+        /// Avatars one user may have (deleted ones do not count).
+        #[arg(long, env = "QUOTA_AVATARS_PER_USER", default_value_t = 10)]
+        quota_avatars_per_user: i64,
+        /// Trainings one user may start in 24 hours.
+        #[arg(long, env = "QUOTA_TRAININGS_PER_DAY", default_value_t = 3)]
+        quota_trainings_per_day: i64,
+        /// Generations one user may have waiting for FAL at once.
+        #[arg(long, env = "QUOTA_PENDING_GENERATIONS", default_value_t = 4)]
+        quota_pending_generations: i64,
+        /// Generations one user may ask for in a minute.
+        #[arg(long, env = "QUOTA_GENERATIONS_PER_MINUTE", default_value_t = 10)]
+        quota_generations_per_minute: i64,
+        /// Paid FAL jobs (trainings and generations) all users together may start per UTC day;
+        /// unset: no cap. Today's count is the `paid_jobs_today` gauge.
+        #[arg(long, env = "PAID_JOBS_PER_DAY")]
+        paid_jobs_per_day: Option<i64>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -248,6 +264,11 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             http_body_timeout_secs,
             http_max_connections,
             ops_addr,
+            quota_avatars_per_user,
+            quota_trainings_per_day,
+            quota_pending_generations,
+            quota_generations_per_minute,
+            paid_jobs_per_day,
         } => {
             tracing::info!(config = ?config, "starting");
             let secs = std::time::Duration::from_secs;
@@ -269,7 +290,22 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
                 },
                 ops_addr,
             };
-            crate::serve::run(config, settings, feed_lag_alert, telegram_rate_limits, http).await?;
+            let quotas = crate::bot::quotas::Quotas {
+                avatars_per_user: quota_avatars_per_user,
+                trainings_per_user_per_day: quota_trainings_per_day,
+                pending_generations_per_user: quota_pending_generations,
+                generations_per_user_per_minute: quota_generations_per_minute,
+                paid_jobs_per_day,
+            };
+            crate::serve::run(
+                config,
+                settings,
+                feed_lag_alert,
+                telegram_rate_limits,
+                http,
+                quotas,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::History {

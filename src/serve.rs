@@ -11,12 +11,22 @@ pub enum RateLimits {
     Relaxed,
 }
 
+/// The HTTP server's `serve` settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpSettings {
+    pub limits: crate::http::server::ServerLimits,
+    /// Where `/healthz` and `/metrics` are served instead of the main listener (`OPS_ADDR`).
+    pub ops_addr: Option<std::net::SocketAddr>,
+}
+
 /// Runs the service until a shutdown signal arrives.
 pub async fn run(
     config: Config,
     actor_settings: ActorSettings,
     feed_lag_alert: std::time::Duration,
     rate_limits: RateLimits,
+    http: HttpSettings,
+    quotas: crate::bot::quotas::Quotas,
 ) -> Result<(), AppError> {
     if config.teloxide_token.is_none() {
         return Err(AppError::MissingToken);
@@ -27,6 +37,27 @@ pub async fn run(
     };
     let mut app = Application::build(config, options).await?;
     app.feed_lag_alert = feed_lag_alert;
+    app.http_limits = http.limits;
+    if let Some(addr) = http.ops_addr {
+        app.listen_ops(addr).await?;
+    }
+    // Each connection holds a descriptor: the cap, not the default soft limit, should decide.
+    let listeners = if http.ops_addr.is_some() { 2 } else { 1 };
+    match crate::http::server::raise_open_file_limit() {
+        Some(limit) if (limit as usize) < http.limits.max_connections * listeners + 256 => {
+            tracing::warn!(
+                open_file_limit = limit,
+                max_connections = http.limits.max_connections,
+                "HTTP_MAX_CONNECTIONS is close to or above the open-file limit: lower it or raise \
+                 the limit (ulimit -n / LimitNOFILE)"
+            );
+        }
+        Some(limit) => tracing::info!(open_file_limit = limit, "open-file limit"),
+        None => {}
+    }
+    if let Some(telegram) = app.telegram.as_ref() {
+        telegram.set_quotas(quotas);
+    }
     if let (RateLimits::Relaxed, Some(telegram)) = (rate_limits, app.telegram.as_ref()) {
         telegram.set_limits(crate::bot::SendLimits::relaxed());
     }

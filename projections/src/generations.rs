@@ -300,6 +300,46 @@ const COLUMNS: &str = "generation_id, avatar_id, owner, prompt, preset, endpoint
     status, image_count, requested_at, finished_at, duration_seconds, failure_reason, \
     avatar_deleted";
 
+/// How many of `owner`'s generations wait for FAL now.
+pub async fn pending_for_owner(tx: &mut Tx<'_>, owner: i64) -> Result<i64, ProjectionError> {
+    Ok(tx
+        .fetch_i64(
+            "SELECT count(*) FROM generations WHERE owner = $1 AND status = $2",
+            vec![owner.into(), status::REQUESTED.into()],
+        )
+        .await?
+        .unwrap_or(0))
+}
+
+/// Generations `owner` asked for since `since`.
+pub async fn requested_by_owner_since(
+    tx: &mut Tx<'_>,
+    owner: i64,
+    since: DateTime<Utc>,
+) -> Result<i64, ProjectionError> {
+    Ok(tx
+        .fetch_i64(
+            "SELECT count(*) FROM generations WHERE owner = $1 AND requested_at >= $2",
+            vec![owner.into(), since.into()],
+        )
+        .await?
+        .unwrap_or(0))
+}
+
+/// Generations anyone asked for since `since`.
+pub async fn requested_since(
+    tx: &mut Tx<'_>,
+    since: DateTime<Utc>,
+) -> Result<i64, ProjectionError> {
+    Ok(tx
+        .fetch_i64(
+            "SELECT count(*) FROM generations WHERE requested_at >= $1",
+            vec![since.into()],
+        )
+        .await?
+        .unwrap_or(0))
+}
+
 /// Generations still waiting for FAL that were requested before `cutoff`, oldest first: what
 /// the deadline sweeper must end.
 pub async fn pending_since_before(

@@ -323,6 +323,32 @@ pub async fn running_since_before(
     rows.iter().map(job).collect()
 }
 
+/// Trainings `owner` started since `since` (every start counts: each one is a paid job).
+pub async fn started_by_owner_since(
+    tx: &mut Tx<'_>,
+    owner: i64,
+    since: DateTime<Utc>,
+) -> Result<i64, ProjectionError> {
+    Ok(tx
+        .fetch_i64(
+            "SELECT count(*) FROM training_jobs WHERE owner = $1 AND started_at >= $2",
+            vec![owner.into(), since.into()],
+        )
+        .await?
+        .unwrap_or(0))
+}
+
+/// Trainings anyone started since `since`.
+pub async fn started_since(tx: &mut Tx<'_>, since: DateTime<Utc>) -> Result<i64, ProjectionError> {
+    Ok(tx
+        .fetch_i64(
+            "SELECT count(*) FROM training_jobs WHERE started_at >= $1",
+            vec![since.into()],
+        )
+        .await?
+        .unwrap_or(0))
+}
+
 /// An avatar's jobs, oldest first.
 pub async fn for_avatar(
     tx: &mut Tx<'_>,

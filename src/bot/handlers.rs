@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::callbacks::Callback;
 use super::keyboards as kb;
 use super::photos::{IncomingFile, Intake, ALBUM_QUIET};
+use super::quotas::{Ask, QuotaReached};
 use super::send::{retrying, sending};
 use super::texts::{AvatarLine, CardView, Lang, Texts};
 use super::{BotDeps, BotDialogue, BotError, HandlerResult, State, TgBot};
@@ -88,6 +89,21 @@ impl Ctx {
 
     fn t(&self) -> &'static dyn Texts {
         self.lang.texts()
+    }
+
+    /// Asks one of the quotas about this user; `Some` when the request must be refused.
+    async fn quota(&self, ask: Ask) -> Result<Option<QuotaReached>, BotError> {
+        let quotas = *self
+            .deps
+            .quotas
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let reached = quotas.check(ask, &self.deps.db, self.user).await?;
+        if let Some(reached) = reached {
+            tracing::info!(user = self.user, quota = reached.as_str(), "quota reached");
+            metrics::counter!("quota_refusals_total", "quota" => reached.as_str()).increment(1);
+        }
+        Ok(reached)
     }
 
     async fn say(
@@ -329,6 +345,11 @@ pub async fn on_name(
         ctx.say(t.name_expected(), None).await?;
         return Ok(());
     };
+    if let Some(reached) = ctx.quota(Ask::Avatar).await? {
+        ctx.say(t.quota_reached(reached), Some(kb::to_menu(t)))
+            .await?;
+        return Ok(());
+    }
     let avatar_id = Uuid::new_v4();
     let created = ctx
         .execute(
@@ -480,6 +501,11 @@ async fn generate(
     prompt: String,
     preset: Option<GenerationPreset>,
 ) -> Result<Result<(), AvatarError>, BotError> {
+    if let Some(reached) = ctx.quota(Ask::Generation).await? {
+        ctx.say(ctx.t().quota_reached(reached), Some(kb::to_menu(ctx.t())))
+            .await?;
+        return Ok(Ok(()));
+    }
     let generation_id = Uuid::new_v4();
     let requested = ctx
         .execute(
@@ -663,6 +689,9 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
                 .await?;
         }
         (Callback::StartTraining(_, preset), Some((avatar_id, avatar))) => {
+            if let Some(reached) = ctx.quota(Ask::Training).await? {
+                return Ok(Answer::Alert(t.quota_reached(reached)));
+            }
             match ctx
                 .execute(
                     avatar_id,

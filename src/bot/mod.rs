@@ -26,6 +26,7 @@ pub mod keyboards;
 pub mod limiter;
 pub mod notifier;
 pub mod photos;
+pub mod quotas;
 pub mod send;
 pub mod texts;
 pub mod users;
@@ -120,6 +121,8 @@ pub struct BotDeps {
     pub style_trainer: aggregates::StyleTrainer,
     /// The bot's username, learned at start, for links to its private chat.
     pub username: std::sync::OnceLock<String>,
+    /// What one user (and all together) may ask for.
+    pub quotas: std::sync::RwLock<quotas::Quotas>,
 }
 
 /// The handler tree: commands first, then photos, then the text a conversation step waits for;
@@ -178,6 +181,16 @@ pub struct Telegram {
     webhook_secret: String,
 }
 
+impl BotDeps {
+    /// Sets the quotas while the bot runs.
+    pub fn set_quotas(&self, quotas: quotas::Quotas) {
+        *self
+            .quotas
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = quotas;
+    }
+}
+
 impl Telegram {
     /// Builds the bot for `token` against the Bot API at `api_url`; nothing is called yet.
     pub fn new(
@@ -202,6 +215,7 @@ impl Telegram {
             limiter: Arc::new(SendLimiter::new(SendLimits::production())),
             style_trainer,
             username: std::sync::OnceLock::new(),
+            quotas: std::sync::RwLock::new(quotas::Quotas::default()),
         });
         let notifier = Arc::new(TelegramNotifier::new(bot.clone(), deps.clone(), fal));
         Ok(Self {
@@ -215,6 +229,16 @@ impl Telegram {
     /// The notifier the actors use to reach users.
     pub fn notifier(&self) -> Arc<TelegramNotifier> {
         self.notifier.clone()
+    }
+
+    /// What the handlers share, for changing settings while the bot runs (tests).
+    pub fn deps(&self) -> Arc<BotDeps> {
+        self.deps.clone()
+    }
+
+    /// Sets the quotas (the operator's settings; tests lower them).
+    pub fn set_quotas(&self, quotas: quotas::Quotas) {
+        self.deps.set_quotas(quotas);
     }
 
     /// Changes the send budgets (tests, the demo and load runs relax them).

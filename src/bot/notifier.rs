@@ -39,11 +39,10 @@ impl TelegramNotifier {
         let user = self.deps.users.get(owner).await.map_err(|e| {
             NotifyError::Transient(format!("reading the user's chat and language: {e}"))
         })?;
-        // In a private chat the chat id is the user id, so a user the bot never stored (rows
-        // are written on first contact) can still be reached, in the default language.
-        let (chat, lang) = user.map_or((ChatId(owner), Lang::default()), |u| {
-            (ChatId(u.chat_id), u.lang())
-        });
+        // Always the user's private chat, whose id is the user id: never the chat they last
+        // wrote in (a group would see their face), and reachable even if never stored.
+        let chat = ChatId(owner);
+        let lang = user.map_or(Lang::default(), |u| u.lang());
         let t = lang.texts();
         let avatar_id = match notification {
             Notification::TrainingCompleted { avatar_id, .. }

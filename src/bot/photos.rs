@@ -3,8 +3,11 @@
 //!
 //! Each file is downloaded (at most 20 MB, the Bot API's limit), decoded for real by
 //! [`crate::photos::inspect_in_background`], checked against the avatar's photos, stored under
-//! its key and recorded with `UploadPhoto`. The photo id is Telegram's `file_unique_id`, so an
-//! update delivered twice (after a restart) is recognised as the same photo.
+//! a key of its own and recorded with `UploadPhoto`. The photo id is Telegram's
+//! `file_unique_id`, so an update delivered twice (after a restart) is recognised as the same
+//! photo; each attempt stores under its own key, so the refused one of two racing deliveries
+//! only ever deletes its own bytes. At most [`MAX_CONCURRENT_DOWNLOADS`] files are downloaded
+//! or checked at once, and decodes keep to the global budget in [`crate::photos::check`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -32,6 +35,12 @@ use crate::store::{AvatarStore, StoreError};
 pub const ALBUM_QUIET: Duration = Duration::from_millis(1500);
 /// Attempts to download one file.
 const DOWNLOAD_ATTEMPTS: u32 = 3;
+/// Photos downloaded or being checked at once, across all users. A permit is held from the
+/// download until the check is done, so at most this many files (≤ 20 MB each) are in memory;
+/// the decodes themselves have their own, tighter limits (see `crate::photos::check`).
+pub const MAX_CONCURRENT_DOWNLOADS: usize = 4;
+static DOWNLOADS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_DOWNLOADS);
 
 /// A photo or document as it arrived, before it is downloaded.
 #[derive(Debug, Clone)]
@@ -139,6 +148,10 @@ impl Intake<'_> {
             return refused(Refusal::Photo(error), count);
         }
 
+        let in_flight = DOWNLOADS
+            .acquire()
+            .await
+            .expect("the download semaphore is never closed");
         let bytes = match self.download(&file.file_id).await {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(too_large)) => return refused(Refusal::Photo(too_large), count),
@@ -166,11 +179,16 @@ impl Intake<'_> {
             );
         }
 
-        let key = photo_key(avatar_id, &photo_id, checked.format);
+        // A key of this attempt's own: two deliveries of one photo (same `file_unique_id`) that
+        // race past the checks above never share a key, so the one the avatar refuses cannot
+        // delete the bytes the other one recorded.
+        let key = attempt_key(avatar_id, &photo_id, checked.format);
         if let Err(e) = self.photos.put(&key, bytes).await {
             tracing::error!(%avatar_id, error = %e, "could not store a photo");
             return refused(Refusal::Internal(e.to_string()), count);
         }
+        // The bytes are stored (and dropped): the next photo may come in.
+        drop(in_flight);
         let command = Command::new(
             Actor::User(user_id),
             Utc::now(),
@@ -184,10 +202,7 @@ impl Intake<'_> {
                 count: executed.state.photos.len(),
             },
             Err(e) => {
-                // The key is ours alone (no recorded photo has this id), so it can go.
-                if let Err(cleanup) = self.photos.delete(&key).await {
-                    tracing::warn!(%avatar_id, key, error = %cleanup, "could not remove a refused photo");
-                }
+                self.remove_unrecorded(avatar_id, &key).await;
                 match e {
                     StoreError::Rejected(refusal) => refused(Refusal::Avatar(refusal), count),
                     other => {
@@ -195,6 +210,26 @@ impl Intake<'_> {
                         refused(Refusal::Internal(other.to_string()), count)
                     }
                 }
+            }
+        }
+    }
+
+    /// Deletes what this attempt stored under `key`, unless a recorded photo uses it: a store
+    /// error may come after the event was written, and an accepted photo's bytes are never
+    /// deleted. When the avatar cannot be read back the file stays (an orphan under the
+    /// avatar's prefix, removed with the avatar) rather than risk it.
+    async fn remove_unrecorded(&self, avatar_id: Uuid, key: &str) {
+        match self.store.load(avatar_id).await {
+            Ok(avatar) if avatar.photos.iter().any(|p| p.storage_key == key) => {
+                tracing::warn!(%avatar_id, key, "a refused photo's key is recorded; keeping it");
+            }
+            Ok(_) => {
+                if let Err(cleanup) = self.photos.delete(key).await {
+                    tracing::warn!(%avatar_id, key, error = %cleanup, "could not remove a refused photo");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%avatar_id, key, error = %e, "could not check a refused photo; keeping its file");
             }
         }
     }
@@ -249,6 +284,13 @@ fn refused(refusal: Refusal, count: usize) -> IntakeResult {
         outcome: Err(refusal),
         count,
     }
+}
+
+/// Where one intake attempt stores its bytes: the photo's key with a random suffix, e.g.
+/// `avatars/<avatar>/tg-AQADx-1f2e3d4c5b6a7980.jpg`, unique to this attempt.
+fn attempt_key(avatar_id: Uuid, photo_id: &str, format: aggregates::ImageFormat) -> String {
+    let nonce = Uuid::new_v4().simple().to_string();
+    photo_key(avatar_id, &format!("{photo_id}-{}", &nonce[..16]), format)
 }
 
 /// A storage-safe photo id from Telegram's `file_unique_id` (letters, digits, `-`, `_`).
@@ -351,6 +393,16 @@ mod tests {
         assert_eq!(photo_id("AQADx-_9"), "tg-AQADx-_9");
         assert_eq!(photo_id("../../etc"), "tg-etc");
         assert!(photo_id("///").starts_with("tg-"));
+    }
+
+    #[test]
+    fn two_attempts_at_one_photo_never_share_a_key() {
+        let avatar = Uuid::new_v4();
+        let a = attempt_key(avatar, "tg-AQADx", aggregates::ImageFormat::Png);
+        let b = attempt_key(avatar, "tg-AQADx", aggregates::ImageFormat::Png);
+        assert_ne!(a, b);
+        let prefix = format!("avatars/{avatar}/tg-AQADx-");
+        assert!(a.starts_with(&prefix) && a.ends_with(".png"), "{a}");
     }
 
     #[test]

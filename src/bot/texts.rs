@@ -84,6 +84,8 @@ pub trait Texts: Send + Sync {
     fn welcome(&self, first_name: &str) -> String;
     fn main_menu(&self) -> String;
     fn help(&self) -> String;
+    /// A quota was reached: what, and when it frees up.
+    fn quota_reached(&self, reached: super::quotas::QuotaReached) -> String;
     /// The only answer in a group or channel: photos and faces belong in a private chat.
     fn private_chat_only(&self, bot_link: &str) -> String;
     /// `(command, description)` for the command menu.
@@ -201,6 +203,17 @@ impl Texts for Ru {
 
     fn main_menu(&self) -> String {
         "🏠 <b>Главное меню</b>\n\nЧто сделаем?".into()
+    }
+
+    fn quota_reached(&self, reached: super::quotas::QuotaReached) -> String {
+        use super::quotas::QuotaReached as Q;
+        match reached {
+            Q::Avatars(n) => format!("⛔ У вас уже {n} аватаров — это максимум. Удалите ненужный в «Мои аватары», чтобы создать новый."),
+            Q::TrainingsToday(n) => format!("⛔ За сутки можно запустить не больше {n} обучений. Попробуйте завтра."),
+            Q::PendingGenerations(n) => format!("⏳ У вас уже создаются {n} изображения — дождитесь их, потом можно заказать ещё."),
+            Q::GenerationsPerMinute(n) => format!("⏳ Не больше {n} генераций в минуту. Подождите минуту и попробуйте снова."),
+            Q::ServiceToday => "⛔ Сегодня сервис исчерпал дневной лимит заданий. Попробуйте завтра — мы вас ждём.".into(),
+        }
     }
 
     fn private_chat_only(&self, bot_link: &str) -> String {
@@ -395,6 +408,13 @@ impl Texts for Ru {
             }
             PhotoError::TooSmall { width, height, min } => format!(
                 "изображение слишком маленькое ({width}×{height}), нужно минимум {min}×{min}."
+            ),
+            PhotoError::OverDecodeBudget {
+                width,
+                height,
+                max_megapixels,
+            } => format!(
+                "слишком большое изображение: {width}×{height}, максимум {max_megapixels} мегапикселей. Уменьшите его или отправьте как фото, а не файлом."
             ),
         }
     }
@@ -772,6 +792,17 @@ impl Texts for En {
         "🏠 <b>Main menu</b>\n\nWhat shall we do?".into()
     }
 
+    fn quota_reached(&self, reached: super::quotas::QuotaReached) -> String {
+        use super::quotas::QuotaReached as Q;
+        match reached {
+            Q::Avatars(n) => format!("⛔ You already have {n} avatars, the most allowed. Delete one in “My avatars” to create a new one."),
+            Q::TrainingsToday(n) => format!("⛔ At most {n} trainings can be started a day. Please try again tomorrow."),
+            Q::PendingGenerations(n) => format!("⏳ {n} images are already being created for you — wait for them, then you can ask for more."),
+            Q::GenerationsPerMinute(n) => format!("⏳ At most {n} generations a minute. Wait a minute and try again."),
+            Q::ServiceToday => "⛔ The service has used up today's budget of jobs. Please try again tomorrow.".into(),
+        }
+    }
+
     fn private_chat_only(&self, bot_link: &str) -> String {
         format!(
             "I only work in private messages: your photos and avatars are personal. Write to me: {bot_link}"
@@ -964,6 +995,13 @@ impl Texts for En {
             }
             PhotoError::TooSmall { width, height, min } => format!(
                 "the image is too small ({width}×{height}); at least {min}×{min} is needed."
+            ),
+            PhotoError::OverDecodeBudget {
+                width,
+                height,
+                max_megapixels,
+            } => format!(
+                "the image is too large: {width}×{height}, at most {max_megapixels} megapixels. Make it smaller or send it as a photo rather than a file."
             ),
         }
     }

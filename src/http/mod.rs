@@ -12,6 +12,7 @@ use crate::store::AvatarStore;
 
 pub mod api;
 pub mod ops;
+pub mod server;
 pub mod webhooks;
 
 /// What the HTTP handlers share.

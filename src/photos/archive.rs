@@ -121,7 +121,7 @@ fn process_alive(pid: u32, dir: &Path) -> bool {
     let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
     std::fs::metadata(dir)
         .and_then(|m| m.modified())
-        .map_or(false, |t| t > day_ago)
+        .is_ok_and(|t| t > day_ago)
 }
 
 impl TrainingArchive {

@@ -9,7 +9,7 @@ use std::io::Cursor;
 use aggregates::avatar::MIN_PHOTO_SIDE;
 use aggregates::{ImageFormat, PhotoMeta};
 use bytes::Bytes;
-use image::{ImageError, ImageReader, Limits};
+use image::{ImageDecoder, ImageError, ImageReader, Limits};
 use sha2::{Digest, Sha256};
 
 /// The largest file a Telegram bot may download (20 MB); anything larger never reaches us intact.
@@ -19,7 +19,28 @@ pub const MAX_PIXELS: u64 = 50_000_000;
 /// The longest side accepted; a 1×50-million-pixel "photo" is a bomb too.
 pub const MAX_SIDE: u32 = 16_384;
 /// What a decoder may allocate: a 50-megapixel RGBA image at 8 bits per channel, plus slack.
+/// A header whose pixel buffer would need more is a bomb (or exotic): refused as too many pixels.
 pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+/// The per-image decode budget, in pixels: the largest image we decode at all (25 megapixels,
+/// e.g. 6000×4000 from a camera; FAL's trainers work at about 1 megapixel anyway). Larger
+/// images are refused from their header, before a pixel buffer exists, with a clear reason:
+/// downscaling would need the full decode first (the `image` crate cannot decode a PNG at a
+/// reduced scale), which is exactly the memory this budget is there to save.
+pub const MAX_DECODE_PIXELS: u64 = 25_000_000;
+/// The global decode budget: bytes of pixel buffers that may exist at once across all decodes.
+/// One image's cost is the larger of what its decoder reports and width×height×4, so this
+/// admits two of the largest 8-bit images, or one 16-bit one, at a time.
+pub const DECODE_BUDGET_BYTES: u64 = 256 * 1024 * 1024;
+/// How many decodes may run at once (each on a blocking thread, under its budget share).
+pub const MAX_CONCURRENT_DECODES: usize = 2;
+
+/// Budget units of the global decode semaphore: one per MiB.
+const BUDGET_UNIT: u64 = 1024 * 1024;
+/// Decodes running; see [`MAX_CONCURRENT_DECODES`].
+static DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_DECODES);
+/// MiB of pixel buffers in use; see [`DECODE_BUDGET_BYTES`].
+static DECODE_BUDGET: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new((DECODE_BUDGET_BYTES / BUDGET_UNIT) as usize);
 
 /// Why a photo was refused. Each variant carries what the bot needs to explain it to the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +63,13 @@ pub enum PhotoError {
     TooManyPixels { width: u32, height: u32 },
     #[error("the image is {width}×{height}; both sides must be at least {min} pixels")]
     TooSmall { width: u32, height: u32, min: u32 },
+    /// Within the bomb caps, but above the per-image decode budget ([`MAX_DECODE_PIXELS`]).
+    #[error("the image is {width}×{height}; at most {max_megapixels} megapixels are decoded")]
+    OverDecodeBudget {
+        width: u32,
+        height: u32,
+        max_megapixels: u64,
+    },
 }
 
 /// A photo that passed every check: what the avatar records about it.
@@ -74,11 +102,28 @@ impl CheckedPhoto {
     }
 }
 
+/// What the header says, once it passed every check that needs no pixels.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    format: ImageFormat,
+    decoder_format: image::ImageFormat,
+    width: u32,
+    height: u32,
+    /// Bytes of pixel buffer the decode will need (at least width×height×4).
+    decode_bytes: u64,
+}
+
 /// Checks uploaded bytes and describes the photo, or says why it cannot be used.
 ///
-/// This decodes the whole image (up to 50 megapixels), so it is CPU-bound: async callers should
-/// use [`inspect_in_background`].
+/// This decodes the whole image (up to [`MAX_DECODE_PIXELS`]), so it is CPU-bound: async callers
+/// should use [`inspect_in_background`], which also keeps to the global decode budget.
 pub fn inspect(bytes: &[u8]) -> Result<CheckedPhoto, PhotoError> {
+    let probe = probe(bytes)?;
+    decode(bytes, probe)
+}
+
+/// Every check that needs only the header: nothing the size of the image is allocated here.
+fn probe(bytes: &[u8]) -> Result<Probe, PhotoError> {
     let byte_size = bytes.len() as u64;
     if byte_size == 0 {
         return Err(PhotoError::Empty);
@@ -93,10 +138,12 @@ pub fn inspect(bytes: &[u8]) -> Result<CheckedPhoto, PhotoError> {
     let (format, decoder_format) = sniff_format(bytes)?;
 
     // Header only: no pixel buffer is allocated yet, so even a 100000×100000 claim is cheap.
-    let (width, height) = ImageReader::with_format(Cursor::new(bytes), decoder_format)
-        .into_dimensions()
+    let decoder = ImageReader::with_format(Cursor::new(bytes), decoder_format)
+        .into_decoder()
         .map_err(|e| header_error(&e))?;
-    if u64::from(width) * u64::from(height) > MAX_PIXELS || width > MAX_SIDE || height > MAX_SIDE {
+    let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > MAX_PIXELS || width > MAX_SIDE || height > MAX_SIDE {
         return Err(PhotoError::TooManyPixels { width, height });
     }
     if width < MIN_PHOTO_SIDE || height < MIN_PHOTO_SIDE {
@@ -106,16 +153,46 @@ pub fn inspect(bytes: &[u8]) -> Result<CheckedPhoto, PhotoError> {
             min: MIN_PHOTO_SIDE,
         });
     }
+    let decode_bytes = decoder.total_bytes().max(pixels.saturating_mul(4));
+    // A buffer no decode may allocate (16-bit RGBA near the pixel cap …): a bomb, as before.
+    if decoder.total_bytes() > MAX_DECODE_BYTES {
+        return Err(PhotoError::TooManyPixels { width, height });
+    }
+    if pixels > MAX_DECODE_PIXELS {
+        return Err(PhotoError::OverDecodeBudget {
+            width,
+            height,
+            max_megapixels: MAX_DECODE_PIXELS / 1_000_000,
+        });
+    }
 
     // The JPEG decoder fills missing scan data with grey instead of failing, so a cut-off JPEG
     // has to be caught by walking its markers.
     if format == ImageFormat::Jpeg {
         jpeg_is_complete(bytes).map_err(|why| PhotoError::Corrupt(why.to_owned()))?;
     }
+    Ok(Probe {
+        format,
+        decoder_format,
+        width,
+        height,
+        decode_bytes,
+    })
+}
 
+/// The full decode, under hard limits whatever the header said.
+fn decode(bytes: &[u8], probe: Probe) -> Result<CheckedPhoto, PhotoError> {
+    let Probe {
+        format,
+        decoder_format,
+        width,
+        height,
+        ..
+    } = probe;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), decoder_format);
     reader.limits(decode_limits());
     match reader.decode() {
+        // The pixels are dropped at once: only the fact that they decode matters.
         Ok(_pixels) => {}
         // The header passed our caps, yet the decoder wanted more memory: a lying or exotic file.
         Err(ImageError::Limits(_)) => return Err(PhotoError::TooManyPixels { width, height }),
@@ -126,18 +203,45 @@ pub fn inspect(bytes: &[u8]) -> Result<CheckedPhoto, PhotoError> {
         width,
         height,
         format,
-        byte_size,
+        byte_size: bytes.len() as u64,
         content_hash: hex::encode(Sha256::digest(bytes)),
     })
 }
 
-/// [`inspect`] on the blocking thread pool, so a large decode does not stall the async runtime.
+/// [`inspect`] on the blocking thread pool, so a large decode does not stall the async runtime,
+/// and within the global limits: the header is read first (cheaply, here), then the decode
+/// waits for one of [`MAX_CONCURRENT_DECODES`] slots and its share of [`DECODE_BUDGET_BYTES`].
+/// The permits move into the blocking task, so they are held until the pixels are freed even
+/// if the caller stops waiting.
 pub async fn inspect_in_background(bytes: Bytes) -> Result<CheckedPhoto, PhotoError> {
-    match tokio::task::spawn_blocking(move || inspect(&bytes)).await {
+    let probe = probe(&bytes)?;
+    let units = probe
+        .decode_bytes
+        .div_ceil(BUDGET_UNIT)
+        .clamp(1, DECODE_BUDGET_BYTES / BUDGET_UNIT) as u32;
+    let slot = DECODES
+        .acquire()
+        .await
+        .expect("the decode semaphore is never closed");
+    let budget = DECODE_BUDGET
+        .acquire_many(units)
+        .await
+        .expect("the decode budget is never closed");
+    match tokio::task::spawn_blocking(move || {
+        let _held = (slot, budget);
+        decode(&bytes, probe)
+    })
+    .await
+    {
         Ok(result) => result,
         // Only a panic inside a decoder gets here; treat the file as undecodable.
         Err(join) => Err(PhotoError::Corrupt(format!("the decoder failed: {join}"))),
     }
+}
+
+/// Decode budget in use right now, in bytes (rounded to MiB); for tests and metrics.
+pub fn decode_budget_in_use() -> u64 {
+    (DECODE_BUDGET_BYTES / BUDGET_UNIT - DECODE_BUDGET.available_permits() as u64) * BUDGET_UNIT
 }
 
 /// The hard limits every decode runs under, whatever the header said.
@@ -320,6 +424,78 @@ mod tests {
             inspect(&heic),
             Err(PhotoError::UnsupportedFormat("HEIC".into()))
         );
+    }
+
+    /// A PNG whose header claims `width`×`height` RGB pixels, with almost no pixel data.
+    fn png_header(width: u32, height: u32, bit_depth: u8, colour_type: u8) -> Vec<u8> {
+        fn crc32(data: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &byte in data {
+                crc ^= u32::from(byte);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut body = kind.to_vec();
+            body.extend_from_slice(data);
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&crc32(&body).to_be_bytes());
+        }
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = width.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[bit_depth, colour_type, 0, 0, 0]);
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(
+            &mut png,
+            b"IDAT",
+            &[0x78, 0x9C, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
+        );
+        chunk(&mut png, b"IEND", &[]);
+        png
+    }
+
+    #[test]
+    fn an_image_over_the_per_image_decode_budget_is_refused_from_its_header() {
+        // The 16384×3051: under the bomb caps, but ~200 MB decoded.
+        assert_eq!(
+            probe(&png_header(16_384, 3_051, 8, 2)).unwrap_err(),
+            PhotoError::OverDecodeBudget {
+                width: 16_384,
+                height: 3_051,
+                max_megapixels: 25
+            }
+        );
+        // Exactly at the budget the header passes (the decode then finds the data missing).
+        let at_budget = probe(&png_header(5_000, 5_000, 8, 2)).expect("within budget");
+        assert_eq!(at_budget.decode_bytes, 100_000_000);
+        // 16-bit RGBA at the budget: its real buffer size is what it costs.
+        let deep = probe(&png_header(5_000, 5_000, 16, 6)).expect("within budget");
+        assert_eq!(deep.decode_bytes, 200_000_000);
+        assert!(deep.decode_bytes <= DECODE_BUDGET_BYTES);
+    }
+
+    #[tokio::test]
+    async fn background_inspection_gives_its_decode_budget_back() {
+        let bytes = Bytes::from(encoded(1024, 768, image::ImageFormat::Png));
+        let checks = (0..6).map(|_| inspect_in_background(bytes.clone()));
+        for result in futures::future::join_all(checks).await {
+            assert_eq!(
+                (result.expect("valid").width, decode_budget_in_use()),
+                (1024, 0)
+            );
+        }
+        let refused = inspect_in_background(Bytes::from(png_header(16_384, 3_051, 8, 2))).await;
+        assert!(matches!(refused, Err(PhotoError::OverDecodeBudget { .. })));
+        assert_eq!(decode_budget_in_use(), 0);
     }
 
     #[test]

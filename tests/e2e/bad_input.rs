@@ -734,3 +734,44 @@ async fn bad_fal_webhooks_are_refused_and_a_replay_completes_once() {
 
     app.shutdown().await;
 }
+
+/// Quotas: past the number of avatars a user may have, a new one is refused with the exact
+/// message and nothing is written; past the trainings a day, the training button says so.
+#[tokio::test]
+async fn quotas_refuse_with_a_clear_message_and_store_nothing() {
+    let app = spawn_app().await;
+    app.set_quotas(aisha::bot::quotas::Quotas {
+        avatars_per_user: 1,
+        trainings_per_user_per_day: 0,
+        ..Default::default()
+    });
+    let anna = app.user(ANNA, "Anna", "en");
+    let created = create_avatar(&anna, "First").await;
+    assert!(created.contains("created"), "{created}");
+    let summary = upload_album(&anna, 120, "Uploaded: 10 of 10–20").await;
+    let presets = press_and_see(
+        &anna,
+        &summary,
+        &button(&summary, "tr:"),
+        "Choose the quality",
+    )
+    .await;
+    let before = event_count(&app).await;
+    let answer = crate::steps::press(&anna, &presets, &button(&presets, "ts:f:")).await;
+    assert_eq!(
+        answer.text.as_deref(),
+        Some("⛔ At most 0 trainings can be started a day. Please try again tomorrow.")
+    );
+    assert_eq!(event_count(&app).await, before, "no training was started");
+    assert!(app.sim.submissions().is_empty(), "nothing was paid for");
+
+    gallery_where(&anna, |page| page.contains("First")).await;
+    let before = event_count(&app).await;
+    let refused = create_avatar(&anna, "Second").await;
+    assert_eq!(
+        refused,
+        "⛔ You already have 1 avatars, the most allowed. Delete one in “My avatars” to create a new one."
+    );
+    assert_eq!(event_count(&app).await, before, "nothing was stored");
+    app.shutdown().await;
+}

@@ -186,6 +186,7 @@ pub struct TestApp {
     pub http: String,
     config: Config,
     options: AppOptions,
+    bot_deps: Option<std::sync::Arc<aisha::bot::BotDeps>>,
     _dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), AppError>>>,
@@ -275,6 +276,7 @@ async fn start(
     let mut app = Application::build(config.clone(), options.clone())
         .await
         .expect("build the application");
+    let bot_deps = app.telegram.as_ref().map(|bot| bot.deps());
     if let Some(bot) = &app.telegram {
         // The fake has no flood control; production budgets would spend minutes waiting.
         bot.set_limits(aisha::bot::SendLimits::relaxed());
@@ -295,6 +297,7 @@ async fn start(
         http,
         config,
         options,
+        bot_deps,
         _dir: dir,
         stop: Some(stop),
         task: Some(task),
@@ -314,6 +317,14 @@ impl TestApp {
             ..
         } = self;
         start(config, options, telegram, dir).await
+    }
+
+    /// Changes the bot's quotas while it runs.
+    pub fn set_quotas(&self, quotas: aisha::bot::quotas::Quotas) {
+        self.bot_deps
+            .as_ref()
+            .expect("the app runs a bot")
+            .set_quotas(quotas);
     }
 
     /// A Telegram user with a private chat with the bot.
