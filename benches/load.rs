@@ -9,7 +9,9 @@
 //! postgres://postgres@127.0.0.1:5432/postgres). `LOAD_USERS` (comma-separated) and
 //! `LOAD_ROUNDS` (default 5) change the size; `LOAD_PERIOD_MS` (default 1000) the time between
 //! one user's interactions; `LOAD_LIMITS=production` keeps Telegram's real send budgets
-//! (30 messages a second overall) instead of the relaxed ones the fake allows.
+//! (30 messages a second overall) instead of the relaxed ones the fake allows. `LOAD_FLOOD=N`
+//! adds one more user who sends N messages at once at the start (the others' latencies are
+//! what is reported): `LOAD_USERS=100 LOAD_FLOOD=500 LOAD_LIMITS=production LOAD_PERIOD_MS=5000`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,18 +35,31 @@ async fn main() {
     let rounds: usize = common::env_number("LOAD_ROUNDS", 5);
     let period = Duration::from_millis(common::env_number("LOAD_PERIOD_MS", 1000));
     let limits = std::env::var("LOAD_LIMITS").unwrap_or_else(|_| "relaxed".into());
+    let flood: usize = common::env_number("LOAD_FLOOD", 0);
     println!(
-        "# load benchmark: {rounds} interactions per user, one per {} ms at a random moment, {limits} send budgets",
-        period.as_millis()
+        "# load benchmark: {rounds} interactions per user, one per {} ms at a random moment, {limits} send budgets{}",
+        period.as_millis(),
+        if flood > 0 {
+            format!(", one more user flooding {flood} messages at the start")
+        } else {
+            String::new()
+        }
     );
     println!("| users | updates | updates/s | reply p50 ms | reply p99 ms | max ms | server peak RSS MB |");
     println!("|---|---|---|---|---|---|---|");
     for users in sizes {
-        run(&admin_url, users, rounds, period, &limits).await;
+        run(&admin_url, users, rounds, period, &limits, flood).await;
     }
 }
 
-async fn run(admin_url: &str, users: usize, rounds: usize, period: Duration, limits: &str) {
+async fn run(
+    admin_url: &str,
+    users: usize,
+    rounds: usize,
+    period: Duration,
+    limits: &str,
+    flood: usize,
+) {
     let scratch = common::Scratch::create(
         admin_url,
         format!("aisha_bench_load_{}_{users}", std::process::id()),
@@ -94,6 +109,12 @@ async fn run(admin_url: &str, users: usize, rounds: usize, period: Duration, lim
                 .with_timeout(Duration::from_secs(60))
         })
         .collect();
+    if flood > 0 {
+        let flooder = telegram.user(899_999, "Flood", "ru");
+        for n in 0..flood {
+            flooder.send_text(&format!("flood {n}"));
+        }
+    }
     let start = Instant::now();
     let tasks = people
         .into_iter()

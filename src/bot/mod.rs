@@ -19,6 +19,7 @@
 //! Updates arrive by long polling, or by webhook at `POST /webhooks/telegram` when
 //! `PUBLIC_BASE_URL` is set (the `X-Telegram-Bot-Api-Secret-Token` header is checked).
 
+pub mod backlog;
 pub mod callbacks;
 pub mod dialogues;
 pub mod handlers;
@@ -167,10 +168,37 @@ pub fn schema() -> UpdateHandler<BotError> {
     let buttons = Update::filter_callback_query()
         .enter_dialogue::<CallbackQuery, dialogues::Dialogues, State>()
         .endpoint(handlers::on_callback);
-    dptree::entry()
-        .branch(elsewhere)
-        .branch(messages)
-        .branch(buttons)
+    // Excess updates of a flooding chat are skipped here, before anything runs.
+    dptree::filter(|update: Update, bot: TgBot, deps: Arc<BotDeps>| {
+        let Some(chat) = update.chat().map(|c| c.id) else {
+            return true;
+        };
+        match backlog::global().start(chat, &update) {
+            backlog::Start::Handle => true,
+            backlog::Start::Skip { tell } => {
+                if tell {
+                    tracing::warn!(
+                        chat = chat.0,
+                        "a chat is flooding the bot; dropping its excess updates"
+                    );
+                    let lang = texts::Lang::from_code(
+                        update.from().and_then(|u| u.language_code.as_deref()),
+                    );
+                    tokio::spawn(async move {
+                        let text = lang.texts().slow_down();
+                        let _ = send::sending(&deps.limiter, chat, 1, "sendMessage", || {
+                            bot.send_message(chat, text.clone()).send()
+                        })
+                        .await;
+                    });
+                }
+                false
+            }
+        }
+    })
+    .branch(elsewhere)
+    .branch(messages)
+    .branch(buttons)
 }
 
 /// The bot, built and ready to start.
@@ -262,6 +290,8 @@ impl Telegram {
             ])
             .default_handler(|_| async {})
             .error_handler(Arc::new(LogErrors))
+            .worker_queue_size(backlog::WORKER_QUEUE)
+            .distribution_function(backlog::distribute)
             .build();
         let shutdown = dispatcher.shutdown_token();
         let (task, router) = match public_base_url {

@@ -84,6 +84,8 @@ pub trait Texts: Send + Sync {
     fn welcome(&self, first_name: &str) -> String;
     fn main_menu(&self) -> String;
     fn help(&self) -> String;
+    /// The one answer a chat gets when it sends faster than the bot can answer.
+    fn slow_down(&self) -> String;
     /// A quota was reached: what, and when it frees up.
     fn quota_reached(&self, reached: super::quotas::QuotaReached) -> String;
     /// The only answer in a group or channel: photos and faces belong in a private chat.
@@ -203,6 +205,10 @@ impl Texts for Ru {
 
     fn main_menu(&self) -> String {
         "🏠 <b>Главное меню</b>\n\nЧто сделаем?".into()
+    }
+
+    fn slow_down(&self) -> String {
+        "🐢 Вы присылаете сообщения быстрее, чем я успеваю отвечать. Я отвечу на первые — дождитесь ответа, прежде чем писать дальше.".into()
     }
 
     fn quota_reached(&self, reached: super::quotas::QuotaReached) -> String {
@@ -790,6 +796,10 @@ impl Texts for En {
 
     fn main_menu(&self) -> String {
         "🏠 <b>Main menu</b>\n\nWhat shall we do?".into()
+    }
+
+    fn slow_down(&self) -> String {
+        "🐢 You are sending messages faster than I can answer. I will answer the first ones; please wait for them before sending more.".into()
     }
 
     fn quota_reached(&self, reached: super::quotas::QuotaReached) -> String {

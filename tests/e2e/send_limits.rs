@@ -126,3 +126,47 @@ async fn a_chat_never_reachable_again_fails_at_once_without_retries(
     fake.shutdown().await;
     Ok(())
 }
+
+/// One user floods the bot (120 messages, more than Telegram lets a user forward at once) with
+/// Telegram's production budgets in force: another user's /start is answered while the flood is
+/// still being answered a message a second, the flooder loses only their own excess, and is told
+/// once to slow down.
+#[tokio::test]
+async fn a_flooding_chat_delays_no_other_chat_and_loses_only_its_excess() {
+    let app = crate::support::spawn_app().await;
+    app.set_send_limits(SendLimits::production());
+    let flooder = app
+        .user(7301, "Flood", "en")
+        .with_timeout(Duration::from_secs(90));
+    let calm = app.user(7302, "Calm", "en");
+    for n in 0..120 {
+        flooder.send_text(&format!("message {n}"));
+    }
+    calm.send_command("/start");
+    calm.wait_for_bot_text("Hi, Calm!").await.expect("answered");
+    let flooder_answers = bot_texts(&flooder).len();
+    assert!(
+        flooder_answers < 10,
+        "the calm user waited behind {flooder_answers} answers to the flood"
+    );
+
+    flooder
+        .wait_for_bot_text("faster than I can answer")
+        .await
+        .expect("the flooder is told to slow down");
+    let texts = bot_texts(&flooder);
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.contains("faster than I can answer"))
+            .count(),
+        1
+    );
+    // The one being handled plus those waiting behind it.
+    let answered = texts.len() - 1;
+    assert!(
+        answered <= aisha::bot::backlog::MAX_WAITING + 1,
+        "{answered} of the flood were answered"
+    );
+    app.shutdown().await;
+}

@@ -319,6 +319,15 @@ impl TestApp {
         start(config, options, telegram, dir).await
     }
 
+    /// Changes the bot's send budgets while it runs (tests start with relaxed ones).
+    pub fn set_send_limits(&self, limits: aisha::bot::SendLimits) {
+        self.bot_deps
+            .as_ref()
+            .expect("the app runs a bot")
+            .limiter
+            .set_limits(limits);
+    }
+
     /// Changes the bot's quotas while it runs.
     pub fn set_quotas(&self, quotas: aisha::bot::quotas::Quotas) {
         self.bot_deps
