@@ -29,6 +29,9 @@ impl TelegramUser {
     }
 }
 
+/// Users whose last written row is remembered in memory, at most.
+const SEEN_USERS: usize = 50_000;
+
 /// Reads and writes `telegram_users`.
 pub struct Users {
     db: Database,
@@ -81,10 +84,12 @@ impl Users {
                     .await?;
             }
         }
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(user_id, current);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= SEEN_USERS {
+            // Bounded: forgetting a user only costs one more upsert on their next message.
+            seen.clear();
+        }
+        seen.insert(user_id, current);
         Ok(())
     }
 
