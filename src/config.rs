@@ -120,6 +120,32 @@ pub struct Config {
     pub admin_token: Option<String>,
 }
 
+impl Config {
+    /// Settings for running without the outside world: the given database and photo folder,
+    /// FAL simulated, no bot token, no public URL, a free port. Tests and the demo start from it
+    /// and change what they need.
+    pub fn offline(database_url: impl Into<String>, photos_dir: &std::path::Path) -> Self {
+        Self {
+            database_url: database_url.into(),
+            teloxide_token: None,
+            telegram_api_url: "http://127.0.0.1:9".into(),
+            fal_key: None,
+            fal_mode: FalMode::Simulated,
+            fal_queue_url: String::new(),
+            fal_rest_url: String::new(),
+            fal_jwks_url: String::new(),
+            fal_user_id: None,
+            fal_media_hosts: Vec::new(),
+            public_base_url: None,
+            fal_webhook_base_url: None,
+            style_trainer: Default::default(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            storage_url: format!("file://{}", photos_dir.display()),
+            admin_token: None,
+        }
+    }
+}
+
 // Hand-written so that secrets can never reach a log line through `{:?}`.
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

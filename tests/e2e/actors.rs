@@ -11,7 +11,7 @@ use aggregates::{
 use aisha::actors::notify::NotifyError;
 use aisha::actors::{ActorSettings, Notification, Notifier};
 use aisha::app::{AppOptions, Application};
-use aisha::config::{Config, FalMode};
+use aisha::config::Config;
 use aisha::fal::sim::{FaultRates, RequestKind, WebhookBehaviour};
 use aisha::fal::{FalSimulator, SimConfig, WebhookSigner};
 use aisha::store::AvatarStore;
@@ -57,24 +57,10 @@ impl Harness {
 
     /// Starts the service over an existing folder (database and photos), as after a restart.
     async fn start_in(dir: TempDir, sim: SimConfig, settings: ActorSettings) -> Self {
-        let config = Config {
-            database_url: format!("sqlite://{}", dir.path().join("aisha.db").display()),
-            teloxide_token: None,
-            telegram_api_url: "http://127.0.0.1:9".into(),
-            fal_key: None,
-            fal_mode: FalMode::Simulated,
-            fal_queue_url: String::new(),
-            fal_rest_url: String::new(),
-            fal_jwks_url: String::new(),
-            fal_user_id: None,
-            fal_media_hosts: Vec::new(),
-            public_base_url: None,
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            storage_url: format!("file://{}", dir.path().join("photos").display()),
-            admin_token: None,
-            fal_webhook_base_url: None,
-            style_trainer: Default::default(),
-        };
+        let config = Config::offline(
+            format!("sqlite://{}", dir.path().join("aisha.db").display()),
+            &dir.path().join("photos"),
+        );
         let inbox = Arc::new(Inbox::default());
         let options = AppOptions {
             actor_settings: settings,

@@ -12,7 +12,7 @@ use aggregates::{Action, Actor, GenerationPreset};
 use aisha::actors::notify::NotifyError;
 use aisha::actors::{ActorSettings, Notification, Notifier};
 use aisha::app::{AppOptions, Application};
-use aisha::config::{Config, FalMode};
+use aisha::config::Config;
 use aisha::fal::sim::RequestKind;
 use aisha::fal::types::WebhookStatus;
 use aisha::fal::{FalSimulator, SimConfig, WebhookVerifier};
@@ -748,24 +748,10 @@ impl Notifier for Inbox {
 #[tokio::test]
 async fn an_input_error_after_submit_fails_the_generation_with_fals_message() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        database_url: format!("sqlite://{}", dir.path().join("aisha.db").display()),
-        teloxide_token: None,
-        telegram_api_url: "http://127.0.0.1:9".into(),
-        fal_key: None,
-        fal_mode: FalMode::Simulated,
-        fal_queue_url: String::new(),
-        fal_rest_url: String::new(),
-        fal_jwks_url: String::new(),
-        fal_user_id: None,
-        fal_media_hosts: Vec::new(),
-        public_base_url: None,
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        storage_url: format!("file://{}", dir.path().join("photos").display()),
-        admin_token: None,
-        fal_webhook_base_url: None,
-        style_trainer: Default::default(),
-    };
+    let config = Config::offline(
+        format!("sqlite://{}", dir.path().join("aisha.db").display()),
+        &dir.path().join("photos"),
+    );
     let inbox = Arc::new(Inbox::default());
     let options = AppOptions {
         actor_settings: ActorSettings::fast(),

@@ -11,7 +11,7 @@ use aggregates::{Action, Actor, AvatarType, Command, Gender, TrainingPreset};
 use aisha::actors::notify::NotifyError;
 use aisha::actors::{ActorSettings, Notification, Notifier};
 use aisha::app::{AppOptions, Application};
-use aisha::config::{Config, FalMode};
+use aisha::config::Config;
 use aisha::fal::{FalSimulator, SimConfig};
 use aisha::store::feed::{lock_key, Feed};
 use aisha::store::{AvatarStore, Database};
@@ -71,24 +71,7 @@ fn url_of(o: &PgConnectOptions) -> String {
 impl Service {
     async fn start(pool: &PgPool, feed_lag_alert: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            database_url: url_of(&pool.connect_options()),
-            teloxide_token: None,
-            telegram_api_url: "http://127.0.0.1:9".into(),
-            fal_key: None,
-            fal_mode: FalMode::Simulated,
-            fal_queue_url: String::new(),
-            fal_rest_url: String::new(),
-            fal_jwks_url: String::new(),
-            fal_user_id: None,
-            fal_media_hosts: Vec::new(),
-            public_base_url: None,
-            fal_webhook_base_url: None,
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            storage_url: format!("file://{}", dir.path().join("photos").display()),
-            admin_token: None,
-            style_trainer: Default::default(),
-        };
+        let config = Config::offline(url_of(&pool.connect_options()), &dir.path().join("photos"));
         let inbox = Arc::new(Inbox::default());
         let options = AppOptions {
             actor_settings: ActorSettings::fast(),

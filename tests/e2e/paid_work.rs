@@ -120,22 +120,14 @@ impl Instance {
     ) -> Self {
         let port = free_port();
         let config = Config {
-            database_url: db_url.to_owned(),
-            teloxide_token: None,
-            telegram_api_url: "http://127.0.0.1:9".into(),
             fal_key: Some(FAL_KEY.into()),
             fal_mode: FalMode::Live,
             fal_queue_url: sim.queue_url(),
             fal_rest_url: sim.rest_url(),
             fal_jwks_url: sim.jwks_url(),
-            fal_user_id: None,
-            fal_media_hosts: Vec::new(),
-            public_base_url: None,
             fal_webhook_base_url: Some(format!("http://127.0.0.1:{port}")),
             http_addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            storage_url: format!("file://{}", photos.display()),
-            admin_token: None,
-            style_trainer: Default::default(),
+            ..Config::offline(db_url, photos)
         };
         let options = AppOptions {
             actor_settings: settings,
