@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use aisha::actors::ActorSettings;
 use aisha::app::{AppOptions, Application};
-use aisha::config::{Config, FalMode};
+use aisha::config::Config;
 use aisha::fal::SimConfig;
 use aisha::http::server::{refused_connections, ServerLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -81,24 +81,10 @@ async fn main() {
     let soft = aisha::http::server::raise_open_file_limit();
 
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        database_url: format!("sqlite://{}", dir.path().join("aisha.db").display()),
-        teloxide_token: None,
-        telegram_api_url: "http://127.0.0.1:9".into(),
-        fal_key: None,
-        fal_mode: FalMode::Simulated,
-        fal_queue_url: String::new(),
-        fal_rest_url: String::new(),
-        fal_jwks_url: String::new(),
-        fal_user_id: None,
-        fal_media_hosts: Vec::new(),
-        public_base_url: None,
-        fal_webhook_base_url: None,
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        storage_url: format!("file://{}", dir.path().join("photos").display()),
-        admin_token: None,
-        style_trainer: Default::default(),
-    };
+    let config = Config::offline(
+        format!("sqlite://{}", dir.path().join("aisha.db").display()),
+        &dir.path().join("photos"),
+    );
     let options = AppOptions {
         actor_settings: ActorSettings::fast(),
         simulator: SimConfig::default(),

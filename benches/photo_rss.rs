@@ -7,7 +7,7 @@
 //! - `huge`: the 16384×3051 one-colour PNG (~200 KB, ~150–200 MB decoded), as a file;
 //!   refused from its header, so the peak stays near the idle figure;
 //! - `budget`: a 5000×5000 one-colour PNG (25 megapixels, the largest accepted), so all eight
-//!   are decoded for real, at most two at a time within the 256 MB decode budget.
+//!   are decoded for real, at most two at a time within the 192 MiB decode budget.
 //!
 //! Run: `cargo bench --bench photo_rss` (PostgreSQL from `DATABASE_URL`, default
 //! postgres://postgres@127.0.0.1:5432/postgres). `PHOTO_RSS_USERS` (default 8) changes the

@@ -109,7 +109,7 @@ pub struct Application {
 impl Application {
     /// Connects, migrates, binds the HTTP listener and prepares every part; nothing runs yet.
     pub async fn build(config: Config, options: AppOptions) -> Result<Self, AppError> {
-        let db = Database::connect(&config.database_url).await?;
+        let db = Database::connect(config.database_url.expose()).await?;
         db.migrate().await?;
         let stale = crate::photos::archive::remove_stale_archives();
         if stale > 0 {
@@ -130,21 +130,22 @@ impl Application {
 
         let feed = Feed::new(db.clone());
         let store = Arc::new(AvatarStore::new(db.clone()).notifying(feed.clone()));
-        let photos = PhotoStore::from_url(&config.storage_url)?;
+        let photos = PhotoStore::from_url(config.storage_url.expose())?;
 
         let (fal_config, jwks_url, simulator, public_base_url) = match config.fal_mode {
             FalMode::Live => (
                 FalClientConfig::new(
-                    config.fal_queue_url.clone(),
-                    config.fal_rest_url.clone(),
-                    config.fal_key.clone(),
+                    config.fal_queue_url.expose(),
+                    config.fal_rest_url.expose(),
+                    config.fal_key.as_ref().map(|key| key.expose().to_owned()),
                 ),
-                config.fal_jwks_url.clone(),
+                config.fal_jwks_url.expose().to_owned(),
                 None,
                 config
                     .fal_webhook_base_url
-                    .clone()
-                    .or_else(|| config.public_base_url.clone()),
+                    .as_ref()
+                    .or(config.public_base_url.as_ref())
+                    .map(|url| url.expose().to_owned()),
             ),
             FalMode::Simulated => {
                 tracing::warn!(
@@ -156,8 +157,9 @@ impl Application {
                 // The simulator can reach us directly, so webhooks work without a public URL.
                 let base = config
                     .fal_webhook_base_url
-                    .clone()
-                    .or_else(|| config.public_base_url.clone())
+                    .as_ref()
+                    .or(config.public_base_url.as_ref())
+                    .map(|url| url.expose().to_owned())
                     .unwrap_or_else(|| format!("http://{addr}"));
                 (
                     FalClientConfig::new(sim.queue_url(), sim.rest_url(), Some("simulated".into())),
@@ -186,8 +188,8 @@ impl Application {
         let fal = FalClient::new(fal_config.with_timeouts(timeouts).with_media_policy(media))?;
         let telegram = match &config.teloxide_token {
             Some(token) => Some(crate::bot::Telegram::new(
-                token,
-                &config.telegram_api_url,
+                token.expose(),
+                config.telegram_api_url.expose(),
                 store.clone(),
                 photos.clone(),
                 db.clone(),
@@ -261,7 +263,7 @@ impl Application {
         let mut telegram = match self.telegram {
             Some(telegram) => Some(
                 telegram
-                    .start(self.config.public_base_url.as_deref())
+                    .start(self.config.public_base_url.as_ref().map(|url| url.expose()))
                     .await?,
             ),
             None => None,

@@ -246,7 +246,7 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::Migrate => {
-            let db = Database::connect(&config.database_url).await?;
+            let db = Database::connect(config.database_url.expose()).await?;
             db.migrate().await?;
             println!("migrations applied ({})", db.backend_name());
             Ok(ExitCode::SUCCESS)
@@ -357,7 +357,7 @@ pub enum CliError {
 /// The database for a command that reads (or rebuilds read models): it must exist and be
 /// migrated already; these commands never change the schema.
 async fn open_database(config: &Config) -> Result<Database, CliError> {
-    let db = Database::connect_existing(&config.database_url).await?;
+    let db = Database::connect_existing(config.database_url.expose()).await?;
     db.require_current_schema().await?;
     Ok(db)
 }

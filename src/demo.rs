@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::actors::ActorSettings;
 use crate::app::{AppError, AppOptions, Application};
 use crate::bot::callbacks::Callback;
-use crate::config::{Config, FalMode};
+use crate::config::Config;
 use crate::fake_telegram::{
     sample_jpeg, ChatMessage, Entry, FakeTelegram, FakeTelegramError, FakeUser,
 };
@@ -87,24 +87,12 @@ pub async fn run() -> Result<DemoReport, DemoError> {
     let dir = tempfile::tempdir().map_err(|e| DemoError::Setup(e.to_string()))?;
     let telegram = FakeTelegram::spawn(TOKEN).await?;
     let config = Config {
-        database_url: format!("sqlite://{}", dir.path().join("aisha.db").display()),
         teloxide_token: Some(TOKEN.into()),
-        telegram_api_url: telegram.api_url().to_string(),
-        fal_key: None,
-        fal_mode: FalMode::Simulated,
-        fal_queue_url: String::new(),
-        fal_rest_url: String::new(),
-        fal_jwks_url: String::new(),
-        fal_user_id: None,
-        fal_media_hosts: Vec::new(),
-        public_base_url: None,
-        http_addr: "127.0.0.1:0"
-            .parse()
-            .map_err(|e| DemoError::Setup(format!("{e}")))?,
-        storage_url: format!("file://{}", dir.path().join("photos").display()),
-        admin_token: None,
-        fal_webhook_base_url: None,
-        style_trainer: Default::default(),
+        telegram_api_url: telegram.api_url().to_string().into(),
+        ..Config::offline(
+            format!("sqlite://{}", dir.path().join("aisha.db").display()),
+            &dir.path().join("photos"),
+        )
     };
     // Fast timings, and every FAL webhook delivered twice to show that users hear once.
     let options = AppOptions {

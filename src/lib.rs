@@ -28,6 +28,7 @@ pub mod fake_telegram;
 pub mod fal;
 pub mod http;
 pub mod photos;
+pub mod secret;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

@@ -236,6 +236,14 @@ impl Avatar {
         }
     }
 
+    /// Whether photos may still be added or removed: before training starts, or after it failed.
+    pub fn can_edit_photos(&self) -> bool {
+        matches!(
+            self.status,
+            AvatarStatus::Draft | AvatarStatus::TrainingFailed
+        )
+    }
+
     /// The training that was asked for and whose FAL submission is not recorded yet.
     pub fn training_awaiting_submission(&self) -> Option<&TrainingRun> {
         self.training
@@ -268,6 +276,7 @@ impl Avatar {
             Action::Create { .. }
                 | Action::UploadPhoto { .. }
                 | Action::RemovePhoto { .. }
+                | Action::ClearPhotos
                 | Action::StartTraining { .. }
                 | Action::Generate { .. }
                 | Action::Delete
@@ -374,6 +383,25 @@ impl Avatar {
                     photo_count: self.photos.len() - 1,
                     at,
                 }])
+            }
+
+            Action::ClearPhotos => {
+                self.require_photos_editable()?;
+                // With no photos left this emits nothing: a second tap changes nothing.
+                // One event per photo, newest first, so the history says which photos went and
+                // every reader of `PhotoRemoved` already understands it.
+                let total = self.photos.len();
+                Ok(self
+                    .photos
+                    .iter()
+                    .rev()
+                    .enumerate()
+                    .map(|(removed, photo)| AvatarEvent::PhotoRemoved {
+                        photo_id: photo.photo_id.clone(),
+                        photo_count: total - removed - 1,
+                        at,
+                    })
+                    .collect())
             }
 
             Action::StartTraining { preset, style } => {
@@ -679,9 +707,10 @@ impl Avatar {
     }
 
     fn require_photos_editable(&self) -> Result<(), AvatarError> {
-        match self.status {
-            AvatarStatus::Draft | AvatarStatus::TrainingFailed => Ok(()),
-            _ => Err(AvatarError::PhotosLocked),
+        if self.can_edit_photos() {
+            Ok(())
+        } else {
+            Err(AvatarError::PhotosLocked)
         }
     }
 

@@ -51,6 +51,8 @@ pub enum Action {
     UploadPhoto { photo: PhotoMeta },
     /// Take a photo out of the training set.
     RemovePhoto { photo_id: String },
+    /// Start the set over: every photo out of the training set at once.
+    ClearPhotos,
     /// Ask for training with a quality preset; `style` picks the trainer of a style avatar
     /// (the operator's setting; ignored for portraits).
     StartTraining {
@@ -126,6 +128,7 @@ impl Action {
             Self::Create { .. } => "create",
             Self::UploadPhoto { .. } => "upload_photo",
             Self::RemovePhoto { .. } => "remove_photo",
+            Self::ClearPhotos => "clear_photos",
             Self::StartTraining { .. } => "start_training",
             Self::RecordTrainingSubmission { .. } => "record_training_submission",
             Self::CompleteTraining { .. } => "complete_training",

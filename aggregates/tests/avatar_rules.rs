@@ -419,6 +419,54 @@ mod photos {
     }
 
     #[test]
+    fn starting_the_set_over_removes_every_photo_newest_first() {
+        AvatarTest::with(())
+            .given(with_photos(AvatarType::Portrait, 3))
+            .when(user(Action::ClearPhotos))
+            .then_expect_events(vec![
+                AvatarEvent::PhotoRemoved {
+                    photo_id: "p3".into(),
+                    photo_count: 2,
+                    at: at(),
+                },
+                AvatarEvent::PhotoRemoved {
+                    photo_id: "p2".into(),
+                    photo_count: 1,
+                    at: at(),
+                },
+                AvatarEvent::PhotoRemoved {
+                    photo_id: "p1".into(),
+                    photo_count: 0,
+                    at: at(),
+                },
+            ]);
+    }
+
+    #[test]
+    fn starting_an_empty_set_over_changes_nothing() {
+        AvatarTest::with(())
+            .given(with_photos(AvatarType::Portrait, 0))
+            .when(user(Action::ClearPhotos))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn no_starting_over_after_training_starts() {
+        AvatarTest::with(())
+            .given(in_training(AvatarType::Portrait))
+            .when(user(Action::ClearPhotos))
+            .then_expect_error(AvatarError::PhotosLocked);
+    }
+
+    #[test]
+    fn a_stranger_cannot_start_my_set_over() {
+        AvatarTest::with(())
+            .given(with_photos(AvatarType::Portrait, 2))
+            .when(stranger(Action::ClearPhotos))
+            .then_expect_error(AvatarError::NotOwner);
+    }
+
+    #[test]
     fn removing_an_unknown_photo_is_refused() {
         AvatarTest::with(())
             .given(with_photos(AvatarType::Portrait, 3))

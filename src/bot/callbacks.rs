@@ -30,6 +30,13 @@ pub enum Callback {
     Card(Uuid),
     /// Continue uploading photos to a draft.
     Upload(Uuid),
+    /// Take one photo out of a draft's set; `photo` is [`photo_tag`] of its content hash.
+    RemovePhoto {
+        avatar: Uuid,
+        photo: u64,
+    },
+    /// Start a draft's set over: every photo out.
+    StartOver(Uuid),
     /// Choose a training preset.
     Train(Uuid),
     StartTraining(Uuid, TrainingPreset),
@@ -77,6 +84,7 @@ impl Callback {
         match *self {
             Self::Card(id)
             | Self::Upload(id)
+            | Self::StartOver(id)
             | Self::Train(id)
             | Self::StartTraining(id, _)
             | Self::Generate(id)
@@ -84,7 +92,8 @@ impl Callback {
             | Self::Delete(id)
             | Self::DeleteConfirm(id)
             | Self::DeleteCancel(id) => Some(id),
-            Self::Again { avatar, .. }
+            Self::RemovePhoto { avatar, .. }
+            | Self::Again { avatar, .. }
             | Self::OtherPreset { avatar, .. }
             | Self::Regenerate { avatar, .. } => Some(avatar),
             Self::Menu
@@ -108,6 +117,14 @@ impl Callback {
             Self::Gallery(page) => format!("gl:{page}"),
             Self::Card(id) => format!("c:{}", short(id)),
             Self::Upload(id) => format!("u:{}", short(id)),
+            Self::RemovePhoto { avatar, photo } => {
+                format!(
+                    "pr:{}:{}",
+                    short(avatar),
+                    URL_SAFE_NO_PAD.encode(photo.to_be_bytes())
+                )
+            }
+            Self::StartOver(id) => format!("po:{}", short(id)),
             Self::Train(id) => format!("tr:{}", short(id)),
             Self::StartTraining(id, p) => format!("ts:{}:{}", training_code(p), short(id)),
             Self::GenerateMenu => "gm".into(),
@@ -160,6 +177,10 @@ impl Callback {
             ["gl", page] => parse_page(page).map(Self::Gallery),
             ["c", id] => from_short(id).map(Self::Card),
             ["u", id] => from_short(id).map(Self::Upload),
+            ["pr", id, photo] => from_short(id)
+                .zip(parse_tag(photo))
+                .map(|(avatar, photo)| Self::RemovePhoto { avatar, photo }),
+            ["po", id] => from_short(id).map(Self::StartOver),
             ["tr", id] => from_short(id).map(Self::Train),
             ["ts", p, id] => parse_training(p)
                 .zip(from_short(id))
@@ -203,6 +224,26 @@ fn from_short(text: &str) -> Option<Uuid> {
     let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
     let id = Uuid::from_slice(&bytes).ok()?;
     (short(id) == text).then_some(id)
+}
+
+/// A short tag naming one photo of an avatar in a button: the first 8 bytes of its content hash
+/// (an avatar has at most 20 photos, so a collision is practically impossible and would only
+/// pick which of two identical-looking photos goes).
+pub fn photo_tag(content_hash: &str) -> u64 {
+    content_hash
+        .get(..16)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or(0)
+}
+
+/// The canonical 11-character base64url form of a photo tag only.
+fn parse_tag(text: &str) -> Option<u64> {
+    if text.len() != 11 {
+        return None;
+    }
+    let bytes: [u8; 8] = URL_SAFE_NO_PAD.decode(text).ok()?.try_into().ok()?;
+    let tag = u64::from_be_bytes(bytes);
+    (URL_SAFE_NO_PAD.encode(tag.to_be_bytes()) == text).then_some(tag)
 }
 
 fn two_ids(text: &str) -> Option<(Uuid, Uuid)> {
@@ -305,6 +346,15 @@ mod tests {
             Callback::Gallery(42),
             Callback::Card(a),
             Callback::Upload(a),
+            Callback::StartOver(a),
+            Callback::RemovePhoto {
+                avatar: a,
+                photo: u64::MAX,
+            },
+            Callback::RemovePhoto {
+                avatar: a,
+                photo: photo_tag(&"0123456789abcdef".repeat(4)),
+            },
             Callback::Train(a),
             Callback::Generate(a),
             Callback::Delete(a),
@@ -380,6 +430,8 @@ mod tests {
             "avatar_delete_confirm:7F0C1A2B-3C4D-4E5F-8A9B-0C1D2E3F4A5B".into(),
             "avatar_delete_confirm:7f0c1a2b3c4d4e5f8a9b0c1d2e3f4a5b".into(),
             "gp:z:AAAAAAAAAAAAAAAAAAAAAA".into(),
+            format!("pr:{}:AAAAAAAAAAB", &good[2..]),
+            format!("pr:{}:AAAAAAAAAA", &good[2..]),
             "a".repeat(65),
         ];
         for data in cases {

@@ -21,7 +21,7 @@ use teloxide::utils::command::BotCommands;
 use teloxide::{ApiError, RequestError};
 use uuid::Uuid;
 
-use super::callbacks::Callback;
+use super::callbacks::{photo_tag, Callback};
 use super::keyboards as kb;
 use super::photos::{IncomingFile, Intake, ALBUM_QUIET};
 use super::quotas::{Ask, QuotaReached};
@@ -291,7 +291,7 @@ pub async fn on_file(
                 tokio::time::sleep(ALBUM_QUIET).await;
                 if let Some(album) = ctx.deps.albums.finish_if_quiet(&group, mark) {
                     let text = t.album_summary(album.accepted, &album.refused, album.count);
-                    let keyboard = kb::after_photo(t, album.avatar_id, album.count);
+                    let keyboard = kb::after_photo(t, album.avatar_id, album.count, None);
                     if let Err(e) = ctx.say(text, keyboard).await {
                         tracing::warn!(user = ctx.user, error = %e, "could not send an album summary");
                     }
@@ -303,7 +303,12 @@ pub async fn on_file(
                 Ok(()) => t.photo_accepted(count),
                 Err(refusal) => t.photo_refused(&refusal.sentence(t), count),
             };
-            ctx.say(text, kb::after_photo(t, avatar_id, count)).await?;
+            let just_accepted = result
+                .recorded
+                .as_ref()
+                .map(|photo| photo_tag(&photo.content_hash));
+            ctx.say(text, kb::after_photo(t, avatar_id, count, just_accepted))
+                .await?;
         }
     }
     Ok(())
@@ -482,7 +487,7 @@ pub async fn on_other_message(
             let count = ctx.deps.store.load(avatar_id).await?.photos.len();
             ctx.say(
                 t.text_while_uploading(count),
-                kb::after_photo(t, avatar_id, count),
+                kb::after_photo(t, avatar_id, count, None),
             )
             .await?;
         }
@@ -663,11 +668,55 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
             dialogue.update(State::Uploading { avatar_id }).await?;
             ctx.remember_avatar(avatar_id).await;
             let count = avatar.photos.len();
-            let keyboard = kb::after_photo(t, avatar_id, count).unwrap_or_else(|| kb::to_menu(t));
+            let keyboard =
+                kb::after_photo(t, avatar_id, count, None).unwrap_or_else(|| kb::to_menu(t));
             ctx.show(
                 screen,
                 t.upload_more(&avatar_name(&avatar), count),
                 keyboard,
+            )
+            .await?;
+        }
+        (Callback::RemovePhoto { photo, .. }, Some((avatar_id, avatar))) => {
+            let Some(photo) = avatar
+                .photos
+                .iter()
+                .find(|p| photo_tag(&p.content_hash) == photo)
+            else {
+                return Ok(Answer::Toast(t.photo_already_removed().to_owned()));
+            };
+            let action = Action::RemovePhoto {
+                photo_id: photo.photo_id.clone(),
+            };
+            let executed = match ctx.execute(avatar_id, action).await {
+                Ok(executed) => executed,
+                Err(StoreError::Rejected(refusal)) => {
+                    return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            forget_photo_bytes(ctx, avatar_id, std::slice::from_ref(photo)).await;
+            dialogue.update(State::Uploading { avatar_id }).await?;
+            let count = executed.state.photos.len();
+            let keyboard =
+                kb::after_photo(t, avatar_id, count, None).unwrap_or_else(|| kb::to_menu(t));
+            ctx.show(screen, t.photo_removed(count), keyboard).await?;
+        }
+        (Callback::StartOver(_), Some((avatar_id, avatar))) => {
+            if let Err(refusal) = ctx.execute(avatar_id, Action::ClearPhotos).await {
+                return match refusal {
+                    StoreError::Rejected(refusal) => {
+                        Ok(Answer::Alert(capitalised(&t.refusal(&refusal))))
+                    }
+                    e => Err(e.into()),
+                };
+            }
+            forget_photo_bytes(ctx, avatar_id, &avatar.photos).await;
+            dialogue.update(State::Uploading { avatar_id }).await?;
+            ctx.show(
+                screen,
+                t.set_started_over(avatar.photos.len()),
+                kb::to_menu(t),
             )
             .await?;
         }
@@ -802,6 +851,16 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
         (_, None) => return Ok(Answer::Alert(t.stale_button().to_owned())),
     }
     Ok(Answer::Silent)
+}
+
+/// Deletes the stored bytes of photos the avatar no longer has. A failure leaves an orphan under
+/// the avatar's prefix, which deleting the avatar removes; it is logged, not shown to the user.
+async fn forget_photo_bytes(ctx: &Ctx, avatar_id: Uuid, photos: &[aggregates::PhotoMeta]) {
+    for photo in photos {
+        if let Err(error) = ctx.deps.photos.delete(&photo.storage_key).await {
+            tracing::warn!(%avatar_id, key = %photo.storage_key, %error, "could not delete a removed photo's bytes");
+        }
+    }
 }
 
 /// The avatar if the user may act on it, else the reason to show them. Someone else's avatar

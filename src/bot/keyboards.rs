@@ -59,11 +59,39 @@ pub fn genders(t: &dyn Texts, avatar_type: AvatarType) -> InlineKeyboardMarkup {
     ])
 }
 
-/// Under a photo reply: start training once there are enough photos.
-pub fn after_photo(t: &dyn Texts, avatar_id: Uuid, count: usize) -> Option<InlineKeyboardMarkup> {
-    (count >= MIN_PHOTOS).then(|| {
-        InlineKeyboardMarkup::new([[button(t.btn_start_training(), Callback::Train(avatar_id))]])
-    })
+/// Under a photo reply or the upload screen: remove the photo just accepted (`just_accepted`,
+/// its [`super::callbacks::photo_tag`]), start the set over, and start training once there are
+/// enough photos.
+pub fn after_photo(
+    t: &dyn Texts,
+    avatar_id: Uuid,
+    count: usize,
+    just_accepted: Option<u64>,
+) -> Option<InlineKeyboardMarkup> {
+    let mut rows = Vec::new();
+    if count >= MIN_PHOTOS {
+        rows.push(vec![button(
+            t.btn_start_training(),
+            Callback::Train(avatar_id),
+        )]);
+    }
+    let mut editing = Vec::new();
+    if let Some(photo) = just_accepted {
+        editing.push(button(
+            t.btn_remove_photo(),
+            Callback::RemovePhoto {
+                avatar: avatar_id,
+                photo,
+            },
+        ));
+    }
+    if count > 0 {
+        editing.push(button(t.btn_start_over(), Callback::StartOver(avatar_id)));
+    }
+    if !editing.is_empty() {
+        rows.push(editing);
+    }
+    (!rows.is_empty()).then(|| InlineKeyboardMarkup::new(rows))
 }
 
 pub fn training_presets(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup {

@@ -38,7 +38,7 @@ const DOWNLOAD_ATTEMPTS: u32 = 3;
 /// Photos downloaded or being checked at once, across all users. A permit is held from the
 /// download until the check is done, so at most this many files (≤ 20 MB each) are in memory;
 /// the decodes themselves have their own, tighter limits (see `crate::photos::check`).
-pub const MAX_CONCURRENT_DOWNLOADS: usize = 4;
+pub const MAX_CONCURRENT_DOWNLOADS: usize = 3;
 static DOWNLOADS: tokio::sync::Semaphore =
     tokio::sync::Semaphore::const_new(MAX_CONCURRENT_DOWNLOADS);
 
@@ -109,6 +109,8 @@ pub struct Intake<'a> {
 pub struct IntakeResult {
     pub outcome: Result<(), Refusal>,
     pub count: usize,
+    /// The photo as recorded, when it was accepted.
+    pub recorded: Option<aggregates::PhotoMeta>,
 }
 
 impl Intake<'_> {
@@ -189,17 +191,19 @@ impl Intake<'_> {
         }
         // The bytes are stored (and dropped): the next photo may come in.
         drop(in_flight);
+        let photo = checked.photo_meta(&photo_id, &key);
         let command = Command::new(
             Actor::User(user_id),
             Utc::now(),
             Action::UploadPhoto {
-                photo: checked.photo_meta(&photo_id, &key),
+                photo: photo.clone(),
             },
         );
         match self.store.execute(avatar_id, command, Uuid::new_v4()).await {
             Ok(executed) => IntakeResult {
                 outcome: Ok(()),
                 count: executed.state.photos.len(),
+                recorded: Some(photo),
             },
             Err(e) => {
                 self.remove_unrecorded(avatar_id, &key).await;
@@ -283,6 +287,7 @@ fn refused(refusal: Refusal, count: usize) -> IntakeResult {
     IntakeResult {
         outcome: Err(refusal),
         count,
+        recorded: None,
     }
 }
 

@@ -124,6 +124,14 @@ pub trait Texts: Send + Sync {
     fn upload_more(&self, name: &str, count: usize) -> String;
     fn btn_start_training(&self) -> &'static str;
     fn btn_upload_photos(&self) -> &'static str;
+    fn btn_remove_photo(&self) -> &'static str;
+    fn btn_start_over(&self) -> &'static str;
+    /// After "remove this photo".
+    fn photo_removed(&self, count: usize) -> String;
+    /// After "start over": `removed` photos are gone.
+    fn set_started_over(&self, removed: usize) -> String;
+    /// "Remove this photo" on a photo that is no longer in the set.
+    fn photo_already_removed(&self) -> &'static str;
 
     // --- training ---
     fn choose_training_preset(&self, name: &str, photos: usize) -> String;
@@ -448,6 +456,27 @@ impl Texts for Ru {
         )
     }
 
+    fn btn_remove_photo(&self) -> &'static str {
+        "↩️ Убрать это фото"
+    }
+    fn btn_start_over(&self) -> &'static str {
+        "🔄 Начать набор заново"
+    }
+    fn photo_removed(&self, count: usize) -> String {
+        format!(
+            "🗑 Фото убрано и удалено. Загружено: {count} из {}.",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+    fn set_started_over(&self, removed: usize) -> String {
+        format!(
+            "🔄 Набор начат заново: убрано и удалено фото — {removed}. Отправьте {} новых фото.",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+    fn photo_already_removed(&self) -> &'static str {
+        "Этого фото уже нет в наборе."
+    }
     fn btn_start_training(&self) -> &'static str {
         "🚀 Начать обучение"
     }
@@ -1039,6 +1068,27 @@ impl Texts for En {
         )
     }
 
+    fn btn_remove_photo(&self) -> &'static str {
+        "↩️ Remove this photo"
+    }
+    fn btn_start_over(&self) -> &'static str {
+        "🔄 Start the set over"
+    }
+    fn photo_removed(&self, count: usize) -> String {
+        format!(
+            "🗑 Photo removed and deleted. Uploaded: {count} of {}.",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+    fn set_started_over(&self, removed: usize) -> String {
+        format!(
+            "🔄 The set is started over: {removed} photos removed and deleted. Send {} new photos.",
+            range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+    fn photo_already_removed(&self) -> &'static str {
+        "This photo is no longer in the set."
+    }
     fn btn_start_training(&self) -> &'static str {
         "🚀 Start training"
     }

@@ -239,6 +239,15 @@ impl FakeTelegram {
         FakeUser::new(self.shared.clone(), id, first_name)
     }
 
+    /// Adds a group chat (`supergroup` if asked) with the bot in it; returns its id, which is
+    /// negative as Telegram's group ids are. Users write in it through [`FakeUser::in_group`].
+    pub fn group(&self, id: i64, title: &str, supergroup: bool) -> i64 {
+        let id = -id.abs();
+        let kind = if supergroup { "supergroup" } else { "group" };
+        self.shared.write(|w| w.add_group(id, title, kind));
+        id
+    }
+
     /// Makes the next call of `method` fail with this error instead of running; e.g.
     /// `fail_next("sendMessage", 429, "Too Many Requests: retry after 1", Some(1))`.
     pub fn fail_next(

@@ -11,6 +11,8 @@ pub struct ChatMessage {
     pub message_id: i32,
     /// Whether the bot sent it (otherwise the user did).
     pub from_bot: bool,
+    /// The user who wrote it in a group; `None` for the bot and in a private chat (its user).
+    pub sender: Option<i64>,
     /// Unix time the message was sent.
     pub date: i64,
     /// Unix time of the last edit, if any.

@@ -1,4 +1,5 @@
-//! The person's side of a private chat: sending messages, pressing buttons, waiting for the bot.
+//! The person's side of a chat with the bot — their private chat, or a group they are in:
+//! sending messages, pressing buttons, waiting for the bot.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,11 +13,14 @@ use super::{
     FakeTelegramError, Shared, DEFAULT_WAIT,
 };
 
-/// A Telegram user in a private chat with the bot; cheap to clone.
+/// A Telegram user in a chat with the bot (their private chat unless [`FakeUser::in_group`]);
+/// cheap to clone.
 #[derive(Clone)]
 pub struct FakeUser {
     shared: Arc<Shared>,
     id: i64,
+    /// The chat this handle writes in and reads: the user's id for their private chat.
+    chat: i64,
     first_name: String,
     wait: Duration,
 }
@@ -26,6 +30,7 @@ impl FakeUser {
         Self {
             shared,
             id,
+            chat: id,
             first_name: first_name.to_owned(),
             wait: DEFAULT_WAIT,
         }
@@ -34,6 +39,20 @@ impl FakeUser {
     /// The user's id, which is also the id of their private chat with the bot.
     pub fn id(&self) -> i64 {
         self.id
+    }
+
+    /// The chat this handle writes in: the private chat's id, or a group's.
+    pub fn chat_id(&self) -> i64 {
+        self.chat
+    }
+
+    /// The same user writing in (and reading) group `group_id`, made with
+    /// [`super::FakeTelegram::group`]; the bot sees them as the sender.
+    pub fn in_group(&self, group_id: i64) -> Self {
+        Self {
+            chat: group_id,
+            ..self.clone()
+        }
     }
 
     /// The same user with another limit for the waiting helpers.
@@ -124,10 +143,11 @@ impl FakeUser {
     }
 
     fn send(&self, content: Content, media_group_id: Option<String>) -> i32 {
-        let id = self.id;
+        let chat = self.chat;
+        let sender = (chat != self.id).then_some(self.id);
         self.shared.write(|w| {
-            let message = w.post(id, false, content, Markup::None, media_group_id);
-            let payload = w.message_json(id, &message);
+            let message = w.post_as(chat, sender, false, content, Markup::None, media_group_id);
+            let payload = w.message_json(chat, &message);
             w.queue_update("message", payload);
             message.message_id
         })
@@ -158,11 +178,11 @@ impl FakeUser {
         callback_data: &str,
         button_must_exist: bool,
     ) -> Result<String, FakeTelegramError> {
-        let id = self.id;
+        let (id, chat) = (self.id, self.chat);
         self.shared.write(|w| {
             let message = w
                 .chats
-                .get(&id)
+                .get(&chat)
                 .and_then(|chat| chat.messages.get(&message_id))
                 .filter(|m| {
                     m.from_bot
@@ -179,24 +199,24 @@ impl FakeUser {
             let payload = json!({
                 "id": query_id,
                 "from": w.user_json(id),
-                "message": w.message_json(id, &message),
-                "chat_instance": format!("{}", id.unsigned_abs() ^ 0x5eed),
+                "message": w.message_json(chat, &message),
+                "chat_instance": format!("{}", chat.unsigned_abs() ^ 0x5eed),
                 "data": callback_data,
             });
             w.callbacks.insert(
                 query_id.clone(),
                 CallbackRecord {
-                    chat_id: id,
+                    chat_id: chat,
                     answered: false,
                 },
             );
-            if let Some(chat) = w.chats.get_mut(&id) {
-                chat.transcript.push(Entry::ButtonPressed {
+            if let Some(record) = w.chats.get_mut(&chat) {
+                record.transcript.push(Entry::ButtonPressed {
                     message_id,
                     callback_data: callback_data.to_owned(),
                     query_id: query_id.clone(),
                 });
-                w.touched.push(id);
+                w.touched.push(chat);
             }
             w.queue_update("callback_query", payload);
             Ok(query_id)
@@ -250,7 +270,7 @@ impl FakeUser {
         what: &str,
         predicate: impl Fn(&ChatMessage) -> bool,
     ) -> Result<ChatMessage, FakeTelegramError> {
-        let id = self.id;
+        let id = self.chat;
         let found = self
             .shared
             .wait_for_chat(id, self.wait, |w| {
@@ -277,7 +297,7 @@ impl FakeUser {
         message_id: i32,
         predicate: impl Fn(&ChatMessage) -> bool,
     ) -> Result<ChatMessage, FakeTelegramError> {
-        let id = self.id;
+        let id = self.chat;
         let found = self
             .shared
             .wait_for_chat(id, self.wait, |w| {
@@ -293,7 +313,7 @@ impl FakeUser {
         &self,
         query_id: &str,
     ) -> Result<CallbackAnswer, FakeTelegramError> {
-        let id = self.id;
+        let id = self.chat;
         let found = self
             .shared
             .wait_for_chat(id, self.wait, |w| {
@@ -313,7 +333,7 @@ impl FakeUser {
         &self,
         predicate: impl Fn(&[Entry]) -> bool,
     ) -> Result<Vec<Entry>, FakeTelegramError> {
-        let id = self.id;
+        let id = self.chat;
         let found = self
             .shared
             .wait_for_chat(id, self.wait, |w| {
@@ -327,14 +347,14 @@ impl FakeUser {
     /// A message of this chat as it is now (after edits), unless deleted.
     pub fn message(&self, message_id: i32) -> Option<ChatMessage> {
         self.shared
-            .read(|w| w.chats.get(&self.id)?.messages.get(&message_id).cloned())
+            .read(|w| w.chats.get(&self.chat)?.messages.get(&message_id).cloned())
     }
 
     /// Everything that happened in this chat, in order.
     pub fn transcript(&self) -> Vec<Entry> {
         self.shared.read(|w| {
             w.chats
-                .get(&self.id)
+                .get(&self.chat)
                 .map(|c| c.transcript.clone())
                 .unwrap_or_default()
         })

@@ -20,6 +20,8 @@ const MAX_UPDATES_PER_CALL: usize = 100;
 pub(crate) struct World {
     pub bot: BotUser,
     pub users: HashMap<i64, UserRecord>,
+    /// Group and supergroup chats the bot is a member of, by (negative) chat id.
+    pub groups: HashMap<i64, GroupRecord>,
     pub chats: HashMap<i64, ChatRecord>,
     files: HashMap<String, StoredFile>,
     file_ids_by_path: HashMap<String, String>,
@@ -51,6 +53,12 @@ pub(crate) struct UserRecord {
     pub first_name: String,
     pub language_code: Option<String>,
     pub blocked_bot: bool,
+}
+
+pub(crate) struct GroupRecord {
+    pub title: String,
+    /// `group` or `supergroup`, as the Bot API names chat types.
+    pub kind: &'static str,
 }
 
 #[derive(Default)]
@@ -90,6 +98,7 @@ impl World {
                 username: "aisha_fake_bot".to_owned(),
             },
             users: HashMap::new(),
+            groups: HashMap::new(),
             chats: HashMap::new(),
             files: HashMap::new(),
             file_ids_by_path: HashMap::new(),
@@ -122,6 +131,17 @@ impl World {
         self.chats.entry(id).or_default();
     }
 
+    pub fn add_group(&mut self, id: i64, title: &str, kind: &'static str) {
+        self.groups.insert(
+            id,
+            GroupRecord {
+                title: title.to_owned(),
+                kind,
+            },
+        );
+        self.chats.entry(id).or_default();
+    }
+
     pub fn bot_json(&self) -> Value {
         json!({
             "id": self.bot.id,
@@ -146,6 +166,9 @@ impl World {
     }
 
     fn chat_json(&self, chat_id: i64) -> Value {
+        if let Some(group) = self.groups.get(&chat_id) {
+            return json!({ "id": chat_id, "type": group.kind, "title": group.title });
+        }
         let first_name = self
             .users
             .get(&chat_id)
@@ -161,7 +184,7 @@ impl World {
         let from = if message.from_bot {
             self.bot_json()
         } else {
-            self.user_json(chat_id)
+            self.user_json(message.sender.unwrap_or(chat_id))
         };
         value.insert("from".into(), from);
         value.insert("chat".into(), self.chat_json(chat_id));
@@ -241,6 +264,12 @@ impl World {
 
     /// The chat the bot wants to write to, if Telegram would let it.
     pub fn writable_chat(&mut self, chat_id: i64) -> Result<&mut ChatRecord, ApiFailure> {
+        if self.groups.contains_key(&chat_id) {
+            return self
+                .chats
+                .get_mut(&chat_id)
+                .ok_or_else(|| ApiFailure::bad_request("chat not found"));
+        }
         match self.users.get(&chat_id) {
             None => return Err(ApiFailure::bad_request("chat not found")),
             Some(user) if user.blocked_bot => {
@@ -262,12 +291,26 @@ impl World {
         markup: Markup,
         media_group_id: Option<String>,
     ) -> ChatMessage {
+        self.post_as(chat_id, None, from_bot, content, markup, media_group_id)
+    }
+
+    /// A message a user writes, in their private chat or (with `sender`) in a group.
+    pub fn post_as(
+        &mut self,
+        chat_id: i64,
+        sender: Option<i64>,
+        from_bot: bool,
+        content: Content,
+        markup: Markup,
+        media_group_id: Option<String>,
+    ) -> ChatMessage {
         self.touched.push(chat_id);
         let chat = self.chats.entry(chat_id).or_default();
         chat.next_message_id += 1;
         let message = ChatMessage {
             message_id: chat.next_message_id,
             from_bot,
+            sender,
             date: now(),
             edit_date: None,
             content,

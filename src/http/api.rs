@@ -88,7 +88,7 @@ impl IntoResponse for ApiError {
 
 /// Lets a request through only with the configured bearer token.
 async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = state.admin_token.as_deref() else {
+    let Some(expected) = state.admin_token.as_ref().map(|t| t.expose()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let refusal = match bearer(request.headers()) {

@@ -22,7 +22,7 @@ pub struct AppState {
     /// For feed lag in `/healthz` and `/metrics`.
     pub feed: Feed,
     /// The admin API's bearer token; the API is off without one.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<crate::secret::Secret>,
     /// Renders `/metrics` (see [`crate::telemetry::prometheus`]).
     pub metrics: PrometheusHandle,
     /// `/healthz` reports degraded when a feed consumer's oldest unread event is older than this

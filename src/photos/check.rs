@@ -18,9 +18,10 @@ pub const MAX_PHOTO_BYTES: u64 = 20 * 1024 * 1024;
 pub const MAX_PIXELS: u64 = 50_000_000;
 /// The longest side accepted; a 1×50-million-pixel "photo" is a bomb too.
 pub const MAX_SIDE: u32 = 16_384;
-/// What a decoder may allocate: a 50-megapixel RGBA image at 8 bits per channel, plus slack.
-/// A header whose pixel buffer would need more is a bomb (or exotic): refused as too many pixels.
-pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+/// What one decoder may allocate: the largest image decoded at all (25 megapixels, RGBA at 16
+/// bits per channel, 200 MB) fits; a header whose pixel buffer would need more is a bomb (or
+/// exotic): refused as too many pixels. Never more than the global budget below.
+pub const MAX_DECODE_BYTES: u64 = DECODE_BUDGET_BYTES;
 /// The per-image decode budget, in pixels: the largest image we decode at all (25 megapixels,
 /// e.g. 6000×4000 from a camera; FAL's trainers work at about 1 megapixel anyway). Larger
 /// images are refused from their header, before a pixel buffer exists, with a clear reason:
@@ -29,8 +30,11 @@ pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
 pub const MAX_DECODE_PIXELS: u64 = 25_000_000;
 /// The global decode budget: bytes of pixel buffers that may exist at once across all decodes.
 /// One image's cost is the larger of what its decoder reports and width×height×4, so this
-/// admits two of the largest 8-bit images, or one 16-bit one, at a time.
-pub const DECODE_BUDGET_BYTES: u64 = 256 * 1024 * 1024;
+/// admits two of the largest 8-bit images, or one 16-bit one, at a time. With the downloads
+/// held at once (`bot::photos::MAX_CONCURRENT_DOWNLOADS` × 20 MB) it bounds the photo intake's
+/// buffers to 3 × 20 MiB + 192 MiB = 252 MiB, so a server (about 30 MB at rest) stays under
+/// 300 MB whatever photos arrive.
+pub const DECODE_BUDGET_BYTES: u64 = 192 * 1024 * 1024;
 /// How many decodes may run at once (each on a blocking thread, under its budget share).
 pub const MAX_CONCURRENT_DECODES: usize = 2;
 

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 pub use repo::AnyRepository;
 
-use crate::config::redact_url;
+use crate::secret::redact_url;
 use crate::telemetry::{self, outcome};
 
 /// How many events an avatar may gain between snapshots; loading replays at most this many.

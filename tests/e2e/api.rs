@@ -39,7 +39,7 @@ fn api(db: &Database, admin_token: Option<&str>) -> Api {
     let state = AppState {
         store: store.clone(),
         feed: feed.clone(),
-        admin_token: admin_token.map(str::to_owned),
+        admin_token: admin_token.map(Into::into),
         metrics: aisha::telemetry::prometheus(),
         feed_lag_alert: aisha::app::DEFAULT_FEED_LAG_ALERT,
     };

@@ -775,3 +775,102 @@ async fn quotas_refuse_with_a_clear_message_and_store_nothing() {
     assert_eq!(event_count(&app).await, before, "nothing was stored");
     app.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Groups
+// ---------------------------------------------------------------------------------------------
+
+/// Rows of a table, on the SQLite database these cases run on.
+async fn rows(app: &TestApp, table: &str) -> i64 {
+    let Database::Sqlite(pool) = &app.db else {
+        panic!("these tests run on SQLite");
+    };
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .expect("count rows")
+}
+
+#[tokio::test]
+async fn in_a_group_the_bot_points_to_its_private_chat_and_remembers_nothing() {
+    const GROUP_ONLY: &str = "I only work in private messages: your photos and avatars are personal. Write to me: https://t.me/aisha_fake_bot";
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Anna", "en");
+    let bob = app.user(BOB, "Bob", "ru");
+    let group = app.telegram.group(9001, "Family", false);
+    let anna_there = anna.in_group(group);
+
+    // Chatter, a photo and a document are not addressed to the bot: no answer, nothing kept.
+    // Updates of one chat are handled in order, so the answer to the command that follows is
+    // the first bot message in the group.
+    anna_there.send_text("hello everyone");
+    anna_there.send_photo(photo(1));
+    anna_there.send_document(photo(2), "me.jpg", "image/jpeg");
+    anna_there.send_command("/new");
+    let answer = anna_there.next_bot_message().await.expect("an answer");
+    assert_eq!(answer.text(), Some(GROUP_ONLY));
+    // Bob's Telegram is in Russian, so his answer is.
+    bob.in_group(group).send_command("/start");
+    let answer = bob
+        .in_group(group)
+        .next_bot_message()
+        .await
+        .expect("answer");
+    assert_eq!(
+        answer.text(),
+        Some("Я работаю только в личных сообщениях: фотографии и аватары — это личное. Напишите мне: https://t.me/aisha_fake_bot")
+    );
+
+    // A forged button under the bot's group message: the same sentence, as an alert.
+    let pressed = press_forged(&anna_there, answer.message_id, "c:0").await;
+    assert_eq!(pressed.text.as_deref(), Some(GROUP_ONLY));
+    assert!(pressed.show_alert);
+
+    assert_eq!(count_bot_texts(&anna_there, "private messages"), 1);
+    assert_eq!(event_count(&app).await, 0, "no avatar, no photo");
+    assert_eq!(rows(&app, "telegram_users").await, 0, "no user row");
+    assert_eq!(rows(&app, "bot_dialogues").await, 0, "no dialogue");
+    assert!(
+        anna.transcript().is_empty(),
+        "nothing reached Anna's private chat"
+    );
+
+    // Notifications go to the private chat, never to the group the user last wrote in.
+    create_avatar(&anna, "Anna").await;
+    let summary = upload_album(&anna, 40, "Uploaded: 10 of 10–20").await;
+    let ready = train(
+        &anna,
+        &summary,
+        TrainingPreset::Balanced,
+        "3–15 minutes",
+        "is ready",
+    )
+    .await;
+    let presets = press_and_see(&anna, &ready, &button(&ready, "ge:"), "Choose a preset").await;
+    press_and_see(
+        &anna,
+        &presets,
+        &button(&presets, "gp:f:"),
+        "Describe the image",
+    )
+    .await;
+    anna_there.send_command("/help");
+    assert_eq!(
+        anna_there.next_bot_message().await.expect("answer").text(),
+        Some(GROUP_ONLY)
+    );
+    // The prompt step survives the group detour: the next private text is the prompt.
+    anna.send_text("a lighthouse at dawn");
+    anna.wait_for_bot_message(|m| matches!(m.content, aisha::fake_telegram::Content::Photo { .. }))
+        .await
+        .expect("the image, in the private chat");
+    assert!(
+        anna_there.transcript().iter().all(|e| !matches!(
+            e,
+            Entry::Bot(m) if matches!(m.content, aisha::fake_telegram::Content::Photo { .. })
+        )),
+        "no image was posted to the group:\n{}",
+        anna_there.render_transcript()
+    );
+    app.shutdown().await;
+}

@@ -256,9 +256,14 @@ async fn whole_story(app: TestApp) {
     anna.send_document(photo(3), "IMG_0003.jpg", "image/jpeg");
     let document = text(&anna, "Фото принято: 2 из 10–20").await;
     assert!(
-        document.inline_keyboard().is_empty(),
+        document.buttons().all(|b| !b
+            .callback_data
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("tr:")),
         "no training before 10 photos"
     );
+    assert!(document.callback_data("↩️ Убрать это фото").is_some());
     let mut album: Vec<Bytes> = (10..19).map(photo).collect();
     album.insert(4, sample_jpeg(400, 800, 77));
     anna.send_album(album);
@@ -1152,4 +1157,97 @@ async fn serve_without_a_token_says_so_and_exits() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("TELOXIDE_TOKEN is not set"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_photo_can_be_removed_and_the_set_started_over_and_their_bytes_are_deleted() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Anna", "en");
+    create_avatar(&anna, "p", "f", "Anna", "is created").await;
+    anna.send_photo(photo(1));
+    let first = text(&anna, "Photo accepted: 1 of 10–20").await;
+    anna.send_photo(photo(2));
+    let second = text(&anna, "Photo accepted: 2 of 10–20").await;
+    assert_eq!(
+        second
+            .buttons()
+            .map(|b| b.text.as_str())
+            .collect::<Vec<_>>(),
+        ["↩️ Remove this photo", "🔄 Start the set over"]
+    );
+    let avatar = avatar_of(&button(&second, "po:"));
+    let state = app.store.load(avatar).await.unwrap();
+    let (kept, removed) = (state.photos[0].clone(), state.photos[1].clone());
+    assert_eq!(app.stored_photo_files().len(), 2);
+
+    // "Remove this photo" under the second reply: that photo goes, bytes and all.
+    press(&anna, &second, &button(&second, "pr:")).await;
+    let edited = anna
+        .wait_for_edit(second.message_id, |m| {
+            m.text() == Some("🗑 Photo removed and deleted. Uploaded: 1 of 10–20.")
+        })
+        .await
+        .expect("the reply becomes the removal");
+    assert!(edited.callback_data("↩️ Remove this photo").is_none());
+    let state = app.store.load(avatar).await.unwrap();
+    assert_eq!(state.photos, vec![kept.clone()]);
+    assert_eq!(app.stored_photo_files(), vec![kept.storage_key.clone()]);
+    assert!(!app.photos_dir().join(&removed.storage_key).exists());
+
+    // The same button again (a stale client): nothing to remove, nothing changes.
+    let stale = anna
+        .press_forged_button(second.message_id, &button(&second, "pr:"))
+        .unwrap();
+    let answer = anna.wait_for_callback_answer(&stale).await.unwrap();
+    assert_eq!(
+        answer.text.as_deref(),
+        Some("This photo is no longer in the set.")
+    );
+    assert_eq!(app.store.load(avatar).await.unwrap().photos.len(), 1);
+
+    // The removed photo may come back: it is no duplicate any more.
+    anna.send_photo(photo(2));
+    text(&anna, "Photo accepted: 2 of 10–20").await;
+
+    // "Start the set over": every photo goes, and the upload carries on from zero.
+    press(&anna, &first, &button(&first, "po:")).await;
+    anna.wait_for_edit(first.message_id, |m| {
+        m.text()
+            == Some(
+                "🔄 The set is started over: 2 photos removed and deleted. Send 10–20 new photos.",
+            )
+    })
+    .await
+    .expect("the set is started over");
+    assert!(app.store.load(avatar).await.unwrap().photos.is_empty());
+    assert!(
+        app.stored_photo_files().is_empty(),
+        "{:?}",
+        app.stored_photo_files()
+    );
+    let history: Vec<String> = app
+        .store
+        .history(avatar)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        history.iter().filter(|t| *t == "PhotoRemoved").count(),
+        3,
+        "one removal, then two in the start-over: {history:?}"
+    );
+
+    // The new set trains as any other.
+    let summary = upload_album(&anna, 60, "Uploaded: 10 of 10–20").await;
+    train(
+        &anna,
+        &summary,
+        TrainingPreset::Balanced,
+        "3–15 minutes",
+        "is ready",
+    )
+    .await;
+    app.shutdown().await;
 }

@@ -81,23 +81,15 @@ async fn until(what: &str, mut condition: impl FnMut() -> bool) {
 
 fn config(dir: &TempDir, mode: FalMode) -> Config {
     Config {
-        database_url: format!("sqlite://{}", dir.path().join("aisha.db").display()),
-        teloxide_token: None,
-        telegram_api_url: "http://127.0.0.1:9".into(),
-        fal_key: (mode == FalMode::Live).then(|| "trust-test-key".to_owned()),
+        fal_key: (mode == FalMode::Live).then(|| "trust-test-key".into()),
         fal_mode: mode,
         // Live mode here never submits work: nothing listens there.
         fal_queue_url: "http://127.0.0.1:9/queue".into(),
         fal_rest_url: "http://127.0.0.1:9/rest".into(),
-        fal_jwks_url: String::new(),
-        fal_user_id: None,
-        fal_media_hosts: Vec::new(),
-        public_base_url: None,
-        fal_webhook_base_url: None,
-        style_trainer: Default::default(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        storage_url: format!("file://{}", dir.path().join("photos").display()),
-        admin_token: None,
+        ..Config::offline(
+            format!("sqlite://{}", dir.path().join("aisha.db").display()),
+            &dir.path().join("photos"),
+        )
     }
 }
 
@@ -573,7 +565,7 @@ async fn a_jwks_with_an_rsa_key_next_to_the_ed25519_one_still_verifies() {
     // Through the service in live mode, with our FAL user pinned.
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir, FalMode::Live);
-    config.fal_jwks_url = jwks_url;
+    config.fal_jwks_url = jwks_url.into();
     config.fal_user_id = Some("our-user".into());
     let app = App::start(dir, config, SimConfig::default()).await;
     let url = format!("{}/webhooks/fal", app.http);
@@ -632,7 +624,7 @@ async fn a_hanging_jwks_host_delays_webhooks_at_most_the_bound() {
     // The service, with its default bound (3 s): six webhooks answered 503 within it, together.
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir, FalMode::Live);
-    config.fal_jwks_url = jwks_url;
+    config.fal_jwks_url = jwks_url.into();
     let app = App::start(dir, config, SimConfig::default()).await;
     let url = format!("{}/webhooks/fal", app.http);
     let started = Instant::now();

@@ -122,10 +122,10 @@ impl Instance {
         let config = Config {
             fal_key: Some(FAL_KEY.into()),
             fal_mode: FalMode::Live,
-            fal_queue_url: sim.queue_url(),
-            fal_rest_url: sim.rest_url(),
-            fal_jwks_url: sim.jwks_url(),
-            fal_webhook_base_url: Some(format!("http://127.0.0.1:{port}")),
+            fal_queue_url: sim.queue_url().into(),
+            fal_rest_url: sim.rest_url().into(),
+            fal_jwks_url: sim.jwks_url().into(),
+            fal_webhook_base_url: Some(format!("http://127.0.0.1:{port}").into()),
             http_addr: format!("127.0.0.1:{port}").parse().unwrap(),
             ..Config::offline(db_url, photos)
         };

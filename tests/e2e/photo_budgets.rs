@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 use teloxide::types::FileId;
 use uuid::Uuid;
 
+
 use crate::steps::{photo, press_and_see, text};
-use crate::support::{spawn_app, TestApp, BOT_TOKEN};
+use crate::support::{files_under, spawn_app, TestApp, BOT_TOKEN};
 
 /// The image: 16384×3051 of one colour, a small PNG that decodes to ~150–200 MB.
 fn huge_plain_png() -> Bytes {
@@ -63,27 +64,6 @@ async fn created_avatars(app: &TestApp) -> Vec<Uuid> {
     .await
     .expect("created avatars");
     ids.iter().map(|id| Uuid::parse_str(id).unwrap()).collect()
-}
-
-/// Every file under `dir`, relative, sorted.
-fn files_under(dir: &std::path::Path) -> Vec<String> {
-    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else {
-                out.push(path.strip_prefix(base).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 #[tokio::test]

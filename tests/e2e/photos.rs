@@ -24,6 +24,8 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use uuid::Uuid;
 
+use crate::support::files_under;
+
 // ---------------------------------------------------------------- test images
 
 /// A real image with some structure, so that encoders produce realistic data.
@@ -317,29 +319,6 @@ fn folder_store() -> (PhotoStore, TempDir) {
     let store = PhotoStore::from_url(&format!("file://{}", dir.path().join("photos").display()))
         .expect("open");
     (store, dir)
-}
-
-/// Every file under `dir`, relative, sorted.
-fn files_under(dir: &std::path::Path) -> Vec<String> {
-    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else {
-                out.push(
-                    path.strip_prefix(base)
-                        .expect("under base")
-                        .display()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 #[tokio::test]

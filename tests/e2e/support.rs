@@ -167,12 +167,33 @@ use std::sync::Arc;
 
 use aisha::actors::ActorSettings;
 use aisha::app::{AppError, AppOptions, Application};
-use aisha::config::{Config, FalMode};
+use aisha::config::Config;
 use aisha::fake_telegram::{FakeTelegram, FakeUser};
 use aisha::fal::{FalSimulator, SimConfig};
 
 /// The token of the test bot (the fake Bot API accepts only it).
 pub const BOT_TOKEN: &str = "424242:AAH-test-token-for-the-fake-bot-api";
+
+/// Every file under `dir` (none if it does not exist), as paths relative to it, sorted.
+pub fn files_under(dir: &std::path::Path) -> Vec<String> {
+    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else if let Ok(relative) = path.strip_prefix(base) {
+                out.push(relative.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
 
 /// A running application with its fakes, for end-to-end tests of the bot.
 pub struct TestApp {
@@ -241,23 +262,13 @@ pub async fn spawn_app_on_postgres(pool: sqlx::PgPool, simulator: SimConfig) -> 
 pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let telegram = FakeTelegram::spawn(BOT_TOKEN).await.expect("fake Telegram");
+    let database_url = settings.database_url.unwrap_or_else(|| sqlite_url(&dir));
     let config = Config {
-        database_url: settings.database_url.unwrap_or_else(|| sqlite_url(&dir)),
         teloxide_token: Some(BOT_TOKEN.into()),
-        telegram_api_url: telegram.api_url().to_string(),
-        fal_key: None,
-        fal_mode: FalMode::Simulated,
-        fal_queue_url: String::new(),
-        fal_rest_url: String::new(),
-        fal_jwks_url: String::new(),
-        fal_user_id: None,
-        fal_media_hosts: Vec::new(),
-        public_base_url: settings.public_base_url,
+        telegram_api_url: telegram.api_url().to_string().into(),
+        public_base_url: settings.public_base_url.map(Into::into),
         http_addr: settings.http_addr,
-        storage_url: format!("file://{}", dir.path().join("photos").display()),
-        admin_token: None,
-        fal_webhook_base_url: None,
-        style_trainer: Default::default(),
+        ..Config::offline(database_url, &dir.path().join("photos"))
     };
     let options = AppOptions {
         actor_settings: ActorSettings::fast(),
@@ -305,6 +316,16 @@ async fn start(
 }
 
 impl TestApp {
+    /// The folder the application's photo store writes to.
+    pub fn photos_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("photos")
+    }
+
+    /// Every file under the photo store's folder, as paths relative to it, sorted.
+    pub fn stored_photo_files(&self) -> Vec<String> {
+        files_under(&self.photos_dir())
+    }
+
     /// Stops the application and starts a new one on the same database, photo folder and fake
     /// Telegram (chats and pending updates included), as after a crash or a deploy.
     pub async fn restart(mut self) -> TestApp {
