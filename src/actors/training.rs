@@ -90,12 +90,15 @@ impl TrainingHandler {
             Ok(a) => a,
             Err(e) => return Ok(Outcome::Retry(format!("packing photos: {e}"))),
         };
+        // FAL keeps the photos only while the training may still read them: past the deadline
+        // we cancel it.
         let archive_url = match s
             .fal
-            .upload(
+            .upload_expiring(
                 archive.path().to_path_buf(),
                 "application/zip",
                 "photos.zip",
+                s.settings.training_deadline,
             )
             .await
         {

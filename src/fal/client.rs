@@ -32,6 +32,18 @@ pub const DEFAULT_REST_URL: &str = "https://rest.fal.ai";
 pub const DEFAULT_JWKS_URL: &str = "https://rest.fal.ai/.well-known/jwks.json";
 /// Storage backend asked for when initiating uploads.
 pub const STORAGE_TYPE: &str = "fal-cdn-v3";
+/// How long FAL keeps a training archive (users' photos) we upload. The trainer reads it when
+/// the job starts — after an unknown queue wait — and, we must assume, again on each of FAL's
+/// automatic retries (up to 10), so it has to outlive queue and training (up to about 30
+/// minutes); but nothing needs it once we give up on the job, and at the training deadline
+/// (`TRAINING_DEADLINE_SECS`, 3 hours by default) we cancel it. So: 3 hours.
+pub const TRAINING_ARCHIVE_LIFETIME: Duration = Duration::from_secs(3 * 3600);
+/// Upload lifecycle headers. FAL's JavaScript client sends the first on upload initiation, its
+/// Python client both (its comment: the CDN reads the first, storage-backed initiation the
+/// second), and FAL's data-retention page names the second; we send both, as Python does.
+/// The value is JSON: `{"expiration_duration_seconds": N}`.
+pub const HEADER_OBJECT_LIFECYCLE: &str = "x-fal-object-lifecycle";
+pub const HEADER_OBJECT_LIFECYCLE_PREFERENCE: &str = "x-fal-object-lifecycle-preference";
 /// Hosts (and their subdomains) FAL serves result files from: `v3.fal.media` and `v3b.fal.media`
 /// today (FAL's own clients and storage tests), `fal.media` on older answers.
 pub const DEFAULT_MEDIA_HOSTS: &[&str] = &["fal.media"];
@@ -636,14 +648,29 @@ impl FalClient {
         .await
     }
 
-    /// Uploads a file to FAL's storage and returns the URL a model can read it from.
+    /// Uploads a file to FAL's storage and returns the URL a model can read it from; FAL
+    /// deletes it after [`TRAINING_ARCHIVE_LIFETIME`], training archives being all we upload.
     pub async fn upload(
         &self,
         source: impl Into<UploadSource>,
         content_type: &str,
         file_name: &str,
     ) -> Result<String, FalError> {
+        self.upload_expiring(source, content_type, file_name, TRAINING_ARCHIVE_LIFETIME)
+            .await
+    }
+
+    /// [`FalClient::upload`], asking FAL to delete the file `lifetime` after the upload
+    /// (whole seconds, at least one: FAL reads 0 as "never").
+    pub async fn upload_expiring(
+        &self,
+        source: impl Into<UploadSource>,
+        content_type: &str,
+        file_name: &str,
+        lifetime: Duration,
+    ) -> Result<String, FalError> {
         let source = source.into();
+        let lifecycle = lifecycle_header(lifetime);
         let mut initiate_url = parse_url(&format!("{}/storage/upload/initiate", self.rest_url))?;
         initiate_url
             .query_pairs_mut()
@@ -654,9 +681,13 @@ impl FalClient {
         };
         let ticket: InitiateUploadResponse = self
             .with_retries("upload_initiate", file_name, Repeat::Idempotent, |_| {
+                // On the initiation, as FAL's clients do: the ticket is where the file's
+                // storage is decided; the pre-signed PUT carries only the bytes.
                 let request = self
                     .authorized(Method::POST, initiate_url.clone())
                     .timeout(self.timeouts.request)
+                    .header(HEADER_OBJECT_LIFECYCLE, lifecycle.clone())
+                    .header(HEADER_OBJECT_LIFECYCLE_PREFERENCE, lifecycle.clone())
                     .json(&ticket_body);
                 async move { json_answer(request).await }
             })
@@ -836,6 +867,15 @@ impl FalClient {
             number += 1;
         }
     }
+}
+
+/// The lifecycle header value for `lifetime`: `{"expiration_duration_seconds":N}`, N ≥ 1.
+pub fn lifecycle_header(lifetime: Duration) -> HeaderValue {
+    let seconds = lifetime.as_secs().max(1);
+    HeaderValue::from_str(
+        &serde_json::json!({ "expiration_duration_seconds": seconds }).to_string(),
+    )
+    .expect("JSON of a number is a valid header value")
 }
 
 fn parse_url(url: &str) -> Result<Url, FalError> {
@@ -1175,6 +1215,19 @@ async fn json_answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uploads_ask_fal_to_delete_them_after_their_lifetime() {
+        assert_eq!(
+            lifecycle_header(TRAINING_ARCHIVE_LIFETIME),
+            r#"{"expiration_duration_seconds":10800}"#
+        );
+        // Zero would mean "keep forever" to FAL.
+        assert_eq!(
+            lifecycle_header(Duration::from_millis(10)),
+            r#"{"expiration_duration_seconds":1}"#
+        );
+    }
 
     #[test]
     fn the_key_never_shows_in_debug_output() {

@@ -1,15 +1,18 @@
 //! The training archive: an avatar's photos packed into a ZIP for FAL's trainers.
 //!
-//! Photos are streamed one at a time from the [`PhotoStore`] into a temporary file, so memory
-//! stays flat however many photos there are; each photo's hash is checked on the way, so the
-//! trainer gets exactly the bytes that were inspected when they were uploaded.
+//! Photos are read one at a time from the [`PhotoStore`] into a temporary file, so memory stays
+//! at about one photo however many there are; each photo's hash is checked on the way, so the
+//! trainer gets exactly the bytes that were inspected when they were uploaded — and each is
+//! stripped of metadata once more before it goes in, since photos stored before intake removed
+//! it still carry it (for the others this changes nothing and copies nothing).
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use aggregates::PhotoMeta;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tempfile::TempPath;
@@ -18,12 +21,24 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
 use super::check::{self, MAX_PHOTO_BYTES};
+use super::metadata::{self, MetadataError};
 use super::store::{file_chunks, PhotoStore, StorageError};
 
 /// The MIME type to upload the archive with.
 pub const ARCHIVE_CONTENT_TYPE: &str = "application/zip";
 /// Chunks in flight between the store reader and the zip writer; bounds memory use.
 const CHANNEL_DEPTH: usize = 8;
+/// Size of the chunks a photo is handed to the writer in.
+const PIECE: usize = 64 * 1024;
+/// Archive files are named `aisha-training-<random>.zip`; nothing else we write looks like it.
+const ARCHIVE_PREFIX: &str = "aisha-training-";
+const ARCHIVE_SUFFIX: &str = ".zip";
+/// An archive lives from packing until its upload to FAL has finished: at most four attempts
+/// of five minutes each with backoff between them (the FAL client's defaults), about 21
+/// minutes. One older than this in the folder of a live process id is the leftover of a dead
+/// process whose id was reused (in a container the server is often process 1 on every start),
+/// not work in progress.
+pub const STALE_ARCHIVE_AGE: Duration = Duration::from_secs(30 * 60);
 
 /// Why an archive could not be built or did not verify.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +59,14 @@ pub enum ArchiveError {
     Zip(#[from] zip::result::ZipError),
     #[error("archive entry `{name}` is not a usable photo: {reason}")]
     BadEntry { name: String, reason: String },
+    #[error("photo `{key}` is larger than any accepted photo")]
+    PhotoTooLarge { key: String },
+    #[error("photo `{key}` could not be stripped of its metadata: {source}")]
+    Metadata {
+        key: String,
+        #[source]
+        source: MetadataError,
+    },
     #[error("the archive writer stopped before the archive was complete")]
     WriterGone,
 }
@@ -65,47 +88,78 @@ enum Piece {
 
 /// Where this process writes its archives: a folder of its own under the system temporary
 /// folder, named by process id, so a later start can tell which folders a dead process left.
-pub fn archive_dir() -> std::path::PathBuf {
+pub fn archive_dir() -> PathBuf {
     archives_root().join(std::process::id().to_string())
 }
 
-fn archives_root() -> std::path::PathBuf {
+/// The folder every process's archive folder lives in.
+pub fn archives_root() -> PathBuf {
     std::env::temp_dir().join("aisha-archives")
 }
 
-/// Removes training archives that crashed processes left behind (they hold users' photos):
-/// folders of processes that are gone, and loose archives of older versions that are more
-/// than an hour old. Returns how many were removed.
+/// Removes training archives that crashed processes left behind (they hold users' photos);
+/// called once at start-up. Returns how many folders and files were removed.
 pub fn remove_stale_archives() -> usize {
+    remove_stale_archives_in(
+        &archives_root(),
+        &std::env::temp_dir(),
+        SystemTime::now(),
+        std::process::id(),
+    )
+}
+
+/// [`remove_stale_archives`] with its places and clock given: under `root`, the folders of
+/// processes that are gone, and archives older than [`STALE_ARCHIVE_AGE`] in the folders of
+/// live ones (this process's included); in `legacy_dir`, loose archives older versions wrote
+/// there, once older than the same age.
+pub fn remove_stale_archives_in(
+    root: &Path,
+    legacy_dir: &Path,
+    now: SystemTime,
+    own_pid: u32,
+) -> usize {
+    let cutoff = now
+        .checked_sub(STALE_ARCHIVE_AGE)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut removed = 0;
-    if let Ok(entries) = std::fs::read_dir(archives_root()) {
+    if let Ok(entries) = std::fs::read_dir(root) {
         for entry in entries.flatten() {
             let pid = entry.file_name().to_string_lossy().parse::<u32>().ok();
             let alive = match pid {
-                Some(pid) if pid == std::process::id() => true,
-                Some(pid) => process_alive(pid, &entry.path()),
+                Some(pid) if pid == own_pid => true,
+                Some(pid) => process_alive(pid, &entry.path(), now),
                 None => false,
             };
-            if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
-                removed += 1;
+            if !alive {
+                if std::fs::remove_dir_all(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            } else {
+                removed += remove_old_archives(&entry.path(), cutoff);
             }
         }
     }
-    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < hour_ago);
-            if name.starts_with("aisha-training-")
-                && name.ends_with(".zip")
-                && old
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
+    removed + remove_old_archives(legacy_dir, cutoff)
+}
+
+/// Removes the archive files in `dir` last written before `cutoff`.
+fn remove_old_archives(dir: &Path, cutoff: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < cutoff);
+        if name.starts_with(ARCHIVE_PREFIX)
+            && name.ends_with(ARCHIVE_SUFFIX)
+            && old
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
         }
     }
     removed
@@ -113,12 +167,12 @@ pub fn remove_stale_archives() -> usize {
 
 /// Whether process `pid` still runs; where `/proc` is missing, a folder untouched for a day
 /// counts as left behind.
-fn process_alive(pid: u32, dir: &Path) -> bool {
+fn process_alive(pid: u32, dir: &Path, now: SystemTime) -> bool {
     let proc = Path::new("/proc");
     if proc.is_dir() {
         return proc.join(pid.to_string()).exists();
     }
-    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+    let day_ago = now - Duration::from_secs(24 * 3600);
     std::fs::metadata(dir)
         .and_then(|m| m.modified())
         .is_ok_and(|t| t > day_ago)
@@ -142,8 +196,8 @@ impl TrainingArchive {
             return Err(ArchiveError::NoPhotos);
         }
         let (file, path) = tempfile::Builder::new()
-            .prefix("aisha-training-")
-            .suffix(".zip")
+            .prefix(ARCHIVE_PREFIX)
+            .suffix(ARCHIVE_SUFFIX)
             .tempfile_in(dir)?
             .into_parts();
         // Zip writing is blocking file I/O: it runs on its own thread, fed through a bounded
@@ -197,7 +251,8 @@ impl TrainingArchive {
     }
 }
 
-/// Reads each photo from the store, checks its hash and passes it to the writer chunk by chunk.
+/// Reads each photo from the store, checks its hash, strips its metadata and passes it to the
+/// writer in pieces.
 async fn feed(
     store: &PhotoStore,
     photos: &[PhotoMeta],
@@ -205,27 +260,57 @@ async fn feed(
 ) -> Result<(), ArchiveError> {
     for (index, photo) in photos.iter().enumerate() {
         let name = format!("{:02}.{}", index + 1, photo.format.extension());
-        let mut chunks = store.get_stream(&photo.storage_key).await?;
-        tx.send(Piece::Start(name))
-            .await
-            .map_err(|_| ArchiveError::WriterGone)?;
-        let mut hasher = Sha256::new();
-        while let Some(chunk) = chunks.try_next().await? {
-            hasher.update(&chunk);
-            tx.send(Piece::Chunk(chunk))
-                .await
-                .map_err(|_| ArchiveError::WriterGone)?;
-        }
-        let actual = hex::encode(hasher.finalize());
+        let key = &photo.storage_key;
+        let stored = read_photo(store, key).await?;
+        let actual = hex::encode(Sha256::digest(&stored));
         if !actual.eq_ignore_ascii_case(&photo.content_hash) {
             return Err(ArchiveError::HashMismatch {
-                key: photo.storage_key.clone(),
+                key: key.clone(),
                 expected: photo.content_hash.clone(),
                 actual,
             });
         }
+        let cleaned = match metadata::strip(&stored) {
+            Ok(std::borrow::Cow::Borrowed(_)) => None,
+            Ok(std::borrow::Cow::Owned(clean)) => {
+                tracing::info!(key = %key, "metadata removed from a stored photo on its way to FAL");
+                Some(clean)
+            }
+            Err(source) => {
+                return Err(ArchiveError::Metadata {
+                    key: key.clone(),
+                    source,
+                })
+            }
+        };
+        let bytes = cleaned.map_or(stored, Bytes::from);
+        tx.send(Piece::Start(name))
+            .await
+            .map_err(|_| ArchiveError::WriterGone)?;
+        for at in (0..bytes.len()).step_by(PIECE) {
+            let piece = bytes.slice(at..(at + PIECE).min(bytes.len()));
+            tx.send(Piece::Chunk(piece))
+                .await
+                .map_err(|_| ArchiveError::WriterGone)?;
+        }
     }
     Ok(())
+}
+
+/// One stored photo, whole (metadata can only be found and removed in the whole file); no
+/// stored photo is larger than an accepted upload, so more than that is refused.
+async fn read_photo(store: &PhotoStore, key: &str) -> Result<Bytes, ArchiveError> {
+    let mut chunks = store.get_stream(key).await?;
+    let mut whole = BytesMut::new();
+    while let Some(chunk) = chunks.try_next().await? {
+        if (whole.len() + chunk.len()) as u64 > MAX_PHOTO_BYTES {
+            return Err(ArchiveError::PhotoTooLarge {
+                key: key.to_owned(),
+            });
+        }
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(whole.freeze())
 }
 
 /// The blocking half: writes entries as pieces arrive and finishes the zip only when told to,
@@ -247,8 +332,8 @@ fn write_zip(file: File, mut rx: mpsc::Receiver<Piece>) -> Result<u64, ArchiveEr
     Err(ArchiveError::WriterGone)
 }
 
-/// Reopens an archive and checks that every entry is a photo that passes intake; returns how
-/// many entries it has. Blocking: call it from `spawn_blocking` in async code.
+/// Reopens an archive and checks that every entry is a photo that passes intake and carries no
+/// metadata; returns how many entries it has. Blocking: call it from `spawn_blocking` in async code.
 pub fn verify_archive(path: &Path) -> Result<usize, ArchiveError> {
     let mut archive = ZipArchive::new(File::open(path)?)?;
     if archive.is_empty() {
@@ -277,6 +362,9 @@ pub fn verify_archive(path: &Path) -> Result<usize, ArchiveError> {
             .take(MAX_PHOTO_BYTES + 1)
             .read_to_end(&mut bytes)?;
         check::inspect(&bytes).map_err(|e| bad(e.to_string()))?;
+        if !matches!(metadata::strip(&bytes), Ok(std::borrow::Cow::Borrowed(_))) {
+            return Err(bad("it still carries metadata".into()));
+        }
     }
     Ok(archive.len())
 }
@@ -367,6 +455,108 @@ mod tests {
             0,
             "a partial archive was left behind"
         );
+    }
+
+    fn archive_file(dir: &Path, name: &str, age: Duration, now: SystemTime) -> PathBuf {
+        std::fs::create_dir_all(dir).expect("dir");
+        let path = dir.join(name);
+        let file = File::create(&path).expect("create");
+        file.set_modified(now - age).expect("mtime");
+        path
+    }
+
+    #[test]
+    fn leftover_archives_are_removed_at_start_and_live_ones_kept() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let root = temp.path().join("aisha-archives");
+        let now = SystemTime::now();
+        let minute = Duration::from_secs(60);
+        // A process id no process has: /proc has no such entry (Linux caps pids far lower).
+        let dead = root.join("4000000000");
+        let dead_file = archive_file(&dead, "aisha-training-a.zip", minute, now);
+        // This process's id, as after a restart in a container (the same pid again).
+        let own = root.join("77");
+        let own_old = archive_file(&own, "aisha-training-old.zip", 31 * minute, now);
+        let own_new = archive_file(&own, "aisha-training-new.zip", 2 * minute, now);
+        let unrelated = archive_file(&own, "notes.txt", 90 * minute, now);
+        // A process that runs (this one): its fresh archive is in use.
+        let live = root.join(std::process::id().to_string());
+        let live_new = archive_file(&live, "aisha-training-b.zip", minute, now);
+        let not_a_pid = root.join("something");
+        std::fs::create_dir_all(&not_a_pid).expect("dir");
+        // Loose archives of older versions, in the temporary folder itself.
+        let legacy_old = archive_file(temp.path(), "aisha-training-c.zip", 45 * minute, now);
+        let legacy_new = archive_file(temp.path(), "aisha-training-d.zip", minute, now);
+
+        let removed = remove_stale_archives_in(&root, temp.path(), now, 77);
+
+        assert_eq!(
+            removed, 4,
+            "the dead folder, the odd folder and two old archives"
+        );
+        for gone in [&dead_file, &own_old, &legacy_old] {
+            assert!(!gone.exists(), "{} was left", gone.display());
+        }
+        assert!(!dead.exists() && !not_a_pid.exists());
+        for kept in [&own_new, &unrelated, &live_new, &legacy_new] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+        // Nothing left to do the second time.
+        assert_eq!(remove_stale_archives_in(&root, temp.path(), now, 77), 0);
+    }
+
+    #[tokio::test]
+    async fn archives_are_named_so_that_a_later_start_finds_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = PhotoStore::local(dir.path().join("photos")).expect("store");
+        let photos = vec![stored(&store, uuid::Uuid::new_v4(), 1).await];
+        let root = dir.path().join("archives");
+        let out = root.join("1");
+        std::fs::create_dir_all(&out).expect("out");
+        let archive = TrainingArchive::build_in(&store, &photos, &out)
+            .await
+            .expect("archive");
+        // As if it had been left behind by a crash half an hour ago.
+        let later = SystemTime::now() + STALE_ARCHIVE_AGE + Duration::from_secs(1);
+        let path = archive.path().to_path_buf();
+        std::mem::forget(archive);
+        assert_eq!(
+            remove_stale_archives_in(&root, &dir.path().join("none"), later, 1),
+            1
+        );
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_photo_stored_with_its_metadata_goes_to_fal_without_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("photos");
+        let store = PhotoStore::local(&root).expect("store");
+        let avatar = uuid::Uuid::new_v4();
+        // As a photo stored before intake removed metadata: written past `put`, hash recorded
+        // over the bytes as they were.
+        let clean = jpeg(3);
+        let mut legacy = clean[..2].to_vec();
+        let exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\0GPS 55.7558N 37.6173E";
+        legacy.extend_from_slice(&[0xFF, 0xE1, 0, (exif.len() + 2) as u8]);
+        legacy.extend_from_slice(exif);
+        legacy.extend_from_slice(&clean[2..]);
+        let checked = check::inspect(&legacy).expect("valid");
+        let key = photo_key(avatar, "old", ImageFormat::Jpeg);
+        let path = root.join(&key);
+        std::fs::create_dir_all(path.parent().unwrap()).expect("dir");
+        std::fs::write(&path, &legacy).expect("write");
+        let mut meta = checked.photo_meta("old", key);
+        meta.content_hash = hex::encode(Sha256::digest(&legacy));
+
+        let archive = TrainingArchive::build_in(&store, &[meta], dir.path())
+            .await
+            .expect("archive");
+        assert_eq!(verify_archive(archive.path()).expect("verifies"), 1);
+        let mut zip = ZipArchive::new(File::open(archive.path()).unwrap()).unwrap();
+        let mut entry = Vec::new();
+        zip.by_index(0).unwrap().read_to_end(&mut entry).unwrap();
+        assert_eq!(entry, clean, "the entry is the photo without its EXIF");
     }
 
     #[tokio::test]

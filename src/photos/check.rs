@@ -82,8 +82,10 @@ pub struct CheckedPhoto {
     pub width: u32,
     pub height: u32,
     pub format: ImageFormat,
+    /// Size of the bytes as stored: as received, less their metadata ([`super::metadata`]).
     pub byte_size: u64,
-    /// Hex SHA-256 of the bytes as received.
+    /// Hex SHA-256 of the bytes as stored (metadata removed), so the same photo sent again
+    /// with other EXIF — re-saved by an app, or with the location switched off — is a duplicate.
     pub content_hash: String,
 }
 
@@ -193,7 +195,10 @@ fn decode(bytes: &[u8], probe: Probe) -> Result<CheckedPhoto, PhotoError> {
         height,
         ..
     } = probe;
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), decoder_format);
+    // What is decoded and hashed is what will be stored: the photo without its metadata. The
+    // header checks above ran on the bytes as received; removing segments changes no pixel.
+    let stored = super::metadata::strip(bytes).map_err(|e| PhotoError::Corrupt(e.to_string()))?;
+    let mut reader = ImageReader::with_format(Cursor::new(&stored[..]), decoder_format);
     reader.limits(decode_limits());
     match reader.decode() {
         // The pixels are dropped at once: only the fact that they decode matters.
@@ -207,8 +212,8 @@ fn decode(bytes: &[u8], probe: Probe) -> Result<CheckedPhoto, PhotoError> {
         width,
         height,
         format,
-        byte_size: bytes.len() as u64,
-        content_hash: hex::encode(Sha256::digest(bytes)),
+        byte_size: stored.len() as u64,
+        content_hash: hex::encode(Sha256::digest(&stored)),
     })
 }
 
@@ -349,7 +354,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> Result<(), &'static str> {
 }
 
 /// Returns the offset of the marker that ends a scan, or `None` if the data ends first.
-fn skip_scan_data(bytes: &[u8], mut i: usize) -> Option<usize> {
+pub(super) fn skip_scan_data(bytes: &[u8], mut i: usize) -> Option<usize> {
     loop {
         i += bytes.get(i..)?.iter().position(|&b| b == 0xFF)?;
         match *bytes.get(i + 1)? {

@@ -47,6 +47,13 @@ pub enum StorageError {
     Remote { key: String, message: String },
     #[error("could not set up the object store: {0}")]
     Config(String),
+    /// A photo whose metadata could not be removed is not stored at all.
+    #[error("photo `{key}` was not stored: {source}")]
+    Metadata {
+        key: String,
+        #[source]
+        source: super::metadata::MetadataError,
+    },
 }
 
 /// Where `STORAGE_URL` points, parsed but not yet opened.
@@ -223,8 +230,27 @@ impl PhotoStore {
 
     /// Stores `bytes` under `key`, replacing what was there. Readers see the old or the new
     /// object, never a part of one.
+    ///
+    /// A JPEG, PNG or WebP (by its magic bytes) is stored without its metadata (EXIF with GPS,
+    /// XMP, IPTC, comments, text chunks; see [`super::metadata`]): whichever caller stores a
+    /// photo, users' locations and camera details stop here. [`super::inspect`] hashes the
+    /// same stripped bytes, so the recorded hash matches what is stored. Anything else is
+    /// stored as given.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
         validate_key(key)?;
+        let cleaned = match super::metadata::strip(&bytes) {
+            Ok(std::borrow::Cow::Borrowed(_)) | Err(super::metadata::MetadataError::NotAPhoto) => {
+                None
+            }
+            Ok(std::borrow::Cow::Owned(clean)) => Some(clean),
+            Err(source) => {
+                return Err(StorageError::Metadata {
+                    key: key.to_owned(),
+                    source,
+                })
+            }
+        };
+        let bytes = cleaned.map_or(bytes, Bytes::from);
         let size = bytes.len();
         match &self.backend {
             Backend::Local { root } => {

@@ -14,6 +14,7 @@ fal-client has no setting for its hosts: the queue URL is `https://{FAL_QUEUE_RU
 import io
 import json
 import os
+import time
 import zipfile
 
 import httpx
@@ -212,6 +213,53 @@ def test_large_uploads_go_multipart(client, monkeypatch, sim):
     # Create, 5 parts, complete; no fallback to the storage flow.
     assert len(received(sim, "cdn_upload")) - before == 7
     assert len(received(sim, "storage_initiate")) == fallbacks
+
+
+def test_uploads_with_a_lifetime_expire_in_every_upload_flow(client, monkeypatch, sim):
+    # fal-client's `lifecycle` sends X-Fal-Object-Lifecycle and -Preference with
+    # {"expiration_duration_seconds": N}, as Aisha's client does for its training archives; the
+    # simulator must read it from each flow and stop serving the file when N seconds are up.
+    monkeypatch.setattr(fal_module, "MULTIPART_THRESHOLD", 2048)
+    monkeypatch.setattr(fal_module, "MULTIPART_CHUNK_SIZE", 1024)
+    brief = fal_client.StorageSettings(expires_in=2)
+    small, large = photo_zip(), bytes(range(256)) * 20
+    uploads = [
+        (small, "cdn.zip", {}),
+        (small, "initiate.zip", {"repository": "fal"}),
+        (large, "multipart.bin", {}),
+    ]
+    expiring = []
+    for data, name, flow in uploads:
+        url = client.upload(data, "application/octet-stream", name, lifecycle=brief, **flow)
+        # At once: the lifetime runs from the upload.
+        assert httpx.get(url).status_code == 200, url
+        expiring.append(url)
+    kept = [
+        client.upload(small, "application/zip", "kept.zip"),
+        client.upload(small, "application/zip", "hour.zip",
+                      lifecycle=fal_client.StorageSettings(expires_in="1h")),
+        client.upload(small, "application/zip", "never.zip",
+                      lifecycle=fal_client.StorageSettings(expires_in="never")),
+    ]
+    time.sleep(2.5)
+    for url in expiring:
+        assert httpx.get(url).status_code == 404, f"{url} outlived its lifetime"
+    for url in kept:
+        assert httpx.get(url).status_code == 200, url
+
+
+def test_a_trainer_cannot_read_an_expired_archive(client):
+    archive = client.upload(
+        photo_zip(), "application/zip", "photos.zip",
+        lifecycle=fal_client.StorageSettings(expires_in=1),
+    )
+    time.sleep(1.2)
+    handle = client.submit(PORTRAIT_TRAINER, arguments={"images_data_url": archive})
+    run_to_completion(handle)
+    with pytest.raises(fal_client.FalClientHTTPError) as refused:
+        handle.get()
+    assert refused.value.status_code == 422
+    assert "file not found" in json.dumps(refused.value.message)
 
 
 # ------------------------------------------------------------------------------------------

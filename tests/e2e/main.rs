@@ -18,6 +18,7 @@ mod http_limits;
 mod liveness;
 mod paid_work;
 mod photo_budgets;
+mod photo_privacy;
 mod photos;
 mod process;
 mod projections;

@@ -9,6 +9,13 @@
 //!   `POST {access_url}/multipart/<upload id>/complete` with the parts and their ETags;
 //!
 //! and the stored files themselves (`/files/<id>/<name>`).
+//!
+//! Every upload may carry FAL's lifecycle header (`X-Fal-Object-Lifecycle-Preference`, or
+//! `X-Fal-Object-Lifecycle` as FAL's JavaScript client names it on uploads), JSON
+//! `{"expiration_duration_seconds": N}`: the file then answers 404 from N seconds after it was
+//! stored, and the trainers cannot read it either. FAL's clients treat 0 and null as "no
+//! expiration"; so does the simulator. Tests move time on with
+//! [`FalSimulator::advance_storage_clock`] instead of waiting.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
@@ -19,12 +26,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{error_response, SimState};
+use super::{error_response, FalSimulator, SimState};
 use crate::fal::types::{InitiateUploadRequest, InitiateUploadResponse};
 
 /// A file the simulator serves.
@@ -33,6 +40,14 @@ pub(super) struct StoredFile {
     pub bytes: Bytes,
     pub content_type: String,
     pub file_name: String,
+    /// When FAL deletes it, as its uploader asked; `None`: kept.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl StoredFile {
+    fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
 }
 
 /// An upload ticket whose bytes have not arrived yet (or may be sent again).
@@ -41,6 +56,8 @@ pub(super) struct PendingUpload {
     file_id: String,
     file_name: String,
     content_type: String,
+    /// Asked for at initiation; counted from when the bytes arrive.
+    lifetime: Option<Duration>,
 }
 
 /// A multipart upload whose parts are arriving.
@@ -49,12 +66,88 @@ pub(super) struct MultipartUpload {
     file_id: String,
     file_name: String,
     content_type: String,
+    lifetime: Option<Duration>,
     /// Part number → (ETag, bytes).
     parts: BTreeMap<u32, (String, Bytes)>,
 }
 
 /// How long a CDN upload token works.
 const CDN_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
+
+/// The lifecycle headers, preferred name first.
+const LIFECYCLE_HEADERS: [&str; 2] = [
+    "x-fal-object-lifecycle-preference",
+    "x-fal-object-lifecycle",
+];
+
+/// The lifetime an upload asks for, or why its lifecycle header cannot be read.
+fn requested_lifetime(headers: &HeaderMap) -> Result<Option<Duration>, &'static str> {
+    let Some(value) = LIFECYCLE_HEADERS.iter().find_map(|name| headers.get(*name)) else {
+        return Ok(None);
+    };
+    let parsed: serde_json::Value = value
+        .to_str()
+        .ok()
+        .and_then(|v| serde_json::from_str(v).ok())
+        .ok_or("not a JSON object")?;
+    let object = parsed.as_object().ok_or("not a JSON object")?;
+    match object.get("expiration_duration_seconds") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(seconds) => match seconds.as_u64() {
+            Some(0) => Ok(None),
+            Some(n) => Ok(Some(
+                Duration::seconds(n.min(i64::MAX as u64 / 1000) as i64),
+            )),
+            None => Err("expiration_duration_seconds must be a whole number of seconds"),
+        },
+    }
+}
+
+/// The answer to a lifecycle header we cannot read. FAL does not document its own; refusing
+/// keeps our client honest.
+fn lifecycle_refused(why: &str) -> Response {
+    error_response(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!([{"loc": ["header", "X-Fal-Object-Lifecycle-Preference"], "msg": why, "type": "value_error"}]),
+    )
+}
+
+fn expiry(lifetime: Option<Duration>) -> Option<DateTime<Utc>> {
+    lifetime.and_then(|l| Utc::now().checked_add_signed(l))
+}
+
+/// A stored file by id, unless FAL would have deleted it by now.
+fn live_file(state: &SimState, id: &str) -> Option<StoredFile> {
+    let now = Utc::now();
+    state
+        .lock()
+        .files
+        .get(id)
+        .filter(|file| file.is_live(now))
+        .cloned()
+}
+
+impl FalSimulator {
+    /// Moves the storage clock on by `by`: every stored file is that much older, so one whose
+    /// lifetime ends within `by` answers 404 from now on — without a test having to wait.
+    pub fn advance_storage_clock(&self, by: std::time::Duration) {
+        let by = Duration::from_std(by).unwrap_or(Duration::MAX);
+        for file in self.state.lock().files.values_mut() {
+            if let Some(at) = file.expires_at.as_mut() {
+                *at = at
+                    .checked_sub_signed(by)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            }
+        }
+    }
+
+    /// When the file at `url` expires: `Some(None)` if it is kept, `None` if nothing is stored
+    /// there (any more).
+    pub fn file_expires_at(&self, url: &str) -> Option<Option<DateTime<Utc>>> {
+        let id = file_id_from_url(url)?;
+        live_file(&self.state, &id).map(|file| file.expires_at)
+    }
+}
 
 /// Whether a call goes to one of the CDN's upload endpoints.
 pub(super) fn is_cdn_upload_path(method: &Method, path: &str) -> bool {
@@ -86,8 +179,19 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Stores `bytes` and returns the URL that serves them.
+/// Stores `bytes`, kept until the simulator stops, and returns the URL that serves them.
 pub(super) fn store(state: &SimState, file_name: &str, content_type: &str, bytes: Bytes) -> String {
+    store_expiring(state, file_name, content_type, bytes, None)
+}
+
+/// Stores `bytes` for `lifetime` (or for good) and returns the URL that serves them.
+fn store_expiring(
+    state: &SimState,
+    file_name: &str,
+    content_type: &str,
+    bytes: Bytes,
+    lifetime: Option<Duration>,
+) -> String {
     let id = new_id();
     let file_name = safe_name(file_name);
     let url = state.url(&format!("/files/{id}/{file_name}"));
@@ -97,6 +201,7 @@ pub(super) fn store(state: &SimState, file_name: &str, content_type: &str, bytes
             bytes,
             content_type: content_type.to_owned(),
             file_name,
+            expires_at: expiry(lifetime),
         },
     );
     url
@@ -112,7 +217,15 @@ pub(super) fn file_id_from_url(url: &str) -> Option<String> {
     (parts.next().is_none() && id != "upload" && !id.is_empty()).then(|| id.to_owned())
 }
 
-pub(super) async fn initiate(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+pub(super) async fn initiate(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let lifetime = match requested_lifetime(&headers) {
+        Ok(lifetime) => lifetime,
+        Err(why) => return lifecycle_refused(why),
+    };
     let ticket: InitiateUploadRequest = match serde_json::from_slice(&body) {
         Ok(ticket) => ticket,
         Err(e) => {
@@ -135,6 +248,7 @@ pub(super) async fn initiate(State(state): State<Arc<SimState>>, body: Bytes) ->
             file_id,
             file_name,
             content_type: ticket.content_type,
+            lifetime,
         },
     );
     Json(answer).into_response()
@@ -173,6 +287,7 @@ pub(super) async fn upload(
             bytes: body,
             content_type: pending.content_type,
             file_name: pending.file_name,
+            expires_at: expiry(pending.lifetime),
         },
     );
     StatusCode::OK.into_response()
@@ -182,8 +297,7 @@ pub(super) async fn download(
     State(state): State<Arc<SimState>>,
     Path((id, name)): Path<(String, String)>,
 ) -> Response {
-    let file = state.lock().files.get(&id).cloned();
-    match file {
+    match live_file(&state, &id) {
         Some(file) if file.file_name == name => {
             ([(header::CONTENT_TYPE, file.content_type)], file.bytes).into_response()
         }
@@ -197,7 +311,7 @@ pub(super) fn check_archive(state: &SimState, url: &str) -> Result<usize, String
     let Some(id) = file_id_from_url(url) else {
         return Err("Could not download the archive: not a FAL storage URL".to_owned());
     };
-    let Some(file) = state.lock().files.get(&id).cloned() else {
+    let Some(file) = live_file(state, &id) else {
         return Err("Could not download the archive: file not found".to_owned());
     };
     let mut archive = zip::ZipArchive::new(Cursor::new(file.bytes))
@@ -227,7 +341,7 @@ pub(super) fn check_archive(state: &SimState, url: &str) -> Result<usize, String
 /// Whether `url` names a LoRA weights file stored here.
 pub(super) fn is_lora_file(state: &SimState, url: &str) -> bool {
     file_id_from_url(url)
-        .and_then(|id| state.lock().files.get(&id).cloned())
+        .and_then(|id| live_file(state, &id))
         .is_some_and(|file| file.file_name.ends_with(".safetensors"))
 }
 
@@ -316,10 +430,14 @@ pub(super) async fn cdn_upload(
     if !cdn_authorized(&state, &headers) {
         return cdn_refused();
     }
+    let lifetime = match requested_lifetime(&headers) {
+        Ok(lifetime) => lifetime,
+        Err(why) => return lifecycle_refused(why),
+    };
     let content_type = content_type_of(&headers);
     let file_name = file_name_of(&headers, &content_type);
     let size = body.len();
-    let url = store(&state, &file_name, &content_type, body);
+    let url = store_expiring(&state, &file_name, &content_type, body, lifetime);
     Json(json!({
         "access_url": url,
         "content_type": content_type,
@@ -337,6 +455,10 @@ pub(super) async fn multipart_create(
     if !cdn_authorized(&state, &headers) {
         return cdn_refused();
     }
+    let lifetime = match requested_lifetime(&headers) {
+        Ok(lifetime) => lifetime,
+        Err(why) => return lifecycle_refused(why),
+    };
     let content_type = content_type_of(&headers);
     let file_name = file_name_of(&headers, &content_type);
     let file_id = new_id();
@@ -348,6 +470,7 @@ pub(super) async fn multipart_create(
             file_id,
             file_name,
             content_type,
+            lifetime,
             parts: BTreeMap::new(),
         },
     );
@@ -457,6 +580,7 @@ pub(super) async fn multipart_complete(
             bytes: bytes.into(),
             content_type: upload.content_type,
             file_name: upload.file_name.clone(),
+            expires_at: expiry(upload.lifetime),
         },
     );
     drop(inner);
@@ -467,6 +591,63 @@ pub(super) async fn multipart_complete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(name: &str, value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn lifecycle_headers_are_read_as_fal_clients_write_them() {
+        let lifetime = |name: &str, value: &str| requested_lifetime(&headers(name, value)).ok();
+        for name in LIFECYCLE_HEADERS {
+            assert_eq!(
+                lifetime(name, r#"{"expiration_duration_seconds": 3600}"#),
+                Some(Some(Duration::hours(1)))
+            );
+        }
+        assert_eq!(requested_lifetime(&HeaderMap::new()).ok(), Some(None));
+        // FAL's clients: 0 and null mean "no expiration"; an ACL alone sets no lifetime.
+        let never = [
+            r#"{"expiration_duration_seconds": 0}"#,
+            r#"{"expiration_duration_seconds": null}"#,
+            r#"{"initial_acl": {"default": "forbid"}}"#,
+        ];
+        for value in never {
+            assert_eq!(lifetime(LIFECYCLE_HEADERS[0], value), Some(None), "{value}");
+        }
+        for bad in [
+            "3600",
+            "not json",
+            r#"{"expiration_duration_seconds": -5}"#,
+            r#"{"expiration_duration_seconds": "1h"}"#,
+        ] {
+            let refused = requested_lifetime(&headers(LIFECYCLE_HEADERS[0], bad));
+            assert!(refused.is_err(), "{bad} was accepted");
+            assert_eq!(
+                lifecycle_refused(refused.unwrap_err()).status(),
+                StatusCode::UNPROCESSABLE_ENTITY
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_is_served_until_its_lifetime_ends() {
+        let now = Utc::now();
+        let file = |expires_at| StoredFile {
+            bytes: Bytes::new(),
+            content_type: "application/zip".into(),
+            file_name: "a.zip".into(),
+            expires_at,
+        };
+        assert!(file(None).is_live(now));
+        assert!(file(Some(now + Duration::seconds(1))).is_live(now));
+        assert!(!file(Some(now)).is_live(now));
+    }
 
     #[test]
     fn file_ids_come_from_files_urls_only() {
