@@ -2,13 +2,13 @@
 //! crash — does not make a user repeat the step they were on (typing a name, sending photos,
 //! typing a prompt).
 //!
-//! A teloxide dialogue [`Storage`]. Every update reads its chat's step, so the steps are also
-//! kept in memory and the database is read only for a chat this process has not seen yet; every
-//! change is written through before the handler goes on. A chat's updates reach one process
-//! (long polling admits one reader per token), which is what makes the memory trustworthy.
+//! A teloxide dialogue [`Storage`]. Every update reads its chat's step from the database (one
+//! lookup by primary key) and every change is written before the handler goes on: with several
+//! instances behind one webhook a chat's next update may reach another process, so no copy in
+//! memory could be trusted not to be stale — a stale "waiting for a prompt" would turn an
+//! ordinary message into a paid generation.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::Utc;
 use futures::future::BoxFuture;
@@ -18,9 +18,6 @@ use teloxide::types::ChatId;
 
 use super::State;
 use crate::store::Database;
-
-/// Chats whose step is kept in memory before the memory is emptied (it only saves reads).
-const REMEMBERED_CHATS: usize = 100_000;
 
 /// Why a step could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -34,38 +31,14 @@ pub enum DialogueError {
 /// The dialogue storage of the bot.
 pub struct Dialogues {
     db: Database,
-    /// The step of every chat seen lately; `None` is "idle" (known to have no row).
-    known: Mutex<HashMap<ChatId, Option<State>>>,
 }
 
 impl Dialogues {
     pub fn new(db: Database) -> Arc<Self> {
-        Arc::new(Self {
-            db,
-            known: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn known(&self, chat: ChatId) -> Option<Option<State>> {
-        self.known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&chat)
-            .cloned()
-    }
-
-    fn remember(&self, chat: ChatId, state: Option<State>) {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if known.len() >= REMEMBERED_CHATS && !known.contains_key(&chat) {
-            known.clear();
-        }
-        known.insert(chat, state);
+        Arc::new(Self { db })
     }
 
     async fn load(&self, chat: ChatId) -> Result<Option<State>, DialogueError> {
-        if let Some(state) = self.known(chat) {
-            return Ok(state);
-        }
         let stored: Option<String> = match &self.db {
             Database::Postgres(pool) => {
                 sqlx::query("SELECT state::text AS state FROM bot_dialogues WHERE chat_id = $1")
@@ -94,7 +67,6 @@ impl Dialogues {
                 }
             },
         };
-        self.remember(chat, state.clone());
         Ok(state)
     }
 
@@ -102,9 +74,6 @@ impl Dialogues {
         if state == State::Idle {
             // Idle is the absence of a row: most chats are idle most of the time.
             return self.forget(chat).await;
-        }
-        if self.known(chat) == Some(Some(state.clone())) {
-            return Ok(());
         }
         let json = serde_json::to_string(&state)?;
         let now = Utc::now();
@@ -136,14 +105,10 @@ impl Dialogues {
                 .await?;
             }
         }
-        self.remember(chat, Some(state));
         Ok(())
     }
 
     async fn forget(&self, chat: ChatId) -> Result<(), DialogueError> {
-        if self.known(chat) == Some(None) {
-            return Ok(());
-        }
         match &self.db {
             Database::Postgres(pool) => {
                 sqlx::query("DELETE FROM bot_dialogues WHERE chat_id = $1")
@@ -158,7 +123,6 @@ impl Dialogues {
                     .await?;
             }
         }
-        self.remember(chat, None);
         Ok(())
     }
 }

@@ -1,11 +1,9 @@
 //! The bot's memory of Telegram users (`telegram_users`): chat, language and last used avatar.
 //!
 //! Events carry only the owner's user id, so the notifier looks here for where and in which
-//! language to write. Rows are written when users talk to the bot; a small cache skips the write
-//! when nothing changed, so a busy chat costs no database writes.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! language to write. Rows are written when users talk to the bot, by an upsert that changes
+//! nothing when nothing changed, so a busy chat costs no database writes. No copy is kept in
+//! memory: another instance may have written the row since (a language switched and back).
 
 use chrono::Utc;
 use sqlx::Row;
@@ -29,22 +27,14 @@ impl TelegramUser {
     }
 }
 
-/// Users whose last written row is remembered in memory, at most.
-const SEEN_USERS: usize = 50_000;
-
 /// Reads and writes `telegram_users`.
 pub struct Users {
     db: Database,
-    /// `(chat_id, language_code)` last written per user.
-    seen: Mutex<HashMap<i64, (i64, Option<String>)>>,
 }
 
 impl Users {
     pub fn new(db: Database) -> Self {
-        Self {
-            db,
-            seen: Mutex::new(HashMap::new()),
-        }
+        Self { db }
     }
 
     /// Records that `user_id` talks to the bot in `chat_id` with this language.
@@ -54,16 +44,14 @@ impl Users {
         chat_id: i64,
         language_code: Option<&str>,
     ) -> Result<(), sqlx::Error> {
-        let current = (chat_id, language_code.map(str::to_owned));
-        if self.cached(user_id).as_ref() == Some(&current) {
-            return Ok(());
-        }
         let now = Utc::now();
         let sql = "INSERT INTO telegram_users (user_id, chat_id, language_code, updated_at)
                    VALUES ($1, $2, $3, $4)
                    ON CONFLICT (user_id) DO UPDATE
                       SET chat_id = excluded.chat_id, language_code = excluded.language_code,
-                          updated_at = excluded.updated_at";
+                          updated_at = excluded.updated_at
+                    WHERE telegram_users.chat_id IS DISTINCT FROM excluded.chat_id
+                       OR telegram_users.language_code IS DISTINCT FROM excluded.language_code";
         match &self.db {
             Database::Postgres(pool) => {
                 sqlx::query(sql)
@@ -84,21 +72,7 @@ impl Users {
                     .await?;
             }
         }
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= SEEN_USERS {
-            // Bounded: forgetting a user only costs one more upsert on their next message.
-            seen.clear();
-        }
-        seen.insert(user_id, current);
         Ok(())
-    }
-
-    fn cached(&self, user_id: i64) -> Option<(i64, Option<String>)> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&user_id)
-            .cloned()
     }
 
     /// Remembers the avatar the user worked with last (offered first when generating).

@@ -334,7 +334,21 @@ async fn get_updates(shared: &Shared, params: &Params) -> Result<Value, ApiFailu
     if let Some(allowed) = allowed {
         shared.write_quietly(|w| w.allowed_updates = allowed);
     }
+    // As Telegram does, a newer getUpdates ends the one still waiting with 409: two pollers
+    // of one token keep knocking each other out.
+    let poll = shared.write_quietly(|w| {
+        w.polls += 1;
+        w.polls
+    });
+    shared.notify();
     loop {
+        if shared.read(|w| w.polls != poll) {
+            shared.write_quietly(|w| w.polls_terminated += 1);
+            return Err(ApiFailure::new(
+                409,
+                "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+            ));
+        }
         let batch = shared.write_quietly(|w| w.take_updates(offset, limit));
         if !batch.is_empty() {
             shared.notify();

@@ -312,6 +312,12 @@ impl FakeTelegram {
         self.shared.read(|w| w.updates_delivered)
     }
 
+    /// Long polls ended with 409 because another `getUpdates` came: more than zero means two
+    /// pollers were running at once.
+    pub fn polls_terminated(&self) -> u64 {
+        self.shared.read(|w| w.polls_terminated)
+    }
+
     /// Updates queued and not yet confirmed by the bot.
     pub fn updates_pending(&self) -> usize {
         self.shared.read(|w| w.pending_updates())

@@ -30,6 +30,10 @@ pub(crate) struct World {
     next_update_id: i64,
     last_delivered_update: i64,
     pub updates_delivered: u64,
+    /// `getUpdates` calls so far; only the newest may wait for updates.
+    pub polls: u64,
+    /// Waiting `getUpdates` calls ended with 409 by a newer one.
+    pub polls_terminated: u64,
     pub allowed_updates: Vec<String>,
     pub callbacks: HashMap<String, CallbackRecord>,
     next_callback: u64,
@@ -107,6 +111,8 @@ impl World {
             next_update_id: 1,
             last_delivered_update: 0,
             updates_delivered: 0,
+            polls: 0,
+            polls_terminated: 0,
             allowed_updates: Vec::new(),
             callbacks: HashMap::new(),
             next_callback: 0,

@@ -582,3 +582,28 @@ async fn get_updates_long_polls_and_confirms_by_offset() -> Result<(), Box<dyn s
     fake.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_second_get_updates_ends_the_waiting_one_with_409_as_telegram_does(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let fake = FakeTelegram::spawn(TOKEN).await?;
+    let first = Bot::new(TOKEN).set_api_url(fake.api_url());
+    let second = Bot::new(TOKEN).set_api_url(fake.api_url());
+    let erin = fake.user(5005, "Erin", "en");
+
+    let waiting = tokio::spawn(async move { first.get_updates().timeout(20).await });
+    fake.wait_for_requests("getUpdates", 1).await?;
+    let newer = tokio::spawn(async move { second.get_updates().timeout(20).await });
+    let ended = waiting.await?;
+    match ended {
+        Err(teloxide::RequestError::Api(teloxide::ApiError::TerminatedByOtherGetUpdates)) => {}
+        other => panic!("the older poll should end with 409, got {other:?}"),
+    }
+    assert_eq!(fake.polls_terminated(), 1);
+    // The newer one is the poller now and gets what arrives.
+    erin.send_text("hello");
+    let updates = newer.await??;
+    assert_eq!(updates.len(), 1);
+    fake.shutdown().await;
+    Ok(())
+}

@@ -22,7 +22,50 @@ on_both_backends!(
     snapshots_round_trip_to_the_same_state,
     positions_grow_with_every_commit,
     migrations_can_run_twice,
+    two_instances_never_read_a_stale_conversation_step,
 );
+
+/// Two instances behind one webhook: a step one of them changed is what the other reads next,
+/// so a message can never be taken for a prompt (a paid generation) that was cancelled.
+async fn two_instances_never_read_a_stale_conversation_step(db: Database) {
+    use aisha::bot::dialogues::Dialogues;
+    use aisha::bot::users::Users;
+    use aisha::bot::State;
+    use teloxide::dispatching::dialogue::Storage;
+    use teloxide::types::ChatId;
+
+    let (a, b) = (Dialogues::new(db.clone()), Dialogues::new(db.clone()));
+    let chat = ChatId(4242);
+    let prompt = State::AwaitingPrompt {
+        avatar_id: Uuid::new_v4(),
+        preset: aggregates::GenerationPreset::Fast,
+    };
+    a.clone()
+        .update_dialogue(chat, prompt.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        b.clone().get_dialogue(chat).await.unwrap(),
+        Some(prompt.clone())
+    );
+    // The user cancels on the other instance; the first must not still see the prompt step.
+    b.clone().remove_dialogue(chat).await.unwrap();
+    assert_eq!(a.clone().get_dialogue(chat).await.unwrap(), None);
+    // And the other way round: a step set again is seen again.
+    b.clone()
+        .update_dialogue(chat, prompt.clone())
+        .await
+        .unwrap();
+    assert_eq!(a.clone().get_dialogue(chat).await.unwrap(), Some(prompt));
+
+    // A language switched on one instance and back on the other is what the row says.
+    let (first, second) = (Users::new(db.clone()), Users::new(db));
+    first.remember(4242, 4242, Some("en")).await.unwrap();
+    second.remember(4242, 4242, Some("ru")).await.unwrap();
+    first.remember(4242, 4242, Some("en")).await.unwrap();
+    let row = second.get(4242).await.unwrap().expect("the user's row");
+    assert_eq!(row.language_code.as_deref(), Some("en"));
+}
 
 async fn appended_events_load_back_in_order_with_who_and_why(db: Database) {
     let store = AvatarStore::new(db);
