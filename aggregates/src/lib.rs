@@ -6,8 +6,10 @@
 //! - [`values`] — small validated types (names, photo metadata, actors);
 //! - [`presets`] — training and generation presets and the exact FAL inputs they produce;
 //! - [`avatar`] — the aggregate: state, `handle` (rules) and `apply` (state changes);
-//! - [`commands`], [`events`], [`errors`] — the aggregate's vocabulary.
+//! - [`commands`], [`events`], [`errors`] — the aggregate's vocabulary;
+//! - [`account`] — the credits ledger of one Telegram user, with its own commands, events and errors.
 
+pub mod account;
 pub mod avatar;
 pub mod commands;
 pub mod errors;
@@ -15,6 +17,10 @@ pub mod events;
 pub mod presets;
 pub mod values;
 
+pub use account::{
+    account_id, balance_from_events, Account, AccountAction, AccountCommand, AccountError,
+    AccountEvent, GrantSource, RefundRequester, ReleaseReason, ReservationPurpose,
+};
 pub use avatar::{Avatar, AvatarStatus, FalJob, TrainedModel};
 pub use commands::{Action, Command, TrainingOutput};
 pub use errors::AvatarError;
