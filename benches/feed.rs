@@ -215,6 +215,7 @@ async fn feed_lag(
                     prompt: "a portrait in the rain".into(),
                     preset: Some(GenerationPreset::Balanced),
                     num_images: 1,
+                    aspect: None,
                 },
             );
             let t = Instant::now();
@@ -466,6 +467,7 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
                 prompt: format!("scene number {g} in soft light"),
                 preset: Some(preset),
                 num_images: 1,
+                aspect: None,
             },
         ))
         .await;

@@ -205,6 +205,7 @@ fn generate() -> Command {
             prompt: "a portrait in the rain".into(),
             preset: None,
             num_images: 1,
+            aspect: None,
         },
     )
 }

@@ -523,6 +523,7 @@ impl Avatar {
                 prompt,
                 preset,
                 num_images,
+                aspect,
             } => {
                 if self.status != AvatarStatus::Trained {
                     return Err(AvatarError::NotTrained);
@@ -553,7 +554,8 @@ impl Avatar {
                     return Err(AvatarError::DuplicateGeneration(generation_id));
                 }
                 let full_prompt = format!("{} {}", model.trigger(), prompt);
-                let arguments = generation_arguments(model, preset, full_prompt, num_images);
+                let arguments =
+                    generation_arguments(model, preset, aspect, full_prompt, num_images);
                 Ok(vec![AvatarEvent::GenerationRequested {
                     owner,
                     generation_id,
@@ -562,6 +564,7 @@ impl Avatar {
                     endpoint: model.kind().generator().to_owned(),
                     arguments,
                     num_images,
+                    aspect,
                     at,
                 }])
             }
@@ -748,14 +751,17 @@ fn check_model_matches(avatar_type: AvatarType, model: &TrainedModel) -> Result<
     })
 }
 
-/// The exact generator input for a model, preset and prompt (preset table and seed 000).
+/// The exact generator input for a model, preset, frame and prompt (preset table and seed 000).
 pub fn generation_arguments(
     model: &TrainedModel,
     preset: Option<GenerationPreset>,
+    aspect: Option<presets::AspectRatio>,
     full_prompt: String,
     num_images: u32,
 ) -> serde_json::Value {
     let values = preset.map(GenerationPreset::values);
+    let preset_size = values.map_or(presets::DEFAULT_IMAGE_SIZE, |v| v.image_size);
+    let image_size = aspect.map_or(preset_size, |a| a.image_size(preset_size));
     let json = match model {
         TrainedModel::Portrait { lora_file_url, .. }
         | TrainedModel::StyleLora { lora_file_url, .. } => serde_json::to_value(FluxLoraInput {
@@ -764,9 +770,7 @@ pub fn generation_arguments(
                 path: lora_file_url.clone(),
                 scale: values.map_or(presets::DEFAULT_LORA_SCALE, |v| v.lora_scale),
             }],
-            image_size: values
-                .map_or(presets::DEFAULT_IMAGE_SIZE, |v| v.image_size)
-                .to_owned(),
+            image_size: image_size.to_owned(),
             num_inference_steps: values.map(|v| v.steps),
             guidance_scale: values.map(|v| v.guidance),
             num_images,
@@ -777,11 +781,12 @@ pub fn generation_arguments(
                 finetune_id: finetune_id.clone(),
                 finetune_strength: values
                     .map_or(presets::DEFAULT_FINETUNE_STRENGTH, |v| v.finetune_strength),
-                aspect_ratio: values
-                    .map_or(presets::DEFAULT_ASPECT_RATIO, |v| {
-                        aspect_ratio_for(v.image_size)
-                    })
-                    .to_owned(),
+                aspect_ratio: match (aspect, values) {
+                    (Some(a), _) => a.ratio(),
+                    (None, Some(v)) => aspect_ratio_for(v.image_size),
+                    (None, None) => presets::DEFAULT_ASPECT_RATIO,
+                }
+                .to_owned(),
                 num_images,
                 raw: values.is_some_and(|v| v.raw),
             })

@@ -90,6 +90,9 @@ pub enum Action {
         prompt: String,
         preset: Option<GenerationPreset>,
         num_images: u32,
+        /// The frame chosen apart from the preset; `None`: the preset's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        aspect: Option<crate::presets::AspectRatio>,
     },
     /// The generation actor submitted the job to FAL: record the request and its URLs.
     RecordGenerationSubmission {

@@ -77,6 +77,10 @@ pub enum AvatarEvent {
         /// The exact JSON input for `endpoint`, trigger already in front of the prompt.
         arguments: serde_json::Value,
         num_images: u32,
+        /// The frame the user chose apart from the preset (already in `arguments`); absent in
+        /// events written before the choice existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        aspect: Option<crate::presets::AspectRatio>,
         at: DateTime<Utc>,
     },
     /// FAL accepted the generation job: from now on only its request id can finish it.

@@ -25,5 +25,5 @@ pub use avatar::{Avatar, AvatarStatus, FalJob, TrainedModel};
 pub use commands::{Action, Command, TrainingOutput};
 pub use errors::AvatarError;
 pub use events::AvatarEvent;
-pub use presets::{GenerationPreset, ModelKind, StyleTrainer, TrainingPreset};
+pub use presets::{AspectRatio, GenerationPreset, ModelKind, StyleTrainer, TrainingPreset};
 pub use values::{Actor, AvatarName, AvatarType, Gender, GeneratedImage, ImageFormat, PhotoMeta};

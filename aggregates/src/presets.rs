@@ -352,6 +352,60 @@ impl GenerationPreset {
     }
 }
 
+/// The frame a user picks for a generation, apart from the preset: each endpoint names it its
+/// own way (`image_size` on the LoRA endpoint, `aspect_ratio` on the ultra endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AspectRatio {
+    Square,
+    /// 3:4, upright.
+    Portrait,
+    /// 9:16, upright: phone screens, stories.
+    Tall,
+    /// 4:3.
+    Landscape,
+    /// 16:9.
+    Wide,
+}
+
+impl AspectRatio {
+    pub const ALL: [Self; 5] = [
+        Self::Square,
+        Self::Portrait,
+        Self::Tall,
+        Self::Landscape,
+        Self::Wide,
+    ];
+
+    /// As people write it: `1:1`, `3:4`, `9:16`, `4:3`, `16:9` (also the ultra endpoint's value).
+    pub fn ratio(self) -> &'static str {
+        match self {
+            Self::Square => "1:1",
+            Self::Portrait => "3:4",
+            Self::Tall => "9:16",
+            Self::Landscape => "4:3",
+            Self::Wide => "16:9",
+        }
+    }
+
+    /// The LoRA endpoint's named size; a square keeps the preset's own square (`square` is the
+    /// fast preset's smaller frame).
+    pub fn image_size(self, preset_size: &'static str) -> &'static str {
+        match self {
+            Self::Square if preset_size.starts_with("square") => preset_size,
+            Self::Square => "square_hd",
+            Self::Portrait => "portrait_4_3",
+            Self::Tall => "portrait_16_9",
+            Self::Landscape => "landscape_4_3",
+            Self::Wide => "landscape_16_9",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.ratio() == s)
+    }
+}
+
 /// The ultra endpoint takes an aspect ratio where the LoRA endpoint takes a named size.
 pub fn aspect_ratio_for(image_size: &str) -> &'static str {
     match image_size {

@@ -187,6 +187,7 @@ fn generate(id: u128, preset: Option<GenerationPreset>) -> Action {
         prompt: "  in a spacesuit on Mars ".into(),
         preset,
         num_images: 1,
+        aspect: None,
     }
 }
 
@@ -963,6 +964,72 @@ mod generating {
         (endpoint.clone(), arguments.clone())
     }
 
+    fn framed(
+        avatar_type: AvatarType,
+        preset: Option<GenerationPreset>,
+        aspect: aggregates::AspectRatio,
+    ) -> (serde_json::Value, Option<aggregates::AspectRatio>) {
+        let events = AvatarTest::with(())
+            .given(trained(avatar_type))
+            .when(user(Action::Generate {
+                generation_id: Uuid::from_u128(7),
+                prompt: "a lighthouse".into(),
+                preset,
+                num_images: 4,
+                aspect: Some(aspect),
+            }))
+            .inspect_result()
+            .unwrap();
+        let AvatarEvent::GenerationRequested {
+            arguments,
+            aspect,
+            num_images,
+            ..
+        } = &events[0]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(*num_images, 4);
+        (arguments.clone(), *aspect)
+    }
+
+    // The frame is chosen apart from the preset: a named size on the LoRA endpoint, a ratio on
+    // the ultra endpoint, and recorded in the event either way.
+    #[test]
+    fn each_aspect_ratio_maps_to_each_endpoints_own_field() {
+        use aggregates::AspectRatio::*;
+        let cases = [
+            (Square, "square_hd", "1:1"),
+            (Portrait, "portrait_4_3", "3:4"),
+            (Tall, "portrait_16_9", "9:16"),
+            (Landscape, "landscape_4_3", "4:3"),
+            (Wide, "landscape_16_9", "16:9"),
+        ];
+        for (aspect, image_size, ratio) in cases {
+            let (lora, recorded) = framed(AvatarType::Portrait, None, aspect);
+            assert_eq!(lora["image_size"], image_size, "{aspect:?}");
+            assert_eq!(lora["num_images"], 4);
+            assert_eq!(recorded, Some(aspect));
+            let (ultra, recorded) =
+                framed(AvatarType::Style, Some(GenerationPreset::Portrait), aspect);
+            assert_eq!(ultra["aspect_ratio"], ratio, "{aspect:?}");
+            assert_eq!(recorded, Some(aspect));
+        }
+    }
+
+    #[test]
+    fn a_square_keeps_the_fast_presets_smaller_square_and_overrides_a_portrait_preset() {
+        use aggregates::AspectRatio::*;
+        let (fast, _) = framed(AvatarType::Portrait, Some(GenerationPreset::Fast), Square);
+        assert_eq!(fast["image_size"], "square");
+        let (portrait, _) = framed(AvatarType::Portrait, Some(GenerationPreset::Portrait), Wide);
+        assert_eq!(portrait["image_size"], "landscape_16_9");
+        assert_eq!(
+            portrait["num_inference_steps"], 35,
+            "the rest of the preset stays"
+        );
+    }
+
     // Seed 000: portrait → flux-lora with the LoRA in `loras`, scale 1.0, square_hd.
     #[test]
     fn a_portrait_generates_on_flux_lora_with_seed_000_defaults() {
@@ -1047,6 +1114,7 @@ mod generating {
                 prompt: " \n ".into(),
                 preset: None,
                 num_images: 1,
+                aspect: None,
             }))
             .then_expect_error(AvatarError::EmptyPrompt);
     }
@@ -1060,6 +1128,7 @@ mod generating {
                 prompt: "a".repeat(MAX_PROMPT_CHARS + 1),
                 preset: None,
                 num_images: 1,
+                aspect: None,
             }))
             .then_expect_error(AvatarError::PromptTooLong {
                 max: MAX_PROMPT_CHARS,
@@ -1076,6 +1145,7 @@ mod generating {
                 prompt: "x".into(),
                 preset: None,
                 num_images: 5,
+                aspect: None,
             }))
             .then_expect_error(AvatarError::InvalidImageCount {
                 requested: 5,
@@ -1094,11 +1164,13 @@ mod generating {
             arguments: generation_arguments(
                 &model,
                 None,
+                None,
                 "PERSON_ABCDEF12 in a spacesuit on Mars".into(),
                 1,
             ),
             num_images: 1,
             at: at(),
+            aspect: None,
         }
     }
 
@@ -1224,6 +1296,7 @@ mod prompt_hygiene {
                 prompt: "\u{1b}[2Jsunny\u{0}\r\nbeach".into(),
                 preset: None,
                 num_images: 1,
+                aspect: None,
             }))
             .inspect_result()
             .unwrap();
@@ -1246,6 +1319,7 @@ mod prompt_hygiene {
                 prompt: "\u{1b}\u{7}\n\t\u{202E}".into(),
                 preset: None,
                 num_images: 1,
+                aspect: None,
             }))
             .then_expect_error(AvatarError::EmptyPrompt);
     }
@@ -1375,6 +1449,7 @@ mod style_lora {
                 prompt: "a lighthouse".into(),
                 preset: None,
                 num_images: 1,
+                aspect: None,
             }))
             .inspect_result()
             .unwrap();
@@ -1444,9 +1519,16 @@ mod paid_jobs {
             prompt: "at the sea".into(),
             preset: None,
             endpoint: PORTRAIT_GENERATOR.into(),
-            arguments: generation_arguments(&model, None, "PERSON_ABCDEF12 at the sea".into(), 1),
+            arguments: generation_arguments(
+                &model,
+                None,
+                None,
+                "PERSON_ABCDEF12 at the sea".into(),
+                1,
+            ),
             num_images: 1,
             at: at(),
+            aspect: None,
         }
     }
 

@@ -5,7 +5,7 @@
 //! form. Anything that does not parse exactly — garbled, forged or from an older version of the
 //! bot — is a [`CallbackError`], which the bot answers with a polite "out of date".
 
-use aggregates::{AvatarType, Gender, GenerationPreset, TrainingPreset};
+use aggregates::{AspectRatio, AvatarType, Gender, GenerationPreset, TrainingPreset};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use uuid::Uuid;
@@ -46,6 +46,19 @@ pub enum Callback {
     Generate(Uuid),
     /// Preset chosen: ask for the prompt.
     GeneratePreset(Uuid, GenerationPreset),
+    /// On the prompt screen: images per request and the frame (`None`: the preset's own).
+    PromptOptions {
+        avatar: Uuid,
+        preset: GenerationPreset,
+        images: u8,
+        aspect: Option<AspectRatio>,
+    },
+    /// Under a result: image `image` (from 0, as sent) of a generation, as a document.
+    AsFile {
+        avatar: Uuid,
+        generation: Uuid,
+        image: u8,
+    },
     /// Run a finished generation's prompt and preset again.
     Again {
         avatar: Uuid,
@@ -93,6 +106,8 @@ impl Callback {
             | Self::DeleteConfirm(id)
             | Self::DeleteCancel(id) => Some(id),
             Self::RemovePhoto { avatar, .. }
+            | Self::PromptOptions { avatar, .. }
+            | Self::AsFile { avatar, .. }
             | Self::Again { avatar, .. }
             | Self::OtherPreset { avatar, .. }
             | Self::Regenerate { avatar, .. } => Some(avatar),
@@ -130,6 +145,22 @@ impl Callback {
             Self::GenerateMenu => "gm".into(),
             Self::Generate(id) => format!("ge:{}", short(id)),
             Self::GeneratePreset(id, p) => format!("gp:{}:{}", preset_code(p), short(id)),
+            Self::PromptOptions {
+                avatar,
+                preset,
+                images,
+                aspect,
+            } => format!(
+                "pn:{}:{images}:{}:{}",
+                preset_code(preset),
+                aspect_code(aspect),
+                short(avatar)
+            ),
+            Self::AsFile {
+                avatar,
+                generation,
+                image,
+            } => format!("af:{image}:{}{}", short(avatar), short(generation)),
             Self::Again { avatar, generation } => {
                 format!("ag:{}{}", short(avatar), short(generation))
             }
@@ -189,6 +220,25 @@ impl Callback {
             ["gp", p, id] => parse_preset(p)
                 .zip(from_short(id))
                 .map(|(p, id)| Self::GeneratePreset(id, p)),
+            ["pn", p, n, a, id] => parse_preset(p)
+                .zip(parse_images(n))
+                .zip(parse_aspect(a))
+                .zip(from_short(id))
+                .map(|(((preset, images), aspect), avatar)| Self::PromptOptions {
+                    avatar,
+                    preset,
+                    images,
+                    aspect,
+                }),
+            ["af", n, ids] => {
+                parse_image_index(n)
+                    .zip(two_ids(ids))
+                    .map(|(image, (avatar, generation))| Self::AsFile {
+                        avatar,
+                        generation,
+                        image,
+                    })
+            }
             ["ag", ids] => {
                 two_ids(ids).map(|(avatar, generation)| Self::Again { avatar, generation })
             }
@@ -324,6 +374,38 @@ fn preset_code(p: GenerationPreset) -> &'static str {
     }
 }
 
+/// `d` keeps the preset's frame; the others name one.
+fn aspect_code(aspect: Option<AspectRatio>) -> &'static str {
+    match aspect {
+        None => "d",
+        Some(AspectRatio::Square) => "s",
+        Some(AspectRatio::Portrait) => "p",
+        Some(AspectRatio::Tall) => "t",
+        Some(AspectRatio::Landscape) => "l",
+        Some(AspectRatio::Wide) => "w",
+    }
+}
+
+fn parse_aspect(code: &str) -> Option<Option<AspectRatio>> {
+    std::iter::once(None)
+        .chain(AspectRatio::ALL.into_iter().map(Some))
+        .find(|a| aspect_code(*a) == code)
+}
+
+/// Images per request: one digit, 1 to the generators' maximum.
+fn parse_images(text: &str) -> Option<u8> {
+    let n: u8 = (text.len() == 1).then(|| text.parse().ok()).flatten()?;
+    (1..=aggregates::presets::MAX_IMAGES_PER_GENERATION as u8)
+        .contains(&n)
+        .then_some(n)
+}
+
+/// An image's place in its result: one digit, below the maximum per request.
+fn parse_image_index(text: &str) -> Option<u8> {
+    let n: u8 = (text.len() == 1).then(|| text.parse().ok()).flatten()?;
+    (n < aggregates::presets::MAX_IMAGES_PER_GENERATION as u8).then_some(n)
+}
+
 fn parse_preset(code: &str) -> Option<GenerationPreset> {
     GenerationPreset::ALL
         .into_iter()
@@ -377,6 +459,23 @@ mod tests {
         }
         for p in TrainingPreset::ALL {
             all.push(Callback::StartTraining(a, p));
+        }
+        for image in 0..4 {
+            all.push(Callback::AsFile {
+                avatar: a,
+                generation: g,
+                image,
+            });
+        }
+        for aspect in std::iter::once(None).chain(AspectRatio::ALL.into_iter().map(Some)) {
+            for images in 1..=4 {
+                all.push(Callback::PromptOptions {
+                    avatar: a,
+                    preset: GenerationPreset::Portrait,
+                    images,
+                    aspect,
+                });
+            }
         }
         for p in GenerationPreset::ALL {
             all.push(Callback::GeneratePreset(a, p));
@@ -432,6 +531,10 @@ mod tests {
             "gp:z:AAAAAAAAAAAAAAAAAAAAAA".into(),
             format!("pr:{}:AAAAAAAAAAB", &good[2..]),
             format!("pr:{}:AAAAAAAAAA", &good[2..]),
+            format!("pn:f:5:d:{}", &good[2..]),
+            format!("pn:f:0:d:{}", &good[2..]),
+            format!("pn:f:2:x:{}", &good[2..]),
+            "af:4:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
             "a".repeat(65),
         ];
         for data in cases {

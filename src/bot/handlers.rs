@@ -27,13 +27,12 @@ use super::photos::{IncomingFile, Intake, ALBUM_QUIET};
 use super::quotas::{Ask, QuotaReached};
 use super::send::{retrying, sending};
 use super::texts::{AvatarLine, CardView, Lang, Texts};
+use super::users::GenerationOptions;
 use super::{BotDeps, BotDialogue, BotError, HandlerResult, State, TgBot};
 use crate::store::{Database, StoreError};
 
 /// Avatars per gallery page.
 pub const GALLERY_PAGE_SIZE: u32 = 5;
-/// Images per generation request.
-pub const IMAGES_PER_GENERATION: u32 = 1;
 /// How long the bot waits for the gallery to show a change it just made.
 const READ_MODEL_WAIT: Duration = Duration::from_secs(3);
 
@@ -146,6 +145,37 @@ impl Ctx {
             }
         }
         self.say(text, Some(keyboard)).await.map(drop)
+    }
+
+    /// The user's prompt-screen choices (defaults if they cannot be read: one image, the
+    /// preset's frame).
+    async fn options(&self) -> GenerationOptions {
+        match self.deps.users.get(self.user).await {
+            Ok(user) => user.map(|u| u.options).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(user = self.user, error = %e, "could not read the generation options");
+                GenerationOptions::default()
+            }
+        }
+    }
+
+    /// The prompt screen for `avatar` and `preset` with the user's current choices.
+    async fn show_prompt_screen(
+        &self,
+        screen: Screen,
+        avatar_id: Uuid,
+        avatar: &Avatar,
+        preset: GenerationPreset,
+    ) -> Result<(), RequestError> {
+        let t = self.t();
+        let options = self.options().await;
+        let text = format!(
+            "{}\n\n{}",
+            t.ask_prompt(&avatar_name(avatar), preset),
+            t.prompt_options(options.images(), options.aspect)
+        );
+        self.show(screen, text, kb::prompt(t, avatar_id, preset, options))
+            .await
     }
 
     async fn remember_avatar(&self, avatar_id: Uuid) {
@@ -405,9 +435,10 @@ pub async fn on_prompt(
         Ok(()) => dialogue.reset().await?,
         Err(refusal @ (AvatarError::PromptTooLong { .. } | AvatarError::EmptyPrompt)) => {
             // Stay in this step so a shorter prompt can follow.
+            let options = ctx.options().await;
             ctx.say(
                 t.refused(&t.refusal(&refusal)),
-                Some(kb::prompt(t, avatar_id)),
+                Some(kb::prompt(t, avatar_id, preset, options)),
             )
             .await?;
         }
@@ -512,6 +543,7 @@ async fn generate(
         return Ok(Ok(()));
     }
     let generation_id = Uuid::new_v4();
+    let options = ctx.options().await;
     let requested = ctx
         .execute(
             avatar_id,
@@ -519,7 +551,8 @@ async fn generate(
                 generation_id,
                 prompt,
                 preset,
-                num_images: IMAGES_PER_GENERATION,
+                num_images: options.images(),
+                aspect: options.aspect,
             },
         )
         .await;
@@ -786,8 +819,73 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
             dialogue
                 .update(State::AwaitingPrompt { avatar_id, preset })
                 .await?;
-            let text = t.ask_prompt(&avatar_name(&avatar), preset);
-            ctx.show(screen, text, kb::prompt(t, avatar_id)).await?;
+            ctx.show_prompt_screen(screen, avatar_id, &avatar, preset)
+                .await?;
+        }
+        (
+            Callback::PromptOptions {
+                preset,
+                images,
+                aspect,
+                ..
+            },
+            Some((avatar_id, avatar)),
+        ) => {
+            if avatar.status != AvatarStatus::Trained {
+                return Ok(Answer::Alert(capitalised(
+                    &t.refusal(&AvatarError::NotTrained),
+                )));
+            }
+            let options = GenerationOptions {
+                images: Some(u32::from(images)),
+                aspect,
+            };
+            if options == ctx.options().await {
+                // A second tap on the choice already made: the screen would not change.
+                return Ok(Answer::Silent);
+            }
+            ctx.deps
+                .users
+                .set_generation_options(ctx.user, options)
+                .await?;
+            dialogue
+                .update(State::AwaitingPrompt { avatar_id, preset })
+                .await?;
+            ctx.show_prompt_screen(screen, avatar_id, &avatar, preset)
+                .await?;
+        }
+        (
+            Callback::AsFile {
+                generation, image, ..
+            },
+            Some((avatar_id, _)),
+        ) => {
+            let Some(found) = generated_image(ctx, avatar_id, generation, image).await? else {
+                return Ok(Answer::Alert(t.image_unavailable().to_owned()));
+            };
+            match ctx.deps.fal.download(&found.url).await {
+                Ok(bytes) => {
+                    let extension = match found.content_type.as_deref() {
+                        Some("image/png") => "png",
+                        Some("image/webp") => "webp",
+                        _ => "jpg",
+                    };
+                    let name = format!(
+                        "aisha-{}-{}.{extension}",
+                        &generation.simple().to_string()[..8],
+                        image + 1
+                    );
+                    let file = teloxide::types::InputFile::memory(bytes).file_name(name);
+                    sending(&ctx.deps.limiter, ctx.chat, 1, "sendDocument", || {
+                        ctx.bot.send_document(ctx.chat, file.clone()).send()
+                    })
+                    .await?;
+                }
+                Err(e) => {
+                    tracing::warn!(user = ctx.user, %generation, error = %e, "could not fetch an image to send as a file");
+                    return Ok(Answer::Alert(t.image_unavailable().to_owned()));
+                }
+            }
         }
         (Callback::Again { generation, .. }, Some((avatar_id, _))) => {
             let Some((prompt, preset)) = requested_generation(ctx, avatar_id, generation).await?
@@ -880,6 +978,31 @@ async fn owned_avatar(
 }
 
 /// The prompt and preset of one of the avatar's generations, from its history.
+/// Image `index` of a generation's result, counted as the user was sent them (hidden images
+/// left out), from the avatar's history.
+async fn generated_image(
+    ctx: &Ctx,
+    avatar_id: Uuid,
+    generation_id: Uuid,
+    index: u8,
+) -> Result<Option<aggregates::GeneratedImage>, BotError> {
+    let history = ctx.deps.store.history(avatar_id).await?;
+    Ok(history
+        .into_iter()
+        .rev()
+        .find_map(|entry| match entry.event {
+            AvatarEvent::GenerationCompleted {
+                generation_id: id,
+                images,
+                ..
+            } if id == generation_id => images
+                .into_iter()
+                .filter(|i| !i.nsfw)
+                .nth(usize::from(index)),
+            _ => None,
+        }))
+}
+
 async fn requested_generation(
     ctx: &Ctx,
     avatar_id: Uuid,

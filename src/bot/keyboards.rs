@@ -1,12 +1,14 @@
 //! The inline keyboards of every screen, built from [`Callback`]s and the user's texts.
 
 use aggregates::avatar::MIN_PHOTOS;
-use aggregates::{AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset};
+use aggregates::presets::MAX_IMAGES_PER_GENERATION;
+use aggregates::{AspectRatio, AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset};
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use uuid::Uuid;
 
 use super::callbacks::Callback;
 use super::texts::Texts;
+use super::users::GenerationOptions;
 
 fn button(text: impl Into<String>, callback: Callback) -> InlineKeyboardButton {
     InlineKeyboardButton::callback(text, callback.encode())
@@ -265,20 +267,90 @@ pub fn regeneration_presets(t: &dyn Texts, avatar: Uuid, generation: Uuid) -> In
 }
 
 /// While waiting for a prompt: back to the presets.
-pub fn prompt(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup {
-    InlineKeyboardMarkup::new([[button(t.btn_back(), Callback::Generate(avatar_id))]])
+/// The prompt screen: how many images and which frame (the current choice marked), and back.
+pub fn prompt(
+    t: &dyn Texts,
+    avatar: Uuid,
+    preset: GenerationPreset,
+    options: GenerationOptions,
+) -> InlineKeyboardMarkup {
+    let mark = |chosen: bool, label: String| {
+        if chosen {
+            format!("✓ {label}")
+        } else {
+            label
+        }
+    };
+    let images = options.images();
+    let counts = (1..=MAX_IMAGES_PER_GENERATION as u8)
+        .map(|n| {
+            button(
+                mark(u32::from(n) == images, n.to_string()),
+                Callback::PromptOptions {
+                    avatar,
+                    preset,
+                    images: n,
+                    aspect: options.aspect,
+                },
+            )
+        })
+        .collect::<Vec<_>>();
+    let frames = std::iter::once(None)
+        .chain(AspectRatio::ALL.into_iter().map(Some))
+        .map(|aspect| {
+            let label = aspect.map_or(t.btn_preset_frame().to_owned(), |a| a.ratio().to_owned());
+            button(
+                mark(aspect == options.aspect, label),
+                Callback::PromptOptions {
+                    avatar,
+                    preset,
+                    images: images as u8,
+                    aspect,
+                },
+            )
+        })
+        .collect::<Vec<_>>();
+    let (first, second) = frames.split_at(3);
+    InlineKeyboardMarkup::new([
+        counts,
+        first.to_vec(),
+        second.to_vec(),
+        vec![button(t.btn_back(), Callback::Generate(avatar))],
+    ])
 }
 
-/// Under a generation's result.
-pub fn generation_result(t: &dyn Texts, avatar: Uuid, generation: Uuid) -> InlineKeyboardMarkup {
-    InlineKeyboardMarkup::new([
-        vec![
-            button(t.btn_again(), Callback::Again { avatar, generation }),
+/// Under a generation's result: each of its `images` (as sent) as a file, again, another
+/// preset, the menu.
+pub fn generation_result(
+    t: &dyn Texts,
+    avatar: Uuid,
+    generation: Uuid,
+    images: usize,
+) -> InlineKeyboardMarkup {
+    let files = (0..images.min(MAX_IMAGES_PER_GENERATION as usize))
+        .map(|n| {
+            let label = t.btn_as_file((images > 1).then_some(n + 1));
             button(
-                t.btn_other_preset(),
-                Callback::OtherPreset { avatar, generation },
-            ),
-        ],
-        vec![button(t.btn_menu(), Callback::Menu)],
-    ])
+                label,
+                Callback::AsFile {
+                    avatar,
+                    generation,
+                    image: n as u8,
+                },
+            )
+        })
+        .collect::<Vec<_>>();
+    let mut rows = Vec::new();
+    if !files.is_empty() {
+        rows.push(files);
+    }
+    rows.push(vec![
+        button(t.btn_again(), Callback::Again { avatar, generation }),
+        button(
+            t.btn_other_preset(),
+            Callback::OtherPreset { avatar, generation },
+        ),
+    ]);
+    rows.push(vec![button(t.btn_menu(), Callback::Menu)]);
+    InlineKeyboardMarkup::new(rows)
 }

@@ -124,6 +124,8 @@ pub struct BotDeps {
     pub username: std::sync::OnceLock<String>,
     /// What one user (and all together) may ask for.
     pub quotas: std::sync::RwLock<quotas::Quotas>,
+    /// FAL's result files, for "send as file".
+    pub fal: FalClient,
 }
 
 /// The handler tree: commands first, then photos, then the text a conversation step waits for;
@@ -244,6 +246,7 @@ impl Telegram {
             style_trainer,
             username: std::sync::OnceLock::new(),
             quotas: std::sync::RwLock::new(quotas::Quotas::default()),
+            fal: fal.clone(),
         });
         let notifier = Arc::new(TelegramNotifier::new(bot.clone(), deps.clone(), fal));
         Ok(Self {

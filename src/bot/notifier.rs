@@ -91,7 +91,7 @@ impl TelegramNotifier {
                 ..
             } => {
                 tracing::info!(owner, %avatar_id, %generation_id, reason, "telling the user their generation failed");
-                let keyboard = kb::generation_result(t, avatar_id, *generation_id);
+                let keyboard = kb::generation_result(t, avatar_id, *generation_id, 0);
                 let why = t.fal_failure(crate::fal::FailureKind::from_reason(reason));
                 let text = format!("{}\n{why}", t.generation_failed(&name));
                 self.text(chat, text, keyboard).await
@@ -126,8 +126,8 @@ impl TelegramNotifier {
         generation_id: Uuid,
         images: &[GeneratedImage],
     ) -> Result<(), NotifyError> {
-        let keyboard = kb::generation_result(t, avatar_id, generation_id);
         let visible: Vec<&GeneratedImage> = images.iter().filter(|i| !i.nsfw).collect();
+        let keyboard = kb::generation_result(t, avatar_id, generation_id, visible.len());
         let hidden = images.len() - visible.len();
         if visible.is_empty() {
             return self

@@ -7,7 +7,9 @@
 
 use aggregates::avatar::{MAX_PHOTOS, MIN_PHOTOS};
 use aggregates::presets::MAX_PROMPT_CHARS;
-use aggregates::{AvatarError, AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset};
+use aggregates::{
+    AspectRatio, AvatarError, AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset,
+};
 
 use crate::photos::PhotoError;
 
@@ -176,6 +178,14 @@ pub trait Texts: Send + Sync {
     fn generation_failed(&self, name: &str) -> String;
     fn btn_again(&self) -> &'static str;
     fn btn_other_preset(&self) -> &'static str;
+    /// The prompt screen's current choices: images per request and the frame.
+    fn prompt_options(&self, images: u32, aspect: Option<AspectRatio>) -> String;
+    /// The frame button that keeps the preset's own.
+    fn btn_preset_frame(&self) -> &'static str;
+    /// Under a result: the original file; `n` numbers the images of an album.
+    fn btn_as_file(&self, n: Option<usize>) -> String;
+    /// "Send as file" for an image that can no longer be fetched.
+    fn image_unavailable(&self) -> &'static str;
 
     // --- refusals ---
     fn refusal(&self, error: &AvatarError) -> String;
@@ -721,6 +731,22 @@ impl Texts for Ru {
         )
     }
 
+    fn prompt_options(&self, images: u32, aspect: Option<AspectRatio>) -> String {
+        let frame = aspect.map_or("как в пресете", |a| a.ratio());
+        format!("🖼 Изображений: {images} · формат: {frame}")
+    }
+    fn btn_preset_frame(&self) -> &'static str {
+        "как в пресете"
+    }
+    fn btn_as_file(&self, n: Option<usize>) -> String {
+        match n {
+            Some(n) => format!("📎 Файл {n}"),
+            None => "📎 Прислать файлом".into(),
+        }
+    }
+    fn image_unavailable(&self) -> &'static str {
+        "Это изображение больше недоступно."
+    }
     fn btn_again(&self) -> &'static str {
         "🔁 Ещё раз"
     }
@@ -1334,6 +1360,22 @@ impl Texts for En {
         )
     }
 
+    fn prompt_options(&self, images: u32, aspect: Option<AspectRatio>) -> String {
+        let frame = aspect.map_or("the preset's", |a| a.ratio());
+        format!("🖼 Images: {images} · frame: {frame}")
+    }
+    fn btn_preset_frame(&self) -> &'static str {
+        "preset's"
+    }
+    fn btn_as_file(&self, n: Option<usize>) -> String {
+        match n {
+            Some(n) => format!("📎 File {n}"),
+            None => "📎 Send as file".into(),
+        }
+    }
+    fn image_unavailable(&self) -> &'static str {
+        "This image is no longer available."
+    }
     fn btn_again(&self) -> &'static str {
         "🔁 Generate again"
     }

@@ -19,6 +19,23 @@ pub struct TelegramUser {
     pub chat_id: i64,
     pub language_code: Option<String>,
     pub last_avatar_id: Option<Uuid>,
+    /// What the prompt screen offers first.
+    pub options: GenerationOptions,
+}
+
+/// The user's choices on the prompt screen, remembered for the next generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GenerationOptions {
+    /// Images per request, 1–4; `None`: one.
+    pub images: Option<u32>,
+    /// The frame; `None`: the preset's own.
+    pub aspect: Option<aggregates::AspectRatio>,
+}
+
+impl GenerationOptions {
+    pub fn images(&self) -> u32 {
+        self.images.unwrap_or(1)
+    }
 }
 
 impl TelegramUser {
@@ -109,7 +126,8 @@ impl Users {
     pub async fn get(&self, user_id: i64) -> Result<Option<TelegramUser>, sqlx::Error> {
         let row = match &self.db {
             Database::Postgres(pool) => sqlx::query(
-                "SELECT chat_id, language_code, last_avatar_id::text AS last_avatar_id
+                "SELECT chat_id, language_code, last_avatar_id::text AS last_avatar_id,
+                        images_per_request::bigint AS images_per_request, aspect_ratio
                    FROM telegram_users WHERE user_id = $1",
             )
             .bind(user_id)
@@ -120,11 +138,15 @@ impl Users {
                     r.get::<i64, _>("chat_id"),
                     r.get::<Option<String>, _>("language_code"),
                     r.get::<Option<String>, _>("last_avatar_id"),
+                    options_from(
+                        r.get::<Option<i64>, _>("images_per_request"),
+                        r.get::<Option<String>, _>("aspect_ratio"),
+                    ),
                 )
             }),
             Database::Sqlite(pool) => sqlx::query(
-                "SELECT chat_id, language_code, last_avatar_id FROM telegram_users
-                  WHERE user_id = ?1",
+                "SELECT chat_id, language_code, last_avatar_id, images_per_request, aspect_ratio
+                   FROM telegram_users WHERE user_id = ?1",
             )
             .bind(user_id)
             .fetch_optional(pool)
@@ -134,14 +156,62 @@ impl Users {
                     r.get::<i64, _>("chat_id"),
                     r.get::<Option<String>, _>("language_code"),
                     r.get::<Option<String>, _>("last_avatar_id"),
+                    options_from(
+                        r.get::<Option<i64>, _>("images_per_request"),
+                        r.get::<Option<String>, _>("aspect_ratio"),
+                    ),
                 )
             }),
         };
-        Ok(row.map(|(chat_id, language_code, last)| TelegramUser {
-            user_id,
-            chat_id,
-            language_code,
-            last_avatar_id: last.and_then(|s| Uuid::parse_str(&s).ok()),
-        }))
+        Ok(
+            row.map(|(chat_id, language_code, last, options)| TelegramUser {
+                user_id,
+                chat_id,
+                language_code,
+                last_avatar_id: last.and_then(|s| Uuid::parse_str(&s).ok()),
+                options,
+            }),
+        )
+    }
+
+    /// Remembers the user's prompt-screen choices.
+    pub async fn set_generation_options(
+        &self,
+        user_id: i64,
+        options: GenerationOptions,
+    ) -> Result<(), sqlx::Error> {
+        let images = options.images.map(i64::from);
+        let aspect = options.aspect.map(|a| a.ratio());
+        let sql = "UPDATE telegram_users SET images_per_request = $2, aspect_ratio = $3
+                    WHERE user_id = $1";
+        match &self.db {
+            Database::Postgres(pool) => {
+                sqlx::query(sql)
+                    .bind(user_id)
+                    .bind(images.map(|n| n as i32))
+                    .bind(aspect)
+                    .execute(pool)
+                    .await?;
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query(&sql.replace('$', "?"))
+                    .bind(user_id)
+                    .bind(images)
+                    .bind(aspect)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stored choices as they are read back; anything unreadable counts as not chosen.
+fn options_from(images: Option<i64>, aspect: Option<String>) -> GenerationOptions {
+    GenerationOptions {
+        images: images
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (1..=aggregates::presets::MAX_IMAGES_PER_GENERATION).contains(n)),
+        aspect: aspect.as_deref().and_then(aggregates::AspectRatio::parse),
     }
 }

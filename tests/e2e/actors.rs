@@ -477,6 +477,7 @@ async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
                     prompt: prompt_for(preset),
                     preset: *preset,
                     num_images: 1,
+                    aspect: None,
                 },
             )
             .await;
@@ -583,6 +584,7 @@ async fn one_failed_generation_does_not_fail_the_others() {
                 prompt: "in the snow".into(),
                 preset: Some(GenerationPreset::Fast),
                 num_images: 2,
+                aspect: None,
             },
         )
         .await;

@@ -1251,3 +1251,144 @@ async fn a_photo_can_be_removed_and_the_set_started_over_and_their_bytes_are_del
     .await;
     app.shutdown().await;
 }
+
+/// The images of a finished generation as recorded, from the avatar's history.
+async fn recorded_images(app: &TestApp, avatar: Uuid) -> Vec<aggregates::GeneratedImage> {
+    app.store
+        .history(avatar)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find_map(|e| match e.event {
+            aggregates::AvatarEvent::GenerationCompleted { images, .. } => Some(images),
+            _ => None,
+        })
+        .expect("a finished generation")
+}
+
+#[tokio::test]
+async fn four_images_in_a_chosen_frame_arrive_as_one_album_and_each_as_its_original_file() {
+    let app = spawn_app().await;
+    let bob = app.user(BOB, "Bob", "en");
+    create_avatar(&bob, "p", "m", "Bob", "is created").await;
+    let summary = upload_album(&bob, 80, "Uploaded: 10 of 10–20").await;
+    let ready = train(&bob, &summary, TrainingPreset::Fast, "minutes", "is ready").await;
+    let avatar = avatar_of(&button(&ready, "ge:"));
+    let presets = press_and_see(&bob, &ready, &button(&ready, "ge:"), "Choose a preset").await;
+    let screen = press_and_see(
+        &bob,
+        &presets,
+        &button(&presets, "gp:b:"),
+        "Describe the image",
+    )
+    .await;
+    assert!(
+        screen
+            .text()
+            .unwrap()
+            .ends_with("🖼 Images: 1 · frame: the preset's"),
+        "{screen:?}"
+    );
+    assert!(screen.callback_data("✓ 1").is_some());
+    assert!(screen.callback_data("✓ preset's").is_some());
+
+    // Four images, then 9:16: the screen is edited in place each time and says so.
+    press(
+        &bob,
+        &screen,
+        &screen.callback_data("4").unwrap().to_owned(),
+    )
+    .await;
+    let four = bob
+        .wait_for_edit(screen.message_id, |m| {
+            m.text()
+                .is_some_and(|t| t.ends_with("Images: 4 · frame: the preset's"))
+        })
+        .await
+        .unwrap();
+    press(&bob, &four, &four.callback_data("9:16").unwrap().to_owned()).await;
+    let tall = bob
+        .wait_for_edit(screen.message_id, |m| {
+            m.text()
+                .is_some_and(|t| t.ends_with("Images: 4 · frame: 9:16"))
+        })
+        .await
+        .unwrap();
+    // Tapping the choice already made sends no edit Telegram would refuse as "not modified".
+    let edits = app.telegram.requests_of("editMessageText").len();
+    let again = press(
+        &bob,
+        &tall,
+        &tall.callback_data("✓ 9:16").unwrap().to_owned(),
+    )
+    .await;
+    assert_eq!(again.text, None);
+    assert_eq!(app.telegram.requests_of("editMessageText").len(), edits);
+
+    // The request FAL gets: four images in the LoRA endpoint's 9:16 size; they come as one album.
+    bob.send_text("a lighthouse at dawn");
+    text(&bob, "Generating an image of “Bob”").await;
+    let caption = bob
+        .wait_for_bot_message(|m| m.callback_data("📎 File 4").is_some())
+        .await
+        .expect("the buttons after the album");
+    let lora = submitted(&app, "fal-ai/flux-lora");
+    assert_eq!(lora.len(), 1);
+    assert_eq!(lora[0]["num_images"], 4);
+    assert_eq!(lora[0]["image_size"], "portrait_16_9");
+    let albums = app.telegram.requests_of("sendMediaGroup");
+    assert_eq!(albums.len(), 1, "one album");
+    assert_eq!(nth_bot_photo(&bob, 4).await.media_group_id.is_some(), true);
+    let history = app.store.history(avatar).await.unwrap();
+    assert!(history.iter().any(|e| matches!(
+        &e.event,
+        aggregates::AvatarEvent::GenerationRequested {
+            num_images: 4,
+            aspect: Some(aggregates::AspectRatio::Tall),
+            ..
+        }
+    )));
+
+    // "File 2" sends the second image's original bytes as a document.
+    press(
+        &bob,
+        &caption,
+        &caption.callback_data("📎 File 2").unwrap().to_owned(),
+    )
+    .await;
+    let document = bob
+        .wait_for_bot_message(|m| {
+            matches!(m.content, aisha::fake_telegram::Content::Document { .. })
+        })
+        .await
+        .expect("the file");
+    let aisha::fake_telegram::Content::Document { document, .. } = &document.content else {
+        unreachable!()
+    };
+    let images = recorded_images(&app, avatar).await;
+    let original = reqwest::get(&images[1].url)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        document.bytes, original,
+        "the original, not a recompressed photo"
+    );
+    assert!(
+        document.file_name.as_deref().unwrap().ends_with("-2.png")
+            || document.file_name.as_deref().unwrap().ends_with("-2.jpg")
+    );
+
+    // The choice is remembered: "again" asks for four 9:16 images too.
+    press(&bob, &caption, &button(&caption, "ag:")).await;
+    bob.wait_for_bot_message(|m| m.callback_data("📎 File 4").is_some())
+        .await
+        .expect("the second album");
+    let lora = submitted(&app, "fal-ai/flux-lora");
+    assert_eq!(lora[1]["num_images"], 4);
+    assert_eq!(lora[1]["image_size"], "portrait_16_9");
+    app.shutdown().await;
+}

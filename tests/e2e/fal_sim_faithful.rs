@@ -785,6 +785,7 @@ async fn an_input_error_after_submit_fails_the_generation_with_fals_message() {
                     prompt: "on a beach".into(),
                     preset: Some(GenerationPreset::Fast),
                     num_images: 1,
+                    aspect: None,
                 },
             ),
             Uuid::new_v4(),

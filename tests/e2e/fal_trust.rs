@@ -163,6 +163,7 @@ impl App {
                 prompt: "a portrait by the sea".into(),
                 preset: None,
                 num_images: 1,
+                aspect: None,
             }),
         )
         .await;

@@ -790,6 +790,7 @@ async fn generation_running(world: &World) -> (Uuid, Uuid) {
                 prompt: "on a boat".into(),
                 preset: None,
                 num_images: 1,
+                aspect: None,
             },
         )
         .await;

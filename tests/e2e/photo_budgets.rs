@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 use teloxide::types::FileId;
 use uuid::Uuid;
 
-
 use crate::steps::{photo, press_and_see, text};
 use crate::support::{files_under, spawn_app, TestApp, BOT_TOKEN};
 

@@ -127,6 +127,7 @@ pub async fn full_life(store: &AvatarStore) -> Life {
         prompt: "в горах на закате".into(),
         preset,
         num_images: 2,
+        aspect: None,
     };
     p(t(30), generate(completed, Some(GenerationPreset::Quality))).await;
     p(t(31), generate(failed, None)).await;

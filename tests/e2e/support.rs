@@ -153,6 +153,7 @@ pub async fn generate_many(store: &AvatarStore, id: Uuid, n: usize) {
                 prompt: "a portrait in the rain".into(),
                 preset: None,
                 num_images: 1,
+                aspect: None,
             }),
         )
         .await;
