@@ -81,6 +81,17 @@ pub enum Database {
     Postgres(PgPool),
 }
 
+/// SQLite's "database is locked" or "busy" (codes 5 and 6, with their extended forms).
+fn is_sqlite_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
 impl Database {
     /// Connects to `sqlite://PATH` (creating the file) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -101,10 +112,24 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options)
-                .await?;
+            // A new file's first connections race to switch it to WAL, and SQLite answers
+            // "database is locked" at once (its busy handler does not cover that): try again.
+            let mut attempt = 0;
+            let pool = loop {
+                match SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options.clone())
+                    .await
+                {
+                    Ok(pool) => break pool,
+                    Err(e) if attempt < 8 && is_sqlite_busy(&e) => {
+                        attempt += 1;
+                        tracing::debug!(attempt, error = %e, "SQLite file busy while opening; trying again");
+                        tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?.options([(
