@@ -445,15 +445,11 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
         .await;
         return (s.events, false);
     }
-    let output = match avatar_type {
-        AvatarType::Portrait => TrainingOutput {
-            lora_file_url: Some(format!("http://fal/files/{id}.safetensors")),
-            ..Default::default()
-        },
-        AvatarType::Style => TrainingOutput {
-            finetune_id: Some(format!("ft-{id}")),
-            ..Default::default()
-        },
+    // Both types train on a LoRA trainer (style avatars on the style LoRA one), so both end
+    // with a LoRA file; only style avatars from the pro trainer hold a finetune id.
+    let output = TrainingOutput {
+        lora_file_url: Some(format!("http://fal/files/{id}.safetensors")),
+        ..Default::default()
     };
     s.run(sys(at(10), Action::CompleteTraining { request_id, output }))
         .await;

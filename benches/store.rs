@@ -1,6 +1,8 @@
 //! Event-store benchmark: command throughput and latency at concurrency 1, 8 and 64, avatar load
-//! time at 10 and 10,000 events, and (in the same run, on the same server) the raw rate of
-//! single-row inserts of the same rows, for PostgreSQL and SQLite.
+//! time at 10 and 10,000 events, and, in the same run on the same server and pool, two baselines
+//! of single-row autocommit inserts of the same rows: into the `events` table itself (which pays
+//! its triggers and indexes), and into a plain table of the same shape without triggers, which is
+//! the most any append path could reach. For PostgreSQL and SQLite.
 //!
 //! Run: `cargo bench --bench store` (PostgreSQL from `DATABASE_URL`, default
 //! postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
@@ -50,21 +52,43 @@ async fn main() {
 async fn bench_backend(name: &str, db: Database, per_level: Duration) {
     let store = Arc::new(AvatarStore::new(db.clone()));
     let avatars = Arc::new(prepare_avatars(&store, AVATARS).await);
-    println!("\n## {name}");
-    println!("| concurrency | commands/s | p50 ms | p99 ms | raw inserts/s | commands / raw |");
-    println!("|---|---|---|---|---|---|");
+    create_plain_table(&db).await;
+    let (payload, metadata) = sample_row();
+    println!("\n## {name} (load average before: {})", load_average());
+    println!(
+        "baseline rows: {} bytes of payload JSON, {} of metadata",
+        payload.to_string().len(),
+        metadata.to_string().len()
+    );
+    println!(
+        "| concurrency | commands/s | p50 ms | p99 ms | raw inserts into `events`/s | plain table inserts/s | commands / plain | commands / raw `events` |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for concurrency in CONCURRENCY {
-        let commands = run_commands(&store, &avatars, concurrency, per_level).await;
-        let raw = run_raw_inserts(&db, concurrency, per_level).await;
+        // The three take turns in short slices, so a neighbour's burst on the shared cores lands
+        // on all of them alike instead of on whichever happened to be running.
+        let slice = per_level / SLICES;
+        let (mut commands, mut raw, mut plain) =
+            (Sample::default(), Sample::default(), Sample::default());
+        for _ in 0..SLICES {
+            commands.add(run_commands(&store, &avatars, concurrency, slice).await);
+            raw.add(run_raw_inserts(&db, Target::Events, concurrency, slice).await);
+            plain.add(run_raw_inserts(&db, Target::Plain, concurrency, slice).await);
+        }
+        let (commands, raw, plain) = (commands.measured(), raw.measured(), plain.measured());
         println!(
-            "| {concurrency} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0}% |",
+            "| {concurrency} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0}% | {:.0}% |",
             commands.rate,
             commands.p50_ms,
             commands.p99_ms,
             raw.rate,
+            plain.rate,
+            100.0 * commands.rate / plain.rate,
             100.0 * commands.rate / raw.rate
         );
     }
+
+    println!("load average after: {}", load_average());
 
     let small = avatar_with_events(&store, 10).await;
     let large = avatar_with_events(&store, 10_000).await;
@@ -76,10 +100,38 @@ async fn bench_backend(name: &str, db: Database, per_level: Duration) {
     );
 }
 
+/// The 1, 5 and 15 minute load averages: how busy the shared cores were around the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 struct Measured {
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
+}
+
+/// Turns per contender and level.
+const SLICES: u32 = 8;
+
+/// Latencies and busy time of one contender, summed over its slices.
+#[derive(Default)]
+struct Sample {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Sample {
+    fn add(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.elapsed += other.elapsed;
+    }
+
+    fn measured(mut self) -> Measured {
+        measured(&mut self.latencies, self.elapsed)
+    }
 }
 
 fn measured(latencies: &mut [Duration], elapsed: Duration) -> Measured {
@@ -101,7 +153,7 @@ async fn run_commands(
     avatars: &Arc<Vec<Uuid>>,
     concurrency: usize,
     duration: Duration,
-) -> Measured {
+) -> Sample {
     let start = Instant::now();
     let deadline = start + duration;
     let workers = (0..concurrency).map(|w| {
@@ -127,25 +179,77 @@ async fn run_commands(
     for w in futures::future::join_all(workers).await {
         all.extend(w.unwrap());
     }
-    measured(&mut all, start.elapsed())
+    Sample {
+        latencies: all,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Where the baseline inserts go.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The event store's own table, with whatever triggers and indexes it has.
+    Events,
+    /// [`PLAIN_TABLE`]: no trigger at all, so the rate is what the server and the pool allow.
+    Plain,
+}
+
+/// The physical-limit baseline's table: the columns, defaults, keys and indexes of `events`.
+const PLAIN_TABLE: &str = "bench_plain_events";
+
+async fn create_plain_table(db: &Database) {
+    match db {
+        // LIKE copies columns, defaults (txid, recorded_at), the identity, keys and indexes, but
+        // never triggers.
+        Database::Postgres(pool) => sqlx::query(&format!(
+            "CREATE TABLE {PLAIN_TABLE} (LIKE events INCLUDING ALL)"
+        ))
+        .execute(pool)
+        .await
+        .map(drop),
+        // The same columns and key; the position trigger of `events` is what it leaves out.
+        Database::Sqlite(pool) => sqlx::query(&format!(
+            "CREATE TABLE {PLAIN_TABLE} (
+                 aggregate_type text NOT NULL, aggregate_id text NOT NULL,
+                 sequence integer CHECK (sequence >= 0) NOT NULL, event_type text NOT NULL,
+                 event_version text NOT NULL, payload text NOT NULL, metadata text NOT NULL,
+                 position integer,
+                 recorded_at text NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+                 PRIMARY KEY (aggregate_type, aggregate_id, sequence)) STRICT"
+        ))
+        .execute(pool)
+        .await
+        .map(drop),
+    }
+    .expect("create the plain table");
 }
 
 /// The same rows a `Generate` appends, inserted one per statement (autocommit), same pool.
-async fn run_raw_inserts(db: &Database, concurrency: usize, duration: Duration) -> Measured {
-    let payload = serde_json::json!({"GenerationRequested": {
-        "owner": OWNER, "generation_id": Uuid::new_v4(), "prompt": "a portrait in the rain",
-        "preset": null, "endpoint": "fal-ai/flux-lora",
-        "arguments": {"prompt": "PERSON_12345678 a portrait in the rain",
-            "loras": [{"path": "http://fal/files/lora.safetensors", "scale": 1.0}],
-            "image_size": "square_hd", "num_images": 1},
-        "num_images": 1, "at": Utc::now()}});
-    let metadata = serde_json::json!({"actor": "telegram:77",
-        "correlation_id": Uuid::new_v4(), "command": "generate"});
+async fn run_raw_inserts(
+    db: &Database,
+    target: Target,
+    concurrency: usize,
+    duration: Duration,
+) -> Sample {
+    let table = match target {
+        Target::Events => "events",
+        Target::Plain => PLAIN_TABLE,
+    };
+    let pg_insert = format!(
+        "INSERT INTO {table} (aggregate_type, aggregate_id, sequence, event_type,
+             event_version, payload, metadata) VALUES ($1,$2,$3,$4,$5,$6,$7)"
+    );
+    let sqlite_insert = format!(
+        "INSERT INTO {table} (aggregate_type, aggregate_id, sequence, event_type,
+             event_version, payload, metadata) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+    );
+    let (payload, metadata) = sample_row();
     let start = Instant::now();
     let deadline = start + duration;
     let workers = (0..concurrency).map(|_| {
         let db = db.clone();
         let (payload, metadata) = (payload.clone(), metadata.clone());
+        let (pg_insert, sqlite_insert) = (pg_insert.clone(), sqlite_insert.clone());
         tokio::spawn(async move {
             let mut latencies = Vec::new();
             let stream = Uuid::new_v4().to_string();
@@ -154,34 +258,28 @@ async fn run_raw_inserts(db: &Database, concurrency: usize, duration: Duration) 
                 sequence += 1;
                 let t = Instant::now();
                 match &db {
-                    Database::Postgres(pool) => sqlx::query(
-                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
-                             event_version, payload, metadata) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-                    )
-                    .bind("RawInsert")
-                    .bind(&stream)
-                    .bind(sequence)
-                    .bind("GenerationRequested")
-                    .bind("1")
-                    .bind(&payload)
-                    .bind(&metadata)
-                    .execute(pool)
-                    .await
-                    .map(drop),
-                    Database::Sqlite(pool) => sqlx::query(
-                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
-                             event_version, payload, metadata) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-                    )
-                    .bind("RawInsert")
-                    .bind(&stream)
-                    .bind(sequence)
-                    .bind("GenerationRequested")
-                    .bind("1")
-                    .bind(&payload)
-                    .bind(&metadata)
-                    .execute(pool)
-                    .await
-                    .map(drop),
+                    Database::Postgres(pool) => sqlx::query(&pg_insert)
+                        .bind("RawInsert")
+                        .bind(&stream)
+                        .bind(sequence)
+                        .bind("GenerationRequested")
+                        .bind("1")
+                        .bind(&payload)
+                        .bind(&metadata)
+                        .execute(pool)
+                        .await
+                        .map(drop),
+                    Database::Sqlite(pool) => sqlx::query(&sqlite_insert)
+                        .bind("RawInsert")
+                        .bind(&stream)
+                        .bind(sequence)
+                        .bind("GenerationRequested")
+                        .bind("1")
+                        .bind(&payload)
+                        .bind(&metadata)
+                        .execute(pool)
+                        .await
+                        .map(drop),
                 }
                 .expect("raw insert");
                 latencies.push(t.elapsed());
@@ -193,7 +291,24 @@ async fn run_raw_inserts(db: &Database, concurrency: usize, duration: Duration) 
     for w in futures::future::join_all(workers).await {
         all.extend(w.unwrap());
     }
-    measured(&mut all, start.elapsed())
+    Sample {
+        latencies: all,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// The payload and metadata of the baselines' rows: a `Generate`'s event, as the store writes it.
+fn sample_row() -> (serde_json::Value, serde_json::Value) {
+    let payload = serde_json::json!({"GenerationRequested": {
+        "owner": OWNER, "generation_id": Uuid::new_v4(), "prompt": "a portrait in the rain",
+        "preset": null, "endpoint": "fal-ai/flux-lora",
+        "arguments": {"prompt": "PERSON_12345678 a portrait in the rain",
+            "loras": [{"path": "http://fal/files/lora.safetensors", "scale": 1.0}],
+            "image_size": "square_hd", "num_images": 1},
+        "num_images": 1, "at": Utc::now()}});
+    let metadata = serde_json::json!({"actor": "telegram:77",
+        "correlation_id": Uuid::new_v4(), "command": "generate"});
+    (payload, metadata)
 }
 
 fn generate() -> Command {

@@ -21,7 +21,7 @@
 //! nothing below W can appear later. Our own sessions end a transaction left idle after
 //! [`super::IDLE_IN_TRANSACTION_TIMEOUT`], so one of ours that hangs cannot hold the feed forever.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,10 +37,13 @@ use uuid::Uuid;
 use super::{Database, StoreError};
 use crate::telemetry;
 
-/// The NOTIFY channel the events table's trigger signals on.
+/// The NOTIFY channel on which writers tell other instances that they committed events.
 pub const CHANNEL: &str = "aisha_events";
 /// How often readers look for new events when no notification arrives (the fallback).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// The least time between two of one writer's notifications: a burst of commits costs the
+/// other instances one wake-up per interval, not one per commit.
+pub const NOTIFY_EVERY: Duration = Duration::from_millis(5);
 
 impl From<ProjectionError> for StoreError {
     fn from(e: ProjectionError) -> Self {
@@ -56,19 +59,34 @@ impl From<ProjectionError> for StoreError {
 pub struct Feed {
     db: Database,
     wake: watch::Sender<u64>,
+    /// Notifiers whose writers wake this feed in-process already ([`Feed::notify`]), so their
+    /// notifications arriving through PostgreSQL would only cost a second, empty read.
+    local: Arc<std::sync::RwLock<HashSet<String>>>,
 }
 
 impl Feed {
     /// A feed over `db`. On PostgreSQL it also listens for commits from any instance.
     pub fn new(db: Database) -> Self {
         let (wake, _) = watch::channel(0);
-        let feed = Self { db, wake };
+        let feed = Self {
+            db,
+            wake,
+            local: Arc::default(),
+        };
         if let Database::Postgres(pool) = &feed.db {
             let pool = pool.clone();
             let wake = feed.wake.clone();
-            tokio::spawn(async move { listen(pool, wake).await });
+            let local = feed.local.clone();
+            tokio::spawn(async move { listen(pool, wake, local).await });
         }
         feed
+    }
+
+    /// From now on `notifier`'s writer calls [`Feed::notify`] after each commit.
+    pub(crate) fn wakes_locally(&self, notifier: &CommitNotifier) {
+        if let Ok(mut local) = self.local.write() {
+            local.insert(notifier.source.clone());
+        }
     }
 
     pub fn database(&self) -> &Database {
@@ -205,7 +223,11 @@ fn serialize_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S:
 }
 
 /// Keeps a LISTEN connection open (reconnecting as needed) and turns notifications into wakes.
-async fn listen(pool: sqlx::PgPool, wake: watch::Sender<u64>) {
+async fn listen(
+    pool: sqlx::PgPool,
+    wake: watch::Sender<u64>,
+    local: Arc<std::sync::RwLock<HashSet<String>>>,
+) {
     loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
@@ -214,7 +236,13 @@ async fn listen(pool: sqlx::PgPool, wake: watch::Sender<u64>) {
                 } else {
                     loop {
                         match listener.recv().await {
-                            Ok(_) => wake.send_modify(|n| *n = n.wrapping_add(1)),
+                            Ok(n) => {
+                                let ours =
+                                    local.read().is_ok_and(|local| local.contains(n.payload()));
+                                if !ours {
+                                    wake.send_modify(|n| *n = n.wrapping_add(1));
+                                }
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, "feed: notification stream broke");
                                 break;
@@ -230,6 +258,65 @@ async fn listen(pool: sqlx::PgPool, wake: watch::Sender<u64>) {
         }
         // Readers fall back to polling meanwhile.
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Tells the feed readers of other instances that this process has committed events.
+///
+/// Commits do not notify from inside their own transaction: a transaction that has called NOTIFY
+/// holds PostgreSQL's notification-queue lock from its pre-commit until its commit is flushed,
+/// so every such commit would wait for the one before it and no two could share a WAL flush.
+/// Instead the writer, once its commit is done, asks this notifier, which sends one
+/// `pg_notify` in a transaction of its own, and at most one every [`NOTIFY_EVERY`]: requests
+/// arriving meanwhile are folded into the next one. Local readers are woken in-process by the
+/// writer ([`Feed::notify`]); readers that miss a notification still poll.
+#[derive(Clone)]
+pub struct CommitNotifier {
+    /// The payload of our notifications, so a feed woken in-process can ignore them.
+    source: String,
+    requests: tokio::sync::mpsc::Sender<()>,
+}
+
+impl CommitNotifier {
+    /// A notifier for writers to `db`, or `None` where no other process could listen (SQLite)
+    /// or outside a runtime. Its task ends when the last clone is dropped.
+    pub fn new(db: &Database) -> Option<Self> {
+        let Database::Postgres(pool) = db else {
+            return None;
+        };
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        // One request pending is all the coalescing needs: a full channel already means "send
+        // one more".
+        let (requests, pending) = tokio::sync::mpsc::channel(1);
+        let source = Uuid::new_v4().to_string();
+        runtime.spawn(send_notifications(pool.clone(), source.clone(), pending));
+        Some(Self { source, requests })
+    }
+
+    /// Asks for a notification soon; never waits.
+    pub fn committed(&self) {
+        let _ = self.requests.try_send(());
+    }
+}
+
+async fn send_notifications(
+    pool: sqlx::PgPool,
+    source: String,
+    mut pending: tokio::sync::mpsc::Receiver<()>,
+) {
+    while pending.recv().await.is_some() {
+        // Its own autocommit transaction; the notification is delivered at commit whether or not
+        // that commit is flushed, so it need not wait for the disk.
+        let sent =
+            sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(&source)
+                .execute(&pool)
+                .await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "feed: NOTIFY failed; other instances will poll");
+        }
+        tokio::time::sleep(NOTIFY_EVERY).await;
     }
 }
 
@@ -746,5 +833,54 @@ impl ProjectionRunner {
             }
             let _ = tokio::time::timeout(POLL_INTERVAL, wake.changed()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aggregates::{Action, Actor, AvatarType, Command, Gender};
+    use sqlx::PgPool;
+
+    use super::*;
+    use crate::store::AvatarStore;
+
+    fn create(id: Uuid) -> Command {
+        Command::new(
+            Actor::User(1),
+            Utc::now(),
+            Action::Create {
+                avatar_id: id,
+                name: "wake".into(),
+                gender: Gender::Other,
+                avatar_type: AvatarType::Portrait,
+            },
+        )
+    }
+
+    /// Commits no longer notify from a trigger: another instance's feed hears of them only
+    /// through the writer's own notification (polling would never change `subscribe`).
+    #[sqlx::test(migrations = false)]
+    async fn a_commit_wakes_the_feed_of_another_instance(pool: PgPool) {
+        let db = Database::Postgres(pool);
+        db.migrate().await.unwrap();
+        let elsewhere = Feed::new(db.clone());
+        let mut woken = elsewhere.subscribe();
+        // The listener connects in the background; keep committing until one is heard.
+        let store = AvatarStore::new(db.clone());
+        let heard = async {
+            loop {
+                let id = Uuid::new_v4();
+                store.execute(id, create(id), Uuid::new_v4()).await.unwrap();
+                if tokio::time::timeout(Duration::from_millis(200), woken.changed())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), heard)
+            .await
+            .expect("the other instance's feed was never woken");
     }
 }

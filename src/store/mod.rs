@@ -266,6 +266,8 @@ pub struct AvatarStore {
     db: Database,
     events: PersistedEventStore<AnyRepository, Avatar>,
     feed: Option<feed::Feed>,
+    /// Wakes other instances' readers after our commits (PostgreSQL only).
+    notifier: Option<feed::CommitNotifier>,
     cache: AggregateCache,
 }
 
@@ -275,20 +277,26 @@ impl AvatarStore {
             Database::Sqlite(pool) => {
                 AnyRepository::Sqlite(sqlite_es::SqliteEventRepository::new(pool.clone()))
             }
-            Database::Postgres(pool) => {
-                AnyRepository::Postgres(postgres_es::PostgresEventRepository::new(pool.clone()))
-            }
+            Database::Postgres(pool) => AnyRepository::Postgres(
+                postgres_es::PostgresEventRepository::new(pool.clone()),
+                pool.clone(),
+            ),
         };
+        let notifier = feed::CommitNotifier::new(&db);
         Self {
             db,
             events: PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY),
             feed: None,
+            notifier,
             cache: AggregateCache::default(),
         }
     }
 
     /// Wakes this feed's local readers after every commit, so they need not wait for a poll.
     pub fn notifying(mut self, feed: feed::Feed) -> Self {
+        if let Some(notifier) = &self.notifier {
+            feed.wakes_locally(notifier);
+        }
         self.feed = Some(feed);
         self
     }
@@ -381,6 +389,9 @@ impl AvatarStore {
                 Ok(events) => {
                     if let Some(feed) = &self.feed {
                         feed.notify();
+                    }
+                    if let Some(notifier) = &self.notifier {
+                        notifier.committed();
                     }
                     let after = before + added;
                     let wrote_snapshot = after / SNAPSHOT_EVERY > before / SNAPSHOT_EVERY;
