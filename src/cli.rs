@@ -584,6 +584,7 @@ pub fn describe(event: &AvatarEvent) -> String {
             "\"{name}\", {avatar_type}, {}, owner {owner}",
             gender.as_str()
         ),
+        AvatarEvent::AvatarRenamed { name, .. } => format!("now \"{name}\""),
         AvatarEvent::PhotoUploaded {
             photo, photo_count, ..
         } => format!(

@@ -274,6 +274,7 @@ impl Avatar {
         let user_action = matches!(
             action,
             Action::Create { .. }
+                | Action::Rename { .. }
                 | Action::UploadPhoto { .. }
                 | Action::RemovePhoto { .. }
                 | Action::ClearPhotos
@@ -340,6 +341,14 @@ impl Avatar {
                     avatar_type,
                     at,
                 }])
+            }
+
+            Action::Rename { name } => {
+                let name = AvatarName::parse(&name)?;
+                if self.name.as_ref() == Some(&name) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![AvatarEvent::AvatarRenamed { name, at }])
             }
 
             Action::UploadPhoto { photo } => {
@@ -831,6 +840,7 @@ impl Aggregate for Avatar {
                 self.gender = Some(gender);
                 self.avatar_type = Some(avatar_type);
             }
+            AvatarEvent::AvatarRenamed { name, .. } => self.name = Some(name),
             AvatarEvent::PhotoUploaded { photo, .. } => self.photos.push(photo),
             AvatarEvent::PhotoRemoved { photo_id, .. } => {
                 self.photos.retain(|p| p.photo_id != photo_id)

@@ -49,6 +49,8 @@ pub enum Action {
     },
     /// Add a decoded and stored photo to the training set.
     UploadPhoto { photo: PhotoMeta },
+    /// Give the avatar another name (the same rules as at creation); the same name is a no-op.
+    Rename { name: String },
     /// Take a photo out of the training set.
     RemovePhoto { photo_id: String },
     /// Start the set over: every photo out of the training set at once.
@@ -130,6 +132,7 @@ impl Action {
         match self {
             Self::Create { .. } => "create",
             Self::UploadPhoto { .. } => "upload_photo",
+            Self::Rename { .. } => "rename",
             Self::RemovePhoto { .. } => "remove_photo",
             Self::ClearPhotos => "clear_photos",
             Self::StartTraining { .. } => "start_training",

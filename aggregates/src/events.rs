@@ -22,6 +22,10 @@ pub enum AvatarEvent {
         avatar_type: AvatarType,
         at: DateTime<Utc>,
     },
+    AvatarRenamed {
+        name: AvatarName,
+        at: DateTime<Utc>,
+    },
     PhotoUploaded {
         photo: PhotoMeta,
         photo_count: usize,
@@ -134,6 +138,7 @@ impl AvatarEvent {
     pub fn at(&self) -> DateTime<Utc> {
         match self {
             Self::AvatarCreated { at, .. }
+            | Self::AvatarRenamed { at, .. }
             | Self::PhotoUploaded { at, .. }
             | Self::PhotoRemoved { at, .. }
             | Self::TrainingStarted { at, .. }
@@ -152,6 +157,7 @@ impl AvatarEvent {
     pub fn name(&self) -> &'static str {
         match self {
             Self::AvatarCreated { .. } => "AvatarCreated",
+            Self::AvatarRenamed { .. } => "AvatarRenamed",
             Self::PhotoUploaded { .. } => "PhotoUploaded",
             Self::PhotoRemoved { .. } => "PhotoRemoved",
             Self::TrainingStarted { .. } => "TrainingStarted",

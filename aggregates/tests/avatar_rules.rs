@@ -198,6 +198,64 @@ fn mismatch(avatar_type: AvatarType, problem: ModelDataProblem) -> AvatarError {
     }
 }
 
+mod renaming {
+    use super::*;
+
+    #[test]
+    fn an_avatar_can_be_renamed_at_any_stage_with_the_rules_of_a_new_name() {
+        for given in [
+            with_photos(AvatarType::Portrait, 2),
+            trained(AvatarType::Style),
+        ] {
+            AvatarTest::with(())
+                .given(given)
+                .when(user(Action::Rename {
+                    name: "  Маша у моря ".into(),
+                }))
+                .then_expect_events(vec![AvatarEvent::AvatarRenamed {
+                    name: AvatarName::parse("Маша у моря").unwrap(),
+                    at: at(),
+                }]);
+        }
+    }
+
+    #[test]
+    fn the_same_name_again_changes_nothing() {
+        AvatarTest::with(())
+            .given(with_photos(AvatarType::Portrait, 1))
+            .when(user(Action::Rename {
+                name: "Маша".into(),
+            }))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_bad_name_is_refused_as_at_creation() {
+        AvatarTest::with(())
+            .given(with_photos(AvatarType::Portrait, 1))
+            .when(user(Action::Rename {
+                name: "\u{202e}gnp.exe".into(),
+            }))
+            .then_expect_error(AvatarError::NameHasInvisibleCharacters {
+                code_point: "U+202E".into(),
+            });
+        AvatarTest::with(())
+            .given(with_photos(AvatarType::Portrait, 1))
+            .when(user(Action::Rename { name: "  ".into() }))
+            .then_expect_error(AvatarError::EmptyName);
+    }
+
+    #[test]
+    fn only_the_owner_renames() {
+        AvatarTest::with(())
+            .given(with_photos(AvatarType::Portrait, 1))
+            .when(stranger(Action::Rename {
+                name: "Чужой".into(),
+            }))
+            .then_expect_error(AvatarError::NotOwner);
+    }
+}
+
 mod creating {
     use super::*;
 

@@ -402,7 +402,8 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
                 m.opened.remove(&gid);
             }
         }
-        AvatarEvent::PhotoUploaded { .. }
+        AvatarEvent::AvatarRenamed { .. }
+        | AvatarEvent::PhotoUploaded { .. }
         | AvatarEvent::PhotoRemoved { .. }
         | AvatarEvent::TrainingSubmitted { .. }
         | AvatarEvent::GenerationSubmitted { .. } => {}

@@ -194,6 +194,7 @@ fn apply_to(row: &mut Option<AvatarCard>, e: &FeedEvent) -> bool {
         AvatarEvent::AvatarCreated { .. }
         | AvatarEvent::TrainingSubmitted { .. }
         | AvatarEvent::GenerationSubmitted { .. } => {}
+        AvatarEvent::AvatarRenamed { name, .. } => card.name = name.as_str().to_owned(),
         AvatarEvent::PhotoUploaded { photo_count, .. }
         | AvatarEvent::PhotoRemoved { photo_count, .. } => card.photo_count = *photo_count as i64,
         AvatarEvent::TrainingStarted { preset, .. } => {

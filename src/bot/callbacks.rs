@@ -30,6 +30,8 @@ pub enum Callback {
     Card(Uuid),
     /// Continue uploading photos to a draft.
     Upload(Uuid),
+    /// Ask for a new name.
+    Rename(Uuid),
     /// Take one photo out of a draft's set; `photo` is [`photo_tag`] of its content hash.
     RemovePhoto {
         avatar: Uuid,
@@ -52,6 +54,12 @@ pub enum Callback {
         preset: GenerationPreset,
         images: u8,
         aspect: Option<AspectRatio>,
+    },
+    /// On the prompt screen: generate with the prompt of an earlier generation of the user's.
+    Reuse {
+        avatar: Uuid,
+        preset: GenerationPreset,
+        generation: Uuid,
     },
     /// Under a result: image `image` (from 0, as sent) of a generation, as a document.
     AsFile {
@@ -97,6 +105,7 @@ impl Callback {
         match *self {
             Self::Card(id)
             | Self::Upload(id)
+            | Self::Rename(id)
             | Self::StartOver(id)
             | Self::Train(id)
             | Self::StartTraining(id, _)
@@ -107,6 +116,7 @@ impl Callback {
             | Self::DeleteCancel(id) => Some(id),
             Self::RemovePhoto { avatar, .. }
             | Self::PromptOptions { avatar, .. }
+            | Self::Reuse { avatar, .. }
             | Self::AsFile { avatar, .. }
             | Self::Again { avatar, .. }
             | Self::OtherPreset { avatar, .. }
@@ -132,6 +142,7 @@ impl Callback {
             Self::Gallery(page) => format!("gl:{page}"),
             Self::Card(id) => format!("c:{}", short(id)),
             Self::Upload(id) => format!("u:{}", short(id)),
+            Self::Rename(id) => format!("rn:{}", short(id)),
             Self::RemovePhoto { avatar, photo } => {
                 format!(
                     "pr:{}:{}",
@@ -161,6 +172,16 @@ impl Callback {
                 generation,
                 image,
             } => format!("af:{image}:{}{}", short(avatar), short(generation)),
+            Self::Reuse {
+                avatar,
+                preset,
+                generation,
+            } => format!(
+                "rz:{}:{}{}",
+                preset_code(preset),
+                short(avatar),
+                short(generation)
+            ),
             Self::Again { avatar, generation } => {
                 format!("ag:{}{}", short(avatar), short(generation))
             }
@@ -208,6 +229,7 @@ impl Callback {
             ["gl", page] => parse_page(page).map(Self::Gallery),
             ["c", id] => from_short(id).map(Self::Card),
             ["u", id] => from_short(id).map(Self::Upload),
+            ["rn", id] => from_short(id).map(Self::Rename),
             ["pr", id, photo] => from_short(id)
                 .zip(parse_tag(photo))
                 .map(|(avatar, photo)| Self::RemovePhoto { avatar, photo }),
@@ -230,6 +252,15 @@ impl Callback {
                     images,
                     aspect,
                 }),
+            ["rz", p, ids] => {
+                parse_preset(p)
+                    .zip(two_ids(ids))
+                    .map(|(preset, (avatar, generation))| Self::Reuse {
+                        avatar,
+                        preset,
+                        generation,
+                    })
+            }
             ["af", n, ids] => {
                 parse_image_index(n)
                     .zip(two_ids(ids))
@@ -428,6 +459,7 @@ mod tests {
             Callback::Gallery(42),
             Callback::Card(a),
             Callback::Upload(a),
+            Callback::Rename(a),
             Callback::StartOver(a),
             Callback::RemovePhoto {
                 avatar: a,
@@ -478,6 +510,11 @@ mod tests {
             }
         }
         for p in GenerationPreset::ALL {
+            all.push(Callback::Reuse {
+                avatar: a,
+                preset: p,
+                generation: g,
+            });
             all.push(Callback::GeneratePreset(a, p));
             all.push(Callback::Regenerate {
                 avatar: a,

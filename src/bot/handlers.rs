@@ -14,9 +14,9 @@ use aggregates::{
     Command as AvatarCommand, Gender, GenerationPreset,
 };
 use chrono::Utc;
-use projections::{gallery, Conn};
+use projections::{gallery, generations, Conn};
 use teloxide::prelude::*;
-use teloxide::types::{InlineKeyboardMarkup, MessageId};
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, MessageId};
 use teloxide::utils::command::BotCommands;
 use teloxide::{ApiError, RequestError};
 use uuid::Uuid;
@@ -169,13 +169,37 @@ impl Ctx {
     ) -> Result<(), RequestError> {
         let t = self.t();
         let options = self.options().await;
+        let recent = self.recent_prompts().await;
         let text = format!(
             "{}\n\n{}",
             t.ask_prompt(&avatar_name(avatar), preset),
             t.prompt_options(options.images(), options.aspect)
         );
-        self.show(screen, text, kb::prompt(t, avatar_id, preset, options))
-            .await
+        let keyboard = kb::prompt(t, avatar_id, preset, options, &recent);
+        self.show(screen, text, keyboard).await
+    }
+
+    /// The user's last distinct prompts, newest first, with a generation that used each (none
+    /// if the read model cannot be read: the screen works without them).
+    async fn recent_prompts(&self) -> Vec<(Uuid, String)> {
+        let latest = match connection(&self.deps.db).await {
+            Ok(mut conn) => generations::for_owner(&mut conn.tx(), self.user, 0, 50).await,
+            Err(e) => Err(e.into()),
+        };
+        let latest = match latest {
+            Ok(latest) => latest,
+            Err(e) => {
+                tracing::warn!(user = self.user, error = %e, "could not read recent prompts");
+                return Vec::new();
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        latest
+            .into_iter()
+            .filter(|g| seen.insert(g.prompt.clone()))
+            .take(kb::RECENT_PROMPTS)
+            .map(|g| (g.generation_id, g.prompt))
+            .collect()
     }
 
     async fn remember_avatar(&self, avatar_id: Uuid) {
@@ -231,7 +255,9 @@ pub async fn on_command(
                     let avatar = ctx.deps.store.load(avatar_id).await?;
                     t.upload_stopped(&avatar_name(&avatar), avatar.photos.len())
                 }
-                State::AwaitingName { .. } | State::AwaitingPrompt { .. } => t.cancelled(),
+                State::AwaitingName { .. }
+                | State::AwaitingPrompt { .. }
+                | State::AwaitingNewName { .. } => t.cancelled(),
             };
             ctx.say(text, Some(kb::main_menu(t))).await?;
         }
@@ -284,6 +310,7 @@ pub async fn on_file(
         },
         State::AwaitingName { .. } => return notice(t.name_expected(), None).await,
         State::AwaitingPrompt { .. } => return notice(t.prompt_expected(), None).await,
+        State::AwaitingNewName { .. } => return notice(t.new_name_expected(), None).await,
     };
     let Some(file) = IncomingFile::from_message(&msg) else {
         return Ok(());
@@ -436,9 +463,10 @@ pub async fn on_prompt(
         Err(refusal @ (AvatarError::PromptTooLong { .. } | AvatarError::EmptyPrompt)) => {
             // Stay in this step so a shorter prompt can follow.
             let options = ctx.options().await;
+            let recent = ctx.recent_prompts().await;
             ctx.say(
                 t.refused(&t.refusal(&refusal)),
-                Some(kb::prompt(t, avatar_id, preset, options)),
+                Some(kb::prompt(t, avatar_id, preset, options, &recent)),
             )
             .await?;
         }
@@ -447,6 +475,50 @@ pub async fn on_prompt(
             ctx.say(t.refused(&t.refusal(&refusal)), Some(kb::to_menu(t)))
                 .await?;
         }
+    }
+    Ok(())
+}
+
+/// The text after "Rename": the avatar's new name, or the reason it cannot be.
+pub async fn on_new_name(
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    dialogue: BotDialogue,
+    msg: Message,
+    avatar_id: Uuid,
+) -> HandlerResult {
+    let Some(from) = msg.from.as_ref() else {
+        return Ok(());
+    };
+    let ctx = Ctx::new(bot, deps, from, msg.chat.id).await;
+    let t = ctx.t();
+    let Some(name) = msg.text().filter(|text| !text.starts_with('/')) else {
+        ctx.say(t.new_name_expected(), None).await?;
+        return Ok(());
+    };
+    let action = Action::Rename {
+        name: name.to_owned(),
+    };
+    match ctx.execute(avatar_id, action).await {
+        Ok(executed) => {
+            dialogue.reset().await?;
+            let avatar = &executed.state;
+            let keyboard = kb::card(t, avatar_id, avatar.status, avatar.photos.len());
+            ctx.say(t.renamed(&avatar_name(avatar)), Some(keyboard))
+                .await?;
+        }
+        Err(StoreError::Rejected(
+            refusal @ (AvatarError::Deleted | AvatarError::NotOwner | AvatarError::NotFound),
+        )) => {
+            dialogue.reset().await?;
+            ctx.say(t.refused(&t.refusal(&refusal)), Some(kb::to_menu(t)))
+                .await?;
+        }
+        // Stay in this step: another name can simply follow.
+        Err(StoreError::Rejected(refusal)) => {
+            ctx.say(t.refused(&t.refusal(&refusal)), None).await?;
+        }
+        Err(e) => return apologise(&ctx, e.into()).await,
     }
     Ok(())
 }
@@ -710,6 +782,17 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
             )
             .await?;
         }
+        (Callback::Rename(_), Some((avatar_id, avatar))) => {
+            dialogue
+                .update(State::AwaitingNewName { avatar_id })
+                .await?;
+            let keyboard = InlineKeyboardMarkup::new([[InlineKeyboardButton::callback(
+                t.btn_back(),
+                Callback::Card(avatar_id).encode(),
+            )]]);
+            ctx.show(screen, t.ask_new_name(&avatar_name(&avatar)), keyboard)
+                .await?;
+        }
         (Callback::RemovePhoto { photo, .. }, Some((avatar_id, avatar))) => {
             let Some(photo) = avatar
                 .photos
@@ -853,6 +936,27 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
                 .await?;
             ctx.show_prompt_screen(screen, avatar_id, &avatar, preset)
                 .await?;
+        }
+        (
+            Callback::Reuse {
+                preset, generation, ..
+            },
+            Some((avatar_id, _)),
+        ) => {
+            let earlier = match connection(&ctx.deps.db).await {
+                Ok(mut conn) => generations::get(&mut conn.tx(), generation).await?,
+                Err(e) => return Err(BotError::Database(e)),
+            };
+            // Only the user's own prompts: ids in buttons can be forged.
+            let Some(earlier) = earlier.filter(|g| g.owner == ctx.user) else {
+                return Ok(Answer::Alert(t.stale_button().to_owned()));
+            };
+            if dialogue.get().await? == Some(State::AwaitingPrompt { avatar_id, preset }) {
+                dialogue.reset().await?;
+            }
+            if let Err(refusal) = generate(ctx, avatar_id, earlier.prompt, Some(preset)).await? {
+                return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+            }
         }
         (
             Callback::AsFile {

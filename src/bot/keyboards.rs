@@ -192,7 +192,10 @@ pub fn card(
         }
         AvatarStatus::Training | AvatarStatus::New | AvatarStatus::Deleted => {}
     }
-    rows.push(vec![button(t.btn_delete(), Callback::Delete(avatar_id))]);
+    rows.push(vec![
+        button(t.btn_rename(), Callback::Rename(avatar_id)),
+        button(t.btn_delete(), Callback::Delete(avatar_id)),
+    ]);
     rows.push(vec![button(t.btn_back(), Callback::Gallery(0))]);
     InlineKeyboardMarkup::new(rows)
 }
@@ -267,12 +270,14 @@ pub fn regeneration_presets(t: &dyn Texts, avatar: Uuid, generation: Uuid) -> In
 }
 
 /// While waiting for a prompt: back to the presets.
-/// The prompt screen: how many images and which frame (the current choice marked), and back.
+/// The prompt screen: how many images and which frame (the current choice marked), the user's
+/// recent prompts to reuse with one tap, and back.
 pub fn prompt(
     t: &dyn Texts,
     avatar: Uuid,
     preset: GenerationPreset,
     options: GenerationOptions,
+    recent: &[(Uuid, String)],
 ) -> InlineKeyboardMarkup {
     let mark = |chosen: bool, label: String| {
         if chosen {
@@ -311,12 +316,33 @@ pub fn prompt(
         })
         .collect::<Vec<_>>();
     let (first, second) = frames.split_at(3);
-    InlineKeyboardMarkup::new([
-        counts,
-        first.to_vec(),
-        second.to_vec(),
-        vec![button(t.btn_back(), Callback::Generate(avatar))],
-    ])
+    let mut rows = vec![counts, first.to_vec(), second.to_vec()];
+    for (generation, prompt) in recent.iter().take(RECENT_PROMPTS) {
+        rows.push(vec![button(
+            format!("↺ {}", shortened(prompt, 40)),
+            Callback::Reuse {
+                avatar,
+                preset,
+                generation: *generation,
+            },
+        )]);
+    }
+    rows.push(vec![button(t.btn_back(), Callback::Generate(avatar))]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// Recent prompts offered on the prompt screen.
+pub const RECENT_PROMPTS: usize = 5;
+
+/// At most `max` characters of `text` on one line, an ellipsis when cut.
+fn shortened(text: &str, max: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// Under a generation's result: each of its `images` (as sent) as a file, again, another

@@ -83,6 +83,8 @@ pub enum State {
     },
     /// Photos sent now go to this avatar.
     Uploading { avatar_id: Uuid },
+    /// The next text is a new name for this avatar.
+    AwaitingNewName { avatar_id: Uuid },
     /// The next text is a prompt for this avatar and preset.
     AwaitingPrompt {
         avatar_id: Uuid,
@@ -166,6 +168,7 @@ pub fn schema() -> UpdateHandler<BotError> {
             .endpoint(handlers::on_name),
         )
         .branch(case![State::AwaitingPrompt { avatar_id, preset }].endpoint(handlers::on_prompt))
+        .branch(case![State::AwaitingNewName { avatar_id }].endpoint(handlers::on_new_name))
         .branch(dptree::endpoint(handlers::on_other_message));
     let buttons = Update::filter_callback_query()
         .enter_dialogue::<CallbackQuery, dialogues::Dialogues, State>()

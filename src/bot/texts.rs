@@ -178,6 +178,10 @@ pub trait Texts: Send + Sync {
     fn generation_failed(&self, name: &str) -> String;
     fn btn_again(&self) -> &'static str;
     fn btn_other_preset(&self) -> &'static str;
+    fn btn_rename(&self) -> &'static str;
+    fn ask_new_name(&self, name: &str) -> String;
+    fn renamed(&self, name: &str) -> String;
+    fn new_name_expected(&self) -> String;
     /// The prompt screen's current choices: images per request and the frame.
     fn prompt_options(&self, images: u32, aspect: Option<AspectRatio>) -> String;
     /// The frame button that keeps the preset's own.
@@ -731,6 +735,21 @@ impl Texts for Ru {
         )
     }
 
+    fn btn_rename(&self) -> &'static str {
+        "✏️ Переименовать"
+    }
+    fn ask_new_name(&self, name: &str) -> String {
+        format!(
+            "✏️ Новое имя для аватара «{}» — одним сообщением, до 64 символов.",
+            esc(name)
+        )
+    }
+    fn renamed(&self, name: &str) -> String {
+        format!("✅ Теперь аватар называется «{}».", esc(name))
+    }
+    fn new_name_expected(&self) -> String {
+        "✏️ Жду новое имя текстом. Отменить: /cancel".into()
+    }
     fn prompt_options(&self, images: u32, aspect: Option<AspectRatio>) -> String {
         let frame = aspect.map_or("как в пресете", |a| a.ratio());
         format!("🖼 Изображений: {images} · формат: {frame}")
@@ -1360,6 +1379,21 @@ impl Texts for En {
         )
     }
 
+    fn btn_rename(&self) -> &'static str {
+        "✏️ Rename"
+    }
+    fn ask_new_name(&self, name: &str) -> String {
+        format!(
+            "✏️ Send the new name for “{}” in one message, up to 64 characters.",
+            esc(name)
+        )
+    }
+    fn renamed(&self, name: &str) -> String {
+        format!("✅ The avatar is now called “{}”.", esc(name))
+    }
+    fn new_name_expected(&self) -> String {
+        "✏️ I'm waiting for the new name as text. Cancel: /cancel".into()
+    }
     fn prompt_options(&self, images: u32, aspect: Option<AspectRatio>) -> String {
         let frame = aspect.map_or("the preset's", |a| a.ratio());
         format!("🖼 Images: {images} · frame: {frame}")

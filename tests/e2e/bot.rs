@@ -1392,3 +1392,87 @@ async fn four_images_in_a_chosen_frame_arrive_as_one_album_and_each_as_its_origi
     assert_eq!(lora[1]["image_size"], "portrait_16_9");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_avatar_is_renamed_and_a_recent_prompt_is_reused_with_one_tap() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Anna", "en");
+    create_avatar(&anna, "p", "f", "Old name", "is created").await;
+    let summary = upload_album(&anna, 100, "Uploaded: 10 of 10–20").await;
+    let ready = train(&anna, &summary, TrainingPreset::Fast, "minutes", "is ready").await;
+    let avatar = avatar_of(&button(&ready, "ge:"));
+
+    // Rename from the card: a disguised name is refused and the step stays; a good one lands.
+    let gallery = gallery_where(&anna, |page| page.contains("Old name")).await;
+    let card = press_and_see(&anna, &gallery, &button(&gallery, "c:"), "Type:").await;
+    press_and_see(
+        &anna,
+        &card,
+        &button(&card, "rn:"),
+        "Send the new name for “Old name”",
+    )
+    .await;
+    anna.send_text("\u{202e}gnp.exe");
+    let refused = text(&anna, "invisible character").await;
+    assert!(refused.text().unwrap().contains("U+202E"), "{refused:?}");
+    anna.send_text("Anna at the sea");
+    let renamed = text(&anna, "The avatar is now called").await;
+    assert_eq!(
+        renamed.text(),
+        Some("✅ The avatar is now called “Anna at the sea”.")
+    );
+    assert!(
+        renamed.callback_data("✏️ Rename").is_some(),
+        "the card's buttons"
+    );
+    gallery_where(&anna, |page| {
+        page.contains("Anna at the sea") && !page.contains("Old name")
+    })
+    .await;
+    let history = app.store.history(avatar).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| e.event_type == "AvatarRenamed")
+            .count(),
+        1
+    );
+
+    // Generate once by typing; the next prompt screen offers that prompt to reuse.
+    let presets = press_and_see(&anna, &renamed, &button(&renamed, "ge:"), "Choose a preset").await;
+    press_and_see(
+        &anna,
+        &presets,
+        &button(&presets, "gp:f:"),
+        "Describe the image",
+    )
+    .await;
+    anna.send_text("a red kite over the dunes");
+    nth_bot_photo(&anna, 1).await;
+    let presets = press_and_see(&anna, &renamed, &button(&renamed, "ge:"), "Choose a preset").await;
+    let screen = press_and_see(
+        &anna,
+        &presets,
+        &button(&presets, "gp:q:"),
+        "Describe the image",
+    )
+    .await;
+    let reuse = screen
+        .callback_data("↺ a red kite over the dunes")
+        .expect("the recent prompt")
+        .to_owned();
+    press(&anna, &screen, &reuse).await;
+    nth_bot_photo(&anna, 2).await;
+    let lora = submitted(&app, "fal-ai/flux-lora");
+    assert_eq!(lora.len(), 2);
+    assert_eq!(lora[1]["prompt"], lora[0]["prompt"]);
+    assert_eq!(
+        lora[1]["num_inference_steps"], 50,
+        "with the preset of this screen"
+    );
+    // The prompt step is over: a text now is no prompt.
+    anna.send_text("not a prompt");
+    text(&anna, "I didn't get that").await;
+    assert_eq!(submitted(&app, "fal-ai/flux-lora").len(), 2);
+    app.shutdown().await;
+}
