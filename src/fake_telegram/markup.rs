@@ -113,11 +113,43 @@ fn parse_inline_button(value: &Value) -> Result<Button, ApiFailure> {
         Some(Value::String(url)) if is_button_url(url) => Some(url.clone()),
         Some(_) => return Err(ApiFailure::bad_request("BUTTON_URL_INVALID")),
     };
+    let pay = match object.get("pay") {
+        None => false,
+        Some(Value::Bool(pay)) => *pay,
+        Some(_) => {
+            return Err(ApiFailure::bad_request(
+                "can't parse inline keyboard button: Field \"pay\" must be of type Boolean",
+            ))
+        }
+    };
     Ok(Button {
         text: text.to_owned(),
         callback_data,
         url,
+        pay,
     })
+}
+
+/// Telegram's rule for Pay buttons: "This type of button must always be the first button in the
+/// first row and can only be used in invoice messages"; an invoice's own keyboard, if it has one,
+/// must start with it.
+pub(crate) fn check_pay_buttons(markup: &Markup, is_invoice: bool) -> Result<(), ApiFailure> {
+    let Markup::Inline(rows) = markup else {
+        return Ok(());
+    };
+    let buttons = rows.iter().flatten();
+    let first_is_pay = rows
+        .first()
+        .and_then(|row| row.first())
+        .is_some_and(|b| b.pay);
+    if is_invoice && !first_is_pay {
+        return Err(ApiFailure::bad_request("REPLY_MARKUP_BUY_EMPTY"));
+    }
+    let allowed_pay_buttons = usize::from(is_invoice);
+    if buttons.filter(|b| b.pay).count() > allowed_pay_buttons {
+        return Err(ApiFailure::bad_request("BUTTON_TYPE_INVALID"));
+    }
+    Ok(())
 }
 
 fn is_button_url(url: &str) -> bool {

@@ -9,8 +9,11 @@ use tokio::time::Instant;
 use super::{
     api::Params,
     failure::ApiFailure,
-    markup::{apply_parse_mode, parse_reply_markup, telegram_len, MAX_CAPTION_LEN, MAX_TEXT_LEN},
-    media,
+    markup::{
+        apply_parse_mode, check_pay_buttons, parse_reply_markup, telegram_len, MAX_CAPTION_LEN,
+        MAX_TEXT_LEN,
+    },
+    media, payments,
     transcript::{BotCommand, CallbackAnswer, ChatMessage, Content, Entry, Markup},
     world::{now, World},
     Shared,
@@ -43,6 +46,11 @@ const METHODS: &[&str] = &[
     "getMyCommands",
     "deleteMyCommands",
     "getFile",
+    "sendInvoice",
+    "answerPreCheckoutQuery",
+    "refundStarPayment",
+    "getStarTransactions",
+    "getMyStarBalance",
 ];
 
 const CHAT_ACTIONS: &[&str] = &[
@@ -295,6 +303,18 @@ pub(crate) async fn call(
                 }))
             })
         }
+        "sendInvoice" => {
+            let invoice = payments::parse_invoice(params)?;
+            let markup = payments::invoice_markup(reply_markup(params)?)?;
+            let chat_id = params.chat_id()?;
+            send(shared, chat_id, Content::Invoice(invoice), markup)
+        }
+        "answerPreCheckoutQuery" => {
+            shared.write(|w| payments::answer_pre_checkout_query(w, params))
+        }
+        "refundStarPayment" => shared.write(|w| payments::refund_star_payment(w, params)),
+        "getStarTransactions" => shared.read(|w| payments::get_star_transactions(w, params)),
+        "getMyStarBalance" => Ok(shared.read(payments::get_my_star_balance)),
         // Never "Not Found": teloxide would take that for a wrong token.
         other => Err(ApiFailure::bad_request(format!(
             "method \"{other}\" is not implemented by this fake Bot API"
@@ -371,6 +391,7 @@ fn send(
     content: Content,
     markup: Markup,
 ) -> Result<Value, ApiFailure> {
+    check_pay_buttons(&markup, matches!(content, Content::Invoice(_)))?;
     shared.write(|w| {
         w.writable_chat(chat_id)?;
         let message = w.post(chat_id, true, content, markup, None);
@@ -393,7 +414,9 @@ fn edit(
             return Err(ApiFailure::bad_request("message can't be edited"));
         }
         let mut edited = message.clone();
-        if !change(&mut edited)? {
+        let changed = change(&mut edited)?;
+        check_pay_buttons(&edited.markup, edited.invoice().is_some())?;
+        if !changed {
             return Err(ApiFailure::bad_request(
                 "message is not modified: specified new message content and reply markup are exactly the same as a \
                  current content and reply markup of the message",

@@ -4,13 +4,15 @@
 //! [`FakeTelegram::api_url`]; [`FakeUser`] plays a person in a private chat with that bot.
 //! Layout: `api` (routes and request bodies), `methods` (the Bot API methods), `markup`
 //! (Telegram's formatting and keyboard rules), `world` (state), `transcript` (what a chat shows),
-//! `media` (pictures), `user` (the person's side).
+//! `media` (pictures), `payments` (invoices, checkouts and refunds in Telegram Stars), `user`
+//! (the person's side).
 
 mod api;
 mod failure;
 mod markup;
 mod media;
 mod methods;
+mod payments;
 mod transcript;
 mod user;
 mod world;
@@ -25,9 +27,12 @@ use std::{
 use tokio::{sync::watch, task::JoinHandle};
 
 pub use media::sample_jpeg;
+pub use payments::{
+    PayOptions, PreCheckout, PreCheckoutState, StarCharge, StarRefund, PRE_CHECKOUT_DEADLINE,
+};
 pub use transcript::{
-    ApiRequest, BotCommand, Button, CallbackAnswer, ChatMessage, Content, Document, Entry, Markup,
-    PhotoSize,
+    ApiRequest, BotCommand, Button, CallbackAnswer, ChatMessage, Content, Document, Entry, Invoice,
+    LabeledPrice, Markup, PhotoSize, PreCheckoutAnswer, RefundedPayment, SuccessfulPayment,
 };
 pub use user::FakeUser;
 
@@ -54,6 +59,10 @@ pub enum FakeTelegramError {
         message_id: i32,
         callback_data: String,
     },
+    #[error("message {message_id} is not an invoice from the bot in this chat")]
+    NoSuchInvoice { message_id: i32 },
+    #[error("no payment has the charge id {charge_id:?}")]
+    NoSuchCharge { charge_id: String },
 }
 
 /// A running fake Bot API; it stops when dropped or on [`FakeTelegram::shutdown`].
@@ -336,6 +345,41 @@ impl FakeTelegram {
                 .cloned()
                 .unwrap_or_default()
         })
+    }
+
+    /// How long the bot has to answer a pre-checkout query before the payment is cancelled;
+    /// Telegram's [`PRE_CHECKOUT_DEADLINE`] unless a test shortens it. Applies to queries sent
+    /// from now on and to answers still to come.
+    pub fn set_pre_checkout_deadline(&self, deadline: Duration) {
+        self.shared
+            .write_quietly(|w| w.payments.deadline = deadline);
+    }
+
+    /// Every pre-checkout query sent so far, in order, with what became of it.
+    pub fn pre_checkouts(&self) -> Vec<PreCheckout> {
+        self.shared.read(|w| w.payments.pre_checkouts.clone())
+    }
+
+    /// Every payment in Stars that went through, in order.
+    pub fn charges(&self) -> Vec<StarCharge> {
+        self.shared.read(|w| w.payments.charges.clone())
+    }
+
+    /// Every refund the bot made, in order.
+    pub fn refunds(&self) -> Vec<StarRefund> {
+        self.shared.read(|w| w.payments.refunds.clone())
+    }
+
+    /// The bot's Stars: paid minus refunded.
+    pub fn star_balance(&self) -> i64 {
+        self.shared.read(|w| w.payments.balance())
+    }
+
+    /// Delivers the `successful_payment` message of charge `charge_id` once more, in a new
+    /// update, as Telegram may: the bot must not credit it twice.
+    pub fn redeliver_successful_payment(&self, charge_id: &str) -> Result<(), FakeTelegramError> {
+        self.shared
+            .write(|w| w.redeliver_successful_payment(charge_id))
     }
 
     /// Stops serving and waits for open requests (including long polls) to finish.

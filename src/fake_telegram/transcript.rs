@@ -43,6 +43,64 @@ pub enum Content {
         document: Document,
         caption: Option<String>,
     },
+    /// An invoice the bot sent with `sendInvoice`.
+    Invoice(Invoice),
+    /// The service message Telegram posts from the user once a payment went through.
+    SuccessfulPayment(SuccessfulPayment),
+    /// The service message Telegram posts from the user once the bot refunded a payment.
+    RefundedPayment(RefundedPayment),
+}
+
+/// An invoice as the chat shows it, plus what only the bot and the fake know of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invoice {
+    pub title: String,
+    pub description: String,
+    /// `""` when the bot gave none, as Telegram sends it.
+    pub start_parameter: String,
+    /// `XTR` for Telegram Stars.
+    pub currency: String,
+    pub total_amount: i64,
+    pub prices: Vec<LabeledPrice>,
+    /// The bot's payload: never shown in the chat, handed back in the pre-checkout query.
+    pub payload: String,
+}
+
+/// One line of an invoice's price breakdown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabeledPrice {
+    pub label: String,
+    pub amount: i64,
+}
+
+/// What a `successful_payment` service message carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SuccessfulPayment {
+    pub currency: String,
+    pub total_amount: i64,
+    pub invoice_payload: String,
+    /// Unique per payment; what `refundStarPayment` takes.
+    pub telegram_payment_charge_id: String,
+    /// Empty for Stars: no payment provider is involved.
+    pub provider_payment_charge_id: String,
+}
+
+/// What a `refunded_payment` service message carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundedPayment {
+    pub currency: String,
+    pub total_amount: i64,
+    pub invoice_payload: String,
+    pub telegram_payment_charge_id: String,
+}
+
+/// The bot's answer to a pre-checkout query, given in time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreCheckoutAnswer {
+    pub query_id: String,
+    pub ok: bool,
+    /// Why the bot refused; Telegram shows it to the user.
+    pub error_message: Option<String>,
 }
 
 /// One size of a photo, with its bytes.
@@ -87,6 +145,8 @@ pub struct Button {
     pub text: String,
     pub callback_data: Option<String>,
     pub url: Option<String>,
+    /// A Pay button, allowed only as the first button of an invoice.
+    pub pay: bool,
 }
 
 /// The bot's answer to a pressed button.
@@ -119,6 +179,18 @@ pub enum Entry {
     CallbackAnswered(CallbackAnswer),
     /// The bot showed a status such as "typing".
     ChatAction { action: String },
+    /// The user pressed Pay under an invoice; the bot got a pre-checkout query.
+    PayPressed {
+        message_id: i32,
+        query_id: String,
+        currency: String,
+        total_amount: i64,
+    },
+    /// The bot answered a pre-checkout query in time.
+    PreCheckoutAnswered(PreCheckoutAnswer),
+    /// The bot left a pre-checkout query unanswered past the deadline, so Telegram cancelled the
+    /// payment.
+    PaymentExpired { query_id: String },
 }
 
 /// A command in the bot's menu, as set with `setMyCommands`.
@@ -149,6 +221,33 @@ impl ChatMessage {
             Content::Photo { caption, .. } | Content::Document { caption, .. } => {
                 caption.as_deref()
             }
+            Content::Invoice(_) | Content::SuccessfulPayment(_) | Content::RefundedPayment(_) => {
+                None
+            }
+        }
+    }
+
+    /// The invoice of an invoice message.
+    pub fn invoice(&self) -> Option<&Invoice> {
+        match &self.content {
+            Content::Invoice(invoice) => Some(invoice),
+            _ => None,
+        }
+    }
+
+    /// The payment a `successful_payment` service message reports.
+    pub fn successful_payment(&self) -> Option<&SuccessfulPayment> {
+        match &self.content {
+            Content::SuccessfulPayment(payment) => Some(payment),
+            _ => None,
+        }
+    }
+
+    /// The refund a `refunded_payment` service message reports.
+    pub fn refunded_payment(&self) -> Option<&RefundedPayment> {
+        match &self.content {
+            Content::RefundedPayment(refund) => Some(refund),
+            _ => None,
         }
     }
 
@@ -199,6 +298,14 @@ pub(crate) fn render(user_name: &str, entries: &[Entry]) -> String {
             Entry::Bot(m) => {
                 line(&mut out, width, "bot", "›", &describe(m));
                 keyboard(&mut out, width, &m.markup);
+                // Without a keyboard, clients draw the Pay button themselves.
+                if let (Content::Invoice(invoice), Markup::None) = (&m.content, &m.markup) {
+                    let _ = writeln!(
+                        out,
+                        "{:>width$}   [Pay {} {}]",
+                        "", invoice.total_amount, invoice.currency
+                    );
+                }
             }
             Entry::Edited(m) => {
                 line(
@@ -239,6 +346,35 @@ pub(crate) fn render(user_name: &str, entries: &[Entry]) -> String {
             Entry::ChatAction { action } => {
                 line(&mut out, width, "bot", "…", &format!("({action})"))
             }
+            Entry::PayPressed {
+                message_id,
+                query_id,
+                currency,
+                total_amount,
+            } => line(
+                &mut out,
+                width,
+                user_name,
+                "⇢",
+                &format!(
+                    "pays {total_amount} {currency} for invoice #{message_id} (pre-checkout query {query_id})"
+                ),
+            ),
+            Entry::PreCheckoutAnswered(a) => {
+                let shown = match (a.ok, &a.error_message) {
+                    (true, _) => "approved the checkout".to_owned(),
+                    (false, Some(text)) => format!("declined the checkout: {text}"),
+                    (false, None) => "declined the checkout".to_owned(),
+                };
+                line(&mut out, width, "bot", "⇠", &shown)
+            }
+            Entry::PaymentExpired { query_id } => line(
+                &mut out,
+                width,
+                "bot",
+                "✗",
+                &format!("left pre-checkout query {query_id} unanswered: payment cancelled"),
+            ),
         }
     }
     out
@@ -262,6 +398,7 @@ fn keyboard(out: &mut String, width: usize, markup: &Markup) {
                     .map(|b| match (&b.callback_data, &b.url) {
                         (Some(data), _) => format!("[{}]→{data}", b.text),
                         (None, Some(url)) => format!("[{}]→{url}", b.text),
+                        (None, None) if b.pay => format!("[{}]→pay", b.text),
                         (None, None) => format!("[{}]", b.text),
                     })
                     .collect();
@@ -313,6 +450,18 @@ fn describe(m: &ChatMessage) -> String {
             }
             s
         }
+        Content::Invoice(invoice) => format!(
+            "[invoice {:?}, {} {}]\n{}",
+            invoice.title, invoice.total_amount, invoice.currency, invoice.description
+        ),
+        Content::SuccessfulPayment(p) => format!(
+            "[paid {} {}, charge {}]",
+            p.total_amount, p.currency, p.telegram_payment_charge_id
+        ),
+        Content::RefundedPayment(r) => format!(
+            "[refunded {} {}, charge {}]",
+            r.total_amount, r.currency, r.telegram_payment_charge_id
+        ),
     }
 }
 

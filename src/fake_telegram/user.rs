@@ -8,7 +8,10 @@ use serde_json::json;
 
 use super::{
     markup::telegram_len,
-    transcript::{self, CallbackAnswer, ChatMessage, Content, Entry, Markup, PhotoSize},
+    payments::{PayOptions, PreCheckoutState},
+    transcript::{
+        self, CallbackAnswer, ChatMessage, Content, Entry, Markup, PhotoSize, PreCheckoutAnswer,
+    },
     world::{CallbackRecord, World},
     FakeTelegramError, Shared, DEFAULT_WAIT,
 };
@@ -221,6 +224,83 @@ impl FakeUser {
             w.queue_update("callback_query", payload);
             Ok(query_id)
         })
+    }
+
+    /// Presses Pay under the bot's invoice `invoice_message_id`: the bot gets a
+    /// `pre_checkout_query` and has the deadline ([`super::FakeTelegram::set_pre_checkout_deadline`])
+    /// to answer it. Returns the query id.
+    pub fn pay(&self, invoice_message_id: i32) -> Result<String, FakeTelegramError> {
+        self.pay_with(invoice_message_id, PayOptions::default())
+    }
+
+    /// [`FakeUser::pay`] with a choice of how the payment reaches the bot.
+    pub fn pay_with(
+        &self,
+        invoice_message_id: i32,
+        options: PayOptions,
+    ) -> Result<String, FakeTelegramError> {
+        let (id, chat) = (self.id, self.chat);
+        let (query_id, deadline) = self.shared.write(|w| {
+            let query_id = w.start_payment(chat, id, invoice_message_id, options)?;
+            Ok::<_, FakeTelegramError>((query_id, w.payments.deadline))
+        })?;
+        // Outside a runtime nothing can wait; a late answer is then refused when it comes.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = self.shared.clone();
+            let expiring = query_id.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(deadline).await;
+                shared.write(|w| w.expire_pre_checkout(&expiring));
+            });
+        }
+        Ok(query_id)
+    }
+
+    /// Waits for the bot's in-time answer to pre-checkout query `query_id`.
+    pub async fn wait_for_pre_checkout_answer(
+        &self,
+        query_id: &str,
+    ) -> Result<PreCheckoutAnswer, FakeTelegramError> {
+        let id = self.chat;
+        let found = self
+            .shared
+            .wait_for_chat(id, self.wait, |w| {
+                w.chats.get(&id)?.transcript.iter().find_map(|e| match e {
+                    Entry::PreCheckoutAnswered(answer) if answer.query_id == query_id => {
+                        Some(answer.clone())
+                    }
+                    _ => None,
+                })
+            })
+            .await;
+        found.ok_or_else(|| self.timeout(&format!("an answer to pre-checkout query {query_id}")))
+    }
+
+    /// Waits until pre-checkout query `query_id` is settled: approved (the payment went
+    /// through), declined, or expired unanswered.
+    pub async fn wait_for_payment_outcome(
+        &self,
+        query_id: &str,
+    ) -> Result<PreCheckoutState, FakeTelegramError> {
+        let id = self.chat;
+        let found = self
+            .shared
+            .wait_for_chat(id, self.wait, |w| {
+                w.payments
+                    .pre_checkouts
+                    .iter()
+                    .find(|q| q.query_id == query_id)
+                    .map(|q| q.state.clone())
+                    .filter(|state| *state != PreCheckoutState::Pending)
+            })
+            .await;
+        found.ok_or_else(|| self.timeout(&format!("the outcome of pre-checkout query {query_id}")))
+    }
+
+    /// Waits for the next invoice the bot sends in this chat.
+    pub async fn wait_for_invoice(&self) -> Result<ChatMessage, FakeTelegramError> {
+        self.wait_for_bot_message_described("an invoice from the bot", |m| m.invoice().is_some())
+            .await
     }
 
     /// Stops accepting messages from the bot, as when a person blocks it.

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use super::{
     failure::ApiFailure,
     media,
+    payments::Payments,
     transcript::{
         ApiRequest, BotCommand, CallbackAnswer, ChatMessage, Content, Document, Entry, Markup,
         PhotoSize,
@@ -44,6 +45,7 @@ pub(crate) struct World {
     pub commands: BTreeMap<String, Vec<BotCommand>>,
     /// Chats changed since waiters were last woken: only their waiters are.
     pub touched: Vec<i64>,
+    pub payments: Payments,
 }
 
 pub(crate) struct BotUser {
@@ -121,6 +123,7 @@ impl World {
             webhook: None,
             commands: BTreeMap::new(),
             touched: Vec::new(),
+            payments: Payments::default(),
         }
     }
 
@@ -240,6 +243,43 @@ impl World {
                     value.insert("caption".into(), json!(caption));
                 }
             }
+            // The payload stays out: Telegram never shows it in the chat.
+            Content::Invoice(invoice) => {
+                value.insert(
+                    "invoice".into(),
+                    json!({
+                        "title": invoice.title,
+                        "description": invoice.description,
+                        "start_parameter": invoice.start_parameter,
+                        "currency": invoice.currency,
+                        "total_amount": invoice.total_amount,
+                    }),
+                );
+            }
+            Content::SuccessfulPayment(payment) => {
+                value.insert(
+                    "successful_payment".into(),
+                    json!({
+                        "currency": payment.currency,
+                        "total_amount": payment.total_amount,
+                        "invoice_payload": payment.invoice_payload,
+                        "telegram_payment_charge_id": payment.telegram_payment_charge_id,
+                        "provider_payment_charge_id": payment.provider_payment_charge_id,
+                    }),
+                );
+            }
+            // Telegram leaves out provider_payment_charge_id when it is empty, as it is for Stars.
+            Content::RefundedPayment(refund) => {
+                value.insert(
+                    "refunded_payment".into(),
+                    json!({
+                        "currency": refund.currency,
+                        "total_amount": refund.total_amount,
+                        "invoice_payload": refund.invoice_payload,
+                        "telegram_payment_charge_id": refund.telegram_payment_charge_id,
+                    }),
+                );
+            }
         }
         if let Some(group) = &message.media_group_id {
             value.insert("media_group_id".into(), json!(group));
@@ -257,6 +297,9 @@ impl World {
                             }
                             if let Some(url) = &b.url {
                                 button["url"] = json!(url);
+                            }
+                            if b.pay {
+                                button["pay"] = json!(true);
                             }
                             button
                         })

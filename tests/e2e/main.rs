@@ -9,6 +9,7 @@ mod api;
 mod bad_input;
 mod bot;
 mod crash;
+mod fake_payments;
 mod fake_telegram;
 mod fal;
 mod fal_sim_faithful;
