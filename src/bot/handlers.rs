@@ -1231,6 +1231,16 @@ async fn show_generation_avatars(ctx: &Ctx, screen: Screen) -> Result<(), BotErr
 /// Waits (briefly) until the gallery has applied the avatar's event `sequence`, so a screen shown
 /// right after a change includes it. On timeout the screen is shown anyway.
 async fn wait_for_gallery(db: &Database, avatar_id: Uuid, sequence: i64) {
+    wait_for_card(db, avatar_id, |card| card.last_sequence >= sequence).await;
+}
+
+/// Waits (at most [`READ_MODEL_WAIT`]) until the avatar's gallery card is as `done` wants, so
+/// that a screen shown next agrees with what the user was just told.
+pub(super) async fn wait_for_card(
+    db: &Database,
+    avatar_id: Uuid,
+    done: impl Fn(&gallery::AvatarCard) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + READ_MODEL_WAIT;
     loop {
         let seen = match connection(db).await {
@@ -1238,12 +1248,12 @@ async fn wait_for_gallery(db: &Database, avatar_id: Uuid, sequence: i64) {
                 .await
                 .ok()
                 .flatten()
-                .is_some_and(|card| card.last_sequence >= sequence),
+                .is_some_and(|card| done(&card)),
             Err(_) => false,
         };
         if seen || tokio::time::Instant::now() >= deadline {
             if !seen {
-                tracing::warn!(%avatar_id, sequence, "the gallery is behind; showing it anyway");
+                tracing::warn!(%avatar_id, "the gallery is behind; showing it anyway");
             }
             return;
         }

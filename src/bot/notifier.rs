@@ -64,6 +64,12 @@ impl TelegramNotifier {
         let name = avatar.name.map(|n| n.to_string()).unwrap_or_default();
         match notification {
             Notification::TrainingCompleted { .. } => {
+                // The menu's "Generate" lists trained avatars from the gallery: let it have
+                // caught up, so the button under "ready!" never says "no trained avatar yet".
+                super::handlers::wait_for_card(&self.deps.db, avatar_id, |card| {
+                    card.status == AvatarStatus::Trained.as_str()
+                })
+                .await;
                 self.text(chat, t.training_completed(&name), kb::trained(t, avatar_id))
                     .await
             }

@@ -1275,6 +1275,14 @@ async fn four_images_in_a_chosen_frame_arrive_as_one_album_and_each_as_its_origi
     let summary = upload_album(&bob, 80, "Uploaded: 10 of 10–20").await;
     let ready = train(&bob, &summary, TrainingPreset::Fast, "minutes", "is ready").await;
     let avatar = avatar_of(&button(&ready, "ge:"));
+    // Right after "ready", the menu's "Generate" (read from the gallery) already knows it.
+    bob.send_command("/start");
+    let menu = text(&bob, "Hi, Bob!").await;
+    let choose = press_and_see(&bob, &menu, "gm", "Choose an avatar").await;
+    assert!(choose.buttons().any(|b| b
+        .callback_data
+        .as_deref()
+        .is_some_and(|d| d == Callback::Generate(avatar).encode())));
     let presets = press_and_see(&bob, &ready, &button(&ready, "ge:"), "Choose a preset").await;
     let screen = press_and_see(
         &bob,
