@@ -216,6 +216,7 @@ async fn feed_lag(
                     preset: Some(GenerationPreset::Balanced),
                     num_images: 1,
                     aspect: None,
+                    batch: None,
                 },
             );
             let t = Instant::now();
@@ -464,6 +465,7 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
                 preset: Some(preset),
                 num_images: 1,
                 aspect: None,
+                batch: None,
             },
         ))
         .await;

@@ -321,6 +321,7 @@ fn generate() -> Command {
             preset: None,
             num_images: 1,
             aspect: None,
+            batch: None,
         },
     )
 }

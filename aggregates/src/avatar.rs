@@ -14,7 +14,7 @@ use crate::presets::{
     self, aspect_ratio_for, FluxLoraInput, GenerationPreset, LoraWeight, ModelKind, TrainerParams,
     UltraFinetunedInput, MAX_IMAGES_PER_GENERATION, MAX_PROMPT_CHARS,
 };
-use crate::values::{Actor, AvatarName, AvatarType, Gender, PhotoMeta};
+use crate::values::{Actor, AvatarName, AvatarType, BatchItem, Gender, PhotoMeta, MAX_BATCH_SIZE};
 
 /// Fewest photos a training accepts (seed 001).
 pub const MIN_PHOTOS: usize = 10;
@@ -219,6 +219,13 @@ pub struct Avatar {
     /// it); absent in snapshots from before model kinds.
     #[serde(default)]
     pub last_training_kind: Option<ModelKind>,
+    /// The batch item of each generation asked for in a batch (kept while the generation is
+    /// pending or among the remembered finished ones).
+    #[serde(default)]
+    pub batch_items: BTreeMap<Uuid, BatchItem>,
+    /// How many generations of each remembered batch have finished (completed or failed).
+    #[serde(default)]
+    pub batches_finished: BTreeMap<Uuid, u32>,
 }
 
 impl Avatar {
@@ -234,6 +241,17 @@ impl Avatar {
             Some(AvatarType::Style) => format!("STYLE_{short}"),
             _ => format!("PERSON_{short}"),
         }
+    }
+
+    /// The batch a generation belongs to and how many of that batch have finished so far.
+    pub fn batch_progress(&self, generation_id: Uuid) -> Option<(BatchItem, u32)> {
+        let item = *self.batch_items.get(&generation_id)?;
+        let finished = self
+            .batches_finished
+            .get(&item.batch_id)
+            .copied()
+            .unwrap_or(0);
+        Some((item, finished))
     }
 
     /// Whether photos may still be added or removed: before training starts, or after it failed.
@@ -533,6 +551,7 @@ impl Avatar {
                 preset,
                 num_images,
                 aspect,
+                batch,
             } => {
                 if self.status != AvatarStatus::Trained {
                     return Err(AvatarError::NotTrained);
@@ -557,6 +576,15 @@ impl Avatar {
                         max: MAX_IMAGES_PER_GENERATION,
                     });
                 }
+                if let Some(item) = batch {
+                    if item.size == 0 || item.index >= item.size || item.size > MAX_BATCH_SIZE {
+                        return Err(AvatarError::InvalidBatch {
+                            index: item.index,
+                            size: item.size,
+                            max: MAX_BATCH_SIZE,
+                        });
+                    }
+                }
                 if self.pending_generations.contains_key(&generation_id)
                     || self.finished_generations.contains(&generation_id)
                 {
@@ -574,6 +602,7 @@ impl Avatar {
                     arguments,
                     num_images,
                     aspect,
+                    batch,
                     at,
                 }])
             }
@@ -728,9 +757,24 @@ impl Avatar {
 
     fn finish_generation(&mut self, generation_id: Uuid) {
         self.pending_generations.remove(&generation_id);
+        if let Some(item) = self.batch_items.get(&generation_id) {
+            *self.batches_finished.entry(item.batch_id).or_default() += 1;
+        }
         self.finished_generations.push_back(generation_id);
         while self.finished_generations.len() > REMEMBERED_FINISHED_GENERATIONS {
-            self.finished_generations.pop_front();
+            let Some(forgotten) = self.finished_generations.pop_front() else {
+                break;
+            };
+            // A batch is forgotten with its last remembered generation.
+            if let Some(item) = self.batch_items.remove(&forgotten) {
+                if !self
+                    .batch_items
+                    .values()
+                    .any(|i| i.batch_id == item.batch_id)
+                {
+                    self.batches_finished.remove(&item.batch_id);
+                }
+            }
         }
     }
 }
@@ -881,8 +925,15 @@ impl Aggregate for Avatar {
                 self.status = AvatarStatus::TrainingFailed;
                 self.training = None;
             }
-            AvatarEvent::GenerationRequested { generation_id, .. } => {
+            AvatarEvent::GenerationRequested {
+                generation_id,
+                batch,
+                ..
+            } => {
                 self.pending_generations.insert(generation_id, None);
+                if let Some(item) = batch {
+                    self.batch_items.insert(generation_id, item);
+                }
             }
             AvatarEvent::GenerationSubmitted {
                 generation_id,

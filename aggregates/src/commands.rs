@@ -95,6 +95,9 @@ pub enum Action {
         /// The frame chosen apart from the preset; `None`: the preset's own.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         aspect: Option<crate::presets::AspectRatio>,
+        /// This prompt's place when several came in one message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<crate::values::BatchItem>,
     },
     /// The generation actor submitted the job to FAL: record the request and its URLs.
     RecordGenerationSubmission {

@@ -85,6 +85,9 @@ pub enum AvatarEvent {
         /// events written before the choice existed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         aspect: Option<crate::presets::AspectRatio>,
+        /// The prompt's place in a batch sent as one message, if it came in one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<crate::values::BatchItem>,
         at: DateTime<Utc>,
     },
     /// FAL accepted the generation job: from now on only its request id can finish it.

@@ -26,4 +26,6 @@ pub use commands::{Action, Command, TrainingOutput};
 pub use errors::AvatarError;
 pub use events::AvatarEvent;
 pub use presets::{AspectRatio, GenerationPreset, ModelKind, StyleTrainer, TrainingPreset};
-pub use values::{Actor, AvatarName, AvatarType, Gender, GeneratedImage, ImageFormat, PhotoMeta};
+pub use values::{
+    Actor, AvatarName, AvatarType, BatchItem, Gender, GeneratedImage, ImageFormat, PhotoMeta,
+};

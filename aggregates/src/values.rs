@@ -197,6 +197,18 @@ pub struct PhotoMeta {
     pub storage_key: String,
 }
 
+/// One prompt's place in a batch the user sent as one message (one prompt per line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItem {
+    pub batch_id: uuid::Uuid,
+    /// From 0.
+    pub index: u32,
+    pub size: u32,
+}
+
+/// Prompts one batch may hold.
+pub const MAX_BATCH_SIZE: u32 = 10;
+
 /// One image returned by a generator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GeneratedImage {

@@ -6,6 +6,7 @@ use aggregates::presets::{
     TrainerParams, MAX_PROMPT_CHARS, PORTRAIT_GENERATOR, PORTRAIT_TRAINER, STYLE_GENERATOR,
     STYLE_LORA_TRAINER, STYLE_TRAINER,
 };
+use aggregates::values::MAX_BATCH_SIZE;
 use aggregates::*;
 use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
@@ -188,6 +189,7 @@ fn generate(id: u128, preset: Option<GenerationPreset>) -> Action {
         preset,
         num_images: 1,
         aspect: None,
+        batch: None,
     }
 }
 
@@ -1035,6 +1037,7 @@ mod generating {
                 preset,
                 num_images: 4,
                 aspect: Some(aspect),
+                batch: None,
             }))
             .inspect_result()
             .unwrap();
@@ -1086,6 +1089,101 @@ mod generating {
             portrait["num_inference_steps"], 35,
             "the rest of the preset stays"
         );
+    }
+
+    fn batch_item(index: u32, size: u32) -> BatchItem {
+        BatchItem {
+            batch_id: Uuid::from_u128(900),
+            index,
+            size,
+        }
+    }
+
+    fn in_batch(action: Action, id: Option<Uuid>, item: BatchItem) -> Action {
+        let Action::Generate {
+            generation_id,
+            prompt,
+            preset,
+            num_images,
+            aspect,
+            ..
+        } = action
+        else {
+            unreachable!()
+        };
+        Action::Generate {
+            generation_id: id.unwrap_or(generation_id),
+            prompt,
+            preset,
+            num_images,
+            aspect,
+            batch: Some(item),
+        }
+    }
+
+    #[test]
+    fn a_prompt_outside_its_batch_is_refused() {
+        for (index, size) in [(3, 3), (0, 0), (0, MAX_BATCH_SIZE + 1)] {
+            AvatarTest::with(())
+                .given(trained(AvatarType::Portrait))
+                .when(user(in_batch(
+                    generate(1, None),
+                    None,
+                    batch_item(index, size),
+                )))
+                .then_expect_error(AvatarError::InvalidBatch {
+                    index,
+                    size,
+                    max: MAX_BATCH_SIZE,
+                });
+        }
+    }
+
+    // Each item of a batch is its own generation (one failing does not fail the others); the
+    // avatar counts how many of the batch have finished, for "2 of 3 ready".
+    #[test]
+    fn a_batch_counts_its_finished_items_whatever_their_outcome() {
+        use cqrs_es::Aggregate;
+        let mut avatar = Avatar::default();
+        for event in trained(AvatarType::Portrait) {
+            avatar.apply(event);
+        }
+        for index in 0..3u32 {
+            let id = Uuid::from_u128(500 + u128::from(index));
+            let events = AvatarTest::with(())
+                .given(trained(AvatarType::Portrait))
+                .when(user(in_batch(
+                    generate(1, None),
+                    Some(id),
+                    batch_item(index, 3),
+                )))
+                .inspect_result()
+                .unwrap();
+            for event in events {
+                avatar.apply(event);
+            }
+        }
+        let first = Uuid::from_u128(500);
+        assert_eq!(avatar.batch_progress(first), Some((batch_item(0, 3), 0)));
+        avatar.apply(AvatarEvent::GenerationFailed {
+            owner: OWNER,
+            generation_id: Uuid::from_u128(501),
+            reason: "FAL refused it".into(),
+            cancel_url: None,
+            at: at(),
+        });
+        avatar.apply(AvatarEvent::GenerationCompleted {
+            owner: OWNER,
+            generation_id: first,
+            images: vec![],
+            at: at(),
+        });
+        assert_eq!(avatar.batch_progress(first), Some((batch_item(0, 3), 2)));
+        assert_eq!(
+            avatar.batch_progress(Uuid::from_u128(502)),
+            Some((batch_item(2, 3), 2))
+        );
+        assert_eq!(avatar.pending_generations.len(), 1);
     }
 
     // Seed 000: portrait → flux-lora with the LoRA in `loras`, scale 1.0, square_hd.
@@ -1173,6 +1271,7 @@ mod generating {
                 preset: None,
                 num_images: 1,
                 aspect: None,
+                batch: None,
             }))
             .then_expect_error(AvatarError::EmptyPrompt);
     }
@@ -1187,6 +1286,7 @@ mod generating {
                 preset: None,
                 num_images: 1,
                 aspect: None,
+                batch: None,
             }))
             .then_expect_error(AvatarError::PromptTooLong {
                 max: MAX_PROMPT_CHARS,
@@ -1204,6 +1304,7 @@ mod generating {
                 preset: None,
                 num_images: 5,
                 aspect: None,
+                batch: None,
             }))
             .then_expect_error(AvatarError::InvalidImageCount {
                 requested: 5,
@@ -1229,6 +1330,7 @@ mod generating {
             num_images: 1,
             at: at(),
             aspect: None,
+            batch: None,
         }
     }
 
@@ -1355,6 +1457,7 @@ mod prompt_hygiene {
                 preset: None,
                 num_images: 1,
                 aspect: None,
+                batch: None,
             }))
             .inspect_result()
             .unwrap();
@@ -1378,6 +1481,7 @@ mod prompt_hygiene {
                 preset: None,
                 num_images: 1,
                 aspect: None,
+                batch: None,
             }))
             .then_expect_error(AvatarError::EmptyPrompt);
     }
@@ -1508,6 +1612,7 @@ mod style_lora {
                 preset: None,
                 num_images: 1,
                 aspect: None,
+                batch: None,
             }))
             .inspect_result()
             .unwrap();
@@ -1587,6 +1692,7 @@ mod paid_jobs {
             num_images: 1,
             at: at(),
             aspect: None,
+            batch: None,
         }
     }
 

@@ -33,6 +33,8 @@ use crate::store::{Database, StoreError};
 
 /// Avatars per gallery page.
 pub const GALLERY_PAGE_SIZE: u32 = 5;
+/// Prompts one message may carry as a batch (one per line).
+pub const MAX_PROMPTS_PER_MESSAGE: u32 = 5;
 /// How long the bot waits for the gallery to show a change it just made.
 const READ_MODEL_WAIT: Duration = Duration::from_secs(3);
 
@@ -458,9 +460,23 @@ pub async fn on_prompt(
         ctx.say(t.prompt_expected(), None).await?;
         return Ok(());
     };
-    match generate(&ctx, avatar_id, prompt.to_owned(), Some(preset)).await? {
+    let lines: Vec<&str> = prompt
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let outcome = if lines.len() > 1 {
+        generate_batch(&ctx, avatar_id, &lines, preset).await?
+    } else {
+        generate(&ctx, avatar_id, prompt.to_owned(), Some(preset)).await?
+    };
+    match outcome {
         Ok(()) => dialogue.reset().await?,
-        Err(refusal @ (AvatarError::PromptTooLong { .. } | AvatarError::EmptyPrompt)) => {
+        Err(
+            refusal @ (AvatarError::PromptTooLong { .. }
+            | AvatarError::EmptyPrompt
+            | AvatarError::InvalidBatch { .. }),
+        ) => {
             // Stay in this step so a shorter prompt can follow.
             let options = ctx.options().await;
             let recent = ctx.recent_prompts().await;
@@ -609,6 +625,18 @@ async fn generate(
     prompt: String,
     preset: Option<GenerationPreset>,
 ) -> Result<Result<(), AvatarError>, BotError> {
+    generate_one(ctx, avatar_id, prompt, preset, None).await
+}
+
+/// [`generate`] for one prompt, alone or (`batch`) as one item of a batch, whose progress
+/// message the caller sends once for all.
+async fn generate_one(
+    ctx: &Ctx,
+    avatar_id: Uuid,
+    prompt: String,
+    preset: Option<GenerationPreset>,
+    batch: Option<aggregates::BatchItem>,
+) -> Result<Result<(), AvatarError>, BotError> {
     if let Some(reached) = ctx.quota(Ask::Generation).await? {
         ctx.say(ctx.t().quota_reached(reached), Some(kb::to_menu(ctx.t())))
             .await?;
@@ -625,6 +653,7 @@ async fn generate(
                 preset,
                 num_images: options.images(),
                 aspect: options.aspect,
+                batch,
             },
         )
         .await;
@@ -633,14 +662,75 @@ async fn generate(
             tracing::info!(user = ctx.user, %avatar_id, %generation_id,
                 preset = preset.map_or("default", |p| p.as_str()), "generation requested");
             ctx.remember_avatar(avatar_id).await;
-            let name = avatar_name(&executed.state);
-            ctx.say(ctx.t().generation_started(&name, preset), None)
-                .await?;
+            if batch.is_none() {
+                let name = avatar_name(&executed.state);
+                ctx.say(ctx.t().generation_started(&name, preset), None)
+                    .await?;
+            }
             Ok(Ok(()))
         }
         Err(StoreError::Rejected(refusal)) => Ok(Err(refusal)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Several prompts in one message (one per line): each its own generation, so one failing
+/// fails no other; one message says how many started, each result comes as it finishes.
+async fn generate_batch(
+    ctx: &Ctx,
+    avatar_id: Uuid,
+    prompts: &[&str],
+    preset: GenerationPreset,
+) -> Result<Result<(), AvatarError>, BotError> {
+    let t = ctx.t();
+    let size = prompts.len() as u32;
+    if size > MAX_PROMPTS_PER_MESSAGE {
+        return Ok(Err(AvatarError::InvalidBatch {
+            index: size - 1,
+            size,
+            max: MAX_PROMPTS_PER_MESSAGE,
+        }));
+    }
+    let batch_id = Uuid::new_v4();
+    let mut started = 0;
+    let mut refused = Vec::new();
+    for (index, prompt) in prompts.iter().enumerate() {
+        let item = aggregates::BatchItem {
+            batch_id,
+            index: index as u32,
+            size,
+        };
+        match generate_one(
+            ctx,
+            avatar_id,
+            (*prompt).to_owned(),
+            Some(preset),
+            Some(item),
+        )
+        .await?
+        {
+            Ok(()) => started += 1,
+            Err(refusal) => refused.push((index + 1, refusal)),
+        }
+    }
+    if started == 0 {
+        // Nothing runs: the first reason is the answer, and the prompt step stays.
+        if let Some((_, refusal)) = refused.into_iter().next() {
+            return Ok(Err(refusal));
+        }
+        return Ok(Ok(()));
+    }
+    let name = avatar_name(&ctx.deps.store.load(avatar_id).await?);
+    let refused: Vec<String> = refused
+        .iter()
+        .map(|(n, refusal)| format!("{n}. {}", t.refusal(refusal)))
+        .collect();
+    ctx.say(
+        t.batch_started(&name, preset, started, size, &refused),
+        None,
+    )
+    .await?;
+    Ok(Ok(()))
 }
 
 /// Logs an unexpected failure and tells the user, briefly.

@@ -61,7 +61,11 @@ impl TelegramNotifier {
             tracing::info!(owner, %avatar_id, "not notifying about a deleted avatar");
             return Ok(());
         }
-        let name = avatar.name.map(|n| n.to_string()).unwrap_or_default();
+        let name = avatar
+            .name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
         match notification {
             Notification::TrainingCompleted { .. } => {
                 // The menu's "Generate" lists trained avatars from the gallery: let it have
@@ -88,7 +92,8 @@ impl TelegramNotifier {
                 images,
                 ..
             } => {
-                self.images(chat, t, &name, avatar_id, *generation_id, images)
+                let progress = batch_line(t, &avatar, *generation_id);
+                self.images(chat, t, &name, avatar_id, *generation_id, images, progress)
                     .await
             }
             Notification::GenerationFailed {
@@ -99,7 +104,10 @@ impl TelegramNotifier {
                 tracing::info!(owner, %avatar_id, %generation_id, reason, "telling the user their generation failed");
                 let keyboard = kb::generation_result(t, avatar_id, *generation_id, 0);
                 let why = t.fal_failure(crate::fal::FailureKind::from_reason(reason));
-                let text = format!("{}\n{why}", t.generation_failed(&name));
+                let mut text = format!("{}\n{why}", t.generation_failed(&name));
+                if let Some(progress) = batch_line(t, &avatar, *generation_id) {
+                    text.push_str(&format!("\n{progress}"));
+                }
                 self.text(chat, text, keyboard).await
             }
         }
@@ -131,6 +139,7 @@ impl TelegramNotifier {
         avatar_id: Uuid,
         generation_id: Uuid,
         images: &[GeneratedImage],
+        progress: Option<String>,
     ) -> Result<(), NotifyError> {
         let visible: Vec<&GeneratedImage> = images.iter().filter(|i| !i.nsfw).collect();
         let keyboard = kb::generation_result(t, avatar_id, generation_id, visible.len());
@@ -144,7 +153,10 @@ impl TelegramNotifier {
         for (n, image) in visible.iter().enumerate() {
             files.push(self.image_file(image, n).await?);
         }
-        let caption = t.generation_done(name, hidden);
+        let mut caption = t.generation_done(name, hidden);
+        if let Some(progress) = progress {
+            caption.push_str(&format!("\n{progress}"));
+        }
         let limiter = &self.deps.limiter;
         if let [file] = files.as_slice() {
             return sending(limiter, chat, 1, "sendPhoto", || {
@@ -205,6 +217,12 @@ impl TelegramNotifier {
             }
         }
     }
+}
+
+/// "Prompt 2 of 4 · 3 of 4 ready" for a generation of a batch, as the avatar counts it now.
+fn batch_line(t: &dyn Texts, avatar: &aggregates::Avatar, generation_id: Uuid) -> Option<String> {
+    let (item, finished) = avatar.batch_progress(generation_id)?;
+    Some(t.batch_progress(item.index, finished, item.size))
 }
 
 impl Notifier for TelegramNotifier {

@@ -176,6 +176,17 @@ pub trait Texts: Send + Sync {
     fn generation_done(&self, name: &str, hidden: usize) -> String;
     fn all_images_hidden(&self, name: &str, hidden: usize) -> String;
     fn generation_failed(&self, name: &str) -> String;
+    /// After a message with several prompts: how many started, and why the others did not.
+    fn batch_started(
+        &self,
+        name: &str,
+        preset: GenerationPreset,
+        started: u32,
+        size: u32,
+        refused: &[String],
+    ) -> String;
+    /// Under each result of a batch: how many of it are done.
+    fn batch_progress(&self, index: u32, finished: u32, size: u32) -> String;
     fn btn_again(&self) -> &'static str;
     fn btn_other_preset(&self) -> &'static str;
     fn btn_rename(&self) -> &'static str;
@@ -750,6 +761,34 @@ impl Texts for Ru {
     fn new_name_expected(&self) -> String {
         "✏️ Жду новое имя текстом. Отменить: /cancel".into()
     }
+    fn batch_started(
+        &self,
+        name: &str,
+        preset: GenerationPreset,
+        started: u32,
+        size: u32,
+        refused: &[String],
+    ) -> String {
+        let mut text = format!(
+            "🎨 Пакет из {size} описаний для аватара «{}» (пресет «{}»): запущено {started}. \
+             Каждый результат придёт, как только будет готов.",
+            esc(name),
+            self.preset_name(preset)
+        );
+        if !refused.is_empty() {
+            text.push_str("\nНе запущены:");
+            for line in refused {
+                text.push_str(&format!("\n{}", esc(line)));
+            }
+        }
+        text
+    }
+    fn batch_progress(&self, index: u32, finished: u32, size: u32) -> String {
+        format!(
+            "📦 Описание {} из {size} · готово {finished} из {size}",
+            index + 1
+        )
+    }
     fn prompt_options(&self, images: u32, aspect: Option<AspectRatio>) -> String {
         let frame = aspect.map_or("как в пресете", |a| a.ratio());
         format!("🖼 Изображений: {images} · формат: {frame}")
@@ -824,6 +863,9 @@ impl Texts for Ru {
             AvatarError::InvalidImageCount { max, .. } => {
                 format!("можно заказать от 1 до {max} изображений.")
             }
+            AvatarError::InvalidBatch { size, max, .. } => format!(
+                "в одном сообщении можно прислать не больше {max} описаний (по одному в строке), а здесь {size}."
+            ),
             AvatarError::DuplicateGeneration(_) => "эта генерация уже запущена.".into(),
             AvatarError::UnknownGeneration(_) => "такой генерации нет.".into(),
             AvatarError::GenerationFinished(_) | AvatarError::GenerationAlreadySubmitted { .. } => {
@@ -1394,6 +1436,34 @@ impl Texts for En {
     fn new_name_expected(&self) -> String {
         "✏️ I'm waiting for the new name as text. Cancel: /cancel".into()
     }
+    fn batch_started(
+        &self,
+        name: &str,
+        preset: GenerationPreset,
+        started: u32,
+        size: u32,
+        refused: &[String],
+    ) -> String {
+        let mut text = format!(
+            "🎨 A batch of {size} prompts for “{}” (preset “{}”): {started} started. \
+             Each result comes as soon as it is ready.",
+            esc(name),
+            self.preset_name(preset)
+        );
+        if !refused.is_empty() {
+            text.push_str("\nNot started:");
+            for line in refused {
+                text.push_str(&format!("\n{}", esc(line)));
+            }
+        }
+        text
+    }
+    fn batch_progress(&self, index: u32, finished: u32, size: u32) -> String {
+        format!(
+            "📦 Prompt {} of {size} · {finished} of {size} ready",
+            index + 1
+        )
+    }
     fn prompt_options(&self, images: u32, aspect: Option<AspectRatio>) -> String {
         let frame = aspect.map_or("the preset's", |a| a.ratio());
         format!("🖼 Images: {images} · frame: {frame}")
@@ -1468,6 +1538,9 @@ impl Texts for En {
             AvatarError::InvalidImageCount { max, .. } => {
                 format!("1 to {max} images can be ordered.")
             }
+            AvatarError::InvalidBatch { size, max, .. } => format!(
+                "one message can carry at most {max} prompts (one per line); this one has {size}."
+            ),
             AvatarError::DuplicateGeneration(_) => "this generation is already running.".into(),
             AvatarError::UnknownGeneration(_) => "there is no such generation.".into(),
             AvatarError::GenerationFinished(_) | AvatarError::GenerationAlreadySubmitted { .. } => {

@@ -514,6 +514,7 @@ async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
                     preset: *preset,
                     num_images: 1,
                     aspect: None,
+                    batch: None,
                 },
             )
             .await;
@@ -621,6 +622,7 @@ async fn one_failed_generation_does_not_fail_the_others() {
                 preset: Some(GenerationPreset::Fast),
                 num_images: 2,
                 aspect: None,
+                batch: None,
             },
         )
         .await;

@@ -1484,3 +1484,125 @@ async fn an_avatar_is_renamed_and_a_recent_prompt_is_reused_with_one_tap() {
     assert_eq!(submitted(&app, "fal-ai/flux-lora").len(), 2);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn three_prompts_in_one_message_run_as_a_batch_and_one_failure_fails_no_other() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Anna", "en");
+    create_avatar(&anna, "p", "f", "Anna", "is created").await;
+    let summary = upload_album(&anna, 120, "Uploaded: 10 of 10–20").await;
+    let ready = train(&anna, &summary, TrainingPreset::Fast, "minutes", "is ready").await;
+    let avatar = avatar_of(&button(&ready, "ge:"));
+    let presets = press_and_see(&anna, &ready, &button(&ready, "ge:"), "Choose a preset").await;
+    press_and_see(
+        &anna,
+        &presets,
+        &button(&presets, "gp:f:"),
+        "Describe the image",
+    )
+    .await;
+
+    // FAL refuses the first of the three submissions for good.
+    app.sim.fail_next(
+        aisha::fal::sim::RequestKind::Submit,
+        &[aisha::fal::sim::Fault::Status(422)],
+    );
+    anna.send_text("a cat on a roof\n\n  a dog in the snow \na bird over the sea");
+    let started = text(&anna, "A batch of 3 prompts").await;
+    assert_eq!(
+        started.text(),
+        Some("🎨 A batch of 3 prompts for “Anna” (preset “Fast”): 3 started. Each result comes as soon as it is ready.")
+    );
+    let done = anna
+        .wait_until(|entries| {
+            entries
+                .iter()
+                .filter(|e| matches!(e, Entry::Bot(m) if m.text().is_some_and(|t| t.contains(" of 3 ready"))))
+                .count()
+                >= 3
+        })
+        .await
+        .expect("three outcomes, each with the batch's progress");
+    let outcomes: Vec<String> = done
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Bot(m) => m
+                .text()
+                .filter(|t| t.contains(" of 3 ready"))
+                .map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    let failed: Vec<&String> = outcomes
+        .iter()
+        .filter(|t| t.contains("could not be created"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{outcomes:#?}");
+    assert_eq!(
+        outcomes.iter().filter(|t| t.contains("✨ Done!")).count(),
+        2,
+        "{outcomes:#?}"
+    );
+    assert!(
+        outcomes.last().unwrap().contains("3 of 3 ready"),
+        "{outcomes:#?}"
+    );
+    assert_eq!(count_photos_in(&done), 2, "the other two images arrived");
+
+    // Three generations in the history, one batch, each prompt its own request to FAL.
+    let history = app.store.history(avatar).await.unwrap();
+    let items: Vec<(String, aggregates::BatchItem)> = history
+        .iter()
+        .filter_map(|e| match &e.event {
+            aggregates::AvatarEvent::GenerationRequested {
+                prompt,
+                batch: Some(b),
+                ..
+            } => Some((prompt.clone(), *b)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        items
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.index, b.size))
+            .collect::<Vec<_>>(),
+        [
+            ("a cat on a roof", 0, 3),
+            ("a dog in the snow", 1, 3),
+            ("a bird over the sea", 2, 3)
+        ]
+    );
+    assert!(items.iter().all(|(_, b)| b.batch_id == items[0].1.batch_id));
+    let prompts: std::collections::BTreeSet<String> = submitted(&app, "fal-ai/flux-lora")
+        .iter()
+        .map(|body| body["prompt"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(prompts.len(), 3, "{prompts:?}");
+
+    // Six prompts are more than one message may carry: refused, nothing asked of FAL.
+    let before = submitted(&app, "fal-ai/flux-lora").len();
+    let presets = press_and_see(&anna, &ready, &button(&ready, "ge:"), "Choose a preset").await;
+    press_and_see(
+        &anna,
+        &presets,
+        &button(&presets, "gp:f:"),
+        "Describe the image",
+    )
+    .await;
+    anna.send_text("1\n2\n3\n4\n5\n6");
+    text(
+        &anna,
+        "one message can carry at most 5 prompts (one per line); this one has 6.",
+    )
+    .await;
+    assert_eq!(submitted(&app, "fal-ai/flux-lora").len(), before);
+    app.shutdown().await;
+}
+
+fn count_photos_in(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .filter(|e| matches!(e, Entry::Bot(m) if m.photo().is_some()))
+        .count()
+}

@@ -786,6 +786,7 @@ async fn an_input_error_after_submit_fails_the_generation_with_fals_message() {
                     preset: Some(GenerationPreset::Fast),
                     num_images: 1,
                     aspect: None,
+                    batch: None,
                 },
             ),
             Uuid::new_v4(),

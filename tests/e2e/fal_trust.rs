@@ -164,6 +164,7 @@ impl App {
                 preset: None,
                 num_images: 1,
                 aspect: None,
+                batch: None,
             }),
         )
         .await;

@@ -791,6 +791,7 @@ async fn generation_running(world: &World) -> (Uuid, Uuid) {
                 preset: None,
                 num_images: 1,
                 aspect: None,
+                batch: None,
             },
         )
         .await;

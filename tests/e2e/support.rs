@@ -154,6 +154,7 @@ pub async fn generate_many(store: &AvatarStore, id: Uuid, n: usize) {
                 preset: None,
                 num_images: 1,
                 aspect: None,
+                batch: None,
             }),
         )
         .await;
