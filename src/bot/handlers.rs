@@ -359,6 +359,13 @@ pub async fn on_file(
         }
         None => {
             let text = match &result.outcome {
+                Ok(()) if !result.hints.is_empty() => {
+                    format!(
+                        "{}\n{}",
+                        t.photo_accepted(count),
+                        t.photo_hints(&result.hints)
+                    )
+                }
                 Ok(()) => t.photo_accepted(count),
                 Err(refusal) => t.photo_refused(&refusal.sentence(t), count),
             };

@@ -111,6 +111,8 @@ pub struct IntakeResult {
     pub count: usize,
     /// The photo as recorded, when it was accepted.
     pub recorded: Option<aggregates::PhotoMeta>,
+    /// Advice from the decoded pixels (blur, exposure, contrast), when it was accepted.
+    pub hints: Vec<crate::photos::hints::PhotoHint>,
 }
 
 impl Intake<'_> {
@@ -192,6 +194,7 @@ impl Intake<'_> {
         // The bytes are stored (and dropped): the next photo may come in.
         drop(in_flight);
         let photo = checked.photo_meta(&photo_id, &key);
+        let hints = checked.hints.clone();
         let command = Command::new(
             Actor::User(user_id),
             Utc::now(),
@@ -204,6 +207,7 @@ impl Intake<'_> {
                 outcome: Ok(()),
                 count: executed.state.photos.len(),
                 recorded: Some(photo),
+                hints,
             },
             Err(e) => {
                 self.remove_unrecorded(avatar_id, &key).await;
@@ -288,6 +292,7 @@ fn refused(refusal: Refusal, count: usize) -> IntakeResult {
         outcome: Err(refusal),
         count,
         recorded: None,
+        hints: Vec::new(),
     }
 }
 

@@ -11,6 +11,7 @@ use aggregates::{
     AspectRatio, AvatarError, AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset,
 };
 
+use crate::photos::hints::PhotoHint;
 use crate::photos::PhotoError;
 
 /// The language the bot speaks with one user.
@@ -120,6 +121,8 @@ pub trait Texts: Send + Sync {
     fn photo_refused(&self, reason: &str, count: usize) -> String;
     fn album_summary(&self, accepted: usize, refused: &[String], count: usize) -> String;
     fn photo_error(&self, error: &PhotoError) -> String;
+    /// Advice on an accepted photo: it trains, but a better one would train better.
+    fn photo_hints(&self, hints: &[PhotoHint]) -> String;
     fn photo_download_failed(&self) -> String;
     fn not_collecting_photos(&self) -> String;
     fn text_while_uploading(&self, count: usize) -> String;
@@ -481,6 +484,21 @@ impl Texts for Ru {
         )
     }
 
+    fn photo_hints(&self, hints: &[PhotoHint]) -> String {
+        let advice: Vec<&str> = hints
+            .iter()
+            .map(|h| match h {
+                PhotoHint::Blurry => "фото выглядит размытым — лицо в фокусе обучает лучше",
+                PhotoHint::TooDark => "фото тёмное — лучше при дневном свете",
+                PhotoHint::TooBright => "фото пересвечено — детали лица теряются",
+                PhotoHint::LowContrast => "фото очень блёклое — лицо плохо отделяется от фона",
+            })
+            .collect();
+        format!(
+            "💡 Совет: {}. Его можно убрать и прислать другое.",
+            advice.join("; ")
+        )
+    }
     fn btn_remove_photo(&self) -> &'static str {
         "↩️ Убрать это фото"
     }
@@ -1155,6 +1173,21 @@ impl Texts for En {
         )
     }
 
+    fn photo_hints(&self, hints: &[PhotoHint]) -> String {
+        let advice: Vec<&str> = hints
+            .iter()
+            .map(|h| match h {
+                PhotoHint::Blurry => "the photo looks blurry — a face in focus trains better",
+                PhotoHint::TooDark => "the photo is dark — daylight works best",
+                PhotoHint::TooBright => "the photo is overexposed — the face loses its detail",
+                PhotoHint::LowContrast => "the photo is very flat — the face barely stands out",
+            })
+            .collect();
+        format!(
+            "💡 Tip: {}. You can remove it and send another.",
+            advice.join("; ")
+        )
+    }
     fn btn_remove_photo(&self) -> &'static str {
         "↩️ Remove this photo"
     }

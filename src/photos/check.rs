@@ -12,6 +12,8 @@ use bytes::Bytes;
 use image::{ImageDecoder, ImageError, ImageReader, Limits};
 use sha2::{Digest, Sha256};
 
+use super::hints::{hints_for, PhotoHint};
+
 /// The largest file a Telegram bot may download (20 MB); anything larger never reaches us intact.
 pub const MAX_PHOTO_BYTES: u64 = 20 * 1024 * 1024;
 /// More pixels than any phone camera produces: beyond this a header is a decompression bomb.
@@ -87,6 +89,9 @@ pub struct CheckedPhoto {
     /// Hex SHA-256 of the bytes as stored (metadata removed), so the same photo sent again
     /// with other EXIF — re-saved by an app, or with the location switched off — is a duplicate.
     pub content_hash: String,
+    /// Advice about the picture itself (focus, exposure, contrast), measured on the decoded
+    /// pixels; empty for a good photo. Never a reason to refuse it, and not recorded in events.
+    pub hints: Vec<PhotoHint>,
 }
 
 impl CheckedPhoto {
@@ -200,13 +205,17 @@ fn decode(bytes: &[u8], probe: Probe) -> Result<CheckedPhoto, PhotoError> {
     let stored = super::metadata::strip(bytes).map_err(|e| PhotoError::Corrupt(e.to_string()))?;
     let mut reader = ImageReader::with_format(Cursor::new(&stored[..]), decoder_format);
     reader.limits(decode_limits());
-    match reader.decode() {
-        // The pixels are dropped at once: only the fact that they decode matters.
-        Ok(_pixels) => {}
+    let hints = match reader.decode() {
+        // The pixels are dropped as soon as the hints are measured. Measuring only reads them
+        // and allocates a grayscale copy of at most 512×512 bytes plus a few KiB: for an 8-bit
+        // RGB photo (any JPEG) that is within the byte per pixel the reservation (at least
+        // width×height×4 bytes) holds beyond the decoded buffer; for other layouts at most a
+        // quarter of a MiB more. Its cost is a few milliseconds, whatever the size.
+        Ok(pixels) => hints_for(&pixels),
         // The header passed our caps, yet the decoder wanted more memory: a lying or exotic file.
         Err(ImageError::Limits(_)) => return Err(PhotoError::TooManyPixels { width, height }),
         Err(e) => return Err(decode_error(&e)),
-    }
+    };
 
     Ok(CheckedPhoto {
         width,
@@ -214,6 +223,7 @@ fn decode(bytes: &[u8], probe: Probe) -> Result<CheckedPhoto, PhotoError> {
         format,
         byte_size: stored.len() as u64,
         content_hash: hex::encode(Sha256::digest(&stored)),
+        hints,
     })
 }
 
@@ -394,6 +404,37 @@ mod tests {
         let meta = photo.photo_meta("p1", "avatars/x/p1.jpg");
         assert_eq!(meta.storage_key, "avatars/x/p1.jpg");
         assert_eq!(meta.width, 512);
+    }
+
+    #[test]
+    fn hints_come_from_the_decoded_pixels_and_never_refuse() {
+        let jpeg = |img: ImageBuffer<Rgb<u8>, Vec<u8>>| {
+            let mut out = Cursor::new(Vec::new());
+            DynamicImage::ImageRgb8(img)
+                .write_to(&mut out, image::ImageFormat::Jpeg)
+                .expect("encode");
+            out.into_inner()
+        };
+        // The bot tests' sample photo: no advice.
+        let sample = crate::fake_telegram::sample_jpeg(640, 640, 5);
+        assert_eq!(inspect(&sample).expect("valid").hints, []);
+        // Squares with hard edges: sharp, well exposed.
+        let squares = ImageBuffer::from_fn(800, 600, |x, y| {
+            Rgb([if (x / 40 + y / 40) % 2 == 0 { 60 } else { 190 }; 3])
+        });
+        assert_eq!(inspect(&jpeg(squares.clone())).expect("valid").hints, []);
+        // Out of focus, or underexposed: still accepted, with the advice.
+        let blurred = image::imageops::blur(&squares, 6.0);
+        let photo = inspect(&jpeg(blurred)).expect("a blurred photo is still a photo");
+        assert_eq!(photo.hints, [PhotoHint::Blurry]);
+        let mut dark = squares;
+        dark.pixels_mut().for_each(|p| p.0 = p.0.map(|c| c / 8));
+        assert_eq!(
+            inspect(&jpeg(dark))
+                .expect("a dark photo is still a photo")
+                .hints,
+            [PhotoHint::TooDark]
+        );
     }
 
     #[test]

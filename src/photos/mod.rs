@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod check;
+pub mod hints;
 pub mod metadata;
 pub mod store;
 

@@ -1606,3 +1606,39 @@ fn count_photos_in(entries: &[Entry]) -> usize {
         .filter(|e| matches!(e, Entry::Bot(m) if m.photo().is_some()))
         .count()
 }
+
+/// A sharp pattern (squares with hard edges), then blurred hard, as a JPEG.
+fn blurry_jpeg() -> Bytes {
+    let sharp = image::RgbImage::from_fn(640, 640, |x, y| {
+        let on = ((x / 40) + (y / 40)) % 2 == 0;
+        let v = if on { 200 } else { 40 };
+        image::Rgb([v, (v / 2).wrapping_add((x % 7) as u8), 255 - v])
+    });
+    let blurred = image::imageops::blur(&sharp, 8.0);
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(blurred)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    Bytes::from(out.into_inner())
+}
+
+#[tokio::test]
+async fn a_blurry_photo_is_accepted_with_advice_and_a_good_one_without() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Anna", "en");
+    create_avatar(&anna, "p", "f", "Anna", "is created").await;
+    anna.send_photo(blurry_jpeg());
+    let accepted = text(&anna, "Photo accepted: 1 of 10–20").await;
+    assert_eq!(
+        accepted.text(),
+        Some("✅ Photo accepted: 1 of 10–20. Send more.\n💡 Tip: the photo looks blurry — a face in focus trains better. You can remove it and send another.")
+    );
+    assert!(accepted.callback_data("↩️ Remove this photo").is_some());
+    anna.send_photo(photo(7));
+    let good = text(&anna, "Photo accepted: 2 of 10–20").await;
+    assert_eq!(
+        good.text(),
+        Some("✅ Photo accepted: 2 of 10–20. Send more.")
+    );
+    app.shutdown().await;
+}
