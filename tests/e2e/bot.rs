@@ -1252,6 +1252,16 @@ async fn a_photo_can_be_removed_and_the_set_started_over_and_their_bytes_are_del
     app.shutdown().await;
 }
 
+/// An English-speaking user's portrait avatar created, given ten photos (from `seed`) and
+/// trained on the fast preset; returns the "ready" message and the avatar's id.
+async fn trained_portrait(user: &FakeUser, name: &str, seed: u8) -> (ChatMessage, Uuid) {
+    create_avatar(user, "p", "f", name, "is created").await;
+    let summary = upload_album(user, seed, "Uploaded: 10 of 10–20").await;
+    let ready = train(user, &summary, TrainingPreset::Fast, "minutes", "is ready").await;
+    let avatar = avatar_of(&button(&ready, "ge:"));
+    (ready, avatar)
+}
+
 /// The images of a finished generation as recorded, from the avatar's history.
 async fn recorded_images(app: &TestApp, avatar: Uuid) -> Vec<aggregates::GeneratedImage> {
     app.store
@@ -1271,10 +1281,7 @@ async fn recorded_images(app: &TestApp, avatar: Uuid) -> Vec<aggregates::Generat
 async fn four_images_in_a_chosen_frame_arrive_as_one_album_and_each_as_its_original_file() {
     let app = spawn_app().await;
     let bob = app.user(BOB, "Bob", "en");
-    create_avatar(&bob, "p", "m", "Bob", "is created").await;
-    let summary = upload_album(&bob, 80, "Uploaded: 10 of 10–20").await;
-    let ready = train(&bob, &summary, TrainingPreset::Fast, "minutes", "is ready").await;
-    let avatar = avatar_of(&button(&ready, "ge:"));
+    let (ready, avatar) = trained_portrait(&bob, "Bob", 80).await;
     // Right after "ready", the menu's "Generate" (read from the gallery) already knows it.
     bob.send_command("/start");
     let menu = text(&bob, "Hi, Bob!").await;
@@ -1405,10 +1412,7 @@ async fn four_images_in_a_chosen_frame_arrive_as_one_album_and_each_as_its_origi
 async fn an_avatar_is_renamed_and_a_recent_prompt_is_reused_with_one_tap() {
     let app = spawn_app().await;
     let anna = app.user(ANNA, "Anna", "en");
-    create_avatar(&anna, "p", "f", "Old name", "is created").await;
-    let summary = upload_album(&anna, 100, "Uploaded: 10 of 10–20").await;
-    let ready = train(&anna, &summary, TrainingPreset::Fast, "minutes", "is ready").await;
-    let avatar = avatar_of(&button(&ready, "ge:"));
+    let (_, avatar) = trained_portrait(&anna, "Old name", 100).await;
 
     // Rename from the card: a disguised name is refused and the step stays; a good one lands.
     let gallery = gallery_where(&anna, |page| page.contains("Old name")).await;
@@ -1489,10 +1493,7 @@ async fn an_avatar_is_renamed_and_a_recent_prompt_is_reused_with_one_tap() {
 async fn three_prompts_in_one_message_run_as_a_batch_and_one_failure_fails_no_other() {
     let app = spawn_app().await;
     let anna = app.user(ANNA, "Anna", "en");
-    create_avatar(&anna, "p", "f", "Anna", "is created").await;
-    let summary = upload_album(&anna, 120, "Uploaded: 10 of 10–20").await;
-    let ready = train(&anna, &summary, TrainingPreset::Fast, "minutes", "is ready").await;
-    let avatar = avatar_of(&button(&ready, "ge:"));
+    let (ready, avatar) = trained_portrait(&anna, "Anna", 120).await;
     let presets = press_and_see(&anna, &ready, &button(&ready, "ge:"), "Choose a preset").await;
     press_and_see(
         &anna,
