@@ -478,26 +478,12 @@ mod tests {
 
     /// A PNG whose header claims `width`×`height` RGB pixels, with almost no pixel data.
     fn png_header(width: u32, height: u32, bit_depth: u8, colour_type: u8) -> Vec<u8> {
-        fn crc32(data: &[u8]) -> u32 {
-            let mut crc = !0u32;
-            for &byte in data {
-                crc ^= u32::from(byte);
-                for _ in 0..8 {
-                    crc = if crc & 1 == 1 {
-                        (crc >> 1) ^ 0xEDB8_8320
-                    } else {
-                        crc >> 1
-                    };
-                }
-            }
-            !crc
-        }
         fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
             out.extend_from_slice(&(data.len() as u32).to_be_bytes());
             let mut body = kind.to_vec();
             body.extend_from_slice(data);
             out.extend_from_slice(&body);
-            out.extend_from_slice(&crc32(&body).to_be_bytes());
+            out.extend_from_slice(&crate::photos::metadata::crc32(&body).to_be_bytes());
         }
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
         let mut ihdr = width.to_be_bytes().to_vec();

@@ -315,7 +315,7 @@ fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
 
 /// The CRC-32 PNG chunks end with (ISO 3309, as zlib computes it); only the one small chunk
 /// we write needs it, so a bitwise loop does.
-fn crc32(data: &[u8]) -> u32 {
+pub(crate) fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &byte in data {
         crc ^= u32::from(byte);
