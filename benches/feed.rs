@@ -217,6 +217,7 @@ async fn feed_lag(
                     num_images: 1,
                     aspect: None,
                     batch: None,
+                    origin: None,
                 },
             );
             let t = Instant::now();
@@ -466,6 +467,7 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
                 num_images: 1,
                 aspect: None,
                 batch: None,
+                origin: None,
             },
         ))
         .await;

@@ -322,6 +322,7 @@ fn generate() -> Command {
             num_images: 1,
             aspect: None,
             batch: None,
+            origin: None,
         },
     )
 }

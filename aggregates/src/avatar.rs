@@ -14,7 +14,10 @@ use crate::presets::{
     self, aspect_ratio_for, FluxLoraInput, GenerationPreset, LoraWeight, ModelKind, TrainerParams,
     UltraFinetunedInput, MAX_IMAGES_PER_GENERATION, MAX_PROMPT_CHARS,
 };
-use crate::values::{Actor, AvatarName, AvatarType, BatchItem, Gender, PhotoMeta, MAX_BATCH_SIZE};
+use crate::values::{
+    valid_pack_id, Actor, AvatarName, AvatarType, BatchItem, Gender, GeneratedImage, Origin,
+    PhotoMeta, MAX_BATCH_SIZE,
+};
 
 /// Fewest photos a training accepts (seed 001).
 pub const MIN_PHOTOS: usize = 10;
@@ -25,6 +28,9 @@ pub const MIN_PHOTO_SIDE: u32 = 512;
 /// How many finished generation ids are remembered to recognise late duplicate results; older
 /// ones are forgotten so a long-lived avatar's state (and snapshot) stays small.
 const REMEMBERED_FINISHED_GENERATIONS: usize = 256;
+/// How many of the latest generations keep their prompt, origin and images in the state: the
+/// ones whose images can still be upscaled.
+pub const UPSCALABLE_GENERATIONS: usize = 64;
 
 /// Where an avatar is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -226,6 +232,21 @@ pub struct Avatar {
     /// How many generations of each remembered batch have finished (completed or failed).
     #[serde(default)]
     pub batches_finished: BTreeMap<Uuid, u32>,
+    /// The latest generations (pending, and the last [`UPSCALABLE_GENERATIONS`] finished):
+    /// what was asked and what came back.
+    #[serde(default)]
+    pub generations: BTreeMap<Uuid, GenerationRecord>,
+}
+
+/// A recent generation as the avatar remembers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRecord {
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// Empty until it completes (and if it failed).
+    #[serde(default)]
+    pub images: Vec<GeneratedImage>,
 }
 
 impl Avatar {
@@ -252,6 +273,11 @@ impl Avatar {
             .copied()
             .unwrap_or(0);
         Some((item, finished))
+    }
+
+    /// A recent generation: its prompt, origin and (once completed) images.
+    pub fn generation(&self, generation_id: Uuid) -> Option<&GenerationRecord> {
+        self.generations.get(&generation_id)
     }
 
     /// Whether photos may still be added or removed: before training starts, or after it failed.
@@ -297,12 +323,19 @@ impl Avatar {
                 | Action::RemovePhoto { .. }
                 | Action::ClearPhotos
                 | Action::StartTraining { .. }
-                | Action::Generate { .. }
+                | Action::Generate {
+                    origin: None | Some(Origin::Pack { .. } | Origin::Upscale { .. }),
+                    ..
+                }
+                | Action::Upscale { .. }
                 | Action::Delete
         );
         let system_action = matches!(
             action,
-            Action::RecordTrainingSubmission { .. }
+            Action::Generate {
+                origin: Some(Origin::Starter { .. }),
+                ..
+            } | Action::RecordTrainingSubmission { .. }
                 | Action::CompleteTraining { .. }
                 | Action::FailTraining { .. }
                 | Action::RecordGenerationSubmission { .. }
@@ -552,9 +585,19 @@ impl Avatar {
                 num_images,
                 aspect,
                 batch,
+                origin,
             } => {
                 if self.status != AvatarStatus::Trained {
                     return Err(AvatarError::NotTrained);
+                }
+                match &origin {
+                    None => {}
+                    Some(Origin::Upscale { .. }) => return Err(AvatarError::InvalidOrigin),
+                    Some(Origin::Pack { pack } | Origin::Starter { pack }) => {
+                        if !valid_pack_id(pack) {
+                            return Err(AvatarError::InvalidPack(pack.clone()));
+                        }
+                    }
                 }
                 let avatar_type = self.require_type()?;
                 let model = self.model.as_ref().ok_or(AvatarError::NotTrained)?;
@@ -603,6 +646,56 @@ impl Avatar {
                     num_images,
                     aspect,
                     batch,
+                    origin,
+                    at,
+                }])
+            }
+
+            Action::Upscale {
+                generation_id,
+                of,
+                image,
+                factor,
+            } => {
+                if self.status != AvatarStatus::Trained {
+                    return Err(AvatarError::NotTrained);
+                }
+                if self.pending_generations.contains_key(&generation_id)
+                    || self.finished_generations.contains(&generation_id)
+                {
+                    return Err(AvatarError::DuplicateGeneration(generation_id));
+                }
+                let unavailable = AvatarError::ImageUnavailable {
+                    generation_id: of,
+                    image,
+                };
+                let source = self.generations.get(&of).ok_or(unavailable.clone())?;
+                if matches!(source.origin, Some(Origin::Upscale { .. })) {
+                    return Err(AvatarError::AlreadyUpscaled);
+                }
+                // Blacked-out (NSFW) images were never shown, so they cannot be chosen either.
+                let picture = source
+                    .images
+                    .get(usize::from(image))
+                    .filter(|i| !i.nsfw)
+                    .ok_or(unavailable)?;
+                let arguments = serde_json::to_value(presets::UpscaleInput {
+                    image_url: picture.url.clone(),
+                    upscale_mode: "factor".to_owned(),
+                    upscale_factor: f64::from(factor.times()),
+                })
+                .unwrap_or_default();
+                Ok(vec![AvatarEvent::GenerationRequested {
+                    owner,
+                    generation_id,
+                    prompt: source.prompt.clone(),
+                    preset: None,
+                    endpoint: presets::UPSCALER.to_owned(),
+                    arguments,
+                    num_images: 1,
+                    aspect: None,
+                    batch: None,
+                    origin: Some(Origin::Upscale { of, image, factor }),
                     at,
                 }])
             }
@@ -761,6 +854,14 @@ impl Avatar {
             *self.batches_finished.entry(item.batch_id).or_default() += 1;
         }
         self.finished_generations.push_back(generation_id);
+        if let Some(old) = self
+            .finished_generations
+            .len()
+            .checked_sub(UPSCALABLE_GENERATIONS + 1)
+            .and_then(|i| self.finished_generations.get(i))
+        {
+            self.generations.remove(old);
+        }
         while self.finished_generations.len() > REMEMBERED_FINISHED_GENERATIONS {
             let Some(forgotten) = self.finished_generations.pop_front() else {
                 break;
@@ -928,9 +1029,19 @@ impl Aggregate for Avatar {
             AvatarEvent::GenerationRequested {
                 generation_id,
                 batch,
+                prompt,
+                origin,
                 ..
             } => {
                 self.pending_generations.insert(generation_id, None);
+                self.generations.insert(
+                    generation_id,
+                    GenerationRecord {
+                        prompt,
+                        origin,
+                        images: Vec::new(),
+                    },
+                );
                 if let Some(item) = batch {
                     self.batch_items.insert(generation_id, item);
                 }
@@ -952,7 +1063,14 @@ impl Aggregate for Avatar {
                     });
                 }
             }
-            AvatarEvent::GenerationCompleted { generation_id, .. } => {
+            AvatarEvent::GenerationCompleted {
+                generation_id,
+                images,
+                ..
+            } => {
+                if let Some(record) = self.generations.get_mut(&generation_id) {
+                    record.images = images;
+                }
                 self.generations_completed += 1;
                 self.finish_generation(generation_id);
             }
@@ -964,6 +1082,7 @@ impl Aggregate for Avatar {
                 self.status = AvatarStatus::Deleted;
                 self.training = None;
                 self.pending_generations.clear();
+                self.generations.clear();
             }
             AvatarEvent::ModelDataCorrected {
                 avatar_type, model, ..

@@ -98,6 +98,17 @@ pub enum Action {
         /// This prompt's place when several came in one message.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         batch: Option<crate::values::BatchItem>,
+        /// A pack the prompt came from, or the starter samples (the system's, at training end).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<crate::values::Origin>,
+    },
+    /// Upscale image `image` (from 0) of the finished generation `of`; the result is a
+    /// generation of its own (`generation_id`), on FAL's upscaler.
+    Upscale {
+        generation_id: Uuid,
+        of: Uuid,
+        image: u8,
+        factor: crate::values::UpscaleFactor,
     },
     /// The generation actor submitted the job to FAL: record the request and its URLs.
     RecordGenerationSubmission {
@@ -143,6 +154,7 @@ impl Action {
             Self::CompleteTraining { .. } => "complete_training",
             Self::FailTraining { .. } => "fail_training",
             Self::Generate { .. } => "generate",
+            Self::Upscale { .. } => "upscale",
             Self::RecordGenerationSubmission { .. } => "record_generation_submission",
             Self::CompleteGeneration { .. } => "complete_generation",
             Self::FailGeneration { .. } => "fail_generation",

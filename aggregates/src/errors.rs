@@ -108,6 +108,14 @@ pub enum AvatarError {
         generation_id: Uuid,
         request_id: String,
     },
+    #[error("`{0}` is not a pack id (1 to 64 of a-z, 0-9, - and _)")]
+    InvalidPack(String),
+    #[error("a generation's origin must be a pack here; upscales are asked for on their own")]
+    InvalidOrigin,
+    #[error("image {image} of generation {generation_id} is not available to upscale")]
+    ImageUnavailable { generation_id: Uuid, image: u8 },
+    #[error("an upscaled image cannot be upscaled again")]
+    AlreadyUpscaled,
     #[error("a correction needs a reason")]
     EmptyReason,
 }

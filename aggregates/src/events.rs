@@ -88,6 +88,9 @@ pub enum AvatarEvent {
         /// The prompt's place in a batch sent as one message, if it came in one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         batch: Option<crate::values::BatchItem>,
+        /// A pack, the starter samples or an upscale; absent for a prompt the user typed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<crate::values::Origin>,
         at: DateTime<Utc>,
     },
     /// FAL accepted the generation job: from now on only its request id can finish it.

@@ -27,5 +27,6 @@ pub use errors::AvatarError;
 pub use events::AvatarEvent;
 pub use presets::{AspectRatio, GenerationPreset, ModelKind, StyleTrainer, TrainingPreset};
 pub use values::{
-    Actor, AvatarName, AvatarType, BatchItem, Gender, GeneratedImage, ImageFormat, PhotoMeta,
+    Actor, AvatarName, AvatarType, BatchItem, Gender, GeneratedImage, ImageFormat, Origin,
+    PhotoMeta, UpscaleFactor,
 };

@@ -459,6 +459,18 @@ pub const DEFAULT_ASPECT_RATIO: &str = "1:1";
 /// text encoder keeps only its first 512 tokens; past roughly this many characters the end of a
 /// prompt would be silently dropped, so we refuse instead.
 pub const MAX_PROMPT_CHARS: usize = 1500;
+/// FAL's image upscaler (SeedVR2): `image_url` and an `upscale_factor`, one image back.
+pub const UPSCALER: &str = "fal-ai/seedvr/upscale/image";
+
+/// Input of [`UPSCALER`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpscaleInput {
+    pub image_url: String,
+    /// `factor`: multiply both sides by `upscale_factor` (the other mode aims at a resolution).
+    pub upscale_mode: String,
+    pub upscale_factor: f64,
+}
+
 /// Images per generation request, as both generators allow.
 pub const MAX_IMAGES_PER_GENERATION: u32 = 4;
 

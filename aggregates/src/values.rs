@@ -209,6 +209,91 @@ pub struct BatchItem {
 /// Prompts one batch may hold.
 pub const MAX_BATCH_SIZE: u32 = 10;
 
+/// Where a generation came from when the user did not simply type its prompt; recorded in the
+/// event so auditors and analysts see which pack, sample set or upscale it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// One prompt of a curated pack the user chose.
+    Pack { pack: String },
+    /// A sample the bot made by itself when the training completed, from a starter pack.
+    Starter { pack: String },
+    /// Image `image` (from 0) of generation `of`, upscaled `factor` times.
+    Upscale {
+        of: uuid::Uuid,
+        image: u8,
+        factor: UpscaleFactor,
+    },
+}
+
+impl Origin {
+    /// `pack`, `starter` or `upscale`: how the read models and analytics name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Pack { .. } => "pack",
+            Self::Starter { .. } => "starter",
+            Self::Upscale { .. } => "upscale",
+        }
+    }
+
+    /// The pack a prompt came from, if any.
+    pub fn pack(&self) -> Option<&str> {
+        match self {
+            Self::Pack { pack } | Self::Starter { pack } => Some(pack),
+            Self::Upscale { .. } => None,
+        }
+    }
+}
+
+/// Longest pack id; ids are what operators write in pack files and analysts group by.
+pub const MAX_PACK_ID_CHARS: usize = 64;
+
+/// A pack id: 1 to [`MAX_PACK_ID_CHARS`] of `a-z`, `0-9`, `-` and `_`.
+pub fn valid_pack_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_PACK_ID_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// How many times larger an upscale makes an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum UpscaleFactor {
+    X2,
+    X4,
+}
+
+impl UpscaleFactor {
+    pub const ALL: [Self; 2] = [Self::X2, Self::X4];
+
+    pub fn times(self) -> u8 {
+        match self {
+            Self::X2 => 2,
+            Self::X4 => 4,
+        }
+    }
+}
+
+impl From<UpscaleFactor> for u8 {
+    fn from(f: UpscaleFactor) -> u8 {
+        f.times()
+    }
+}
+
+impl TryFrom<u8> for UpscaleFactor {
+    type Error = String;
+
+    fn try_from(n: u8) -> Result<Self, Self::Error> {
+        match n {
+            2 => Ok(Self::X2),
+            4 => Ok(Self::X4),
+            other => Err(format!("an upscale is ×2 or ×4, not ×{other}")),
+        }
+    }
+}
+
 /// One image returned by a generator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GeneratedImage {

@@ -190,6 +190,7 @@ fn generate(id: u128, preset: Option<GenerationPreset>) -> Action {
         num_images: 1,
         aspect: None,
         batch: None,
+        origin: None,
     }
 }
 
@@ -1038,6 +1039,7 @@ mod generating {
                 num_images: 4,
                 aspect: Some(aspect),
                 batch: None,
+                origin: None,
             }))
             .inspect_result()
             .unwrap();
@@ -1118,6 +1120,7 @@ mod generating {
             num_images,
             aspect,
             batch: Some(item),
+            origin: None,
         }
     }
 
@@ -1272,6 +1275,7 @@ mod generating {
                 num_images: 1,
                 aspect: None,
                 batch: None,
+                origin: None,
             }))
             .then_expect_error(AvatarError::EmptyPrompt);
     }
@@ -1287,6 +1291,7 @@ mod generating {
                 num_images: 1,
                 aspect: None,
                 batch: None,
+                origin: None,
             }))
             .then_expect_error(AvatarError::PromptTooLong {
                 max: MAX_PROMPT_CHARS,
@@ -1305,6 +1310,7 @@ mod generating {
                 num_images: 5,
                 aspect: None,
                 batch: None,
+                origin: None,
             }))
             .then_expect_error(AvatarError::InvalidImageCount {
                 requested: 5,
@@ -1331,6 +1337,7 @@ mod generating {
             at: at(),
             aspect: None,
             batch: None,
+            origin: None,
         }
     }
 
@@ -1458,6 +1465,7 @@ mod prompt_hygiene {
                 num_images: 1,
                 aspect: None,
                 batch: None,
+                origin: None,
             }))
             .inspect_result()
             .unwrap();
@@ -1482,6 +1490,7 @@ mod prompt_hygiene {
                 num_images: 1,
                 aspect: None,
                 batch: None,
+                origin: None,
             }))
             .then_expect_error(AvatarError::EmptyPrompt);
     }
@@ -1613,6 +1622,7 @@ mod style_lora {
                 num_images: 1,
                 aspect: None,
                 batch: None,
+                origin: None,
             }))
             .inspect_result()
             .unwrap();
@@ -1693,6 +1703,7 @@ mod paid_jobs {
             at: at(),
             aspect: None,
             batch: None,
+            origin: None,
         }
     }
 
@@ -2084,4 +2095,272 @@ fn the_state_survives_a_snapshot_round_trip() {
     let back: Avatar = serde_json::from_value(json).unwrap();
     assert_eq!(back, avatar);
     assert_eq!(back.status, AvatarStatus::Trained);
+}
+
+mod packs_starters_and_upscales {
+    use super::*;
+    use aggregates::presets::UPSCALER;
+    use aggregates::{Origin, UpscaleFactor};
+
+    const SOURCE: u128 = 40;
+    const UPSCALE: u128 = 41;
+
+    fn from_pack(id: u128, origin: Origin) -> Action {
+        let Action::Generate {
+            generation_id,
+            prompt,
+            preset,
+            num_images,
+            aspect,
+            batch,
+            ..
+        } = generate(id, None)
+        else {
+            unreachable!()
+        };
+        Action::Generate {
+            generation_id,
+            prompt,
+            preset,
+            num_images,
+            aspect,
+            batch,
+            origin: Some(origin),
+        }
+    }
+
+    fn image(n: u32, nsfw: bool) -> GeneratedImage {
+        GeneratedImage {
+            url: format!("https://v3.fal.media/files/out-{n}.png"),
+            width: Some(1024),
+            height: Some(1024),
+            content_type: Some("image/png".into()),
+            nsfw,
+        }
+    }
+
+    /// A trained portrait whose generation `SOURCE` returned two images, the second flagged.
+    fn with_finished_generation() -> Vec<AvatarEvent> {
+        let mut events = trained(AvatarType::Portrait);
+        let requested = AvatarTest::with(())
+            .given(events.clone())
+            .when(user(generate(SOURCE, None)))
+            .inspect_result()
+            .unwrap();
+        events.extend(requested);
+        events.push(AvatarEvent::GenerationCompleted {
+            owner: OWNER,
+            generation_id: Uuid::from_u128(SOURCE),
+            images: vec![image(0, false), image(1, true)],
+            at: at(),
+        });
+        events
+    }
+
+    fn upscale(of: u128, image: u8, factor: UpscaleFactor) -> Action {
+        Action::Upscale {
+            generation_id: Uuid::from_u128(UPSCALE),
+            of: Uuid::from_u128(of),
+            image,
+            factor,
+        }
+    }
+
+    #[test]
+    fn a_packs_prompt_records_the_pack_it_came_from() {
+        let origin = Origin::Pack {
+            pack: "portrait-business".into(),
+        };
+        let events = AvatarTest::with(())
+            .given(trained(AvatarType::Portrait))
+            .when(user(from_pack(1, origin.clone())))
+            .inspect_result()
+            .unwrap();
+        let AvatarEvent::GenerationRequested {
+            origin: recorded,
+            endpoint,
+            ..
+        } = &events[0]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(recorded.as_ref(), Some(&origin));
+        assert_eq!(endpoint, PORTRAIT_GENERATOR);
+    }
+
+    #[test]
+    fn a_pack_id_outside_the_allowed_letters_is_refused() {
+        for bad in ["", "Business", "a b", "../x", &"x".repeat(65)] {
+            AvatarTest::with(())
+                .given(trained(AvatarType::Portrait))
+                .when(user(from_pack(1, Origin::Pack { pack: bad.into() })))
+                .then_expect_error(AvatarError::InvalidPack(bad.into()));
+        }
+    }
+
+    // Starter samples are the system's to make when a training completes, never a user's.
+    #[test]
+    fn starter_samples_are_asked_for_by_the_system_only() {
+        let starter = Origin::Starter {
+            pack: "starter-portrait-female".into(),
+        };
+        let events = AvatarTest::with(())
+            .given(trained(AvatarType::Portrait))
+            .when(system(from_pack(1, starter.clone())))
+            .inspect_result()
+            .unwrap();
+        assert!(matches!(
+            &events[0],
+            AvatarEvent::GenerationRequested { origin: Some(o), .. } if *o == starter
+        ));
+        AvatarTest::with(())
+            .given(trained(AvatarType::Portrait))
+            .when(user(from_pack(1, starter)))
+            .then_expect_error(AvatarError::NotPermitted {
+                actor: "a Telegram user",
+                action: "generate",
+            });
+        AvatarTest::with(())
+            .given(trained(AvatarType::Portrait))
+            .when(system(generate(2, None)))
+            .then_expect_error(AvatarError::NotPermitted {
+                actor: "the system",
+                action: "generate",
+            });
+    }
+
+    #[test]
+    fn an_upscale_origin_cannot_be_smuggled_into_a_generation() {
+        AvatarTest::with(())
+            .given(trained(AvatarType::Portrait))
+            .when(user(from_pack(
+                1,
+                Origin::Upscale {
+                    of: Uuid::from_u128(SOURCE),
+                    image: 0,
+                    factor: UpscaleFactor::X2,
+                },
+            )))
+            .then_expect_error(AvatarError::InvalidOrigin);
+    }
+
+    // The upscale is a generation of its own on FAL's upscaler, naming the image it enlarges.
+    #[test]
+    fn an_image_is_upscaled_on_the_upscaler_with_its_factor() {
+        for factor in UpscaleFactor::ALL {
+            AvatarTest::with(())
+                .given(with_finished_generation())
+                .when(user(upscale(SOURCE, 0, factor)))
+                .then_expect_events(vec![AvatarEvent::GenerationRequested {
+                    owner: OWNER,
+                    generation_id: Uuid::from_u128(UPSCALE),
+                    prompt: "in a spacesuit on Mars".into(),
+                    preset: None,
+                    endpoint: UPSCALER.into(),
+                    arguments: json!({
+                        "image_url": "https://v3.fal.media/files/out-0.png",
+                        "upscale_mode": "factor",
+                        "upscale_factor": f64::from(factor.times()),
+                    }),
+                    num_images: 1,
+                    aspect: None,
+                    batch: None,
+                    origin: Some(Origin::Upscale {
+                        of: Uuid::from_u128(SOURCE),
+                        image: 0,
+                        factor,
+                    }),
+                    at: at(),
+                }]);
+        }
+    }
+
+    #[test]
+    fn a_flagged_a_missing_or_an_unknown_image_cannot_be_upscaled() {
+        for (of, image) in [(SOURCE, 1), (SOURCE, 2), (999, 0)] {
+            AvatarTest::with(())
+                .given(with_finished_generation())
+                .when(user(upscale(of, image, UpscaleFactor::X4)))
+                .then_expect_error(AvatarError::ImageUnavailable {
+                    generation_id: Uuid::from_u128(of),
+                    image,
+                });
+        }
+    }
+
+    #[test]
+    fn an_upscale_is_not_upscaled_again_and_a_stranger_upscales_nothing() {
+        let mut given = with_finished_generation();
+        let requested = AvatarTest::with(())
+            .given(given.clone())
+            .when(user(upscale(SOURCE, 0, UpscaleFactor::X2)))
+            .inspect_result()
+            .unwrap();
+        given.extend(requested);
+        given.push(AvatarEvent::GenerationCompleted {
+            owner: OWNER,
+            generation_id: Uuid::from_u128(UPSCALE),
+            images: vec![image(9, false)],
+            at: at(),
+        });
+        AvatarTest::with(())
+            .given(given)
+            .when(user(Action::Upscale {
+                generation_id: Uuid::from_u128(42),
+                of: Uuid::from_u128(UPSCALE),
+                image: 0,
+                factor: UpscaleFactor::X2,
+            }))
+            .then_expect_error(AvatarError::AlreadyUpscaled);
+        AvatarTest::with(())
+            .given(with_finished_generation())
+            .when(stranger(upscale(SOURCE, 0, UpscaleFactor::X2)))
+            .then_expect_error(AvatarError::NotOwner);
+    }
+
+    #[test]
+    fn an_upscale_reuses_no_generation_id() {
+        AvatarTest::with(())
+            .given(with_finished_generation())
+            .when(user(Action::Upscale {
+                generation_id: Uuid::from_u128(SOURCE),
+                of: Uuid::from_u128(SOURCE),
+                image: 0,
+                factor: UpscaleFactor::X2,
+            }))
+            .then_expect_error(AvatarError::DuplicateGeneration(Uuid::from_u128(SOURCE)));
+    }
+
+    // The state keeps images for upscaling only for the latest generations, so it stays small.
+    #[test]
+    fn only_the_latest_generations_keep_their_images() {
+        use aggregates::avatar::UPSCALABLE_GENERATIONS;
+        use cqrs_es::Aggregate;
+        let mut avatar = Avatar::default();
+        for event in with_finished_generation() {
+            avatar.apply(event);
+        }
+        assert!(avatar.generation(Uuid::from_u128(SOURCE)).is_some());
+        for n in 0..UPSCALABLE_GENERATIONS as u128 {
+            let id = 1000 + n;
+            let requested = AvatarTest::with(())
+                .given(trained(AvatarType::Portrait))
+                .when(user(generate(id, None)))
+                .inspect_result()
+                .unwrap();
+            for event in requested {
+                avatar.apply(event);
+            }
+            avatar.apply(AvatarEvent::GenerationCompleted {
+                owner: OWNER,
+                generation_id: Uuid::from_u128(id),
+                images: vec![image(n as u32, false)],
+                at: at(),
+            });
+        }
+        assert_eq!(avatar.generation(Uuid::from_u128(SOURCE)), None);
+        assert_eq!(avatar.generations.len(), UPSCALABLE_GENERATIONS);
+        let newest = avatar.generation(Uuid::from_u128(1000 + UPSCALABLE_GENERATIONS as u128 - 1));
+        assert_eq!(newest.map(|g| g.images.len()), Some(1));
+    }
 }

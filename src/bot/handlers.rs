@@ -661,6 +661,7 @@ async fn generate_one(
                 num_images: options.images(),
                 aspect: options.aspect,
                 batch,
+                origin: None,
             },
         )
         .await;

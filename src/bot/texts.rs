@@ -890,6 +890,13 @@ impl Texts for Ru {
                 "эта генерация уже выполняется или завершена.".into()
             }
             AvatarError::EmptyReason => "нужна причина.".into(),
+            AvatarError::InvalidPack(_) | AvatarError::InvalidOrigin => {
+                "такой подборки нет.".into()
+            }
+            AvatarError::ImageUnavailable { .. } => {
+                "это изображение больше нельзя увеличить — создайте новое.".into()
+            }
+            AvatarError::AlreadyUpscaled => "это изображение уже увеличено.".into(),
         }
     }
 
@@ -1580,6 +1587,13 @@ impl Texts for En {
                 "this generation is already running or finished.".into()
             }
             AvatarError::EmptyReason => "a reason is needed.".into(),
+            AvatarError::InvalidPack(_) | AvatarError::InvalidOrigin => {
+                "there is no such pack.".into()
+            }
+            AvatarError::ImageUnavailable { .. } => {
+                "this image can no longer be upscaled — generate a new one.".into()
+            }
+            AvatarError::AlreadyUpscaled => "this image is already upscaled.".into(),
         }
     }
 

@@ -515,6 +515,7 @@ async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
                     num_images: 1,
                     aspect: None,
                     batch: None,
+                    origin: None,
                 },
             )
             .await;
@@ -623,6 +624,7 @@ async fn one_failed_generation_does_not_fail_the_others() {
                 num_images: 2,
                 aspect: None,
                 batch: None,
+                origin: None,
             },
         )
         .await;

@@ -787,6 +787,7 @@ async fn an_input_error_after_submit_fails_the_generation_with_fals_message() {
                     num_images: 1,
                     aspect: None,
                     batch: None,
+                    origin: None,
                 },
             ),
             Uuid::new_v4(),

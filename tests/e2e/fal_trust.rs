@@ -165,6 +165,7 @@ impl App {
                 num_images: 1,
                 aspect: None,
                 batch: None,
+                origin: None,
             }),
         )
         .await;

@@ -792,6 +792,7 @@ async fn generation_running(world: &World) -> (Uuid, Uuid) {
                 num_images: 1,
                 aspect: None,
                 batch: None,
+                origin: None,
             },
         )
         .await;

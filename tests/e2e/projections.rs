@@ -129,6 +129,7 @@ pub async fn full_life(store: &AvatarStore) -> Life {
         num_images: 2,
         aspect: None,
         batch: None,
+        origin: None,
     };
     p(t(30), generate(completed, Some(GenerationPreset::Quality))).await;
     p(t(31), generate(failed, None)).await;

@@ -155,6 +155,7 @@ pub async fn generate_many(store: &AvatarStore, id: Uuid, n: usize) {
                 num_images: 1,
                 aspect: None,
                 batch: None,
+                origin: None,
             }),
         )
         .await;
