@@ -165,11 +165,10 @@ impl GenerationHandler {
     }
 }
 
-/// The images of a generator's output, with FAL's NSFW flags.
+/// The images of a generator's (or the upscaler's) output, with FAL's NSFW flags.
 pub fn images(output: &GeneratorOutput) -> Vec<GeneratedImage> {
     output
-        .images
-        .iter()
+        .output_images()
         .enumerate()
         .map(|(i, img)| GeneratedImage {
             url: img.url.clone(),

@@ -536,10 +536,10 @@ impl FalClient {
         self.media.check_resolved(&parsed).await
     }
 
-    /// [`FalClient::check_media_url`] for every image of a generator's output: the check to
-    /// make before recording a generation as completed.
+    /// [`FalClient::check_media_url`] for every image of a generator's or the upscaler's
+    /// output: the check to make before recording a generation as completed.
     pub async fn check_output_images(&self, output: &GeneratorOutput) -> Result<(), FalError> {
-        for image in &output.images {
+        for image in output.output_images() {
             if let Err(error) = self.check_media_url(&image.url).await {
                 metrics::counter!("fal_media_refused_total").increment(1);
                 tracing::warn!(url = %image.url, %error, "FAL result names an image we do not fetch");

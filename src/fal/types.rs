@@ -162,10 +162,16 @@ pub struct OutputImage {
     pub content_type: Option<String>,
 }
 
-/// Output of both generators (`fal-ai/flux-lora`, `fal-ai/flux-pro/v1.1-ultra-finetuned`).
+/// Output of the generators (`fal-ai/flux-lora`, `fal-ai/flux-pro/v1.1-ultra-finetuned`), which
+/// answer an `images` list, and of the upscaler (`fal-ai/seedvr/upscale/image`), which answers
+/// one `image`. Read the pictures through [`GeneratorOutput::output_images`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawGeneratorOutput")]
 pub struct GeneratorOutput {
     pub images: Vec<OutputImage>,
+    /// The upscaler's single result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<OutputImage>,
     #[serde(default)]
     pub seed: Option<u64>,
     /// One flag per image; a flagged image may come back blacked out.
@@ -177,7 +183,50 @@ pub struct GeneratorOutput {
     pub timings: Option<Value>,
 }
 
+/// [`GeneratorOutput`] as it arrives, before it is known to name a picture at all.
+#[derive(Deserialize)]
+struct RawGeneratorOutput {
+    #[serde(default)]
+    images: Option<Vec<OutputImage>>,
+    #[serde(default)]
+    image: Option<OutputImage>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    has_nsfw_concepts: Vec<bool>,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    timings: Option<Value>,
+}
+
+impl TryFrom<RawGeneratorOutput> for GeneratorOutput {
+    type Error = String;
+
+    // An answer with neither field is no output of ours: it stays a decoding error, as it was
+    // when `images` was required, so the callers fail it where they always did.
+    fn try_from(raw: RawGeneratorOutput) -> Result<Self, Self::Error> {
+        if raw.images.is_none() && raw.image.is_none() {
+            return Err("missing field `images` (or `image`)".to_owned());
+        }
+        Ok(Self {
+            images: raw.images.unwrap_or_default(),
+            image: raw.image,
+            seed: raw.seed,
+            has_nsfw_concepts: raw.has_nsfw_concepts,
+            prompt: raw.prompt,
+            timings: raw.timings,
+        })
+    }
+}
+
 impl GeneratorOutput {
+    /// Every picture of the output: the generators' list, then the upscaler's one image; the
+    /// position of each is its index for [`GeneratorOutput::is_nsfw`].
+    pub fn output_images(&self) -> impl Iterator<Item = &OutputImage> {
+        self.images.iter().chain(self.image.as_ref())
+    }
+
     /// Whether image `index` was flagged as NSFW.
     pub fn is_nsfw(&self, index: usize) -> bool {
         self.has_nsfw_concepts.get(index).copied().unwrap_or(false)
@@ -509,6 +558,87 @@ mod tests {
         .unwrap();
         assert_eq!(out.lora_url(), Some("https://x/a.safetensors"));
         assert_eq!(out.config_file.unwrap().file_size, Some(420));
+    }
+
+    #[test]
+    fn generator_output_reads_the_generators_list() {
+        let out: GeneratorOutput = serde_json::from_value(json!({
+            "images": [
+                {"url": "https://v3.fal.media/files/a.jpg", "width": 1024, "height": 768,
+                 "content_type": "image/jpeg"},
+                {"url": "https://v3.fal.media/files/b.jpg", "width": 1024, "height": 768,
+                 "content_type": "image/jpeg"}
+            ],
+            "seed": 42, "has_nsfw_concepts": [false, true], "prompt": "a cat",
+            "timings": {"inference": 1.2}
+        }))
+        .unwrap();
+        let urls: Vec<&str> = out.output_images().map(|i| i.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://v3.fal.media/files/a.jpg",
+                "https://v3.fal.media/files/b.jpg"
+            ]
+        );
+        assert!(out.image.is_none());
+        assert!(out.is_nsfw(1) && !out.is_nsfw(0));
+    }
+
+    #[test]
+    fn generator_output_reads_the_upscalers_single_image() {
+        // The upscaler's documented shape: one `ImageFile` (any field but `url` may be null)
+        // and the seed.
+        let out: GeneratorOutput = serde_json::from_value(json!({
+            "image": {
+                "url": "https://v3.fal.media/files/penguin/out.png",
+                "content_type": "image/png", "file_name": "out.png", "file_size": 2494064,
+                "width": 2048, "height": 1536
+            },
+            "seed": 1234
+        }))
+        .unwrap();
+        let images: Vec<&OutputImage> = out.output_images().collect();
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].url, "https://v3.fal.media/files/penguin/out.png");
+        assert_eq!(
+            (images[0].width, images[0].height),
+            (Some(2048), Some(1536))
+        );
+        assert_eq!(images[0].content_type.as_deref(), Some("image/png"));
+        assert_eq!(out.seed, Some(1234));
+        assert!(!out.is_nsfw(0));
+
+        let bare: GeneratorOutput = serde_json::from_value(json!({
+            "image": {"url": "https://v3.fal.media/files/x.jpg", "content_type": null,
+                      "file_name": null, "file_size": null, "width": null, "height": null}
+        }))
+        .unwrap();
+        assert_eq!(bare.output_images().count(), 1);
+
+        // What it writes, it reads back.
+        let again: GeneratorOutput =
+            serde_json::from_value(serde_json::to_value(&out).unwrap()).unwrap();
+        assert_eq!(again, out);
+    }
+
+    #[test]
+    fn generator_output_without_any_image_is_not_an_output() {
+        for body in [
+            json!({}),
+            json!({"seed": 1}),
+            json!({"image": null}),
+            json!({"images": null, "image": null}),
+        ] {
+            let error = serde_json::from_value::<GeneratorOutput>(body.clone()).unwrap_err();
+            assert!(
+                error.to_string().contains("missing field"),
+                "{body}: {error}"
+            );
+        }
+        // An empty list still decodes, as it always did.
+        let empty: GeneratorOutput = serde_json::from_value(json!({"images": []})).unwrap();
+        assert_eq!(empty.output_images().count(), 0);
     }
 
     #[test]

@@ -14,8 +14,10 @@ fal-client has no setting for its hosts: the queue URL is `https://{FAL_QUEUE_RU
 import io
 import json
 import os
+import struct
 import time
 import zipfile
+import zlib
 
 import httpx
 import pytest
@@ -31,6 +33,7 @@ STYLE_TRAINER = "fal-ai/flux-lora-fast-training"
 PRO_TRAINER = "fal-ai/flux-pro-trainer"
 FLUX_LORA = "fal-ai/flux-lora"
 ULTRA = "fal-ai/flux-pro/v1.1-ultra-finetuned"
+UPSCALER = "fal-ai/seedvr/upscale/image"
 
 # A 1×1 PNG.
 PNG = bytes.fromhex(
@@ -85,6 +88,44 @@ def download(url):
     response = httpx.get(url)
     assert response.status_code == 200, url
     return response.content
+
+
+def png(width, height):
+    """A real (decodable) RGB PNG of a flat colour: the upscaler decodes what it is given."""
+
+    def chunk(kind, body):
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = b"".join(b"\x00" + b"\x40\x80\xc0" * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def png_size(data):
+    """(width, height) from a PNG's IHDR chunk."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def jpeg_size(data):
+    """(width, height) from a JPEG's start-of-frame segment."""
+    assert data[:2] == b"\xff\xd8", "a JPEG"
+    at = 2
+    while at + 4 <= len(data):
+        marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
+        # SOF0…SOF15, except DHT (C4), JPG (C8) and DAC (CC), carry the frame's size.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(data[at + 5 : at + 7], "big")
+            width = int.from_bytes(data[at + 7 : at + 9], "big")
+            return width, height
+        at += 2 + length
+    raise AssertionError("no start-of-frame segment")
 
 
 def received(sim, kind):
@@ -396,6 +437,61 @@ def test_ultra_takes_any_aspect_ratio_and_checks_its_finetune_when_run(client):
         handle.get()
     assert refused.value.status_code == 422
     assert refused.value.message[0]["loc"] == ["body", "finetune_id"]
+
+
+def test_the_upscaler_answers_one_image_factor_times_the_size(client):
+    # A picture of the generator's, as Aisha upscales one.
+    generated = client.subscribe(
+        FLUX_LORA,
+        {
+            "prompt": "a lighthouse",
+            "image_size": {"width": 48, "height": 32},
+            "output_format": "png",
+        },
+        interval=0.05,
+    )
+    source = generated["images"][0]["url"]
+    assert png_size(download(source)) == (48, 32)
+
+    for factor in (2, 4):
+        # Exactly what Aisha submits.
+        handle = client.submit(
+            UPSCALER,
+            {"image_url": source, "upscale_mode": "factor", "upscale_factor": float(factor)},
+        )
+        seen = run_to_completion(handle)
+        check_logs(seen)
+        assert any(line["message"].startswith("Upscaling") for line in seen[-1].logs)
+        result = handle.get()
+        assert set(result) == {"image", "seed"}, result
+        assert isinstance(result["seed"], int)
+        image = result["image"]
+        assert (image["width"], image["height"]) == (48 * factor, 32 * factor)
+        data = download(image["url"])
+        # No output format was asked for: the model's default, jpg.
+        assert image["content_type"] == "image/jpeg"
+        assert image["file_name"].endswith(".jpg")
+        assert image["file_size"] == len(data)
+        assert jpeg_size(data) == (image["width"], image["height"])
+
+    # An uploaded picture, upscaled to a PNG.
+    uploaded = client.upload(png(6, 4), "image/png", "small.png")
+    result = client.subscribe(
+        UPSCALER,
+        {"image_url": uploaded, "upscale_factor": 3, "output_format": "png"},
+        interval=0.05,
+    )
+    assert result["image"]["content_type"] == "image/png"
+    assert png_size(download(result["image"]["url"])) == (18, 12)
+    assert (result["image"]["width"], result["image"]["height"]) == (18, 12)
+
+    # A factor outside 1–10 is taken, then refused naming the field.
+    handle = client.submit(UPSCALER, {"image_url": uploaded, "upscale_factor": 11})
+    with pytest.raises(fal_client.FalClientHTTPError) as refused:
+        handle.get(interval=0.05)
+    assert refused.value.status_code == 422
+    assert refused.value.message[0]["loc"] == ["body", "upscale_factor"]
+    assert refused.value.message[0]["type"] == "less_than_equal"
 
 
 # ------------------------------------------------------------------------------------------

@@ -394,7 +394,12 @@ fn submit(state: &Arc<SimState>, model_id: &str, query: Option<&str>, body: &[u8
 
 /// Checks that the files and finetunes an input names exist here, as FAL's runner finds out when
 /// it fetches them.
-fn check_references(state: &SimState, endpoint: Endpoint, input: &Value) -> Vec<Value> {
+fn check_references(
+    state: &SimState,
+    endpoint: Endpoint,
+    request_id: &str,
+    input: &Value,
+) -> Vec<Value> {
     let mut issues = Vec::new();
     if let Some(field) = endpoint.archive_field() {
         let url = input.get(field).and_then(Value::as_str).unwrap_or_default();
@@ -405,6 +410,16 @@ fn check_references(state: &SimState, endpoint: Endpoint, input: &Value) -> Vec<
                 "value_error",
                 Some(&json!(url)),
             ));
+        }
+    }
+    // Read whatever the setting: without the picture there is nothing to upscale.
+    if endpoint == Endpoint::Upscaler {
+        let url = input
+            .get("image_url")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Err(error) = output::source_image(state, request_id, url) {
+            issues.push(error.issue("image_url", url));
         }
     }
     if !state.config.check_references {
@@ -663,10 +678,10 @@ async fn work(state: &SimState, id: &str, cancel: &Notify) -> Outcome {
         return cancelled_outcome();
     };
     // The runner validates the input as it takes the job, then fetches what it names (archive,
-    // LoRA weights, finetune); either failing ends the job at once with a 422.
+    // LoRA weights, finetune, image to upscale); either failing ends the job at once with a 422.
     let mut issues = validate::check(endpoint, &input);
     if issues.is_empty() {
-        issues = check_references(state, endpoint, &input);
+        issues = check_references(state, endpoint, id, &input);
     }
     if !issues.is_empty() {
         tracing::debug!(
@@ -706,7 +721,10 @@ async fn work(state: &SimState, id: &str, cancel: &Notify) -> Outcome {
     if !state.lock().jobs.contains_key(id) {
         return cancelled_outcome();
     }
-    Outcome::Output(output::produce(state, endpoint, id, &input))
+    match output::produce(state, endpoint, id, &input) {
+        Ok(output) => Outcome::Output(output),
+        Err(issues) => Outcome::Error(JobError::validation(issues)),
+    }
 }
 
 fn webhook_body(job: &Job, outcome: &Outcome) -> Vec<u8> {

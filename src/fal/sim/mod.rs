@@ -65,7 +65,11 @@ pub struct SimConfig {
     pub nsfw_rate: f64,
     /// Longest side of served images; reported sizes are those of the served files.
     pub max_image_side: u32,
-    /// Whether LoRA paths and finetune ids must name things this simulator produced.
+    /// Longest side of an upscaled image: factor × size when it fits, else scaled down to this
+    /// keeping the ratio (FAL goes to 10× any size); the reported size is the served file's.
+    pub max_upscaled_side: u32,
+    /// Whether LoRA paths, finetune ids and images to upscale must name things this simulator
+    /// has; when not, an image to upscale that it does not have is stood in for by a made one.
     pub check_references: bool,
     /// Whether the deprecated `fal-ai/flux-pro-trainer` is served; refused as deprecated when not.
     pub pro_trainer: bool,
@@ -146,6 +150,7 @@ impl Default for SimConfig {
             gateway_retry_rate: 0.0,
             nsfw_rate: 0.0,
             max_image_side: 128,
+            max_upscaled_side: 1024,
             check_references: true,
             pro_trainer: false,
             webhook: WebhookBehaviour::default(),
@@ -179,6 +184,7 @@ impl std::fmt::Debug for SimConfig {
             .field("gateway_retry_rate", &self.gateway_retry_rate)
             .field("nsfw_rate", &self.nsfw_rate)
             .field("max_image_side", &self.max_image_side)
+            .field("max_upscaled_side", &self.max_upscaled_side)
             .field("check_references", &self.check_references)
             .field("pro_trainer", &self.pro_trainer)
             .field("webhook", &self.webhook)
@@ -205,6 +211,7 @@ impl SimConfig {
             generation_time: Duration::from_secs(5),
             progress_steps: 10,
             max_image_side: 512,
+            max_upscaled_side: 2048,
             ..Self::default()
         }
     }
@@ -268,6 +275,11 @@ impl SimConfig {
 
     pub fn with_jwks_decoy_keys(mut self, count: usize) -> Self {
         self.jwks_decoy_keys = count;
+        self
+    }
+
+    pub fn with_max_upscaled_side(mut self, side: u32) -> Self {
+        self.max_upscaled_side = side;
         self
     }
 

@@ -16,6 +16,8 @@ pub(super) const PRO_TRAINER_ID: &str = "fal-ai/flux-pro-trainer";
 pub(super) const FLUX_LORA_ID: &str = "fal-ai/flux-lora";
 /// `fal-ai/flux-pro/v1.1-ultra-finetuned`.
 pub(super) const ULTRA_ID: &str = "fal-ai/flux-pro/v1.1-ultra-finetuned";
+/// `fal-ai/seedvr/upscale/image`: SeedVR2, the image upscaler.
+pub(super) const UPSCALER_ID: &str = "fal-ai/seedvr/upscale/image";
 
 /// The endpoints the simulator knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub(super) enum Endpoint {
     ProTrainer,
     PortraitGenerator,
     StyleGenerator,
+    /// The upscaler (`fal-ai/seedvr/upscale/image`).
+    Upscaler,
 }
 
 impl Endpoint {
@@ -37,6 +41,7 @@ impl Endpoint {
             PRO_TRAINER_ID => Some(Self::ProTrainer),
             FLUX_LORA_ID => Some(Self::PortraitGenerator),
             ULTRA_ID => Some(Self::StyleGenerator),
+            UPSCALER_ID => Some(Self::Upscaler),
             _ => None,
         }
     }
@@ -64,6 +69,7 @@ impl Endpoint {
             Self::ProTrainer => PRO_TRAINER_FIELDS,
             Self::PortraitGenerator => FLUX_LORA_FIELDS,
             Self::StyleGenerator => ULTRA_FIELDS,
+            Self::Upscaler => UPSCALER_FIELDS,
         }
     }
 }
@@ -224,6 +230,36 @@ const ULTRA_FIELDS: &[Field] = &[
             max: i64::MAX,
         },
     ),
+    opt("sync_mode", Kind::Bool),
+];
+
+/// The upscaler's input, per its model page and FAL's generated client types: only `image_url`
+/// is required; the factor is a float from 1 to 10.
+const UPSCALER_FIELDS: &[Field] = &[
+    req("image_url", Kind::Str),
+    opt("upscale_mode", Kind::StrChoice(&["target", "factor"])),
+    opt(
+        "upscale_factor",
+        Kind::Num {
+            min: 1.0,
+            max: 10.0,
+        },
+    ),
+    opt(
+        "target_resolution",
+        Kind::StrChoice(&["720p", "1080p", "1440p", "2160p"]),
+    ),
+    // Unbounded in FAL's schema (an integer or null).
+    opt(
+        "seed",
+        Kind::Int {
+            min: i64::MIN,
+            max: i64::MAX,
+        },
+    ),
+    opt("noise_scale", Kind::Num { min: 0.0, max: 1.0 }),
+    // Not the generators' `jpeg`: this model spells it `jpg`.
+    opt("output_format", Kind::StrChoice(&["png", "jpg", "webp"])),
     opt("sync_mode", Kind::Bool),
 ];
 
@@ -560,6 +596,69 @@ mod tests {
         let ultra = json!({"prompt": "x", "finetune_id": "f", "finetune_strength": 1.0,
             "aspect_ratio": "5:4", "enable_safety_checker": "whatever"});
         assert!(check(Endpoint::StyleGenerator, &ultra).is_empty());
+    }
+
+    #[test]
+    fn the_upscaler_takes_aishas_input_and_checks_its_fields() {
+        assert_eq!(
+            Endpoint::from_model_id(aggregates::presets::UPSCALER),
+            Some(Endpoint::Upscaler)
+        );
+        for factor in [2.0, 4.0] {
+            let input = aggregates::presets::UpscaleInput {
+                image_url: "http://x/files/a/b.png".into(),
+                upscale_mode: "factor".into(),
+                upscale_factor: factor,
+            };
+            let issues = check(Endpoint::Upscaler, &serde_json::to_value(input).unwrap());
+            assert!(issues.is_empty(), "{factor}: {issues:?}");
+        }
+        // Every documented field at its bounds, an integer factor, and a field FAL ignores.
+        let full = json!({"image_url": "data:image/png;base64,AAAA", "upscale_mode": "target",
+            "upscale_factor": 10, "target_resolution": "2160p", "seed": -3, "noise_scale": 1.0,
+            "output_format": "webp", "sync_mode": false, "something_new": true});
+        assert!(check(Endpoint::Upscaler, &full).is_empty());
+
+        let issues = check(
+            Endpoint::Upscaler,
+            &json!({"upscale_factor": 11, "upscale_mode": "double", "output_format": "jpeg",
+                "target_resolution": "4k", "noise_scale": -0.1}),
+        );
+        let locs: Vec<&Value> = issues.iter().map(|i| &i["loc"][1]).collect();
+        assert_eq!(
+            locs,
+            [
+                "image_url",
+                "upscale_mode",
+                "upscale_factor",
+                "target_resolution",
+                "noise_scale",
+                "output_format"
+            ]
+        );
+        assert_eq!(issues[0]["type"], "missing");
+        assert_eq!(issues[1]["msg"], "Input should be 'target' or 'factor'");
+        assert_eq!(issues[2]["type"], "less_than_equal");
+        assert_eq!(issues[2]["msg"], "Input should be less than or equal to 10");
+        assert_eq!(issues[2]["input"], 11);
+
+        let small = check(
+            Endpoint::Upscaler,
+            &json!({"image_url": "http://x/files/a/b.png", "upscale_factor": 0.5}),
+        );
+        assert_eq!(small.len(), 1);
+        assert_eq!(small[0]["loc"], json!(["body", "upscale_factor"]));
+        assert_eq!(small[0]["type"], "greater_than_equal");
+        assert_eq!(
+            small[0]["msg"],
+            "Input should be greater than or equal to 1"
+        );
+        let typed = check(
+            Endpoint::Upscaler,
+            &json!({"image_url": 7, "upscale_factor": "2"}),
+        );
+        let kinds: Vec<&Value> = typed.iter().map(|i| &i["type"]).collect();
+        assert_eq!(kinds, ["string_type", "float_type"]);
     }
 
     #[test]
