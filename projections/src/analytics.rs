@@ -1,30 +1,37 @@
 //! Analytics: daily counts for analysts — avatars created and deleted by type, trainings
-//! started/completed/failed with their durations, generations by preset, active users.
+//! started/completed/failed with their durations, generations by preset, by pack, by frame and
+//! endpoint, upscales by factor, active users.
 //!
 //! Days are UTC days of the event's own time. A batch's counts are summed in memory and written
 //! once per (day, key), which keeps a rebuild fast; the runner's transaction makes each batch
 //! count exactly once. Two small working tables (`analytics_avatars`,
 //! `analytics_open_generations`) remember what later events need but do not carry: an avatar's
-//! type, when its training started, a pending generation's preset and start. A batch reads the
-//! rows it needs once and writes them back once.
+//! type, when its training started, a pending generation's preset, start, pack, frame and upscale
+//! factor. A batch reads the rows it needs once and writes them back once.
+//!
+//! [`VIEWS`] lists the analysts' day-keyed views and [`view_csv`] exports any of them as CSV.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aggregates::AvatarEvent;
+use aggregates::{AvatarEvent, Origin};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::gallery::uuid;
+use crate::generations::effective_aspect_ratio;
 use crate::jobs::seconds;
-use crate::sql::{Arg, Tx};
+use crate::sql::{Arg, Backend, SqlRow, Tx};
 use crate::{FeedEvent, Projection, ProjectionError};
 
 pub const NAME: &str = "analytics";
 
 /// The preset label of a generation asked for without a preset.
 pub const DEFAULT_PRESET: &str = "default";
+/// The preset label of an upscale: it has no preset, and counting it as `default` would make the
+/// type's defaults look more used than they are.
+pub const UPSCALE_PRESET: &str = "upscale";
 /// The label used when an event's avatar type or preset cannot be found (never expected).
 pub const UNKNOWN: &str = "unknown";
 
@@ -43,6 +50,9 @@ impl Projection for Analytics {
             "daily_trainings",
             "daily_generations",
             "daily_active_users",
+            "daily_packs",
+            "daily_aspect_ratios",
+            "daily_upscales",
             "analytics_avatars",
             "analytics_open_generations",
         ]
@@ -89,13 +99,62 @@ struct GenerationCounts {
     completed_seconds: f64,
 }
 
+#[derive(Debug, Default, Clone, Copy)]
+struct PackCounts {
+    requested: i64,
+    completed: i64,
+    failed: i64,
+    images: i64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct AspectCounts {
+    generations: i64,
+    images: i64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct UpscaleCounts {
+    requested: i64,
+    completed: i64,
+    failed: i64,
+}
+
 /// What one batch adds to the daily tables.
 #[derive(Debug, Default)]
 struct Deltas {
     avatars: BTreeMap<(NaiveDate, String), AvatarCounts>,
     trainings: BTreeMap<(NaiveDate, String), TrainingCounts>,
     generations: BTreeMap<(NaiveDate, String), GenerationCounts>,
+    /// By (day, pack, origin kind).
+    packs: BTreeMap<(NaiveDate, String, String), PackCounts>,
+    /// By (day, aspect ratio, endpoint).
+    aspects: BTreeMap<(NaiveDate, String, String), AspectCounts>,
+    /// By (day, factor).
+    upscales: BTreeMap<(NaiveDate, i64), UpscaleCounts>,
     active: BTreeSet<(NaiveDate, i64)>,
+}
+
+impl Deltas {
+    fn pack(&mut self, day: NaiveDate, open: &OpenGeneration) -> Option<&mut PackCounts> {
+        let kind = open.origin_kind.as_deref()?;
+        let pack = open.pack.clone()?;
+        Some(self.packs.entry((day, pack, kind.to_owned())).or_default())
+    }
+
+    fn aspect(&mut self, day: NaiveDate, open: &OpenGeneration) -> Option<&mut AspectCounts> {
+        let ratio = open.aspect_ratio.clone()?;
+        let endpoint = open.endpoint.clone()?;
+        Some(self.aspects.entry((day, ratio, endpoint)).or_default())
+    }
+
+    fn upscale(&mut self, day: NaiveDate, open: &OpenGeneration) -> Option<&mut UpscaleCounts> {
+        Some(
+            self.upscales
+                .entry((day, open.upscale_factor?))
+                .or_default(),
+        )
+    }
 }
 
 fn day(at: DateTime<Utc>) -> NaiveDate {
@@ -118,12 +177,18 @@ struct AvatarMemo {
     training_started_at: Option<DateTime<Utc>>,
 }
 
-/// What it remembers of a generation still pending.
+/// What it remembers of a generation still pending. The optional fields are `None` for rows
+/// written before they existed: such a result then counts by preset only.
 #[derive(Debug, Clone)]
 struct OpenGeneration {
     avatar_id: Uuid,
     preset: String,
     requested_at: DateTime<Utc>,
+    endpoint: Option<String>,
+    origin_kind: Option<String>,
+    pack: Option<String>,
+    upscale_factor: Option<i64>,
+    aspect_ratio: Option<String>,
 }
 
 /// The working tables as far as one batch needs them, loaded once and written back once.
@@ -177,7 +242,8 @@ impl Memory {
         finished.dedup();
         for row in &tx
             .fetch_in(
-                "SELECT generation_id, avatar_id, preset, requested_at
+                "SELECT generation_id, avatar_id, preset, requested_at, endpoint, origin_kind,
+                        pack, upscale_factor, aspect_ratio
                    FROM analytics_open_generations WHERE generation_id IN ({keys})",
                 finished.into_iter().map(Arg::from).collect(),
             )
@@ -189,6 +255,11 @@ impl Memory {
                     avatar_id: uuid(row, "avatar_id")?,
                     preset: row.get("preset")?,
                     requested_at: row.get("requested_at")?,
+                    endpoint: row.get("endpoint")?,
+                    origin_kind: row.get("origin_kind")?,
+                    pack: row.get("pack")?,
+                    upscale_factor: row.get("upscale_factor")?,
+                    aspect_ratio: row.get("aspect_ratio")?,
                 }),
             );
         }
@@ -207,15 +278,14 @@ impl Memory {
         }
     }
 
-    /// Forgets a pending generation; its preset label and request time.
-    fn close(&mut self, generation_id: Uuid) -> (String, Option<DateTime<Utc>>) {
-        let Some(open) = self.open.get_mut(&generation_id).and_then(Option::take) else {
-            return (UNKNOWN.to_owned(), None);
-        };
+    /// Forgets a pending generation and returns what was remembered of it; `None` if it was
+    /// not pending (never expected).
+    fn close(&mut self, generation_id: Uuid) -> Option<OpenGeneration> {
+        let open = self.open.get_mut(&generation_id).and_then(Option::take)?;
         if !self.opened.remove(&generation_id) {
             self.closed.insert(generation_id);
         }
-        (open.preset, Some(open.requested_at))
+        Some(open)
     }
 
     async fn save(self, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
@@ -246,12 +316,18 @@ impl Memory {
                     open.avatar_id.into(),
                     open.preset.clone().into(),
                     open.requested_at.into(),
+                    open.endpoint.clone().into(),
+                    open.origin_kind.clone().into(),
+                    open.pack.clone().into(),
+                    open.upscale_factor.into(),
+                    open.aspect_ratio.clone().into(),
                 ])
             })
             .collect();
         tx.insert_rows(
             "INSERT INTO analytics_open_generations
-                (generation_id, avatar_id, preset, requested_at)",
+                (generation_id, avatar_id, preset, requested_at, endpoint, origin_kind, pack,
+                 upscale_factor, aspect_ratio)",
             opened,
             "ON CONFLICT (generation_id) DO NOTHING",
         )
@@ -352,37 +428,98 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
         AvatarEvent::GenerationRequested {
             generation_id,
             preset,
+            endpoint,
+            arguments,
+            aspect,
+            origin: from,
             ..
         } => {
-            let preset = preset.map_or(DEFAULT_PRESET, |p| p.as_str());
-            m.open.insert(
-                *generation_id,
-                Some(OpenGeneration {
-                    avatar_id: id,
-                    preset: preset.to_owned(),
-                    requested_at: at,
-                }),
-            );
-            m.opened.insert(*generation_id);
+            let upscale = match from {
+                Some(Origin::Upscale { factor, .. }) => Some(i64::from(factor.times())),
+                _ => None,
+            };
+            let preset = match (preset, upscale) {
+                (Some(p), _) => p.as_str(),
+                (None, Some(_)) => UPSCALE_PRESET,
+                (None, None) => DEFAULT_PRESET,
+            };
+            let open = OpenGeneration {
+                avatar_id: id,
+                preset: preset.to_owned(),
+                requested_at: at,
+                endpoint: Some(endpoint.clone()),
+                origin_kind: from.as_ref().map(|o| o.kind().to_owned()),
+                pack: from.as_ref().and_then(Origin::pack).map(str::to_owned),
+                upscale_factor: upscale,
+                aspect_ratio: effective_aspect_ratio(endpoint, arguments, *aspect, from.as_ref()),
+            };
             d.generations
                 .entry((today, preset.to_owned()))
                 .or_default()
                 .requested += 1;
+            if let Some(c) = d.pack(today, &open) {
+                c.requested += 1;
+            }
+            if let Some(c) = d.aspect(today, &open) {
+                c.generations += 1;
+            }
+            if let Some(c) = d.upscale(today, &open) {
+                c.requested += 1;
+            }
+            m.open.insert(*generation_id, Some(open));
+            m.opened.insert(*generation_id);
         }
         AvatarEvent::GenerationCompleted {
             generation_id,
             images,
             ..
         } => {
-            let (preset, requested) = m.close(*generation_id);
-            let counts = d.generations.entry((today, preset)).or_default();
+            let images = images.len() as i64;
+            let Some(open) = m.close(*generation_id) else {
+                let counts = d
+                    .generations
+                    .entry((today, UNKNOWN.to_owned()))
+                    .or_default();
+                counts.completed += 1;
+                counts.images += images;
+                return;
+            };
+            let counts = d
+                .generations
+                .entry((today, open.preset.clone()))
+                .or_default();
             counts.completed += 1;
-            counts.images += images.len() as i64;
-            counts.completed_seconds += requested.map_or(0.0, |r| seconds(r, at));
+            counts.images += images;
+            counts.completed_seconds += seconds(open.requested_at, at);
+            if let Some(c) = d.pack(today, &open) {
+                c.completed += 1;
+                c.images += images;
+            }
+            if let Some(c) = d.aspect(today, &open) {
+                c.images += images;
+            }
+            if let Some(c) = d.upscale(today, &open) {
+                c.completed += 1;
+            }
         }
         AvatarEvent::GenerationFailed { generation_id, .. } => {
-            let (preset, _) = m.close(*generation_id);
-            d.generations.entry((today, preset)).or_default().failed += 1;
+            let Some(open) = m.close(*generation_id) else {
+                d.generations
+                    .entry((today, UNKNOWN.to_owned()))
+                    .or_default()
+                    .failed += 1;
+                return;
+            };
+            d.generations
+                .entry((today, open.preset.clone()))
+                .or_default()
+                .failed += 1;
+            if let Some(c) = d.pack(today, &open) {
+                c.failed += 1;
+            }
+            if let Some(c) = d.upscale(today, &open) {
+                c.failed += 1;
+            }
         }
         AvatarEvent::AvatarDeleted { .. } => {
             let (avatar_type, _) = m.training_of(id);
@@ -474,6 +611,68 @@ async fn flush(tx: &mut Tx<'_>, d: Deltas) -> Result<(), ProjectionError> {
                 images = daily_generations.images + excluded.images,
                 completed_seconds =
                     daily_generations.completed_seconds + excluded.completed_seconds",
+    )
+    .await?;
+    tx.insert_rows(
+        "INSERT INTO daily_packs (day, pack, origin_kind, requested, completed, failed, images)",
+        d.packs
+            .into_iter()
+            .map(|((day, pack, kind), c)| {
+                vec![
+                    day.into(),
+                    pack.into(),
+                    kind.into(),
+                    c.requested.into(),
+                    c.completed.into(),
+                    c.failed.into(),
+                    c.images.into(),
+                ]
+            })
+            .collect(),
+        "ON CONFLICT (day, pack, origin_kind) DO UPDATE
+            SET requested = daily_packs.requested + excluded.requested,
+                completed = daily_packs.completed + excluded.completed,
+                failed = daily_packs.failed + excluded.failed,
+                images = daily_packs.images + excluded.images",
+    )
+    .await?;
+    tx.insert_rows(
+        "INSERT INTO daily_aspect_ratios (day, aspect_ratio, endpoint, generations, images)",
+        d.aspects
+            .into_iter()
+            .map(|((day, ratio, endpoint), c)| {
+                vec![
+                    day.into(),
+                    ratio.into(),
+                    endpoint.into(),
+                    c.generations.into(),
+                    c.images.into(),
+                ]
+            })
+            .collect(),
+        "ON CONFLICT (day, aspect_ratio, endpoint) DO UPDATE
+            SET generations = daily_aspect_ratios.generations + excluded.generations,
+                images = daily_aspect_ratios.images + excluded.images",
+    )
+    .await?;
+    tx.insert_rows(
+        "INSERT INTO daily_upscales (day, factor, requested, completed, failed)",
+        d.upscales
+            .into_iter()
+            .map(|((day, factor), c)| {
+                vec![
+                    day.into(),
+                    factor.into(),
+                    c.requested.into(),
+                    c.completed.into(),
+                    c.failed.into(),
+                ]
+            })
+            .collect(),
+        "ON CONFLICT (day, factor) DO UPDATE
+            SET requested = daily_upscales.requested + excluded.requested,
+                completed = daily_upscales.completed + excluded.completed,
+                failed = daily_upscales.failed + excluded.failed",
     )
     .await?;
     tx.insert_rows(
@@ -756,4 +955,261 @@ pub fn to_csv(summary: &Summary) -> String {
         ));
     }
     out
+}
+
+/// How a column of an exported view is read: each backend stores days, counts and means its own
+/// way, and the CSV must read the same on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// A UTC day, written `YYYY-MM-DD`.
+    Day,
+    Text,
+    Integer,
+    /// Written with three decimals; empty when null.
+    Real,
+}
+
+/// A day-keyed view analysts may export: its columns in order and the order of its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    pub name: &'static str,
+    pub columns: &'static [(&'static str, ColumnKind)],
+    /// The view's key columns, which order an export so that it is stable and diffable.
+    pub key: &'static [&'static str],
+}
+
+impl View {
+    /// `ORDER BY` of the key. Text compares byte by byte on both backends (PostgreSQL's default
+    /// collation may ignore punctuation and put `1:1` after `16:9`), so both export alike.
+    pub fn order_by(&self, backend: Backend) -> String {
+        self.key
+            .iter()
+            .map(|column| {
+                let text = self
+                    .columns
+                    .iter()
+                    .any(|(c, kind)| c == column && *kind == ColumnKind::Text);
+                match backend {
+                    Backend::Postgres if text => format!("{column} COLLATE \"C\""),
+                    _ => (*column).to_owned(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The CSV header line (without the newline).
+    pub fn header(&self) -> String {
+        self.columns
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+use ColumnKind::{Day as D, Integer as I, Real as R, Text as T};
+
+/// Every view with a `day` column, in the order the documentation lists them. The HTTP API and
+/// the CLI export these by name; a name not listed here is never put into SQL.
+pub const VIEWS: &[View] = &[
+    View {
+        name: "analytics_daily",
+        columns: &[
+            ("day", D),
+            ("avatars_created", I),
+            ("avatars_deleted", I),
+            ("trainings_started", I),
+            ("trainings_completed", I),
+            ("trainings_failed", I),
+            ("training_avg_seconds", R),
+            ("generations_requested", I),
+            ("generations_completed", I),
+            ("generations_failed", I),
+            ("images_generated", I),
+            ("generation_avg_seconds", R),
+            ("active_users", I),
+        ],
+        key: &["day"],
+    },
+    View {
+        name: "analytics_trainings",
+        columns: &[
+            ("day", D),
+            ("avatar_type", T),
+            ("started", I),
+            ("completed", I),
+            ("failed", I),
+            ("avg_completed_seconds", R),
+            ("avg_failed_seconds", R),
+            ("failure_rate", R),
+        ],
+        key: &["day", "avatar_type"],
+    },
+    View {
+        name: "analytics_generations",
+        columns: &[
+            ("day", D),
+            ("preset", T),
+            ("requested", I),
+            ("completed", I),
+            ("failed", I),
+            ("images", I),
+            ("avg_completed_seconds", R),
+            ("failure_rate", R),
+        ],
+        key: &["day", "preset"],
+    },
+    View {
+        name: "analytics_packs",
+        columns: &[
+            ("day", D),
+            ("pack", T),
+            ("origin_kind", T),
+            ("requested", I),
+            ("completed", I),
+            ("failed", I),
+            ("images", I),
+        ],
+        key: &["day", "pack", "origin_kind"],
+    },
+    View {
+        name: "analytics_aspect_ratios",
+        columns: &[
+            ("day", D),
+            ("aspect_ratio", T),
+            ("endpoint", T),
+            ("generations", I),
+            ("images", I),
+        ],
+        key: &["day", "aspect_ratio", "endpoint"],
+    },
+    View {
+        name: "analytics_upscales",
+        columns: &[
+            ("day", D),
+            ("factor", I),
+            ("requested", I),
+            ("completed", I),
+            ("failed", I),
+        ],
+        key: &["day", "factor"],
+    },
+];
+
+/// The exportable view called `name`.
+pub fn view(name: &str) -> Option<&'static View> {
+    VIEWS.iter().find(|v| v.name == name)
+}
+
+/// The rows of view `name` for `from..=to` (UTC days) as CSV, header first; `None` when `name`
+/// is not in [`VIEWS`]. Only days with rows appear.
+pub async fn view_csv(
+    tx: &mut Tx<'_>,
+    name: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Option<String>, ProjectionError> {
+    let Some(view) = view(name) else {
+        return Ok(None);
+    };
+    let columns = view.header();
+    let rows = tx
+        .fetch_all(
+            &format!(
+                "SELECT {columns} FROM {} WHERE day BETWEEN $1 AND $2 ORDER BY {}",
+                view.name,
+                view.order_by(tx.backend())
+            ),
+            vec![from.into(), to.into()],
+        )
+        .await?;
+    let mut out = columns;
+    out.push('\n');
+    for row in &rows {
+        let fields = view
+            .columns
+            .iter()
+            .map(|(column, kind)| csv_field(row, column, *kind))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    Ok(Some(out))
+}
+
+fn csv_field(row: &SqlRow, column: &str, kind: ColumnKind) -> Result<String, ProjectionError> {
+    Ok(match kind {
+        ColumnKind::Day => row
+            .get::<Option<NaiveDate>>(column)?
+            .map_or(String::new(), |d| d.to_string()),
+        ColumnKind::Text => csv_text(&row.get::<Option<String>>(column)?.unwrap_or_default()),
+        ColumnKind::Integer => row
+            .get::<Option<i64>>(column)?
+            .map_or(String::new(), |n| n.to_string()),
+        ColumnKind::Real => row
+            .get::<Option<f64>>(column)?
+            .map_or(String::new(), |v| format!("{v:.3}")),
+    })
+}
+
+/// One text field as RFC 4180 writes it: quoted when it holds a comma, a quote or a line break.
+/// A leading `=`, `+`, `-` or `@` is prefixed with `'` so that a spreadsheet never runs it as a
+/// formula (no value written today starts so; pack ids and endpoints come from operators).
+pub fn csv_text(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_view_is_keyed_by_day_and_named_once() {
+        let mut names: Vec<&str> = VIEWS.iter().map(|v| v.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), VIEWS.len());
+        for v in VIEWS {
+            assert_eq!(v.columns[0], ("day", ColumnKind::Day), "{}", v.name);
+            for key in v.key {
+                assert!(
+                    v.columns.iter().any(|(c, _)| c == key),
+                    "{} orders by {key}, not one of its columns",
+                    v.name
+                );
+            }
+        }
+        assert_eq!(
+            view("analytics_upscales").map(View::header).as_deref(),
+            Some("day,factor,requested,completed,failed")
+        );
+        assert!(view("gallery_avatars").is_none());
+        let packs = view("analytics_packs").unwrap();
+        assert_eq!(
+            packs.order_by(Backend::Postgres),
+            "day, pack COLLATE \"C\", origin_kind COLLATE \"C\""
+        );
+        assert_eq!(packs.order_by(Backend::Sqlite), "day, pack, origin_kind");
+    }
+
+    #[test]
+    fn text_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_text("portrait-business"), "portrait-business");
+        assert_eq!(csv_text("fal-ai/flux-lora"), "fal-ai/flux-lora");
+        assert_eq!(csv_text("a,b"), "\"a,b\"");
+        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_text("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_text("=1+1"), "'=1+1");
+        assert_eq!(csv_text(""), "");
+    }
 }

@@ -1,13 +1,18 @@
 //! Generations: one row per image request (prompt, preset, endpoint, outcome, duration) and one
 //! row per returned image, by avatar and by user.
 //!
+//! Each row also says where the request came from (a typed prompt, a pack, the starter samples
+//! or an upscale of an earlier image) and the frame it was made in, so analysts can group by
+//! them without reading events.
+//!
 //! When an avatar is deleted its generations stay for analysts but are flagged
 //! `avatar_deleted`; the queries the bot uses leave them out, and requests still pending become
 //! `cancelled` (the aggregate forgets them too).
 
 use std::collections::{HashMap, HashSet};
 
-use aggregates::AvatarEvent;
+use aggregates::presets::{aspect_ratio_for, AspectRatio, UPSCALER};
+use aggregates::{AvatarEvent, Origin};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -27,6 +32,13 @@ pub mod status {
     pub const FAILED: &str = "failed";
     /// The avatar was deleted before the result came.
     pub const CANCELLED: &str = "cancelled";
+}
+
+/// Origin kinds as stored (`origin_kind`); NULL is a prompt the user typed.
+pub mod origin {
+    pub const PACK: &str = "pack";
+    pub const STARTER: &str = "starter";
+    pub const UPSCALE: &str = "upscale";
 }
 
 /// Builds `generations` and `generation_images`.
@@ -97,12 +109,21 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
                 prompt,
                 preset,
                 endpoint,
+                arguments,
                 num_images,
+                aspect,
+                origin,
                 ..
             } => {
                 if rows.contains_key(generation_id) {
                     continue;
                 }
+                let upscale = match origin {
+                    Some(Origin::Upscale { of, image, factor }) => {
+                        Some((*of, i64::from(*image), i64::from(factor.times())))
+                    }
+                    _ => None,
+                };
                 rows.insert(
                     *generation_id,
                     Generation {
@@ -120,6 +141,17 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
                         duration_seconds: None,
                         failure_reason: None,
                         avatar_deleted: false,
+                        origin_kind: origin.as_ref().map(|o| o.kind().to_owned()),
+                        pack: origin.as_ref().and_then(Origin::pack).map(str::to_owned),
+                        upscale_of: upscale.map(|u| u.0),
+                        upscale_image: upscale.map(|u| u.1),
+                        upscale_factor: upscale.map(|u| u.2),
+                        aspect_ratio: effective_aspect_ratio(
+                            endpoint,
+                            arguments,
+                            *aspect,
+                            origin.as_ref(),
+                        ),
                     },
                 );
                 if seen.insert(*generation_id) {
@@ -219,7 +251,36 @@ const UPSERT: &str = "ON CONFLICT (generation_id) DO UPDATE SET
     status = excluded.status, image_count = excluded.image_count,
     requested_at = excluded.requested_at, finished_at = excluded.finished_at,
     duration_seconds = excluded.duration_seconds, failure_reason = excluded.failure_reason,
-    avatar_deleted = excluded.avatar_deleted";
+    avatar_deleted = excluded.avatar_deleted, origin_kind = excluded.origin_kind,
+    pack = excluded.pack, upscale_of = excluded.upscale_of,
+    upscale_image = excluded.upscale_image, upscale_factor = excluded.upscale_factor,
+    aspect_ratio = excluded.aspect_ratio";
+
+/// The frame a generation was made in, as `1:1`, `3:4`, `9:16`, `4:3` or `16:9`.
+///
+/// `aspect` is only set when the user chose a frame apart from the preset, so otherwise the
+/// frame is read back from the arguments sent: the LoRA endpoint's named `image_size`, or the
+/// ultra endpoint's `aspect_ratio`. That also gives events older than the choice their frame.
+/// `None` for an upscale (it keeps its source's frame, which is counted once, on the source) and
+/// for arguments that name no frame.
+pub fn effective_aspect_ratio(
+    endpoint: &str,
+    arguments: &serde_json::Value,
+    aspect: Option<AspectRatio>,
+    origin: Option<&Origin>,
+) -> Option<String> {
+    if endpoint == UPSCALER || matches!(origin, Some(Origin::Upscale { .. })) {
+        return None;
+    }
+    if let Some(aspect) = aspect {
+        return Some(aspect.ratio().to_owned());
+    }
+    let named = |key: &str| arguments.get(key).and_then(|v| v.as_str());
+    if let Some(ratio) = named("aspect_ratio") {
+        return Some(ratio.to_owned());
+    }
+    named("image_size").map(|size| aspect_ratio_for(size).to_owned())
+}
 
 fn finish(
     row: &mut Generation,
@@ -260,6 +321,12 @@ fn generation_args(g: &Generation) -> Vec<Arg> {
         g.duration_seconds.into(),
         g.failure_reason.clone().into(),
         g.avatar_deleted.into(),
+        g.origin_kind.clone().into(),
+        g.pack.clone().into(),
+        g.upscale_of.map(|id| id.to_string()).into(),
+        g.upscale_image.into(),
+        g.upscale_factor.into(),
+        g.aspect_ratio.clone().into(),
     ]
 }
 
@@ -282,6 +349,16 @@ pub struct Generation {
     pub duration_seconds: Option<f64>,
     pub failure_reason: Option<String>,
     pub avatar_deleted: bool,
+    /// `pack`, `starter` or `upscale`; `None` for a prompt the user typed.
+    pub origin_kind: Option<String>,
+    /// The pack id of a `pack` or `starter` generation.
+    pub pack: Option<String>,
+    /// For an upscale: the generation, image (from 0) and factor (2 or 4) it enlarged.
+    pub upscale_of: Option<Uuid>,
+    pub upscale_image: Option<i64>,
+    pub upscale_factor: Option<i64>,
+    /// The frame it was made in (see [`effective_aspect_ratio`]); `None` for an upscale.
+    pub aspect_ratio: Option<String>,
 }
 
 /// One image a generation returned.
@@ -298,7 +375,7 @@ pub struct GenerationImage {
 
 const COLUMNS: &str = "generation_id, avatar_id, owner, prompt, preset, endpoint, num_images, \
     status, image_count, requested_at, finished_at, duration_seconds, failure_reason, \
-    avatar_deleted";
+    avatar_deleted, origin_kind, pack, upscale_of, upscale_image, upscale_factor, aspect_ratio";
 
 /// How many of `owner`'s generations wait for FAL now.
 pub async fn pending_for_owner(tx: &mut Tx<'_>, owner: i64) -> Result<i64, ProjectionError> {
@@ -412,6 +489,37 @@ pub async fn for_owner(
     rows.iter().map(generation).collect()
 }
 
+/// The prompts `owner` wrote or picked, newest first, over their avatars that still exist: what
+/// the prompt screen offers again. Upscales repeat their source's prompt and starter samples
+/// are the bot's own, so neither is a prompt the user would reuse.
+pub async fn recent_prompts_for_owner(
+    tx: &mut Tx<'_>,
+    owner: i64,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Generation>, ProjectionError> {
+    let rows = tx
+        .fetch_all(
+            &format!(
+                "SELECT {COLUMNS} FROM generations
+                  WHERE owner = $1 AND avatar_deleted = $2
+                    AND (origin_kind IS NULL OR origin_kind NOT IN ($3, $4))
+                  ORDER BY requested_at DESC, generation_id
+                  LIMIT $5 OFFSET $6"
+            ),
+            vec![
+                owner.into(),
+                false.into(),
+                origin::UPSCALE.into(),
+                origin::STARTER.into(),
+                limit.clamp(1, 100).into(),
+                offset.max(0).into(),
+            ],
+        )
+        .await?;
+    rows.iter().map(generation).collect()
+}
+
 /// One generation by id, deleted avatars included.
 pub async fn get(
     tx: &mut Tx<'_>,
@@ -469,5 +577,88 @@ fn generation(row: &SqlRow) -> Result<Generation, ProjectionError> {
         duration_seconds: row.get("duration_seconds")?,
         failure_reason: row.get("failure_reason")?,
         avatar_deleted: row.get("avatar_deleted")?,
+        origin_kind: row.get("origin_kind")?,
+        pack: row.get("pack")?,
+        upscale_of: row
+            .get::<Option<String>>("upscale_of")?
+            .map(|s| {
+                Uuid::parse_str(&s).map_err(|e| {
+                    ProjectionError::Invalid(format!("upscale_of `{s}` is not a UUID: {e}"))
+                })
+            })
+            .transpose()?,
+        upscale_image: row.get("upscale_image")?,
+        upscale_factor: row.get("upscale_factor")?,
+        aspect_ratio: row.get("aspect_ratio")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use aggregates::presets::{PORTRAIT_GENERATOR, PRO_GENERATOR};
+    use aggregates::UpscaleFactor;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_frame_is_the_choice_or_else_what_the_arguments_asked_for() {
+        let lora = |size: &str| json!({"prompt": "p", "image_size": size, "num_images": 1});
+        let frame = |endpoint, arguments: &serde_json::Value, aspect, origin: Option<&Origin>| {
+            effective_aspect_ratio(endpoint, arguments, aspect, origin)
+        };
+        assert_eq!(
+            frame(PORTRAIT_GENERATOR, &lora("square_hd"), None, None).as_deref(),
+            Some("1:1")
+        );
+        assert_eq!(
+            frame(PORTRAIT_GENERATOR, &lora("portrait_4_3"), None, None).as_deref(),
+            Some("3:4")
+        );
+        assert_eq!(
+            frame(
+                PORTRAIT_GENERATOR,
+                &lora("landscape_16_9"),
+                Some(AspectRatio::Wide),
+                None
+            )
+            .as_deref(),
+            Some("16:9")
+        );
+        let ultra = json!({"prompt": "p", "aspect_ratio": "9:16", "finetune_id": "f"});
+        assert_eq!(
+            frame(PRO_GENERATOR, &ultra, None, None).as_deref(),
+            Some("9:16")
+        );
+        let pack = Origin::Pack {
+            pack: "portrait-business".into(),
+        };
+        assert_eq!(
+            frame(PRO_GENERATOR, &ultra, None, Some(&pack)).as_deref(),
+            Some("9:16")
+        );
+        assert_eq!(frame(PORTRAIT_GENERATOR, &json!({}), None, None), None);
+    }
+
+    #[test]
+    fn an_upscale_has_no_frame_of_its_own() {
+        let upscale = Origin::Upscale {
+            of: Uuid::nil(),
+            image: 0,
+            factor: UpscaleFactor::X4,
+        };
+        let arguments = json!({
+            "image_url": "http://fal/files/a.jpg",
+            "upscale_mode": "factor",
+            "upscale_factor": 4.0
+        });
+        assert_eq!(
+            effective_aspect_ratio(UPSCALER, &arguments, None, Some(&upscale)),
+            None
+        );
+        assert_eq!(
+            effective_aspect_ratio(UPSCALER, &arguments, None, None),
+            None
+        );
+    }
 }

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/avatars/{avatar_id}/state", get(state_at))
         .route("/api/analytics/daily", get(daily_json))
         .route("/api/analytics/daily.csv", get(daily_csv))
+        .route("/api/analytics/views/{view}", get(view_csv))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state)
 }
@@ -218,5 +219,32 @@ async fn daily_csv(
             (header::CONTENT_DISPOSITION, filename),
         ],
         analytics::to_csv(&summary),
+    ))
+}
+
+/// `GET /api/analytics/views/{view}?from=…&to=…`: one of the analytics views (packs, frames,
+/// upscales, …) as CSV; the name must be one of `projections::analytics::VIEWS`.
+async fn view_csv(
+    State(state): State<AppState>,
+    Path(view): Path<String>,
+    Query(range): Query<RangeQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = view.strip_suffix(".csv").unwrap_or(&view).to_owned();
+    let (from, to) = range.parse()?;
+    let mut conn = state.store.database().acquire().await?;
+    let Some(csv) = analytics::view_csv(&mut conn.tx(), &view, from, to).await? else {
+        let known: Vec<&str> = analytics::VIEWS.iter().map(|v| v.name).collect();
+        return Err(ApiError::NotFound(format!(
+            "no view `{view}`; the views are {}",
+            known.join(", ")
+        )));
+    };
+    let filename = format!("attachment; filename=\"aisha-{view}-{from}-{to}.csv\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        csv,
     ))
 }

@@ -23,6 +23,7 @@ on_both_backends!(
     requests_without_the_right_token_are_refused,
     an_avatars_events_and_its_state_at_a_sequence,
     analytics_for_a_date_range_as_json_and_csv,
+    each_analytics_view_is_served_as_csv_by_name,
     healthz_reports_each_consumers_lag,
     metrics_lists_the_counters,
 );
@@ -359,3 +360,51 @@ async fn metrics_lists_the_counters(db: Database) {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
 }
+
+async fn each_analytics_view_is_served_as_csv_by_name(db: Database) {
+    let api = api(&db, Some(TOKEN));
+    full_life(&api.store).await;
+    catch_up_all(&api.feed).await;
+    for view in projections::analytics::VIEWS {
+        let uri = format!(
+            "/api/analytics/views/{}.csv?from=2026-03-01&to=2026-03-04",
+            view.name
+        );
+        let reply = get(&api.app, &uri, bearer()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.body);
+        assert!(reply.content_type.starts_with("text/csv"));
+        let header: Vec<&str> = view.columns.iter().map(|(name, _)| *name).collect();
+        assert_eq!(reply.body.lines().next(), Some(header.join(",").as_str()), "{uri}");
+    }
+    // The life's generations on 2 March in the daily generations view, by preset.
+    let reply = get(
+        &api.app,
+        "/api/analytics/views/analytics_generations?from=2026-03-02&to=2026-03-02",
+        bearer(),
+    )
+    .await;
+    assert!(reply.body.lines().count() > 1, "{}", reply.body);
+    assert!(reply.body.lines().skip(1).all(|l| l.starts_with("2026-03-02,")));
+
+    let reply = get(
+        &api.app,
+        "/api/analytics/views/events?from=2026-03-01&to=2026-03-02",
+        bearer(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("analytics_packs"));
+    let reply = get(
+        &api.app,
+        "/api/analytics/views/analytics_packs?from=2026-03-02",
+        bearer(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = get(&api.app, "/api/analytics/views/analytics_packs?from=2026-03-01&to=2026-03-02", None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+

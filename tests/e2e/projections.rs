@@ -1,13 +1,15 @@
 //! The read models on both backends: exact rows for a full avatar life, crash recovery of a real
-//! projection, and `audit verify` catching drift that a rebuild then repairs.
+//! projection, `audit verify` catching drift that a rebuild then repairs, and the analysts' views
+//! of packs, frames and upscales.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aggregates::presets::{AspectRatio, PORTRAIT_GENERATOR, PRO_GENERATOR, PRO_TRAINER, UPSCALER};
 use aggregates::{
-    Action, Actor, AvatarType, Command, Gender, GeneratedImage, GenerationPreset, TrainingOutput,
-    TrainingPreset,
+    Action, Actor, AvatarType, Command, Gender, GeneratedImage, GenerationPreset, Origin,
+    StyleTrainer, TrainingOutput, TrainingPreset, UpscaleFactor,
 };
 use aisha::audit;
 use aisha::store::feed::{Feed, ProjectionRunner};
@@ -30,6 +32,7 @@ on_both_backends!(
     audit_verify_reports_injected_drift_until_a_rebuild,
     the_state_at_a_sequence_replays_only_that_far,
     a_rebuild_runs_while_commands_keep_coming,
+    packs_frames_and_upscales_give_exact_view_rows,
 );
 
 /// 2026-03-02 10:00 UTC plus `minutes`.
@@ -369,6 +372,12 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
             duration_seconds: Some(120.0),
             failure_reason: None,
             avatar_deleted: true,
+            origin_kind: None,
+            pack: None,
+            upscale_of: None,
+            upscale_image: None,
+            upscale_factor: None,
+            aspect_ratio: Some("1:1".into()),
         }
     );
     let failed = generations::get(&mut tx, life.failed)
@@ -576,6 +585,18 @@ async fn read_models(db: &Database, life: &Life) -> String {
         "{:#?}\n",
         analytics::summary(&mut tx, day(1), day(4)).await.unwrap()
     );
+    out + &all_views_csv(&mut tx).await
+}
+
+/// Every exportable analytics view as CSV, for March 2026.
+async fn all_views_csv(tx: &mut Tx<'_>) -> String {
+    let mut out = String::new();
+    for view in analytics::VIEWS {
+        out += &analytics::view_csv(tx, view.name, day(1), day(31))
+            .await
+            .unwrap()
+            .unwrap();
+    }
     out
 }
 
@@ -892,4 +913,485 @@ async fn a_rebuild_runs_while_commands_keep_coming(db: Database) {
         .await
         .unwrap();
     assert_eq!(leftover, Some(0));
+}
+
+/// A trained avatar of `owner` whose events start at `t(start)` and end at `t(start + 20)`: a
+/// portrait LoRA, or a style avatar on the pro finetune trainer (the ultra endpoint).
+async fn trained_at(store: &AvatarStore, owner: i64, start: i64, pro: bool) -> Uuid {
+    let id = Uuid::new_v4();
+    let u = |at, action| run(store, id, user(owner, t(at), action));
+    u(
+        start,
+        Action::Create {
+            avatar_id: id,
+            name: "Пакеты".into(),
+            gender: Gender::Female,
+            avatar_type: if pro {
+                AvatarType::Style
+            } else {
+                AvatarType::Portrait
+            },
+        },
+    )
+    .await;
+    for n in 1..=10 {
+        u(start + n as i64, Action::UploadPhoto { photo: photo(n) }).await;
+    }
+    u(
+        start + 11,
+        Action::StartTraining {
+            preset: TrainingPreset::Fast,
+            style: if pro {
+                StyleTrainer::ProFinetune
+            } else {
+                StyleTrainer::default()
+            },
+        },
+    )
+    .await;
+    let request = format!("req-{id}");
+    let s = |at, action| run(store, id, system(t(at), action));
+    s(
+        start + 12,
+        Action::RecordTrainingSubmission {
+            request_id: request.clone(),
+            endpoint: if pro {
+                PRO_TRAINER.into()
+            } else {
+                "fal-ai/flux-lora-portrait-trainer".into()
+            },
+            status_url: "http://fal/status".into(),
+            response_url: "http://fal/response".into(),
+            cancel_url: "http://fal/cancel".into(),
+            archive_url: Some("http://fal/files/photos.zip".into()),
+        },
+    )
+    .await;
+    s(
+        start + 20,
+        Action::CompleteTraining {
+            request_id: request,
+            output: TrainingOutput {
+                lora_file_url: (!pro).then(|| "http://fal/files/lora.safetensors".into()),
+                config_file_url: None,
+                finetune_id: pro.then(|| "finetune-1".into()),
+            },
+        },
+    )
+    .await;
+    id
+}
+
+fn images(generation: Uuid, n: usize) -> Vec<GeneratedImage> {
+    (0..n)
+        .map(|i| GeneratedImage {
+            url: format!("http://fal/files/{generation}-{i}.jpg"),
+            width: Some(1024),
+            height: Some(1024),
+            content_type: Some("image/jpeg".into()),
+            nsfw: false,
+        })
+        .collect()
+}
+
+/// The rows of `sql`, each as its columns' text (NULL as `-`), sorted.
+async fn rows(
+    tx: &mut Tx<'_>,
+    sql: &str,
+    columns: &[(&str, analytics::ColumnKind)],
+) -> Vec<String> {
+    let mut out: Vec<String> = tx
+        .fetch_all(sql, vec![])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            columns
+                .iter()
+                .map(|(c, kind)| match kind {
+                    analytics::ColumnKind::Day => r.get::<NaiveDate>(c).unwrap().to_string(),
+                    analytics::ColumnKind::Integer => r.get::<i64>(c).unwrap().to_string(),
+                    analytics::ColumnKind::Real => r
+                        .get::<Option<f64>>(c)
+                        .unwrap()
+                        .map_or("-".into(), |v| v.to_string()),
+                    analytics::ColumnKind::Text => {
+                        r.get::<Option<String>>(c).unwrap().unwrap_or("-".into())
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The three new views and the generation rows, as comparable text.
+async fn origin_views(
+    db: &Database,
+    ids: &[Uuid],
+) -> (Vec<String>, Vec<String>, Vec<String>, String) {
+    use analytics::ColumnKind::{Day as D, Integer as I, Text as T};
+    let mut conn = db.acquire().await.unwrap();
+    let mut tx = conn.tx();
+    let packs = rows(
+        &mut tx,
+        "SELECT * FROM analytics_packs",
+        &[
+            ("day", D),
+            ("pack", T),
+            ("origin_kind", T),
+            ("requested", I),
+            ("completed", I),
+            ("failed", I),
+            ("images", I),
+        ],
+    )
+    .await;
+    let frames = rows(
+        &mut tx,
+        "SELECT * FROM analytics_aspect_ratios",
+        &[
+            ("day", D),
+            ("aspect_ratio", T),
+            ("endpoint", T),
+            ("generations", I),
+            ("images", I),
+        ],
+    )
+    .await;
+    let upscales = rows(
+        &mut tx,
+        "SELECT * FROM analytics_upscales",
+        &[
+            ("day", D),
+            ("factor", I),
+            ("requested", I),
+            ("completed", I),
+            ("failed", I),
+        ],
+    )
+    .await;
+    let mut generations_text = String::new();
+    for id in ids {
+        generations_text += &format!("{:?}\n", generations::get(&mut tx, *id).await.unwrap());
+    }
+    (packs, frames, upscales, generations_text)
+}
+
+async fn packs_frames_and_upscales_give_exact_view_rows(db: Database) {
+    let store = AvatarStore::new(db.clone());
+    let feed = Feed::new(db.clone());
+    let portrait = trained_at(&store, OWNER, 0, false).await;
+    let pro = trained_at(&store, OTHER_OWNER, 50, true).await;
+    let next_day = 24 * 60;
+    let ids: Vec<Uuid> = (0..9).map(|_| Uuid::new_v4()).collect();
+    let [starter, typed, pack_1, pack_2, pack_failed, upscale_4, upscale_2, upscale_late, ultra] =
+        ids[..]
+    else {
+        unreachable!()
+    };
+    let generate = |generation_id, preset, aspect, num_images, origin| Action::Generate {
+        generation_id,
+        prompt: format!("prompt of {generation_id}"),
+        preset,
+        num_images,
+        aspect,
+        batch: None,
+        origin,
+    };
+    let pack = |id: &str| Some(Origin::Pack { pack: id.into() });
+    let p = |at, action| run(&store, portrait, user(OWNER, t(at), action));
+    let s = |at, avatar, action| run(&store, avatar, system(t(at), action));
+    let complete = |generation_id, n| Action::CompleteGeneration {
+        generation_id,
+        images: images(generation_id, n),
+    };
+    let fail = |generation_id| Action::FailGeneration {
+        generation_id,
+        reason: "generator timed out".into(),
+        abandon: false,
+    };
+    let upscale = |generation_id, of, image, factor| Action::Upscale {
+        generation_id,
+        of,
+        image,
+        factor,
+    };
+
+    // The bot's starter samples, under the same pack id a user can also pick.
+    s(
+        21,
+        portrait,
+        generate(
+            starter,
+            Some(GenerationPreset::Balanced),
+            None,
+            2,
+            Some(Origin::Starter {
+                pack: "portrait-business".into(),
+            }),
+        ),
+    )
+    .await;
+    s(22, portrait, complete(starter, 2)).await;
+    p(30, generate(typed, None, None, 2, None)).await;
+    s(31, portrait, complete(typed, 2)).await;
+    p(
+        32,
+        generate(
+            pack_1,
+            Some(GenerationPreset::Portrait),
+            None,
+            1,
+            pack("portrait-business"),
+        ),
+    )
+    .await;
+    s(33, portrait, complete(pack_1, 1)).await;
+    // Requested today, returned tomorrow: each counts on its own day.
+    p(
+        34,
+        generate(
+            pack_2,
+            None,
+            Some(AspectRatio::Wide),
+            2,
+            pack("portrait-business"),
+        ),
+    )
+    .await;
+    p(35, generate(pack_failed, None, None, 1, pack("travel"))).await;
+    s(36, portrait, fail(pack_failed)).await;
+    p(40, upscale(upscale_4, typed, 0, UpscaleFactor::X4)).await;
+    s(41, portrait, complete(upscale_4, 1)).await;
+    p(42, upscale(upscale_2, typed, 1, UpscaleFactor::X2)).await;
+    s(43, portrait, fail(upscale_2)).await;
+    // The ultra endpoint names its frame itself: the landscape preset's is 4:3.
+    run(
+        &store,
+        pro,
+        user(
+            OTHER_OWNER,
+            t(71),
+            generate(ultra, Some(GenerationPreset::Landscape), None, 1, None),
+        ),
+    )
+    .await;
+    s(72, pro, complete(ultra, 1)).await;
+    s(next_day + 1, portrait, complete(pack_2, 2)).await;
+    p(
+        next_day + 2,
+        upscale(upscale_late, pack_1, 0, UpscaleFactor::X4),
+    )
+    .await;
+
+    // Small batches, so that pending generations cross batches through the working tables.
+    for projection in projections::all() {
+        let runner = ProjectionRunner::new(feed.clone(), projection).with_batch_size(3);
+        caught_up(&feed, &runner).await;
+    }
+    let live = origin_views(&db, &ids).await;
+    let (packs, frames, upscales, _) = &live;
+    assert_eq!(
+        packs,
+        &[
+            "2026-03-02 portrait-business pack 2 1 0 1",
+            "2026-03-02 portrait-business starter 1 1 0 2",
+            "2026-03-02 travel pack 1 0 1 0",
+            "2026-03-03 portrait-business pack 0 1 0 2",
+        ]
+    );
+    let lora = PORTRAIT_GENERATOR;
+    let mut expected_frames = vec![
+        // starter, typed and the failed pack prompt: the default and balanced squares.
+        format!("2026-03-02 1:1 {lora} 3 4"),
+        format!("2026-03-02 16:9 {lora} 1 0"),
+        format!("2026-03-02 3:4 {lora} 1 1"),
+        format!("2026-03-02 4:3 {PRO_GENERATOR} 1 1"),
+        format!("2026-03-03 16:9 {lora} 0 2"),
+    ];
+    expected_frames.sort();
+    assert_eq!(frames, &expected_frames);
+    assert_eq!(
+        upscales,
+        &[
+            "2026-03-02 2 1 0 1",
+            "2026-03-02 4 1 1 0",
+            "2026-03-03 4 1 0 0",
+        ]
+    );
+
+    let mut conn = db.acquire().await.unwrap();
+    let mut tx = conn.tx();
+    // Upscales have a preset label of their own in the per-preset counts.
+    let by_preset = rows(
+        &mut tx,
+        "SELECT day, preset, requested, completed, failed, images FROM analytics_generations
+          WHERE preset = 'upscale'",
+        &[
+            ("day", analytics::ColumnKind::Day),
+            ("preset", analytics::ColumnKind::Text),
+            ("requested", analytics::ColumnKind::Integer),
+            ("completed", analytics::ColumnKind::Integer),
+            ("failed", analytics::ColumnKind::Integer),
+            ("images", analytics::ColumnKind::Integer),
+        ],
+    )
+    .await;
+    assert_eq!(
+        by_preset,
+        ["2026-03-02 upscale 2 1 1 1", "2026-03-03 upscale 1 0 0 0"]
+    );
+
+    // The generation rows say where each came from.
+    let row = |g: &generations::Generation| {
+        (
+            g.origin_kind.clone(),
+            g.pack.clone(),
+            g.upscale_of,
+            g.upscale_image,
+            g.upscale_factor,
+            g.aspect_ratio.clone(),
+        )
+    };
+    let typed_row = generations::get(&mut tx, typed).await.unwrap().unwrap();
+    assert_eq!(
+        row(&typed_row),
+        (None, None, None, None, None, Some("1:1".into()))
+    );
+    let pack_2_row = generations::get(&mut tx, pack_2).await.unwrap().unwrap();
+    assert_eq!(
+        row(&pack_2_row),
+        (
+            Some("pack".into()),
+            Some("portrait-business".into()),
+            None,
+            None,
+            None,
+            Some("16:9".into())
+        )
+    );
+    let starter_row = generations::get(&mut tx, starter).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            starter_row.origin_kind.as_deref(),
+            starter_row.pack.as_deref()
+        ),
+        (Some("starter"), Some("portrait-business"))
+    );
+    let upscale_row = generations::get(&mut tx, upscale_4).await.unwrap().unwrap();
+    assert_eq!(
+        row(&upscale_row),
+        (
+            Some("upscale".into()),
+            None,
+            Some(typed),
+            Some(0),
+            Some(4),
+            None
+        )
+    );
+    assert_eq!(
+        (
+            upscale_row.endpoint.as_str(),
+            upscale_row.num_images,
+            upscale_row.image_count,
+            upscale_row.status.as_str(),
+            upscale_row.prompt.as_str(),
+        ),
+        (UPSCALER, 1, 1, "completed", typed_row.prompt.as_str())
+    );
+    let late = generations::get(&mut tx, upscale_late)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (late.status.as_str(), late.upscale_of, late.upscale_factor),
+        ("requested", Some(pack_1), Some(4))
+    );
+    let ultra_row = generations::get(&mut tx, ultra).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            ultra_row.endpoint.as_str(),
+            ultra_row.aspect_ratio.as_deref()
+        ),
+        (PRO_GENERATOR, Some("4:3"))
+    );
+
+    // The prompt screen offers what the user wrote or picked: no upscales, no starter samples.
+    let recent: Vec<Uuid> = generations::recent_prompts_for_owner(&mut tx, OWNER, 0, 50)
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| g.generation_id)
+        .collect();
+    assert_eq!(recent, [pack_failed, pack_2, pack_1, typed]);
+    assert_eq!(
+        generations::for_owner(&mut tx, OWNER, 0, 50)
+            .await
+            .unwrap()
+            .len(),
+        8
+    );
+
+    // The CSV exports, in key order on both backends.
+    assert_eq!(
+        analytics::view_csv(&mut tx, "analytics_packs", day(1), day(31))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(
+            "day,pack,origin_kind,requested,completed,failed,images\n\
+             2026-03-02,portrait-business,pack,2,1,0,1\n\
+             2026-03-02,portrait-business,starter,1,1,0,2\n\
+             2026-03-02,travel,pack,1,0,1,0\n\
+             2026-03-03,portrait-business,pack,0,1,0,2\n"
+        )
+    );
+    assert_eq!(
+        analytics::view_csv(&mut tx, "analytics_aspect_ratios", day(1), day(31))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(
+            format!(
+                "day,aspect_ratio,endpoint,generations,images\n\
+                 2026-03-02,16:9,{lora},1,0\n\
+                 2026-03-02,1:1,{lora},3,4\n\
+                 2026-03-02,3:4,{lora},1,1\n\
+                 2026-03-02,4:3,{PRO_GENERATOR},1,1\n\
+                 2026-03-03,16:9,{lora},0,2\n"
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        analytics::view_csv(&mut tx, "analytics_upscales", day(3), day(3))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("day,factor,requested,completed,failed\n2026-03-03,4,1,0,0\n")
+    );
+    assert_eq!(
+        analytics::view_csv(&mut tx, "generations", day(1), day(31))
+            .await
+            .unwrap(),
+        None
+    );
+    // Every exportable view reads on this backend, the older ones included.
+    let everything = all_views_csv(&mut tx).await;
+    assert!(
+        everything.contains("2026-03-02,upscale,2,1,1,1,"),
+        "{everything}"
+    );
+    drop(conn);
+
+    // A rebuild from the events, in one big batch, gives the same rows.
+    audit::rebuild(&feed, None).await.unwrap();
+    catch_up_all(&feed).await;
+    assert_eq!(origin_views(&db, &ids).await, live);
+    let mut conn = db.acquire().await.unwrap();
+    assert_eq!(all_views_csv(&mut conn.tx()).await, everything);
 }
