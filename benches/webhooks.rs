@@ -83,8 +83,10 @@ async fn run(backend: &str, db: Database, trainings: usize) {
         .unwrap(),
         photos: PhotoStore::local(dir.path()).unwrap(),
         notifier: Arc::new(LogNotifier),
+        progress: Arc::new(aisha::actors::NoProgress),
         webhooks: targets.clone(),
         settings: ActorSettings::default(),
+        starter: aisha::packs::StarterPlan::off(),
     };
     let app = router(WebhookState {
         verifier: Arc::new(WebhookVerifier::new(jwks_url)),

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::actors::notify::LogNotifier;
 use crate::actors::work::WorkQueue;
-use crate::actors::{ActorSettings, ActorSystem, Notifier, Services, WebhookTargets};
+use crate::actors::{ActorSettings, ActorSystem, NoProgress, Notifier, Services, WebhookTargets};
 use crate::config::{Config, FalMode};
 use crate::fal::{
     FalClient, FalClientConfig, FalSimulator, MediaPolicy, SimConfig, VerifierConfig,
@@ -41,6 +41,8 @@ pub enum AppError {
     Simulator(std::io::Error),
     #[error("Telegram bot: {0}")]
     Telegram(#[from] crate::bot::BotError),
+    #[error("packs: {0}")]
+    Packs(#[from] crate::packs::PackError),
     #[error("TELOXIDE_TOKEN is not set: `aisha serve` needs the Telegram bot token (ask @BotFather for one)")]
     MissingToken,
 }
@@ -186,6 +188,10 @@ impl Application {
             ),
         };
         let fal = FalClient::new(fal_config.with_timeouts(timeouts).with_media_policy(media))?;
+        let starter = crate::packs::StarterPlan {
+            packs: Arc::new(crate::packs::Packs::load(config.packs_dir.as_deref())?),
+            images: config.starter_images,
+        };
         let telegram = match &config.teloxide_token {
             Some(token) => Some(crate::bot::Telegram::new(
                 token.expose(),
@@ -195,6 +201,7 @@ impl Application {
                 db.clone(),
                 fal.clone(),
                 config.style_trainer,
+                starter.clone(),
             )?),
             None => None,
         };
@@ -208,8 +215,13 @@ impl Application {
                 (None, Some(telegram)) => telegram.notifier(),
                 (None, None) => Arc::new(LogNotifier),
             },
+            progress: match &telegram {
+                Some(telegram) => telegram.progress(config.progress_edit_every),
+                None => Arc::new(NoProgress),
+            },
             webhooks: WebhookTargets::load(&db, public_base_url).await?,
             settings: options.actor_settings.clone(),
+            starter,
         };
         Ok(Self {
             config,

@@ -30,8 +30,8 @@ pub enum CliCommand {
     /// pending migrations first.
     Serve {
         /// Seconds after a training's submission before the status poller first asks FAL
-        /// (the webhook usually arrives first).
-        #[arg(long, env = "STATUS_POLL_AFTER_SECS", default_value_t = 60)]
+        /// (the webhook usually brings the result; the polls move the user's progress bar).
+        #[arg(long, env = "STATUS_POLL_AFTER_SECS", default_value_t = 20)]
         status_poll_after_secs: u64,
         /// Seconds between two status polls of one training.
         #[arg(long, env = "STATUS_POLL_EVERY_SECS", default_value_t = 30)]

@@ -78,6 +78,15 @@ pub struct ConfigArgs {
     #[arg(long, env = "STYLE_TRAINER", default_value = "lora", value_parser = parse_style_trainer)]
     pub style_trainer: aggregates::StyleTrainer,
 
+    /// A folder of operator packs (`*.json`, each one pack or a list) added to the shipped
+    /// ones; a pack with a shipped pack's id replaces it.
+    #[arg(long, env = "PACKS_DIR")]
+    pub packs_dir: Option<std::path::PathBuf>,
+
+    /// Sample images made from the starter pack when a training completes; 0 turns them off.
+    #[arg(long, env = "STARTER_IMAGES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub starter_images: u32,
+
     /// Listen address of the HTTP server.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -89,6 +98,12 @@ pub struct ConfigArgs {
     /// Bearer token for the audit and analytics API (the API is off without it).
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+
+    /// Seconds between two edits of a training's progress bar (the "training started" message,
+    /// edited while FAL works); the bar moves when the status poller reads it, so also see
+    /// STATUS_POLL_EVERY_SECS.
+    #[arg(long, env = "PROGRESS_EDIT_EVERY_SECS", default_value_t = 20)]
+    pub progress_edit_every_secs: u64,
 }
 
 /// Whether FAL calls go to the real FAL or to the built-in simulator.
@@ -118,9 +133,14 @@ pub struct Config {
     /// Where FAL's webhooks reach us; `None`: under `public_base_url`.
     pub fal_webhook_base_url: Option<SecretUrl>,
     pub style_trainer: aggregates::StyleTrainer,
+    pub packs_dir: Option<std::path::PathBuf>,
+    /// Starter samples per completed training (0: none).
+    pub starter_images: u32,
     pub http_addr: SocketAddr,
     pub storage_url: SecretUrl,
     pub admin_token: Option<Secret>,
+    /// Least time between two edits of one training's progress bar.
+    pub progress_edit_every: std::time::Duration,
 }
 
 impl Config {
@@ -142,9 +162,14 @@ impl Config {
             public_base_url: None,
             fal_webhook_base_url: None,
             style_trainer: Default::default(),
+            packs_dir: None,
+            // Off unless a test or the demo asks: they would add messages to every story.
+            starter_images: 0,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             storage_url: format!("file://{}", photos_dir.display()).into(),
             admin_token: None,
+            // Tests and the demo watch the bar move at every poll.
+            progress_edit_every: std::time::Duration::ZERO,
         }
     }
 }
@@ -181,9 +206,12 @@ impl From<ConfigArgs> for Config {
                 .fal_webhook_base_url
                 .filter(|u| !u.expose().trim().is_empty()),
             style_trainer: a.style_trainer,
+            packs_dir: a.packs_dir,
+            starter_images: a.starter_images,
             http_addr: a.http_addr,
             storage_url: a.storage_url,
             admin_token: a.admin_token.filter(|t| !t.expose().trim().is_empty()),
+            progress_edit_every: std::time::Duration::from_secs(a.progress_edit_every_secs),
         }
     }
 }

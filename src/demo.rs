@@ -97,7 +97,13 @@ pub async fn run() -> Result<DemoReport, DemoError> {
     // Fast timings, and every FAL webhook delivered twice to show that users hear once.
     let options = AppOptions {
         actor_settings: ActorSettings::fast(),
-        simulator: SimConfig::default().with_webhook(WebhookBehaviour {
+        // Trainings long enough for the status poller to move the progress bar a few times.
+        simulator: SimConfig {
+            training_time: Duration::from_secs(4),
+            progress_steps: 8,
+            ..SimConfig::default()
+        }
+        .with_webhook(WebhookBehaviour {
             duplicate_rate: 1.0,
             ..WebhookBehaviour::default()
         }),
@@ -132,6 +138,14 @@ pub async fn run() -> Result<DemoReport, DemoError> {
         Err(_) => return Err(DemoError::Setup("the application did not stop".into())),
     }
     let (portrait_id, history) = story?;
+    // The "training started" message moved at least twice before it ended with the outcome.
+    let bars: std::collections::BTreeSet<String> = telegram
+        .requests_of("editMessageText")
+        .into_iter()
+        .filter_map(|r| r.params["text"].as_str().map(str::to_owned))
+        .filter(|t| t.contains("⏳ Обучение:") && t.contains('%'))
+        .collect();
+    check(bars.len() >= 2, "the training's progress bar moves")?;
     Ok(DemoReport {
         transcript: anna.render_transcript(),
         second_transcript: bob.render_transcript(),
@@ -197,6 +211,41 @@ async fn story(anna: &FakeUser, bob: &FakeUser) -> Result<Uuid, DemoError> {
     anna.press_button(regenerate.message_id, &button(&regenerate, "rp:q:")?)?;
     nth_bot_photo(anna, 2).await?;
 
+    // The first picture, four times larger, comes as a file.
+    anna.press_button(first.message_id, &button(&first, "up:")?)?;
+    let factors = anna.wait_for_bot_text("Во сколько раз").await?;
+    press_and_see(anna, &factors, &button(&factors, "ux:0:4:")?, "Увеличиваю").await?;
+    let upscaled = anna
+        .wait_for_bot_message(|m| {
+            matches!(m.content, crate::fake_telegram::Content::Document { .. })
+                && m.text().is_some_and(|c| c.contains("увеличено в 4 раза"))
+        })
+        .await?;
+    check(
+        upscaled.text().is_some_and(|c| c.contains("×")),
+        "the upscaled file says its size",
+    )?;
+
+    // A pack from the avatar's card: four business portraits as one batch.
+    anna.send_command("/avatars");
+    let gallery = anna.wait_for_bot_text("Мои аватары").await?;
+    let card = press_and_see(anna, &gallery, &Callback::Card(portrait).encode(), "Тип:").await?;
+    let packs = press_and_see(anna, &card, &button(&card, "pk:")?, "Подборки для").await?;
+    let business = crate::packs::tag_of("portrait-business");
+    let pack = press_and_see(
+        anna,
+        &packs,
+        &Callback::Pack {
+            avatar: portrait,
+            pack: business,
+        }
+        .encode(),
+        "Деловой портрет",
+    )
+    .await?;
+    press_and_see(anna, &pack, &button(&pack, "px:")?, "запущено 4 из 4").await?;
+    nth_bot_photo(anna, 6).await?;
+
     // A style avatar from one album.
     anna.send_command("/new");
     let types = anna.wait_for_bot_text("Выберите тип").await?;
@@ -211,7 +260,7 @@ async fn story(anna: &FakeUser, bob: &FakeUser) -> Result<Uuid, DemoError> {
     let presets = press_and_see(anna, &ready, &button(&ready, "ge:")?, "Выберите пресет").await?;
     press_and_see(anna, &presets, &button(&presets, "gp:l:")?, "Опишите").await?;
     anna.send_text("горы в утреннем тумане");
-    nth_bot_photo(anna, 3).await?;
+    nth_bot_photo(anna, 7).await?;
 
     // The gallery; the portrait's card; delete — cancelled once, then confirmed.
     anna.send_command("/avatars");

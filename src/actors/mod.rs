@@ -11,7 +11,9 @@ pub mod cleanup;
 pub mod deadlines;
 pub mod generation;
 pub mod notify;
+pub mod progress;
 pub mod reactors;
+pub mod starter;
 pub mod targets;
 pub mod training;
 pub mod watch;
@@ -32,6 +34,7 @@ use crate::store::feed::Feed;
 use crate::store::{AvatarStore, StoreError};
 
 pub use notify::{Notification, Notifier};
+pub use progress::{NoProgress, ProgressSink};
 pub use targets::WebhookTargets;
 use work::{WorkItem, WorkQueue};
 
@@ -48,8 +51,8 @@ pub struct ActorSettings {
     pub poll_interval: Duration,
     /// How long a claimed item is ours before another worker may take it over.
     pub lease: Duration,
-    /// After submission, when the poller first asks FAL about a training (the webhook usually
-    /// arrives first).
+    /// After submission, when the poller first asks FAL about a training: early enough for the
+    /// user's progress bar to start moving (the result usually comes by webhook).
     pub status_poll_after: Duration,
     /// Between two status polls of the same training.
     pub status_poll_every: Duration,
@@ -78,7 +81,7 @@ impl Default for ActorSettings {
         Self {
             poll_interval: Duration::from_millis(250),
             lease: Duration::from_secs(45),
-            status_poll_after: Duration::from_secs(60),
+            status_poll_after: Duration::from_secs(20),
             status_poll_every: Duration::from_secs(30),
             training_deadline: Duration::from_secs(3 * 3600),
             generation_poll_every: Duration::from_secs(2),
@@ -130,9 +133,13 @@ pub struct Services {
     pub fal: FalClient,
     pub photos: PhotoStore,
     pub notifier: Arc<dyn Notifier>,
+    /// Where the status poller shows how far running trainings are.
+    pub progress: Arc<dyn ProgressSink>,
     /// Our webhook URLs for FAL; without a public base URL jobs are polled.
     pub webhooks: WebhookTargets,
     pub settings: ActorSettings,
+    /// The samples asked for when a training completes.
+    pub starter: crate::packs::StarterPlan,
 }
 
 impl Services {
@@ -430,6 +437,9 @@ impl ActorSystem {
                 services: services.clone(),
             }),
             Arc::new(cancel::CancelHandler {
+                services: services.clone(),
+            }),
+            Arc::new(starter::StarterHandler {
                 services: services.clone(),
             }),
         ];

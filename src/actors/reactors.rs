@@ -12,6 +12,7 @@ use super::cancel::{self, CancelPayload, CancelReason};
 use super::cleanup::{self, CleanupPayload};
 use super::generation::{self, GeneratePayload};
 use super::notify::{self, Notification};
+use super::starter;
 use super::training::{self, TrainPayload};
 use super::watch::{self, WatchPayload};
 use super::work::enqueue;
@@ -78,6 +79,9 @@ impl Projection for ActorReactor {
                         avatar_id: id,
                     };
                     enqueue(tx, notify::KIND, &notify_key, id, &n, now).await?;
+                    // The handler knows whether samples are on; the item is cheap either way.
+                    let key = format!("starter:{id}:{}", e.sequence);
+                    enqueue(tx, starter::KIND, &key, id, &(), now).await?;
                 }
                 AvatarEvent::TrainingFailed {
                     owner,

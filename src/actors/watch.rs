@@ -3,6 +3,9 @@
 //! command as the webhook. A poll that finds the job still running is not a failed attempt;
 //! errors back off but never end the watch: the deadline sweeper (`deadlines`) is what ends a
 //! training that never finishes, whatever happened to this item.
+//!
+//! Each poll asks for the job's logs too, and hands how far the training is to the
+//! [`ProgressSink`](super::ProgressSink), which shows it to the user.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -11,7 +14,7 @@ use serde_json::Value;
 use super::training::report_training_result;
 use super::work::WorkItem;
 use super::{ActorSettings, Outcome, Services, WorkHandler, POLLER_ACTOR};
-use crate::fal::FalError;
+use crate::fal::{progress, FalError};
 use crate::store::StoreError;
 
 pub const KIND: &str = "watch";
@@ -49,11 +52,35 @@ impl StatusPoller {
         let job: WatchPayload = item.payload()?;
         let avatar = s.store.load(item.avatar_id).await?;
         if !avatar.training_request_pending(&job.request_id) {
+            if avatar.status == aggregates::AvatarStatus::Deleted {
+                // Deleted mid-training: no outcome will be told, so nothing else clears its bar.
+                s.progress.training_gone(item.avatar_id).await;
+            }
             return Ok(Outcome::Done);
         }
-        match s.fal.status(&job.status_url, false).await {
+        let status = match s.fal.status(&job.status_url, true).await {
+            // Logs are for the progress bar only: logs we cannot read must not stop the watch.
+            Err(FalError::Decode(e)) => {
+                tracing::warn!(avatar_id = %item.avatar_id, request_id = %job.request_id, error = %e,
+                    "could not read a training's status with its logs; asking without");
+                s.fal.status(&job.status_url, false).await
+            }
+            status => status,
+        };
+        match status {
             Ok(status) if status.is_completed() => {}
-            Ok(_) => return Ok(Outcome::RetryAfter(s.settings.status_poll_every)),
+            Ok(status) => {
+                // The item was enqueued as FAL accepted the job: the submission time, near enough.
+                let params = avatar.training.as_ref().map(|run| &run.params);
+                let reading =
+                    progress::of_status(&status, params, item.created_at, chrono::Utc::now());
+                tracing::debug!(avatar_id = %item.avatar_id, request_id = %job.request_id,
+                    state = status.status.as_str(), percent = reading.percent, "training still running");
+                s.progress
+                    .training_progress(item.avatar_id, avatar.owner, &reading)
+                    .await;
+                return Ok(Outcome::RetryAfter(s.settings.status_poll_every));
+            }
             Err(e) => {
                 return Ok(Outcome::Retry(format!(
                     "status poll: {}",

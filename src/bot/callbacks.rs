@@ -5,7 +5,7 @@
 //! form. Anything that does not parse exactly — garbled, forged or from an older version of the
 //! bot — is a [`CallbackError`], which the bot answers with a polite "out of date".
 
-use aggregates::{AspectRatio, AvatarType, Gender, GenerationPreset, TrainingPreset};
+use aggregates::{AspectRatio, AvatarType, Gender, GenerationPreset, TrainingPreset, UpscaleFactor};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use uuid::Uuid;
@@ -42,8 +42,37 @@ pub enum Callback {
     /// Choose a training preset.
     Train(Uuid),
     StartTraining(Uuid, TrainingPreset),
-    /// Choose an avatar to generate with.
+    /// Generate: straight to the main avatar if there is one, else choose an avatar.
     GenerateMenu,
+    /// Choose among all trained avatars (even when one is main).
+    AllAvatars,
+    /// Make this avatar the one "Generate" goes to without asking.
+    MakeMain(Uuid),
+    /// The packs offered for this avatar.
+    Packs(Uuid),
+    /// One pack's screen; `pack` is its [`crate::packs::tag_of`].
+    Pack {
+        avatar: Uuid,
+        pack: u32,
+    },
+    /// Run the pack as a batch.
+    RunPack {
+        avatar: Uuid,
+        pack: u32,
+    },
+    /// Under a result: choose how much to enlarge image `image`.
+    UpscaleMenu {
+        avatar: Uuid,
+        generation: Uuid,
+        image: u8,
+    },
+    /// Enlarge image `image` of a generation.
+    Upscale {
+        avatar: Uuid,
+        generation: Uuid,
+        image: u8,
+        factor: UpscaleFactor,
+    },
     /// Choose a preset for this avatar.
     Generate(Uuid),
     /// Preset chosen: ask for the prompt.
@@ -113,8 +142,14 @@ impl Callback {
             | Self::GeneratePreset(id, _)
             | Self::Delete(id)
             | Self::DeleteConfirm(id)
-            | Self::DeleteCancel(id) => Some(id),
-            Self::RemovePhoto { avatar, .. }
+            | Self::DeleteCancel(id)
+            | Self::MakeMain(id)
+            | Self::Packs(id) => Some(id),
+            Self::Pack { avatar, .. }
+            | Self::RunPack { avatar, .. }
+            | Self::UpscaleMenu { avatar, .. }
+            | Self::Upscale { avatar, .. }
+            | Self::RemovePhoto { avatar, .. }
             | Self::PromptOptions { avatar, .. }
             | Self::Reuse { avatar, .. }
             | Self::AsFile { avatar, .. }
@@ -127,7 +162,8 @@ impl Callback {
             | Self::ChooseType(_)
             | Self::ChooseGender(..)
             | Self::Gallery(_)
-            | Self::GenerateMenu => None,
+            | Self::GenerateMenu
+            | Self::AllAvatars => None,
         }
     }
 
@@ -154,6 +190,27 @@ impl Callback {
             Self::Train(id) => format!("tr:{}", short(id)),
             Self::StartTraining(id, p) => format!("ts:{}:{}", training_code(p), short(id)),
             Self::GenerateMenu => "gm".into(),
+            Self::AllAvatars => "ga".into(),
+            Self::MakeMain(id) => format!("mm:{}", short(id)),
+            Self::Packs(id) => format!("pk:{}", short(id)),
+            Self::Pack { avatar, pack } => format!("pc:{}:{pack:08x}", short(avatar)),
+            Self::RunPack { avatar, pack } => format!("px:{}:{pack:08x}", short(avatar)),
+            Self::UpscaleMenu {
+                avatar,
+                generation,
+                image,
+            } => format!("up:{image}:{}{}", short(avatar), short(generation)),
+            Self::Upscale {
+                avatar,
+                generation,
+                image,
+                factor,
+            } => format!(
+                "ux:{image}:{}:{}{}",
+                factor.times(),
+                short(avatar),
+                short(generation)
+            ),
             Self::Generate(id) => format!("ge:{}", short(id)),
             Self::GeneratePreset(id, p) => format!("gp:{}:{}", preset_code(p), short(id)),
             Self::PromptOptions {
@@ -222,6 +279,31 @@ impl Callback {
             ["h"] => Some(Self::Help),
             ["n"] => Some(Self::NewAvatar),
             ["gm"] => Some(Self::GenerateMenu),
+            ["ga"] => Some(Self::AllAvatars),
+            ["mm", id] => from_short(id).map(Self::MakeMain),
+            ["pk", id] => from_short(id).map(Self::Packs),
+            ["pc", id, pack] => from_short(id)
+                .zip(parse_pack_tag(pack))
+                .map(|(avatar, pack)| Self::Pack { avatar, pack }),
+            ["px", id, pack] => from_short(id)
+                .zip(parse_pack_tag(pack))
+                .map(|(avatar, pack)| Self::RunPack { avatar, pack }),
+            ["up", n, ids] => parse_image_index(n).zip(two_ids(ids)).map(
+                |(image, (avatar, generation))| Self::UpscaleMenu {
+                    avatar,
+                    generation,
+                    image,
+                },
+            ),
+            ["ux", n, f, ids] => parse_image_index(n)
+                .zip(parse_factor(f))
+                .zip(two_ids(ids))
+                .map(|((image, factor), (avatar, generation))| Self::Upscale {
+                    avatar,
+                    generation,
+                    image,
+                    factor,
+                }),
             ["t", t] => parse_type(t).map(Self::ChooseType),
             ["g", t, g] => parse_type(t)
                 .zip(parse_gender(g))
@@ -437,6 +519,20 @@ fn parse_image_index(text: &str) -> Option<u8> {
     (n < aggregates::presets::MAX_IMAGES_PER_GENERATION as u8).then_some(n)
 }
 
+/// A pack tag: exactly eight lowercase hex digits.
+fn parse_pack_tag(text: &str) -> Option<u32> {
+    if text.len() != 8 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u32::from_str_radix(text, 16).ok()
+}
+
+fn parse_factor(text: &str) -> Option<UpscaleFactor> {
+    UpscaleFactor::ALL
+        .into_iter()
+        .find(|f| f.times().to_string() == text)
+}
+
 fn parse_preset(code: &str) -> Option<GenerationPreset> {
     GenerationPreset::ALL
         .into_iter()
@@ -455,6 +551,17 @@ mod tests {
             Callback::Help,
             Callback::NewAvatar,
             Callback::GenerateMenu,
+            Callback::AllAvatars,
+            Callback::MakeMain(a),
+            Callback::Packs(a),
+            Callback::Pack {
+                avatar: a,
+                pack: 0,
+            },
+            Callback::RunPack {
+                avatar: a,
+                pack: u32::MAX,
+            },
             Callback::Gallery(0),
             Callback::Gallery(42),
             Callback::Card(a),
@@ -498,6 +605,19 @@ mod tests {
                 generation: g,
                 image,
             });
+            all.push(Callback::UpscaleMenu {
+                avatar: a,
+                generation: g,
+                image,
+            });
+            for factor in UpscaleFactor::ALL {
+                all.push(Callback::Upscale {
+                    avatar: a,
+                    generation: g,
+                    image,
+                    factor,
+                });
+            }
         }
         for aspect in std::iter::once(None).chain(AspectRatio::ALL.into_iter().map(Some)) {
             for images in 1..=4 {
@@ -572,6 +692,12 @@ mod tests {
             format!("pn:f:0:d:{}", &good[2..]),
             format!("pn:f:2:x:{}", &good[2..]),
             "af:4:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            format!("pc:{}:0000000", &good[2..]),
+            format!("pc:{}:0000000G", &good[2..]),
+            format!("px:{}:DEADBEEF", &good[2..]),
+            "ux:0:3:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            "ux:0:8:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            "up:9:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
             "a".repeat(65),
         ];
         for data in cases {

@@ -31,6 +31,8 @@ use super::users::GenerationOptions;
 use super::{BotDeps, BotDialogue, BotError, HandlerResult, State, TgBot};
 use crate::store::{Database, StoreError};
 
+mod studio;
+
 /// Avatars per gallery page.
 pub const GALLERY_PAGE_SIZE: u32 = 5;
 /// Prompts one message may carry as a batch (one per line).
@@ -129,6 +131,16 @@ impl Ctx {
         text: String,
         keyboard: InlineKeyboardMarkup,
     ) -> Result<(), RequestError> {
+        self.show_at(screen, text, keyboard).await.map(drop)
+    }
+
+    /// [`Ctx::show`], answering which message shows the screen (the edited one or a new one).
+    async fn show_at(
+        &self,
+        screen: Screen,
+        text: String,
+        keyboard: InlineKeyboardMarkup,
+    ) -> Result<MessageId, RequestError> {
         if let Screen::Edit(message_id) = screen {
             let edited = retrying("editMessageText", || {
                 self.bot
@@ -138,7 +150,9 @@ impl Ctx {
             })
             .await;
             match edited {
-                Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => return Ok(()),
+                Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {
+                    return Ok(message_id)
+                }
                 // Too old or gone: a fresh message does as well.
                 Err(RequestError::Api(
                     ApiError::MessageCantBeEdited | ApiError::MessageToEditNotFound,
@@ -146,7 +160,9 @@ impl Ctx {
                 Err(e) => return Err(e),
             }
         }
-        self.say(text, Some(keyboard)).await.map(drop)
+        self.say(text, Some(keyboard))
+            .await
+            .map(|message| message.id)
     }
 
     /// The user's prompt-screen choices (defaults if they cannot be read: one image, the
@@ -185,7 +201,7 @@ impl Ctx {
     /// if the read model cannot be read: the screen works without them).
     async fn recent_prompts(&self) -> Vec<(Uuid, String)> {
         let latest = match connection(&self.deps.db).await {
-            Ok(mut conn) => generations::for_owner(&mut conn.tx(), self.user, 0, 50).await,
+            Ok(mut conn) => generations::recent_prompts_for_owner(&mut conn.tx(), self.user, 0, 50).await,
             Err(e) => Err(e.into()),
         };
         let latest = match latest {
@@ -344,12 +360,18 @@ pub async fn on_file(
         Some(group) => {
             let reason = result.outcome.as_ref().err().map(|r| r.sentence(t));
             let group = group.0.clone();
-            let mark = ctx.deps.albums.record(&group, avatar_id, reason, count);
+            let mark = ctx
+                .deps
+                .albums
+                .record(&group, avatar_id, reason, count, &result.hints);
             // The album's photos arrive one by one; answer once, when they stop coming.
             tokio::spawn(async move {
                 tokio::time::sleep(ALBUM_QUIET).await;
                 if let Some(album) = ctx.deps.albums.finish_if_quiet(&group, mark) {
-                    let text = t.album_summary(album.accepted, &album.refused, album.count);
+                    let mut text = t.album_summary(album.accepted, &album.refused, album.count);
+                    if !album.hints.is_empty() {
+                        text.push_str(&format!("\n{}", t.album_hints(&album.hints)));
+                    }
                     let keyboard = kb::after_photo(t, album.avatar_id, album.count, None);
                     if let Err(e) = ctx.say(text, keyboard).await {
                         tracing::warn!(user = ctx.user, error = %e, "could not send an album summary");
@@ -526,7 +548,8 @@ pub async fn on_new_name(
         Ok(executed) => {
             dialogue.reset().await?;
             let avatar = &executed.state;
-            let keyboard = kb::card(t, avatar_id, avatar.status, avatar.photos.len());
+            let is_main = studio::is_main(&ctx, avatar_id).await;
+            let keyboard = kb::card(t, avatar_id, avatar.status, avatar.photos.len(), is_main);
             ctx.say(t.renamed(&avatar_name(avatar)), Some(keyboard))
                 .await?;
         }
@@ -632,7 +655,7 @@ async fn generate(
     prompt: String,
     preset: Option<GenerationPreset>,
 ) -> Result<Result<(), AvatarError>, BotError> {
-    generate_one(ctx, avatar_id, prompt, preset, None).await
+    generate_one(ctx, avatar_id, prompt, preset, None, None).await
 }
 
 /// [`generate`] for one prompt, alone or (`batch`) as one item of a batch, whose progress
@@ -643,6 +666,7 @@ async fn generate_one(
     prompt: String,
     preset: Option<GenerationPreset>,
     batch: Option<aggregates::BatchItem>,
+    pack: Option<&crate::packs::Pack>,
 ) -> Result<Result<(), AvatarError>, BotError> {
     if let Some(reached) = ctx.quota(Ask::Generation).await? {
         ctx.say(ctx.t().quota_reached(reached), Some(kb::to_menu(ctx.t())))
@@ -651,6 +675,17 @@ async fn generate_one(
     }
     let generation_id = Uuid::new_v4();
     let options = ctx.options().await;
+    // A pack makes one picture per scene, in its own frame when it has one.
+    let (num_images, aspect, origin) = match pack {
+        Some(pack) => (
+            1,
+            pack.aspect.or(options.aspect),
+            Some(aggregates::Origin::Pack {
+                pack: pack.id.clone(),
+            }),
+        ),
+        None => (options.images(), options.aspect, None),
+    };
     let requested = ctx
         .execute(
             avatar_id,
@@ -658,10 +693,10 @@ async fn generate_one(
                 generation_id,
                 prompt,
                 preset,
-                num_images: options.images(),
-                aspect: options.aspect,
+                num_images,
+                aspect,
                 batch,
-                origin: None,
+                origin,
             },
         )
         .await;
@@ -714,6 +749,7 @@ async fn generate_batch(
             (*prompt).to_owned(),
             Some(preset),
             Some(item),
+            None,
         )
         .await?
         {
@@ -854,7 +890,52 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
             ctx.show(screen, t.ask_name(), kb::to_menu(t)).await?;
         }
         (Callback::Gallery(page), _) => show_gallery(ctx, screen, page).await?,
-        (Callback::GenerateMenu, _) => show_generation_avatars(ctx, screen).await?,
+        (Callback::GenerateMenu, _) => match studio::main_avatar(ctx).await? {
+            Some((avatar_id, avatar)) => {
+                ctx.remember_avatar(avatar_id).await;
+                let text = t.choose_generation_preset(&avatar_name(&avatar));
+                ctx.show(screen, text, kb::generation_presets(t, avatar_id, true))
+                    .await?;
+            }
+            None => show_generation_avatars(ctx, screen).await?,
+        },
+        (Callback::AllAvatars, _) => show_generation_avatars(ctx, screen).await?,
+        (Callback::MakeMain(_), Some((avatar_id, avatar))) => {
+            let answer = studio::make_main(ctx, avatar_id, &avatar).await?;
+            if matches!(answer, Answer::Toast(_)) {
+                show_card(ctx, screen, avatar_id, &avatar).await?;
+            }
+            return Ok(answer);
+        }
+        (Callback::Packs(_), Some((avatar_id, avatar))) => {
+            return studio::show_packs(ctx, screen, avatar_id, &avatar).await;
+        }
+        (Callback::Pack { pack, .. }, Some((avatar_id, avatar))) => {
+            return studio::show_pack(ctx, screen, avatar_id, &avatar, pack).await;
+        }
+        (Callback::RunPack { pack, .. }, Some((avatar_id, avatar))) => {
+            return studio::run_pack(ctx, screen, avatar_id, &avatar, pack).await;
+        }
+        (
+            Callback::UpscaleMenu {
+                generation, image, ..
+            },
+            Some((avatar_id, avatar)),
+        ) => {
+            return studio::ask_upscale(ctx, avatar_id, &avatar, generation, image).await;
+        }
+        (
+            Callback::Upscale {
+                generation,
+                image,
+                factor,
+                ..
+            },
+            Some((avatar_id, avatar)),
+        ) => {
+            return studio::upscale(ctx, screen, avatar_id, &avatar, generation, image, factor)
+                .await;
+        }
         (Callback::Card(_), Some((avatar_id, avatar)))
         | (Callback::DeleteCancel(_), Some((avatar_id, avatar))) => {
             show_card(ctx, screen, avatar_id, &avatar).await?;
@@ -972,7 +1053,14 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
                     }
                     let avatar_type = avatar.avatar_type.unwrap_or(AvatarType::Portrait);
                     let text = t.training_started(&avatar_name(&avatar), avatar_type, preset);
-                    ctx.show(screen, text, kb::to_menu(t)).await?;
+                    // This message becomes the training's progress bar.
+                    let shown = ctx.show_at(screen, text.clone(), kb::to_menu(t)).await?;
+                    let (bot, deps) = (&ctx.bot, &*ctx.deps);
+                    let message = (ctx.chat, shown);
+                    super::progress::track(
+                        bot, deps, avatar_id, ctx.user, message, ctx.lang, &text,
+                    )
+                    .await;
                 }
                 Err(StoreError::Rejected(refusal)) => {
                     return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
@@ -988,7 +1076,7 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
             }
             ctx.remember_avatar(avatar_id).await;
             let text = t.choose_generation_preset(&avatar_name(&avatar));
-            ctx.show(screen, text, kb::generation_presets(t, avatar_id))
+            ctx.show(screen, text, kb::generation_presets(t, avatar_id, false))
                 .await?;
         }
         (Callback::GeneratePreset(_, preset), Some((avatar_id, avatar))) => {
@@ -1239,8 +1327,13 @@ async fn show_card(
         photos: avatar.photos.len(),
         generations: avatar.generations_completed,
     };
-    let keyboard = kb::card(t, avatar_id, avatar.status, avatar.photos.len());
-    ctx.show(screen, t.card(&view), keyboard).await?;
+    let is_main = studio::is_main(ctx, avatar_id).await;
+    let keyboard = kb::card(t, avatar_id, avatar.status, avatar.photos.len(), is_main);
+    let mut text = t.card(&view);
+    if is_main {
+        text.push_str(&format!("\n{}", t.main_badge()));
+    }
+    ctx.show(screen, text, keyboard).await?;
     Ok(())
 }
 

@@ -2,7 +2,9 @@
 
 use aggregates::avatar::MIN_PHOTOS;
 use aggregates::presets::MAX_IMAGES_PER_GENERATION;
-use aggregates::{AspectRatio, AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset};
+use aggregates::{
+    AspectRatio, AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset, UpscaleFactor,
+};
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use uuid::Uuid;
 
@@ -112,7 +114,10 @@ pub fn training_presets(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup 
 /// After "training completed".
 pub fn trained(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup {
     InlineKeyboardMarkup::new([
-        vec![button(t.btn_generate(), Callback::Generate(avatar_id))],
+        vec![
+            button(t.btn_generate(), Callback::Generate(avatar_id)),
+            button(t.btn_packs(), Callback::Packs(avatar_id)),
+        ],
         vec![button(t.btn_gallery(), Callback::Gallery(0))],
     ])
 }
@@ -169,14 +174,18 @@ pub fn card(
     avatar_id: Uuid,
     status: AvatarStatus,
     photos: usize,
+    is_main: bool,
 ) -> InlineKeyboardMarkup {
     let mut rows = Vec::new();
     match status {
         AvatarStatus::Trained => {
-            rows.push(vec![button(
-                t.btn_generate(),
-                Callback::Generate(avatar_id),
-            )]);
+            rows.push(vec![
+                button(t.btn_generate(), Callback::Generate(avatar_id)),
+                button(t.btn_packs(), Callback::Packs(avatar_id)),
+            ]);
+            if !is_main {
+                rows.push(vec![button(t.btn_make_main(), Callback::MakeMain(avatar_id))]);
+            }
         }
         AvatarStatus::Draft | AvatarStatus::TrainingFailed => {
             rows.push(vec![button(
@@ -251,11 +260,81 @@ fn preset_rows(
         .collect()
 }
 
-/// The eight generation presets for an avatar.
-pub fn generation_presets(t: &dyn Texts, avatar_id: Uuid) -> InlineKeyboardMarkup {
+/// The eight generation presets for an avatar, its packs, and (when "Generate" came straight
+/// to the main avatar) the way to the others.
+pub fn generation_presets(t: &dyn Texts, avatar_id: Uuid, via_main: bool) -> InlineKeyboardMarkup {
     let mut rows = preset_rows(t, |p| Callback::GeneratePreset(avatar_id, p));
-    rows.push(vec![button(t.btn_back(), Callback::Card(avatar_id))]);
+    rows.push(vec![button(t.btn_packs(), Callback::Packs(avatar_id))]);
+    if via_main {
+        rows.push(vec![
+            button(t.btn_other_avatar(), Callback::AllAvatars),
+            button(t.btn_menu(), Callback::Menu),
+        ]);
+    } else {
+        rows.push(vec![button(t.btn_back(), Callback::Card(avatar_id))]);
+    }
     InlineKeyboardMarkup::new(rows)
+}
+
+/// The packs offered for an avatar, one per row: `(tag, title)`.
+pub fn packs(t: &dyn Texts, avatar: Uuid, packs: &[(u32, String)]) -> InlineKeyboardMarkup {
+    let mut rows: Vec<Vec<InlineKeyboardButton>> = packs
+        .iter()
+        .map(|(pack, title)| {
+            vec![button(
+                title.clone(),
+                Callback::Pack {
+                    avatar,
+                    pack: *pack,
+                },
+            )]
+        })
+        .collect();
+    rows.push(vec![button(t.btn_back(), Callback::Generate(avatar))]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// One pack's screen: run it, or back to the list.
+pub fn pack(t: &dyn Texts, avatar: Uuid, pack: u32, prompts: usize) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![button(
+            t.btn_run_pack(prompts),
+            Callback::RunPack { avatar, pack },
+        )],
+        vec![button(t.btn_back(), Callback::Packs(avatar))],
+    ])
+}
+
+/// How much to enlarge one image.
+pub fn upscale_factors(
+    t: &dyn Texts,
+    avatar: Uuid,
+    generation: Uuid,
+    image: u8,
+) -> InlineKeyboardMarkup {
+    let factors = UpscaleFactor::ALL
+        .into_iter()
+        .map(|factor| {
+            button(
+                format!("×{}", factor.times()),
+                Callback::Upscale {
+                    avatar,
+                    generation,
+                    image,
+                    factor,
+                },
+            )
+        })
+        .collect::<Vec<_>>();
+    InlineKeyboardMarkup::new([factors, vec![button(t.btn_menu(), Callback::Menu)]])
+}
+
+/// Under an upscaled file: more of the same avatar, or the menu.
+pub fn upscaled(t: &dyn Texts, avatar: Uuid) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([[
+        button(t.btn_generate(), Callback::Generate(avatar)),
+        button(t.btn_menu(), Callback::Menu),
+    ]])
 }
 
 /// The presets for running a finished generation's prompt again.
@@ -345,8 +424,8 @@ fn shortened(text: &str, max: usize) -> String {
     cut
 }
 
-/// Under a generation's result: each of its `images` (as sent) as a file, again, another
-/// preset, the menu.
+/// Under a generation's result: each of its `images` (as sent) as a file or upscaled, again,
+/// another preset, the menu.
 pub fn generation_result(
     t: &dyn Texts,
     avatar: Uuid,
@@ -366,9 +445,22 @@ pub fn generation_result(
             )
         })
         .collect::<Vec<_>>();
+    let upscales = (0..images.min(MAX_IMAGES_PER_GENERATION as usize))
+        .map(|n| {
+            button(
+                t.btn_upscale((images > 1).then_some(n + 1)),
+                Callback::UpscaleMenu {
+                    avatar,
+                    generation,
+                    image: n as u8,
+                },
+            )
+        })
+        .collect::<Vec<_>>();
     let mut rows = Vec::new();
     if !files.is_empty() {
         rows.push(files);
+        rows.push(upscales);
     }
     rows.push(vec![
         button(t.btn_again(), Callback::Again { avatar, generation }),

@@ -9,6 +9,7 @@
 //! - [`keyboards`], [`callbacks`] — inline keyboards and their compact, strictly parsed data;
 //! - [`photos`] — photo intake (download, decode, check, store, record) and album summaries;
 //! - [`notifier`] — [`TelegramNotifier`], which tells users about trainings and generations;
+//! - [`progress`] — the progress bar a running training's "started" message becomes;
 //! - [`users`] — the `telegram_users` table (chat, language, last used avatar);
 //! - [`send`] — retries, metrics and error classification for Bot API calls;
 //! - [`limiter`] — Telegram's per-chat and overall send budgets.
@@ -27,6 +28,7 @@ pub mod keyboards;
 pub mod limiter;
 pub mod notifier;
 pub mod photos;
+pub mod progress;
 pub mod quotas;
 pub mod send;
 pub mod texts;
@@ -128,6 +130,8 @@ pub struct BotDeps {
     pub quotas: std::sync::RwLock<quotas::Quotas>,
     /// FAL's result files, for "send as file".
     pub fal: FalClient,
+    /// The packs users choose from, and the samples made when a training completes.
+    pub starter: crate::packs::StarterPlan,
 }
 
 /// The handler tree: commands first, then photos, then the text a conversation step waits for;
@@ -234,6 +238,7 @@ impl Telegram {
         db: Database,
         fal: FalClient,
         style_trainer: aggregates::StyleTrainer,
+        starter: crate::packs::StarterPlan,
     ) -> Result<Self, BotError> {
         let url = reqwest::Url::parse(api_url).map_err(|e| BotError::Url(e.to_string()))?;
         let raw = Bot::new(token).set_api_url(url);
@@ -250,6 +255,7 @@ impl Telegram {
             username: std::sync::OnceLock::new(),
             quotas: std::sync::RwLock::new(quotas::Quotas::default()),
             fal: fal.clone(),
+            starter,
         });
         let notifier = Arc::new(TelegramNotifier::new(bot.clone(), deps.clone(), fal));
         Ok(Self {
@@ -263,6 +269,16 @@ impl Telegram {
     /// The notifier the actors use to reach users.
     pub fn notifier(&self) -> Arc<TelegramNotifier> {
         self.notifier.clone()
+    }
+
+    /// What shows the status poller's readings to users: each training's progress bar, edited
+    /// at most every `edit_every` (`PROGRESS_EDIT_EVERY_SECS`).
+    pub fn progress(&self, edit_every: Duration) -> Arc<progress::TelegramProgress> {
+        Arc::new(progress::TelegramProgress::new(
+            self.bot.clone(),
+            self.deps.clone(),
+            edit_every,
+        ))
     }
 
     /// What the handlers share, for changing settings while the bot runs (tests).

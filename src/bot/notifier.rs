@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use aggregates::{AvatarStatus, GeneratedImage};
+use aggregates::{AvatarStatus, GeneratedImage, Origin};
 use futures::future::BoxFuture;
 use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardMarkup, InputFile, InputMedia, InputMediaPhoto};
@@ -16,6 +16,7 @@ use teloxide::RequestError;
 use uuid::Uuid;
 
 use super::keyboards as kb;
+use super::progress::Ending;
 use super::send::{is_transient, is_unreachable_chat, sending};
 use super::texts::{Lang, Texts};
 use super::{BotDeps, TgBot};
@@ -68,17 +69,28 @@ impl TelegramNotifier {
             .unwrap_or_default();
         match notification {
             Notification::TrainingCompleted { .. } => {
+                // The bar first, so "ready!" comes under a finished bar.
+                super::progress::finish(&self.bot, &self.deps, avatar_id, Ending::Done).await;
                 // The menu's "Generate" lists trained avatars from the gallery: let it have
                 // caught up, so the button under "ready!" never says "no trained avatar yet".
                 super::handlers::wait_for_card(&self.deps.db, avatar_id, |card| {
                     card.status == AvatarStatus::Trained.as_str()
                 })
                 .await;
-                self.text(chat, t.training_completed(&name), kb::trained(t, avatar_id))
-                    .await
+                let mut text = t.training_completed(&name);
+                let samples = avatar
+                    .avatar_type
+                    .zip(avatar.gender)
+                    .and_then(|(at, g)| self.deps.starter.for_avatar(at, g))
+                    .map_or(0, |(_, prompts)| prompts.len() as u32);
+                if samples > 0 {
+                    text.push_str(&format!("\n{}", t.starter_coming(samples)));
+                }
+                self.text(chat, text, kb::trained(t, avatar_id)).await
             }
             Notification::TrainingFailed { reason, .. } => {
                 tracing::info!(owner, %avatar_id, reason, "telling the user their training failed");
+                super::progress::finish(&self.bot, &self.deps, avatar_id, Ending::Failed).await;
                 let why = t.fal_failure(crate::fal::FailureKind::from_reason(reason));
                 self.text(
                     chat,
@@ -92,7 +104,20 @@ impl TelegramNotifier {
                 images,
                 ..
             } => {
-                let progress = batch_line(t, &avatar, *generation_id);
+                let origin = avatar
+                    .generation(*generation_id)
+                    .and_then(|g| g.origin.clone());
+                if let Some(Origin::Upscale { factor, .. }) = origin {
+                    return self
+                        .upscaled(chat, t, &name, avatar_id, factor.times(), images)
+                        .await;
+                }
+                let mut progress = batch_line(t, &avatar, *generation_id);
+                if matches!(origin, Some(Origin::Starter { .. })) {
+                    // Samples say what they are, above the batch's count.
+                    let line = t.starter_done(&name);
+                    progress = Some(progress.map_or(line.clone(), |p| format!("{line}\n{p}")));
+                }
                 self.images(chat, t, &name, avatar_id, *generation_id, images, progress)
                     .await
             }
@@ -102,8 +127,15 @@ impl TelegramNotifier {
                 ..
             } => {
                 tracing::info!(owner, %avatar_id, %generation_id, reason, "telling the user their generation failed");
-                let keyboard = kb::generation_result(t, avatar_id, *generation_id, 0);
                 let why = t.fal_failure(crate::fal::FailureKind::from_reason(reason));
+                let upscale = avatar
+                    .generation(*generation_id)
+                    .is_some_and(|g| matches!(g.origin, Some(Origin::Upscale { .. })));
+                if upscale {
+                    let text = format!("{}\n{why}", t.upscale_failed(&name));
+                    return self.text(chat, text, kb::upscaled(t, avatar_id)).await;
+                }
+                let keyboard = kb::generation_result(t, avatar_id, *generation_id, 0);
                 let mut text = format!("{}\n{why}", t.generation_failed(&name));
                 if let Some(progress) = batch_line(t, &avatar, *generation_id) {
                     text.push_str(&format!("\n{progress}"));
@@ -182,6 +214,38 @@ impl TelegramNotifier {
         .await
         .map_err(classify)?;
         self.text(chat, caption, keyboard).await
+    }
+
+    /// An upscale is sent as a file: a photo would be recompressed and capped in size, which
+    /// is what the user asked to escape.
+    async fn upscaled(
+        &self,
+        chat: ChatId,
+        t: &dyn Texts,
+        name: &str,
+        avatar_id: Uuid,
+        times: u8,
+        images: &[GeneratedImage],
+    ) -> Result<(), NotifyError> {
+        let keyboard = kb::upscaled(t, avatar_id);
+        let Some(image) = images.iter().find(|i| !i.nsfw) else {
+            return self
+                .text(chat, t.all_images_hidden(name, images.len()), keyboard)
+                .await;
+        };
+        let file = self.image_file(image, 0).await?;
+        let size = image.width.zip(image.height);
+        let caption = t.upscale_done(name, times, size);
+        sending(&self.deps.limiter, chat, 1, "sendDocument", || {
+            self.bot
+                .send_document(chat, file.clone())
+                .caption(caption.clone())
+                .reply_markup(keyboard.clone())
+                .send()
+        })
+        .await
+        .map(drop)
+        .map_err(classify)
     }
 
     /// The image's bytes from FAL; if FAL refuses them for good, Telegram may still fetch the

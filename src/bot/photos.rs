@@ -337,6 +337,8 @@ pub struct AlbumProgress {
     pub refused: Vec<String>,
     /// The avatar's photo count after the latest photo.
     pub count: usize,
+    /// Advice on the accepted photos, one entry per photo and hint.
+    pub hints: Vec<crate::photos::hints::PhotoHint>,
     /// Bumped with every photo; a summary is due once it stops moving.
     seq: u64,
 }
@@ -356,10 +358,12 @@ impl Albums {
         avatar_id: Uuid,
         refusal: Option<String>,
         count: usize,
+        hints: &[crate::photos::hints::PhotoHint],
     ) -> u64 {
         let mut albums = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let album = albums.entry(group.to_owned()).or_default();
         album.avatar_id = avatar_id;
+        album.hints.extend_from_slice(hints);
         match refusal {
             None => album.accepted += 1,
             Some(reason) => album.refused.push(reason),
@@ -419,13 +423,13 @@ mod tests {
     fn an_album_is_summarised_once_after_its_last_photo() {
         let albums = Albums::default();
         let id = Uuid::new_v4();
-        let first = albums.record("g", id, None, 1);
+        let first = albums.record("g", id, None, 1, &[]);
         albums.begin("g");
         assert!(
             albums.finish_if_quiet("g", first).is_none(),
             "a photo is in progress"
         );
-        let second = albums.record("g", id, Some("too small".into()), 1);
+        let second = albums.record("g", id, Some("too small".into()), 1, &[]);
         assert!(albums.finish_if_quiet("g", first).is_none());
         let summary = albums.finish_if_quiet("g", second).expect("summary");
         assert_eq!(

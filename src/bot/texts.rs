@@ -50,6 +50,18 @@ impl Lang {
 }
 
 /// Escapes user-provided text for HTML messages.
+/// How many photos got each hint, in the hints' own order.
+fn hint_counts(hints: &[PhotoHint]) -> Vec<(PhotoHint, usize)> {
+    let mut counts: Vec<(PhotoHint, usize)> = Vec::new();
+    for hint in hints {
+        match counts.iter_mut().find(|(h, _)| h == hint) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((*hint, 1)),
+        }
+    }
+    counts
+}
+
 pub fn esc(text: &str) -> String {
     teloxide::utils::html::escape(text)
 }
@@ -123,6 +135,8 @@ pub trait Texts: Send + Sync {
     fn photo_error(&self, error: &PhotoError) -> String;
     /// Advice on an accepted photo: it trains, but a better one would train better.
     fn photo_hints(&self, hints: &[PhotoHint]) -> String;
+    /// Under an album's summary: how many of its photos got each piece of advice.
+    fn album_hints(&self, hints: &[PhotoHint]) -> String;
     fn photo_download_failed(&self) -> String;
     fn not_collecting_photos(&self) -> String;
     fn text_while_uploading(&self, count: usize) -> String;
@@ -205,6 +219,29 @@ pub trait Texts: Send + Sync {
     /// "Send as file" for an image that can no longer be fetched.
     fn image_unavailable(&self) -> &'static str;
 
+    // --- packs, samples, upscales, the main avatar ---
+    fn btn_packs(&self) -> &'static str;
+    fn choose_pack(&self, name: &str) -> String;
+    fn no_packs(&self) -> &'static str;
+    /// A pack's screen: its title, description and how many pictures it makes.
+    fn pack_screen(&self, title: &str, description: &str, prompts: usize) -> String;
+    fn btn_run_pack(&self, prompts: usize) -> String;
+    fn pack_started(&self, name: &str, title: &str, started: u32, size: u32) -> String;
+    /// Added to "ready!" when sample pictures are on their way.
+    fn starter_coming(&self, count: u32) -> String;
+    /// The caption of a sample picture made when the training completed.
+    fn starter_done(&self, name: &str) -> String;
+    fn btn_make_main(&self) -> &'static str;
+    fn main_set(&self, name: &str) -> String;
+    fn main_badge(&self) -> &'static str;
+    fn btn_other_avatar(&self) -> &'static str;
+    /// Under a result: enlarge it; `n` numbers the images of an album.
+    fn btn_upscale(&self, n: Option<usize>) -> String;
+    fn choose_upscale(&self, n: usize) -> String;
+    fn upscale_started(&self, times: u8) -> String;
+    fn upscale_done(&self, name: &str, times: u8, size: Option<(u32, u32)>) -> String;
+    fn upscale_failed(&self, name: &str) -> String;
+
     // --- refusals ---
     fn refusal(&self, error: &AvatarError) -> String;
     /// A refusal as a whole message: `reason` is a sentence from [`Texts::refusal`] or
@@ -214,6 +251,21 @@ pub trait Texts: Send + Sync {
     fn not_available(&self) -> &'static str;
     fn avatar_gone(&self) -> &'static str;
     fn something_went_wrong(&self) -> String;
+
+    // --- training progress (a line under "training started", edited while FAL works) ---
+    /// The training runs: `bar` drawn at `percent`, `left` the time left if it can be told.
+    fn training_progress(
+        &self,
+        bar: &str,
+        percent: u8,
+        left: Option<std::time::Duration>,
+    ) -> String;
+    /// The training waits for a free trainer.
+    fn training_queued(&self, bar: &str) -> String;
+    /// The bar's last state: the training is done (the "ready" message follows).
+    fn training_progress_done(&self, bar: &str) -> String;
+    /// The bar's last state: the training failed (the message saying why follows).
+    fn training_progress_failed(&self) -> String;
 }
 
 fn range(min: usize, max: usize) -> String {
@@ -497,6 +549,25 @@ impl Texts for Ru {
         format!(
             "💡 Совет: {}. Его можно убрать и прислать другое.",
             advice.join("; ")
+        )
+    }
+
+    fn album_hints(&self, hints: &[PhotoHint]) -> String {
+        let advice: Vec<String> = hint_counts(hints)
+            .into_iter()
+            .map(|(hint, n)| {
+                let what = match hint {
+                    PhotoHint::Blurry => "размыты",
+                    PhotoHint::TooDark => "тёмные",
+                    PhotoHint::TooBright => "пересвечены",
+                    PhotoHint::LowContrast => "очень блёклые",
+                };
+                format!("{what} — {n}")
+            })
+            .collect();
+        format!(
+            "💡 Совет по фото альбома: {}. Лучше заменить их чёткими снимками при дневном свете.",
+            advice.join(", ")
         )
     }
     fn btn_remove_photo(&self) -> &'static str {
@@ -830,6 +901,73 @@ impl Texts for Ru {
         "🎛 Другой пресет"
     }
 
+    fn btn_packs(&self) -> &'static str {
+        "🎨 Подборки"
+    }
+    fn choose_pack(&self, name: &str) -> String {
+        format!(
+            "🎨 Подборки для аватара «{}». Каждая — несколько готовых сюжетов сразу, результаты придут по мере готовности.",
+            esc(name)
+        )
+    }
+    fn no_packs(&self) -> &'static str {
+        "Для этого аватара подборок пока нет."
+    }
+    fn pack_screen(&self, title: &str, description: &str, prompts: usize) -> String {
+        format!(
+            "🎨 <b>{}</b>\n{}\n\nСнимков: {prompts} — по одному на каждый сюжет.",
+            esc(title),
+            esc(description)
+        )
+    }
+    fn btn_run_pack(&self, prompts: usize) -> String {
+        format!("▶️ Запустить ({prompts})")
+    }
+    fn pack_started(&self, name: &str, title: &str, started: u32, size: u32) -> String {
+        format!(
+            "🎨 Подборка «{}» для аватара «{}»: запущено {started} из {size}. Каждый снимок придёт, как только будет готов.",
+            esc(title),
+            esc(name)
+        )
+    }
+    fn starter_coming(&self, count: u32) -> String {
+        format!("Уже готовлю первые снимки ({count}) — пришлю через минуту.")
+    }
+    fn starter_done(&self, name: &str) -> String {
+        format!("✨ Первый снимок аватара «{}»", esc(name))
+    }
+    fn btn_make_main(&self) -> &'static str {
+        "⭐ Сделать основным"
+    }
+    fn main_set(&self, name: &str) -> String {
+        format!("⭐ «{name}» — теперь основной аватар")
+    }
+    fn main_badge(&self) -> &'static str {
+        "⭐ Основной аватар"
+    }
+    fn btn_other_avatar(&self) -> &'static str {
+        "👥 Другой аватар"
+    }
+    fn btn_upscale(&self, n: Option<usize>) -> String {
+        match n {
+            Some(n) => format!("🔍 {n}"),
+            None => "🔍 Увеличить".into(),
+        }
+    }
+    fn choose_upscale(&self, n: usize) -> String {
+        format!("🔍 Во сколько раз увеличить изображение {n}? Результат придёт файлом.")
+    }
+    fn upscale_started(&self, times: u8) -> String {
+        format!("🔍 Увеличиваю в {times} раза — пришлю файлом.")
+    }
+    fn upscale_done(&self, name: &str, times: u8, size: Option<(u32, u32)>) -> String {
+        let size = size.map_or(String::new(), |(w, h)| format!(": {w}×{h}"));
+        format!("🔍 Аватар «{}», увеличено в {times} раза{size}", esc(name))
+    }
+    fn upscale_failed(&self, name: &str) -> String {
+        format!("❌ Не удалось увеличить изображение аватара «{}».", esc(name))
+    }
+
     fn refusal(&self, error: &AvatarError) -> String {
         match error {
             AvatarError::AlreadyExists => "такой аватар уже есть.".into(),
@@ -918,6 +1056,34 @@ impl Texts for Ru {
 
     fn something_went_wrong(&self) -> String {
         "⚠️ Что-то пошло не так. Попробуйте ещё раз чуть позже.".into()
+    }
+
+    fn training_progress(
+        &self,
+        bar: &str,
+        percent: u8,
+        left: Option<std::time::Duration>,
+    ) -> String {
+        let left = match left.map(|d| d.as_secs().div_ceil(60)) {
+            None => "ещё немного".to_owned(),
+            Some(0 | 1) => "осталось меньше минуты".to_owned(),
+            Some(m) if m < 60 => format!("осталось ~{m} мин"),
+            Some(m) if m % 60 == 0 => format!("осталось ~{} ч", m / 60),
+            Some(m) => format!("осталось ~{} ч {} мин", m / 60, m % 60),
+        };
+        format!("⏳ Обучение: {bar} {percent} % · {left}")
+    }
+
+    fn training_queued(&self, bar: &str) -> String {
+        format!("⏳ Ждём свободного места для обучения: {bar} 0 %")
+    }
+
+    fn training_progress_done(&self, bar: &str) -> String {
+        format!("✅ Обучение завершено: {bar} 100 %")
+    }
+
+    fn training_progress_failed(&self) -> String {
+        "❌ Обучение не удалось.".into()
     }
 }
 
@@ -1193,6 +1359,24 @@ impl Texts for En {
         format!(
             "💡 Tip: {}. You can remove it and send another.",
             advice.join("; ")
+        )
+    }
+    fn album_hints(&self, hints: &[PhotoHint]) -> String {
+        let advice: Vec<String> = hint_counts(hints)
+            .into_iter()
+            .map(|(hint, n)| {
+                let what = match hint {
+                    PhotoHint::Blurry => "blurry",
+                    PhotoHint::TooDark => "dark",
+                    PhotoHint::TooBright => "overexposed",
+                    PhotoHint::LowContrast => "very flat",
+                };
+                format!("{n} {what}")
+            })
+            .collect();
+        format!(
+            "💡 Tip on this album's photos: {}. Sharp daylight photos instead would train better.",
+            advice.join(", ")
         )
     }
     fn btn_remove_photo(&self) -> &'static str {
@@ -1527,6 +1711,73 @@ impl Texts for En {
         "🎛 Another preset"
     }
 
+    fn btn_packs(&self) -> &'static str {
+        "🎨 Packs"
+    }
+    fn choose_pack(&self, name: &str) -> String {
+        format!(
+            "🎨 Packs for “{}”. Each one runs several ready-made scenes at once; the pictures arrive as they are done.",
+            esc(name)
+        )
+    }
+    fn no_packs(&self) -> &'static str {
+        "There are no packs for this avatar yet."
+    }
+    fn pack_screen(&self, title: &str, description: &str, prompts: usize) -> String {
+        format!(
+            "🎨 <b>{}</b>\n{}\n\nPictures: {prompts}, one per scene.",
+            esc(title),
+            esc(description)
+        )
+    }
+    fn btn_run_pack(&self, prompts: usize) -> String {
+        format!("▶️ Run ({prompts})")
+    }
+    fn pack_started(&self, name: &str, title: &str, started: u32, size: u32) -> String {
+        format!(
+            "🎨 Pack “{}” for “{}”: {started} of {size} started. Each picture arrives as soon as it is ready.",
+            esc(title),
+            esc(name)
+        )
+    }
+    fn starter_coming(&self, count: u32) -> String {
+        format!("I'm already making your first {count} pictures — they'll arrive in a minute.")
+    }
+    fn starter_done(&self, name: &str) -> String {
+        format!("✨ A first picture of “{}”", esc(name))
+    }
+    fn btn_make_main(&self) -> &'static str {
+        "⭐ Make main"
+    }
+    fn main_set(&self, name: &str) -> String {
+        format!("⭐ “{name}” is now your main avatar")
+    }
+    fn main_badge(&self) -> &'static str {
+        "⭐ Main avatar"
+    }
+    fn btn_other_avatar(&self) -> &'static str {
+        "👥 Another avatar"
+    }
+    fn btn_upscale(&self, n: Option<usize>) -> String {
+        match n {
+            Some(n) => format!("🔍 {n}"),
+            None => "🔍 Upscale".into(),
+        }
+    }
+    fn choose_upscale(&self, n: usize) -> String {
+        format!("🔍 How much larger should image {n} be? It will come as a file.")
+    }
+    fn upscale_started(&self, times: u8) -> String {
+        format!("🔍 Upscaling ×{times} — it will come as a file.")
+    }
+    fn upscale_done(&self, name: &str, times: u8, size: Option<(u32, u32)>) -> String {
+        let size = size.map_or(String::new(), |(w, h)| format!(": {w}×{h}"));
+        format!("🔍 “{}”, upscaled ×{times}{size}", esc(name))
+    }
+    fn upscale_failed(&self, name: &str) -> String {
+        format!("❌ Could not upscale the image of “{}”.", esc(name))
+    }
+
     fn refusal(&self, error: &AvatarError) -> String {
         match error {
             AvatarError::AlreadyExists => "this avatar already exists.".into(),
@@ -1615,6 +1866,34 @@ impl Texts for En {
 
     fn something_went_wrong(&self) -> String {
         "⚠️ Something went wrong. Please try again a bit later.".into()
+    }
+
+    fn training_progress(
+        &self,
+        bar: &str,
+        percent: u8,
+        left: Option<std::time::Duration>,
+    ) -> String {
+        let left = match left.map(|d| d.as_secs().div_ceil(60)) {
+            None => "almost there".to_owned(),
+            Some(0 | 1) => "less than a minute left".to_owned(),
+            Some(m) if m < 60 => format!("about {m} min left"),
+            Some(m) if m % 60 == 0 => format!("about {} h left", m / 60),
+            Some(m) => format!("about {} h {} min left", m / 60, m % 60),
+        };
+        format!("⏳ Training: {bar} {percent} % · {left}")
+    }
+
+    fn training_queued(&self, bar: &str) -> String {
+        format!("⏳ Waiting for a free trainer: {bar} 0 %")
+    }
+
+    fn training_progress_done(&self, bar: &str) -> String {
+        format!("✅ Training done: {bar} 100 %")
+    }
+
+    fn training_progress_failed(&self) -> String {
+        "❌ Training failed.".into()
     }
 }
 

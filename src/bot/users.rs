@@ -19,6 +19,8 @@ pub struct TelegramUser {
     pub chat_id: i64,
     pub language_code: Option<String>,
     pub last_avatar_id: Option<Uuid>,
+    /// The avatar "Generate" goes to without asking (checked for being trained when used).
+    pub main_avatar_id: Option<Uuid>,
     /// What the prompt screen offers first.
     pub options: GenerationOptions,
 }
@@ -122,12 +124,35 @@ impl Users {
         Ok(())
     }
 
+    /// Makes `avatar_id` the avatar "Generate" goes to without asking.
+    pub async fn set_main_avatar(&self, user_id: i64, avatar_id: Uuid) -> Result<(), sqlx::Error> {
+        let sql = "UPDATE telegram_users SET main_avatar_id = $2 WHERE user_id = $1";
+        match &self.db {
+            Database::Postgres(pool) => {
+                sqlx::query(sql)
+                    .bind(user_id)
+                    .bind(avatar_id)
+                    .execute(pool)
+                    .await?;
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query(&sql.replace('$', "?"))
+                    .bind(user_id)
+                    .bind(avatar_id.to_string())
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The user, if they ever talked to the bot.
     pub async fn get(&self, user_id: i64) -> Result<Option<TelegramUser>, sqlx::Error> {
         let row = match &self.db {
             Database::Postgres(pool) => sqlx::query(
                 "SELECT chat_id, language_code, last_avatar_id::text AS last_avatar_id,
-                        images_per_request::bigint AS images_per_request, aspect_ratio
+                        images_per_request::bigint AS images_per_request, aspect_ratio,
+                        main_avatar_id::text AS main_avatar_id
                    FROM telegram_users WHERE user_id = $1",
             )
             .bind(user_id)
@@ -142,10 +167,12 @@ impl Users {
                         r.get::<Option<i64>, _>("images_per_request"),
                         r.get::<Option<String>, _>("aspect_ratio"),
                     ),
+                    r.get::<Option<String>, _>("main_avatar_id"),
                 )
             }),
             Database::Sqlite(pool) => sqlx::query(
-                "SELECT chat_id, language_code, last_avatar_id, images_per_request, aspect_ratio
+                "SELECT chat_id, language_code, last_avatar_id, images_per_request, aspect_ratio,
+                        main_avatar_id
                    FROM telegram_users WHERE user_id = ?1",
             )
             .bind(user_id)
@@ -160,15 +187,17 @@ impl Users {
                         r.get::<Option<i64>, _>("images_per_request"),
                         r.get::<Option<String>, _>("aspect_ratio"),
                     ),
+                    r.get::<Option<String>, _>("main_avatar_id"),
                 )
             }),
         };
         Ok(
-            row.map(|(chat_id, language_code, last, options)| TelegramUser {
+            row.map(|(chat_id, language_code, last, options, main)| TelegramUser {
                 user_id,
                 chat_id,
                 language_code,
                 last_avatar_id: last.and_then(|s| Uuid::parse_str(&s).ok()),
+                main_avatar_id: main.and_then(|s| Uuid::parse_str(&s).ok()),
                 options,
             }),
         )

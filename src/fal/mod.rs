@@ -6,6 +6,7 @@
 //! - [`sim`] — [`FalSimulator`]: the same HTTP protocol served locally, for tests and offline runs.
 
 pub mod client;
+pub mod progress;
 pub mod sim;
 pub mod types;
 pub mod webhook;

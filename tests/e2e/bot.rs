@@ -31,7 +31,7 @@ const BOB: i64 = 2002;
 // ---------------------------------------------------------------------------------------------
 
 /// Waits until the bot has sent `n` photos in this chat; returns the `n`th.
-async fn nth_bot_photo(user: &FakeUser, n: usize) -> ChatMessage {
+pub(crate) async fn nth_bot_photo(user: &FakeUser, n: usize) -> ChatMessage {
     let photos = |entries: &[Entry]| -> Vec<ChatMessage> {
         entries
             .iter()
@@ -49,7 +49,7 @@ async fn nth_bot_photo(user: &FakeUser, n: usize) -> ChatMessage {
 }
 
 /// `/new` → type → gender → name; returns after "created".
-async fn create_avatar(
+pub(crate) async fn create_avatar(
     user: &FakeUser,
     type_code: &str,
     gender_code: &str,
@@ -72,11 +72,11 @@ async fn create_avatar(
 
 /// FAL submissions to one endpoint, their JSON bodies in order.
 /// The finetune id of the imported avatar (the simulator knows it only once told).
-const IMPORTED_FINETUNE: &str = "ft-imported-watercolour";
+pub(crate) const IMPORTED_FINETUNE: &str = "ft-imported-watercolour";
 
 /// A style avatar with a pro finetune, written as its history would have been recorded when it
 /// was trained on the pro trainer.
-async fn import_pro_finetune_avatar(app: &TestApp, owner: i64, name: &str) -> uuid::Uuid {
+pub(crate) async fn import_pro_finetune_avatar(app: &TestApp, owner: i64, name: &str) -> uuid::Uuid {
     use aggregates::{Action, Actor, AvatarType, Command, Gender, StyleTrainer, TrainingOutput};
     let id = uuid::Uuid::new_v4();
     let run = |by: Actor, action: Action| {
@@ -150,7 +150,7 @@ async fn import_pro_finetune_avatar(app: &TestApp, owner: i64, name: &str) -> uu
     id
 }
 
-fn submitted(app: &TestApp, endpoint: &str) -> Vec<Value> {
+pub(crate) fn submitted(app: &TestApp, endpoint: &str) -> Vec<Value> {
     app.sim
         .submissions()
         .into_iter()
@@ -1254,7 +1254,7 @@ async fn a_photo_can_be_removed_and_the_set_started_over_and_their_bytes_are_del
 
 /// An English-speaking user's portrait avatar created, given ten photos (from `seed`) and
 /// trained on the fast preset; returns the "ready" message and the avatar's id.
-async fn trained_portrait(user: &FakeUser, name: &str, seed: u8) -> (ChatMessage, Uuid) {
+pub(crate) async fn trained_portrait(user: &FakeUser, name: &str, seed: u8) -> (ChatMessage, Uuid) {
     create_avatar(user, "p", "f", name, "is created").await;
     let summary = upload_album(user, seed, "Uploaded: 10 of 10–20").await;
     let ready = train(user, &summary, TrainingPreset::Fast, "minutes", "is ready").await;
@@ -1263,7 +1263,7 @@ async fn trained_portrait(user: &FakeUser, name: &str, seed: u8) -> (ChatMessage
 }
 
 /// The images of a finished generation as recorded, from the avatar's history.
-async fn recorded_images(app: &TestApp, avatar: Uuid) -> Vec<aggregates::GeneratedImage> {
+pub(crate) async fn recorded_images(app: &TestApp, avatar: Uuid) -> Vec<aggregates::GeneratedImage> {
     app.store
         .history(avatar)
         .await
@@ -1279,7 +1279,15 @@ async fn recorded_images(app: &TestApp, avatar: Uuid) -> Vec<aggregates::Generat
 
 #[tokio::test]
 async fn four_images_in_a_chosen_frame_arrive_as_one_album_and_each_as_its_original_file() {
-    let app = spawn_app().await;
+    four_images(spawn_app().await).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn four_images_on_postgres(pool: sqlx::PgPool) {
+    four_images(spawn_app_on_postgres(pool, SimConfig::default()).await).await;
+}
+
+async fn four_images(app: TestApp) {
     let bob = app.user(BOB, "Bob", "en");
     let (ready, avatar) = trained_portrait(&bob, "Bob", 80).await;
     // Right after "ready", the menu's "Generate" (read from the gallery) already knows it.
@@ -1410,7 +1418,15 @@ async fn four_images_in_a_chosen_frame_arrive_as_one_album_and_each_as_its_origi
 
 #[tokio::test]
 async fn an_avatar_is_renamed_and_a_recent_prompt_is_reused_with_one_tap() {
-    let app = spawn_app().await;
+    rename_and_reuse(spawn_app().await).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn rename_and_reuse_on_postgres(pool: sqlx::PgPool) {
+    rename_and_reuse(spawn_app_on_postgres(pool, SimConfig::default()).await).await;
+}
+
+async fn rename_and_reuse(app: TestApp) {
     let anna = app.user(ANNA, "Anna", "en");
     let (_, avatar) = trained_portrait(&anna, "Old name", 100).await;
 
@@ -1491,7 +1507,15 @@ async fn an_avatar_is_renamed_and_a_recent_prompt_is_reused_with_one_tap() {
 
 #[tokio::test]
 async fn three_prompts_in_one_message_run_as_a_batch_and_one_failure_fails_no_other() {
-    let app = spawn_app().await;
+    batch_of_three(spawn_app().await).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn batch_of_three_on_postgres(pool: sqlx::PgPool) {
+    batch_of_three(spawn_app_on_postgres(pool, SimConfig::default()).await).await;
+}
+
+async fn batch_of_three(app: TestApp) {
     let anna = app.user(ANNA, "Anna", "en");
     let (ready, avatar) = trained_portrait(&anna, "Anna", 120).await;
     let presets = press_and_see(&anna, &ready, &button(&ready, "ge:"), "Choose a preset").await;
@@ -1608,10 +1632,10 @@ fn count_photos_in(entries: &[Entry]) -> usize {
         .count()
 }
 
-/// A sharp pattern (squares with hard edges), then blurred hard, as a JPEG.
-fn blurry_jpeg() -> Bytes {
+/// A sharp pattern (squares of `square` pixels with hard edges), then blurred hard, as a JPEG.
+fn blurry_jpeg(square: u32) -> Bytes {
     let sharp = image::RgbImage::from_fn(640, 640, |x, y| {
-        let on = ((x / 40) + (y / 40)) % 2 == 0;
+        let on = ((x / square) + (y / square)) % 2 == 0;
         let v = if on { 200 } else { 40 };
         image::Rgb([v, (v / 2).wrapping_add((x % 7) as u8), 255 - v])
     });
@@ -1625,10 +1649,18 @@ fn blurry_jpeg() -> Bytes {
 
 #[tokio::test]
 async fn a_blurry_photo_is_accepted_with_advice_and_a_good_one_without() {
-    let app = spawn_app().await;
+    blurry_photos(spawn_app().await).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_blurry_photo_is_accepted_with_advice_on_postgres(pool: sqlx::PgPool) {
+    blurry_photos(spawn_app_on_postgres(pool, SimConfig::default()).await).await;
+}
+
+async fn blurry_photos(app: TestApp) {
     let anna = app.user(ANNA, "Anna", "en");
     create_avatar(&anna, "p", "f", "Anna", "is created").await;
-    anna.send_photo(blurry_jpeg());
+    anna.send_photo(blurry_jpeg(40));
     let accepted = text(&anna, "Photo accepted: 1 of 10–20").await;
     assert_eq!(
         accepted.text(),
@@ -1640,6 +1672,20 @@ async fn a_blurry_photo_is_accepted_with_advice_and_a_good_one_without() {
     assert_eq!(
         good.text(),
         Some("✅ Photo accepted: 2 of 10–20. Send more.")
+    );
+
+    // In an album the advice comes once, in its summary, counted per kind.
+    let mut album: Vec<Bytes> = (20..23).map(photo).collect();
+    album.insert(1, blurry_jpeg(32));
+    album.push(blurry_jpeg(50));
+    anna.send_album(album);
+    let summary = text(&anna, "Album processed").await;
+    assert!(
+        summary
+            .text()
+            .unwrap()
+            .ends_with("\n💡 Tip on this album's photos: 2 blurry. Sharp daylight photos instead would train better."),
+        "{summary:?}"
     );
     app.shutdown().await;
 }

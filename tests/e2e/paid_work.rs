@@ -450,10 +450,12 @@ async fn services_like_b(world: &World) -> aisha::actors::Services {
         fal,
         photos: world.photos.clone(),
         notifier: world.inbox.clone(),
+        progress: Arc::new(aisha::actors::NoProgress),
         webhooks: aisha::actors::WebhookTargets::load(&world.db, Some("http://127.0.0.1:9".into()))
             .await
             .unwrap(),
         settings: ActorSettings::fast(),
+        starter: aisha::packs::StarterPlan::off(),
     }
 }
 

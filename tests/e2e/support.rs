@@ -225,6 +225,8 @@ pub struct TestAppSettings {
     pub public_base_url: Option<String>,
     /// Where the HTTP server listens; a free port by default.
     pub http_addr: std::net::SocketAddr,
+    /// Sample images when a training completes (off by default: they add to every story).
+    pub starter_images: u32,
 }
 
 impl Default for TestAppSettings {
@@ -234,6 +236,7 @@ impl Default for TestAppSettings {
             database_url: None,
             public_base_url: None,
             http_addr: "127.0.0.1:0".parse().expect("address"),
+            starter_images: 0,
         }
     }
 }
@@ -245,20 +248,24 @@ pub async fn spawn_app() -> TestApp {
 
 /// The application on a fresh PostgreSQL database (from `#[sqlx::test]`).
 pub async fn spawn_app_on_postgres(pool: sqlx::PgPool, simulator: SimConfig) -> TestApp {
+    spawn_app_with(TestAppSettings {
+        simulator,
+        database_url: Some(postgres_url(&pool)),
+        ..TestAppSettings::default()
+    })
+    .await
+}
+
+/// The URL of a `#[sqlx::test]` database.
+pub fn postgres_url(pool: &sqlx::PgPool) -> String {
     let o = pool.connect_options();
-    let url = format!(
+    format!(
         "postgres://{}@{}:{}/{}",
         o.get_username(),
         o.get_host(),
         o.get_port(),
         o.get_database().unwrap_or("postgres")
-    );
-    spawn_app_with(TestAppSettings {
-        simulator,
-        database_url: Some(url),
-        ..TestAppSettings::default()
-    })
-    .await
+    )
 }
 
 /// The application as `settings` say, running until [`TestApp::shutdown`].
@@ -271,6 +278,7 @@ pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
         telegram_api_url: telegram.api_url().to_string().into(),
         public_base_url: settings.public_base_url.map(Into::into),
         http_addr: settings.http_addr,
+        starter_images: settings.starter_images,
         ..Config::offline(database_url, &dir.path().join("photos"))
     };
     let options = AppOptions {

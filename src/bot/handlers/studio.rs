@@ -1,0 +1,245 @@
+//! What comes on top of typing a prompt: packs run as batches, upscales of a result, and the
+//! main avatar "Generate" goes to without asking.
+
+use aggregates::{Action, Avatar, AvatarError, AvatarStatus, BatchItem, UpscaleFactor};
+use uuid::Uuid;
+
+use super::{avatar_name, capitalised, generate_one, owned_avatar, Answer, Ctx, Screen};
+use crate::bot::keyboards as kb;
+use crate::bot::quotas::Ask;
+use crate::bot::BotError;
+use crate::store::StoreError;
+
+/// The packs offered for a trained avatar of this type and gender.
+pub(super) async fn show_packs(
+    ctx: &Ctx,
+    screen: Screen,
+    avatar_id: Uuid,
+    avatar: &Avatar,
+) -> Result<Answer, BotError> {
+    let t = ctx.t();
+    if avatar.status != AvatarStatus::Trained {
+        return Ok(Answer::Alert(capitalised(&t.refusal(&AvatarError::NotTrained))));
+    }
+    let (Some(avatar_type), Some(gender)) = (avatar.avatar_type, avatar.gender) else {
+        return Ok(Answer::Alert(t.no_packs().to_owned()));
+    };
+    let english = ctx.lang == crate::bot::texts::Lang::En;
+    let offered: Vec<(u32, String)> = ctx
+        .deps
+        .starter
+        .packs
+        .for_avatar(avatar_type, gender)
+        .into_iter()
+        .map(|p| (p.tag(), p.title.get(english).to_owned()))
+        .collect();
+    if offered.is_empty() {
+        return Ok(Answer::Alert(t.no_packs().to_owned()));
+    }
+    ctx.show(
+        screen,
+        t.choose_pack(&avatar_name(avatar)),
+        kb::packs(t, avatar_id, &offered),
+    )
+    .await?;
+    Ok(Answer::Silent)
+}
+
+/// The pack a button names, if it is still offered for this avatar.
+fn offered_pack<'a>(ctx: &'a Ctx, avatar: &Avatar, tag: u32) -> Option<&'a crate::packs::Pack> {
+    let pack = ctx.deps.starter.packs.by_tag(tag)?;
+    let fits = avatar
+        .avatar_type
+        .zip(avatar.gender)
+        .is_some_and(|(t, g)| pack.fits(t, g));
+    fits.then_some(pack)
+}
+
+pub(super) async fn show_pack(
+    ctx: &Ctx,
+    screen: Screen,
+    avatar_id: Uuid,
+    avatar: &Avatar,
+    tag: u32,
+) -> Result<Answer, BotError> {
+    let t = ctx.t();
+    let Some(pack) = offered_pack(ctx, avatar, tag) else {
+        return Ok(Answer::Alert(t.stale_button().to_owned()));
+    };
+    let english = ctx.lang == crate::bot::texts::Lang::En;
+    let text = t.pack_screen(
+        pack.title.get(english),
+        pack.description.get(english),
+        pack.len(),
+    );
+    ctx.show(screen, text, kb::pack(t, avatar_id, tag, pack.len()))
+        .await?;
+    Ok(Answer::Silent)
+}
+
+/// Runs every prompt of the pack as one batch: one image each, in the pack's frame (or the
+/// user's), each its own generation so one failing fails no other.
+pub(super) async fn run_pack(
+    ctx: &Ctx,
+    screen: Screen,
+    avatar_id: Uuid,
+    avatar: &Avatar,
+    tag: u32,
+) -> Result<Answer, BotError> {
+    let t = ctx.t();
+    let Some(pack) = offered_pack(ctx, avatar, tag) else {
+        return Ok(Answer::Alert(t.stale_button().to_owned()));
+    };
+    let Some(gender) = avatar.gender else {
+        return Ok(Answer::Alert(t.stale_button().to_owned()));
+    };
+    let prompts = pack.prompts_for(gender);
+    let size = prompts.len() as u32;
+    let batch_id = Uuid::new_v4();
+    let mut started = 0;
+    let mut first_refusal = None;
+    for (index, prompt) in prompts.into_iter().enumerate() {
+        let item = BatchItem {
+            batch_id,
+            index: index as u32,
+            size,
+        };
+        match generate_one(ctx, avatar_id, prompt, pack.preset, Some(item), Some(pack)).await? {
+            Ok(()) => started += 1,
+            Err(refusal) => {
+                first_refusal.get_or_insert(refusal);
+            }
+        }
+    }
+    if started == 0 {
+        if let Some(refusal) = first_refusal {
+            return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+        }
+        return Ok(Answer::Silent);
+    }
+    tracing::info!(user = ctx.user, %avatar_id, pack = %pack.id, started, size, "pack started");
+    let english = ctx.lang == crate::bot::texts::Lang::En;
+    let text = t.pack_started(&avatar_name(avatar), pack.title.get(english), started, size);
+    ctx.show(screen, text, kb::to_menu(t)).await?;
+    Ok(Answer::Silent)
+}
+
+/// Which recorded image the `shown`th image of a result is (hidden images were not sent).
+fn recorded_index(avatar: &Avatar, generation: Uuid, shown: u8) -> Option<u8> {
+    let record = avatar.generation(generation)?;
+    let index = record
+        .images
+        .iter()
+        .enumerate()
+        .filter(|(_, image)| !image.nsfw)
+        .nth(usize::from(shown))?
+        .0;
+    u8::try_from(index).ok()
+}
+
+/// Under a result (a photo or an album's caption): a new message asks how much larger.
+pub(super) async fn ask_upscale(
+    ctx: &Ctx,
+    avatar_id: Uuid,
+    avatar: &Avatar,
+    generation: Uuid,
+    image: u8,
+) -> Result<Answer, BotError> {
+    let t = ctx.t();
+    if recorded_index(avatar, generation, image).is_none() {
+        return Ok(Answer::Alert(capitalised(&t.refusal(
+            &AvatarError::ImageUnavailable {
+                generation_id: generation,
+                image,
+            },
+        ))));
+    }
+    let keyboard = kb::upscale_factors(t, avatar_id, generation, image);
+    ctx.say(t.choose_upscale(usize::from(image) + 1), Some(keyboard))
+        .await?;
+    Ok(Answer::Silent)
+}
+
+pub(super) async fn upscale(
+    ctx: &Ctx,
+    screen: Screen,
+    avatar_id: Uuid,
+    avatar: &Avatar,
+    generation: Uuid,
+    shown: u8,
+    factor: UpscaleFactor,
+) -> Result<Answer, BotError> {
+    let t = ctx.t();
+    if let Some(reached) = ctx.quota(Ask::Generation).await? {
+        return Ok(Answer::Alert(t.quota_reached(reached)));
+    }
+    let unavailable = AvatarError::ImageUnavailable {
+        generation_id: generation,
+        image: shown,
+    };
+    let Some(image) = recorded_index(avatar, generation, shown) else {
+        return Ok(Answer::Alert(capitalised(&t.refusal(&unavailable))));
+    };
+    let generation_id = Uuid::new_v4();
+    let asked = ctx
+        .execute(
+            avatar_id,
+            Action::Upscale {
+                generation_id,
+                of: generation,
+                image,
+                factor,
+            },
+        )
+        .await;
+    match asked {
+        Ok(_) => {
+            tracing::info!(user = ctx.user, %avatar_id, %generation, %generation_id,
+                factor = factor.times(), "upscale requested");
+            ctx.show(screen, t.upscale_started(factor.times()), kb::to_menu(t))
+                .await?;
+            Ok(Answer::Silent)
+        }
+        Err(StoreError::Rejected(refusal)) => Ok(Answer::Alert(capitalised(&t.refusal(&refusal)))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The user's main avatar, if they chose one and it can still generate.
+pub(super) async fn main_avatar(ctx: &Ctx) -> Result<Option<(Uuid, Avatar)>, BotError> {
+    let Some(main) = ctx
+        .deps
+        .users
+        .get(ctx.user)
+        .await?
+        .and_then(|u| u.main_avatar_id)
+    else {
+        return Ok(None);
+    };
+    Ok(match owned_avatar(ctx, main).await? {
+        Ok(avatar) if avatar.status == AvatarStatus::Trained => Some((main, avatar)),
+        _ => None,
+    })
+}
+
+pub(super) async fn make_main(ctx: &Ctx, avatar_id: Uuid, avatar: &Avatar) -> Result<Answer, BotError> {
+    let t = ctx.t();
+    if avatar.status != AvatarStatus::Trained {
+        return Ok(Answer::Alert(capitalised(&t.refusal(&AvatarError::NotTrained))));
+    }
+    ctx.deps.users.set_main_avatar(ctx.user, avatar_id).await?;
+    tracing::info!(user = ctx.user, %avatar_id, "main avatar chosen");
+    Ok(Answer::Toast(t.main_set(&avatar_name(avatar))))
+}
+
+/// Whether `avatar_id` is the user's main avatar (no, if that cannot be read: the card shows
+/// the button to make it main, which is harmless).
+pub(super) async fn is_main(ctx: &Ctx, avatar_id: Uuid) -> bool {
+    match ctx.deps.users.get(ctx.user).await {
+        Ok(user) => user.and_then(|u| u.main_avatar_id) == Some(avatar_id),
+        Err(e) => {
+            tracing::warn!(user = ctx.user, error = %e, "could not read the main avatar");
+            false
+        }
+    }
+}
