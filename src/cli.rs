@@ -673,6 +673,31 @@ pub fn describe(event: &AvatarEvent) -> String {
 mod tests {
     use super::escape_for_terminal;
 
+    // Operators configure from `.env.sample`: a setting missing there is one nobody finds.
+    #[test]
+    fn every_environment_variable_is_described_in_the_env_sample() {
+        use clap::CommandFactory;
+        let sample = include_str!("../.env.sample");
+        fn walk(command: &clap::Command, out: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    out.push(env.to_string_lossy().into_owned());
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, out);
+            }
+        }
+        let mut names = Vec::new();
+        walk(&super::Cli::command(), &mut names);
+        assert!(names.len() > 20, "{names:?}");
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|name| !sample.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{name}="))))
+            .collect();
+        assert!(missing.is_empty(), "not in .env.sample: {missing:?}");
+    }
+
     #[test]
     fn user_text_cannot_drive_the_terminal() {
         let prompt = "\u{1b}]0;title\u{7}\u{1b}[2Jaudit verify OK\u{202e}txt.exe";
