@@ -693,7 +693,11 @@ mod tests {
         assert!(names.len() > 20, "{names:?}");
         let missing: Vec<&String> = names
             .iter()
-            .filter(|name| !sample.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{name}="))))
+            .filter(|name| {
+                !sample
+                    .lines()
+                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{name}=")))
+            })
             .collect();
         assert!(missing.is_empty(), "not in .env.sample: {missing:?}");
     }

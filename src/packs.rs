@@ -157,7 +157,11 @@ impl StarterPlan {
     }
 
     /// The pack and prompts for an avatar of this type and gender; `None` when off.
-    pub fn for_avatar(&self, avatar_type: AvatarType, gender: Gender) -> Option<(&Pack, Vec<String>)> {
+    pub fn for_avatar(
+        &self,
+        avatar_type: AvatarType,
+        gender: Gender,
+    ) -> Option<(&Pack, Vec<String>)> {
         let pack = self.packs.starter(avatar_type, gender)?;
         let mut prompts = pack.prompts_for(gender);
         prompts.truncate(self.images as usize);
@@ -418,7 +422,11 @@ mod tests {
         assert!(!packs
             .for_avatar(AvatarType::Portrait, Gender::Male)
             .contains(&pets));
-        assert_eq!(packs.by_tag(tag_of("starter-portrait")), None, "not offered");
+        assert_eq!(
+            packs.by_tag(tag_of("starter-portrait")),
+            None,
+            "not offered"
+        );
     }
 
     #[test]

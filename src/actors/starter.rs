@@ -74,7 +74,11 @@ impl StarterHandler {
                     }),
                 },
             );
-            match s.store.execute(item.avatar_id, command, Uuid::new_v4()).await {
+            match s
+                .store
+                .execute(item.avatar_id, command, Uuid::new_v4())
+                .await
+            {
                 Ok(_) | Err(StoreError::Rejected(AvatarError::DuplicateGeneration(_))) => {}
                 // Deleted or changed meanwhile: no samples for it.
                 Err(StoreError::Rejected(refusal)) => {
@@ -95,8 +99,17 @@ mod tests {
 
     #[test]
     fn derived_ids_are_stable_per_key_and_distinct_per_item() {
-        assert_eq!(derived_id("starter:a:1", "0"), derived_id("starter:a:1", "0"));
-        assert_ne!(derived_id("starter:a:1", "0"), derived_id("starter:a:1", "1"));
-        assert_ne!(derived_id("starter:a:1", "0"), derived_id("starter:a:2", "0"));
+        assert_eq!(
+            derived_id("starter:a:1", "0"),
+            derived_id("starter:a:1", "0")
+        );
+        assert_ne!(
+            derived_id("starter:a:1", "0"),
+            derived_id("starter:a:1", "1")
+        );
+        assert_ne!(
+            derived_id("starter:a:1", "0"),
+            derived_id("starter:a:2", "0")
+        );
     }
 }

@@ -5,7 +5,9 @@
 //! form. Anything that does not parse exactly — garbled, forged or from an older version of the
 //! bot — is a [`CallbackError`], which the bot answers with a polite "out of date".
 
-use aggregates::{AspectRatio, AvatarType, Gender, GenerationPreset, TrainingPreset, UpscaleFactor};
+use aggregates::{
+    AspectRatio, AvatarType, Gender, GenerationPreset, TrainingPreset, UpscaleFactor,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use uuid::Uuid;
@@ -288,13 +290,15 @@ impl Callback {
             ["px", id, pack] => from_short(id)
                 .zip(parse_pack_tag(pack))
                 .map(|(avatar, pack)| Self::RunPack { avatar, pack }),
-            ["up", n, ids] => parse_image_index(n).zip(two_ids(ids)).map(
-                |(image, (avatar, generation))| Self::UpscaleMenu {
-                    avatar,
-                    generation,
-                    image,
-                },
-            ),
+            ["up", n, ids] => {
+                parse_image_index(n)
+                    .zip(two_ids(ids))
+                    .map(|(image, (avatar, generation))| Self::UpscaleMenu {
+                        avatar,
+                        generation,
+                        image,
+                    })
+            }
             ["ux", n, f, ids] => parse_image_index(n)
                 .zip(parse_factor(f))
                 .zip(two_ids(ids))
@@ -554,10 +558,7 @@ mod tests {
             Callback::AllAvatars,
             Callback::MakeMain(a),
             Callback::Packs(a),
-            Callback::Pack {
-                avatar: a,
-                pack: 0,
-            },
+            Callback::Pack { avatar: a, pack: 0 },
             Callback::RunPack {
                 avatar: a,
                 pack: u32::MAX,

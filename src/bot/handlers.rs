@@ -201,7 +201,9 @@ impl Ctx {
     /// if the read model cannot be read: the screen works without them).
     async fn recent_prompts(&self) -> Vec<(Uuid, String)> {
         let latest = match connection(&self.deps.db).await {
-            Ok(mut conn) => generations::recent_prompts_for_owner(&mut conn.tx(), self.user, 0, 50).await,
+            Ok(mut conn) => {
+                generations::recent_prompts_for_owner(&mut conn.tx(), self.user, 0, 50).await
+            }
             Err(e) => Err(e.into()),
         };
         let latest = match latest {

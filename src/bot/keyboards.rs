@@ -184,7 +184,10 @@ pub fn card(
                 button(t.btn_packs(), Callback::Packs(avatar_id)),
             ]);
             if !is_main {
-                rows.push(vec![button(t.btn_make_main(), Callback::MakeMain(avatar_id))]);
+                rows.push(vec![button(
+                    t.btn_make_main(),
+                    Callback::MakeMain(avatar_id),
+                )]);
             }
         }
         AvatarStatus::Draft | AvatarStatus::TrainingFailed => {

@@ -965,7 +965,10 @@ impl Texts for Ru {
         format!("🔍 Аватар «{}», увеличено в {times} раза{size}", esc(name))
     }
     fn upscale_failed(&self, name: &str) -> String {
-        format!("❌ Не удалось увеличить изображение аватара «{}».", esc(name))
+        format!(
+            "❌ Не удалось увеличить изображение аватара «{}».",
+            esc(name)
+        )
     }
 
     fn refusal(&self, error: &AvatarError) -> String {

@@ -191,16 +191,16 @@ impl Users {
                 )
             }),
         };
-        Ok(
-            row.map(|(chat_id, language_code, last, options, main)| TelegramUser {
+        Ok(row.map(
+            |(chat_id, language_code, last, options, main)| TelegramUser {
                 user_id,
                 chat_id,
                 language_code,
                 last_avatar_id: last.and_then(|s| Uuid::parse_str(&s).ok()),
                 main_avatar_id: main.and_then(|s| Uuid::parse_str(&s).ok()),
                 options,
-            }),
-        )
+            },
+        ))
     }
 
     /// Remembers the user's prompt-screen choices.

@@ -374,7 +374,11 @@ async fn each_analytics_view_is_served_as_csv_by_name(db: Database) {
         assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.body);
         assert!(reply.content_type.starts_with("text/csv"));
         let header: Vec<&str> = view.columns.iter().map(|(name, _)| *name).collect();
-        assert_eq!(reply.body.lines().next(), Some(header.join(",").as_str()), "{uri}");
+        assert_eq!(
+            reply.body.lines().next(),
+            Some(header.join(",").as_str()),
+            "{uri}"
+        );
     }
     // The life's generations on 2 March in the daily generations view, by preset.
     let reply = get(
@@ -384,7 +388,11 @@ async fn each_analytics_view_is_served_as_csv_by_name(db: Database) {
     )
     .await;
     assert!(reply.body.lines().count() > 1, "{}", reply.body);
-    assert!(reply.body.lines().skip(1).all(|l| l.starts_with("2026-03-02,")));
+    assert!(reply
+        .body
+        .lines()
+        .skip(1)
+        .all(|l| l.starts_with("2026-03-02,")));
 
     let reply = get(
         &api.app,
@@ -404,7 +412,11 @@ async fn each_analytics_view_is_served_as_csv_by_name(db: Database) {
     )
     .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    let reply = get(&api.app, "/api/analytics/views/analytics_packs?from=2026-03-01&to=2026-03-02", None).await;
+    let reply = get(
+        &api.app,
+        "/api/analytics/views/analytics_packs?from=2026-03-01&to=2026-03-02",
+        None,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }
-

@@ -76,7 +76,11 @@ pub(crate) const IMPORTED_FINETUNE: &str = "ft-imported-watercolour";
 
 /// A style avatar with a pro finetune, written as its history would have been recorded when it
 /// was trained on the pro trainer.
-pub(crate) async fn import_pro_finetune_avatar(app: &TestApp, owner: i64, name: &str) -> uuid::Uuid {
+pub(crate) async fn import_pro_finetune_avatar(
+    app: &TestApp,
+    owner: i64,
+    name: &str,
+) -> uuid::Uuid {
     use aggregates::{Action, Actor, AvatarType, Command, Gender, StyleTrainer, TrainingOutput};
     let id = uuid::Uuid::new_v4();
     let run = |by: Actor, action: Action| {
@@ -1263,7 +1267,10 @@ pub(crate) async fn trained_portrait(user: &FakeUser, name: &str, seed: u8) -> (
 }
 
 /// The images of a finished generation as recorded, from the avatar's history.
-pub(crate) async fn recorded_images(app: &TestApp, avatar: Uuid) -> Vec<aggregates::GeneratedImage> {
+pub(crate) async fn recorded_images(
+    app: &TestApp,
+    avatar: Uuid,
+) -> Vec<aggregates::GeneratedImage> {
     app.store
         .history(avatar)
         .await

@@ -10,7 +10,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::bot::{
-    import_pro_finetune_avatar, IMPORTED_FINETUNE, nth_bot_photo, recorded_images, submitted, trained_portrait,
+    import_pro_finetune_avatar, nth_bot_photo, recorded_images, submitted, trained_portrait,
+    IMPORTED_FINETUNE,
 };
 use crate::steps::{button, press, press_and_see, text};
 use crate::support::{postgres_url, spawn_app_with, TestApp, TestAppSettings};
@@ -101,7 +102,10 @@ async fn studio_story(app: TestApp) {
     for body in &lora[2..] {
         assert_eq!(body["num_images"], 1);
         assert_eq!(body["image_size"], "portrait_4_3", "the pack's 3:4");
-        assert_eq!(body["num_inference_steps"], 35, "the pack's portrait preset");
+        assert_eq!(
+            body["num_inference_steps"], 35,
+            "the pack's portrait preset"
+        );
     }
     assert!(lora[2]["prompt"]
         .as_str()
@@ -166,12 +170,24 @@ async fn studio_story(app: TestApp) {
         unreachable!()
     };
     let upscaled = image::load_from_memory(&document.bytes).expect("a real image");
-    let original = reqwest::get(&source_url).await.unwrap().bytes().await.unwrap();
+    let original = reqwest::get(&source_url)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let original = image::load_from_memory(&original).unwrap();
     assert_eq!(upscaled.width(), original.width() * 4);
     assert_eq!(upscaled.height(), original.height() * 4);
-    assert!(caption.as_deref().unwrap().contains("upscaled ×4"), "{caption:?}");
-    assert_eq!(source[0].width, Some(upscaled.width()), "the recorded result");
+    assert!(
+        caption.as_deref().unwrap().contains("upscaled ×4"),
+        "{caption:?}"
+    );
+    assert_eq!(
+        source[0].width,
+        Some(upscaled.width()),
+        "the recorded result"
+    );
     assert!(history.iter().any(|e| matches!(
         &e.event,
         AvatarEvent::GenerationRequested {
@@ -276,7 +292,10 @@ async fn frames_on_both_generators(app: TestApp) {
     ];
     for (ratio, image_size) in cases {
         let lora = generate_framed(&app, &anna, portrait, "b", ratio, "fal-ai/flux-lora").await;
-        assert_eq!(lora["image_size"], image_size, "{ratio} on the LoRA endpoint");
+        assert_eq!(
+            lora["image_size"], image_size,
+            "{ratio} on the LoRA endpoint"
+        );
         let ultra = generate_framed(
             &app,
             &anna,
@@ -286,7 +305,10 @@ async fn frames_on_both_generators(app: TestApp) {
             "fal-ai/flux-pro/v1.1-ultra-finetuned",
         )
         .await;
-        assert_eq!(ultra["aspect_ratio"], ratio, "{ratio} on the ultra endpoint");
+        assert_eq!(
+            ultra["aspect_ratio"], ratio,
+            "{ratio} on the ultra endpoint"
+        );
         assert!(ultra.get("image_size").is_none());
     }
     app.shutdown().await;

@@ -19,7 +19,9 @@ pub(super) async fn show_packs(
 ) -> Result<Answer, BotError> {
     let t = ctx.t();
     if avatar.status != AvatarStatus::Trained {
-        return Ok(Answer::Alert(capitalised(&t.refusal(&AvatarError::NotTrained))));
+        return Ok(Answer::Alert(capitalised(
+            &t.refusal(&AvatarError::NotTrained),
+        )));
     }
     let (Some(avatar_type), Some(gender)) = (avatar.avatar_type, avatar.gender) else {
         return Ok(Answer::Alert(t.no_packs().to_owned()));
@@ -222,10 +224,16 @@ pub(super) async fn main_avatar(ctx: &Ctx) -> Result<Option<(Uuid, Avatar)>, Bot
     })
 }
 
-pub(super) async fn make_main(ctx: &Ctx, avatar_id: Uuid, avatar: &Avatar) -> Result<Answer, BotError> {
+pub(super) async fn make_main(
+    ctx: &Ctx,
+    avatar_id: Uuid,
+    avatar: &Avatar,
+) -> Result<Answer, BotError> {
     let t = ctx.t();
     if avatar.status != AvatarStatus::Trained {
-        return Ok(Answer::Alert(capitalised(&t.refusal(&AvatarError::NotTrained))));
+        return Ok(Answer::Alert(capitalised(
+            &t.refusal(&AvatarError::NotTrained),
+        )));
     }
     ctx.deps.users.set_main_avatar(ctx.user, avatar_id).await?;
     tracing::info!(user = ctx.user, %avatar_id, "main avatar chosen");
