@@ -27,6 +27,7 @@ pub mod demo;
 pub mod fake_telegram;
 pub mod fal;
 pub mod http;
+pub mod ids;
 pub mod packs;
 pub mod photos;
 pub mod secret;

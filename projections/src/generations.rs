@@ -388,6 +388,17 @@ pub async fn pending_for_owner(tx: &mut Tx<'_>, owner: i64) -> Result<i64, Proje
         .unwrap_or(0))
 }
 
+/// Generations of one avatar the read model still counts as waiting for FAL.
+pub async fn pending_for_avatar(tx: &mut Tx<'_>, avatar_id: Uuid) -> Result<i64, ProjectionError> {
+    Ok(tx
+        .fetch_i64(
+            "SELECT count(*) FROM generations WHERE avatar_id = $1 AND status = $2",
+            vec![avatar_id.into(), status::REQUESTED.into()],
+        )
+        .await?
+        .unwrap_or(0))
+}
+
 /// Generations `owner` asked for since `since`.
 pub async fn requested_by_owner_since(
     tx: &mut Tx<'_>,

@@ -7,7 +7,6 @@
 use aggregates::{Action, Actor, AvatarError, AvatarStatus, BatchItem, Command, Origin};
 use chrono::Utc;
 use futures::future::BoxFuture;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::work::WorkItem;
@@ -31,14 +30,6 @@ impl WorkHandler for StarterHandler {
     }
 }
 
-/// A stable id for the `n`th thing derived from `key`.
-fn derived_id(key: &str, n: &str) -> Uuid {
-    let digest = Sha256::digest(format!("{key}\n{n}").as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
-}
-
 impl StarterHandler {
     async fn ask(&self, item: &WorkItem) -> Result<Outcome, StoreError> {
         let s = &self.services;
@@ -53,13 +44,13 @@ impl StarterHandler {
             return Ok(Outcome::Done);
         };
         let size = prompts.len() as u32;
-        let batch_id = derived_id(&item.key, "batch");
+        let batch_id = crate::ids::derived(&item.key, "batch");
         for (index, prompt) in prompts.into_iter().enumerate() {
             let command = Command::new(
                 Actor::System(STARTER_ACTOR.into()),
                 Utc::now(),
                 Action::Generate {
-                    generation_id: derived_id(&item.key, &index.to_string()),
+                    generation_id: crate::ids::derived(&item.key, &index.to_string()),
                     prompt,
                     preset: pack.preset,
                     num_images: 1,
@@ -90,26 +81,5 @@ impl StarterHandler {
         }
         tracing::info!(avatar_id = %item.avatar_id, pack = %pack.id, images = size, "starter samples asked for");
         Ok(Outcome::Done)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn derived_ids_are_stable_per_key_and_distinct_per_item() {
-        assert_eq!(
-            derived_id("starter:a:1", "0"),
-            derived_id("starter:a:1", "0")
-        );
-        assert_ne!(
-            derived_id("starter:a:1", "0"),
-            derived_id("starter:a:1", "1")
-        );
-        assert_ne!(
-            derived_id("starter:a:1", "0"),
-            derived_id("starter:a:2", "0")
-        );
     }
 }

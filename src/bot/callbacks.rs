@@ -57,10 +57,12 @@ pub enum Callback {
         avatar: Uuid,
         pack: u32,
     },
-    /// Run the pack as a batch.
+    /// Run the pack as a batch. `press` is drawn when the button is drawn, so a double tap is
+    /// one request and the same screen shown again is another.
     RunPack {
         avatar: Uuid,
         pack: u32,
+        press: u32,
     },
     /// Under a result: choose how much to enlarge image `image`.
     UpscaleMenu {
@@ -68,12 +70,13 @@ pub enum Callback {
         generation: Uuid,
         image: u8,
     },
-    /// Enlarge image `image` of a generation.
+    /// Enlarge image `image` of a generation; `press` as for [`Callback::RunPack`].
     Upscale {
         avatar: Uuid,
         generation: Uuid,
         image: u8,
         factor: UpscaleFactor,
+        press: u32,
     },
     /// Choose a preset for this avatar.
     Generate(Uuid),
@@ -196,7 +199,11 @@ impl Callback {
             Self::MakeMain(id) => format!("mm:{}", short(id)),
             Self::Packs(id) => format!("pk:{}", short(id)),
             Self::Pack { avatar, pack } => format!("pc:{}:{pack:08x}", short(avatar)),
-            Self::RunPack { avatar, pack } => format!("px:{}:{pack:08x}", short(avatar)),
+            Self::RunPack {
+                avatar,
+                pack,
+                press,
+            } => format!("px:{}:{pack:08x}:{press:08x}", short(avatar)),
             Self::UpscaleMenu {
                 avatar,
                 generation,
@@ -207,8 +214,9 @@ impl Callback {
                 generation,
                 image,
                 factor,
+                press,
             } => format!(
-                "ux:{image}:{}:{}{}",
+                "ux:{image}:{}:{press:08x}:{}{}",
                 factor.times(),
                 short(avatar),
                 short(generation)
@@ -287,9 +295,14 @@ impl Callback {
             ["pc", id, pack] => from_short(id)
                 .zip(parse_pack_tag(pack))
                 .map(|(avatar, pack)| Self::Pack { avatar, pack }),
-            ["px", id, pack] => from_short(id)
+            ["px", id, pack, press] => from_short(id)
                 .zip(parse_pack_tag(pack))
-                .map(|(avatar, pack)| Self::RunPack { avatar, pack }),
+                .zip(parse_pack_tag(press))
+                .map(|((avatar, pack), press)| Self::RunPack {
+                    avatar,
+                    pack,
+                    press,
+                }),
             ["up", n, ids] => {
                 parse_image_index(n)
                     .zip(two_ids(ids))
@@ -299,15 +312,19 @@ impl Callback {
                         image,
                     })
             }
-            ["ux", n, f, ids] => parse_image_index(n)
+            ["ux", n, f, press, ids] => parse_image_index(n)
                 .zip(parse_factor(f))
+                .zip(parse_pack_tag(press))
                 .zip(two_ids(ids))
-                .map(|((image, factor), (avatar, generation))| Self::Upscale {
-                    avatar,
-                    generation,
-                    image,
-                    factor,
-                }),
+                .map(
+                    |(((image, factor), press), (avatar, generation))| Self::Upscale {
+                        avatar,
+                        generation,
+                        image,
+                        factor,
+                        press,
+                    },
+                ),
             ["t", t] => parse_type(t).map(Self::ChooseType),
             ["g", t, g] => parse_type(t)
                 .zip(parse_gender(g))
@@ -523,7 +540,7 @@ fn parse_image_index(text: &str) -> Option<u8> {
     (n < aggregates::presets::MAX_IMAGES_PER_GENERATION as u8).then_some(n)
 }
 
-/// A pack tag: exactly eight lowercase hex digits.
+/// A pack tag or a press: exactly eight lowercase hex digits.
 fn parse_pack_tag(text: &str) -> Option<u32> {
     if text.len() != 8 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
@@ -562,6 +579,7 @@ mod tests {
             Callback::RunPack {
                 avatar: a,
                 pack: u32::MAX,
+                press: 7,
             },
             Callback::Gallery(0),
             Callback::Gallery(42),
@@ -617,6 +635,7 @@ mod tests {
                     generation: g,
                     image,
                     factor,
+                    press: u32::MAX,
                 });
             }
         }
@@ -695,9 +714,11 @@ mod tests {
             "af:4:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
             format!("pc:{}:0000000", &good[2..]),
             format!("pc:{}:0000000G", &good[2..]),
-            format!("px:{}:DEADBEEF", &good[2..]),
-            "ux:0:3:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
-            "ux:0:8:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            format!("px:{}:DEADBEEF:00000001", &good[2..]),
+            format!("px:{}:deadbeef", &good[2..]),
+            "ux:0:3:00000001:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            "ux:0:8:00000001:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            "ux:0:2:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
             "up:9:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
             "a".repeat(65),
         ];

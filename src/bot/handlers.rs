@@ -657,7 +657,7 @@ async fn generate(
     prompt: String,
     preset: Option<GenerationPreset>,
 ) -> Result<Result<(), AvatarError>, BotError> {
-    generate_one(ctx, avatar_id, prompt, preset, None, None).await
+    generate_one(ctx, avatar_id, prompt, preset, None, None, None).await
 }
 
 /// [`generate`] for one prompt, alone or (`batch`) as one item of a batch, whose progress
@@ -669,13 +669,15 @@ async fn generate_one(
     preset: Option<GenerationPreset>,
     batch: Option<aggregates::BatchItem>,
     pack: Option<&crate::packs::Pack>,
+    generation_id: Option<Uuid>,
 ) -> Result<Result<(), AvatarError>, BotError> {
+    caught_up_on_generations(ctx, avatar_id).await;
     if let Some(reached) = ctx.quota(Ask::Generation).await? {
         ctx.say(ctx.t().quota_reached(reached), Some(kb::to_menu(ctx.t())))
             .await?;
         return Ok(Ok(()));
     }
-    let generation_id = Uuid::new_v4();
+    let generation_id = generation_id.unwrap_or_else(Uuid::new_v4);
     let options = ctx.options().await;
     // A pack makes one picture per scene, in its own frame when it has one.
     let (num_images, aspect, origin) = match pack {
@@ -751,6 +753,7 @@ async fn generate_batch(
             (*prompt).to_owned(),
             Some(preset),
             Some(item),
+            None,
             None,
         )
         .await?
@@ -915,8 +918,8 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
         (Callback::Pack { pack, .. }, Some((avatar_id, avatar))) => {
             return studio::show_pack(ctx, screen, avatar_id, &avatar, pack).await;
         }
-        (Callback::RunPack { pack, .. }, Some((avatar_id, avatar))) => {
-            return studio::run_pack(ctx, screen, avatar_id, &avatar, pack).await;
+        (Callback::RunPack { pack, press, .. }, Some((avatar_id, avatar))) => {
+            return studio::run_pack(ctx, screen, avatar_id, &avatar, pack, press).await;
         }
         (
             Callback::UpscaleMenu {
@@ -931,12 +934,18 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
                 generation,
                 image,
                 factor,
+                press,
                 ..
             },
             Some((avatar_id, avatar)),
         ) => {
-            return studio::upscale(ctx, screen, avatar_id, &avatar, generation, image, factor)
-                .await;
+            let asked = studio::UpscaleAsk {
+                generation,
+                image,
+                factor,
+                press,
+            };
+            return studio::upscale(ctx, screen, avatar_id, &avatar, asked).await;
         }
         (Callback::Card(_), Some((avatar_id, avatar)))
         | (Callback::DeleteCancel(_), Some((avatar_id, avatar))) => {
@@ -1419,6 +1428,38 @@ async fn show_generation_avatars(ctx: &Ctx, screen: Screen) -> Result<(), BotErr
     ctx.show(screen, t.choose_avatar_for_generation(), keyboard)
         .await?;
     Ok(())
+}
+
+/// Waits (at most [`READ_MODEL_WAIT`]) until the generations read model counts no more of the
+/// avatar's generations as waiting than the avatar itself does: the waiting-generations quota
+/// reads that model, and a user who taps right after a result arrived must not be told their
+/// images are still being made.
+async fn caught_up_on_generations(ctx: &Ctx, avatar_id: Uuid) {
+    let Ok(avatar) = ctx.deps.store.load(avatar_id).await else {
+        return;
+    };
+    let waiting = avatar.pending_generations.len() as i64;
+    let deadline = tokio::time::Instant::now() + READ_MODEL_WAIT;
+    loop {
+        let counted = match connection(&ctx.deps.db).await {
+            Ok(mut conn) => generations::pending_for_avatar(&mut conn.tx(), avatar_id).await,
+            Err(e) => Err(e.into()),
+        };
+        match counted {
+            Ok(counted) if counted <= waiting => return,
+            Ok(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(counted) => {
+                tracing::warn!(%avatar_id, counted, waiting, "the generations read model is behind; checking the quota anyway");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%avatar_id, error = %e, "could not read the generations read model");
+                return;
+            }
+        }
+    }
 }
 
 /// Waits (briefly) until the gallery has applied the avatar's event `sequence`, so a screen shown

@@ -302,7 +302,11 @@ pub fn pack(t: &dyn Texts, avatar: Uuid, pack: u32, prompts: usize) -> InlineKey
     InlineKeyboardMarkup::new([
         vec![button(
             t.btn_run_pack(prompts),
-            Callback::RunPack { avatar, pack },
+            Callback::RunPack {
+                avatar,
+                pack,
+                press: rand::random(),
+            },
         )],
         vec![button(t.btn_back(), Callback::Packs(avatar))],
     ])
@@ -315,6 +319,8 @@ pub fn upscale_factors(
     generation: Uuid,
     image: u8,
 ) -> InlineKeyboardMarkup {
+    // One press value for the screen: ×2 and ×4 are different requests anyway.
+    let press: u32 = rand::random();
     let factors = UpscaleFactor::ALL
         .into_iter()
         .map(|factor| {
@@ -325,6 +331,7 @@ pub fn upscale_factors(
                     generation,
                     image,
                     factor,
+                    press,
                 },
             )
         })

@@ -95,7 +95,20 @@ async fn studio_story(app: TestApp) {
     )
     .await;
     assert!(pack.text().unwrap().contains("Pictures: 4"));
-    press_and_see(&anna, &pack, &button(&pack, "px:"), "4 of 4 started").await;
+    // A double tap is one run: the second asks for the same generations and is refused.
+    let run = button(&pack, "px:");
+    let taps = [
+        anna.press_button(pack.message_id, &run).unwrap(),
+        anna.press_button(pack.message_id, &run).unwrap(),
+    ];
+    for tap in &taps {
+        anna.wait_for_callback_answer(tap).await.unwrap();
+    }
+    anna.wait_for_edit(pack.message_id, |m| {
+        m.text().is_some_and(|t| t.contains("4 of 4 started"))
+    })
+    .await
+    .unwrap();
     let last = nth_bot_photo(&anna, 2 + 4).await;
     let lora = submitted(&app, "fal-ai/flux-lora");
     assert_eq!(lora.len(), 2 + 4);
@@ -107,10 +120,11 @@ async fn studio_story(app: TestApp) {
             "the pack's portrait preset"
         );
     }
-    assert!(lora[2]["prompt"]
+    // Submitted side by side, so in any order.
+    assert!(lora[2..].iter().any(|b| b["prompt"]
         .as_str()
         .unwrap()
-        .contains("professional headshot of a woman in a navy suit"));
+        .contains("professional headshot of a woman in a navy suit")));
     let recorded = origins(&app, avatar).await;
     assert_eq!(
         recorded[2..],
@@ -130,25 +144,41 @@ async fn studio_story(app: TestApp) {
     };
     press(&anna, &last, &button(&last, "up:")).await;
     let factors = text(&anna, "How much larger").await;
-    press_and_see(
-        &anna,
-        &factors,
-        &Callback::Upscale {
-            avatar,
-            generation,
-            image: 0,
-            factor: UpscaleFactor::X4,
-        }
-        .encode(),
-        "Upscaling ×4",
-    )
-    .await;
+    let times_four = button(&factors, "ux:0:4:");
+    let taps = [
+        anna.press_button(factors.message_id, &times_four).unwrap(),
+        anna.press_button(factors.message_id, &times_four).unwrap(),
+    ];
+    for tap in &taps {
+        anna.wait_for_callback_answer(tap).await.unwrap();
+    }
+    anna.wait_for_edit(factors.message_id, |m| {
+        m.text().is_some_and(|t| t.contains("Upscaling ×4"))
+    })
+    .await
+    .unwrap();
     let file = anna
         .wait_for_bot_message(|m| matches!(m.content, Content::Document { .. }))
         .await
         .expect("the upscaled file");
     let upscales = submitted(&app, "fal-ai/seedvr/upscale/image");
-    assert_eq!(upscales.len(), 1);
+    assert_eq!(upscales.len(), 1, "two taps, one upscale");
+    let requested = |app: &TestApp| {
+        let app = app.store.clone();
+        async move {
+            app.history(avatar)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|e| matches!(e.event, AvatarEvent::GenerationRequested { .. }))
+                .count()
+        }
+    };
+    assert_eq!(
+        requested(&app).await,
+        2 + 4 + 1,
+        "samples, one pack run, one upscale"
+    );
     let source = recorded_images(&app, avatar).await;
     let history = app.store.history(avatar).await.unwrap();
     let source_url = history

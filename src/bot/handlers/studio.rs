@@ -87,6 +87,7 @@ pub(super) async fn run_pack(
     avatar_id: Uuid,
     avatar: &Avatar,
     tag: u32,
+    press: u32,
 ) -> Result<Answer, BotError> {
     let t = ctx.t();
     let Some(pack) = offered_pack(ctx, avatar, tag) else {
@@ -97,7 +98,15 @@ pub(super) async fn run_pack(
     };
     let prompts = pack.prompts_for(gender);
     let size = prompts.len() as u32;
-    let batch_id = Uuid::new_v4();
+    // Paid work named by the press: a double tap asks for the same generations again, and the
+    // avatar refuses them as duplicates instead of running (and charging) the pack twice.
+    let key = pressed_key(ctx, press, &format!("pack:{avatar_id}:{tag:08x}"));
+    let batch_id = crate::ids::derived(&key, "batch");
+    if avatar.generation(crate::ids::derived(&key, "0")).is_some() {
+        // The same button again: that run is under way (or done); neither a second run nor a
+        // quota message for it.
+        return Ok(Answer::Silent);
+    }
     let mut started = 0;
     let mut first_refusal = None;
     for (index, prompt) in prompts.into_iter().enumerate() {
@@ -106,8 +115,20 @@ pub(super) async fn run_pack(
             index: index as u32,
             size,
         };
-        match generate_one(ctx, avatar_id, prompt, pack.preset, Some(item), Some(pack)).await? {
+        let id = Some(crate::ids::derived(&key, &index.to_string()));
+        match generate_one(
+            ctx,
+            avatar_id,
+            prompt,
+            pack.preset,
+            Some(item),
+            Some(pack),
+            id,
+        )
+        .await?
+        {
             Ok(()) => started += 1,
+            Err(AvatarError::DuplicateGeneration(_)) => {}
             Err(refusal) => {
                 first_refusal.get_or_insert(refusal);
             }
@@ -162,16 +183,38 @@ pub(super) async fn ask_upscale(
     Ok(Answer::Silent)
 }
 
+/// An upscale button's press: which image of which result, how much, and the press itself.
+pub(super) struct UpscaleAsk {
+    pub generation: Uuid,
+    pub image: u8,
+    pub factor: UpscaleFactor,
+    pub press: u32,
+}
+
 pub(super) async fn upscale(
     ctx: &Ctx,
     screen: Screen,
     avatar_id: Uuid,
     avatar: &Avatar,
-    generation: Uuid,
-    shown: u8,
-    factor: UpscaleFactor,
+    asked: UpscaleAsk,
 ) -> Result<Answer, BotError> {
+    let UpscaleAsk {
+        generation,
+        image: shown,
+        factor,
+        press,
+    } = asked;
     let t = ctx.t();
+    let key = pressed_key(
+        ctx,
+        press,
+        &format!("upscale:{generation}:{shown}:{}", factor.times()),
+    );
+    let generation_id = crate::ids::derived(&key, "upscale");
+    if avatar.generation(generation_id).is_some() {
+        return Ok(Answer::Silent);
+    }
+    super::caught_up_on_generations(ctx, avatar_id).await;
     if let Some(reached) = ctx.quota(Ask::Generation).await? {
         return Ok(Answer::Alert(t.quota_reached(reached)));
     }
@@ -182,7 +225,6 @@ pub(super) async fn upscale(
     let Some(image) = recorded_index(avatar, generation, shown) else {
         return Ok(Answer::Alert(capitalised(&t.refusal(&unavailable))));
     };
-    let generation_id = Uuid::new_v4();
     let asked = ctx
         .execute(
             avatar_id,
@@ -202,9 +244,17 @@ pub(super) async fn upscale(
                 .await?;
             Ok(Answer::Silent)
         }
+        // The same press again: the upscale is already on its way.
+        Err(StoreError::Rejected(AvatarError::DuplicateGeneration(_))) => Ok(Answer::Silent),
         Err(StoreError::Rejected(refusal)) => Ok(Answer::Alert(capitalised(&t.refusal(&refusal)))),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What names one press of a paid button: the user, the value drawn with the button and what
+/// it asks for. Two taps on that button are one request.
+fn pressed_key(ctx: &Ctx, press: u32, what: &str) -> String {
+    format!("press:{}:{press:08x}:{what}", ctx.user)
 }
 
 /// The user's main avatar, if they chose one and it can still generate.
