@@ -2,11 +2,12 @@
 
 use std::process::ExitCode;
 
-use aggregates::AvatarEvent;
+use aggregates::{AccountAction, AccountCommand, AccountEvent, Actor, AvatarEvent};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::config::{Config, ConfigArgs};
+use crate::store::accounts::{AccountHistoryEntry, AccountStore, AccountStoreError};
 use crate::store::{AvatarStore, Database, HistoryEntry, StoreError};
 
 /// Aisha trains personal AI avatars on FAL.ai from a user's photos and generates images of them,
@@ -140,7 +141,7 @@ pub enum CliCommand {
         #[arg(long)]
         pro_trainer: bool,
     },
-    /// Check the read models against a replay of every avatar's events.
+    /// Check the read models against a replay of every avatar's events, and every credits ledger.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -150,6 +151,50 @@ pub enum CliCommand {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// Users' credits: grant some, or show an account's balance and movements.
+    Credits {
+        #[command(subcommand)]
+        command: CreditsCommand,
+    },
+}
+
+/// How many movements `credits show` prints.
+pub const SHOWN_MOVEMENTS: usize = 20;
+
+#[derive(Debug, Subcommand)]
+pub enum CreditsCommand {
+    /// Give a Telegram user credits (goodwill, compensation) and say why; prints the new balance.
+    /// A user without an account gets one.
+    Grant {
+        /// The user's Telegram id.
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        telegram_id: i64,
+        /// How many credits (a whole number, at least 1).
+        #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+        credits: u32,
+        /// Why the credits are given; recorded with the grant.
+        #[arg(long, value_name = "WHY", value_parser = not_blank)]
+        reason: String,
+        /// Who grants them, for the record; the login name ($USER) if omitted.
+        #[arg(long, value_name = "OPERATOR", value_parser = not_blank)]
+        by: Option<String>,
+    },
+    /// A Telegram user's balance (available and reserved) and their last 20 movements.
+    Show {
+        /// The user's Telegram id.
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        telegram_id: i64,
+    },
+}
+
+/// Refuses an empty or all-blank value, so a grant always says why and by whom.
+fn not_blank(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        Err("must not be blank".into())
+    } else {
+        Ok(value.to_owned())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,12 +227,15 @@ pub async fn run() -> ExitCode {
         }
     }
     let cli = Cli::parse();
-    // The demo's output is the conversation; its logs would drown it.
-    init_tracing(if matches!(cli.command, CliCommand::Demo) {
-        "warn"
-    } else {
-        "info"
-    });
+    // The demo's output is the conversation, and a credits command's is its answer: logs
+    // would drown them.
+    init_tracing(
+        if matches!(cli.command, CliCommand::Demo | CliCommand::Credits { .. }) {
+            "warn"
+        } else {
+            "info"
+        },
+    );
     let config = Config::from(cli.config);
     match execute(cli.command, config).await {
         Ok(code) => code,
@@ -317,6 +365,7 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             command: AuditCommand::Verify { json },
         } => audit_verify(&config, json).await,
         CliCommand::Projections { command } => projections_command(&config, command).await,
+        CliCommand::Credits { command } => credits_command(&config, command).await,
         CliCommand::History {
             avatar_id,
             json,
@@ -352,10 +401,12 @@ pub enum CliError {
     Io(String),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Accounts(#[from] AccountStoreError),
 }
 
-/// The database for a command that reads (or rebuilds read models): it must exist and be
-/// migrated already; these commands never change the schema.
+/// The database for a command that reads (or rebuilds read models, or records an operator's
+/// grant): it must exist and be migrated already; these commands never change the schema.
 async fn open_database(config: &Config) -> Result<Database, CliError> {
     let db = Database::connect_existing(config.database_url.expose()).await?;
     db.require_current_schema().await?;
@@ -457,14 +508,27 @@ async fn audit_verify(config: &Config, json: bool) -> Result<ExitCode, CliError>
         for drift in &report.drifts {
             println!("drift: {drift}");
         }
+        for problem in &report.ledger.problems {
+            println!("ledger: {}", escape_for_terminal(&problem.to_string()));
+        }
         println!(
             "{} avatars, {} events checked: {}",
             report.avatars,
             report.events,
-            if report.is_clean() {
+            if report.drifts.is_empty() {
                 "no drift".to_owned()
             } else {
                 format!("{} drift(s)", report.drifts.len())
+            }
+        );
+        println!(
+            "{} accounts, {} account events checked: {}",
+            report.ledger.accounts,
+            report.ledger.events,
+            if report.ledger.problems.is_empty() {
+                "ledgers consistent".to_owned()
+            } else {
+                format!("{} ledger problem(s)", report.ledger.problems.len())
             }
         );
     }
@@ -513,6 +577,182 @@ async fn projections_command(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn credits_command(config: &Config, command: CreditsCommand) -> Result<ExitCode, CliError> {
+    let store = AccountStore::new(open_database(config).await?);
+    match command {
+        CreditsCommand::Grant {
+            telegram_id,
+            credits,
+            reason,
+            by,
+        } => {
+            let operator = by
+                .or_else(|| std::env::var("USER").ok().filter(|u| !u.trim().is_empty()))
+                .unwrap_or_else(|| "cli".into());
+            let command = AccountCommand::new(
+                Actor::Operator(operator),
+                chrono::Utc::now(),
+                AccountAction::GrantCredits { credits, reason },
+            );
+            let by = command.by.to_string();
+            let done = store.execute(telegram_id, command, Uuid::new_v4()).await?;
+            println!(
+                "granted {credits} credits to {telegram_id} (by {}): {} available, {} reserved",
+                escape_for_terminal(&by),
+                done.state.available(),
+                done.state.reserved()
+            );
+        }
+        CreditsCommand::Show { telegram_id } => {
+            let account = store.load(telegram_id).await?;
+            let history = store.history(telegram_id).await?;
+            println!(
+                "account {telegram_id}: {} available, {} reserved",
+                account.available(),
+                account.reserved()
+            );
+            if history.is_empty() {
+                println!("no movements yet");
+            } else {
+                println!(
+                    "lifetime: {} granted, {} purchased, {} spent, {} refunded",
+                    account.granted, account.purchased, account.spent, account.refunded
+                );
+                let shown = &history[history.len().saturating_sub(SHOWN_MOVEMENTS)..];
+                println!("last {} of {} movements:", shown.len(), history.len());
+                print!("{}", render_account_history(shown));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An account's movements as a table, one line each.
+pub fn render_account_history(history: &[AccountHistoryEntry]) -> String {
+    let rows: Vec<Vec<String>> = history
+        .iter()
+        .map(|h| {
+            let delta = h.event.available_delta();
+            vec![
+                h.sequence.to_string(),
+                h.at().format("%Y-%m-%d %H:%M:%S").to_string(),
+                escape_for_terminal(h.actor.as_deref().unwrap_or("?")),
+                h.event_type.clone(),
+                if delta > 0 {
+                    format!("+{delta}")
+                } else {
+                    delta.to_string()
+                },
+                escape_for_terminal(&describe_account(&h.event)),
+            ]
+        })
+        .collect();
+    let header = ["seq", "at (UTC)", "by", "event", "available", "details"];
+    render_table(&header, &rows)
+}
+
+/// Rows under a header, every column but the last padded to its widest cell.
+fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            out.push_str(cell);
+            if i + 1 < cells.len() {
+                out.push_str(&" ".repeat(w.saturating_sub(cell.chars().count()) + 2));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+/// One line on what an account event says.
+pub fn describe_account(event: &AccountEvent) -> String {
+    use aggregates::{GrantSource, RefundRequester, ReleaseReason, ReservationPurpose};
+    let purpose = |purpose: &ReservationPurpose| match purpose {
+        ReservationPurpose::Training { avatar_id, preset } => {
+            format!("{} training of avatar {avatar_id}", preset.as_str())
+        }
+        ReservationPurpose::Generation {
+            avatar_id,
+            generation_id,
+            images,
+            ..
+        } => format!("generation {generation_id} ({images} image(s)) of avatar {avatar_id}"),
+    };
+    match event {
+        AccountEvent::CreditsGranted {
+            credits, source, ..
+        } => match source {
+            GrantSource::Welcome => format!("{credits} welcome credits"),
+            GrantSource::PromoCode { code } => format!("{credits} credits for promo code {code}"),
+            GrantSource::Operator { operator, reason } => {
+                format!("{credits} credits from {operator}: {reason}")
+            }
+        },
+        AccountEvent::CreditsPurchased {
+            pack,
+            credits,
+            stars,
+            telegram_payment_charge_id,
+            ..
+        } => format!(
+            "pack {pack}: {credits} credits for {stars} Stars, charge {telegram_payment_charge_id}"
+        ),
+        AccountEvent::CreditsReserved {
+            reservation_id,
+            credits,
+            purpose: what,
+            ..
+        } => format!("{credits} held by {reservation_id} for {}", purpose(what)),
+        AccountEvent::ReservationCaptured {
+            reservation_id,
+            credits,
+            ..
+        } => format!("{credits} spent by {reservation_id}"),
+        AccountEvent::ReservationReleased {
+            reservation_id,
+            credits,
+            reason,
+            ..
+        } => format!(
+            "{credits} back from {reservation_id}: {}",
+            match reason {
+                ReleaseReason::Failed => "failed",
+                ReleaseReason::Cancelled => "cancelled",
+                ReleaseReason::DeadlinePassed => "deadline passed",
+                ReleaseReason::AvatarDeleted => "avatar deleted",
+                ReleaseReason::Refused => "refused",
+            }
+        ),
+        AccountEvent::PurchaseRefunded {
+            telegram_payment_charge_id,
+            credits,
+            stars,
+            by,
+            ..
+        } => format!(
+            "charge {telegram_payment_charge_id}: {credits} credits out, {stars} Stars back, {}",
+            match by {
+                RefundRequester::User => "asked by the user".to_owned(),
+                RefundRequester::Operator { operator, reason } => {
+                    format!("by {operator}: {reason}")
+                }
+            }
+        ),
+    }
 }
 
 /// User text made safe for a terminal: control and invisible format characters (which could

@@ -4,6 +4,7 @@
 //! commands (load → decide → append, retried on a concurrent-write conflict) and reads an
 //! avatar's history for auditors.
 
+pub mod accounts;
 pub mod feed;
 pub mod locks;
 mod repo;
