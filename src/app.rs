@@ -113,6 +113,13 @@ impl Application {
     pub async fn build(config: Config, options: AppOptions) -> Result<Self, AppError> {
         let db = Database::connect(config.database_url.expose()).await?;
         db.migrate().await?;
+        if config.payments.mode != crate::bot::pricing::PaymentsMode::Off {
+            // Selling works; spending does not yet, so the operator must know what they sell.
+            tracing::warn!(
+                "PAYMENTS is on: credits are sold for Stars, but trainings and generations do \
+                 not charge credits yet"
+            );
+        }
         let stale = crate::photos::archive::remove_stale_archives();
         if stale > 0 {
             tracing::info!(
@@ -202,6 +209,7 @@ impl Application {
                 fal.clone(),
                 config.style_trainer,
                 starter.clone(),
+                config.payments.clone(),
             )?),
             None => None,
         };

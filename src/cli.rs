@@ -942,6 +942,50 @@ mod tests {
         assert!(missing.is_empty(), "not in .env.sample: {missing:?}");
     }
 
+    // An operator who mistypes a price must learn which setting is wrong before anything starts.
+    #[test]
+    fn payment_settings_parse_and_their_errors_name_the_variable() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from([
+            "aisha",
+            "--payments",
+            "stars",
+            "--credit-packs",
+            "5:25,40:150",
+            "--price-image",
+            "ultra:3,default:1",
+            "migrate",
+        ])
+        .expect("valid settings");
+        let config = crate::config::Config::from(cli.config);
+        assert!(config.payments.enabled());
+        assert_eq!(config.payments.packs.iter().count(), 2);
+        assert_eq!(
+            config
+                .payments
+                .prices
+                .generation(Some(aggregates::GenerationPreset::Ultra), 2),
+            6
+        );
+        assert_eq!(
+            config.payments.refund_window,
+            std::time::Duration::from_secs(14 * 24 * 3600)
+        );
+
+        for (flag, value, variable) in [
+            ("--payments", "card", "PAYMENTS"),
+            ("--credit-packs", "10:x", "CREDIT_PACKS"),
+            ("--price-training", "fast:20", "PRICE_TRAINING"),
+            ("--price-image", "turbo:2", "PRICE_IMAGE"),
+            ("--refund-window-days", "soon", "REFUND_WINDOW_DAYS"),
+        ] {
+            let error = super::Cli::try_parse_from(["aisha", flag, value, "migrate"])
+                .expect_err("a wrong setting")
+                .to_string();
+            assert!(error.contains(&format!("{variable}: ")), "{error}");
+        }
+    }
+
     #[test]
     fn user_text_cannot_drive_the_terminal() {
         let prompt = "\u{1b}]0;title\u{7}\u{1b}[2Jaudit verify OK\u{202e}txt.exe";

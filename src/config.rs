@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
+use crate::bot::pricing::{
+    self, CreditPacks, PaymentsConfig, PaymentsMode, PriceList, Prices, PricingError,
+};
 use crate::secret::{Secret, SecretUrl};
 
 /// Every setting the `aisha` binary reads.
@@ -104,6 +107,35 @@ pub struct ConfigArgs {
     /// STATUS_POLL_EVERY_SECS.
     #[arg(long, env = "PROGRESS_EDIT_EVERY_SECS", default_value_t = 20)]
     pub progress_edit_every_secs: u64,
+
+    /// `off` (nothing costs anything) or `stars` (credits are sold in Telegram Stars and paid
+    /// work costs credits).
+    #[arg(long, env = "PAYMENTS", default_value = "off", value_parser = PaymentsMode::parse)]
+    pub payments: PaymentsMode,
+
+    /// The packs on sale, `credits:stars` comma-separated, in the order shown.
+    #[arg(long, env = "CREDIT_PACKS", default_value = pricing::DEFAULT_CREDIT_PACKS, value_parser = CreditPacks::parse)]
+    pub credit_packs: CreditPacks,
+
+    /// Credits every new account gets once when payments are on (0: none).
+    #[arg(long, env = "WELCOME_CREDITS", default_value_t = 0)]
+    pub welcome_credits: u32,
+
+    /// Credits per training: one value, or per preset (`fast:20,balanced:30,quality:40`).
+    #[arg(long, env = "PRICE_TRAINING", default_value = pricing::DEFAULT_PRICE_TRAINING, value_parser = parse_training_prices)]
+    pub price_training: PriceList<aggregates::TrainingPreset>,
+
+    /// Credits per image: one value, or per generation preset (`ultra:3,default:1`).
+    #[arg(long, env = "PRICE_IMAGE", default_value = pricing::DEFAULT_PRICE_IMAGE, value_parser = parse_image_prices)]
+    pub price_image: PriceList<aggregates::GenerationPreset>,
+
+    /// Days after a purchase during which its unspent credits may be refunded.
+    #[arg(long, env = "REFUND_WINDOW_DAYS", default_value = "14", value_parser = pricing::parse_refund_window)]
+    pub refund_window_days: std::time::Duration,
+
+    /// Who answers questions about payments (`/paysupport`): a @username, an e-mail or a link.
+    #[arg(long, env = "PAYMENTS_SUPPORT")]
+    pub payments_support: Option<String>,
 }
 
 /// Whether FAL calls go to the real FAL or to the built-in simulator.
@@ -141,6 +173,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Least time between two edits of one training's progress bar.
     pub progress_edit_every: std::time::Duration,
+    /// Whether and how credits are sold, and what work costs.
+    pub payments: PaymentsConfig,
 }
 
 impl Config {
@@ -170,6 +204,7 @@ impl Config {
             admin_token: None,
             // Tests and the demo watch the bar move at every poll.
             progress_edit_every: std::time::Duration::ZERO,
+            payments: PaymentsConfig::off(),
         }
     }
 }
@@ -212,6 +247,20 @@ impl From<ConfigArgs> for Config {
             storage_url: a.storage_url,
             admin_token: a.admin_token.filter(|t| !t.expose().trim().is_empty()),
             progress_edit_every: std::time::Duration::from_secs(a.progress_edit_every_secs),
+            payments: PaymentsConfig {
+                mode: a.payments,
+                packs: a.credit_packs,
+                welcome_credits: a.welcome_credits,
+                prices: Prices {
+                    training: a.price_training,
+                    image: a.price_image,
+                },
+                refund_window: a.refund_window_days,
+                support_contact: a
+                    .payments_support
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty()),
+            },
         }
     }
 }
@@ -219,4 +268,12 @@ impl From<ConfigArgs> for Config {
 fn parse_style_trainer(s: &str) -> Result<aggregates::StyleTrainer, String> {
     aggregates::StyleTrainer::parse(s)
         .ok_or_else(|| format!("`{s}`: expected `lora` or `pro_finetune`"))
+}
+
+fn parse_training_prices(s: &str) -> Result<PriceList<aggregates::TrainingPreset>, PricingError> {
+    PriceList::parse("PRICE_TRAINING", s)
+}
+
+fn parse_image_prices(s: &str) -> Result<PriceList<aggregates::GenerationPreset>, PricingError> {
+    PriceList::parse("PRICE_IMAGE", s)
 }

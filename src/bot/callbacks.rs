@@ -12,6 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use uuid::Uuid;
 
+use super::pricing::CreditPack;
+
 /// Telegram's limit on callback data.
 pub const MAX_CALLBACK_BYTES: usize = 64;
 /// Avatars per gallery page; pages beyond any sensible count are refused.
@@ -121,6 +123,17 @@ pub enum Callback {
     Delete(Uuid),
     DeleteConfirm(Uuid),
     DeleteCancel(Uuid),
+    /// The packs of credits on sale (payments on).
+    Buy,
+    /// Send the invoice for this pack; checked against the configured packs when pressed.
+    BuyPack(CreditPack),
+}
+
+/// A positive number as `u32::to_string` writes it, so each button has one spelling.
+fn canonical_number(s: &str) -> Option<u32> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0 && n.to_string() == s)
 }
 
 /// Callback data that is not ours, or no longer.
@@ -168,7 +181,9 @@ impl Callback {
             | Self::ChooseGender(..)
             | Self::Gallery(_)
             | Self::GenerateMenu
-            | Self::AllAvatars => None,
+            | Self::AllAvatars
+            | Self::Buy
+            | Self::BuyPack(_) => None,
         }
     }
 
@@ -195,6 +210,8 @@ impl Callback {
             Self::Train(id) => format!("tr:{}", short(id)),
             Self::StartTraining(id, p) => format!("ts:{}:{}", training_code(p), short(id)),
             Self::GenerateMenu => "gm".into(),
+            Self::Buy => "b".into(),
+            Self::BuyPack(pack) => format!("bp:{}:{}", pack.credits, pack.stars),
             Self::AllAvatars => "ga".into(),
             Self::MakeMain(id) => format!("mm:{}", short(id)),
             Self::Packs(id) => format!("pk:{}", short(id)),
@@ -289,6 +306,10 @@ impl Callback {
             ["h"] => Some(Self::Help),
             ["n"] => Some(Self::NewAvatar),
             ["gm"] => Some(Self::GenerateMenu),
+            ["b"] => Some(Self::Buy),
+            ["bp", credits, stars] => canonical_number(credits)
+                .zip(canonical_number(stars))
+                .map(|(credits, stars)| Self::BuyPack(CreditPack { credits, stars })),
             ["ga"] => Some(Self::AllAvatars),
             ["mm", id] => from_short(id).map(Self::MakeMain),
             ["pk", id] => from_short(id).map(Self::Packs),
@@ -608,6 +629,15 @@ mod tests {
                 avatar: a,
                 generation: g,
             },
+            Callback::Buy,
+            Callback::BuyPack(CreditPack {
+                credits: u32::MAX,
+                stars: u32::MAX,
+            }),
+            Callback::BuyPack(CreditPack {
+                credits: 10,
+                stars: 50,
+            }),
         ];
         for t in [AvatarType::Portrait, AvatarType::Style] {
             all.push(Callback::ChooseType(t));

@@ -31,6 +31,7 @@ use super::users::GenerationOptions;
 use super::{BotDeps, BotDialogue, BotError, HandlerResult, State, TgBot};
 use crate::store::{Database, StoreError};
 
+pub mod payments;
 mod studio;
 
 /// Avatars per gallery page.
@@ -49,6 +50,10 @@ pub enum Command {
     Cancel,
     Avatars,
     New,
+    Buy,
+    Balance,
+    Paysupport,
+    Terms,
 }
 
 /// One update's context: who, where, in which language.
@@ -92,6 +97,15 @@ impl Ctx {
 
     fn t(&self) -> &'static dyn Texts {
         self.lang.texts()
+    }
+
+    /// The main menu, with "Buy credits" when credits are sold.
+    fn main_menu(&self) -> InlineKeyboardMarkup {
+        if self.deps.payments.enabled() {
+            kb::main_menu_with_buy(self.t())
+        } else {
+            kb::main_menu(self.t())
+        }
     }
 
     /// Asks one of the quotas about this user; `Some` when the request must be refused.
@@ -260,7 +274,8 @@ pub async fn on_command(
     match command {
         Command::Start => {
             dialogue.reset().await?;
-            ctx.say(t.welcome(&ctx.first_name), Some(kb::main_menu(t)))
+            payments::grant_welcome(&ctx).await;
+            ctx.say(t.welcome(&ctx.first_name), Some(ctx.main_menu()))
                 .await?;
         }
         Command::Help => {
@@ -279,13 +294,17 @@ pub async fn on_command(
                 | State::AwaitingPrompt { .. }
                 | State::AwaitingNewName { .. } => t.cancelled(),
             };
-            ctx.say(text, Some(kb::main_menu(t))).await?;
+            ctx.say(text, Some(ctx.main_menu())).await?;
         }
         Command::Avatars => show_gallery(&ctx, Screen::New, 0).await?,
         Command::New => {
             dialogue.reset().await?;
             ctx.say(t.choose_type(), Some(kb::avatar_types(t))).await?;
         }
+        Command::Buy => payments::show_packs(&ctx, Screen::New).await?,
+        Command::Balance => payments::show_balance(&ctx).await?,
+        Command::Paysupport => payments::paysupport(&ctx).await?,
+        Command::Terms => payments::terms(&ctx).await?,
     }
     Ok(())
 }
@@ -325,7 +344,7 @@ pub async fn on_file(
                 avatar_id
             }
             None => {
-                return notice(t.not_collecting_photos(), Some(kb::main_menu(t))).await;
+                return notice(t.not_collecting_photos(), Some(ctx.main_menu())).await;
             }
         },
         State::AwaitingName { .. } => return notice(t.name_expected(), None).await,
@@ -643,7 +662,7 @@ pub async fn on_other_message(
             .await?;
         }
         _ => {
-            ctx.say(t.unknown_input(), Some(kb::main_menu(t))).await?;
+            ctx.say(t.unknown_input(), Some(ctx.main_menu())).await?;
         }
     }
     Ok(())
@@ -867,9 +886,11 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
     };
 
     match (callback, avatar) {
+        (Callback::Buy, _) => payments::show_packs(ctx, screen).await?,
+        (Callback::BuyPack(pack), _) => return payments::send_invoice(ctx, pack).await,
         (Callback::Menu, _) => {
             dialogue.reset().await?;
-            ctx.show(screen, t.main_menu(), kb::main_menu(t)).await?;
+            ctx.show(screen, t.main_menu(), ctx.main_menu()).await?;
         }
         (Callback::Help, _) => ctx.show(screen, t.help(), kb::to_menu(t)).await?,
         (Callback::NewAvatar, _) => {

@@ -9,6 +9,7 @@ use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use uuid::Uuid;
 
 use super::callbacks::Callback;
+use super::pricing::CreditPacks;
 use super::texts::Texts;
 use super::users::GenerationOptions;
 
@@ -26,6 +27,21 @@ pub fn main_menu(t: &dyn Texts) -> InlineKeyboardMarkup {
         ],
         vec![button(t.btn_help(), Callback::Help)],
     ])
+}
+
+/// The main menu with "Buy credits" under it, when credits are sold.
+pub fn main_menu_with_buy(t: &dyn Texts) -> InlineKeyboardMarkup {
+    main_menu(t).append_row([button(t.btn_buy(), Callback::Buy)])
+}
+
+/// One button per pack on sale, then back to the menu.
+pub fn credit_packs(t: &dyn Texts, packs: &CreditPacks) -> InlineKeyboardMarkup {
+    let mut rows: Vec<Vec<InlineKeyboardButton>> = packs
+        .iter()
+        .map(|pack| vec![button(t.pack_button(*pack), Callback::BuyPack(*pack))])
+        .collect();
+    rows.push(vec![button(t.btn_menu(), Callback::Menu)]);
+    InlineKeyboardMarkup::new(rows)
 }
 
 /// A single "back to the menu" button.

@@ -28,6 +28,7 @@ pub mod keyboards;
 pub mod limiter;
 pub mod notifier;
 pub mod photos;
+pub mod pricing;
 pub mod progress;
 pub mod quotas;
 pub mod send;
@@ -52,6 +53,7 @@ use uuid::Uuid;
 
 use crate::fal::FalClient;
 use crate::photos::PhotoStore;
+use crate::store::accounts::{AccountStore, AccountStoreError};
 use crate::store::{AvatarStore, Database, StoreError};
 
 pub use handlers::Command;
@@ -107,6 +109,8 @@ pub enum BotError {
     ReadModel(#[from] projections::ProjectionError),
     #[error(transparent)]
     Dialogue(#[from] dialogues::DialogueError),
+    #[error("credits ledger: {0}")]
+    Accounts(#[from] AccountStoreError),
     #[error("invalid TELEGRAM_API_URL or PUBLIC_BASE_URL: {0}")]
     Url(String),
 }
@@ -132,6 +136,10 @@ pub struct BotDeps {
     pub fal: FalClient,
     /// The packs users choose from, and the samples made when a training completes.
     pub starter: crate::packs::StarterPlan,
+    /// Whether credits are sold (`PAYMENTS`), the packs and the prices.
+    pub payments: pricing::PaymentsConfig,
+    /// The credits ledger.
+    pub accounts: Arc<AccountStore>,
 }
 
 /// The handler tree: commands first, then photos, then the text a conversation step waits for;
@@ -152,6 +160,23 @@ pub fn schema() -> UpdateHandler<BotError> {
                     q.message.as_ref().is_some_and(|m| !m.chat().is_private())
                 })
                 .endpoint(handlers::on_button_outside_private_chat),
+        );
+    // Payments come before any conversation step: a successful payment is a service message that
+    // must be credited whatever step the chat is on, and a pre-checkout query has to be answered
+    // within ten seconds, so it takes no detour.
+    let payments = dptree::entry()
+        .branch(Update::filter_pre_checkout_query().endpoint(handlers::payments::on_pre_checkout))
+        .branch(
+            Update::filter_message()
+                .filter(|m: Message| m.successful_payment().is_some())
+                .endpoint(handlers::payments::on_successful_payment),
+        )
+        .branch(
+            Update::filter_message()
+                .filter(|m: Message| {
+                    matches!(m.kind, teloxide::types::MessageKind::RefundedPayment(_))
+                })
+                .endpoint(handlers::payments::on_refunded_payment),
         );
     let messages = Update::filter_message()
         .enter_dialogue::<Message, dialogues::Dialogues, State>()
@@ -205,6 +230,7 @@ pub fn schema() -> UpdateHandler<BotError> {
             }
         }
     })
+    .branch(payments)
     .branch(elsewhere)
     .branch(messages)
     .branch(buttons)
@@ -239,10 +265,12 @@ impl Telegram {
         fal: FalClient,
         style_trainer: aggregates::StyleTrainer,
         starter: crate::packs::StarterPlan,
+        payments: pricing::PaymentsConfig,
     ) -> Result<Self, BotError> {
         let url = reqwest::Url::parse(api_url).map_err(|e| BotError::Url(e.to_string()))?;
         let raw = Bot::new(token).set_api_url(url);
         let bot = DefaultParseMode::new(raw.clone(), ParseMode::Html);
+        let accounts = Arc::new(AccountStore::new(db.clone()));
         let deps = Arc::new(BotDeps {
             store,
             photos,
@@ -256,6 +284,8 @@ impl Telegram {
             quotas: std::sync::RwLock::new(quotas::Quotas::default()),
             fal: fal.clone(),
             starter,
+            accounts,
+            payments,
         });
         let notifier = Arc::new(TelegramNotifier::new(bot.clone(), deps.clone(), fal));
         Ok(Self {
@@ -392,10 +422,16 @@ impl Telegram {
             (texts::Lang::Ru, None),
             (texts::Lang::En, Some(texts::Lang::En.code())),
         ] {
-            let commands: Vec<BotCommand> = lang
-                .texts()
+            let t = lang.texts();
+            let payment_commands = if self.deps.payments.enabled() {
+                t.payment_commands().to_vec()
+            } else {
+                Vec::new()
+            };
+            let commands: Vec<BotCommand> = t
                 .commands()
                 .iter()
+                .chain(payment_commands.iter())
                 .map(|(command, description)| BotCommand::new(*command, *description))
                 .collect();
             let result = send::retrying("setMyCommands", || {

@@ -11,6 +11,9 @@ use aggregates::{
     AspectRatio, AvatarError, AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset,
 };
 
+use aggregates::{AccountEvent, GrantSource, ReservationPurpose};
+
+use super::pricing::CreditPack;
 use crate::photos::hints::PhotoHint;
 use crate::photos::PhotoError;
 
@@ -107,6 +110,36 @@ pub trait Texts: Send + Sync {
     fn private_chat_only(&self, bot_link: &str) -> String;
     /// `(command, description)` for the command menu.
     fn commands(&self) -> [(&'static str, &'static str); 5];
+    // --- credits and payments (shown only when payments are on) ---
+    /// The commands added to the menu when credits are sold.
+    fn payment_commands(&self) -> [(&'static str, &'static str); 4];
+    fn btn_buy(&self) -> &'static str;
+    /// The answer to a payments command when `PAYMENTS=off`.
+    fn payments_off(&self) -> String;
+    /// The pack list above the pack buttons.
+    fn choose_credit_pack(&self, available: u64) -> String;
+    fn pack_button(&self, pack: CreditPack) -> String;
+    /// An invoice's title (Telegram allows 32 characters).
+    fn invoice_title(&self, pack: CreditPack) -> String;
+    /// An invoice's description (Telegram allows 255 characters).
+    fn invoice_description(&self, pack: CreditPack) -> String;
+    /// The invoice's one price line.
+    fn invoice_label(&self, pack: CreditPack) -> String;
+    /// A pack button for a pack no longer on sale.
+    fn pack_unavailable(&self) -> String;
+    /// Shown by Telegram when the bot declines a checkout (the invoice is outdated or forged).
+    fn checkout_refused(&self) -> String;
+    fn purchase_credited(&self, credits: u32, available: u64) -> String;
+    /// A payment whose invoice the bot does not recognise: nothing was credited.
+    fn purchase_not_credited(&self) -> String;
+    /// The balance screen; `movements` are the latest first, already formatted.
+    fn balance(&self, available: u64, reserved: u64, movements: &[String]) -> String;
+    /// One movement of the ledger, for the balance screen (without its date).
+    fn movement(&self, event: &AccountEvent) -> String;
+    fn paysupport(&self, contact: Option<&str>) -> String;
+    fn terms(&self, refund_days: u64) -> String;
+    /// Paid work refused because the balance does not cover it.
+    fn insufficient_credits(&self, needed: u32, available: u64) -> String;
     fn btn_create(&self) -> &'static str;
     fn btn_gallery(&self) -> &'static str;
     fn btn_generate(&self) -> &'static str;
@@ -329,6 +362,139 @@ impl Texts for Ru {
              3. Запустите обучение и дождитесь сообщения о готовности.\n\
              4. Выберите пресет, опишите картинку — и получите изображение.",
             range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn payment_commands(&self) -> [(&'static str, &'static str); 4] {
+        [
+            ("buy", "Купить кредиты"),
+            ("balance", "Баланс и движения кредитов"),
+            ("paysupport", "Вопросы об оплате"),
+            ("terms", "Условия"),
+        ]
+    }
+
+    fn btn_buy(&self) -> &'static str {
+        "💳 Купить кредиты"
+    }
+
+    fn payments_off(&self) -> String {
+        "Оплата сейчас выключена: всё работает бесплатно, покупать ничего не нужно.".into()
+    }
+
+    fn choose_credit_pack(&self, available: u64) -> String {
+        format!(
+            "💳 <b>Кредиты</b>\n\nКредитами оплачиваются обучения и изображения. Сейчас у вас: <b>{available}</b>.\n\nВыберите пакет — оплата в Telegram Stars ⭐."
+        )
+    }
+
+    fn pack_button(&self, pack: CreditPack) -> String {
+        format!("{} кредитов — ⭐{}", pack.credits, pack.stars)
+    }
+
+    fn invoice_title(&self, pack: CreditPack) -> String {
+        format!("{} кредитов Aisha", pack.credits)
+    }
+
+    fn invoice_description(&self, pack: CreditPack) -> String {
+        format!(
+            "{} кредитов на обучения аватаров и изображения в Aisha. Кредиты не передаются другим; неизрасходованные можно вернуть в срок возврата (/terms).",
+            pack.credits
+        )
+    }
+
+    fn invoice_label(&self, pack: CreditPack) -> String {
+        format!("{} кредитов", pack.credits)
+    }
+
+    fn pack_unavailable(&self) -> String {
+        "Этого пакета больше нет в продаже. Откройте /buy ещё раз.".into()
+    }
+
+    fn checkout_refused(&self) -> String {
+        "Этот счёт устарел: такого пакета больше нет. Откройте /buy и выберите пакет заново — звёзды не списаны.".into()
+    }
+
+    fn purchase_credited(&self, credits: u32, available: u64) -> String {
+        format!("✅ Оплата прошла: +{credits} кредитов. Теперь у вас <b>{available}</b>.")
+    }
+
+    fn purchase_not_credited(&self) -> String {
+        "⚠️ Оплата пришла, но я не узнаю этот счёт, поэтому не начислил кредиты. Напишите в /paysupport — мы разберёмся или вернём звёзды.".into()
+    }
+
+    fn balance(&self, available: u64, reserved: u64, movements: &[String]) -> String {
+        let mut text = format!("💰 <b>Баланс</b>\n\nДоступно: <b>{available}</b> кредитов");
+        if reserved > 0 {
+            text.push_str(&format!("\nЗарезервировано за идущую работу: {reserved}"));
+        }
+        if movements.is_empty() {
+            text.push_str("\n\nДвижений пока не было.");
+        } else {
+            text.push_str("\n\nПоследние движения:\n");
+            text.push_str(&movements.join("\n"));
+        }
+        text
+    }
+
+    fn movement(&self, event: &AccountEvent) -> String {
+        match event {
+            AccountEvent::CreditsGranted {
+                credits, source, ..
+            } => match source {
+                GrantSource::Welcome => format!("+{credits} — приветственный подарок"),
+                GrantSource::PromoCode { code } => format!("+{credits} — промокод {}", esc(code)),
+                GrantSource::Operator { .. } => format!("+{credits} — от администрации"),
+            },
+            AccountEvent::CreditsPurchased { credits, stars, .. } => {
+                format!("+{credits} — покупка за ⭐{stars}")
+            }
+            AccountEvent::CreditsReserved {
+                credits, purpose, ..
+            } => match purpose {
+                ReservationPurpose::Training { .. } => format!("−{credits} — резерв на обучение"),
+                ReservationPurpose::Generation { .. } => {
+                    format!("−{credits} — резерв на изображения")
+                }
+            },
+            AccountEvent::ReservationCaptured { credits, .. } => {
+                format!("{credits} — списано за готовую работу")
+            }
+            AccountEvent::ReservationReleased { credits, .. } => {
+                format!("+{credits} — резерв возвращён")
+            }
+            AccountEvent::PurchaseRefunded { credits, stars, .. } => {
+                format!("−{credits} — возврат покупки (⭐{stars} возвращены)")
+            }
+        }
+    }
+
+    fn paysupport(&self, contact: Option<&str>) -> String {
+        let whom = match contact {
+            Some(contact) => format!("Напишите {}", esc(contact)),
+            None => "Напишите владельцу бота (контакт — в описании бота)".into(),
+        };
+        format!(
+            "🛟 <b>Вопросы об оплате</b>\n\n{whom}: укажите дату покупки и пакет — их видно в /balance. \
+             Мы отвечаем на вопросы о списаниях, начислениях и возвратах. \
+             Поддержка Telegram по покупкам в этом боте не помогает — только мы."
+        )
+    }
+
+    fn terms(&self, refund_days: u64) -> String {
+        format!(
+            "📄 <b>Условия</b>\n\n\
+             • Кредиты — внутренняя единица Aisha: ими оплачиваются обучения аватаров и изображения. Это не деньги, их нельзя вывести.\n\
+             • Кредиты покупаются за Telegram Stars и привязаны к вашему аккаунту Telegram; передать их другому нельзя.\n\
+             • Кредиты резервируются, когда работа принята, и списываются, когда она готова; если работа не удалась, они возвращаются.\n\
+             • Покупку можно вернуть в течение {refund_days} дней, если её кредиты ещё не потрачены: напишите в /paysupport, звёзды вернутся через Telegram.\n\
+             • Изображения создаются ИИ по вашему описанию; вы отвечаете за загруженные фото и описания."
+        )
+    }
+
+    fn insufficient_credits(&self, needed: u32, available: u64) -> String {
+        format!(
+            "💳 Не хватает кредитов: нужно {needed}, у вас {available}. Пополните баланс — выберите пакет:"
         )
     }
 
@@ -1142,6 +1308,137 @@ impl Texts for En {
              3. Start training and wait for the message that it is ready.\n\
              4. Pick a preset, describe a picture — and get your image.",
             range(MIN_PHOTOS, MAX_PHOTOS)
+        )
+    }
+
+    fn payment_commands(&self) -> [(&'static str, &'static str); 4] {
+        [
+            ("buy", "Buy credits"),
+            ("balance", "Balance and credit movements"),
+            ("paysupport", "Questions about payments"),
+            ("terms", "Terms"),
+        ]
+    }
+
+    fn btn_buy(&self) -> &'static str {
+        "💳 Buy credits"
+    }
+
+    fn payments_off(&self) -> String {
+        "Payments are off: everything is free, there is nothing to buy.".into()
+    }
+
+    fn choose_credit_pack(&self, available: u64) -> String {
+        format!(
+            "💳 <b>Credits</b>\n\nCredits pay for trainings and images. You have <b>{available}</b>.\n\nChoose a pack — paid in Telegram Stars ⭐."
+        )
+    }
+
+    fn pack_button(&self, pack: CreditPack) -> String {
+        format!("{} credits — ⭐{}", pack.credits, pack.stars)
+    }
+
+    fn invoice_title(&self, pack: CreditPack) -> String {
+        format!("{} Aisha credits", pack.credits)
+    }
+
+    fn invoice_description(&self, pack: CreditPack) -> String {
+        format!(
+            "{} credits for avatar trainings and images in Aisha. Credits cannot be transferred; unspent ones can be refunded within the refund window (/terms).",
+            pack.credits
+        )
+    }
+
+    fn invoice_label(&self, pack: CreditPack) -> String {
+        format!("{} credits", pack.credits)
+    }
+
+    fn pack_unavailable(&self) -> String {
+        "This pack is no longer on sale. Open /buy again.".into()
+    }
+
+    fn checkout_refused(&self) -> String {
+        "This invoice is out of date: the pack is no longer on sale. Open /buy and choose again — no Stars were taken.".into()
+    }
+
+    fn purchase_credited(&self, credits: u32, available: u64) -> String {
+        format!("✅ Payment received: +{credits} credits. You now have <b>{available}</b>.")
+    }
+
+    fn purchase_not_credited(&self) -> String {
+        "⚠️ A payment arrived, but I do not recognise its invoice, so no credits were added. Please write to /paysupport — we will sort it out or refund the Stars.".into()
+    }
+
+    fn balance(&self, available: u64, reserved: u64, movements: &[String]) -> String {
+        let mut text = format!("💰 <b>Balance</b>\n\nAvailable: <b>{available}</b> credits");
+        if reserved > 0 {
+            text.push_str(&format!("\nReserved for work in progress: {reserved}"));
+        }
+        if movements.is_empty() {
+            text.push_str("\n\nNo movements yet.");
+        } else {
+            text.push_str("\n\nLatest movements:\n");
+            text.push_str(&movements.join("\n"));
+        }
+        text
+    }
+
+    fn movement(&self, event: &AccountEvent) -> String {
+        match event {
+            AccountEvent::CreditsGranted {
+                credits, source, ..
+            } => match source {
+                GrantSource::Welcome => format!("+{credits} — welcome gift"),
+                GrantSource::PromoCode { code } => format!("+{credits} — promo code {}", esc(code)),
+                GrantSource::Operator { .. } => format!("+{credits} — from the team"),
+            },
+            AccountEvent::CreditsPurchased { credits, stars, .. } => {
+                format!("+{credits} — bought for ⭐{stars}")
+            }
+            AccountEvent::CreditsReserved {
+                credits, purpose, ..
+            } => match purpose {
+                ReservationPurpose::Training { .. } => format!("−{credits} — held for a training"),
+                ReservationPurpose::Generation { .. } => format!("−{credits} — held for images"),
+            },
+            AccountEvent::ReservationCaptured { credits, .. } => {
+                format!("{credits} — spent on finished work")
+            }
+            AccountEvent::ReservationReleased { credits, .. } => {
+                format!("+{credits} — hold returned")
+            }
+            AccountEvent::PurchaseRefunded { credits, stars, .. } => {
+                format!("−{credits} — purchase refunded (⭐{stars} returned)")
+            }
+        }
+    }
+
+    fn paysupport(&self, contact: Option<&str>) -> String {
+        let whom = match contact {
+            Some(contact) => format!("Write to {}", esc(contact)),
+            None => "Write to the bot's owner (the contact is in the bot's description)".into(),
+        };
+        format!(
+            "🛟 <b>Questions about payments</b>\n\n{whom} with the date and pack of your purchase — /balance shows them. \
+             We answer questions about charges, credits and refunds. \
+             Telegram's support cannot help with purchases in this bot — only we can."
+        )
+    }
+
+    fn terms(&self, refund_days: u64) -> String {
+        format!(
+            "📄 <b>Terms</b>\n\n\
+             • Credits are Aisha's own unit: they pay for avatar trainings and images. They are not money and cannot be cashed out.\n\
+             • Credits are bought with Telegram Stars and belong to your Telegram account; they cannot be transferred to anyone else.\n\
+             • Credits are held when work is accepted and spent when it is delivered; if the work fails, they come back.\n\
+             • A purchase can be refunded within {refund_days} days while its credits are unspent: write to /paysupport and the Stars come back through Telegram.\n\
+             • Images are made by AI from your descriptions; you are responsible for the photos and descriptions you send."
+        )
+    }
+
+    fn insufficient_credits(&self, needed: u32, available: u64) -> String {
+        format!(
+            "💳 Not enough credits: {needed} needed, you have {available}. Top up — choose a pack:"
         )
     }
 

@@ -132,6 +132,9 @@ pub struct PayOptions {
     /// Delivers the `successful_payment` message in two updates, as a redelivery by Telegram
     /// would: a bot must credit the purchase only once.
     pub deliver_successful_payment_twice: bool,
+    /// Asks the bot's pre-checkout about this amount instead of the invoice's, as a modified
+    /// client or a stale invoice could: the bot must check the amount against its own prices.
+    pub forged_total_amount: Option<i64>,
 }
 
 fn required(params: &Params, name: &str) -> Result<String, ApiFailure> {
@@ -379,6 +382,7 @@ impl World {
             .filter(|m| m.from_bot)
             .and_then(|m| m.invoice().cloned())
             .ok_or(FakeTelegramError::NoSuchInvoice { message_id })?;
+        let total_amount = options.forged_total_amount.unwrap_or(invoice.total_amount);
         self.payments.next_query += 1;
         // Telegram's query ids are 64-bit numbers sent as strings.
         let query_id = format!(
@@ -389,7 +393,7 @@ impl World {
             "id": query_id,
             "from": self.user_json(user_id),
             "currency": invoice.currency,
-            "total_amount": invoice.total_amount,
+            "total_amount": total_amount,
             "invoice_payload": invoice.payload,
         });
         self.payments.pre_checkouts.push(PreCheckout {
@@ -398,7 +402,7 @@ impl World {
             chat_id,
             invoice_message_id: message_id,
             currency: invoice.currency.clone(),
-            total_amount: invoice.total_amount,
+            total_amount,
             invoice_payload: invoice.payload,
             state: PreCheckoutState::Pending,
             answered_after: None,
@@ -411,7 +415,7 @@ impl World {
                 message_id,
                 query_id: query_id.clone(),
                 currency: invoice.currency,
-                total_amount: invoice.total_amount,
+                total_amount,
             },
         );
         self.queue_update("pre_checkout_query", payload);

@@ -507,6 +507,7 @@ async fn a_redelivered_successful_payment_is_credited_once(
 
     let twice = PayOptions {
         deliver_successful_payment_twice: true,
+        ..PayOptions::default()
     };
     let query_id = buy(&erin, "order-1", twice).await?;
     let credited = erin.wait_for_bot_text("Credited 50 stars").await?;

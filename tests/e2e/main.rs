@@ -20,6 +20,7 @@ mod feed;
 mod http_limits;
 mod liveness;
 mod paid_work;
+mod payments;
 mod photo_budgets;
 mod photo_privacy;
 mod photos;

@@ -227,6 +227,8 @@ pub struct TestAppSettings {
     pub http_addr: std::net::SocketAddr,
     /// Sample images when a training completes (off by default: they add to every story).
     pub starter_images: u32,
+    /// Whether credits are sold and what work costs (off by default, as in production).
+    pub payments: aisha::bot::pricing::PaymentsConfig,
 }
 
 impl Default for TestAppSettings {
@@ -237,6 +239,7 @@ impl Default for TestAppSettings {
             public_base_url: None,
             http_addr: "127.0.0.1:0".parse().expect("address"),
             starter_images: 0,
+            payments: aisha::bot::pricing::PaymentsConfig::off(),
         }
     }
 }
@@ -279,6 +282,7 @@ pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
         public_base_url: settings.public_base_url.map(Into::into),
         http_addr: settings.http_addr,
         starter_images: settings.starter_images,
+        payments: settings.payments,
         ..Config::offline(database_url, &dir.path().join("photos"))
     };
     let options = AppOptions {
