@@ -14,12 +14,11 @@ use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use rand::Rng;
 use serde::Serialize;
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::{
-    AnyRepository, Database, MAX_ATTEMPTS, META_ACTOR, META_COMMAND, META_CORRELATION,
-    SNAPSHOT_EVERY,
+    AnyRepository, Database, RawHistoryRow, MAX_ATTEMPTS, META_ACTOR, META_COMMAND,
+    META_CORRELATION, SNAPSHOT_EVERY,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -251,90 +250,31 @@ impl AccountStore {
         telegram_id: i64,
     ) -> Result<Vec<AccountHistoryEntry>, AccountStoreError> {
         let id = account_id(telegram_id);
-        let rows: Vec<RawRow> = match &self.db {
-            Database::Postgres(pool) => sqlx::query(
-                "SELECT sequence, position, event_type, event_version, payload::text AS payload,
-                        metadata::text AS metadata, recorded_at
-                   FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-                  ORDER BY sequence",
-            )
-            .bind(Account::TYPE)
-            .bind(&id)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| RawRow {
-                sequence: r.get("sequence"),
-                position: r.get("position"),
-                event_type: r.get("event_type"),
-                event_version: r.get("event_version"),
-                payload: r.get("payload"),
-                metadata: r.get("metadata"),
-                recorded_at: r.get("recorded_at"),
-            })
-            .collect(),
-            Database::Sqlite(pool) => sqlx::query(
-                "SELECT sequence, position, event_type, event_version, payload, metadata,
-                        recorded_at
-                   FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2
-                  ORDER BY sequence",
-            )
-            .bind(Account::TYPE)
-            .bind(&id)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| RawRow {
-                sequence: r.get("sequence"),
-                position: r.get("position"),
-                event_type: r.get("event_type"),
-                event_version: r.get("event_version"),
-                payload: r.get("payload"),
-                metadata: r.get("metadata"),
-                recorded_at: r
-                    .get::<Option<String>, _>("recorded_at")
-                    .and_then(|s| s.parse().ok()),
-            })
-            .collect(),
-        };
-        rows.into_iter().map(|row| row.into_entry(&id)).collect()
+        let rows = super::raw_history(&self.db, Account::TYPE, &id).await?;
+        rows.into_iter().map(|row| entry(row, &id)).collect()
     }
 }
 
-struct RawRow {
-    sequence: i64,
-    position: Option<i64>,
-    event_type: String,
-    event_version: String,
-    payload: String,
-    metadata: String,
-    recorded_at: Option<DateTime<Utc>>,
-}
-
-impl RawRow {
-    fn into_entry(self, aggregate_id: &str) -> Result<AccountHistoryEntry, AccountStoreError> {
-        let event: AccountEvent = serde_json::from_str(&self.payload).map_err(|source| {
-            AccountStoreError::CorruptEvent {
-                aggregate_id: aggregate_id.to_owned(),
-                sequence: self.sequence,
-                source,
-            }
+fn entry(row: RawHistoryRow, aggregate_id: &str) -> Result<AccountHistoryEntry, AccountStoreError> {
+    let event: AccountEvent =
+        serde_json::from_str(&row.payload).map_err(|source| AccountStoreError::CorruptEvent {
+            aggregate_id: aggregate_id.to_owned(),
+            sequence: row.sequence,
+            source,
         })?;
-        // Metadata only explains an event; an unreadable one must not hide the movement.
-        let metadata: HashMap<String, String> =
-            serde_json::from_str(&self.metadata).unwrap_or_default();
-        Ok(AccountHistoryEntry {
-            sequence: self.sequence as u64,
-            position: self.position,
-            event_type: self.event_type,
-            event_version: self.event_version,
-            recorded_at: self.recorded_at,
-            actor: metadata.get(META_ACTOR).cloned(),
-            correlation_id: metadata.get(META_CORRELATION).cloned(),
-            command: metadata.get(META_COMMAND).cloned(),
-            event,
-        })
-    }
+    // Metadata only explains an event; an unreadable one must not hide the movement.
+    let metadata: HashMap<String, String> = serde_json::from_str(&row.metadata).unwrap_or_default();
+    Ok(AccountHistoryEntry {
+        sequence: row.sequence as u64,
+        position: row.position,
+        event_type: row.event_type,
+        event_version: row.event_version,
+        recorded_at: row.recorded_at,
+        actor: metadata.get(META_ACTOR).cloned(),
+        correlation_id: metadata.get(META_CORRELATION).cloned(),
+        command: metadata.get(META_COMMAND).cloned(),
+        event,
+    })
 }
 
 fn from_aggregate(e: AggregateError<AccountError>) -> AccountStoreError {

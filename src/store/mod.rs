@@ -432,65 +432,75 @@ impl AvatarStore {
 
     /// Every event of one avatar in order, with who caused it and when it was recorded.
     pub async fn history(&self, avatar_id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
-        let id = avatar_id.to_string();
-        let rows: Vec<RawHistoryRow> = match &self.db {
-            Database::Postgres(pool) => sqlx::query(
-                "SELECT sequence, position, event_type, event_version, payload::text AS payload,
-                        metadata::text AS metadata, recorded_at
-                   FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-                  ORDER BY sequence",
-            )
-            .bind(Avatar::TYPE)
-            .bind(&id)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| RawHistoryRow {
-                sequence: r.get("sequence"),
-                position: r.get("position"),
-                event_type: r.get("event_type"),
-                event_version: r.get("event_version"),
-                payload: r.get("payload"),
-                metadata: r.get("metadata"),
-                recorded_at: r.get("recorded_at"),
-            })
-            .collect(),
-            Database::Sqlite(pool) => sqlx::query(
-                "SELECT sequence, position, event_type, event_version, payload, metadata,
-                        recorded_at
-                   FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2
-                  ORDER BY sequence",
-            )
-            .bind(Avatar::TYPE)
-            .bind(&id)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| RawHistoryRow {
-                sequence: r.get("sequence"),
-                position: r.get("position"),
-                event_type: r.get("event_type"),
-                event_version: r.get("event_version"),
-                payload: r.get("payload"),
-                metadata: r.get("metadata"),
-                recorded_at: r
-                    .get::<Option<String>, _>("recorded_at")
-                    .and_then(|s| s.parse().ok()),
-            })
-            .collect(),
-        };
+        let rows = raw_history(&self.db, Avatar::TYPE, &avatar_id.to_string()).await?;
         rows.into_iter().map(RawHistoryRow::into_entry).collect()
     }
 }
 
-struct RawHistoryRow {
-    sequence: i64,
-    position: Option<i64>,
-    event_type: String,
-    event_version: String,
-    payload: String,
-    metadata: String,
-    recorded_at: Option<DateTime<Utc>>,
+/// One stored event as read back, before its payload is decoded for its aggregate.
+pub(crate) struct RawHistoryRow {
+    pub(crate) sequence: i64,
+    pub(crate) position: Option<i64>,
+    pub(crate) event_type: String,
+    pub(crate) event_version: String,
+    pub(crate) payload: String,
+    pub(crate) metadata: String,
+    pub(crate) recorded_at: Option<DateTime<Utc>>,
+}
+
+/// Every stored event of one aggregate in order, on either backend (avatars and accounts share
+/// the events table).
+pub(crate) async fn raw_history(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Vec<RawHistoryRow>, sqlx::Error> {
+    Ok(match db {
+        Database::Postgres(pool) => sqlx::query(
+            "SELECT sequence, position, event_type, event_version, payload::text AS payload,
+                    metadata::text AS metadata, recorded_at
+               FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+              ORDER BY sequence",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| RawHistoryRow {
+            sequence: r.get("sequence"),
+            position: r.get("position"),
+            event_type: r.get("event_type"),
+            event_version: r.get("event_version"),
+            payload: r.get("payload"),
+            metadata: r.get("metadata"),
+            recorded_at: r.get("recorded_at"),
+        })
+        .collect(),
+        Database::Sqlite(pool) => sqlx::query(
+            "SELECT sequence, position, event_type, event_version, payload, metadata,
+                    recorded_at
+               FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2
+              ORDER BY sequence",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| RawHistoryRow {
+            sequence: r.get("sequence"),
+            position: r.get("position"),
+            event_type: r.get("event_type"),
+            event_version: r.get("event_version"),
+            payload: r.get("payload"),
+            metadata: r.get("metadata"),
+            recorded_at: r
+                .get::<Option<String>, _>("recorded_at")
+                .and_then(|s| s.parse().ok()),
+        })
+        .collect(),
+    })
 }
 
 impl RawHistoryRow {
