@@ -87,6 +87,9 @@ async fn run(backend: &str, db: Database, trainings: usize) {
         webhooks: targets.clone(),
         settings: ActorSettings::default(),
         starter: aisha::packs::StarterPlan::off(),
+        refunds: std::sync::Arc::new(aisha::actors::refund::NoStarRefunds),
+        accounts: Arc::new(aisha::store::accounts::AccountStore::new(db.clone())),
+        charging: false,
     };
     let app = router(WebhookState {
         verifier: Arc::new(WebhookVerifier::new(jwks_url)),

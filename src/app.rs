@@ -113,6 +113,7 @@ impl Application {
     pub async fn build(config: Config, options: AppOptions) -> Result<Self, AppError> {
         let db = Database::connect(config.database_url.expose()).await?;
         db.migrate().await?;
+        crate::store::money::store_prices(&db, &config.fal_prices, config.stars_usd).await?;
         if config.payments.mode != crate::bot::pricing::PaymentsMode::Off {
             // Selling works; spending does not yet, so the operator must know what they sell.
             tracing::warn!(
@@ -199,6 +200,8 @@ impl Application {
             packs: Arc::new(crate::packs::Packs::load(config.packs_dir.as_deref())?),
             images: config.starter_images,
         };
+        let accounts =
+            Arc::new(crate::store::accounts::AccountStore::new(db.clone()).notifying(feed.clone()));
         let telegram = match &config.teloxide_token {
             Some(token) => Some(crate::bot::Telegram::new(
                 token.expose(),
@@ -210,6 +213,7 @@ impl Application {
                 config.style_trainer,
                 starter.clone(),
                 config.payments.clone(),
+                accounts.clone(),
             )?),
             None => None,
         };
@@ -230,6 +234,12 @@ impl Application {
             webhooks: WebhookTargets::load(&db, public_base_url).await?,
             settings: options.actor_settings.clone(),
             starter,
+            refunds: match &telegram {
+                Some(telegram) => crate::bot::handlers::payments::star_refunds(telegram),
+                None => Arc::new(crate::actors::refund::NoStarRefunds),
+            },
+            accounts,
+            charging: config.payments.enabled(),
         };
         Ok(Self {
             config,
@@ -291,10 +301,16 @@ impl Application {
         let metrics = crate::telemetry::prometheus();
         let actors = ActorSystem::start(self.services.clone(), self.feed.clone());
         // One live runner per read model; a rebuild or another instance may hold its lock.
-        let read_models: Vec<_> = projections::all()
+        let mut read_models: Vec<_> = projections::all()
             .into_iter()
             .map(|p| tokio::spawn(ProjectionRunner::new(self.feed.clone(), p).run()))
             .collect();
+        // The credits ledger's read models follow the Account events the same way.
+        read_models.extend(
+            projections::ledger()
+                .into_iter()
+                .map(|p| tokio::spawn(ProjectionRunner::ledger(self.feed.clone(), p).run())),
+        );
         let state = AppState {
             store: self.store.clone(),
             feed: self.feed.clone(),

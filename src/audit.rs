@@ -1,6 +1,6 @@
 //! Tools for auditors and operators: an avatar's state as it was after any event, a check that
 //! the read models agree with a replay of every avatar's events, a check of every credits
-//! ledger, and projection rebuilds.
+//! ledger and of its money read model ([`money`]), and projection rebuilds.
 //!
 //! The avatar check compares inside one read snapshot and only with the events the gallery's
 //! checkpoint covers, so events committed while it runs are never reported as drift; the ledger
@@ -8,17 +8,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aggregates::{balance_from_events, Account, AccountEvent, Avatar, AvatarEvent};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use projections::gallery::{self, AvatarCard};
-use projections::{Cursor, Projection, Tx};
+use projections::{Cursor, Tx};
 use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
+
+mod money;
+mod rebuild;
+
+pub use money::{MoneyProblem, MoneyReport};
+pub use rebuild::{rebuild, rebuild_all, select, Rebuilt, Selected};
 
 use crate::store::accounts::{AccountHistoryEntry, AccountStore, AccountStoreError, LoadedAccount};
 use crate::store::feed::{load_checkpoint, Feed, ProjectionRunner};
@@ -130,20 +134,24 @@ pub struct VerifyReport {
     pub checkpoint_position: i64,
     pub drifts: Vec<Drift>,
     pub ledger: LedgerReport,
+    /// The money read model against the ledger.
+    pub money: MoneyReport,
 }
 
 impl VerifyReport {
     /// No drift in the read models and no broken rule in any ledger.
     pub fn is_clean(&self) -> bool {
-        self.drifts.is_empty() && self.ledger.problems.is_empty()
+        self.drifts.is_empty() && self.ledger.problems.is_empty() && self.money.problems.is_empty()
     }
 }
 
 /// Brings every projection up to date, replays every avatar from its events and compares the
-/// result with the gallery (which also serves the cards), then checks every credits ledger.
+/// result with the gallery (which also serves the cards), then checks every credits ledger and
+/// the money read model built from them.
 pub async fn verify(feed: &Feed) -> Result<VerifyReport, AuditError> {
     let mut report = verify_avatars(feed).await?;
     report.ledger = verify_accounts(feed.database()).await?;
+    report.money = money::verify_money(feed).await?;
     Ok(report)
 }
 
@@ -248,6 +256,7 @@ async fn compare(tx: &mut Tx<'_>) -> Result<VerifyReport, AuditError> {
         checkpoint_position: checkpoint.position,
         drifts,
         ledger: LedgerReport::default(),
+        money: MoneyReport::default(),
     })
 }
 
@@ -609,63 +618,5 @@ fn check_ledger(
                 history.len()
             ),
         );
-    }
-}
-
-/// One projection rebuilt.
-#[derive(Debug, Clone, Serialize)]
-pub struct Rebuilt {
-    pub projection: &'static str,
-    pub events: usize,
-    #[serde(serialize_with = "secs")]
-    pub elapsed: Duration,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-/// The projections `name` selects: the one called so, or all of them.
-pub fn select(name: Option<&str>) -> Result<Vec<Arc<dyn Projection>>, AuditError> {
-    match name {
-        None => Ok(projections::all()),
-        Some(name) => projections::by_name(name).map(|p| vec![p]).ok_or_else(|| {
-            AuditError::UnknownProjection {
-                name: name.to_owned(),
-                known: projections::names().join(", "),
-            }
-        }),
-    }
-}
-
-/// Rebuilds the selected projections from the start of the feed while the service keeps
-/// running; on PostgreSQL they rebuild side by side, on SQLite (one writer) one after another.
-pub async fn rebuild(feed: &Feed, name: Option<&str>) -> Result<Vec<Rebuilt>, AuditError> {
-    let selected = select(name)?;
-    let run = |projection: Arc<dyn Projection>| {
-        let feed = feed.clone();
-        async move {
-            let started = Instant::now();
-            let name = projection.name();
-            let events = ProjectionRunner::new(feed, projection).rebuild().await?;
-            Ok::<_, AuditError>(Rebuilt {
-                projection: name,
-                events,
-                elapsed: started.elapsed(),
-            })
-        }
-    };
-    match feed.database() {
-        Database::Postgres(_) => futures::future::join_all(selected.into_iter().map(run))
-            .await
-            .into_iter()
-            .collect(),
-        Database::Sqlite(_) => {
-            let mut done = Vec::new();
-            for projection in selected {
-                done.push(run(projection).await?);
-            }
-            Ok(done)
-        }
     }
 }

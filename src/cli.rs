@@ -10,6 +10,8 @@ use crate::config::{Config, ConfigArgs};
 use crate::store::accounts::{AccountHistoryEntry, AccountStore, AccountStoreError};
 use crate::store::{AvatarStore, Database, HistoryEntry, StoreError};
 
+mod credits;
+
 /// Aisha trains personal AI avatars on FAL.ai from a user's photos and generates images of them,
 /// through a Telegram bot. Every change to an avatar is a stored event.
 #[derive(Debug, Parser)]
@@ -47,6 +49,10 @@ pub enum CliCommand {
         /// worker (or instance) may take the item over.
         #[arg(long, env = "WORK_LEASE_SECS", default_value_t = 45)]
         work_lease_secs: u64,
+        /// Seconds after which credits reserved for work the avatar never accepted (the process
+        /// died in between) are given back.
+        #[arg(long, env = "ORPHAN_RESERVATION_SECS", default_value_t = 120)]
+        orphan_reservation_secs: u64,
         /// Hours finished work items are kept before they are pruned.
         #[arg(long, env = "WORK_RETENTION_HOURS", default_value_t = 168)]
         work_retention_hours: u64,
@@ -151,7 +157,7 @@ pub enum CliCommand {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
-    /// Users' credits: grant some, or show an account's balance and movements.
+    /// Users' credits: grant some, show an account, refund a purchase, manage promo codes.
     Credits {
         #[command(subcommand)]
         command: CreditsCommand,
@@ -185,6 +191,52 @@ pub enum CreditsCommand {
         #[arg(value_parser = clap::value_parser!(i64).range(1..))]
         telegram_id: i64,
     },
+    /// Refund a purchase and say why: the ledger takes its credits back now, and the running
+    /// server's workers return its Stars through Telegram (retried until Telegram confirms).
+    Refund {
+        /// The user's Telegram id.
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        telegram_id: i64,
+        /// The purchase's Telegram payment charge id (`credits show` lists it).
+        #[arg(value_parser = not_blank)]
+        charge_id: String,
+        /// Why the purchase is refunded; recorded with the refund.
+        #[arg(long, value_name = "WHY", value_parser = not_blank)]
+        reason: String,
+        /// Who refunds, for the record; the login name ($USER) if omitted.
+        #[arg(long, value_name = "OPERATOR", value_parser = not_blank)]
+        by: Option<String>,
+        /// The refund window to apply, in days from the purchase; REFUND_WINDOW_DAYS if omitted.
+        #[arg(long, value_name = "DAYS")]
+        window_days: Option<u64>,
+    },
+    /// Promo codes users redeem with `/promo CODE`: create one, or list them.
+    Promo {
+        #[command(subcommand)]
+        command: PromoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PromoCommand {
+    /// Create a promo code (compared without case and surrounding spaces; once per user).
+    Add {
+        code: String,
+        /// The credits one use grants.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
+        credits: u32,
+        /// The last day (UTC) the code works; no end if omitted.
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = credits::parse_day)]
+        until: Option<chrono::NaiveDate>,
+        /// How many users may redeem it; no limit if omitted.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
+        max_uses: Option<u32>,
+        /// Who creates it, for the record; the login name ($USER) if omitted.
+        #[arg(long, value_name = "OPERATOR", value_parser = not_blank)]
+        by: Option<String>,
+    },
+    /// Every promo code with its uses.
+    List,
 }
 
 /// Refuses an empty or all-blank value, so a grant always says why and by whom.
@@ -211,7 +263,8 @@ pub enum AuditCommand {
 pub enum ProjectionsCommand {
     /// Rebuild one projection (or all) from the start of the feed; the service may keep running.
     Rebuild {
-        /// The projection's name (gallery, training_jobs, generations, analytics); all if omitted.
+        /// The projection's name (gallery, training_jobs, generations, analytics, money); all if
+        /// omitted.
         name: Option<String>,
     },
     /// Each feed consumer's checkpoint and lag.
@@ -305,6 +358,7 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             training_deadline_secs,
             generation_deadline_secs,
             work_lease_secs,
+            orphan_reservation_secs,
             work_retention_hours,
             feed_lag_alert_secs,
             telegram_rate_limits,
@@ -326,6 +380,7 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
                 training_deadline: secs(training_deadline_secs),
                 generation_deadline: secs(generation_deadline_secs.max(1)),
                 lease: secs(work_lease_secs.max(1)),
+                orphan_reservation_after: secs(orphan_reservation_secs.max(1)),
                 work_retention: secs(work_retention_hours.saturating_mul(3600)),
                 ..Default::default()
             };
@@ -403,6 +458,8 @@ pub enum CliError {
     Audit(#[from] crate::audit::AuditError),
     #[error(transparent)]
     Accounts(#[from] AccountStoreError),
+    #[error(transparent)]
+    Promo(#[from] crate::store::promo::PromoError),
 }
 
 /// The database for a command that reads (or rebuilds read models, or records an operator's
@@ -511,6 +568,9 @@ async fn audit_verify(config: &Config, json: bool) -> Result<ExitCode, CliError>
         for problem in &report.ledger.problems {
             println!("ledger: {}", escape_for_terminal(&problem.to_string()));
         }
+        for problem in &report.money.problems {
+            println!("money: {}", escape_for_terminal(&problem.to_string()));
+        }
         println!(
             "{} avatars, {} events checked: {}",
             report.avatars,
@@ -531,6 +591,16 @@ async fn audit_verify(config: &Config, json: bool) -> Result<ExitCode, CliError>
                 format!("{} ledger problem(s)", report.ledger.problems.len())
             }
         );
+        println!(
+            "{} money balances, {} ledger events replayed: {}",
+            report.money.balances,
+            report.money.events,
+            if report.money.problems.is_empty() {
+                "money read model consistent".to_owned()
+            } else {
+                format!("{} money problem(s)", report.money.problems.len())
+            }
+        );
     }
     Ok(if report.is_clean() {
         ExitCode::SUCCESS
@@ -546,7 +616,11 @@ async fn projections_command(
     let feed = crate::store::feed::Feed::new(open_database(config).await?);
     match command {
         ProjectionsCommand::Rebuild { name } => {
-            for done in crate::audit::rebuild(&feed, name.as_deref()).await? {
+            let rebuilt = match name.as_deref() {
+                None => crate::audit::rebuild_all(&feed).await?,
+                Some(name) => crate::audit::rebuild(&feed, Some(name)).await?,
+            };
+            for done in rebuilt {
                 println!(
                     "{}: {} events replayed in {:.1} s",
                     done.projection,
@@ -559,7 +633,15 @@ async fn projections_command(
             println!(
                 "consumer                 position        txid  behind  oldest unread  updated"
             );
-            for c in feed.consumers(&projections::names()).await? {
+            let ledger: Vec<String> = projections::ledger()
+                .iter()
+                .map(|p| crate::store::feed::consumer_name::<projections::LedgerEvent>(p.name()))
+                .collect();
+            let expected: Vec<&str> = projections::names()
+                .into_iter()
+                .chain(ledger.iter().map(String::as_str))
+                .collect();
+            for c in feed.consumers(&expected).await? {
                 println!(
                     "{:<24} {:>8} {:>11} {:>7}  {:>13}  {}",
                     c.consumer,
@@ -579,6 +661,12 @@ async fn projections_command(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The operator named on the command line, else the login name.
+fn operator_name(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok().filter(|u| !u.trim().is_empty()))
+        .unwrap_or_else(|| "cli".into())
+}
+
 async fn credits_command(config: &Config, command: CreditsCommand) -> Result<ExitCode, CliError> {
     let store = AccountStore::new(open_database(config).await?);
     match command {
@@ -588,9 +676,7 @@ async fn credits_command(config: &Config, command: CreditsCommand) -> Result<Exi
             reason,
             by,
         } => {
-            let operator = by
-                .or_else(|| std::env::var("USER").ok().filter(|u| !u.trim().is_empty()))
-                .unwrap_or_else(|| "cli".into());
+            let operator = operator_name(by);
             let command = AccountCommand::new(
                 Actor::Operator(operator),
                 chrono::Utc::now(),
@@ -605,6 +691,20 @@ async fn credits_command(config: &Config, command: CreditsCommand) -> Result<Exi
                 done.state.reserved()
             );
         }
+        CreditsCommand::Refund {
+            telegram_id,
+            charge_id,
+            reason,
+            by,
+            window_days,
+        } => {
+            let window = window_days
+                .map(|days| std::time::Duration::from_secs(days.saturating_mul(24 * 60 * 60)))
+                .unwrap_or(config.payments.refund_window);
+            let operator = operator_name(by);
+            credits::refund(&store, telegram_id, charge_id, reason, operator, window).await?;
+        }
+        CreditsCommand::Promo { command } => credits::promo(store.database(), command).await?,
         CreditsCommand::Show { telegram_id } => {
             let account = store.load(telegram_id).await?;
             let history = store.history(telegram_id).await?;

@@ -2,7 +2,8 @@
 //! photos (an album, a document, a duplicate, a too small image, a file that is no image), trains,
 //! hears exactly once that each avatar is ready although every FAL webhook arrives twice,
 //! generates with two presets, browses the gallery, deletes an avatar after cancelling once, and
-//! a second user cannot touch what is not theirs.
+//! a second user cannot touch what is not theirs, then buys credits in Telegram Stars. Credits
+//! are on: each paid step shows its price before it is taken.
 //!
 //! Everything is the production wiring: the real [`Application`] on a temporary SQLite database,
 //! the FAL simulator in-process, and the fake Telegram Bot API over HTTP, with a scripted user in
@@ -89,6 +90,12 @@ pub async fn run() -> Result<DemoReport, DemoError> {
     let config = Config {
         teloxide_token: Some(TOKEN.into()),
         telegram_api_url: telegram.api_url().to_string().into(),
+        // Credits on: every training and image shows its price and reserves it; new users get
+        // enough to try everything, and Bob buys a pack in Stars.
+        payments: crate::bot::pricing::PaymentsConfig {
+            welcome_credits: 200,
+            ..crate::bot::pricing::PaymentsConfig::stars()
+        },
         ..Config::offline(
             format!("sqlite://{}", dir.path().join("aisha.db").display()),
             &dir.path().join("photos"),
@@ -302,6 +309,29 @@ async fn story(anna: &FakeUser, bob: &FakeUser) -> Result<Uuid, DemoError> {
     check(
         answer.text.as_deref() == Some("This avatar is not available."),
         "another user's avatar is refused",
+    )?;
+
+    // Bob buys credits in Telegram Stars: the invoice, the payment, the balance.
+    bob.send_command("/buy");
+    let packs = bob.wait_for_bot_text("Choose a pack").await?;
+    let pack = button(&packs, "bp:")?;
+    bob.press_button(packs.message_id, &pack)?;
+    let invoice = bob.wait_for_invoice().await?;
+    let query = bob.pay(invoice.message_id)?;
+    let paid = bob.wait_for_payment_outcome(&query).await?;
+    check(
+        matches!(
+            paid,
+            crate::fake_telegram::PreCheckoutState::Approved { .. }
+        ),
+        "the payment in Stars goes through",
+    )?;
+    bob.wait_for_bot_text("Payment received").await?;
+    bob.send_command("/balance");
+    let balance = bob.wait_for_bot_text("Available").await?;
+    check(
+        balance.text().is_some_and(|t| t.contains("bought for ⭐")),
+        "the balance lists the purchase",
     )?;
     Ok(portrait)
 }

@@ -1095,6 +1095,13 @@ pub const VIEWS: &[View] = &[
         ],
         key: &["day", "factor"],
     },
+    // The credits ledger's views (projections/src/money.rs).
+    crate::money::PURCHASES_VIEW,
+    crate::money::SPENDING_VIEW,
+    crate::money::REFUNDS_VIEW,
+    crate::money::BALANCE_TOTALS_VIEW,
+    crate::money::FAL_USAGE_VIEW,
+    crate::money::FAL_REVENUE_VIEW,
 ];
 
 /// The exportable view called `name`.

@@ -9,18 +9,21 @@
 //! - [`gallery`] — one row per avatar: the bot's paginated gallery and the avatar card;
 //! - [`jobs`] — training jobs by FAL request id, with times, outcome and durations;
 //! - [`generations`] — generation requests and their images, by avatar and by user;
-//! - [`analytics`] — daily counts for analysts and the analytics API.
+//! - [`analytics`] — daily counts for analysts and the analytics API;
+//! - [`money`] — the credits ledger (Account events, delivered as [`LedgerEvent`]s): movements,
+//!   balances, open reservations and the day-keyed money views.
 
 pub mod analytics;
 pub mod gallery;
 pub mod generations;
 pub mod jobs;
+pub mod money;
 pub mod sql;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aggregates::AvatarEvent;
+use aggregates::{AccountEvent, AvatarEvent};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use uuid::Uuid;
@@ -38,6 +41,19 @@ pub struct FeedEvent {
     pub event: AvatarEvent,
     pub metadata: HashMap<String, String>,
     /// When the store wrote it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// One Account event as the ledger feed delivers it: in the same global order as [`FeedEvent`]s
+/// (the same cursor), with the account's Telegram user (the only place the event names it).
+#[derive(Debug, Clone)]
+pub struct LedgerEvent {
+    pub cursor: Cursor,
+    pub telegram_id: i64,
+    /// The event's number within its account's stream, from 1.
+    pub sequence: u64,
+    pub event: AccountEvent,
+    pub metadata: HashMap<String, String>,
     pub recorded_at: DateTime<Utc>,
 }
 
@@ -67,8 +83,12 @@ pub enum ProjectionError {
     Invalid(String),
 }
 
-/// A read model: its tables and how to apply one event to them.
-pub trait Projection: Send + Sync {
+/// A read model: its tables and how to apply one event to them. `E` is the feed it follows:
+/// Avatar events ([`FeedEvent`], the default) or the ledger's ([`LedgerEvent`]).
+pub trait Projection<E = FeedEvent>: Send + Sync
+where
+    E: Send + Sync,
+{
     /// Stable name; also the checkpoint's key.
     fn name(&self) -> &'static str;
 
@@ -79,7 +99,7 @@ pub trait Projection: Send + Sync {
     fn apply<'a>(
         &'a self,
         tx: &'a mut Tx<'_>,
-        event: &'a FeedEvent,
+        event: &'a E,
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 
     /// Applies a batch, in feed order, inside the runner's transaction. By default one event at
@@ -87,7 +107,7 @@ pub trait Projection: Send + Sync {
     fn apply_batch<'a>(
         &'a self,
         tx: &'a mut Tx<'_>,
-        events: &'a [FeedEvent],
+        events: &'a [E],
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             for event in events {
@@ -106,6 +126,11 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(generations::Generations),
         Arc::new(analytics::Analytics),
     ]
+}
+
+/// Every read model of the credits ledger, in the order a full rebuild runs them.
+pub fn ledger() -> Vec<Arc<dyn Projection<LedgerEvent>>> {
+    vec![Arc::new(money::Money)]
 }
 
 /// The names of [`all`] projections.

@@ -18,6 +18,14 @@ use crate::telemetry;
 /// Most overdue jobs of each kind handled in one sweep.
 const SWEEP_LIMIT: i64 = 200;
 
+/// How every failure this sweeper records begins, so settling can tell a passed deadline.
+const DEADLINE_REASON: &str = "FAL gave no ";
+
+/// Whether a failure reason is one of this sweeper's (the work passed its deadline).
+pub fn is_deadline_reason(reason: &str) -> bool {
+    reason.starts_with(DEADLINE_REASON)
+}
+
 /// Runs until the task is dropped.
 pub async fn run(s: Services) {
     loop {
@@ -28,7 +36,8 @@ pub async fn run(s: Services) {
     }
 }
 
-/// One pass: overdue trainings, overdue generations, old work items.
+/// One pass: overdue trainings, overdue generations, old work items and, while credits are
+/// charged, reservations that their work never settled.
 pub async fn sweep(s: &Services) -> Result<(), StoreError> {
     let now = Utc::now();
     let training_cutoff = now
@@ -51,6 +60,9 @@ pub async fn sweep(s: &Services) -> Result<(), StoreError> {
     }
     for generation in generations {
         fail_generation(s, generation.avatar_id, generation.generation_id).await?;
+    }
+    if s.charging {
+        super::settle::sweep_orphans(s).await?;
     }
     let retention = chrono::Duration::from_std(s.settings.work_retention)
         .unwrap_or_else(|_| chrono::Duration::days(7));
@@ -77,7 +89,7 @@ async fn fail_training(s: &Services, avatar_id: Uuid) -> Result<(), StoreError> 
         Utc::now(),
         Action::FailTraining {
             request_id: run.request_id.clone(),
-            reason: format!("FAL gave no result within {minutes} min"),
+            reason: format!("{DEADLINE_REASON}result within {minutes} min"),
             abandon: true,
         },
     );
@@ -103,7 +115,7 @@ async fn fail_generation(
         Action::FailGeneration {
             generation_id,
             reason: format!(
-                "FAL gave no images within {} min",
+                "{DEADLINE_REASON}images within {} min",
                 minutes(s.settings.generation_deadline)
             ),
             abandon: true,

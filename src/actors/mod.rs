@@ -13,6 +13,8 @@ pub mod generation;
 pub mod notify;
 pub mod progress;
 pub mod reactors;
+pub mod refund;
+pub mod settle;
 pub mod starter;
 pub mod targets;
 pub mod training;
@@ -74,6 +76,8 @@ pub struct ActorSettings {
     pub deadline_sweep_every: Duration,
     /// How long finished work items are kept before they are pruned.
     pub work_retention: Duration,
+    /// Credits reserved this long ago for work the avatar never accepted are given back.
+    pub orphan_reservation_after: Duration,
 }
 
 impl Default for ActorSettings {
@@ -92,6 +96,7 @@ impl Default for ActorSettings {
             fal_request_timeout: Duration::from_secs(30),
             deadline_sweep_every: Duration::from_secs(30),
             work_retention: Duration::from_secs(7 * 24 * 3600),
+            orphan_reservation_after: Duration::from_secs(120),
         }
     }
 }
@@ -113,6 +118,8 @@ impl ActorSettings {
             fal_request_timeout: Duration::from_secs(2),
             deadline_sweep_every: Duration::from_millis(200),
             work_retention: Duration::from_secs(24 * 3600),
+            // Far above a reserve-then-start on a slow machine, so a test never races it.
+            orphan_reservation_after: Duration::from_secs(30),
         }
     }
 
@@ -140,6 +147,12 @@ pub struct Services {
     pub settings: ActorSettings,
     /// The samples asked for when a training completes.
     pub starter: crate::packs::StarterPlan,
+    /// The credits ledger, where paid work is settled.
+    pub accounts: Arc<crate::store::accounts::AccountStore>,
+    /// Whether paid work is charged (`PAYMENTS` on): outcomes then capture or release credits.
+    pub charging: bool,
+    /// Telegram's side of refunds in Stars (the bot; [`refund::NoStarRefunds`] without one).
+    pub refunds: Arc<dyn refund::StarRefunds>,
 }
 
 impl Services {
@@ -442,6 +455,10 @@ impl ActorSystem {
             Arc::new(starter::StarterHandler {
                 services: services.clone(),
             }),
+            Arc::new(settle::SettleHandler {
+                services: services.clone(),
+            }),
+            Arc::new(refund::RefundHandler::new(&services)),
         ];
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let queue = services.queue.clone();
@@ -475,6 +492,7 @@ impl ActorSystem {
         let (system, workers) = ready_rx.recv().expect("actor system started");
         let reactor = reactors::ActorReactor {
             status_poll_after: services.settings.status_poll_after,
+            charging: services.charging,
         };
         let runner = crate::store::feed::ProjectionRunner::new(feed, Arc::new(reactor)).on_commit(
             move || {

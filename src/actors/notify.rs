@@ -51,6 +51,15 @@ pub enum Notification {
         generation_id: Uuid,
         reason: String,
     },
+    /// Credits held for paid work came back to the balance because the work was not delivered.
+    CreditsReturned {
+        owner: i64,
+        avatar_id: Uuid,
+        credits: u32,
+        reason: aggregates::ReleaseReason,
+        /// The balance right after the credits came back.
+        available: u64,
+    },
 }
 
 impl Notification {
@@ -59,7 +68,8 @@ impl Notification {
             Self::TrainingCompleted { owner, .. }
             | Self::TrainingFailed { owner, .. }
             | Self::GenerationCompleted { owner, .. }
-            | Self::GenerationFailed { owner, .. } => *owner,
+            | Self::GenerationFailed { owner, .. }
+            | Self::CreditsReturned { owner, .. } => *owner,
         }
     }
 }

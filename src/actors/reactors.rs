@@ -12,6 +12,7 @@ use super::cancel::{self, CancelPayload, CancelReason};
 use super::cleanup::{self, CleanupPayload};
 use super::generation::{self, GeneratePayload};
 use super::notify::{self, Notification};
+use super::settle;
 use super::starter;
 use super::training::{self, TrainPayload};
 use super::watch::{self, WatchPayload};
@@ -23,6 +24,8 @@ pub const NAME: &str = "reactor:actors";
 pub struct ActorReactor {
     /// How long after a submission the poller first looks.
     pub status_poll_after: Duration,
+    /// Whether outcomes settle credits (payments on); off, no settle items exist at all.
+    pub charging: bool,
 }
 
 impl Projection for ActorReactor {
@@ -44,6 +47,12 @@ impl Projection for ActorReactor {
             let id = e.avatar_id;
             let now = Utc::now();
             let notify_key = format!("notify:{id}:{}", e.sequence);
+            if self.charging {
+                if let Some(payload) = settle::for_event(&e.event, e.sequence) {
+                    let key = format!("settle:{id}:{}", e.sequence);
+                    enqueue(tx, settle::KIND, &key, id, &payload, now).await?;
+                }
+            }
             match &e.event {
                 AvatarEvent::TrainingStarted {
                     endpoint, params, ..

@@ -127,6 +127,15 @@ pub enum Callback {
     Buy,
     /// Send the invoice for this pack; checked against the configured packs when pressed.
     BuyPack(CreditPack),
+    /// The purchases that can be refunded now.
+    Refunds,
+    /// Refund one purchase; `charge` is a tag of its Telegram charge id (the id itself may not
+    /// fit), matched against the pressing user's own purchases.
+    Refund {
+        charge: u32,
+    },
+    /// How to redeem a promo code.
+    Promo,
 }
 
 /// A positive number as `u32::to_string` writes it, so each button has one spelling.
@@ -183,7 +192,10 @@ impl Callback {
             | Self::GenerateMenu
             | Self::AllAvatars
             | Self::Buy
-            | Self::BuyPack(_) => None,
+            | Self::BuyPack(_)
+            | Self::Refunds
+            | Self::Refund { .. }
+            | Self::Promo => None,
         }
     }
 
@@ -212,6 +224,9 @@ impl Callback {
             Self::GenerateMenu => "gm".into(),
             Self::Buy => "b".into(),
             Self::BuyPack(pack) => format!("bp:{}:{}", pack.credits, pack.stars),
+            Self::Refunds => "rl".into(),
+            Self::Refund { charge } => format!("rf:{charge:08x}"),
+            Self::Promo => "pm".into(),
             Self::AllAvatars => "ga".into(),
             Self::MakeMain(id) => format!("mm:{}", short(id)),
             Self::Packs(id) => format!("pk:{}", short(id)),
@@ -310,6 +325,9 @@ impl Callback {
             ["bp", credits, stars] => canonical_number(credits)
                 .zip(canonical_number(stars))
                 .map(|(credits, stars)| Self::BuyPack(CreditPack { credits, stars })),
+            ["rl"] => Some(Self::Refunds),
+            ["rf", charge] => parse_pack_tag(charge).map(|charge| Self::Refund { charge }),
+            ["pm"] => Some(Self::Promo),
             ["ga"] => Some(Self::AllAvatars),
             ["mm", id] => from_short(id).map(Self::MakeMain),
             ["pk", id] => from_short(id).map(Self::Packs),
@@ -638,6 +656,10 @@ mod tests {
                 credits: 10,
                 stars: 50,
             }),
+            Callback::Refunds,
+            Callback::Refund { charge: 0 },
+            Callback::Refund { charge: u32::MAX },
+            Callback::Promo,
         ];
         for t in [AvatarType::Portrait, AvatarType::Style] {
             all.push(Callback::ChooseType(t));

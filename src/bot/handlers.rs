@@ -31,8 +31,11 @@ use super::users::GenerationOptions;
 use super::{BotDeps, BotDialogue, BotError, HandlerResult, State, TgBot};
 use crate::store::{Database, StoreError};
 
+mod charge;
 pub mod payments;
 mod studio;
+
+use charge::Refusal;
 
 /// Avatars per gallery page.
 pub const GALLERY_PAGE_SIZE: u32 = 5;
@@ -52,6 +55,8 @@ pub enum Command {
     New,
     Buy,
     Balance,
+    Refund,
+    Promo(String),
     Paysupport,
     Terms,
 }
@@ -202,11 +207,19 @@ impl Ctx {
         let t = self.t();
         let options = self.options().await;
         let recent = self.recent_prompts().await;
-        let text = format!(
+        let mut text = format!(
             "{}\n\n{}",
             t.ask_prompt(&avatar_name(avatar), preset),
             t.prompt_options(options.images(), options.aspect)
         );
+        let price = self
+            .deps
+            .payments
+            .prices
+            .generation(Some(preset), options.images());
+        if let Some(price) = self.price_line(price).await {
+            text.push_str(&format!("\n{price}"));
+        }
         let keyboard = kb::prompt(t, avatar_id, preset, options, &recent);
         self.show(screen, text, keyboard).await
     }
@@ -303,6 +316,8 @@ pub async fn on_command(
         }
         Command::Buy => payments::show_packs(&ctx, Screen::New).await?,
         Command::Balance => payments::show_balance(&ctx).await?,
+        Command::Refund => payments::show_refunds(&ctx, Screen::New).await?,
+        Command::Promo(code) => payments::redeem_promo(&ctx, &code).await?,
         Command::Paysupport => payments::paysupport(&ctx).await?,
         Command::Terms => payments::terms(&ctx).await?,
     }
@@ -522,11 +537,13 @@ pub async fn on_prompt(
     };
     match outcome {
         Ok(()) => dialogue.reset().await?,
-        Err(
+        // The prompt step stays: after buying, the same prompt can be sent again.
+        Err(no_credits @ Refusal::NoCredits { .. }) => ctx.say_no_credits(&no_credits).await?,
+        Err(Refusal::Avatar(
             refusal @ (AvatarError::PromptTooLong { .. }
             | AvatarError::EmptyPrompt
             | AvatarError::InvalidBatch { .. }),
-        ) => {
+        )) => {
             // Stay in this step so a shorter prompt can follow.
             let options = ctx.options().await;
             let recent = ctx.recent_prompts().await;
@@ -536,7 +553,7 @@ pub async fn on_prompt(
             )
             .await?;
         }
-        Err(refusal) => {
+        Err(Refusal::Avatar(refusal)) => {
             dialogue.reset().await?;
             ctx.say(t.refused(&t.refusal(&refusal)), Some(kb::to_menu(t)))
                 .await?;
@@ -675,7 +692,7 @@ async fn generate(
     avatar_id: Uuid,
     prompt: String,
     preset: Option<GenerationPreset>,
-) -> Result<Result<(), AvatarError>, BotError> {
+) -> Result<Result<(), Refusal>, BotError> {
     generate_one(ctx, avatar_id, prompt, preset, None, None, None).await
 }
 
@@ -689,7 +706,7 @@ async fn generate_one(
     batch: Option<aggregates::BatchItem>,
     pack: Option<&crate::packs::Pack>,
     generation_id: Option<Uuid>,
-) -> Result<Result<(), AvatarError>, BotError> {
+) -> Result<Result<(), Refusal>, BotError> {
     caught_up_on_generations(ctx, avatar_id).await;
     if let Some(reached) = ctx.quota(Ask::Generation).await? {
         ctx.say(ctx.t().quota_reached(reached), Some(kb::to_menu(ctx.t())))
@@ -710,7 +727,7 @@ async fn generate_one(
         None => (options.images(), options.aspect, None),
     };
     let requested = ctx
-        .execute(
+        .execute_paid(
             avatar_id,
             Action::Generate {
                 generation_id,
@@ -722,7 +739,7 @@ async fn generate_one(
                 origin,
             },
         )
-        .await;
+        .await?;
     match requested {
         Ok(executed) => {
             tracing::info!(user = ctx.user, %avatar_id, %generation_id,
@@ -735,8 +752,7 @@ async fn generate_one(
             }
             Ok(Ok(()))
         }
-        Err(StoreError::Rejected(refusal)) => Ok(Err(refusal)),
-        Err(e) => Err(e.into()),
+        Err(refusal) => Ok(Err(refusal)),
     }
 }
 
@@ -747,7 +763,7 @@ async fn generate_batch(
     avatar_id: Uuid,
     prompts: &[&str],
     preset: GenerationPreset,
-) -> Result<Result<(), AvatarError>, BotError> {
+) -> Result<Result<(), Refusal>, BotError> {
     let t = ctx.t();
     let size = prompts.len() as u32;
     if size > MAX_PROMPTS_PER_MESSAGE {
@@ -755,7 +771,8 @@ async fn generate_batch(
             index: size - 1,
             size,
             max: MAX_PROMPTS_PER_MESSAGE,
-        }));
+        }
+        .into()));
     }
     let batch_id = Uuid::new_v4();
     let mut started = 0;
@@ -778,7 +795,14 @@ async fn generate_batch(
         .await?
         {
             Ok(()) => started += 1,
-            Err(refusal) => refused.push((index + 1, refusal)),
+            Err(refusal) => {
+                let no_credits = matches!(refusal, Refusal::NoCredits { .. });
+                refused.push((index + 1, refusal));
+                // The balance will not grow during the batch: the rest would be refused too.
+                if no_credits {
+                    break;
+                }
+            }
         }
     }
     if started == 0 {
@@ -789,15 +813,22 @@ async fn generate_batch(
         return Ok(Ok(()));
     }
     let name = avatar_name(&ctx.deps.store.load(avatar_id).await?);
+    let out_of_credits = refused
+        .iter()
+        .find(|(_, refusal)| matches!(refusal, Refusal::NoCredits { .. }))
+        .map(|(_, refusal)| refusal.clone());
     let refused: Vec<String> = refused
         .iter()
-        .map(|(n, refusal)| format!("{n}. {}", t.refusal(refusal)))
+        .map(|(n, refusal)| format!("{n}. {}", refusal.text(t)))
         .collect();
     ctx.say(
         t.batch_started(&name, preset, started, size, &refused),
         None,
     )
     .await?;
+    if let Some(no_credits) = out_of_credits {
+        ctx.say_no_credits(&no_credits).await?;
+    }
     Ok(Ok(()))
 }
 
@@ -888,6 +919,11 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
     match (callback, avatar) {
         (Callback::Buy, _) => payments::show_packs(ctx, screen).await?,
         (Callback::BuyPack(pack), _) => return payments::send_invoice(ctx, pack).await,
+        (Callback::Refunds, _) => payments::show_refunds(ctx, screen).await?,
+        (Callback::Refund { charge }, _) => {
+            return payments::request_refund(ctx, screen, charge).await
+        }
+        (Callback::Promo, _) => payments::explain_promo(ctx).await?,
         (Callback::Menu, _) => {
             dialogue.reset().await?;
             ctx.show(screen, t.main_menu(), ctx.main_menu()).await?;
@@ -1060,7 +1096,10 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
             if let Some(refusal) = refusal {
                 return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
             }
-            let text = t.choose_training_preset(&avatar_name(&avatar), avatar.photos.len());
+            let mut text = t.choose_training_preset(&avatar_name(&avatar), avatar.photos.len());
+            if let Some(prices) = ctx.training_prices().await {
+                text.push_str(&format!("\n\n{prices}"));
+            }
             ctx.show(screen, text, kb::training_presets(t, avatar_id))
                 .await?;
         }
@@ -1069,14 +1108,14 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
                 return Ok(Answer::Alert(t.quota_reached(reached)));
             }
             match ctx
-                .execute(
+                .execute_paid(
                     avatar_id,
                     Action::StartTraining {
                         preset,
                         style: ctx.deps.style_trainer,
                     },
                 )
-                .await
+                .await?
             {
                 Ok(_) => {
                     tracing::info!(user = ctx.user, %avatar_id, preset = preset.as_str(), "training started");
@@ -1094,10 +1133,7 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
                     )
                     .await;
                 }
-                Err(StoreError::Rejected(refusal)) => {
-                    return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
-                }
-                Err(e) => return Err(e.into()),
+                Err(refusal) => return ctx.answer_refusal(refusal).await,
             }
         }
         (Callback::Generate(_), Some((avatar_id, avatar))) => {
@@ -1173,7 +1209,7 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
                 dialogue.reset().await?;
             }
             if let Err(refusal) = generate(ctx, avatar_id, earlier.prompt, Some(preset)).await? {
-                return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+                return ctx.answer_refusal(refusal).await;
             }
         }
         (
@@ -1215,7 +1251,7 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
                 return Ok(Answer::Alert(t.stale_button().to_owned()));
             };
             if let Err(refusal) = generate(ctx, avatar_id, prompt, preset).await? {
-                return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+                return ctx.answer_refusal(refusal).await;
             }
         }
         (Callback::OtherPreset { generation, .. }, Some((avatar_id, avatar))) => {
@@ -1239,7 +1275,7 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
                 return Ok(Answer::Alert(t.stale_button().to_owned()));
             };
             if let Err(refusal) = generate(ctx, avatar_id, prompt, Some(preset)).await? {
-                return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+                return ctx.answer_refusal(refusal).await;
             }
         }
         (Callback::Delete(_), Some((avatar_id, avatar))) => {

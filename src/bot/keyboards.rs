@@ -40,6 +40,21 @@ pub fn credit_packs(t: &dyn Texts, packs: &CreditPacks) -> InlineKeyboardMarkup 
         .iter()
         .map(|pack| vec![button(t.pack_button(*pack), Callback::BuyPack(*pack))])
         .collect();
+    // The balance screen shows this keyboard too: a refund and a promo code start there.
+    rows.push(vec![
+        button(t.ledger().btn_refund(), Callback::Refunds),
+        button(t.ledger().btn_promo(), Callback::Promo),
+    ]);
+    rows.push(vec![button(t.btn_menu(), Callback::Menu)]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// One button per refundable purchase (`(charge tag, label)`), then back to the menu.
+pub fn refunds(t: &dyn Texts, purchases: &[(u32, String)]) -> InlineKeyboardMarkup {
+    let mut rows: Vec<Vec<InlineKeyboardButton>> = purchases
+        .iter()
+        .map(|(charge, label)| vec![button(label.clone(), Callback::Refund { charge: *charge })])
+        .collect();
     rows.push(vec![button(t.btn_menu(), Callback::Menu)]);
     InlineKeyboardMarkup::new(rows)
 }

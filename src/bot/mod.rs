@@ -31,6 +31,7 @@ pub mod photos;
 pub mod pricing;
 pub mod progress;
 pub mod quotas;
+pub mod reconcile;
 pub mod send;
 pub mod texts;
 pub mod users;
@@ -266,11 +267,11 @@ impl Telegram {
         style_trainer: aggregates::StyleTrainer,
         starter: crate::packs::StarterPlan,
         payments: pricing::PaymentsConfig,
+        accounts: Arc<AccountStore>,
     ) -> Result<Self, BotError> {
         let url = reqwest::Url::parse(api_url).map_err(|e| BotError::Url(e.to_string()))?;
         let raw = Bot::new(token).set_api_url(url);
         let bot = DefaultParseMode::new(raw.clone(), ParseMode::Html);
-        let accounts = Arc::new(AccountStore::new(db.clone()));
         let deps = Arc::new(BotDeps {
             store,
             photos,
@@ -409,10 +410,15 @@ impl Telegram {
                 (task, Some(router))
             }
         };
+        let reconciler = self.deps.payments.enabled().then(|| {
+            let (bot, deps) = (bot.clone(), self.deps.clone());
+            tokio::spawn(reconcile::run(bot, deps, reconcile::EVERY))
+        });
         Ok(RunningBot {
             shutdown,
             task,
             router,
+            reconciler,
         })
     }
 
@@ -454,6 +460,8 @@ pub struct RunningBot {
     shutdown: ShutdownToken,
     task: tokio::task::JoinHandle<()>,
     router: Option<axum::Router>,
+    /// Compares Telegram's Star transactions with the ledger while credits are sold.
+    reconciler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningBot {
@@ -471,6 +479,9 @@ impl RunningBot {
         }
         self.task.abort();
         let _ = self.task.await;
+        if let Some(reconciler) = self.reconciler {
+            reconciler.abort();
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! [`TelegramNotifier`]: tells users that a training or a generation finished, with the next
-//! actions as buttons.
+//! [`TelegramNotifier`]: tells users that a training or a generation finished (and when its
+//! credits came back), with the next actions as buttons.
 //!
 //! The actors call it once per outcome event (and again only after a transient failure), so
 //! duplicate webhooks and restarts never reach it twice. Generated images are downloaded from
@@ -43,13 +43,24 @@ impl TelegramNotifier {
         // Always the user's private chat, whose id is the user id: never the chat they last
         // wrote in (a group would see their face), and reachable even if never stored.
         let chat = ChatId(owner);
-        let lang = user.map_or(Lang::default(), |u| u.lang());
+        let lang = user.as_ref().map_or(Lang::default(), |u| u.lang());
+        let images_asked = user.as_ref().map_or(1, |u| u.options.images());
         let t = lang.texts();
         let avatar_id = match notification {
             Notification::TrainingCompleted { avatar_id, .. }
             | Notification::TrainingFailed { avatar_id, .. }
             | Notification::GenerationCompleted { avatar_id, .. }
             | Notification::GenerationFailed { avatar_id, .. } => *avatar_id,
+            // Said even when the avatar is gone: the money is the user's whatever happened to it.
+            Notification::CreditsReturned {
+                credits,
+                reason,
+                available,
+                ..
+            } => {
+                let text = t.credits_returned(*credits, *reason, *available);
+                return self.text(chat, text, kb::to_menu(t)).await;
+            }
         };
         let avatar = self
             .deps
@@ -118,6 +129,12 @@ impl TelegramNotifier {
                     let line = t.starter_done(&name);
                     progress = Some(progress.map_or(line.clone(), |p| format!("{line}\n{p}")));
                 }
+                if let Some(price) = self
+                    .again_price(t, avatar_id, *generation_id, images_asked)
+                    .await
+                {
+                    progress = Some(progress.map_or(price.clone(), |p| format!("{p}\n{price}")));
+                }
                 self.images(chat, t, &name, avatar_id, *generation_id, images, progress)
                     .await
             }
@@ -140,9 +157,42 @@ impl TelegramNotifier {
                 if let Some(progress) = batch_line(t, &avatar, *generation_id) {
                     text.push_str(&format!("\n{progress}"));
                 }
+                if let Some(price) = self
+                    .again_price(t, avatar_id, *generation_id, images_asked)
+                    .await
+                {
+                    text.push_str(&format!("\n{price}"));
+                }
                 self.text(chat, text, keyboard).await
             }
+            Notification::CreditsReturned { .. } => Ok(()),
         }
+    }
+
+    /// What "Generate again" under a result will reserve (the same prompt and preset, with the
+    /// user's current number of images), so the price is known before the tap; `None` while
+    /// credits are not charged or the request cannot be read.
+    async fn again_price(
+        &self,
+        t: &dyn Texts,
+        avatar_id: Uuid,
+        generation_id: Uuid,
+        images: u32,
+    ) -> Option<String> {
+        let payments = &self.deps.payments;
+        if !payments.enabled() {
+            return None;
+        }
+        let history = self.deps.store.history(avatar_id).await.ok()?;
+        let preset = history.into_iter().rev().find_map(|e| match e.event {
+            aggregates::AvatarEvent::GenerationRequested {
+                generation_id: id,
+                preset,
+                ..
+            } if id == generation_id => Some(preset),
+            _ => None,
+        })?;
+        Some(t.again_price(payments.prices.generation(preset, images)))
     }
 
     async fn text(

@@ -11,7 +11,7 @@ use aggregates::{
     AspectRatio, AvatarError, AvatarStatus, AvatarType, Gender, GenerationPreset, TrainingPreset,
 };
 
-use aggregates::{AccountEvent, GrantSource, ReservationPurpose};
+use aggregates::{AccountEvent, GrantSource, ReleaseReason, ReservationPurpose};
 
 use super::pricing::CreditPack;
 use crate::photos::hints::PhotoHint;
@@ -112,7 +112,9 @@ pub trait Texts: Send + Sync {
     fn commands(&self) -> [(&'static str, &'static str); 5];
     // --- credits and payments (shown only when payments are on) ---
     /// The commands added to the menu when credits are sold.
-    fn payment_commands(&self) -> [(&'static str, &'static str); 4];
+    fn payment_commands(&self) -> [(&'static str, &'static str); 6];
+    /// Refunds and promo codes.
+    fn ledger(&self) -> &'static dyn LedgerTexts;
     fn btn_buy(&self) -> &'static str;
     /// The answer to a payments command when `PAYMENTS=off`.
     fn payments_off(&self) -> String;
@@ -140,6 +142,14 @@ pub trait Texts: Send + Sync {
     fn terms(&self, refund_days: u64) -> String;
     /// Paid work refused because the balance does not cover it.
     fn insufficient_credits(&self, needed: u32, available: u64) -> String;
+    /// The price of a paid action, shown before it is asked for: exactly what it will reserve.
+    fn price_line(&self, credits: u32, available: u64) -> String;
+    /// Prices of several choices (label, credits), then the balance.
+    fn price_list(&self, prices: &[(&str, u32)], available: u64) -> String;
+    /// Under a result: what "Generate again" will reserve.
+    fn again_price(&self, credits: u32) -> String;
+    /// Credits held for work that was not delivered came back to the balance.
+    fn credits_returned(&self, credits: u32, reason: ReleaseReason, available: u64) -> String;
     fn btn_create(&self) -> &'static str;
     fn btn_gallery(&self) -> &'static str;
     fn btn_generate(&self) -> &'static str;
@@ -301,6 +311,17 @@ pub trait Texts: Send + Sync {
     fn training_progress_failed(&self) -> String;
 }
 
+/// "1 кредит", "3 кредита", "5 кредитов": Russian plural by the last digits.
+fn credits_ru(n: u64) -> String {
+    let word = match (n % 10, n % 100) {
+        (1, 11) | (_, 12..=14) => "кредитов",
+        (1, _) => "кредит",
+        (2..=4, _) => "кредита",
+        _ => "кредитов",
+    };
+    format!("{n} {word}")
+}
+
 fn range(min: usize, max: usize) -> String {
     format!("{min}–{max}")
 }
@@ -308,6 +329,234 @@ fn range(min: usize, max: usize) -> String {
 fn seconds(preset: GenerationPreset) -> String {
     let (from, to) = preset.values().expected_seconds;
     format!("{from}–{to}")
+}
+
+// --- refunds and promo codes: one block, both languages ---
+
+/// Why the refund screen lists no purchase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRefund {
+    /// Nothing was ever bought.
+    NoPurchases,
+    /// Every purchase was refunded already.
+    AllRefunded,
+    /// The refund window of every purchase still held has closed.
+    WindowClosed,
+    /// The credits of the purchases still in time are (partly) spent.
+    CreditsSpent,
+}
+
+/// The texts of refunds in Stars and promo codes ([`Texts::ledger`]).
+pub trait LedgerTexts: Send + Sync {
+    fn btn_refund(&self) -> &'static str;
+    fn btn_promo(&self) -> &'static str;
+    /// Above one button per refundable purchase.
+    fn refund_choose(&self, refund_days: u64) -> String;
+    /// One refundable purchase's button.
+    fn refund_button(&self, credits: u32, stars: u32, at: chrono::DateTime<chrono::Utc>) -> String;
+    fn refund_none(&self, why: NoRefund, refund_days: u64) -> String;
+    /// The refund was asked for; the Stars follow shortly.
+    fn refund_requested(&self) -> String;
+    fn refund_already(&self) -> String;
+    fn refund_done(&self, stars: u32, credits: u32) -> String;
+    /// The ledger refused the refund, in a sentence.
+    fn refund_refused(&self, refusal: &aggregates::AccountError) -> String;
+    /// Telegram would not return the Stars; support has to help.
+    fn refund_not_returned(&self) -> String;
+    /// How to redeem a code (the promo button, `/promo` without a code).
+    fn promo_usage(&self) -> String;
+    fn promo_redeemed(&self, code: &str, credits: u32, available: u64) -> String;
+    fn promo_refused(&self, code: &str, why: crate::store::promo::PromoRefusal) -> String;
+}
+
+impl LedgerTexts for Ru {
+    fn btn_refund(&self) -> &'static str {
+        "↩️ Вернуть покупку"
+    }
+
+    fn btn_promo(&self) -> &'static str {
+        "🎟 Промокод"
+    }
+
+    fn refund_choose(&self, refund_days: u64) -> String {
+        format!(
+            "↩️ <b>Возврат покупки</b>\n\nЭти покупки можно вернуть: прошло не больше {refund_days} дней, и их кредиты не потрачены. \
+             Кредиты покупки спишутся, а звёзды вернутся через Telegram. Выберите покупку:"
+        )
+    }
+
+    fn refund_button(&self, credits: u32, stars: u32, at: chrono::DateTime<chrono::Utc>) -> String {
+        format!(
+            "{} — ⭐{stars}, {}",
+            credits_ru(u64::from(credits)),
+            at.format("%d.%m.%Y")
+        )
+    }
+
+    fn refund_none(&self, why: NoRefund, refund_days: u64) -> String {
+        let why = match why {
+            NoRefund::NoPurchases => "Вы ещё ничего не покупали.".to_owned(),
+            NoRefund::AllRefunded => "Все ваши покупки уже возвращены.".to_owned(),
+            NoRefund::WindowClosed => format!(
+                "Срок возврата ({refund_days} дней с покупки) уже прошёл."
+            ),
+            NoRefund::CreditsSpent => {
+                "Кредиты покупок уже потрачены: вернуть можно только покупку, все кредиты которой ещё на балансе.".to_owned()
+            }
+        };
+        format!("↩️ Сейчас вернуть нечего. {why} Вопросы — в /paysupport.")
+    }
+
+    fn refund_requested(&self) -> String {
+        "⏳ Возврат оформлен: кредиты списываются, звёзды вернутся в течение минуты.".into()
+    }
+
+    fn refund_already(&self) -> String {
+        "Эта покупка уже возвращена.".into()
+    }
+
+    fn refund_done(&self, stars: u32, credits: u32) -> String {
+        format!(
+            "✅ Возврат выполнен: ⭐{stars} вернулись на ваш счёт в Telegram, {} списаны.",
+            credits_ru(u64::from(credits))
+        )
+    }
+
+    fn refund_refused(&self, refusal: &aggregates::AccountError) -> String {
+        use aggregates::AccountError as E;
+        match refusal {
+            E::RefundWindowClosed { closed_at, .. } => format!(
+                "❌ Вернуть эту покупку нельзя: срок возврата закончился {}.",
+                closed_at.format("%d.%m.%Y")
+            ),
+            E::PurchaseCreditsSpent { needed, available } => format!(
+                "❌ Вернуть эту покупку нельзя: её {} уже не все на балансе (доступно {available}).",
+                credits_ru(u64::from(*needed))
+            ),
+            E::UnknownPurchase(_) => "❌ Такой покупки нет на вашем счёте.".into(),
+            _ => "❌ Вернуть эту покупку не получилось. Напишите в /paysupport.".into(),
+        }
+    }
+
+    fn refund_not_returned(&self) -> String {
+        "⚠️ Telegram не принял возврат звёзд. Напишите в /paysupport — мы разберёмся.".into()
+    }
+
+    fn promo_usage(&self) -> String {
+        "🎟 Отправьте промокод командой: <code>/promo КОД</code>".into()
+    }
+
+    fn promo_redeemed(&self, code: &str, credits: u32, available: u64) -> String {
+        format!(
+            "🎟 Промокод {} принят: +{}. Теперь у вас <b>{available}</b>.",
+            esc(code),
+            credits_ru(u64::from(credits))
+        )
+    }
+
+    fn promo_refused(&self, code: &str, why: crate::store::promo::PromoRefusal) -> String {
+        use crate::store::promo::PromoRefusal as P;
+        let code = esc(code);
+        match why {
+            P::Unknown => format!("❌ Промокода {code} нет. Проверьте, как он написан."),
+            P::Expired => format!("❌ Срок действия промокода {code} закончился."),
+            P::UsedUp => format!("❌ Промокод {code} уже использован максимальное число раз."),
+            P::AlreadyUsed => {
+                format!("❌ Вы уже использовали промокод {code}: он действует один раз.")
+            }
+        }
+    }
+}
+
+impl LedgerTexts for En {
+    fn btn_refund(&self) -> &'static str {
+        "↩️ Refund a purchase"
+    }
+
+    fn btn_promo(&self) -> &'static str {
+        "🎟 Promo code"
+    }
+
+    fn refund_choose(&self, refund_days: u64) -> String {
+        format!(
+            "↩️ <b>Refund a purchase</b>\n\nThese purchases can be refunded: at most {refund_days} days old, with their credits unspent. \
+             The purchase's credits leave your balance and the Stars come back through Telegram. Choose one:"
+        )
+    }
+
+    fn refund_button(&self, credits: u32, stars: u32, at: chrono::DateTime<chrono::Utc>) -> String {
+        format!("{credits} credits — ⭐{stars}, {}", at.format("%Y-%m-%d"))
+    }
+
+    fn refund_none(&self, why: NoRefund, refund_days: u64) -> String {
+        let why = match why {
+            NoRefund::NoPurchases => "You have not bought anything yet.".to_owned(),
+            NoRefund::AllRefunded => "All your purchases were refunded already.".to_owned(),
+            NoRefund::WindowClosed => {
+                format!("The refund period ({refund_days} days from a purchase) is over.")
+            }
+            NoRefund::CreditsSpent => {
+                "The purchases' credits are spent: only a purchase whose credits are all still in your balance can be refunded.".to_owned()
+            }
+        };
+        format!("↩️ Nothing can be refunded now. {why} Questions: /paysupport.")
+    }
+
+    fn refund_requested(&self) -> String {
+        "⏳ Refund on its way: the credits are taken back and the Stars return within a minute."
+            .into()
+    }
+
+    fn refund_already(&self) -> String {
+        "This purchase was refunded already.".into()
+    }
+
+    fn refund_done(&self, stars: u32, credits: u32) -> String {
+        format!("✅ Refunded: ⭐{stars} are back in your Telegram account, {credits} credits taken back.")
+    }
+
+    fn refund_refused(&self, refusal: &aggregates::AccountError) -> String {
+        use aggregates::AccountError as E;
+        match refusal {
+            E::RefundWindowClosed { closed_at, .. } => format!(
+                "❌ This purchase cannot be refunded: its refund period ended on {}.",
+                closed_at.format("%Y-%m-%d")
+            ),
+            E::PurchaseCreditsSpent { needed, available } => format!(
+                "❌ This purchase cannot be refunded: its {needed} credits are no longer all in your balance ({available} available)."
+            ),
+            E::UnknownPurchase(_) => "❌ There is no such purchase on your account.".into(),
+            _ => "❌ This purchase could not be refunded. Please write to /paysupport.".into(),
+        }
+    }
+
+    fn refund_not_returned(&self) -> String {
+        "⚠️ Telegram did not accept the refund of the Stars. Please write to /paysupport and we will sort it out.".into()
+    }
+
+    fn promo_usage(&self) -> String {
+        "🎟 Send your promo code like this: <code>/promo CODE</code>".into()
+    }
+
+    fn promo_redeemed(&self, code: &str, credits: u32, available: u64) -> String {
+        format!(
+            "🎟 Promo code {} accepted: +{credits} credits. You now have <b>{available}</b>.",
+            esc(code)
+        )
+    }
+
+    fn promo_refused(&self, code: &str, why: crate::store::promo::PromoRefusal) -> String {
+        use crate::store::promo::PromoRefusal as P;
+        let code = esc(code);
+        match why {
+            P::Unknown => format!("❌ There is no promo code {code}. Check how it is spelled."),
+            P::Expired => format!("❌ Promo code {code} has expired."),
+            P::UsedUp => format!("❌ Promo code {code} has been used as often as it may be."),
+            P::AlreadyUsed => {
+                format!("❌ You have used promo code {code} already: it works once per account.")
+            }
+        }
+    }
 }
 
 /// Russian.
@@ -365,13 +614,19 @@ impl Texts for Ru {
         )
     }
 
-    fn payment_commands(&self) -> [(&'static str, &'static str); 4] {
+    fn payment_commands(&self) -> [(&'static str, &'static str); 6] {
         [
             ("buy", "Купить кредиты"),
             ("balance", "Баланс и движения кредитов"),
+            ("refund", "Вернуть покупку"),
+            ("promo", "Ввести промокод"),
             ("paysupport", "Вопросы об оплате"),
             ("terms", "Условия"),
         ]
+    }
+
+    fn ledger(&self) -> &'static dyn LedgerTexts {
+        &Ru
     }
 
     fn btn_buy(&self) -> &'static str {
@@ -487,7 +742,7 @@ impl Texts for Ru {
              • Кредиты — внутренняя единица Aisha: ими оплачиваются обучения аватаров и изображения. Это не деньги, их нельзя вывести.\n\
              • Кредиты покупаются за Telegram Stars и привязаны к вашему аккаунту Telegram; передать их другому нельзя.\n\
              • Кредиты резервируются, когда работа принята, и списываются, когда она готова; если работа не удалась, они возвращаются.\n\
-             • Покупку можно вернуть в течение {refund_days} дней, если её кредиты ещё не потрачены: напишите в /paysupport, звёзды вернутся через Telegram.\n\
+             • Покупку можно вернуть в течение {refund_days} дней, если её кредиты ещё не потрачены: откройте /refund, звёзды вернутся через Telegram.\n\
              • Изображения создаются ИИ по вашему описанию; вы отвечаете за загруженные фото и описания."
         )
     }
@@ -495,6 +750,46 @@ impl Texts for Ru {
     fn insufficient_credits(&self, needed: u32, available: u64) -> String {
         format!(
             "💳 Не хватает кредитов: нужно {needed}, у вас {available}. Пополните баланс — выберите пакет:"
+        )
+    }
+
+    fn price_line(&self, credits: u32, available: u64) -> String {
+        format!(
+            "💳 Стоимость: {} · на балансе {available}",
+            credits_ru(u64::from(credits))
+        )
+    }
+
+    fn again_price(&self, credits: u32) -> String {
+        format!(
+            "💳 «{}» — {}",
+            self.btn_again(),
+            credits_ru(u64::from(credits))
+        )
+    }
+
+    fn price_list(&self, prices: &[(&str, u32)], available: u64) -> String {
+        let lines: Vec<String> = prices
+            .iter()
+            .map(|(label, credits)| format!("{label} — {}", credits_ru(u64::from(*credits))))
+            .collect();
+        format!(
+            "💳 Стоимость:\n{}\nНа балансе {available}",
+            lines.join("\n")
+        )
+    }
+
+    fn credits_returned(&self, credits: u32, reason: ReleaseReason, available: u64) -> String {
+        let why = match reason {
+            ReleaseReason::Failed => "работа не удалась",
+            ReleaseReason::Cancelled => "работа отменена",
+            ReleaseReason::DeadlinePassed => "результат не пришёл вовремя",
+            ReleaseReason::AvatarDeleted => "аватар удалён",
+            ReleaseReason::Refused => "работа не началась",
+        };
+        format!(
+            "↩️ Возврат: {} снова на балансе ({why}). Доступно: {available}.",
+            credits_ru(u64::from(credits))
         )
     }
 
@@ -1311,13 +1606,19 @@ impl Texts for En {
         )
     }
 
-    fn payment_commands(&self) -> [(&'static str, &'static str); 4] {
+    fn payment_commands(&self) -> [(&'static str, &'static str); 6] {
         [
             ("buy", "Buy credits"),
             ("balance", "Balance and credit movements"),
+            ("refund", "Refund a purchase"),
+            ("promo", "Redeem a promo code"),
             ("paysupport", "Questions about payments"),
             ("terms", "Terms"),
         ]
+    }
+
+    fn ledger(&self) -> &'static dyn LedgerTexts {
+        &En
     }
 
     fn btn_buy(&self) -> &'static str {
@@ -1431,7 +1732,7 @@ impl Texts for En {
              • Credits are Aisha's own unit: they pay for avatar trainings and images. They are not money and cannot be cashed out.\n\
              • Credits are bought with Telegram Stars and belong to your Telegram account; they cannot be transferred to anyone else.\n\
              • Credits are held when work is accepted and spent when it is delivered; if the work fails, they come back.\n\
-             • A purchase can be refunded within {refund_days} days while its credits are unspent: write to /paysupport and the Stars come back through Telegram.\n\
+             • A purchase can be refunded within {refund_days} days while its credits are unspent: open /refund and the Stars come back through Telegram.\n\
              • Images are made by AI from your descriptions; you are responsible for the photos and descriptions you send."
         )
     }
@@ -1439,6 +1740,45 @@ impl Texts for En {
     fn insufficient_credits(&self, needed: u32, available: u64) -> String {
         format!(
             "💳 Not enough credits: {needed} needed, you have {available}. Top up — choose a pack:"
+        )
+    }
+
+    fn price_line(&self, credits: u32, available: u64) -> String {
+        let word = if credits == 1 { "credit" } else { "credits" };
+        format!("💳 Price: {credits} {word} · balance {available}")
+    }
+
+    fn again_price(&self, credits: u32) -> String {
+        let word = if credits == 1 { "credit" } else { "credits" };
+        format!("💳 “{}” costs {credits} {word}", self.btn_again())
+    }
+
+    fn price_list(&self, prices: &[(&str, u32)], available: u64) -> String {
+        let lines: Vec<String> = prices
+            .iter()
+            .map(|(label, credits)| format!("{label} — {credits}"))
+            .collect();
+        format!(
+            "💳 Price in credits:\n{}\nBalance {available}",
+            lines.join("\n")
+        )
+    }
+
+    fn credits_returned(&self, credits: u32, reason: ReleaseReason, available: u64) -> String {
+        let why = match reason {
+            ReleaseReason::Failed => "the work failed",
+            ReleaseReason::Cancelled => "the work was cancelled",
+            ReleaseReason::DeadlinePassed => "the result did not come in time",
+            ReleaseReason::AvatarDeleted => "the avatar was deleted",
+            ReleaseReason::Refused => "the work did not start",
+        };
+        let word = if credits == 1 {
+            "credit is"
+        } else {
+            "credits are"
+        };
+        format!(
+            "↩️ Refunded: {credits} {word} back on your balance ({why}). Available: {available}."
         )
     }
 
@@ -2234,6 +2574,31 @@ mod tests {
     fn user_text_is_escaped() {
         let text = Ru.avatar_created("<b>x</b> & y");
         assert!(text.contains("&lt;b&gt;x&lt;/b&gt; &amp; y"));
+    }
+
+    #[test]
+    fn credits_agree_with_their_number_in_russian() {
+        let words: Vec<String> = [1, 2, 4, 5, 11, 12, 14, 21, 22, 25, 101, 111]
+            .into_iter()
+            .map(credits_ru)
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "1 кредит",
+                "2 кредита",
+                "4 кредита",
+                "5 кредитов",
+                "11 кредитов",
+                "12 кредитов",
+                "14 кредитов",
+                "21 кредит",
+                "22 кредита",
+                "25 кредитов",
+                "101 кредит",
+                "111 кредитов"
+            ]
+        );
     }
 
     #[test]

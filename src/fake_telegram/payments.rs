@@ -135,6 +135,9 @@ pub struct PayOptions {
     /// Asks the bot's pre-checkout about this amount instead of the invoice's, as a modified
     /// client or a stale invoice could: the bot must check the amount against its own prices.
     pub forged_total_amount: Option<i64>,
+    /// Takes the Stars but never delivers `successful_payment`, as when the bot fetched the
+    /// update and died before handling it: Telegram does not send it again.
+    pub lose_successful_payment: bool,
 }
 
 fn required(params: &Params, name: &str) -> Result<String, ApiFailure> {
@@ -452,10 +455,16 @@ impl World {
             telegram_payment_charge_id: charge_id.clone(),
             provider_payment_charge_id: String::new(),
         });
-        let deliveries = if query.options.deliver_successful_payment_twice {
-            2
-        } else {
-            1
+        let deliveries = match query.options {
+            PayOptions {
+                lose_successful_payment: true,
+                ..
+            } => 0,
+            PayOptions {
+                deliver_successful_payment_twice: true,
+                ..
+            } => 2,
+            _ => 1,
         };
         let message_id = self.post_from_user(query.chat_id, query.user_id, content, deliveries);
         self.payments.charges.push(StarCharge {

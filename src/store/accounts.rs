@@ -90,6 +90,9 @@ impl AccountHistoryEntry {
 pub struct AccountStore {
     db: Database,
     events: PersistedEventStore<AnyRepository, Account>,
+    feed: Option<super::feed::Feed>,
+    /// Wakes other instances' readers after our commits (PostgreSQL only).
+    notifier: Option<super::feed::CommitNotifier>,
 }
 
 impl AccountStore {
@@ -103,10 +106,23 @@ impl AccountStore {
                 pool.clone(),
             ),
         };
+        let notifier = super::feed::CommitNotifier::new(&db);
         Self {
             db,
             events: PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY),
+            feed: None,
+            notifier,
         }
+    }
+
+    /// Wakes this feed's local readers (the money read model) after every commit, so a
+    /// movement shows without waiting for a poll.
+    pub fn notifying(mut self, feed: super::feed::Feed) -> Self {
+        if let Some(notifier) = &self.notifier {
+            feed.wakes_locally(notifier);
+        }
+        self.feed = Some(feed);
+        self
     }
 
     pub fn database(&self) -> &Database {
@@ -176,6 +192,12 @@ impl AccountStore {
                 .await
             {
                 Ok(events) => {
+                    if let Some(feed) = &self.feed {
+                        feed.notify();
+                    }
+                    if let Some(notifier) = &self.notifier {
+                        notifier.committed();
+                    }
                     tracing::info!(
                         events = events.len(),
                         available = state.available(),

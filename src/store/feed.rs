@@ -1,5 +1,8 @@
-//! The global event feed: every Avatar event in one order, read after a [`Cursor`], with a
-//! checkpoint per consumer kept in the same database.
+//! The global event feed: every event of one aggregate type in one order, read after a
+//! [`Cursor`], with a checkpoint per consumer kept in the same database. Avatar events reach the
+//! avatar read models and reactors as [`FeedEvent`]s; Account events reach the ledger's read
+//! models as [`LedgerEvent`]s ([`FeedStream`] says how a stored row becomes either), with the
+//! same ordering guarantees: both streams share one order and one cursor type.
 //!
 //! PostgreSQL assigns positions when rows are inserted, but transactions commit in any order, so
 //! a reader that followed positions alone could pass a position that commits later. The feed is
@@ -25,10 +28,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::{Avatar, AvatarEvent};
+use aggregates::{Account, AccountEvent, Avatar, AvatarEvent};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use projections::{Cursor, FeedEvent, Projection, ProjectionError, Tx};
+use projections::{Cursor, FeedEvent, LedgerEvent, Projection, ProjectionError, Tx};
 use sqlx::postgres::PgListener;
 use sqlx::Row;
 use tokio::sync::watch;
@@ -103,26 +106,40 @@ impl Feed {
         self.wake.subscribe()
     }
 
-    /// Up to `limit` events after `after`, in feed order.
+    /// Up to `limit` Avatar events after `after`, in feed order.
     pub async fn read_after(
         &self,
         after: Cursor,
         limit: i64,
     ) -> Result<Vec<FeedEvent>, StoreError> {
+        self.read_stream_after(after, limit).await
+    }
+
+    /// Up to `limit` events of stream `E` (e.g. [`LedgerEvent`]) after `after`, in feed order.
+    pub async fn read_stream_after<E: FeedStream>(
+        &self,
+        after: Cursor,
+        limit: i64,
+    ) -> Result<Vec<E>, StoreError> {
         match &self.db {
             Database::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
-                read_after(&mut Tx::Postgres(&mut conn), after, limit).await
+                read_stream_after(&mut Tx::Postgres(&mut conn), after, limit).await
             }
             Database::Sqlite(pool) => {
                 let mut conn = pool.acquire().await?;
-                read_after(&mut Tx::Sqlite(&mut conn), after, limit).await
+                read_stream_after(&mut Tx::Sqlite(&mut conn), after, limit).await
             }
         }
     }
 
-    /// The newest cursor a reader could reach now, and how many events lie beyond `after`.
+    /// How many Avatar events lie beyond `after`, and how old the oldest of them is.
     pub async fn lag(&self, after: Cursor) -> Result<FeedLag, StoreError> {
+        self.lag_of(Avatar::TYPE, after).await
+    }
+
+    /// How many events of `aggregate_type` lie beyond `after`, and how old the oldest is.
+    pub async fn lag_of(&self, aggregate_type: &str, after: Cursor) -> Result<FeedLag, StoreError> {
         let (behind, oldest): (i64, Option<DateTime<Utc>>) = match &self.db {
             Database::Postgres(pool) => {
                 let row = sqlx::query(
@@ -130,7 +147,7 @@ impl Feed {
                       WHERE aggregate_type = $1
                         AND (txid, position) > ($2::text::xid8, $3)",
                 )
-                .bind(Avatar::TYPE)
+                .bind(aggregate_type)
                 .bind(after.txid.to_string())
                 .bind(after.position)
                 .fetch_one(pool)
@@ -142,7 +159,7 @@ impl Feed {
                     "SELECT count(*) AS behind, min(recorded_at) AS oldest FROM events
                       WHERE aggregate_type = ?1 AND position > ?2",
                 )
-                .bind(Avatar::TYPE)
+                .bind(aggregate_type)
                 .bind(after.position)
                 .fetch_one(pool)
                 .await?;
@@ -170,7 +187,8 @@ pub struct ConsumerStatus {
 
 impl Feed {
     /// Every consumer with a checkpoint, plus the `expected` ones that have none yet (at the
-    /// start of the feed), in name order.
+    /// start of the feed), in name order. Each one's lag counts the events of the stream it
+    /// follows (see [`FeedStream::CONSUMER_PREFIX`]).
     pub async fn consumers(&self, expected: &[&str]) -> Result<Vec<ConsumerStatus>, StoreError> {
         let mut conn = self.db.acquire().await?;
         let rows = conn
@@ -195,12 +213,17 @@ impl Feed {
         drop(conn);
         let mut out = Vec::with_capacity(found.len());
         for (consumer, (cursor, updated_at)) in found {
+            let aggregate_type = if consumer.starts_with(LedgerEvent::CONSUMER_PREFIX) {
+                LedgerEvent::AGGREGATE_TYPE
+            } else {
+                FeedEvent::AGGREGATE_TYPE
+            };
             out.push(ConsumerStatus {
+                lag: self.lag_of(aggregate_type, cursor).await?,
                 consumer,
                 txid: cursor.txid,
                 position: cursor.position,
                 updated_at,
-                lag: self.lag(cursor).await?,
             });
         }
         Ok(out)
@@ -320,12 +343,21 @@ async fn send_notifications(
     }
 }
 
-/// Reads up to `limit` events after `after` on an open connection or transaction.
+/// Reads up to `limit` Avatar events after `after` on an open connection or transaction.
 pub async fn read_after(
     tx: &mut Tx<'_>,
     after: Cursor,
     limit: i64,
 ) -> Result<Vec<FeedEvent>, StoreError> {
+    read_stream_after(tx, after, limit).await
+}
+
+/// Reads up to `limit` events of stream `E` after `after` on an open connection or transaction.
+pub async fn read_stream_after<E: FeedStream>(
+    tx: &mut Tx<'_>,
+    after: Cursor,
+    limit: i64,
+) -> Result<Vec<E>, StoreError> {
     let rows = match tx {
         Tx::Postgres(conn) => {
             // Two statements, so the events are read with a snapshot taken after the watermark
@@ -343,7 +375,7 @@ pub async fn read_after(
                   ORDER BY txid, position
                   LIMIT $4",
             )
-            .bind(Avatar::TYPE)
+            .bind(E::AGGREGATE_TYPE)
             .bind(after.txid.to_string())
             .bind(after.position)
             .bind(limit)
@@ -351,7 +383,7 @@ pub async fn read_after(
             .fetch_all(&mut **conn)
             .await?
             .into_iter()
-            .map(|r| RawFeedRow {
+            .map(|r| StoredEvent {
                 txid: r.get("tx"),
                 position: r.get("position"),
                 aggregate_id: r.get("aggregate_id"),
@@ -369,13 +401,13 @@ pub async fn read_after(
               ORDER BY position
               LIMIT ?3",
         )
-        .bind(Avatar::TYPE)
+        .bind(E::AGGREGATE_TYPE)
         .bind(after.position)
         .bind(limit)
         .fetch_all(&mut **conn)
         .await?
         .into_iter()
-        .map(|r| RawFeedRow {
+        .map(|r| StoredEvent {
             txid: 0,
             position: r.get("position"),
             aggregate_id: r.get("aggregate_id"),
@@ -389,40 +421,115 @@ pub async fn read_after(
         })
         .collect::<Vec<_>>(),
     };
-    rows.into_iter().map(RawFeedRow::into_event).collect()
+    rows.into_iter().map(E::decode).collect()
 }
 
-struct RawFeedRow {
-    txid: i64,
-    position: i64,
-    aggregate_id: String,
-    sequence: i64,
-    payload: String,
-    metadata: String,
-    recorded_at: DateTime<Utc>,
+/// One row of the `events` table as the feed reads it, before it is decoded.
+pub struct StoredEvent {
+    pub txid: i64,
+    pub position: i64,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub payload: String,
+    pub metadata: String,
+    pub recorded_at: DateTime<Utc>,
 }
 
-impl RawFeedRow {
-    fn into_event(self) -> Result<FeedEvent, StoreError> {
-        let event: AvatarEvent = serde_json::from_str(&self.payload).map_err(|e| {
-            StoreError::Corrupt(format!("event at position {}: {e}", self.position))
-        })?;
-        let avatar_id = Uuid::parse_str(&self.aggregate_id).map_err(|e| {
-            StoreError::Corrupt(format!("aggregate id `{}`: {e}", self.aggregate_id))
+impl StoredEvent {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            txid: self.txid,
+            position: self.position,
+        }
+    }
+
+    fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, StoreError> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| StoreError::Corrupt(format!("event at position {}: {e}", self.position)))
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        serde_json::from_str(&self.metadata).unwrap_or_default()
+    }
+}
+
+/// The events of one aggregate type as the feed delivers them: which rows, how a row decodes,
+/// and how its consumers' checkpoints are named.
+pub trait FeedStream: Send + Sync + Sized + 'static {
+    /// The `aggregate_type` of its rows.
+    const AGGREGATE_TYPE: &'static str;
+    /// Put in front of a read model's name to name its checkpoint (and its lock), so that a
+    /// consumer's name says which stream it follows.
+    const CONSUMER_PREFIX: &'static str;
+
+    fn decode(row: StoredEvent) -> Result<Self, StoreError>;
+    fn cursor(&self) -> Cursor;
+    fn recorded_at(&self) -> DateTime<Utc>;
+}
+
+impl FeedStream for FeedEvent {
+    const AGGREGATE_TYPE: &'static str = Avatar::TYPE;
+    const CONSUMER_PREFIX: &'static str = "";
+
+    fn decode(row: StoredEvent) -> Result<Self, StoreError> {
+        let event: AvatarEvent = row.payload()?;
+        let avatar_id = Uuid::parse_str(&row.aggregate_id).map_err(|e| {
+            StoreError::Corrupt(format!("aggregate id `{}`: {e}", row.aggregate_id))
         })?;
         Ok(FeedEvent {
-            cursor: Cursor {
-                txid: self.txid,
-                position: self.position,
-            },
+            cursor: row.cursor(),
             avatar_id,
-            sequence: self.sequence as u64,
+            sequence: row.sequence as u64,
             event,
-            metadata: serde_json::from_str::<HashMap<String, String>>(&self.metadata)
-                .unwrap_or_default(),
-            recorded_at: self.recorded_at,
+            metadata: row.metadata(),
+            recorded_at: row.recorded_at,
         })
     }
+
+    fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    fn recorded_at(&self) -> DateTime<Utc> {
+        self.recorded_at
+    }
+}
+
+impl FeedStream for LedgerEvent {
+    const AGGREGATE_TYPE: &'static str = Account::TYPE;
+    const CONSUMER_PREFIX: &'static str = "ledger:";
+
+    fn decode(row: StoredEvent) -> Result<Self, StoreError> {
+        let event: AccountEvent = row.payload()?;
+        let telegram_id =
+            aggregates::account::telegram_id_of(&row.aggregate_id).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "aggregate id `{}` of an Account is not `account-<telegram id>`",
+                    row.aggregate_id
+                ))
+            })?;
+        Ok(LedgerEvent {
+            cursor: row.cursor(),
+            telegram_id,
+            sequence: row.sequence as u64,
+            event,
+            metadata: row.metadata(),
+            recorded_at: row.recorded_at,
+        })
+    }
+
+    fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    fn recorded_at(&self) -> DateTime<Utc> {
+        self.recorded_at
+    }
+}
+
+/// The checkpoint name of read model `name` on stream `E` (`gallery`, `ledger:money`).
+pub fn consumer_name<E: FeedStream>(name: &str) -> String {
+    format!("{}{name}", E::CONSUMER_PREFIX)
 }
 
 /// The checkpoint of `consumer` (the start of the feed when it has none).
@@ -481,10 +588,13 @@ pub fn lock_key(name: &str) -> i64 {
 
 /// Applies feed events to one projection, batch by batch, each batch and its checkpoint in one
 /// transaction. On PostgreSQL a batch first takes the projection's advisory lock, so with several
-/// instances only one applies a given projection at a time and nothing is applied twice.
-pub struct ProjectionRunner {
+/// instances only one applies a given projection at a time and nothing is applied twice. `E` is
+/// the stream it follows: Avatar events by default, or the ledger's.
+pub struct ProjectionRunner<E: FeedStream = FeedEvent> {
     feed: Feed,
-    projection: Arc<dyn Projection>,
+    projection: Arc<dyn Projection<E>>,
+    /// The checkpoint's name, which also keys the lock.
+    consumer: String,
     batch_size: i64,
     on_commit: Option<Arc<dyn Fn() + Send + Sync>>,
 }
@@ -500,10 +610,10 @@ struct ShadowTables {
 }
 
 impl ShadowTables {
-    fn new(projection: &str) -> Self {
+    fn new(projection: &str, consumer: &str) -> Self {
         Self {
             schema: format!("aisha_rebuild_{projection}"),
-            consumer: format!("{projection}{REBUILD_SUFFIX}"),
+            consumer: format!("{consumer}{REBUILD_SUFFIX}"),
         }
     }
 }
@@ -537,8 +647,23 @@ pub struct Progress {
 }
 
 impl ProjectionRunner {
+    /// A runner of an avatar read model (or reactor).
     pub fn new(feed: Feed, projection: Arc<dyn Projection>) -> Self {
+        Self::following(feed, projection)
+    }
+}
+
+impl ProjectionRunner<LedgerEvent> {
+    /// A runner of a read model of the credits ledger; its checkpoint is `ledger:<name>`.
+    pub fn ledger(feed: Feed, projection: Arc<dyn Projection<LedgerEvent>>) -> Self {
+        Self::following(feed, projection)
+    }
+}
+
+impl<E: FeedStream> ProjectionRunner<E> {
+    fn following(feed: Feed, projection: Arc<dyn Projection<E>>) -> Self {
         Self {
+            consumer: consumer_name::<E>(projection.name()),
             feed,
             projection,
             batch_size: 500,
@@ -559,6 +684,11 @@ impl ProjectionRunner {
 
     pub fn name(&self) -> &'static str {
         self.projection.name()
+    }
+
+    /// The name of its checkpoint in `feed_checkpoints`.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
     }
 
     /// Applies batches until the feed is exhausted (or another instance holds the lock).
@@ -583,7 +713,7 @@ impl ProjectionRunner {
 
     /// One batch in one transaction; `None` when the lock is held elsewhere.
     pub async fn apply_one_batch(&self) -> Result<Option<usize>, StoreError> {
-        let name = self.projection.name();
+        let name = self.consumer.as_str();
         match self.feed.database() {
             Database::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -605,9 +735,14 @@ impl ProjectionRunner {
                 // the writers (and make them wait) just to learn there is nothing to apply.
                 let mut conn = pool.acquire().await?;
                 let cursor = load_checkpoint(&mut Tx::Sqlite(&mut conn), name).await?;
-                let newest: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
-                    .fetch_one(&mut *conn)
-                    .await?;
+                // Only this stream's events: the other stream's would take the write lock on
+                // every wake for nothing to apply.
+                let newest: Option<i64> = sqlx::query_scalar(
+                    "SELECT max(position) FROM events WHERE aggregate_type = ?1",
+                )
+                .bind(E::AGGREGATE_TYPE)
+                .fetch_one(&mut *conn)
+                .await?;
                 drop(conn);
                 if newest.is_none_or(|p| p <= cursor.position) {
                     return Ok(Some(0));
@@ -635,7 +770,7 @@ impl ProjectionRunner {
     async fn apply_batch_in(&self, tx: &mut Tx<'_>, consumer: &str) -> Result<Batch, StoreError> {
         let name = self.projection.name();
         let cursor = load_checkpoint(tx, consumer).await?;
-        let events = read_after(tx, cursor, self.batch_size).await?;
+        let events: Vec<E> = read_stream_after(tx, cursor, self.batch_size).await?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return Ok(Batch::default());
         };
@@ -643,15 +778,15 @@ impl ProjectionRunner {
             .apply_batch(tx, &events)
             .await
             .map_err(|e| {
-                tracing::error!(projection = name, from_position = first.cursor.position,
-                to_position = last.cursor.position, error = %e,
+                tracing::error!(projection = name, from_position = first.cursor().position,
+                to_position = last.cursor().position, error = %e,
                 "projection failed to apply a batch");
                 StoreError::from(e)
             })?;
-        save_checkpoint(tx, consumer, last.cursor).await?;
+        save_checkpoint(tx, consumer, last.cursor()).await?;
         Ok(Batch {
             applied: events.len(),
-            last_recorded_at: Some(last.recorded_at),
+            last_recorded_at: Some(last.recorded_at()),
         })
     }
 
@@ -678,7 +813,7 @@ impl ProjectionRunner {
     }
 
     async fn rebuild_in(&self, tx: &mut Tx<'_>) -> Result<usize, StoreError> {
-        let name = self.projection.name();
+        let name = self.consumer.as_str();
         for table in self.projection.tables() {
             tx.execute(&format!("DELETE FROM {table}"), vec![]).await?;
         }
@@ -695,7 +830,7 @@ impl ProjectionRunner {
 
     async fn rebuild_postgres(&self, pool: &sqlx::PgPool) -> Result<usize, StoreError> {
         let name = self.projection.name();
-        let shadow = ShadowTables::new(name);
+        let shadow = ShadowTables::new(name, &self.consumer);
         // One rebuild of a projection at a time, across instances; a second one waits and then
         // starts over. The session lock ends with the connection if this process dies. Every
         // step runs on this one connection, so parallel rebuilds cannot starve the pool.
@@ -725,7 +860,7 @@ impl ProjectionRunner {
         shadow: &ShadowTables,
     ) -> Result<usize, StoreError> {
         use sqlx::Connection;
-        let name = self.projection.name();
+        let (name, consumer) = (self.projection.name(), self.consumer.as_str());
         let live: String = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&mut *conn)
             .await?;
@@ -755,6 +890,7 @@ impl ProjectionRunner {
         let runner = ProjectionRunner {
             feed: self.feed.clone(),
             projection: self.projection.clone(),
+            consumer: self.consumer.clone(),
             batch_size: batch,
             on_commit: None,
         };
@@ -778,7 +914,7 @@ impl ProjectionRunner {
         let swap_started = std::time::Instant::now();
         let mut tx = conn.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(name))
+            .bind(lock_key(consumer))
             .execute(&mut *tx)
             .await?;
         sqlx::query(&search_path).execute(&mut *tx).await?;
@@ -804,7 +940,7 @@ impl ProjectionRunner {
             .execute(&mut *tx)
             .await?;
         }
-        save_checkpoint(&mut Tx::Postgres(&mut tx), name, cursor).await?;
+        save_checkpoint(&mut Tx::Postgres(&mut tx), consumer, cursor).await?;
         sqlx::query("DELETE FROM feed_checkpoints WHERE consumer = $1")
             .bind(&shadow.consumer)
             .execute(&mut *tx)

@@ -7,6 +7,8 @@
 pub mod accounts;
 pub mod feed;
 pub mod locks;
+pub mod money;
+pub mod promo;
 mod repo;
 
 use std::collections::HashMap;
@@ -61,6 +63,9 @@ pub enum StoreError {
     ClaimLost,
     #[error("unsupported DATABASE_URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// The credits ledger failed where an avatar step needed it.
+    #[error("credits ledger: {0}")]
+    Ledger(#[source] Box<accounts::AccountStoreError>),
 }
 
 impl From<sqlx::Error> for StoreError {

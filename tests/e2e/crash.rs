@@ -8,6 +8,10 @@
 //! Halfway through, a second instance starts on the same database and the first is paused
 //! (SIGSTOP) for longer than its work lease, then resumed: the second takes its work over, and
 //! still no FAL job is paid twice and none is left without an owner.
+//!
+//! Credits are charged throughout (half the users buy a pack first) and FAL fails one job in
+//! twenty: at the end no credits are held, every charge Telegram took is credited once, and each
+//! account spent exactly what was delivered.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -188,6 +192,24 @@ async fn story(user: FakeUser, index: usize, kills_done: Arc<AtomicBool>) {
         assert!(extra < 40, "the photos never added up to ten");
     }
 
+    // Every other user buys a pack of credits first; whatever a kill interrupts, Telegram's
+    // charges and the ledger must agree at the end.
+    if index % 2 == 1 {
+        patiently(&user, "buy", || async {
+            user.send_command("/buy");
+            let packs = user.wait_for_bot_text("Выберите пакет").await.ok()?;
+            let data = button(&packs, "bp:")?;
+            user.press_button(packs.message_id, &data).ok()?;
+            let invoice = user.wait_for_invoice().await.ok()?;
+            let query = user.pay(invoice.message_id).ok()?;
+            match user.wait_for_payment_outcome(&query).await.ok()? {
+                aisha::fake_telegram::PreCheckoutState::Approved { .. } => Some(()),
+                _ => None,
+            }
+        })
+        .await;
+    }
+
     // Train (fast) and wait for the outcome; a training a crash failed is started again.
     patiently(&user, "train", || async {
         if count_texts(&user, "готов!") > 0 {
@@ -350,6 +372,8 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     let sim = FalSimulator::spawn(
         SimConfig::default()
             .with_accepted_key(secrets.fal_key.clone())
+            // Some trainings and images fail on FAL's side: their credits must come back.
+            .with_failure_rate(0.05)
             .with_webhook(aisha::fal::sim::WebhookBehaviour {
                 attempts: 40,
                 retry_delay: Duration::from_millis(500),
@@ -359,13 +383,22 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     .await
     .unwrap();
     let db_url = database_url(&options);
-    let env = ServerProcess::env(
+    let mut env = ServerProcess::env(
         &db_url,
         telegram.api_url().as_str(),
         &sim,
         &dir.path().join("photos"),
         &secrets,
     );
+    // Paid work is charged: every training and image reserves credits, and a reservation a
+    // kill orphaned is given back after a few seconds.
+    for (name, value) in [
+        ("PAYMENTS", "stars"),
+        ("WELCOME_CREDITS", "500"),
+        ("ORPHAN_RESERVATION_SECS", "3"),
+    ] {
+        env.insert(name.into(), value.into());
+    }
     let log_path = std::env::var("CRASH_LOG")
         .map(Into::into)
         .unwrap_or_else(|_| dir.path().join("server.log"));
@@ -561,7 +594,72 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
         }
     }
 
-    // The read models agree with a replay of every avatar.
+    // Every user's credits: nothing held any more, each paid charge credited once, and exactly
+    // the delivered trainings (20 each) and images (1 each) spent.
+    let accounts = aisha::store::accounts::AccountStore::new(db.clone());
+    for (i, user) in people.iter().enumerate() {
+        let charges: Vec<_> = telegram
+            .charges()
+            .into_iter()
+            .filter(|c| c.user_id == user.id())
+            .collect();
+        let mut account = accounts.load(user.id()).await.unwrap();
+        for _ in 0..200 {
+            if account.reserved() == 0 && account.purchases.len() == charges.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            account = accounts.load(user.id()).await.unwrap();
+        }
+        assert_eq!(
+            account.reserved(),
+            0,
+            "user {i}: credits still held: {account:#?}"
+        );
+        assert_eq!(
+            account.purchases.len(),
+            charges.len(),
+            "user {i}: {} charges, {} purchases recorded",
+            charges.len(),
+            account.purchases.len()
+        );
+        // The starter samples come with the training's price.
+        let mut delivered = 0u64;
+        for id in by_owner.get(&user.id()).into_iter().flatten() {
+            let mut free = std::collections::HashSet::new();
+            for entry in store.history(*id).await.unwrap() {
+                delivered += match entry.event {
+                    aggregates::AvatarEvent::GenerationRequested {
+                        generation_id,
+                        origin: Some(aggregates::Origin::Starter { .. }),
+                        ..
+                    } => {
+                        free.insert(generation_id);
+                        0
+                    }
+                    aggregates::AvatarEvent::TrainingCompleted { .. } => 20,
+                    aggregates::AvatarEvent::GenerationCompleted { generation_id, .. }
+                        if !free.contains(&generation_id) =>
+                    {
+                        1
+                    }
+                    _ => 0,
+                };
+            }
+        }
+        assert_eq!(
+            account.spent, delivered,
+            "user {i}: spent vs delivered: {account:#?}"
+        );
+        let bought: u64 = account
+            .purchases
+            .values()
+            .map(|p| u64::from(p.credits))
+            .sum();
+        assert_eq!(account.available(), 500 + bought - delivered, "user {i}");
+    }
+
+    // The read models agree with a replay of every avatar (and every ledger with its events).
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_aisha"))
         .args(["audit", "verify"])
         .env("DATABASE_URL", &db_url)

@@ -456,6 +456,9 @@ async fn services_like_b(world: &World) -> aisha::actors::Services {
             .unwrap(),
         settings: ActorSettings::fast(),
         starter: aisha::packs::StarterPlan::off(),
+        refunds: std::sync::Arc::new(aisha::actors::refund::NoStarRefunds),
+        accounts: Arc::new(aisha::store::accounts::AccountStore::new(world.db.clone())),
+        charging: false,
     }
 }
 

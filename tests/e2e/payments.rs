@@ -1,7 +1,9 @@
 //! Credits sold in Telegram Stars, end to end: the real bot on the fake Bot API sells a pack
 //! (`/buy` → invoice → pre-checkout → successful payment → balance), credits a payment delivered
-//! twice once, declines a checkout whose amount is not the pack's price, answers `/paysupport`
-//! and `/terms`, and with `PAYMENTS=off` sells nothing. Each story runs on SQLite and PostgreSQL.
+//! twice once, credits after a restart a payment whose update the bot never handled (from
+//! Telegram's Star transactions), declines a checkout whose amount is not the pack's price,
+//! answers `/paysupport` and `/terms`, and with `PAYMENTS=off` sells nothing. Each story runs on
+//! SQLite and PostgreSQL.
 
 use aisha::bot::pricing::{CreditPacks, PaymentsConfig};
 use aisha::fake_telegram::{ChatMessage, Entry, FakeUser, PayOptions, PreCheckoutState};
@@ -10,9 +12,9 @@ use aisha::store::accounts::AccountStore;
 use crate::steps::{button, count_bot_texts, press, text};
 use crate::support::{postgres_url, spawn_app_with, TestApp, TestAppSettings};
 
-const BUYER: i64 = 7101;
+pub const BUYER: i64 = 7101;
 
-fn selling(database_url: Option<String>) -> TestAppSettings {
+pub fn selling(database_url: Option<String>) -> TestAppSettings {
     TestAppSettings {
         database_url,
         payments: PaymentsConfig {
@@ -32,7 +34,7 @@ fn not_selling(database_url: Option<String>) -> TestAppSettings {
 }
 
 /// `/buy` → the pack list → the 50-credit pack's invoice.
-async fn invoice_for_fifty(user: &FakeUser) -> ChatMessage {
+pub async fn invoice_for_fifty(user: &FakeUser) -> ChatMessage {
     user.send_command("/buy");
     let packs = text(user, "Choose a pack").await;
     let data = button(&packs, "bp:50:200");
@@ -41,7 +43,7 @@ async fn invoice_for_fifty(user: &FakeUser) -> ChatMessage {
 }
 
 /// Pays an invoice and waits until Telegram took the Stars; returns the charge id.
-async fn pay(user: &FakeUser, invoice: &ChatMessage, options: PayOptions) -> String {
+pub async fn pay(user: &FakeUser, invoice: &ChatMessage, options: PayOptions) -> String {
     let query = user
         .pay_with(invoice.message_id, options)
         .expect("press Pay");
@@ -57,7 +59,7 @@ async fn pay(user: &FakeUser, invoice: &ChatMessage, options: PayOptions) -> Str
     }
 }
 
-async fn balance_shows(user: &FakeUser, needle: &str) -> ChatMessage {
+pub async fn balance_shows(user: &FakeUser, needle: &str) -> ChatMessage {
     user.send_command("/balance");
     text(user, needle).await
 }
@@ -138,6 +140,41 @@ async fn a_payment_delivered_twice_is_credited_once(app: TestApp) {
     assert_eq!(account.available(), 50);
     assert_eq!(account.purchases.len(), 1);
     let purchases = ledger
+        .history(BUYER)
+        .await
+        .expect("history")
+        .iter()
+        .filter(|e| e.event_type == "CreditsPurchased")
+        .count();
+    assert_eq!(purchases, 1);
+    app.shutdown().await;
+}
+
+async fn a_payment_the_bot_never_handled_is_credited_once_after_a_restart(app: TestApp) {
+    let user = app.user(BUYER, "Vera", "en");
+    let invoice = invoice_for_fifty(&user).await;
+    // Telegram takes the Stars; the bot fetched the update and died before it was recorded.
+    let lost = PayOptions {
+        lose_successful_payment: true,
+        ..PayOptions::default()
+    };
+    let charge = pay(&user, &invoice, lost).await;
+    let ledger = AccountStore::new(app.db.clone());
+    assert!(ledger.load(BUYER).await.expect("load").purchases.is_empty());
+
+    // At the next start the bot reads Telegram's Star transactions and finds the payment.
+    let app = app.restart().await;
+    text(&user, "Payment received: +50 credits").await;
+    let ledger = AccountStore::new(app.db.clone());
+    let account = ledger.load(BUYER).await.expect("load");
+    assert_eq!(account.available(), 50);
+    assert!(account.purchases.contains_key(&charge));
+
+    // Another start finds it again and credits nothing more.
+    let app = app.restart().await;
+    balance_shows(&user, "Available: 50 credits").await;
+    assert_eq!(count_bot_texts(&user, "Payment received"), 1);
+    let purchases = AccountStore::new(app.db.clone())
         .history(BUYER)
         .await
         .expect("history")
@@ -241,33 +278,10 @@ async fn with_payments_off_nothing_is_sold(app: TestApp) {
     app.shutdown().await;
 }
 
-macro_rules! on_both_backends_with_app {
-    ($($name:ident => $settings:ident),* $(,)?) => {
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(spawn_app_with($settings(None)).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            use super::*;
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    super::$name(spawn_app_with($settings(Some(postgres_url(&pool)))).await)
-                        .await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends_with_app! {
     a_bought_pack_shows_in_the_balance => selling,
     a_payment_delivered_twice_is_credited_once => selling,
+    a_payment_the_bot_never_handled_is_credited_once_after_a_restart => selling,
     a_checkout_for_another_amount_is_declined => selling,
     paysupport_and_terms_answer => selling,
     with_payments_off_nothing_is_sold => not_selling,

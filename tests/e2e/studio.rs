@@ -276,9 +276,23 @@ async fn generate_framed(
     endpoint: &str,
 ) -> Value {
     let before = submitted(app, endpoint).len();
-    user.send_command("/avatars");
-    let gallery = text(user, "🖼").await;
-    let card = press_and_see(user, &gallery, &Callback::Card(avatar).encode(), "Type:").await;
+    // The gallery is a read model: an avatar just imported may take a moment to be listed.
+    let card_button = Callback::Card(avatar).encode();
+    let mut gallery = None;
+    for _ in 0..100 {
+        user.send_command("/avatars");
+        let page = text(user, "🖼").await;
+        if page
+            .buttons()
+            .any(|b| b.callback_data.as_deref() == Some(card_button.as_str()))
+        {
+            gallery = Some(page);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let gallery = gallery.expect("the gallery lists the avatar");
+    let card = press_and_see(user, &gallery, &card_button, "Type:").await;
     let presets = press_and_see(user, &card, &button(&card, "ge:"), "Choose a preset").await;
     let screen = press_and_see(
         user,
@@ -297,15 +311,32 @@ async fn generate_framed(
         .await
         .unwrap();
     }
+    let results = crate::steps::count_bot_texts(user, "Done!");
     user.send_text(&format!("a harbour, framed {ratio}"));
     for _ in 0..200 {
         let bodies = submitted(app, endpoint);
         if bodies.len() > before {
+            // One at a time: the next request must not meet the waiting-generations quota.
+            user.wait_until(|entries| {
+                entries
+                    .iter()
+                    .filter(|e| {
+                        matches!(e, aisha::fake_telegram::Entry::Bot(m)
+                        if m.text().is_some_and(|t| t.contains("Done!")))
+                    })
+                    .count()
+                    > results
+            })
+            .await
+            .expect("the result arrives");
             return bodies[before].clone();
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    panic!("no request to {endpoint} for {ratio}");
+    let chat = user.render_transcript();
+    let lines: Vec<&str> = chat.lines().collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    panic!("no request to {endpoint} for {ratio}; the chat ends:\n{tail}");
 }
 
 async fn frames_on_both_generators(app: TestApp) {

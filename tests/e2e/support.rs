@@ -229,6 +229,8 @@ pub struct TestAppSettings {
     pub starter_images: u32,
     /// Whether credits are sold and what work costs (off by default, as in production).
     pub payments: aisha::bot::pricing::PaymentsConfig,
+    /// The actors' timings ([`ActorSettings::fast`] by default).
+    pub actors: ActorSettings,
 }
 
 impl Default for TestAppSettings {
@@ -240,6 +242,7 @@ impl Default for TestAppSettings {
             http_addr: "127.0.0.1:0".parse().expect("address"),
             starter_images: 0,
             payments: aisha::bot::pricing::PaymentsConfig::off(),
+            actors: ActorSettings::fast(),
         }
     }
 }
@@ -286,7 +289,7 @@ pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
         ..Config::offline(database_url, &dir.path().join("photos"))
     };
     let options = AppOptions {
-        actor_settings: ActorSettings::fast(),
+        actor_settings: settings.actors,
         simulator: settings.simulator,
         notifier: None,
     };
@@ -395,4 +398,30 @@ impl TestApp {
             }
         }
     }
+}
+
+/// Each story on SQLite and on PostgreSQL, with the app its settings function builds (the
+/// caller imports `spawn_app_with` and `postgres_url`).
+macro_rules! on_both_backends_with_app {
+    ($($name:ident => $settings:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(spawn_app_with($settings(None)).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    super::$name(spawn_app_with($settings(Some(postgres_url(&pool)))).await)
+                        .await;
+                }
+            )*
+        }
+    };
 }

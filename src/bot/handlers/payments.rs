@@ -1,5 +1,6 @@
 //! Selling credits for Telegram Stars: the pack list, invoices, the pre-checkout answer, crediting
-//! a successful payment exactly once, and the balance, support and terms screens.
+//! a successful payment exactly once, and the balance, support and terms screens; refunds
+//! ([`refunds`]) and promo codes ([`promo`]) have their own modules.
 //!
 //! With `PAYMENTS=off` every screen here answers that payments are off and nothing else happens;
 //! a payment that still arrives (an invoice sent before the switch) is credited all the same,
@@ -21,6 +22,13 @@ use crate::bot::send::{retrying, sending};
 use crate::bot::texts::Lang;
 use crate::bot::{BotDeps, BotError, HandlerResult, TgBot};
 use crate::store::accounts::{AccountStoreError, ExecutedAccount};
+
+mod promo;
+mod refunds;
+
+pub(super) use promo::{explain as explain_promo, redeem as redeem_promo};
+pub use refunds::{charge_tag, star_refunds, TelegramStarRefunds};
+pub(super) use refunds::{request_refund, show_refunds};
 
 /// The movements the balance screen lists.
 const BALANCE_MOVEMENTS: usize = 5;
@@ -246,10 +254,18 @@ async fn record(
     }
 }
 
-/// Telegram's notice that a payment was refunded: the ledger already holds the refund.
+/// Telegram's notice that a payment was refunded: the ledger already holds the refund (the
+/// refund worker recorded it before asking Telegram), so it is only logged.
 pub async fn on_refunded_payment(msg: Message) -> HandlerResult {
+    let refund = match &msg.kind {
+        teloxide::types::MessageKind::RefundedPayment(r) => Some(&r.refunded_payment),
+        _ => None,
+    };
     tracing::info!(
         user = msg.from.as_ref().map(|u| u.id.0),
+        charge_id = refund.map(|r| r.telegram_payment_charge_id.0.as_str()),
+        total_amount = refund.map(|r| r.total_amount),
+        currency = refund.map(|r| r.currency.as_str()),
         "Telegram confirmed a refund"
     );
     Ok(())
@@ -296,17 +312,27 @@ pub(super) async fn show_balance(ctx: &Ctx) -> Result<(), BotError> {
         return Ok(());
     }
     grant_welcome(ctx).await;
-    let account = ctx.deps.accounts.load(ctx.user).await?;
-    let history = ctx.deps.accounts.history(ctx.user).await?;
-    let movements: Vec<String> = history
+    let loaded = ctx.deps.accounts.load_with_sequence(ctx.user).await?;
+    let account = loaded.state;
+    // The movements come from the money read model, which follows the ledger by a moment (the
+    // balance itself is the account's own): give it that moment, then show what it has.
+    crate::store::money::caught_up_to(
+        &ctx.deps.db,
+        ctx.user,
+        loaded.sequence,
+        Duration::from_secs(2),
+    )
+    .await?;
+    let recent =
+        crate::store::money::recent_movements(&ctx.deps.db, ctx.user, BALANCE_MOVEMENTS as i64)
+            .await?;
+    let movements: Vec<String> = recent
         .iter()
-        .rev()
-        .take(BALANCE_MOVEMENTS)
-        .map(|entry| {
+        .map(|movement| {
             format!(
                 "{} · {}",
-                entry.at().format("%d.%m.%Y %H:%M UTC"),
-                t.movement(&entry.event)
+                movement.at.format("%d.%m.%Y %H:%M UTC"),
+                t.movement(&movement.event)
             )
         })
         .collect();

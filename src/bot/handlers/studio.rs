@@ -4,11 +4,10 @@
 use aggregates::{Action, Avatar, AvatarError, AvatarStatus, BatchItem, UpscaleFactor};
 use uuid::Uuid;
 
-use super::{avatar_name, capitalised, generate_one, owned_avatar, Answer, Ctx, Screen};
+use super::{avatar_name, capitalised, generate_one, owned_avatar, Answer, Ctx, Refusal, Screen};
 use crate::bot::keyboards as kb;
 use crate::bot::quotas::Ask;
 use crate::bot::BotError;
-use crate::store::StoreError;
 
 /// The packs offered for a trained avatar of this type and gender.
 pub(super) async fn show_packs(
@@ -69,11 +68,16 @@ pub(super) async fn show_pack(
         return Ok(Answer::Alert(t.stale_button().to_owned()));
     };
     let english = ctx.lang == crate::bot::texts::Lang::En;
-    let text = t.pack_screen(
+    let mut text = t.pack_screen(
         pack.title.get(english),
         pack.description.get(english),
         pack.len(),
     );
+    // One image per scene, each reserved as it is asked for.
+    let price = ctx.deps.payments.prices.generation(pack.preset, 1) * pack.len() as u32;
+    if let Some(price) = ctx.price_line(price).await {
+        text.push_str(&format!("\n\n{price}"));
+    }
     ctx.show(screen, text, kb::pack(t, avatar_id, tag, pack.len()))
         .await?;
     Ok(Answer::Silent)
@@ -128,17 +132,25 @@ pub(super) async fn run_pack(
         .await?
         {
             Ok(()) => started += 1,
-            Err(AvatarError::DuplicateGeneration(_)) => {}
+            Err(Refusal::Avatar(AvatarError::DuplicateGeneration(_))) => {}
             Err(refusal) => {
+                let no_credits = matches!(refusal, Refusal::NoCredits { .. });
                 first_refusal.get_or_insert(refusal);
+                // The balance will not grow during the pack: the other scenes would be refused.
+                if no_credits {
+                    break;
+                }
             }
         }
     }
     if started == 0 {
         if let Some(refusal) = first_refusal {
-            return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
+            return ctx.answer_refusal(refusal).await;
         }
         return Ok(Answer::Silent);
+    }
+    if let Some(no_credits @ Refusal::NoCredits { .. }) = &first_refusal {
+        ctx.say_no_credits(no_credits).await?;
     }
     tracing::info!(user = ctx.user, %avatar_id, pack = %pack.id, started, size, "pack started");
     let english = ctx.lang == crate::bot::texts::Lang::En;
@@ -178,8 +190,13 @@ pub(super) async fn ask_upscale(
         ))));
     }
     let keyboard = kb::upscale_factors(t, avatar_id, generation, image);
-    ctx.say(t.choose_upscale(usize::from(image) + 1), Some(keyboard))
-        .await?;
+    let mut text = t.choose_upscale(usize::from(image) + 1);
+    if let Some(price) = ctx.upscale_price() {
+        if let Some(line) = ctx.price_line(price).await {
+            text.push_str(&format!("\n{line}"));
+        }
+    }
+    ctx.say(text, Some(keyboard)).await?;
     Ok(Answer::Silent)
 }
 
@@ -226,7 +243,7 @@ pub(super) async fn upscale(
         return Ok(Answer::Alert(capitalised(&t.refusal(&unavailable))));
     };
     let asked = ctx
-        .execute(
+        .execute_paid(
             avatar_id,
             Action::Upscale {
                 generation_id,
@@ -235,7 +252,7 @@ pub(super) async fn upscale(
                 factor,
             },
         )
-        .await;
+        .await?;
     match asked {
         Ok(_) => {
             tracing::info!(user = ctx.user, %avatar_id, %generation, %generation_id,
@@ -245,9 +262,8 @@ pub(super) async fn upscale(
             Ok(Answer::Silent)
         }
         // The same press again: the upscale is already on its way.
-        Err(StoreError::Rejected(AvatarError::DuplicateGeneration(_))) => Ok(Answer::Silent),
-        Err(StoreError::Rejected(refusal)) => Ok(Answer::Alert(capitalised(&t.refusal(&refusal)))),
-        Err(e) => Err(e.into()),
+        Err(Refusal::Avatar(AvatarError::DuplicateGeneration(_))) => Ok(Answer::Silent),
+        Err(refusal) => ctx.answer_refusal(refusal).await,
     }
 }
 
