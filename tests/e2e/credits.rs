@@ -13,7 +13,7 @@ use aggregates::{AccountAction, AccountCommand, Actor, ReleaseReason, TrainingPr
 use aisha::actors::ActorSettings;
 use aisha::bot::callbacks::Callback;
 use aisha::bot::pricing::{PaymentsConfig, Prices};
-use aisha::fake_telegram::FakeUser;
+use aisha::fake_telegram::{Entry, FakeUser};
 use aisha::fal::sim::SimConfig;
 use aisha::store::accounts::AccountStore;
 use chrono::Utc;
@@ -73,6 +73,19 @@ async fn account_where(
     panic!("the account never showed {what}: {last:#?}");
 }
 
+/// Waits until some bot message says `needle`, wherever it stands: a refund notice and the
+/// failure it follows are separate messages that may arrive in either order.
+async fn told(user: &FakeUser, needle: &str) {
+    let said = |entries: &[Entry]| {
+        entries
+            .iter()
+            .any(|e| matches!(e, Entry::Bot(m) if m.text().is_some_and(|t| t.contains(needle))))
+    };
+    if let Err(e) = user.wait_until(said).await {
+        panic!("never told {needle:?}: {e}\n{}", user.render_transcript());
+    }
+}
+
 /// The balance is the plain sum of the ledger's events, and nothing is held any more.
 async fn ledger_adds_up(app: &TestApp, available: u64) {
     let accounts = AccountStore::new(app.db.clone());
@@ -117,8 +130,8 @@ async fn a_failed_training_refunds_and_a_batch_beyond_the_balance_offers_packs(a
     // FAL fails the first training: its 20 credits come back, and the user hears it once.
     app.sim.fail_next_jobs(1);
     press_and_see(&user, &presets, &button(&presets, "ts:f:"), "minutes").await;
-    let failed = text(&user, "failed").await;
-    text(
+    let failed = text(&user, "Training of “Vera” failed").await;
+    told(
         &user,
         "↩️ Refunded: 20 credits are back on your balance (the work failed). Available: 21.",
     )
@@ -192,7 +205,7 @@ async fn a_generation_past_its_deadline_and_a_deleted_avatars_work_are_refunded_
     press_and_see(&user, &generate, &button(&generate, "gp:f:"), "Describe").await;
     user.send_text("a lighthouse at dawn");
     let failed = text(&user, "could not be created").await;
-    text(&user, "↩️ Refunded: 1 credit is back on your balance (the result did not come in time). Available: 1.").await;
+    told(&user, "↩️ Refunded: 1 credit is back on your balance (the result did not come in time). Available: 1.").await;
     let account = account_where(&app, "the deadline release", |a| a.available() == 1).await;
     let released: Vec<_> = account
         .ended_reservations
@@ -214,7 +227,7 @@ async fn a_generation_past_its_deadline_and_a_deleted_avatars_work_are_refunded_
         .press_forged_button(ready.message_id, &Callback::DeleteConfirm(avatar).encode())
         .expect("press");
     user.wait_for_callback_answer(&query).await.expect("answer");
-    text(&user, "(the avatar was deleted). Available: 1.").await;
+    told(&user, "(the avatar was deleted). Available: 1.").await;
     account_where(&app, "the deletion release", |a| a.reserved() == 0).await;
     ledger_adds_up(&app, 1).await;
     // Each release was told once, however often the sweeps and retries ran.
