@@ -16,8 +16,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aisha::fake_telegram::{FakeTelegram, FakeUser};
 use aisha::fal::{FalSimulator, SimConfig};
+use fake_telegram::{FakeTelegram, FakeUser};
 use rand::Rng;
 
 mod common;
@@ -157,7 +157,7 @@ async fn interact(user: FakeUser, rounds: usize, period: Duration) -> Vec<Durati
         let answered = match step {
             "press" => match types.take() {
                 Some(screen) => {
-                    let screen: aisha::fake_telegram::ChatMessage = screen;
+                    let screen: fake_telegram::ChatMessage = screen;
                     user.press_button(screen.message_id, "t:p").is_ok()
                         && user
                             .wait_for_edit(screen.message_id, |m| {
@@ -176,7 +176,7 @@ async fn interact(user: FakeUser, rounds: usize, period: Duration) -> Vec<Durati
                         entries
                             .iter()
                             .skip(before)
-                            .any(|e| matches!(e, aisha::fake_telegram::Entry::Bot(_)))
+                            .any(|e| matches!(e, fake_telegram::Entry::Bot(_)))
                     })
                     .await
                     .is_ok();

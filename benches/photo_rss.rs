@@ -17,9 +17,9 @@ use std::io::Cursor;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aisha::fake_telegram::{Entry, FakeTelegram, FakeUser};
 use aisha::fal::{FalSimulator, SimConfig};
 use bytes::Bytes;
+use fake_telegram::{Entry, FakeTelegram, FakeUser};
 use image::{ImageBuffer, Rgb};
 
 mod common;

@@ -28,6 +28,7 @@ pub struct Cli {
 pub enum CliCommand {
     /// Run the whole story offline: a scripted user talks to the real bot on a fake Telegram,
     /// with FAL simulated and a temporary SQLite database; prints the chat and an avatar's history.
+    #[cfg(feature = "demo")]
     Demo,
     /// Run the bot, the HTTP server (FAL webhooks, health, metrics) and the actors; applies
     /// pending migrations first.
@@ -164,6 +165,18 @@ pub enum CliCommand {
     },
 }
 
+impl CliCommand {
+    /// The demo's output is the conversation, and a credits command's is its answer: logs
+    /// would drown them.
+    fn prints_its_own_output(&self) -> bool {
+        #[cfg(feature = "demo")]
+        if matches!(self, Self::Demo) {
+            return true;
+        }
+        matches!(self, Self::Credits { .. })
+    }
+}
+
 /// How many movements `credits show` prints.
 pub const SHOWN_MOVEMENTS: usize = 20;
 
@@ -280,15 +293,11 @@ pub async fn run() -> ExitCode {
         }
     }
     let cli = Cli::parse();
-    // The demo's output is the conversation, and a credits command's is its answer: logs
-    // would drown them.
-    init_tracing(
-        if matches!(cli.command, CliCommand::Demo | CliCommand::Credits { .. }) {
-            "warn"
-        } else {
-            "info"
-        },
-    );
+    init_tracing(if cli.command.prints_its_own_output() {
+        "warn"
+    } else {
+        "info"
+    });
     let config = Config::from(cli.config);
     match execute(cli.command, config).await {
         Ok(code) => code,
@@ -311,6 +320,7 @@ fn init_tracing(default_level: &str) {
 
 async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliError> {
     match command {
+        #[cfg(feature = "demo")]
         CliCommand::Demo => Ok(crate::demo::run_and_print().await),
         CliCommand::FalSim {
             addr,

@@ -20,12 +20,10 @@ use crate::actors::ActorSettings;
 use crate::app::{AppError, AppOptions, Application};
 use crate::bot::callbacks::Callback;
 use crate::config::Config;
-use crate::fake_telegram::{
-    sample_jpeg, ChatMessage, Entry, FakeTelegram, FakeTelegramError, FakeUser,
-};
 use crate::fal::sim::WebhookBehaviour;
 use crate::fal::SimConfig;
 use crate::store::StoreError;
+use fake_telegram::{sample_jpeg, ChatMessage, Entry, FakeTelegram, FakeTelegramError, FakeUser};
 
 const TOKEN: &str = "777000:demo-token-for-the-fake-bot-api";
 const ANNA: i64 = 1001;
@@ -224,7 +222,7 @@ async fn story(anna: &FakeUser, bob: &FakeUser) -> Result<Uuid, DemoError> {
     press_and_see(anna, &factors, &button(&factors, "ux:0:4:")?, "Увеличиваю").await?;
     let upscaled = anna
         .wait_for_bot_message(|m| {
-            matches!(m.content, crate::fake_telegram::Content::Document { .. })
+            matches!(m.content, fake_telegram::Content::Document { .. })
                 && m.text().is_some_and(|c| c.contains("увеличено в 4 раза"))
         })
         .await?;
@@ -320,10 +318,7 @@ async fn story(anna: &FakeUser, bob: &FakeUser) -> Result<Uuid, DemoError> {
     let query = bob.pay(invoice.message_id)?;
     let paid = bob.wait_for_payment_outcome(&query).await?;
     check(
-        matches!(
-            paid,
-            crate::fake_telegram::PreCheckoutState::Approved { .. }
-        ),
+        matches!(paid, fake_telegram::PreCheckoutState::Approved { .. }),
         "the payment in Stars goes through",
     )?;
     bob.wait_for_bot_text("Payment received").await?;

@@ -6,14 +6,14 @@
 //! - [`bot`] — the Telegram bot: conversations, photo intake, gallery and notifications;
 //! - [`app`] — the whole service assembled from its configuration;
 //! - [`config`] — settings from the environment and `.env`;
-//! - [`demo`] — `aisha demo`: the whole bot story offline, printed as the user reads it;
+//! - [`demo`] — `aisha demo` (feature `demo`, on by default): the whole bot story offline on the
+//!   fake Telegram Bot API (the `fake-telegram` crate), printed as the user reads it;
 //! - [`cli`] — the `aisha` command line (`serve`, `migrate`, `history`, …);
 //! - [`http`] — the HTTP server: FAL webhook, health, metrics, the audit and analytics API;
 //! - [`serve`] — `aisha serve`: everything wired together;
 //! - [`store`] — the event store (SQLite or PostgreSQL) and command execution;
 //! - [`fal`] — the FAL client, webhook verification and the FAL simulator;
 //! - [`photos`] — photo intake checks, the photo store (folder or S3) and the training archive;
-//! - [`fake_telegram`] — a fake Telegram Bot API for tests and the offline demo;
 //! - [`audit`] — replaying avatars for auditors and checking the read models against them;
 //! - [`telemetry`] — the Prometheus recorder and the metric names.
 
@@ -23,8 +23,8 @@ pub mod audit;
 pub mod bot;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod fake_telegram;
 pub mod fal;
 pub mod http;
 pub mod ids;

@@ -416,7 +416,7 @@ mod tests {
             out.into_inner()
         };
         // The bot tests' sample photo: no advice.
-        let sample = crate::fake_telegram::sample_jpeg(640, 640, 5);
+        let sample = fake_telegram::sample_jpeg(640, 640, 5);
         assert_eq!(inspect(&sample).expect("valid").hints, []);
         // Squares with hard edges: sharp, well exposed.
         let squares = ImageBuffer::from_fn(800, 600, |x, y| {

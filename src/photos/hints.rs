@@ -653,7 +653,7 @@ mod tests {
             (1024, 1024),
         ] {
             for seed in [0, 40, 128, 255] {
-                let bytes = crate::fake_telegram::sample_jpeg(width, height, seed);
+                let bytes = fake_telegram::sample_jpeg(width, height, seed);
                 let img = image::load_from_memory(&bytes).expect("decode");
                 assert_eq!(hints_for(&img), [], "{width}×{height} seed {seed}");
                 let m = Measurements::of(&img).expect("pixels");

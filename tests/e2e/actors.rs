@@ -124,7 +124,7 @@ impl Harness {
         )
         .await;
         for n in 0..10u8 {
-            let bytes = aisha::fake_telegram::sample_jpeg(640, 640, n.wrapping_mul(23));
+            let bytes = fake_telegram::sample_jpeg(640, 640, n.wrapping_mul(23));
             let checked = aisha::photos::inspect(&bytes).unwrap();
             let photo_id = format!("ph{n}");
             let key = aisha::photos::photo_key(id, &photo_id, checked.format);

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use aggregates::{AvatarEvent, AvatarStatus, GenerationPreset, TrainingPreset};
 use aisha::bot::callbacks::Callback;
-use aisha::fake_telegram::{CallbackAnswer, ChatMessage, Entry, FakeUser};
 use aisha::fal::{SimConfig, WebhookSigner};
 use aisha::store::Database;
 use bytes::Bytes;
+use fake_telegram::{CallbackAnswer, ChatMessage, Entry, FakeUser};
 use uuid::Uuid;
 
 use crate::photos::png_claiming;
@@ -861,13 +861,13 @@ async fn in_a_group_the_bot_points_to_its_private_chat_and_remembers_nothing() {
     );
     // The prompt step survives the group detour: the next private text is the prompt.
     anna.send_text("a lighthouse at dawn");
-    anna.wait_for_bot_message(|m| matches!(m.content, aisha::fake_telegram::Content::Photo { .. }))
+    anna.wait_for_bot_message(|m| matches!(m.content, fake_telegram::Content::Photo { .. }))
         .await
         .expect("the image, in the private chat");
     assert!(
         anna_there.transcript().iter().all(|e| !matches!(
             e,
-            Entry::Bot(m) if matches!(m.content, aisha::fake_telegram::Content::Photo { .. })
+            Entry::Bot(m) if matches!(m.content, fake_telegram::Content::Photo { .. })
         )),
         "no image was posted to the group:\n{}",
         anna_there.render_transcript()

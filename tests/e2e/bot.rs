@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use aggregates::{AvatarStatus, TrainingPreset};
 use aisha::bot::callbacks::Callback;
-use aisha::fake_telegram::{sample_jpeg, ChatMessage, Entry, FakeUser};
 use aisha::fal::sim::WebhookBehaviour;
 use aisha::fal::SimConfig;
 use bytes::Bytes;
+use fake_telegram::{sample_jpeg, ChatMessage, Entry, FakeUser};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -1388,12 +1388,10 @@ async fn four_images(app: TestApp) {
     )
     .await;
     let document = bob
-        .wait_for_bot_message(|m| {
-            matches!(m.content, aisha::fake_telegram::Content::Document { .. })
-        })
+        .wait_for_bot_message(|m| matches!(m.content, fake_telegram::Content::Document { .. }))
         .await
         .expect("the file");
-    let aisha::fake_telegram::Content::Document { document, .. } = &document.content else {
+    let fake_telegram::Content::Document { document, .. } = &document.content else {
         unreachable!()
     };
     let images = recorded_images(&app, avatar).await;

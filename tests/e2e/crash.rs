@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::AvatarStatus;
-use aisha::fake_telegram::{sample_jpeg, ChatMessage, Entry, FakeTelegram, FakeUser};
 use aisha::fal::{FalSimulator, SimConfig};
 use aisha::store::{AvatarStore, Database};
+use fake_telegram::{sample_jpeg, ChatMessage, Entry, FakeTelegram, FakeUser};
 use rand::Rng;
 use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
@@ -203,7 +203,7 @@ async fn story(user: FakeUser, index: usize, kills_done: Arc<AtomicBool>) {
             let invoice = user.wait_for_invoice().await.ok()?;
             let query = user.pay(invoice.message_id).ok()?;
             match user.wait_for_payment_outcome(&query).await.ok()? {
-                aisha::fake_telegram::PreCheckoutState::Approved { .. } => Some(()),
+                fake_telegram::PreCheckoutState::Approved { .. } => Some(()),
                 _ => None,
             }
         })

@@ -13,10 +13,10 @@ use aggregates::{AccountAction, AccountCommand, Actor, ReleaseReason, TrainingPr
 use aisha::actors::ActorSettings;
 use aisha::bot::callbacks::Callback;
 use aisha::bot::pricing::{PaymentsConfig, Prices};
-use aisha::fake_telegram::{Entry, FakeUser};
 use aisha::fal::sim::SimConfig;
 use aisha::store::accounts::AccountStore;
 use chrono::Utc;
+use fake_telegram::{Entry, FakeUser};
 use uuid::Uuid;
 
 use crate::bot::create_avatar;
@@ -102,7 +102,7 @@ async fn ledger_adds_up(app: &TestApp, available: u64) {
 }
 
 /// An English-speaking user's portrait avatar with ten photos; returns the album summary.
-async fn avatar_with_photos(user: &FakeUser) -> aisha::fake_telegram::ChatMessage {
+async fn avatar_with_photos(user: &FakeUser) -> fake_telegram::ChatMessage {
     user.send_command("/start");
     text(user, "Hi").await;
     create_avatar(user, "p", "f", "Vera", "is created").await;

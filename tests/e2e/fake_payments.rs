@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use aisha::fake_telegram::{
+use fake_telegram::{
     Entry, FakeTelegram, FakeUser, PayOptions, PreCheckoutState, PRE_CHECKOUT_DEADLINE,
 };
 use teloxide::{

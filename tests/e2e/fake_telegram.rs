@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use aisha::fake_telegram::{sample_jpeg, ChatMessage, Content, Entry, FakeTelegram, FakeUser};
 use bytes::Bytes;
+use fake_telegram::{sample_jpeg, ChatMessage, Content, Entry, FakeTelegram, FakeUser};
 use teloxide::{
     adaptors::throttle::Limits,
     dispatching::{ShutdownToken, UpdateHandler},

@@ -155,7 +155,7 @@ impl Service {
     /// Uploads 10 real photos and starts a training (the simulator completes it by webhook).
     async fn start_training(&self, id: Uuid) {
         for n in 0..10u8 {
-            let bytes = aisha::fake_telegram::sample_jpeg(640, 640, n.wrapping_mul(23));
+            let bytes = fake_telegram::sample_jpeg(640, 640, n.wrapping_mul(23));
             let checked = aisha::photos::inspect(&bytes).unwrap();
             let photo_id = format!("ph{n}");
             let key = aisha::photos::photo_key(id, &photo_id, checked.format);

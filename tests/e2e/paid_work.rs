@@ -227,7 +227,7 @@ impl World {
         )
         .await;
         for n in 0..10u8 {
-            let bytes = aisha::fake_telegram::sample_jpeg(640, 640, n.wrapping_mul(29));
+            let bytes = fake_telegram::sample_jpeg(640, 640, n.wrapping_mul(29));
             let checked = aisha::photos::inspect(&bytes).unwrap();
             let photo_id = format!("ph{n}");
             let key = aisha::photos::photo_key(id, &photo_id, checked.format);
@@ -694,7 +694,7 @@ async fn the_status_poller_survives_transient_database_failures(pool: sqlx::PgPo
 /// completes the training: one paid job, one "ready", and no "start again".
 #[sqlx::test(migrations = false)]
 async fn a_server_killed_mid_submit_adopts_the_job_from_its_webhook(pool: sqlx::PgPool) {
-    use aisha::fake_telegram::{Entry, FakeTelegram};
+    use fake_telegram::{Entry, FakeTelegram};
 
     use crate::process::{Secrets, ServerProcess};
 

@@ -6,8 +6,8 @@
 //! SQLite and PostgreSQL.
 
 use aisha::bot::pricing::{CreditPacks, PaymentsConfig};
-use aisha::fake_telegram::{ChatMessage, Entry, FakeUser, PayOptions, PreCheckoutState};
 use aisha::store::accounts::AccountStore;
+use fake_telegram::{ChatMessage, Entry, FakeUser, PayOptions, PreCheckoutState};
 
 use crate::steps::{button, count_bot_texts, press, text};
 use crate::support::{postgres_url, spawn_app_with, TestApp, TestAppSettings};

@@ -111,7 +111,7 @@ async fn both_photo_stores_keep_photos_without_their_metadata() {
     let dir = tempfile::tempdir().expect("temp dir");
     let folder = PhotoStore::local(dir.path()).expect("folder store");
     let memory = PhotoStore::with_object_store(Arc::new(InMemory::new()), "p", "memory://test");
-    let plain = aisha::fake_telegram::sample_jpeg(640, 640, 5);
+    let plain = fake_telegram::sample_jpeg(640, 640, 5);
     let sent = with_location(&plain, 1);
     let rotated = with_location(&plain, 6);
     for store in [folder, memory] {
@@ -149,7 +149,7 @@ async fn a_photo_with_its_location_is_stored_and_trained_on_without_it() {
 
     // Ten photos as uncompressed documents (what keeps EXIF in Telegram), one of them rotated.
     let originals: Vec<Bytes> = (0..10u8)
-        .map(|n| aisha::fake_telegram::sample_jpeg(640, 640, 40 + n))
+        .map(|n| fake_telegram::sample_jpeg(640, 640, 40 + n))
         .collect();
     let mut last = None;
     for (n, photo) in originals.iter().enumerate() {
@@ -243,7 +243,7 @@ async fn an_expired_archive_cannot_be_trained_on() {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     zip.start_file("01.jpg", zip::write::SimpleFileOptions::default())
         .unwrap();
-    std::io::Write::write_all(&mut zip, &aisha::fake_telegram::sample_jpeg(512, 512, 1)).unwrap();
+    std::io::Write::write_all(&mut zip, &fake_telegram::sample_jpeg(512, 512, 1)).unwrap();
     let zip = zip.finish().unwrap().into_inner();
 
     let url = fal

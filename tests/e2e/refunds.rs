@@ -14,10 +14,10 @@ use aisha::actors::refund::{self, RefundBy, RefundRequest};
 use aisha::actors::work::WorkQueue;
 use aisha::bot::handlers::payments::charge_tag;
 use aisha::bot::pricing::PaymentsConfig;
-use aisha::fake_telegram::{Entry, FakeUser, PayOptions};
 use aisha::store::accounts::AccountStore;
 use aisha::store::promo::{Claim, PromoCodes};
 use chrono::Utc;
+use fake_telegram::{Entry, FakeUser, PayOptions};
 use uuid::Uuid;
 
 use crate::payments::{balance_shows, invoice_for_fifty, pay, selling, BUYER};

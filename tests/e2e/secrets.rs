@@ -2,8 +2,8 @@
 //! userinfo or query, credentials in the storage URL (refused, and not echoed), userinfo in the
 //! Bot API and public URLs, and the tokens themselves — with debug logging on.
 
-use aisha::fake_telegram::FakeTelegram;
 use aisha::fal::{FalSimulator, SimConfig};
+use fake_telegram::FakeTelegram;
 
 use crate::process::{free_port, Secrets, ServerProcess};
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aisha::bot::send::sending;
 use aisha::bot::{SendLimiter, SendLimits};
-use aisha::fake_telegram::{Entry, FakeTelegram, FakeUser};
+use fake_telegram::{Entry, FakeTelegram, FakeUser};
 use teloxide::prelude::*;
 
 const TOKEN: &str = "515151:limits-token";

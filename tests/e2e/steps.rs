@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use aggregates::TrainingPreset;
 use aisha::bot::callbacks::Callback;
-use aisha::fake_telegram::{sample_jpeg, CallbackAnswer, ChatMessage, Entry, FakeUser};
 use bytes::Bytes;
+use fake_telegram::{sample_jpeg, CallbackAnswer, ChatMessage, Entry, FakeUser};
 use uuid::Uuid;
 
 /// A distinct, valid training photo.

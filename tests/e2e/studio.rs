@@ -5,7 +5,7 @@
 
 use aggregates::{AvatarEvent, Origin, UpscaleFactor};
 use aisha::bot::callbacks::Callback;
-use aisha::fake_telegram::{Content, FakeUser};
+use fake_telegram::{Content, FakeUser};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -321,7 +321,7 @@ async fn generate_framed(
                 entries
                     .iter()
                     .filter(|e| {
-                        matches!(e, aisha::fake_telegram::Entry::Bot(m)
+                        matches!(e, fake_telegram::Entry::Bot(m)
                         if m.text().is_some_and(|t| t.contains("Done!")))
                     })
                     .count()

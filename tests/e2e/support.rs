@@ -171,8 +171,8 @@ use std::sync::Arc;
 use aisha::actors::ActorSettings;
 use aisha::app::{AppError, AppOptions, Application};
 use aisha::config::Config;
-use aisha::fake_telegram::{FakeTelegram, FakeUser};
 use aisha::fal::{FalSimulator, SimConfig};
+use fake_telegram::{FakeTelegram, FakeUser};
 
 /// The token of the test bot (the fake Bot API accepts only it).
 pub const BOT_TOKEN: &str = "424242:AAH-test-token-for-the-fake-bot-api";

@@ -5,8 +5,8 @@
 
 use std::collections::HashSet;
 
-use aisha::fake_telegram::{ChatMessage, FakeUser};
 use aisha::fal::SimConfig;
+use fake_telegram::{ChatMessage, FakeUser};
 use serde_json::Value;
 
 use crate::steps::{button, press_and_see, text, upload_album};
