@@ -12,7 +12,8 @@
 //! - [`http`] — the HTTP server: FAL webhook, health, metrics, the audit and analytics API;
 //! - [`serve`] — `aisha serve`: everything wired together;
 //! - [`store`] — the event store (SQLite or PostgreSQL) and command execution;
-//! - [`fal`] — the FAL client, webhook verification and the FAL simulator;
+//! - [`fal`] — the FAL client, webhook verification and the FAL simulator (the `fal` crate,
+//!   re-exported);
 //! - [`photos`] — photo intake checks, the photo store (folder or S3) and the training archive;
 //! - [`audit`] — replaying avatars for auditors and checking the read models against them;
 //! - [`telemetry`] — the Prometheus recorder and the metric names.
@@ -25,7 +26,7 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
-pub mod fal;
+pub use fal;
 pub mod http;
 pub mod ids;
 pub mod packs;

@@ -32,7 +32,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{error_response, FalSimulator, SimState};
-use crate::fal::types::{InitiateUploadRequest, InitiateUploadResponse};
+use crate::types::{InitiateUploadRequest, InitiateUploadResponse};
 
 /// A file the simulator serves.
 #[derive(Debug, Clone)]

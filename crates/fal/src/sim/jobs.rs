@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::validate::{self, Endpoint};
 use super::{error_response, output, storage, url_decode_pairs, SimState, WebhookDelivery};
-use crate::fal::types::LogEntry;
+use crate::types::LogEntry;
 
 /// What a path under `/queue/` names.
 #[derive(Debug, Clone, PartialEq, Eq)]

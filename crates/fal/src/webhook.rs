@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+#[cfg(any(test, feature = "sim"))]
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -584,12 +586,14 @@ impl WebhookVerifier {
 }
 
 /// Signs webhooks the way FAL does; used by the simulator and by tests.
+#[cfg(any(test, feature = "sim"))]
 pub struct WebhookSigner {
     key: SigningKey,
     user_id: String,
 }
 
 // By hand: the private key stays out of debug output.
+#[cfg(any(test, feature = "sim"))]
 impl fmt::Debug for WebhookSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookSigner")
@@ -602,6 +606,7 @@ impl fmt::Debug for WebhookSigner {
     }
 }
 
+#[cfg(any(test, feature = "sim"))]
 impl WebhookSigner {
     /// A signer with a fresh random key.
     pub fn generate(user_id: impl Into<String>) -> Self {
