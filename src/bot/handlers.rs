@@ -305,7 +305,8 @@ pub async fn on_command(
                 }
                 State::AwaitingName { .. }
                 | State::AwaitingPrompt { .. }
-                | State::AwaitingNewName { .. } => t.cancelled(),
+                | State::AwaitingNewName { .. }
+                | State::AwaitingPromoCode => t.cancelled(),
             };
             ctx.say(text, Some(ctx.main_menu())).await?;
         }
@@ -365,6 +366,7 @@ pub async fn on_file(
         State::AwaitingName { .. } => return notice(t.name_expected(), None).await,
         State::AwaitingPrompt { .. } => return notice(t.prompt_expected(), None).await,
         State::AwaitingNewName { .. } => return notice(t.new_name_expected(), None).await,
+        State::AwaitingPromoCode => return notice(t.ledger().promo_ask(), None).await,
     };
     let Some(file) = IncomingFile::from_message(&msg) else {
         return Ok(());
@@ -563,6 +565,26 @@ pub async fn on_prompt(
 }
 
 /// The text after "Rename": the avatar's new name, or the reason it cannot be.
+/// The text after "🎟 Promo code": the code to redeem.
+pub async fn on_promo_code(
+    bot: TgBot,
+    deps: Arc<BotDeps>,
+    dialogue: BotDialogue,
+    msg: Message,
+) -> HandlerResult {
+    let Some(from) = msg.from.as_ref() else {
+        return Ok(());
+    };
+    let ctx = Ctx::new(bot, deps, from, msg.chat.id).await;
+    let Some(code) = msg.text().filter(|text| !text.starts_with('/')) else {
+        ctx.say(ctx.t().ledger().promo_ask(), None).await?;
+        return Ok(());
+    };
+    dialogue.reset().await?;
+    payments::redeem_promo(&ctx, code).await?;
+    Ok(())
+}
+
 pub async fn on_new_name(
     bot: TgBot,
     deps: Arc<BotDeps>,
@@ -923,7 +945,7 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
         (Callback::Refund { charge }, _) => {
             return payments::request_refund(ctx, screen, charge).await
         }
-        (Callback::Promo, _) => payments::explain_promo(ctx).await?,
+        (Callback::Promo, _) => payments::ask_promo(ctx, dialogue).await?,
         (Callback::Menu, _) => {
             dialogue.reset().await?;
             ctx.show(screen, t.main_menu(), ctx.main_menu()).await?;

@@ -95,6 +95,8 @@ pub enum State {
         avatar_id: Uuid,
         preset: GenerationPreset,
     },
+    /// The next text is a promo code to redeem.
+    AwaitingPromoCode,
 }
 
 /// Why handling an update failed (the user gets a short apology; the log gets this).
@@ -199,6 +201,7 @@ pub fn schema() -> UpdateHandler<BotError> {
         )
         .branch(case![State::AwaitingPrompt { avatar_id, preset }].endpoint(handlers::on_prompt))
         .branch(case![State::AwaitingNewName { avatar_id }].endpoint(handlers::on_new_name))
+        .branch(case![State::AwaitingPromoCode].endpoint(handlers::on_promo_code))
         .branch(dptree::endpoint(handlers::on_other_message));
     let buttons = Update::filter_callback_query()
         .enter_dialogue::<CallbackQuery, dialogues::Dialogues, State>()

@@ -365,6 +365,8 @@ pub trait LedgerTexts: Send + Sync {
     fn refund_not_returned(&self) -> String;
     /// How to redeem a code (the promo button, `/promo` without a code).
     fn promo_usage(&self) -> String;
+    /// After the promo button: the next message is the code.
+    fn promo_ask(&self) -> String;
     fn promo_redeemed(&self, code: &str, credits: u32, available: u64) -> String;
     fn promo_refused(&self, code: &str, why: crate::store::promo::PromoRefusal) -> String;
 }
@@ -444,6 +446,10 @@ impl LedgerTexts for Ru {
 
     fn promo_usage(&self) -> String {
         "🎟 Отправьте промокод командой: <code>/promo КОД</code>".into()
+    }
+
+    fn promo_ask(&self) -> String {
+        "🎟 Пришлите промокод одним сообщением (или /cancel).".into()
     }
 
     fn promo_redeemed(&self, code: &str, credits: u32, available: u64) -> String {
@@ -536,6 +542,10 @@ impl LedgerTexts for En {
 
     fn promo_usage(&self) -> String {
         "🎟 Send your promo code like this: <code>/promo CODE</code>".into()
+    }
+
+    fn promo_ask(&self) -> String {
+        "🎟 Send the promo code in one message (or /cancel).".into()
     }
 
     fn promo_redeemed(&self, code: &str, credits: u32, available: u64) -> String {

@@ -340,8 +340,8 @@ async fn a_promo_code_works_once_per_user(app: TestApp) {
     let user = app.user(BUYER, "Vera", "en");
     let balance = balance_shows(&user, "Available: 0 credits").await;
     press(&user, &balance, &button(&balance, "pm")).await;
-    text(&user, "/promo CODE").await;
-    user.send_command("/promo spring ");
+    text(&user, "Send the promo code in one message").await;
+    user.send_text("spring ");
     text(
         &user,
         "Promo code SPRING accepted: +25 credits. You now have 25",

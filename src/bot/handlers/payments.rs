@@ -26,7 +26,7 @@ use crate::store::accounts::{AccountStoreError, ExecutedAccount};
 mod promo;
 mod refunds;
 
-pub(super) use promo::{explain as explain_promo, redeem as redeem_promo};
+pub(super) use promo::{ask as ask_promo, redeem as redeem_promo};
 pub use refunds::{charge_tag, star_refunds, TelegramStarRefunds};
 pub(super) use refunds::{request_refund, show_refunds};
 

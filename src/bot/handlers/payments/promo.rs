@@ -1,4 +1,4 @@
-//! Redeeming promo codes: `/promo CODE` (the balance screen's button explains how). The use is
+//! Redeeming promo codes: `/promo CODE`, or the balance screen's button and then the code. The use is
 //! claimed in `promo_codes` first and the credits granted by the ledger second; a retry after a
 //! crash in between finds its claim and completes the grant (see [`crate::store::promo`]).
 
@@ -12,15 +12,20 @@ use crate::bot::BotError;
 use crate::store::accounts::AccountStoreError;
 use crate::store::promo::{Claim, PromoCodes, PromoRefusal};
 
-/// The promo button: how to send a code (a plain command keeps the conversation's step as is).
-pub(in crate::bot::handlers) async fn explain(ctx: &Ctx) -> Result<(), BotError> {
+/// The promo button: the next message is the code (`/cancel` leaves the step).
+pub(in crate::bot::handlers) async fn ask(
+    ctx: &Ctx,
+    dialogue: &crate::bot::BotDialogue,
+) -> Result<(), BotError> {
     let t = ctx.t();
-    let text = if ctx.deps.payments.enabled() {
-        t.ledger().promo_usage()
-    } else {
-        t.payments_off()
-    };
-    ctx.say(text, None).await?;
+    if !ctx.deps.payments.enabled() {
+        ctx.say(t.payments_off(), None).await?;
+        return Ok(());
+    }
+    dialogue
+        .update(crate::bot::State::AwaitingPromoCode)
+        .await?;
+    ctx.say(t.ledger().promo_ask(), None).await?;
     Ok(())
 }
 
