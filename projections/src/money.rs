@@ -471,6 +471,18 @@ async fn load_open(
     Ok(out)
 }
 
+/// Which of `charge_ids` the read model already holds as purchases.
+pub async fn recorded_purchases(
+    tx: &mut Tx<'_>,
+    charge_ids: &[String],
+) -> Result<std::collections::HashSet<String>, ProjectionError> {
+    if charge_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let keys = charge_ids.iter().map(|c| Arg::from(c.as_str())).collect();
+    Ok(load_packs(tx, keys).await?.into_keys().collect())
+}
+
 async fn load_packs(
     tx: &mut Tx<'_>,
     charges: Vec<Arg>,

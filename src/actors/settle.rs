@@ -295,6 +295,12 @@ async fn orphan_settlement(
             })
         }
         ReservationPurpose::Training { .. } => {
+            // While a training runs, its own reservation is settled by its outcome; an orphan
+            // beside it (a retry after a crash) waits for that outcome, rather than every sweep
+            // reading the whole history of every running training.
+            if avatar.status == AvatarStatus::Training {
+                return Ok(None);
+            }
             let history = s.store.history(avatar_id).await?;
             let started = history.iter().position(|e| {
                 matches!(e.event, AvatarEvent::TrainingStarted { .. })

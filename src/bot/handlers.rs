@@ -1388,7 +1388,16 @@ async fn requested_generation(
     avatar_id: Uuid,
     generation_id: Uuid,
 ) -> Result<Option<(String, Option<GenerationPreset>)>, BotError> {
-    let history = ctx.deps.store.history(avatar_id).await?;
+    Ok(requested(&ctx.deps.store, avatar_id, generation_id).await?)
+}
+
+/// The prompt and preset a generation was asked with, from its avatar's history.
+pub(super) async fn requested(
+    store: &crate::store::AvatarStore,
+    avatar_id: Uuid,
+    generation_id: Uuid,
+) -> Result<Option<(String, Option<GenerationPreset>)>, StoreError> {
+    let history = store.history(avatar_id).await?;
     Ok(history
         .into_iter()
         .rev()

@@ -183,15 +183,9 @@ impl TelegramNotifier {
         if !payments.enabled() {
             return None;
         }
-        let history = self.deps.store.history(avatar_id).await.ok()?;
-        let preset = history.into_iter().rev().find_map(|e| match e.event {
-            aggregates::AvatarEvent::GenerationRequested {
-                generation_id: id,
-                preset,
-                ..
-            } if id == generation_id => Some(preset),
-            _ => None,
-        })?;
+        let (_, preset) = super::handlers::requested(&self.deps.store, avatar_id, generation_id)
+            .await
+            .ok()??;
         Some(t.again_price(payments.prices.generation(preset, images)))
     }
 

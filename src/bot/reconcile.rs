@@ -50,7 +50,15 @@ pub async fn reconcile(bot: &TgBot, deps: &BotDeps) -> Result<usize, BotError> {
         })
         .await?;
         let count = page.transactions.len() as u32;
-        for transaction in &page.transactions {
+        // Only the payments the read model does not know go to the ledger: every pass reads all
+        // of Telegram's list, and loading each account for a no-op would grow with it.
+        let charges: Vec<String> = page.transactions.iter().map(|t| t.id.0.clone()).collect();
+        let known = crate::store::money::recorded_purchases(&deps.db, &charges).await?;
+        for transaction in page
+            .transactions
+            .iter()
+            .filter(|t| !known.contains(&t.id.0))
+        {
             if record(bot, deps, transaction).await? {
                 found += 1;
             }

@@ -97,15 +97,7 @@ pub struct AccountStore {
 
 impl AccountStore {
     pub fn new(db: Database) -> Self {
-        let repo = match &db {
-            Database::Sqlite(pool) => {
-                AnyRepository::Sqlite(sqlite_es::SqliteEventRepository::new(pool.clone()))
-            }
-            Database::Postgres(pool) => AnyRepository::Postgres(
-                postgres_es::PostgresEventRepository::new(pool.clone()),
-                pool.clone(),
-            ),
-        };
+        let repo = super::repository(&db);
         let notifier = super::feed::CommitNotifier::new(&db);
         Self {
             db,

@@ -277,17 +277,22 @@ pub struct AvatarStore {
     cache: AggregateCache,
 }
 
+/// The event repository over `db`, shared by the avatar and account stores.
+pub(crate) fn repository(db: &Database) -> AnyRepository {
+    match db {
+        Database::Sqlite(pool) => {
+            AnyRepository::Sqlite(sqlite_es::SqliteEventRepository::new(pool.clone()))
+        }
+        Database::Postgres(pool) => AnyRepository::Postgres(
+            postgres_es::PostgresEventRepository::new(pool.clone()),
+            pool.clone(),
+        ),
+    }
+}
+
 impl AvatarStore {
     pub fn new(db: Database) -> Self {
-        let repo = match &db {
-            Database::Sqlite(pool) => {
-                AnyRepository::Sqlite(sqlite_es::SqliteEventRepository::new(pool.clone()))
-            }
-            Database::Postgres(pool) => AnyRepository::Postgres(
-                postgres_es::PostgresEventRepository::new(pool.clone()),
-                pool.clone(),
-            ),
-        };
+        let repo = repository(&db);
         let notifier = feed::CommitNotifier::new(&db);
         Self {
             db,

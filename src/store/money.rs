@@ -33,6 +33,16 @@ pub async fn recent_movements(
     Ok(projections::money::recent_movements(&mut conn.tx(), telegram_id, limit).await?)
 }
 
+/// Which of `charge_ids` the read model already holds as purchases (it follows the ledger by a
+/// moment, so one credited just now may be missing; the ledger itself is the final word).
+pub async fn recorded_purchases(
+    db: &Database,
+    charge_ids: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut conn = db.acquire().await?;
+    Ok(projections::money::recorded_purchases(&mut conn.tx(), charge_ids).await?)
+}
+
 /// Waits, at most `patience`, until the read model holds `telegram_id`'s movements up to event
 /// `sequence` (as [`AccountStore::load_with_sequence`](super::accounts::AccountStore) reported
 /// it), so a screen shown right after a payment lists that payment. Returns whether it got there.

@@ -59,6 +59,17 @@ pub async fn pay(user: &FakeUser, invoice: &ChatMessage, options: PayOptions) ->
     }
 }
 
+/// How many `CreditsPurchased` events the buyer's ledger holds.
+async fn purchases_recorded(ledger: &AccountStore) -> usize {
+    ledger
+        .history(BUYER)
+        .await
+        .expect("history")
+        .iter()
+        .filter(|e| e.event_type == "CreditsPurchased")
+        .count()
+}
+
 pub async fn balance_shows(user: &FakeUser, needle: &str) -> ChatMessage {
     user.send_command("/balance");
     text(user, needle).await
@@ -139,14 +150,7 @@ async fn a_payment_delivered_twice_is_credited_once(app: TestApp) {
     let account = ledger.load(BUYER).await.expect("load");
     assert_eq!(account.available(), 50);
     assert_eq!(account.purchases.len(), 1);
-    let purchases = ledger
-        .history(BUYER)
-        .await
-        .expect("history")
-        .iter()
-        .filter(|e| e.event_type == "CreditsPurchased")
-        .count();
-    assert_eq!(purchases, 1);
+    assert_eq!(purchases_recorded(&ledger).await, 1);
     app.shutdown().await;
 }
 
@@ -174,14 +178,10 @@ async fn a_payment_the_bot_never_handled_is_credited_once_after_a_restart(app: T
     let app = app.restart().await;
     balance_shows(&user, "Available: 50 credits").await;
     assert_eq!(count_bot_texts(&user, "Payment received"), 1);
-    let purchases = AccountStore::new(app.db.clone())
-        .history(BUYER)
-        .await
-        .expect("history")
-        .iter()
-        .filter(|e| e.event_type == "CreditsPurchased")
-        .count();
-    assert_eq!(purchases, 1);
+    assert_eq!(
+        purchases_recorded(&AccountStore::new(app.db.clone())).await,
+        1
+    );
     app.shutdown().await;
 }
 

@@ -272,19 +272,23 @@ pub async fn on_refunded_payment(msg: Message) -> HandlerResult {
 }
 
 /// The welcome gift, once per account, when payments are on. A failure costs only the gift now
-/// (the next /start tries again), so it is logged and the start goes on.
-pub(super) async fn grant_welcome(ctx: &Ctx) {
-    let credits = ctx.deps.payments.welcome_credits;
-    if !ctx.deps.payments.enabled() || credits == 0 {
-        return;
+/// (the next /start tries again), so it is logged and the start goes on. Returns the account as
+/// it is afterwards, for a caller that shows the balance (`None` when payments are off or the
+/// account cannot be read).
+pub(super) async fn grant_welcome(ctx: &Ctx) -> Option<aggregates::Account> {
+    if !ctx.deps.payments.enabled() {
+        return None;
     }
-    match ctx.deps.accounts.load(ctx.user).await {
-        Ok(account) if account.welcome_granted => return,
-        Ok(_) => {}
+    let account = match ctx.deps.accounts.load(ctx.user).await {
+        Ok(account) => account,
         Err(e) => {
             tracing::warn!(user = ctx.user, error = %e, "could not read the account for the welcome gift");
-            return;
+            return None;
         }
+    };
+    let credits = ctx.deps.payments.welcome_credits;
+    if account.welcome_granted || credits == 0 {
+        return Some(account);
     }
     let command = AccountCommand::new(
         Actor::System("bot".into()),
@@ -297,9 +301,14 @@ pub(super) async fn grant_welcome(ctx: &Ctx) {
         .execute(ctx.user, command, Uuid::new_v4())
         .await
     {
-        Ok(_) | Err(AccountStoreError::Rejected(AccountError::WelcomeAlreadyGranted)) => {}
+        Ok(done) => Some(done.state),
+        // Granted meanwhile by a concurrent update of the same user.
+        Err(AccountStoreError::Rejected(AccountError::WelcomeAlreadyGranted)) => {
+            ctx.deps.accounts.load(ctx.user).await.ok()
+        }
         Err(e) => {
             tracing::warn!(user = ctx.user, error = %e, "could not grant the welcome credits");
+            Some(account)
         }
     }
 }
