@@ -28,6 +28,10 @@ use uuid::Uuid;
 
 mod common;
 
+// The production binary's allocator (src/main.rs), so in-process figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONCURRENCY: usize = 32;
 
 #[tokio::main]

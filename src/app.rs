@@ -20,7 +20,8 @@ use crate::http::server::ServerLimits;
 use crate::http::webhooks::{self, WebhookState};
 use crate::http::{api, ops, AppState};
 use crate::photos::PhotoStore;
-use crate::store::feed::{Feed, ProjectionRunner};
+use crate::store::feed::Feed;
+use crate::store::runner::ProjectionRunner;
 use crate::store::{AvatarStore, Database, StoreError};
 
 /// Why the service could not start.

@@ -25,7 +25,8 @@ pub use money::{MoneyProblem, MoneyReport};
 pub use rebuild::{rebuild, rebuild_all, select, Rebuilt, Selected};
 
 use crate::store::accounts::{AccountHistoryEntry, AccountStore, AccountStoreError, LoadedAccount};
-use crate::store::feed::{load_checkpoint, Feed, ProjectionRunner};
+use crate::store::feed::{load_checkpoint, Feed};
+use crate::store::runner::ProjectionRunner;
 use crate::store::{AvatarStore, Database, StoreError};
 
 /// Why an audit tool could not run.

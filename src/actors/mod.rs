@@ -494,13 +494,12 @@ impl ActorSystem {
             status_poll_after: services.settings.status_poll_after,
             charging: services.charging,
         };
-        let runner = crate::store::feed::ProjectionRunner::new(feed, Arc::new(reactor)).on_commit(
-            move || {
+        let runner = crate::store::runner::ProjectionRunner::new(feed, Arc::new(reactor))
+            .on_commit(move || {
                 for worker in &workers {
                     worker.do_send(Wake);
                 }
-            },
-        );
+            });
         let reactor = tokio::spawn(runner.run());
         let sweeper = tokio::spawn(deadlines::run(services));
         Self {

@@ -13,9 +13,8 @@ use projections::money::{self, Balance};
 use projections::{Cursor, LedgerEvent, Projection, Tx};
 
 use super::AuditError;
-use crate::store::feed::{
-    load_checkpoint, lock_key, read_stream_after, Feed, FeedStream, ProjectionRunner,
-};
+use crate::store::feed::{load_checkpoint, lock_key, read_stream_after, Feed, FeedStream};
+use crate::store::runner::ProjectionRunner;
 use crate::store::{Database, StoreError};
 
 /// Events read per round trip while replaying.

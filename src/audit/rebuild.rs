@@ -8,7 +8,8 @@ use projections::{LedgerEvent, Projection};
 use serde::Serialize;
 
 use super::AuditError;
-use crate::store::feed::{Feed, FeedStream, ProjectionRunner};
+use crate::store::feed::{Feed, FeedStream};
+use crate::store::runner::{ProjectionRunner, Replay};
 use crate::store::{Database, StoreError};
 
 /// One projection rebuilt.
@@ -74,15 +75,6 @@ async fn rebuild_selected(
     avatar: Vec<Arc<dyn Projection>>,
     ledger: Vec<Arc<dyn Projection<LedgerEvent>>>,
 ) -> Result<Vec<Rebuilt>, AuditError> {
-    let runners: Vec<Box<dyn Rebuild>> = avatar
-        .into_iter()
-        .map(|p| Box::new(ProjectionRunner::new(feed.clone(), p)) as Box<dyn Rebuild>)
-        .chain(
-            ledger
-                .into_iter()
-                .map(|p| Box::new(ProjectionRunner::ledger(feed.clone(), p)) as Box<dyn Rebuild>),
-        )
-        .collect();
     let run = |runner: Box<dyn Rebuild>| async move {
         let started = Instant::now();
         let events = runner.rebuild_now().await?;
@@ -93,17 +85,60 @@ async fn rebuild_selected(
         })
     };
     match feed.database() {
-        Database::Postgres(_) => futures::future::join_all(runners.into_iter().map(run))
-            .await
-            .into_iter()
-            .collect(),
+        Database::Postgres(pool) => {
+            // Side by side, the avatar read models sharing one read of the feed.
+            let mut replays = Replay::split(pool, avatar.len())
+                .await?
+                .map(|r| r.into_iter().map(Some).collect::<Vec<_>>())
+                .unwrap_or_default();
+            replays.resize_with(avatar.len(), || None);
+            let runners = avatar
+                .into_iter()
+                .zip(replays)
+                .map(|(p, replay)| {
+                    Box::new(Replaying {
+                        runner: ProjectionRunner::new(feed.clone(), p),
+                        replay: std::sync::Mutex::new(replay),
+                    }) as Box<dyn Rebuild>
+                })
+                .chain(ledger.into_iter().map(|p| {
+                    Box::new(ProjectionRunner::ledger(feed.clone(), p)) as Box<dyn Rebuild>
+                }));
+            futures::future::join_all(runners.map(run))
+                .await
+                .into_iter()
+                .collect()
+        }
         Database::Sqlite(_) => {
+            let runners = avatar
+                .into_iter()
+                .map(|p| Box::new(ProjectionRunner::new(feed.clone(), p)) as Box<dyn Rebuild>)
+                .chain(ledger.into_iter().map(|p| {
+                    Box::new(ProjectionRunner::ledger(feed.clone(), p)) as Box<dyn Rebuild>
+                }));
             let mut done = Vec::new();
             for runner in runners {
                 done.push(run(runner).await?);
             }
             Ok(done)
         }
+    }
+}
+
+/// A rebuild that takes its first batches from a shared [`Replay`].
+struct Replaying<E: FeedStream> {
+    runner: ProjectionRunner<E>,
+    replay: std::sync::Mutex<Option<Replay<E>>>,
+}
+
+impl<E: FeedStream> Rebuild for Replaying<E> {
+    fn projection_name(&self) -> &'static str {
+        self.runner.name()
+    }
+
+    fn rebuild_now(&self) -> futures::future::BoxFuture<'_, Result<usize, StoreError>> {
+        let replay = self.replay.lock().ok().and_then(|mut r| r.take());
+        Box::pin(self.runner.rebuild_replaying(replay))
     }
 }
 

@@ -16,7 +16,8 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::AppState;
-use crate::store::feed::{self, ConsumerStatus};
+use crate::store::feed::ConsumerStatus;
+use crate::store::runner;
 use crate::store::Database;
 use crate::telemetry;
 
@@ -189,7 +190,7 @@ async fn check(state: &AppState) -> (StatusCode, serde_json::Value, Option<Vec<C
 fn lag_alerts(consumers: &[ConsumerStatus], alert_after: Duration) -> Vec<String> {
     consumers
         .iter()
-        .filter(|c| !feed::is_rebuild_consumer(&c.consumer))
+        .filter(|c| !runner::is_rebuild_consumer(&c.consumer))
         .filter_map(|c| {
             let age = c.lag.oldest_unread_age.filter(|age| *age > alert_after)?;
             Some(format!(

@@ -144,36 +144,47 @@ async fn fal_webhook(
     }
 }
 
+/// The result is reported first: the submission is almost always on record, and then that is
+/// the one write. Only a result for a request the avatar never heard of (the submitting process
+/// died before recording it) adopts the request and reports again.
 async fn record_training(
     s: &Services,
     avatar_id: Uuid,
     payload: &WebhookPayload,
 ) -> Result<(), StoreError> {
-    adopt_submission(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id).await?;
-    match (payload.status, &payload.payload) {
-        (WebhookStatus::Ok, Some(output)) => {
-            report_training_result(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id, Ok(output))
-                .await
-        }
+    let result = match (payload.status, &payload.payload) {
+        (WebhookStatus::Ok, Some(output)) => Ok(output),
         (WebhookStatus::Ok, None) => {
             // FAL finished but could not send the output; the poller will fetch it.
             tracing::warn!(%avatar_id, request_id = %payload.request_id,
                 payload_error = ?payload.payload_error, "FAL webhook without its output");
-            Ok(())
+            adopt_submission(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id).await?;
+            return Ok(());
         }
-        (_, _) => {
-            let reason = payload
-                .error_message()
-                .unwrap_or_else(|| "FAL reported an error".into());
-            report_training_result(
-                s,
-                WEBHOOK_ACTOR,
-                avatar_id,
-                &payload.request_id,
-                Err(reason),
-            )
-            .await
+        (_, _) => Err(payload
+            .error_message()
+            .unwrap_or_else(|| "FAL reported an error".into())),
+    };
+    let report = || {
+        report_training_result(
+            s,
+            WEBHOOK_ACTOR,
+            avatar_id,
+            &payload.request_id,
+            result.clone(),
+        )
+    };
+    match report().await {
+        Err(StoreError::Rejected(AvatarError::UnknownTrainingRequest(request))) => {
+            if adopt_submission(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id).await? {
+                report().await
+            } else {
+                Err(StoreError::Rejected(AvatarError::UnknownTrainingRequest(
+                    request,
+                )))
+            }
         }
+        other => other,
     }
 }
 
@@ -183,7 +194,13 @@ async fn record_generation(
     generation_id: Uuid,
     payload: &WebhookPayload,
 ) -> Result<(), StoreError> {
-    let avatar = s.store.load(avatar_id).await?;
+    // The cached state is enough to go on when it shows the generation pending (the command
+    // that follows is checked against the database anyway); when it does not, only a fresh
+    // load may conclude that the webhook is not ours to apply.
+    let avatar = match s.store.recent(avatar_id) {
+        Some(avatar) if avatar.pending_generation(generation_id).is_some() => avatar,
+        _ => s.store.load(avatar_id).await?,
+    };
     match avatar.pending_generation(generation_id) {
         // Finished already (a duplicate), or never ours: nothing to do.
         None => return Ok(()),

@@ -31,14 +31,13 @@ use std::time::Duration;
 use aggregates::{Account, AccountEvent, Avatar, AvatarEvent};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use projections::{Cursor, FeedEvent, LedgerEvent, Projection, ProjectionError, Tx};
+use projections::{Cursor, FeedEvent, LedgerEvent, ProjectionError, Tx};
 use sqlx::postgres::PgListener;
 use sqlx::Row;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{Database, StoreError};
-use crate::telemetry;
 
 /// The NOTIFY channel on which writers tell other instances that they committed events.
 pub const CHANNEL: &str = "aisha_events";
@@ -358,6 +357,20 @@ pub async fn read_stream_after<E: FeedStream>(
     after: Cursor,
     limit: i64,
 ) -> Result<Vec<E>, StoreError> {
+    read_rows_after::<E>(tx, after, limit)
+        .await?
+        .into_iter()
+        .map(E::decode)
+        .collect()
+}
+
+/// The rows [`read_stream_after`] reads, not yet decoded (a rebuild decodes them off the
+/// async threads, once for every read model it rebuilds).
+pub async fn read_rows_after<E: FeedStream>(
+    tx: &mut Tx<'_>,
+    after: Cursor,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = match tx {
         Tx::Postgres(conn) => {
             // Two statements, so the events are read with a snapshot taken after the watermark
@@ -421,7 +434,7 @@ pub async fn read_stream_after<E: FeedStream>(
         })
         .collect::<Vec<_>>(),
     };
-    rows.into_iter().map(E::decode).collect()
+    Ok(rows)
 }
 
 /// One row of the `events` table as the feed reads it, before it is decoded.
@@ -436,7 +449,7 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    fn cursor(&self) -> Cursor {
+    pub fn cursor(&self) -> Cursor {
         Cursor {
             txid: self.txid,
             position: self.position,
@@ -584,392 +597,6 @@ pub fn lock_key(name: &str) -> i64 {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash as i64
-}
-
-/// Applies feed events to one projection, batch by batch, each batch and its checkpoint in one
-/// transaction. On PostgreSQL a batch first takes the projection's advisory lock, so with several
-/// instances only one applies a given projection at a time and nothing is applied twice. `E` is
-/// the stream it follows: Avatar events by default, or the ledger's.
-pub struct ProjectionRunner<E: FeedStream = FeedEvent> {
-    feed: Feed,
-    projection: Arc<dyn Projection<E>>,
-    /// The checkpoint's name, which also keys the lock.
-    consumer: String,
-    batch_size: i64,
-    on_commit: Option<Arc<dyn Fn() + Send + Sync>>,
-}
-
-/// Events per transaction while a rebuild fills its shadow tables.
-const REBUILD_BATCH: i64 = 5_000;
-
-/// Where a PostgreSQL rebuild of one projection replays to: a schema with copies of its tables,
-/// and a checkpoint of its own.
-struct ShadowTables {
-    schema: String,
-    consumer: String,
-}
-
-impl ShadowTables {
-    fn new(projection: &str, consumer: &str) -> Self {
-        Self {
-            schema: format!("aisha_rebuild_{projection}"),
-            consumer: format!("{consumer}{REBUILD_SUFFIX}"),
-        }
-    }
-}
-
-/// Ends the checkpoint name of a rebuild in progress (`gallery:rebuild`).
-const REBUILD_SUFFIX: &str = ":rebuild";
-
-/// Whether `consumer` is a rebuild's replay rather than a live consumer.
-pub fn is_rebuild_consumer(consumer: &str) -> bool {
-    consumer.ends_with(REBUILD_SUFFIX)
-}
-
-/// A PostgreSQL identifier, quoted.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// One applied batch, before its transaction commits.
-#[derive(Debug, Default)]
-struct Batch {
-    applied: usize,
-    last_recorded_at: Option<DateTime<Utc>>,
-}
-
-/// What one catch-up pass did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Progress {
-    pub applied: usize,
-    /// Another instance held the projection's lock, so this pass did nothing.
-    pub lock_busy: bool,
-}
-
-impl ProjectionRunner {
-    /// A runner of an avatar read model (or reactor).
-    pub fn new(feed: Feed, projection: Arc<dyn Projection>) -> Self {
-        Self::following(feed, projection)
-    }
-}
-
-impl ProjectionRunner<LedgerEvent> {
-    /// A runner of a read model of the credits ledger; its checkpoint is `ledger:<name>`.
-    pub fn ledger(feed: Feed, projection: Arc<dyn Projection<LedgerEvent>>) -> Self {
-        Self::following(feed, projection)
-    }
-}
-
-impl<E: FeedStream> ProjectionRunner<E> {
-    fn following(feed: Feed, projection: Arc<dyn Projection<E>>) -> Self {
-        Self {
-            consumer: consumer_name::<E>(projection.name()),
-            feed,
-            projection,
-            batch_size: 500,
-            on_commit: None,
-        }
-    }
-
-    /// Called after every batch that applied events has committed (e.g. to wake workers).
-    pub fn on_commit(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
-        self.on_commit = Some(Arc::new(f));
-        self
-    }
-
-    pub fn with_batch_size(mut self, batch_size: i64) -> Self {
-        self.batch_size = batch_size.max(1);
-        self
-    }
-
-    pub fn name(&self) -> &'static str {
-        self.projection.name()
-    }
-
-    /// The name of its checkpoint in `feed_checkpoints`.
-    pub fn consumer(&self) -> &str {
-        &self.consumer
-    }
-
-    /// Applies batches until the feed is exhausted (or another instance holds the lock).
-    pub async fn catch_up(&self) -> Result<Progress, StoreError> {
-        let mut progress = Progress::default();
-        loop {
-            match self.apply_one_batch().await? {
-                None => {
-                    progress.lock_busy = true;
-                    return Ok(progress);
-                }
-                Some(0) => return Ok(progress),
-                Some(n) => {
-                    progress.applied += n;
-                    if let Some(f) = &self.on_commit {
-                        f();
-                    }
-                }
-            }
-        }
-    }
-
-    /// One batch in one transaction; `None` when the lock is held elsewhere.
-    pub async fn apply_one_batch(&self) -> Result<Option<usize>, StoreError> {
-        let name = self.consumer.as_str();
-        match self.feed.database() {
-            Database::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-                    .bind(lock_key(name))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if !locked {
-                    return Ok(None);
-                }
-                let batch = self
-                    .apply_batch_in(&mut Tx::Postgres(&mut tx), name)
-                    .await?;
-                tx.commit().await?;
-                Ok(Some(self.applied(batch)))
-            }
-            Database::Sqlite(pool) => {
-                // A look without the write lock first: an idle runner must not queue behind
-                // the writers (and make them wait) just to learn there is nothing to apply.
-                let mut conn = pool.acquire().await?;
-                let cursor = load_checkpoint(&mut Tx::Sqlite(&mut conn), name).await?;
-                // Only this stream's events: the other stream's would take the write lock on
-                // every wake for nothing to apply.
-                let newest: Option<i64> = sqlx::query_scalar(
-                    "SELECT max(position) FROM events WHERE aggregate_type = ?1",
-                )
-                .bind(E::AGGREGATE_TYPE)
-                .fetch_one(&mut *conn)
-                .await?;
-                drop(conn);
-                if newest.is_none_or(|p| p <= cursor.position) {
-                    return Ok(Some(0));
-                }
-                // IMMEDIATE takes the write lock up front, so the checkpoint read and the
-                // writes that follow see the same database.
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let batch = self.apply_batch_in(&mut Tx::Sqlite(&mut tx), name).await?;
-                tx.commit().await?;
-                Ok(Some(self.applied(batch)))
-            }
-        }
-    }
-
-    /// Records a committed batch in the metrics and returns its size.
-    fn applied(&self, batch: Batch) -> usize {
-        if let Some(last) = batch.last_recorded_at {
-            let delay = (Utc::now() - last).to_std().unwrap_or_default();
-            telemetry::feed_applied(self.name(), batch.applied, delay.as_secs_f64());
-        }
-        batch.applied
-    }
-
-    /// Applies the batch after `consumer`'s checkpoint and moves the checkpoint past it.
-    async fn apply_batch_in(&self, tx: &mut Tx<'_>, consumer: &str) -> Result<Batch, StoreError> {
-        let name = self.projection.name();
-        let cursor = load_checkpoint(tx, consumer).await?;
-        let events: Vec<E> = read_stream_after(tx, cursor, self.batch_size).await?;
-        let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            return Ok(Batch::default());
-        };
-        self.projection
-            .apply_batch(tx, &events)
-            .await
-            .map_err(|e| {
-                tracing::error!(projection = name, from_position = first.cursor().position,
-                to_position = last.cursor().position, error = %e,
-                "projection failed to apply a batch");
-                StoreError::from(e)
-            })?;
-        save_checkpoint(tx, consumer, last.cursor()).await?;
-        Ok(Batch {
-            applied: events.len(),
-            last_recorded_at: Some(last.recorded_at()),
-        })
-    }
-
-    /// Replays the whole feed into the projection while its live runner keeps serving, and
-    /// returns how many events were replayed.
-    ///
-    /// On PostgreSQL the replay fills shadow copies of the tables (in a schema of their own,
-    /// reached through `search_path`) in short transactions; a final short transaction, holding
-    /// the projection's lock, applies the tail and copies the shadow rows over the live ones.
-    /// (Reading events holds no feed reader back, but one long transaction would hold back
-    /// VACUUM on the whole server.)
-    /// On SQLite, one writer at a time anyway, it is one transaction: readers keep seeing the
-    /// old rows until it commits, and writers wait for it.
-    pub async fn rebuild(&self) -> Result<usize, StoreError> {
-        match self.feed.database() {
-            Database::Postgres(pool) => self.rebuild_postgres(pool).await,
-            Database::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let n = self.rebuild_in(&mut Tx::Sqlite(&mut tx)).await?;
-                tx.commit().await?;
-                Ok(n)
-            }
-        }
-    }
-
-    async fn rebuild_in(&self, tx: &mut Tx<'_>) -> Result<usize, StoreError> {
-        let name = self.consumer.as_str();
-        for table in self.projection.tables() {
-            tx.execute(&format!("DELETE FROM {table}"), vec![]).await?;
-        }
-        save_checkpoint(tx, name, Cursor::START).await?;
-        let mut applied = 0;
-        loop {
-            let n = self.apply_batch_in(tx, name).await?.applied;
-            if n == 0 {
-                return Ok(applied);
-            }
-            applied += n;
-        }
-    }
-
-    async fn rebuild_postgres(&self, pool: &sqlx::PgPool) -> Result<usize, StoreError> {
-        let name = self.projection.name();
-        let shadow = ShadowTables::new(name, &self.consumer);
-        // One rebuild of a projection at a time, across instances; a second one waits and then
-        // starts over. The session lock ends with the connection if this process dies. Every
-        // step runs on this one connection, so parallel rebuilds cannot starve the pool.
-        let mut guard = pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(lock_key(&shadow.consumer))
-            .execute(&mut *guard)
-            .await?;
-        let result = self.rebuild_through(&mut guard, &shadow).await;
-        if let Err(e) = &result {
-            tracing::error!(projection = name, error = %e, "rebuild failed; live tables untouched");
-        }
-        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(lock_key(&shadow.consumer))
-            .execute(&mut *guard)
-            .await;
-        if unlocked.is_err() {
-            // A connection that cannot unlock must not go back to the pool holding the lock.
-            guard.detach();
-        }
-        result
-    }
-
-    async fn rebuild_through(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        shadow: &ShadowTables,
-    ) -> Result<usize, StoreError> {
-        use sqlx::Connection;
-        let (name, consumer) = (self.projection.name(), self.consumer.as_str());
-        let live: String = sqlx::query_scalar("SELECT current_schema()")
-            .fetch_one(&mut *conn)
-            .await?;
-        let (live_schema, shadow_schema) = (quote_ident(&live), quote_ident(&shadow.schema));
-        let search_path = format!("SET LOCAL search_path TO {shadow_schema}, {live_schema}");
-
-        let mut tx = conn.begin().await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow_schema} CASCADE"))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&format!("CREATE SCHEMA {shadow_schema}"))
-            .execute(&mut *tx)
-            .await?;
-        for table in self.projection.tables() {
-            let table = quote_ident(table);
-            sqlx::query(&format!(
-                "CREATE TABLE {shadow_schema}.{table} (LIKE {live_schema}.{table} INCLUDING ALL)"
-            ))
-            .execute(&mut *tx)
-            .await?;
-        }
-        save_checkpoint(&mut Tx::Postgres(&mut tx), &shadow.consumer, Cursor::START).await?;
-        tx.commit().await?;
-
-        let replay_started = std::time::Instant::now();
-        let batch = self.batch_size.max(REBUILD_BATCH);
-        let runner = ProjectionRunner {
-            feed: self.feed.clone(),
-            projection: self.projection.clone(),
-            consumer: self.consumer.clone(),
-            batch_size: batch,
-            on_commit: None,
-        };
-        let mut applied = 0;
-        loop {
-            let mut tx = conn.begin().await?;
-            sqlx::query(&search_path).execute(&mut *tx).await?;
-            let n = runner
-                .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
-                .await?
-                .applied;
-            tx.commit().await?;
-            applied += n;
-            if n == 0 {
-                break;
-            }
-        }
-
-        // The swap: the live runner waits on the lock; readers see the old rows until commit.
-        let replayed = replay_started.elapsed();
-        let swap_started = std::time::Instant::now();
-        let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(consumer))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&search_path).execute(&mut *tx).await?;
-        loop {
-            let n = runner
-                .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
-                .await?
-                .applied;
-            applied += n;
-            if n == 0 {
-                break;
-            }
-        }
-        let cursor = load_checkpoint(&mut Tx::Postgres(&mut tx), &shadow.consumer).await?;
-        for table in self.projection.tables() {
-            let table = quote_ident(table);
-            sqlx::query(&format!("DELETE FROM {live_schema}.{table}"))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(&format!(
-                "INSERT INTO {live_schema}.{table} SELECT * FROM {shadow_schema}.{table}"
-            ))
-            .execute(&mut *tx)
-            .await?;
-        }
-        save_checkpoint(&mut Tx::Postgres(&mut tx), consumer, cursor).await?;
-        sqlx::query("DELETE FROM feed_checkpoints WHERE consumer = $1")
-            .bind(&shadow.consumer)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow_schema} CASCADE"))
-            .execute(&mut *conn)
-            .await?;
-        tracing::info!(
-            projection = name,
-            events = applied,
-            replay_ms = replayed.as_millis() as u64,
-            swap_ms = swap_started.elapsed().as_millis() as u64,
-            "projection rebuilt"
-        );
-        Ok(applied)
-    }
-
-    /// Runs forever: catch up, then wait for a commit notification or the poll interval.
-    pub async fn run(self) {
-        let mut wake = self.feed.subscribe();
-        loop {
-            if let Err(e) = self.catch_up().await {
-                tracing::error!(projection = self.name(), error = %e, "projection runner failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            let _ = tokio::time::timeout(POLL_INTERVAL, wake.changed()).await;
-        }
-    }
 }
 
 #[cfg(test)]

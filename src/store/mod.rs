@@ -5,11 +5,13 @@
 //! avatar's history for auditors.
 
 pub mod accounts;
+mod commit;
 pub mod feed;
 pub mod locks;
 pub mod money;
 pub mod promo;
 mod repo;
+pub mod runner;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -285,7 +287,7 @@ pub(crate) fn repository(db: &Database) -> AnyRepository {
         }
         Database::Postgres(pool) => AnyRepository::Postgres(
             postgres_es::PostgresEventRepository::new(pool.clone()),
-            pool.clone(),
+            commit::GroupCommit::new(pool.clone()),
         ),
     }
 }
@@ -440,6 +442,13 @@ impl AvatarStore {
         Ok(context.aggregate)
     }
 
+    /// The avatar as this process last wrote or read it, if it is still cached; without a round
+    /// trip, but possibly behind what another instance wrote since. For a hint that a fresh
+    /// [`Self::load`] or a command then confirms (a command decided on it conflicts if stale).
+    pub fn recent(&self, avatar_id: Uuid) -> Option<Avatar> {
+        self.cache.peek(&avatar_id.to_string())
+    }
+
     /// Every event of one avatar in order, with who caused it and when it was recorded.
     pub async fn history(&self, avatar_id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
         let rows = raw_history(&self.db, Avatar::TYPE, &avatar_id.to_string()).await?;
@@ -552,6 +561,15 @@ impl AggregateCache {
     /// Takes the entry out, so two concurrent commands never decide on the same copy.
     fn take(&self, id: &str) -> Option<EventStoreAggregateContext<Avatar>> {
         self.entries.lock().ok()?.remove(id)
+    }
+
+    /// A copy of the entry's state, leaving it in place.
+    fn peek(&self, id: &str) -> Option<Avatar> {
+        self.entries
+            .lock()
+            .ok()?
+            .get(id)
+            .map(|c| c.aggregate.clone())
     }
 
     fn put(&self, context: EventStoreAggregateContext<Avatar>) {

@@ -1,7 +1,7 @@
 //! The money read model as the rest of the binary reads it: the ledger's movements for the
 //! balance screen, the open reservations a deadline sweep looks at, and the FAL prices the cost
 //! views join. The rows are written by `projections::money`, run by a ledger
-//! [`ProjectionRunner`](super::feed::ProjectionRunner); they follow the events by a moment.
+//! [`ProjectionRunner`](super::runner::ProjectionRunner); they follow the events by a moment.
 
 use std::time::Duration;
 

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aisha::store::feed::{Feed, ProjectionRunner};
+use aisha::store::feed::Feed;
+use aisha::store::runner::ProjectionRunner;
 use aisha::store::{AvatarStore, Database};
 use futures::future::BoxFuture;
 use projections::{Cursor, FeedEvent, Projection, ProjectionError, Tx};

@@ -12,7 +12,8 @@ use aggregates::{
     StyleTrainer, TrainingOutput, TrainingPreset, UpscaleFactor,
 };
 use aisha::audit;
-use aisha::store::feed::{Feed, ProjectionRunner};
+use aisha::store::feed::Feed;
+use aisha::store::runner::ProjectionRunner;
 use aisha::store::{AvatarStore, Database};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use futures::future::BoxFuture;
