@@ -13,7 +13,7 @@
 //! adds one more user who sends N messages at once at the start (the others' latencies are
 //! what is reported): `LOAD_USERS=100 LOAD_FLOOD=500 LOAD_LIMITS=production LOAD_PERIOD_MS=5000`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aisha::fal::{FalSimulator, SimConfig};
@@ -100,7 +100,7 @@ async fn run(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start aisha serve");
-    wait_healthy(port, &mut server).await;
+    common::wait_healthy(port, &mut server).await;
 
     let people: Vec<FakeUser> = (0..users)
         .map(|i| {
@@ -119,12 +119,13 @@ async fn run(
     let tasks = people
         .into_iter()
         .map(|user| tokio::spawn(async move { interact(user, rounds, period).await }));
-    let mut latencies: Vec<Duration> = Vec::new();
+    let mut timed: Vec<(&'static str, Duration)> = Vec::new();
     for t in futures::future::join_all(tasks).await {
-        latencies.extend(t.unwrap());
+        timed.extend(t.unwrap());
     }
+    let mut latencies: Vec<Duration> = timed.iter().map(|(_, d)| *d).collect();
     let elapsed = start.elapsed();
-    let peak_rss_mb = peak_rss_kb(server.id()).map_or(f64::NAN, |kb| kb as f64 / 1024.0);
+    let peak_rss_mb = common::peak_rss_kb(server.id()).map_or(f64::NAN, |kb| kb as f64 / 1024.0);
     let _ = server.kill();
     let _ = server.wait();
     latencies.sort_unstable();
@@ -139,15 +140,57 @@ async fn run(
         pick(1.0),
         peak_rss_mb
     );
+    // Where the time went, step by step (the first round is every user's first /start).
+    let by_step: Vec<String> = SCRIPT
+        .iter()
+        .filter_map(|step| {
+            let mut of: Vec<Duration> = timed
+                .iter()
+                .filter(|(s, _)| s == step)
+                .map(|(_, d)| *d)
+                .collect();
+            if of.is_empty() {
+                return None;
+            }
+            of.sort_unstable();
+            let pick =
+                |q: f64| of[((of.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+            Some(format!(
+                "{step} {} p50 {:.1} p99 {:.1} ms",
+                of.len(),
+                pick(0.5),
+                pick(0.99)
+            ))
+        })
+        .collect();
+    println!(
+        "  by step: {}; load average after: {}",
+        by_step.join(", "),
+        load_average()
+    );
     drop(telegram);
     drop(sim);
     scratch.drop().await;
 }
 
+/// What each user does, one step per period, round after round.
+const SCRIPT: [&str; 5] = ["/start", "/help", "/avatars", "/new", "press"];
+
+/// The 1, 5 and 15 minute load averages: how busy the shared cores were around the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// One user's session: an interaction per `period`, each timed from send to the first reply.
-async fn interact(user: FakeUser, rounds: usize, period: Duration) -> Vec<Duration> {
+async fn interact(
+    user: FakeUser,
+    rounds: usize,
+    period: Duration,
+) -> Vec<(&'static str, Duration)> {
     let mut out = Vec::new();
-    let script = ["/start", "/help", "/avatars", "/new", "press"];
+    let script = SCRIPT;
     let mut types = None;
     for round in 0..rounds {
         let pause = rand::thread_rng().gen_range(Duration::ZERO..period);
@@ -187,41 +230,9 @@ async fn interact(user: FakeUser, rounds: usize, period: Duration) -> Vec<Durati
             }
         };
         if answered {
-            out.push(t.elapsed());
+            out.push((step, t.elapsed()));
         }
         tokio::time::sleep(period - pause).await;
     }
     out
-}
-
-async fn wait_healthy(port: u16, server: &mut Child) {
-    let client = reqwest::Client::new();
-    for _ in 0..400 {
-        if let Ok(Some(status)) = server.try_wait() {
-            panic!("aisha serve exited: {status}");
-        }
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-        {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("aisha serve never became healthy");
-}
-
-/// The process's peak resident set (VmHWM), in kB.
-fn peak_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }

@@ -70,3 +70,37 @@ fn replace_db_name(url: &str, name: &str) -> String {
         None => format!("{base}/{name}"),
     }
 }
+
+/// Waits until a server started as a child process answers `GET /healthz` on `port`; panics if
+/// it exits first or never does.
+pub async fn wait_healthy(port: u16, server: &mut std::process::Child) {
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if let Ok(Some(status)) = server.try_wait() {
+            panic!("aisha serve exited: {status}");
+        }
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("aisha serve never became healthy");
+}
+
+/// The peak resident set (VmHWM) of process `pid`, in kB.
+pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

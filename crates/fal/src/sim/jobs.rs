@@ -213,6 +213,12 @@ pub(super) struct Job {
     pub webhook_url: Option<String>,
     pub phase: Phase,
     pub submitted_at: Instant,
+    /// The model id the job was submitted to, as in the queue path.
+    pub model_id: String,
+    /// When each webhook delivery attempt started (its POST about to go out).
+    pub webhooks_sent: Vec<std::time::Instant>,
+    /// When the receiver answered each attempt that got an answer, whatever its status.
+    pub webhooks_answered: Vec<std::time::Instant>,
     pub logs: Vec<LogEntry>,
     pub outcome: Option<Outcome>,
     pub inference_time: Option<f64>,
@@ -365,6 +371,9 @@ fn submit(state: &Arc<SimState>, model_id: &str, query: Option<&str>, body: &[u8
         webhook_url,
         phase: Phase::InQueue,
         submitted_at: Instant::now(),
+        model_id: model_id.to_owned(),
+        webhooks_sent: Vec::new(),
+        webhooks_answered: Vec::new(),
         logs: Vec::new(),
         outcome: None,
         inference_time: None,
@@ -800,8 +809,16 @@ async fn send(
         for (name, value) in headers.pairs() {
             request = request.header(name, value);
         }
+        let sent_at = std::time::Instant::now();
+        if let Some(job) = state.lock().jobs.get_mut(request_id) {
+            job.webhooks_sent.push(sent_at);
+        }
         match request.send().await {
             Ok(response) => {
+                let answered_at = std::time::Instant::now();
+                if let Some(job) = state.lock().jobs.get_mut(request_id) {
+                    job.webhooks_answered.push(answered_at);
+                }
                 let code = response.status();
                 record(attempt, duplicate, Some(code.as_u16()), None, false);
                 if code.is_success() {

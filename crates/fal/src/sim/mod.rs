@@ -429,6 +429,23 @@ pub struct WebhookDelivery {
     pub dropped: bool,
 }
 
+/// When one job was submitted and when its webhook deliveries started, on this process's
+/// monotonic clock: for measuring the time a client spends on either side of FAL's work.
+#[derive(Debug, Clone)]
+pub struct JobTiming {
+    pub request_id: String,
+    /// The model id the job was submitted to (`fal-ai/flux-lora`, …).
+    pub model_id: String,
+    /// The submitted input.
+    pub input: Value,
+    /// When the submission arrived (its body read, the job about to be queued).
+    pub submitted_at: std::time::Instant,
+    /// When each delivery attempt of its webhook started, duplicates included.
+    pub webhooks_sent: Vec<std::time::Instant>,
+    /// When the receiver answered each attempt that got an answer.
+    pub webhooks_answered: Vec<std::time::Instant>,
+}
+
 /// A fault to inject into one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -675,6 +692,23 @@ impl FalSimulator {
     /// The request ids of every job accepted, in no particular order.
     pub fn request_ids(&self) -> Vec<String> {
         self.state.lock().jobs.keys().cloned().collect()
+    }
+
+    /// Every job accepted, with its submission and webhook times, in no particular order.
+    pub fn job_timings(&self) -> Vec<JobTiming> {
+        self.state
+            .lock()
+            .jobs
+            .values()
+            .map(|job| JobTiming {
+                request_id: job.request_id.clone(),
+                model_id: job.model_id.clone(),
+                input: job.input.clone(),
+                submitted_at: job.submitted_at.into_std(),
+                webhooks_sent: job.webhooks_sent.clone(),
+                webhooks_answered: job.webhooks_answered.clone(),
+            })
+            .collect()
     }
 
     /// Number of jobs accepted.
