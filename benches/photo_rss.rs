@@ -14,7 +14,7 @@
 //! number of users, `PHOTO_RSS_SCENARIOS` (comma-separated) the scenarios.
 
 use std::io::Cursor;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aisha::fal::{FalSimulator, SimConfig};
@@ -99,7 +99,7 @@ async fn run(admin_url: &str, scenario: &str, users: usize, width: u32, height: 
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start aisha serve");
-    wait_healthy(port, &mut server).await;
+    common::wait_healthy(port, &mut server).await;
 
     let people: Vec<FakeUser> = (0..users)
         .map(|i| {
@@ -109,7 +109,8 @@ async fn run(admin_url: &str, scenario: &str, users: usize, width: u32, height: 
         })
         .collect();
     futures::future::join_all(people.iter().map(create_avatar)).await;
-    let before_mb = rss_kb(server.id(), "VmRSS:").map_or(f64::NAN, |kb| kb as f64 / 1024.0);
+    let before_mb =
+        common::status_kb(server.id(), "VmRSS:").map_or(f64::NAN, |kb| kb as f64 / 1024.0);
 
     let start = Instant::now();
     let marks: Vec<usize> = people.iter().map(|u| u.transcript().len()).collect();
@@ -119,7 +120,7 @@ async fn run(admin_url: &str, scenario: &str, users: usize, width: u32, height: 
     let answers =
         futures::future::join_all(people.iter().zip(marks).map(|(u, mark)| answer(u, mark))).await;
     let elapsed = start.elapsed();
-    let peak_mb = rss_kb(server.id(), "VmHWM:").map_or(f64::NAN, |kb| kb as f64 / 1024.0);
+    let peak_mb = common::peak_rss_kb(server.id()).map_or(f64::NAN, |kb| kb as f64 / 1024.0);
     let _ = server.kill();
     let _ = server.wait();
     println!(
@@ -177,36 +178,4 @@ async fn answer(user: &FakeUser, mark: usize) -> String {
             _ => None,
         })
         .unwrap_or_default()
-}
-
-async fn wait_healthy(port: u16, server: &mut Child) {
-    let client = reqwest::Client::new();
-    for _ in 0..400 {
-        if let Ok(Some(status)) = server.try_wait() {
-            panic!("aisha serve exited: {status}");
-        }
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-        {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("aisha serve never became healthy");
-}
-
-/// A `/proc/PID/status` figure (VmRSS, VmHWM …), in kB.
-fn rss_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }

@@ -95,10 +95,15 @@ pub async fn wait_healthy(port: u16, server: &mut std::process::Child) {
 
 /// The peak resident set (VmHWM) of process `pid`, in kB.
 pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM:")
+}
+
+/// A `/proc/PID/status` figure (`VmRSS:`, `VmHWM:` …), in kB.
+pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
