@@ -86,9 +86,12 @@ async fn run(admin_url: &str, scenario: &str, users: usize, width: u32, height: 
             telegram.api_url().as_str().trim_end_matches('/'),
         )
         .env("FAL_MODE", "live")
+        // A throwaway master key for the data this run seals.
+        .env("DATA_KEY", "5e".repeat(32))
         .env("FAL_KEY", "rss-fal-key")
         .env("FAL_QUEUE_URL", sim.queue_url())
         .env("FAL_REST_URL", sim.rest_url())
+        .env("FAL_PLATFORM_URL", sim.platform_url())
         .env("FAL_JWKS_URL", sim.jwks_url())
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("STORAGE_URL", format!("file://{}", dir.path().display()))

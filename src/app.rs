@@ -46,6 +46,8 @@ pub enum AppError {
     Packs(#[from] crate::packs::PackError),
     #[error("TELOXIDE_TOKEN is not set: `aisha serve` needs the Telegram bot token (ask @BotFather for one)")]
     MissingToken,
+    #[error("DATA_KEY is not set: with live FAL, `aisha serve` needs a master key for the personal data it seals (make one with `aisha keys generate`, keep it secret and backed up)")]
+    MissingDataKey,
 }
 
 /// Knobs that are not operator configuration: timings and test doubles.
@@ -141,7 +143,7 @@ impl Application {
 
         let feed = Feed::new(db.clone());
         let store = Arc::new(AvatarStore::new(db.clone()).notifying(feed.clone()));
-        let photos = PhotoStore::from_url(config.storage_url.expose())?;
+        let photos = PhotoStore::open(config.storage_url.expose(), config.s3.as_ref())?;
 
         let (fal_config, jwks_url, simulator, public_base_url) = match config.fal_mode {
             FalMode::Live => (
@@ -149,7 +151,8 @@ impl Application {
                     config.fal_queue_url.expose(),
                     config.fal_rest_url.expose(),
                     config.fal_key.as_ref().map(|key| key.expose().to_owned()),
-                ),
+                )
+                .with_platform_url(config.fal_platform_url.expose()),
                 config.fal_jwks_url.expose().to_owned(),
                 None,
                 config
@@ -173,7 +176,8 @@ impl Application {
                     .map(|url| url.expose().to_owned())
                     .unwrap_or_else(|| format!("http://{addr}"));
                 (
-                    FalClientConfig::new(sim.queue_url(), sim.rest_url(), Some("simulated".into())),
+                    FalClientConfig::new(sim.queue_url(), sim.rest_url(), Some("simulated".into()))
+                        .with_platform_url(sim.platform_url()),
                     sim.jwks_url(),
                     Some(sim),
                     Some(base),
@@ -215,6 +219,11 @@ impl Application {
                 starter.clone(),
                 config.payments.clone(),
                 accounts.clone(),
+                config.training_photo_retention,
+                crate::actors::copies::uploads_kept_for(
+                    public_base_url.is_some(),
+                    options.actor_settings.training_deadline,
+                ),
             )?),
             None => None,
         };
@@ -233,7 +242,11 @@ impl Application {
                 None => Arc::new(NoProgress),
             },
             webhooks: WebhookTargets::load(&db, public_base_url).await?,
-            settings: options.actor_settings.clone(),
+            settings: ActorSettings {
+                // An operator setting (the upload screen names it too), not a timing.
+                training_photo_retention: config.training_photo_retention,
+                ..options.actor_settings.clone()
+            },
             starter,
             refunds: match &telegram {
                 Some(telegram) => crate::bot::handlers::payments::star_refunds(telegram),
@@ -330,7 +343,13 @@ impl Application {
         // them costs no database query.
         let (health, health_task) = ops::spawn_health_cache(state.clone(), self.health_refresh);
         let ops_routes = ops::cached_router(state.clone(), health);
-        let mut app = api::router(state).merge(webhooks::router(webhook_state));
+        let files = crate::http::files::FilesState {
+            photos: self.services.photos.clone(),
+            targets: self.services.webhooks.clone(),
+        };
+        let mut app = api::router(state)
+            .merge(webhooks::router(webhook_state))
+            .merge(crate::http::files::router(files));
         if let Some(route) = telegram
             .as_mut()
             .and_then(crate::bot::RunningBot::take_router)

@@ -4,12 +4,13 @@
 //!
 //! The avatar check compares inside one read snapshot and only with the events the gallery's
 //! checkpoint covers, so events committed while it runs are never reported as drift; the ledger
-//! check replays each account only as far as the state it loaded, for the same reason.
+//! check replays each account only as far as the state it loaded, for the same reason. A deleted
+//! avatar must have left no row in any avatar read model (the read models forget it).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use aggregates::{balance_from_events, Account, AccountEvent, Avatar, AvatarEvent};
+use aggregates::{balance_from_events, Account, AccountEvent, Avatar, AvatarEvent, AvatarStatus};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use projections::gallery::{self, AvatarCard};
@@ -27,7 +28,7 @@ pub use rebuild::{rebuild, rebuild_all, select, Rebuilt, Selected};
 use crate::store::accounts::{AccountHistoryEntry, AccountStore, AccountStoreError, LoadedAccount};
 use crate::store::feed::{load_checkpoint, Feed};
 use crate::store::runner::ProjectionRunner;
-use crate::store::{AvatarStore, Database, StoreError};
+use crate::store::{keys, seal, AvatarStore, Database, StoreError};
 
 /// Why an audit tool could not run.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +208,7 @@ async fn compare(tx: &mut Tx<'_>) -> Result<VerifyReport, AuditError> {
         .collect();
 
     let mut drifts = Vec::new();
+    let mut deleted = Vec::new();
     let mut avatars = 0;
     let mut events = 0u64;
     let mut current: Option<(String, Expected)> = None;
@@ -221,6 +223,9 @@ async fn compare(tx: &mut Tx<'_>) -> Result<VerifyReport, AuditError> {
                 if let Some((id, expected)) = current.take() {
                     avatars += 1;
                     check(&id, &expected, rows.remove(&id), &mut drifts);
+                    if expected.state.status == AvatarStatus::Deleted {
+                        deleted.push(id);
+                    }
                 }
                 current = Some((
                     avatar_id,
@@ -239,7 +244,11 @@ async fn compare(tx: &mut Tx<'_>) -> Result<VerifyReport, AuditError> {
     if let Some((id, expected)) = current.take() {
         avatars += 1;
         check(&id, &expected, rows.remove(&id), &mut drifts);
+        if expected.state.status == AvatarStatus::Deleted {
+            deleted.push(id);
+        }
     }
+    forgotten(tx, &deleted, &mut drifts).await?;
     let mut extra: Vec<_> = rows.into_keys().collect();
     extra.sort();
     for id in extra {
@@ -305,17 +314,111 @@ async fn read_events(
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect(),
     };
+    // Sealed fields are opened as the feed opens them, in this same snapshot: the read models
+    // were built from the opened events, and a destroyed key leaves the placeholders.
+    let mut key_ids: Vec<String> = raw
+        .iter()
+        .filter(|(_, _, payload)| seal::mentions_sealed(payload))
+        .map(|(id, _, _)| keys::avatar_key_id(id))
+        .collect();
+    key_ids.sort_unstable();
+    key_ids.dedup();
+    let opened = if key_ids.is_empty() {
+        HashMap::new()
+    } else {
+        keys::open_on(tx, &key_ids).await?
+    };
     raw.into_iter()
         .map(|(id, sequence, payload)| {
-            let event = serde_json::from_str(&payload).map_err(|e| {
+            let corrupt = |e: serde_json::Error| {
                 AuditError::Corrupt(format!("event {sequence} of avatar {id}: {e}"))
-            })?;
+            };
+            let event = if seal::mentions_sealed(&payload) {
+                let mut value: serde_json::Value =
+                    serde_json::from_str(&payload).map_err(corrupt)?;
+                let key = opened.get(&keys::avatar_key_id(&id)).cloned().flatten();
+                let cx = seal::context(Avatar::TYPE, &id, sequence as usize, "payload");
+                seal::open(&mut value, true, key.as_deref(), &cx);
+                serde_json::from_value(value).map_err(corrupt)?
+            } else {
+                serde_json::from_str(&payload).map_err(corrupt)?
+            };
             Ok((id, sequence, event))
         })
         .collect()
 }
 
+/// The avatar read models other than the gallery, with the column naming the avatar: none may
+/// keep a row of a deleted avatar.
+const FORGETTING: &[&str] = &[
+    "training_jobs",
+    "generations",
+    "analytics_avatars",
+    "analytics_open_generations",
+    "daily_active_avatars",
+];
+
+/// A drift for every read-model row that still names a deleted avatar, and for every image
+/// left without its generation (the images of a deleted avatar's generations).
+async fn forgotten(
+    tx: &mut Tx<'_>,
+    deleted: &[String],
+    drifts: &mut Vec<Drift>,
+) -> Result<(), AuditError> {
+    let ids: Vec<projections::Arg> = deleted.iter().map(|id| id.as_str().into()).collect();
+    for table in FORGETTING {
+        let rows = tx
+            .fetch_in(
+                &format!(
+                    "SELECT avatar_id, count(*) AS n FROM {table}
+                      WHERE avatar_id IN ({{keys}}) GROUP BY avatar_id"
+                ),
+                ids.clone(),
+            )
+            .await?;
+        let mut left: Vec<(String, i64)> = rows
+            .iter()
+            .map(|r| Ok((r.get("avatar_id")?, r.get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        left.sort();
+        drifts.extend(left.into_iter().map(|(avatar_id, n)| Drift {
+            avatar_id,
+            field: table,
+            expected: "no rows (avatar deleted)".into(),
+            found: format!("{n} row(s)"),
+        }));
+    }
+    let orphans = tx
+        .fetch_i64(
+            "SELECT count(*) FROM generation_images i
+              WHERE NOT EXISTS (SELECT 1 FROM generations g WHERE g.generation_id = i.generation_id)",
+            vec![],
+        )
+        .await?
+        .unwrap_or(0);
+    if orphans > 0 {
+        drifts.push(Drift {
+            avatar_id: "(none)".into(),
+            field: "generation_images",
+            expected: "no images without their generation".into(),
+            found: format!("{orphans} image(s)"),
+        });
+    }
+    Ok(())
+}
+
 fn check(id: &str, expected: &Expected, row: Option<AvatarCard>, drifts: &mut Vec<Drift>) {
+    if expected.state.status == AvatarStatus::Deleted {
+        if row.is_some() {
+            drifts.push(Drift {
+                avatar_id: id.to_owned(),
+                field: "row",
+                expected: "absent (avatar deleted)".into(),
+                found: "present".into(),
+            });
+        }
+        return;
+    }
     let Some(row) = row else {
         drifts.push(Drift {
             avatar_id: id.to_owned(),

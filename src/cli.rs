@@ -115,7 +115,8 @@ pub enum CliCommand {
         at: Option<u64>,
     },
     /// Run the FAL simulator as a standalone server (queue at /queue, REST at /rest, JWKS at
-    /// /rest/.well-known/jwks.json), for tests and offline runs against a separate process.
+    /// /rest/.well-known/jwks.json, the Platform API at /platform/v1), for tests and offline
+    /// runs against a separate process.
     FalSim {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -163,6 +164,36 @@ pub enum CliCommand {
         #[command(subcommand)]
         command: CreditsCommand,
     },
+    /// Erase a person on request (GDPR art. 17): every avatar deleted, their data key destroyed,
+    /// their rows removed; recorded in the operator log under a pseudonym, with the reason.
+    EraseUser {
+        /// The person's Telegram id.
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        telegram_id: i64,
+        /// Why (e.g. the request's reference); recorded, so it must not hold personal data.
+        #[arg(long, value_name = "WHY", value_parser = not_blank)]
+        reason: String,
+        /// Who erases, for the record; the login name ($USER) if omitted.
+        #[arg(long, value_name = "OPERATOR", value_parser = not_blank)]
+        by: Option<String>,
+    },
+    /// The data keys that seal personal data: make a master key, rotate it, seal old events.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new random master key for DATA_KEY.
+    Generate,
+    /// Rewrap every user key under DATA_KEY that DATA_KEY_PREVIOUS wrapped; afterwards the
+    /// previous key can be dropped.
+    Rotate,
+    /// Seal the personal data of events written before data keys existed (safe to run twice,
+    /// and while the service runs).
+    SealExisting,
 }
 
 impl CliCommand {
@@ -173,7 +204,10 @@ impl CliCommand {
         if matches!(self, Self::Demo) {
             return true;
         }
-        matches!(self, Self::Credits { .. })
+        matches!(
+            self,
+            Self::Credits { .. } | Self::EraseUser { .. } | Self::Keys { .. }
+        )
     }
 }
 
@@ -299,6 +333,15 @@ pub async fn run() -> ExitCode {
         "info"
     });
     let config = Config::from(cli.config);
+    match config.master_keys() {
+        Ok(keys) => {
+            crate::store::keys::install_master_keys(keys);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match execute(cli.command, config).await {
         Ok(code) => code,
         Err(e) => {
@@ -431,6 +474,28 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
         } => audit_verify(&config, json).await,
         CliCommand::Projections { command } => projections_command(&config, command).await,
         CliCommand::Credits { command } => credits_command(&config, command).await,
+        CliCommand::EraseUser {
+            telegram_id,
+            reason,
+            by,
+        } => {
+            let store = AvatarStore::new(open_database(&config).await?);
+            let by = operator_name(by);
+            let report = crate::erasure::erase_user(
+                &store,
+                telegram_id,
+                crate::erasure::Requester::Operator(by),
+                &reason,
+            )
+            .await
+            .map_err(|e| CliError::Io(format!("erasure did not finish (run it again): {e}")))?;
+            println!(
+                "erased {}: {} avatar(s) deleted, {} key(s) destroyed, {} row(s) removed",
+                report.subject, report.avatars_deleted, report.keys_destroyed, report.rows_removed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CliCommand::Keys { command } => keys_command(&config, command).await,
         CliCommand::History {
             avatar_id,
             json,
@@ -478,6 +543,35 @@ async fn open_database(config: &Config) -> Result<Database, CliError> {
     let db = Database::connect_existing(config.database_url.expose()).await?;
     db.require_current_schema().await?;
     Ok(db)
+}
+
+/// `aisha keys …`.
+async fn keys_command(config: &Config, command: KeysCommand) -> Result<ExitCode, CliError> {
+    match command {
+        KeysCommand::Generate => {
+            println!("{}", crate::store::keys::MasterKey::generate());
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Rotate => {
+            if config.data_key_previous.is_none() {
+                eprintln!("set DATA_KEY to the new key and DATA_KEY_PREVIOUS to the old one");
+                return Ok(ExitCode::FAILURE);
+            }
+            let db = open_database(config).await?;
+            let rewrapped = crate::store::keys::DataKeys::new(db).rotate().await?;
+            println!("{rewrapped} key(s) rewrapped under the new DATA_KEY; DATA_KEY_PREVIOUS may now be removed");
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::SealExisting => {
+            let db = open_database(config).await?;
+            let sealed = crate::store::seal_existing(&db).await?;
+            println!(
+                "{} event(s) and {} snapshot(s) sealed",
+                sealed.events, sealed.snapshots
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// `history --at N`: the events up to N, then the avatar's state right after N.
@@ -889,7 +983,12 @@ pub fn render_history(history: &[HistoryEntry]) -> String {
                 h.event.at().format("%Y-%m-%d %H:%M:%S").to_string(),
                 escape_for_terminal(h.actor.as_deref().unwrap_or("?")),
                 h.event_type.clone(),
-                escape_for_terminal(&describe(&h.event)),
+                escape_for_terminal(&if h.erased {
+                    // Its key was destroyed: texts read [erased], ids 0.
+                    format!("{} · personal data erased", describe(&h.event))
+                } else {
+                    describe(&h.event)
+                }),
             ]
         })
         .collect();
@@ -980,6 +1079,12 @@ pub fn describe(event: &AvatarEvent) -> String {
             "request {}: {reason}",
             request_id.as_deref().unwrap_or("(not submitted)")
         ),
+        AvatarEvent::TrainingPhotosDeleted { photo_keys, .. } => {
+            format!(
+                "{} training photos deleted after their retention",
+                photo_keys.len()
+            )
+        }
         AvatarEvent::GenerationRequested {
             generation_id,
             preset,

@@ -55,6 +55,15 @@ pub struct ConfigArgs {
     )]
     pub fal_jwks_url: SecretUrl,
 
+    /// FAL's Platform API, version included; a finished request's payloads and output files
+    /// are deleted there (which takes a FAL_KEY of FAL's ADMIN scope).
+    #[arg(
+        long,
+        env = "FAL_PLATFORM_URL",
+        default_value = "https://api.fal.ai/v1"
+    )]
+    pub fal_platform_url: SecretUrl,
+
     /// Our FAL account's user id, as FAL's webhooks carry it (`X-Fal-Webhook-User-Id`); when
     /// set, validly signed webhooks for any other FAL user are ignored (answered 200).
     #[arg(long, env = "FAL_USER_ID")]
@@ -97,6 +106,11 @@ pub struct ConfigArgs {
     /// Photo storage: `file://DIR` or `s3://BUCKET/PREFIX`.
     #[arg(long, env = "STORAGE_URL", default_value = "file://./data/photos")]
     pub storage_url: SecretUrl,
+
+    /// Days the photos of a trained avatar are kept after its training succeeded; then they
+    /// are deleted (the model stays). `0`: at once; `off`: kept until the avatar is deleted.
+    #[arg(long, env = "TRAINING_PHOTO_RETENTION_DAYS", default_value = "30", value_parser = parse_photo_retention)]
+    pub training_photo_retention_days: PhotoRetention,
 
     /// Bearer token for the audit and analytics API (the API is off without it).
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
@@ -145,6 +159,17 @@ pub struct ConfigArgs {
     /// USD one Telegram Star is worth to us, for the money views.
     #[arg(long, env = "STARS_USD", default_value_t = DEFAULT_STARS_USD, value_parser = parse_stars_usd)]
     pub stars_usd: f64,
+
+    /// The master key that wraps every user's data key (32 bytes: 64 hex digits or base64;
+    /// `aisha keys generate` makes one). Never logged. Without it a public development key is
+    /// used, which `serve` refuses with live FAL.
+    #[arg(long, env = "DATA_KEY", hide_env_values = true)]
+    pub data_key: Option<Secret>,
+
+    /// The master key being retired during a rotation (`aisha keys rotate` rewraps under
+    /// DATA_KEY everything it wrapped).
+    #[arg(long, env = "DATA_KEY_PREVIOUS", hide_env_values = true)]
+    pub data_key_previous: Option<Secret>,
 }
 
 /// Whether FAL calls go to the real FAL or to the built-in simulator.
@@ -166,6 +191,7 @@ pub struct Config {
     pub fal_queue_url: SecretUrl,
     pub fal_rest_url: SecretUrl,
     pub fal_jwks_url: SecretUrl,
+    pub fal_platform_url: SecretUrl,
     /// Our FAL account's user id; `None`: webhooks of any FAL user are read (live mode).
     pub fal_user_id: Option<String>,
     /// Where result files may be fetched from (host suffixes); empty: FAL's media hosts.
@@ -179,6 +205,12 @@ pub struct Config {
     pub starter_images: u32,
     pub http_addr: SocketAddr,
     pub storage_url: SecretUrl,
+    /// The S3-compatible server an `s3://` `storage_url` is reached with; `None` (production):
+    /// the `AWS_*` environment decides. Not an operator setting: tests name their server.
+    pub s3: Option<crate::photos::S3Connection>,
+    /// How long a trained avatar's photos are kept after its training succeeded; `None`:
+    /// until the avatar is deleted.
+    pub training_photo_retention: Option<std::time::Duration>,
     pub admin_token: Option<Secret>,
     /// Least time between two edits of one training's progress bar.
     pub progress_edit_every: std::time::Duration,
@@ -188,6 +220,9 @@ pub struct Config {
     pub fal_prices: FalPrices,
     /// USD per Telegram Star, for the money views.
     pub stars_usd: f64,
+    /// `DATA_KEY` and, during a rotation, `DATA_KEY_PREVIOUS` (read by [`Config::master_keys`]).
+    pub data_key: Option<Secret>,
+    pub data_key_previous: Option<Secret>,
 }
 
 impl Config {
@@ -204,6 +239,7 @@ impl Config {
             fal_queue_url: "".into(),
             fal_rest_url: "".into(),
             fal_jwks_url: "".into(),
+            fal_platform_url: "".into(),
             fal_user_id: None,
             fal_media_hosts: Vec::new(),
             public_base_url: None,
@@ -214,13 +250,35 @@ impl Config {
             starter_images: 0,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             storage_url: format!("file://{}", photos_dir.display()).into(),
+            s3: None,
+            training_photo_retention: Some(DEFAULT_PHOTO_RETENTION),
             admin_token: None,
             // Tests and the demo watch the bar move at every poll.
             progress_edit_every: std::time::Duration::ZERO,
             payments: PaymentsConfig::off(),
             fal_prices: FalPrices::default(),
             stars_usd: DEFAULT_STARS_USD,
+            data_key: None,
+            data_key_previous: None,
         }
+    }
+}
+
+impl Config {
+    /// The master keys from `DATA_KEY` (and `DATA_KEY_PREVIOUS`); the development key if unset.
+    pub fn master_keys(
+        &self,
+    ) -> Result<crate::store::keys::MasterKeys, crate::store::keys::KeyError> {
+        use crate::store::keys::{MasterKey, MasterKeys};
+        let current = match &self.data_key {
+            Some(key) => MasterKey::parse(key.expose())?,
+            None => MasterKey::development(),
+        };
+        let previous = match &self.data_key_previous {
+            Some(key) => Some(MasterKey::parse(key.expose())?),
+            None => None,
+        };
+        Ok(MasterKeys { current, previous })
     }
 }
 
@@ -241,6 +299,7 @@ impl From<ConfigArgs> for Config {
             fal_queue_url: a.fal_queue_url,
             fal_rest_url: a.fal_rest_url,
             fal_jwks_url: a.fal_jwks_url,
+            fal_platform_url: a.fal_platform_url,
             fal_user_id: a
                 .fal_user_id
                 .map(|u| u.trim().to_owned())
@@ -260,6 +319,8 @@ impl From<ConfigArgs> for Config {
             starter_images: a.starter_images,
             http_addr: a.http_addr,
             storage_url: a.storage_url,
+            s3: None,
+            training_photo_retention: a.training_photo_retention_days.0,
             admin_token: a.admin_token.filter(|t| !t.expose().trim().is_empty()),
             progress_edit_every: std::time::Duration::from_secs(a.progress_edit_every_secs),
             payments: PaymentsConfig {
@@ -278,8 +339,31 @@ impl From<ConfigArgs> for Config {
             },
             fal_prices: a.fal_prices.unwrap_or_default(),
             stars_usd: a.stars_usd,
+            data_key: a.data_key,
+            data_key_previous: a.data_key_previous,
         }
     }
+}
+
+/// Training photos are kept this long after a successful training unless configured.
+pub const DEFAULT_PHOTO_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(30 * 24 * 60 * 60);
+
+/// `TRAINING_PHOTO_RETENTION_DAYS` read: how long, or `None` to keep the photos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhotoRetention(pub Option<std::time::Duration>);
+
+fn parse_photo_retention(s: &str) -> Result<PhotoRetention, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(PhotoRetention(None));
+    }
+    let days: u64 = s.parse().ok().filter(|d| *d <= 36_500).ok_or_else(|| {
+        format!("TRAINING_PHOTO_RETENTION_DAYS: `{s}` is not a number of days (0–36500) or `off`")
+    })?;
+    Ok(PhotoRetention(Some(std::time::Duration::from_secs(
+        days * 24 * 60 * 60,
+    ))))
 }
 
 fn parse_style_trainer(s: &str) -> Result<aggregates::StyleTrainer, String> {
@@ -407,6 +491,24 @@ mod money_settings_tests {
         }
         let twice = FalPrices::parse("a/b:1,a/b:2").unwrap_err();
         assert!(twice.to_string().contains("priced twice"), "{twice}");
+    }
+
+    #[test]
+    fn photo_retention_is_days_or_off_and_its_errors_name_the_variable() {
+        let day = std::time::Duration::from_secs(24 * 60 * 60);
+        assert_eq!(
+            parse_photo_retention("30"),
+            Ok(PhotoRetention(Some(30 * day)))
+        );
+        assert_eq!(
+            parse_photo_retention("0"),
+            Ok(PhotoRetention(Some(std::time::Duration::ZERO)))
+        );
+        assert_eq!(parse_photo_retention(" OFF "), Ok(PhotoRetention(None)));
+        for wrong in ["-1", "1.5", "forever", ""] {
+            let err = parse_photo_retention(wrong).unwrap_err();
+            assert!(err.starts_with("TRAINING_PHOTO_RETENTION_DAYS: "), "{err}");
+        }
     }
 
     #[test]

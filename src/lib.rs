@@ -8,6 +8,7 @@
 //! - [`config`] — settings from the environment and `.env`;
 //! - [`demo`] — `aisha demo` (feature `demo`, on by default): the whole bot story offline on the
 //!   fake Telegram Bot API (the `fake-telegram` crate), printed as the user reads it;
+//! - [`erasure`] — erasing a person: avatars deleted, data keys destroyed, rows removed;
 //! - [`cli`] — the `aisha` command line (`serve`, `migrate`, `history`, …);
 //! - [`http`] — the HTTP server: FAL webhook, health, metrics, the audit and analytics API;
 //! - [`serve`] — `aisha serve`: everything wired together;
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod erasure;
 pub use fal;
 pub mod http;
 pub mod ids;

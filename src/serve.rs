@@ -31,6 +31,17 @@ pub async fn run(
     if config.teloxide_token.is_none() {
         return Err(AppError::MissingToken);
     }
+    let master = &crate::store::keys::master_keys().current;
+    if master.is_development() {
+        if config.fal_mode == crate::config::FalMode::Live {
+            return Err(AppError::MissingDataKey);
+        }
+        tracing::warn!(
+            "DATA_KEY is not set: personal data is sealed with the public development key"
+        );
+    } else {
+        tracing::info!(master_key = master.id(), "data keys wrapped by DATA_KEY");
+    }
     let options = AppOptions {
         actor_settings,
         ..AppOptions::default()

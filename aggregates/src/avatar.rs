@@ -338,6 +338,7 @@ impl Avatar {
             } | Action::RecordTrainingSubmission { .. }
                 | Action::CompleteTraining { .. }
                 | Action::FailTraining { .. }
+                | Action::DeleteTrainingPhotos
                 | Action::RecordGenerationSubmission { .. }
                 | Action::CompleteGeneration { .. }
                 | Action::FailGeneration { .. }
@@ -577,6 +578,22 @@ impl Avatar {
                     Some(_) => Ok(vec![]),
                 },
             },
+
+            Action::DeleteTrainingPhotos => {
+                // Only a successful training ends the photos' use; after a failure the user
+                // may train again on them.
+                if self.status != AvatarStatus::Trained {
+                    return Err(AvatarError::NotTrained);
+                }
+                // Already deleted: a second sweeper (or a retry) records nothing.
+                if self.photos.is_empty() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![AvatarEvent::TrainingPhotosDeleted {
+                    photo_keys: self.photos.iter().map(|p| p.storage_key.clone()).collect(),
+                    at,
+                }])
+            }
 
             Action::Generate {
                 generation_id,
@@ -1026,6 +1043,7 @@ impl Aggregate for Avatar {
                 self.status = AvatarStatus::TrainingFailed;
                 self.training = None;
             }
+            AvatarEvent::TrainingPhotosDeleted { .. } => self.photos.clear(),
             AvatarEvent::GenerationRequested {
                 generation_id,
                 batch,

@@ -86,6 +86,9 @@ pub enum Action {
         #[serde(default)]
         abandon: bool,
     },
+    /// The photos' retention after training has passed: take them out of the avatar (the
+    /// caller has removed their bytes from the photo store); the model stays.
+    DeleteTrainingPhotos,
     /// Ask for images from a prompt; `preset: None` uses seed 000's defaults.
     Generate {
         generation_id: Uuid,
@@ -153,6 +156,7 @@ impl Action {
             Self::RecordTrainingSubmission { .. } => "record_training_submission",
             Self::CompleteTraining { .. } => "complete_training",
             Self::FailTraining { .. } => "fail_training",
+            Self::DeleteTrainingPhotos => "delete_training_photos",
             Self::Generate { .. } => "generate",
             Self::Upscale { .. } => "upscale",
             Self::RecordGenerationSubmission { .. } => "record_generation_submission",

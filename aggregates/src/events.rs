@@ -71,6 +71,13 @@ pub enum AvatarEvent {
         cancel_url: Option<String>,
         at: DateTime<Utc>,
     },
+    /// The retention period after a successful training passed and the photos it trained on
+    /// were removed from the photo store; the model stays.
+    TrainingPhotosDeleted {
+        /// Storage keys of the photos removed, in upload order.
+        photo_keys: Vec<String>,
+        at: DateTime<Utc>,
+    },
     GenerationRequested {
         owner: i64,
         generation_id: Uuid,
@@ -151,6 +158,7 @@ impl AvatarEvent {
             | Self::TrainingSubmitted { at, .. }
             | Self::TrainingCompleted { at, .. }
             | Self::TrainingFailed { at, .. }
+            | Self::TrainingPhotosDeleted { at, .. }
             | Self::GenerationRequested { at, .. }
             | Self::GenerationSubmitted { at, .. }
             | Self::GenerationCompleted { at, .. }
@@ -170,6 +178,7 @@ impl AvatarEvent {
             Self::TrainingSubmitted { .. } => "TrainingSubmitted",
             Self::TrainingCompleted { .. } => "TrainingCompleted",
             Self::TrainingFailed { .. } => "TrainingFailed",
+            Self::TrainingPhotosDeleted { .. } => "TrainingPhotosDeleted",
             Self::GenerationRequested { .. } => "GenerationRequested",
             Self::GenerationSubmitted { .. } => "GenerationSubmitted",
             Self::GenerationCompleted { .. } => "GenerationCompleted",

@@ -2364,3 +2364,132 @@ mod packs_starters_and_upscales {
         assert_eq!(newest.map(|g| g.images.len()), Some(1));
     }
 }
+
+mod training_photo_retention {
+    use super::*;
+
+    fn photos_deleted() -> AvatarEvent {
+        AvatarEvent::TrainingPhotosDeleted {
+            photo_keys: (1..=MIN_PHOTOS).map(|n| photo(n).storage_key).collect(),
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn after_a_successful_training_the_photos_it_trained_on_are_deleted_on_record() {
+        for avatar_type in [AvatarType::Portrait, AvatarType::Style] {
+            AvatarTest::with(())
+                .given(trained(avatar_type))
+                .when(system(Action::DeleteTrainingPhotos))
+                .then_expect_events(vec![photos_deleted()]);
+        }
+    }
+
+    #[test]
+    fn deleting_them_again_records_nothing() {
+        let mut given = trained(AvatarType::Portrait);
+        given.push(photos_deleted());
+        AvatarTest::with(())
+            .given(given)
+            .when(system(Action::DeleteTrainingPhotos))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn photos_are_kept_until_a_training_succeeds() {
+        let mut failed = in_training(AvatarType::Portrait);
+        failed.push(AvatarEvent::TrainingFailed {
+            owner: OWNER,
+            request_id: Some(REQUEST.into()),
+            reason: "FAL said no".into(),
+            cancel_url: None,
+            at: at(),
+        });
+        for given in [
+            with_photos(AvatarType::Portrait, MIN_PHOTOS),
+            in_training(AvatarType::Portrait),
+            failed,
+        ] {
+            AvatarTest::with(())
+                .given(given)
+                .when(system(Action::DeleteTrainingPhotos))
+                .then_expect_error(AvatarError::NotTrained);
+        }
+    }
+
+    #[test]
+    fn only_the_system_deletes_them_on_schedule() {
+        AvatarTest::with(())
+            .given(trained(AvatarType::Portrait))
+            .when(user(Action::DeleteTrainingPhotos))
+            .then_expect_error(AvatarError::NotPermitted {
+                actor: "a Telegram user",
+                action: "delete_training_photos",
+            });
+        AvatarTest::with(())
+            .given(trained(AvatarType::Portrait))
+            .when(operator(Action::DeleteTrainingPhotos))
+            .then_expect_error(AvatarError::NotPermitted {
+                actor: "an operator",
+                action: "delete_training_photos",
+            });
+    }
+
+    #[test]
+    fn a_deleted_avatar_has_no_photos_to_expire() {
+        let mut given = trained(AvatarType::Portrait);
+        given.push(AvatarEvent::AvatarDeleted {
+            owner: OWNER,
+            photo_keys: vec![],
+            running_training_cancel_url: None,
+            model: None,
+            at: at(),
+            running_generation_cancel_urls: vec![],
+        });
+        AvatarTest::with(())
+            .given(given)
+            .when(system(Action::DeleteTrainingPhotos))
+            .then_expect_error(AvatarError::Deleted);
+    }
+
+    #[test]
+    fn the_model_still_generates_once_the_photos_are_gone() {
+        let mut given = trained(AvatarType::Portrait);
+        given.push(photos_deleted());
+        let events = AvatarTest::with(())
+            .given(given)
+            .when(user(generate(1, None)))
+            .inspect_result()
+            .unwrap();
+        let AvatarEvent::GenerationRequested { endpoint, .. } = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(endpoint, PORTRAIT_GENERATOR);
+    }
+
+    #[test]
+    fn the_state_forgets_the_photos_and_a_later_delete_names_none() {
+        use cqrs_es::Aggregate;
+        let mut avatar = Avatar::default();
+        for event in trained(AvatarType::Portrait) {
+            avatar.apply(event);
+        }
+        avatar.apply(photos_deleted());
+        assert!(avatar.photos.is_empty());
+        assert_eq!(avatar.status, AvatarStatus::Trained);
+
+        let mut given = trained(AvatarType::Portrait);
+        given.push(photos_deleted());
+        AvatarTest::with(())
+            .given(given)
+            .when(user(Action::Delete))
+            .then_expect_events(vec![AvatarEvent::AvatarDeleted {
+                owner: OWNER,
+                photo_keys: vec![],
+                running_training_cancel_url: None,
+                model: Some(portrait_model()),
+                at: at(),
+                running_generation_cancel_urls: vec![],
+            }]);
+    }
+}

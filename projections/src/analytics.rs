@@ -1,13 +1,19 @@
 //! Analytics: daily counts for analysts — avatars created and deleted by type, trainings
 //! started/completed/failed with their durations, generations by preset, by pack, by frame and
-//! endpoint, upscales by factor, active users.
+//! endpoint, upscales by factor, completed FAL work by endpoint, active users.
 //!
 //! Days are UTC days of the event's own time. A batch's counts are summed in memory and written
 //! once per (day, key), which keeps a rebuild fast; the runner's transaction makes each batch
 //! count exactly once. Two small working tables (`analytics_avatars`,
 //! `analytics_open_generations`) remember what later events need but do not carry: an avatar's
-//! type, when its training started, a pending generation's preset, start, pack, frame and upscale
-//! factor. A batch reads the rows it needs once and writes them back once.
+//! type, when its training started and on which trainer, a pending generation's preset, start,
+//! pack, frame and upscale factor. A batch reads the rows it needs once and writes them back once.
+//!
+//! No table here holds a user id, a name, a prompt or a URL. The counts use only what stays
+//! readable in an erased event (type, time, preset, endpoint, status), so deleting an avatar and
+//! destroying its key change none of them, and a rebuild from the erased events gives them
+//! again. Active users are kept as (day, avatar) pairs and counted through the gallery's owners
+//! when read; a deleted avatar's pairs go with it.
 //!
 //! [`VIEWS`] lists the analysts' day-keyed views and [`view_csv`] exports any of them as CSV.
 
@@ -49,10 +55,11 @@ impl Projection for Analytics {
             "daily_avatars",
             "daily_trainings",
             "daily_generations",
-            "daily_active_users",
+            "daily_active_avatars",
             "daily_packs",
             "daily_aspect_ratios",
             "daily_upscales",
+            "daily_fal_work",
             "analytics_avatars",
             "analytics_open_generations",
         ]
@@ -120,6 +127,18 @@ struct UpscaleCounts {
     failed: i64,
 }
 
+/// Completed FAL work: what FAL bills (a training per request, a generation per image).
+#[derive(Debug, Default, Clone, Copy)]
+struct FalWork {
+    requests: i64,
+    images: i64,
+}
+
+/// `work_kind` of a training in `daily_fal_work`.
+pub const TRAINING_WORK: &str = "training";
+/// `work_kind` of a generation or an upscale in `daily_fal_work`.
+pub const GENERATION_WORK: &str = "generation";
+
 /// What one batch adds to the daily tables.
 #[derive(Debug, Default)]
 struct Deltas {
@@ -132,7 +151,10 @@ struct Deltas {
     aspects: BTreeMap<(NaiveDate, String, String), AspectCounts>,
     /// By (day, factor).
     upscales: BTreeMap<(NaiveDate, i64), UpscaleCounts>,
-    active: BTreeSet<(NaiveDate, i64)>,
+    /// By (day of completion, endpoint, work kind).
+    fal: BTreeMap<(NaiveDate, String, &'static str), FalWork>,
+    /// Avatars a Telegram user gave a command for, by day.
+    active: BTreeSet<(NaiveDate, Uuid)>,
 }
 
 impl Deltas {
@@ -161,13 +183,12 @@ fn day(at: DateTime<Utc>) -> NaiveDate {
     at.date_naive()
 }
 
-/// The Telegram user who issued the event's command, from its metadata (`telegram:<id>`).
-fn telegram_user(e: &FeedEvent) -> Option<i64> {
+/// Whether a Telegram user issued the event's command (metadata `actor` = `telegram:<id>`).
+/// Only the fact is kept, not the id: the owner is the gallery's to know.
+fn by_telegram_user(e: &FeedEvent) -> bool {
     e.metadata
-        .get("actor")?
-        .strip_prefix("telegram:")?
-        .parse()
-        .ok()
+        .get("actor")
+        .is_some_and(|actor| actor.starts_with("telegram:"))
 }
 
 /// What the projection remembers of an avatar.
@@ -175,6 +196,8 @@ fn telegram_user(e: &FeedEvent) -> Option<i64> {
 struct AvatarMemo {
     avatar_type: String,
     training_started_at: Option<DateTime<Utc>>,
+    /// The trainer of its latest training, for the FAL work its result counts as.
+    training_endpoint: Option<String>,
 }
 
 /// What it remembers of a generation still pending. The optional fields are `None` for rows
@@ -216,8 +239,8 @@ impl Memory {
         }
         for row in &tx
             .fetch_in(
-                "SELECT avatar_id, avatar_type, training_started_at FROM analytics_avatars
-                  WHERE avatar_id IN ({keys})",
+                "SELECT avatar_id, avatar_type, training_started_at, training_endpoint
+                   FROM analytics_avatars WHERE avatar_id IN ({keys})",
                 avatars.into_iter().map(Arg::from).collect(),
             )
             .await?
@@ -227,6 +250,7 @@ impl Memory {
                 Some(AvatarMemo {
                     avatar_type: row.get("avatar_type")?,
                     training_started_at: row.get("training_started_at")?,
+                    training_endpoint: row.get("training_endpoint")?,
                 }),
             );
         }
@@ -306,6 +330,11 @@ impl Memory {
             keys(&self.avatars_deleted),
         )
         .await?;
+        tx.execute_in(
+            "DELETE FROM daily_active_avatars WHERE avatar_id IN ({keys})",
+            keys(&self.avatars_deleted),
+        )
+        .await?;
         let opened: Vec<Vec<Arg>> = self
             .opened
             .iter()
@@ -341,15 +370,18 @@ impl Memory {
                     (*id).into(),
                     a.avatar_type.clone().into(),
                     a.training_started_at.into(),
+                    a.training_endpoint.clone().into(),
                 ])
             })
             .collect();
         tx.insert_rows(
-            "INSERT INTO analytics_avatars (avatar_id, avatar_type, training_started_at)",
+            "INSERT INTO analytics_avatars
+                (avatar_id, avatar_type, training_started_at, training_endpoint)",
             changed,
             "ON CONFLICT (avatar_id) DO UPDATE
                 SET avatar_type = excluded.avatar_type,
-                    training_started_at = excluded.training_started_at",
+                    training_started_at = excluded.training_started_at,
+                    training_endpoint = excluded.training_endpoint",
         )
         .await?;
         Ok(())
@@ -370,8 +402,8 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
     let at = e.event.at();
     let today = day(at);
     let id = e.avatar_id;
-    if let Some(user) = telegram_user(e) {
-        d.active.insert((today, user));
+    if by_telegram_user(e) {
+        d.active.insert((today, id));
     }
     match &e.event {
         AvatarEvent::AvatarCreated { avatar_type, .. } => {
@@ -383,6 +415,7 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
                 Some(AvatarMemo {
                     avatar_type: avatar_type.as_str().to_owned(),
                     training_started_at: None,
+                    training_endpoint: None,
                 }),
             );
             m.avatars_changed.insert(id);
@@ -397,9 +430,14 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
                 m.avatars_changed.insert(id);
             }
         }
-        AvatarEvent::TrainingStarted { avatar_type, .. } => {
+        AvatarEvent::TrainingStarted {
+            avatar_type,
+            endpoint,
+            ..
+        } => {
             if let Some(a) = m.avatar(id) {
                 a.training_started_at = Some(at);
+                a.training_endpoint = Some(endpoint.clone());
                 m.avatars_changed.insert(id);
             }
             d.trainings
@@ -407,8 +445,18 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
                 .or_default()
                 .started += 1;
         }
+        AvatarEvent::TrainingSubmitted { endpoint, .. } => {
+            if let Some(a) = m.avatar(id) {
+                a.training_endpoint = Some(endpoint.clone());
+                m.avatars_changed.insert(id);
+            }
+        }
         AvatarEvent::TrainingCompleted { .. } => {
             let (avatar_type, started) = m.training_of(id);
+            let trainer = m
+                .avatar(id)
+                .and_then(|a| a.training_endpoint.clone())
+                .unwrap_or_else(|| UNKNOWN.to_owned());
             // The start is forgotten on success only: a success that arrives after a failure
             // still measures from the user's request.
             if let Some(a) = m.avatar(id) {
@@ -418,6 +466,10 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
             let counts = d.trainings.entry((today, avatar_type)).or_default();
             counts.completed += 1;
             counts.completed_seconds += started.map_or(0.0, |s| seconds(s, at));
+            d.fal
+                .entry((today, trainer, TRAINING_WORK))
+                .or_default()
+                .requests += 1;
         }
         AvatarEvent::TrainingFailed { .. } => {
             let (avatar_type, started) = m.training_of(id);
@@ -438,6 +490,8 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
                 Some(Origin::Upscale { factor, .. }) => Some(i64::from(factor.times())),
                 _ => None,
             };
+            let frame =
+                effective_aspect_ratio(endpoint, arguments, *preset, *aspect, from.as_ref());
             let preset = match (preset, upscale) {
                 (Some(p), _) => p.as_str(),
                 (None, Some(_)) => UPSCALE_PRESET,
@@ -451,7 +505,7 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
                 origin_kind: from.as_ref().map(|o| o.kind().to_owned()),
                 pack: from.as_ref().and_then(Origin::pack).map(str::to_owned),
                 upscale_factor: upscale,
-                aspect_ratio: effective_aspect_ratio(endpoint, arguments, *aspect, from.as_ref()),
+                aspect_ratio: frame,
             };
             d.generations
                 .entry((today, preset.to_owned()))
@@ -501,6 +555,10 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
             if let Some(c) = d.upscale(today, &open) {
                 c.completed += 1;
             }
+            let endpoint = open.endpoint.unwrap_or_else(|| UNKNOWN.to_owned());
+            let work = d.fal.entry((today, endpoint, GENERATION_WORK)).or_default();
+            work.requests += 1;
+            work.images += images;
         }
         AvatarEvent::GenerationFailed { generation_id, .. } => {
             let Some(open) = m.close(*generation_id) else {
@@ -527,6 +585,8 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
             m.avatars.insert(id, None);
             m.avatars_changed.remove(&id);
             m.avatars_deleted.insert(id);
+            // Its days of activity go with it (the table's rows in `Memory::save`).
+            d.active.retain(|(_, avatar)| *avatar != id);
             // Its generations pending in this batch are dropped with it.
             let mut dropped = Vec::new();
             for (gid, open) in &mut m.open {
@@ -542,7 +602,7 @@ fn collect(e: &FeedEvent, m: &mut Memory, d: &mut Deltas) {
         AvatarEvent::AvatarRenamed { .. }
         | AvatarEvent::PhotoUploaded { .. }
         | AvatarEvent::PhotoRemoved { .. }
-        | AvatarEvent::TrainingSubmitted { .. }
+        | AvatarEvent::TrainingPhotosDeleted { .. }
         | AvatarEvent::GenerationSubmitted { .. } => {}
     }
 }
@@ -676,12 +736,31 @@ async fn flush(tx: &mut Tx<'_>, d: Deltas) -> Result<(), ProjectionError> {
     )
     .await?;
     tx.insert_rows(
-        "INSERT INTO daily_active_users (day, user_id)",
+        "INSERT INTO daily_fal_work (day, endpoint, work_kind, requests, images)",
+        d.fal
+            .into_iter()
+            .map(|((day, endpoint, kind), w)| {
+                vec![
+                    day.into(),
+                    endpoint.into(),
+                    kind.into(),
+                    w.requests.into(),
+                    w.images.into(),
+                ]
+            })
+            .collect(),
+        "ON CONFLICT (day, endpoint, work_kind) DO UPDATE
+            SET requests = daily_fal_work.requests + excluded.requests,
+                images = daily_fal_work.images + excluded.images",
+    )
+    .await?;
+    tx.insert_rows(
+        "INSERT INTO daily_active_avatars (day, avatar_id)",
         d.active
             .into_iter()
-            .map(|(day, user)| vec![day.into(), user.into()])
+            .map(|(day, avatar)| vec![day.into(), avatar.into()])
             .collect(),
-        "ON CONFLICT (day, user_id) DO NOTHING",
+        "ON CONFLICT (day, avatar_id) DO NOTHING",
     )
     .await?;
     Ok(())
@@ -718,7 +797,7 @@ pub struct DailySummary {
     pub trainings: BTreeMap<String, TrainingDay>,
     /// Generations by preset (`default` when none was chosen).
     pub generations: BTreeMap<String, GenerationDay>,
-    /// Distinct Telegram users who issued at least one command.
+    /// Distinct Telegram users who issued at least one command for an avatar they still have.
     pub active_users: i64,
 }
 
@@ -799,6 +878,26 @@ pub struct Totals {
     pub active_users: i64,
 }
 
+/// Trainings and generations (upscales included) started on `day` (UTC), deleted avatars'
+/// included: what the service's daily cap of paid jobs counts.
+pub async fn paid_jobs_on(tx: &mut Tx<'_>, day: NaiveDate) -> Result<i64, ProjectionError> {
+    Ok(tx
+        .fetch_i64(
+            "SELECT CAST((SELECT coalesce(sum(started), 0) FROM daily_trainings WHERE day = $1)
+                       + (SELECT coalesce(sum(requested), 0) FROM daily_generations WHERE day = $1)
+                    AS bigint)",
+            vec![day.into()],
+        )
+        .await?
+        .unwrap_or(0))
+}
+
+/// The owners of the avatars active on the days `$1..=$2`, one row per (day, avatar): the
+/// analytics tables keep no user id, the gallery knows whose each avatar is.
+const ACTIVE_OWNERS: &str = "(SELECT a.day, g.owner FROM daily_active_avatars a
+    JOIN gallery_avatars g ON g.avatar_id = a.avatar_id
+   WHERE a.day BETWEEN $1 AND $2) active";
+
 /// Daily summaries for `from..=to` (UTC days).
 pub async fn summary(
     tx: &mut Tx<'_>,
@@ -876,8 +975,9 @@ pub async fn summary(
     }
     for row in tx
         .fetch_all(
-            "SELECT day, count(*) AS users FROM daily_active_users
-              WHERE day BETWEEN $1 AND $2 GROUP BY day",
+            &format!(
+                "SELECT day, count(DISTINCT owner) AS users FROM {ACTIVE_OWNERS} GROUP BY day"
+            ),
             range(),
         )
         .await?
@@ -889,7 +989,7 @@ pub async fn summary(
     }
     let active_users = tx
         .fetch_i64(
-            "SELECT count(DISTINCT user_id) FROM daily_active_users WHERE day BETWEEN $1 AND $2",
+            &format!("SELECT count(DISTINCT owner) FROM {ACTIVE_OWNERS}"),
             range(),
         )
         .await?

@@ -1,11 +1,12 @@
 //! The gallery: one row per avatar with everything its Telegram card shows, read a page at a
 //! time by the bot.
 //!
-//! A deleted avatar keeps its row with status `deleted` (and `deleted_at`): auditors and
-//! analysts still see it, while [`page`] and [`count`] — what the bot lists — leave it out.
-//! Each row remembers the last event applied to it, so applying an event twice is harmless.
+//! A deleted avatar's row is removed, not marked: it holds the owner, the name and the model's
+//! URL, and a deletion must leave none of them behind (the events keep the history, with those
+//! fields erased). Each row remembers the last event applied to it, so applying an event twice
+//! is harmless.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use aggregates::{AvatarEvent, AvatarStatus, TrainedModel};
 use chrono::{DateTime, Utc};
@@ -61,7 +62,7 @@ pub fn model_ref(model: &TrainedModel) -> &str {
 }
 
 /// Loads the batch's avatars once, applies every event to them in memory and writes each
-/// changed row once: a rebuild's batch of many events per avatar costs two statements.
+/// changed row once: a rebuild's batch of many events per avatar costs a few statements.
 async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), ProjectionError> {
     let mut ids: Vec<Uuid> = events.iter().map(|e| e.avatar_id).collect();
     ids.sort_unstable();
@@ -79,12 +80,22 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
     }
     let mut changed: Vec<Uuid> = Vec::new();
     let mut seen = HashSet::new();
+    let mut deleted = BTreeSet::new();
     for e in events {
         let row = rows.entry(e.avatar_id).or_default();
-        if apply_to(row, e) && seen.insert(e.avatar_id) {
+        if matches!(e.event, AvatarEvent::AvatarDeleted { .. }) {
+            // Also when the batch created the row: an erased history replays into nothing.
+            *row = None;
+            deleted.insert(e.avatar_id);
+        } else if apply_to(row, e) && seen.insert(e.avatar_id) {
             changed.push(e.avatar_id);
         }
     }
+    tx.execute_in(
+        "DELETE FROM gallery_avatars WHERE avatar_id IN ({keys})",
+        deleted.into_iter().map(Arg::from).collect(),
+    )
+    .await?;
     let upserts: Vec<Vec<Arg>> = changed
         .iter()
         .filter_map(|id| rows.get(id).and_then(Option::as_ref))
@@ -110,8 +121,7 @@ const UPSERT: &str = "ON CONFLICT (avatar_id) DO UPDATE SET
     generations_failed = excluded.generations_failed,
     images_generated = excluded.images_generated,
     last_generation_at = excluded.last_generation_at, created_at = excluded.created_at,
-    updated_at = excluded.updated_at, deleted_at = excluded.deleted_at,
-    last_sequence = excluded.last_sequence";
+    updated_at = excluded.updated_at, last_sequence = excluded.last_sequence";
 
 /// The values of a row, in [`CARD_COLUMNS`] order.
 fn card_args(c: &AvatarCard) -> Vec<Arg> {
@@ -136,13 +146,12 @@ fn card_args(c: &AvatarCard) -> Vec<Arg> {
         c.last_generation_at.into(),
         c.created_at.into(),
         c.updated_at.into(),
-        c.deleted_at.into(),
         c.last_sequence.into(),
     ]
 }
 
-/// Applies one event to an avatar's row; `false` when the row did not change (an event already
-/// applied, or one for an avatar without a row).
+/// Applies one event (not the deletion, which removes the row) to an avatar's row; `false` when
+/// the row did not change (an event already applied, or one for an avatar without a row).
 fn apply_to(row: &mut Option<AvatarCard>, e: &FeedEvent) -> bool {
     let at = e.event.at();
     let sequence = e.sequence as i64;
@@ -178,7 +187,6 @@ fn apply_to(row: &mut Option<AvatarCard>, e: &FeedEvent) -> bool {
             last_generation_at: None,
             created_at: at,
             updated_at: at,
-            deleted_at: None,
             last_sequence: sequence,
         });
         return true;
@@ -210,6 +218,7 @@ fn apply_to(row: &mut Option<AvatarCard>, e: &FeedEvent) -> bool {
             card.trained_at = Some(at);
         }
         AvatarEvent::TrainingFailed { .. } => card.status = status(AvatarStatus::TrainingFailed),
+        AvatarEvent::TrainingPhotosDeleted { .. } => card.photo_count = 0,
         AvatarEvent::GenerationRequested { .. } => card.generations_requested += 1,
         AvatarEvent::GenerationCompleted { images, .. } => {
             card.generations_completed += 1;
@@ -217,10 +226,7 @@ fn apply_to(row: &mut Option<AvatarCard>, e: &FeedEvent) -> bool {
             card.last_generation_at = Some(at);
         }
         AvatarEvent::GenerationFailed { .. } => card.generations_failed += 1,
-        AvatarEvent::AvatarDeleted { .. } => {
-            card.status = status(AvatarStatus::Deleted);
-            card.deleted_at = Some(at);
-        }
+        AvatarEvent::AvatarDeleted { .. } => return false,
         AvatarEvent::ModelDataCorrected {
             avatar_type, model, ..
         } => {
@@ -242,7 +248,8 @@ pub struct GalleryItem {
     pub name: String,
     /// `portrait` or `style`.
     pub avatar_type: String,
-    /// An [`AvatarStatus`] name: `draft`, `training`, `trained`, `training_failed`, `deleted`.
+    /// An [`AvatarStatus`] name: `draft`, `training`, `trained`, `training_failed` (a deleted
+    /// avatar has no row).
     pub status: String,
     pub photo_count: i64,
     /// A trained model is present (generation is possible).
@@ -257,7 +264,7 @@ pub struct GalleryItem {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GalleryPage {
     pub items: Vec<GalleryItem>,
-    /// How many avatars the user has in all (deleted ones excluded), for "page 2 of 5".
+    /// How many avatars the user has in all, for "page 2 of 5".
     pub total: i64,
     pub offset: i64,
     pub limit: i64,
@@ -297,15 +304,8 @@ pub struct AvatarCard {
     pub last_generation_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    pub deleted_at: Option<DateTime<Utc>>,
     /// The last event of the avatar this row reflects.
     pub last_sequence: i64,
-}
-
-impl AvatarCard {
-    pub fn is_deleted(&self) -> bool {
-        self.status == AvatarStatus::Deleted.as_str()
-    }
 }
 
 const ITEM_COLUMNS: &str = "avatar_id, name, avatar_type, status, photo_count, has_model, \
@@ -314,12 +314,12 @@ const ITEM_COLUMNS: &str = "avatar_id, name, avatar_type, status, photo_count, h
 const CARD_COLUMNS: &str = "avatar_id, owner, name, avatar_type, gender, status, photo_count, \
     has_model, model_ref, trigger_word, training_preset, training_started_at, trained_at, \
     generations_requested, generations_completed, generations_failed, images_generated, \
-    last_generation_at, created_at, updated_at, deleted_at, last_sequence";
+    last_generation_at, created_at, updated_at, last_sequence";
 
 /// Largest page the bot may ask for; larger requests are clamped.
 pub const MAX_PAGE: i64 = 100;
 
-/// One page of `owner`'s avatars that are not deleted, newest first.
+/// One page of `owner`'s avatars, newest first.
 pub async fn page(
     tx: &mut Tx<'_>,
     owner: i64,
@@ -333,7 +333,7 @@ pub async fn page(
         .fetch_all(
             &format!(
                 "SELECT {ITEM_COLUMNS} FROM gallery_avatars
-                  WHERE owner = $1 AND status <> 'deleted'
+                  WHERE owner = $1
                   ORDER BY created_at DESC, avatar_id
                   LIMIT $2 OFFSET $3"
             ),
@@ -349,18 +349,18 @@ pub async fn page(
     })
 }
 
-/// How many avatars `owner` has that are not deleted.
+/// How many avatars `owner` has.
 pub async fn count(tx: &mut Tx<'_>, owner: i64) -> Result<i64, ProjectionError> {
     Ok(tx
         .fetch_i64(
-            "SELECT count(*) FROM gallery_avatars WHERE owner = $1 AND status <> 'deleted'",
+            "SELECT count(*) FROM gallery_avatars WHERE owner = $1",
             vec![owner.into()],
         )
         .await?
         .unwrap_or(0))
 }
 
-/// The card of one avatar, deleted ones included (the bot tells the user it is gone).
+/// The card of one avatar; `None` once it is deleted (or before its creation is applied).
 pub async fn card(tx: &mut Tx<'_>, avatar_id: Uuid) -> Result<Option<AvatarCard>, ProjectionError> {
     let row = tx
         .fetch_optional(
@@ -371,7 +371,29 @@ pub async fn card(tx: &mut Tx<'_>, avatar_id: Uuid) -> Result<Option<AvatarCard>
     row.as_ref().map(card_from).transpose()
 }
 
-/// Every card, deleted ones included, in avatar id order (for audits and exports).
+/// Avatars trained before `cutoff` that still hold photos, longest trained first: those whose
+/// training photos the retention sweeper deletes.
+pub async fn trained_with_photos_before(
+    tx: &mut Tx<'_>,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, ProjectionError> {
+    let rows = tx
+        .fetch_all(
+            "SELECT avatar_id FROM gallery_avatars
+              WHERE status = $1 AND photo_count > 0 AND trained_at < $2
+              ORDER BY trained_at, avatar_id LIMIT $3",
+            vec![
+                AvatarStatus::Trained.as_str().into(),
+                cutoff.into(),
+                limit.into(),
+            ],
+        )
+        .await?;
+    rows.iter().map(|row| uuid(row, "avatar_id")).collect()
+}
+
+/// Every card, in avatar id order (for audits and exports).
 pub async fn all_cards(tx: &mut Tx<'_>) -> Result<Vec<AvatarCard>, ProjectionError> {
     let rows = tx
         .fetch_all(
@@ -424,7 +446,6 @@ fn card_from(row: &SqlRow) -> Result<AvatarCard, ProjectionError> {
         last_generation_at: row.get("last_generation_at")?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
-        deleted_at: row.get("deleted_at")?,
         last_sequence: row.get("last_sequence")?,
     })
 }

@@ -5,14 +5,17 @@
 //! or an upscale of an earlier image) and the frame it was made in, so analysts can group by
 //! them without reading events.
 //!
-//! When an avatar is deleted its generations stay for analysts but are flagged
-//! `avatar_deleted`; the queries the bot uses leave them out, and requests still pending become
-//! `cancelled` (the aggregate forgets them too).
+//! When an avatar is deleted its generations and their images are removed: they hold the
+//! user's prompts and the URLs of the pictures. What analysts count of them stays in the daily
+//! analytics.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use aggregates::presets::{aspect_ratio_for, AspectRatio, UPSCALER};
-use aggregates::{AvatarEvent, Origin};
+use aggregates::presets::{
+    aspect_ratio_for, AspectRatio, DEFAULT_ASPECT_RATIO, PORTRAIT_GENERATOR, PRO_GENERATOR,
+    UPSCALER,
+};
+use aggregates::{AvatarEvent, GenerationPreset, Origin};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -30,8 +33,6 @@ pub mod status {
     pub const REQUESTED: &str = "requested";
     pub const COMPLETED: &str = "completed";
     pub const FAILED: &str = "failed";
-    /// The avatar was deleted before the result came.
-    pub const CANCELLED: &str = "cancelled";
 }
 
 /// Origin kinds as stored (`origin_kind`); NULL is a prompt the user typed.
@@ -99,7 +100,8 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
 
     let mut changed: Vec<Uuid> = Vec::new();
     let mut seen = HashSet::new();
-    let mut images: Vec<Vec<Arg>> = Vec::new();
+    let mut images: Vec<(Uuid, Vec<Arg>)> = Vec::new();
+    let mut deleted: BTreeSet<Uuid> = BTreeSet::new();
     for e in events {
         let at = e.event.at();
         match &e.event {
@@ -140,7 +142,6 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
                         finished_at: None,
                         duration_seconds: None,
                         failure_reason: None,
-                        avatar_deleted: false,
                         origin_kind: origin.as_ref().map(|o| o.kind().to_owned()),
                         pack: origin.as_ref().and_then(Origin::pack).map(str::to_owned),
                         upscale_of: upscale.map(|u| u.0),
@@ -149,6 +150,7 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
                         aspect_ratio: effective_aspect_ratio(
                             endpoint,
                             arguments,
+                            *preset,
                             *aspect,
                             origin.as_ref(),
                         ),
@@ -168,15 +170,18 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
                 };
                 finish(row, at, status::COMPLETED, returned.len(), None);
                 for (index, image) in returned.iter().enumerate() {
-                    images.push(vec![
-                        (*generation_id).into(),
-                        (index as i64).into(),
-                        image.url.as_str().into(),
-                        image.width.map(i64::from).into(),
-                        image.height.map(i64::from).into(),
-                        image.content_type.clone().into(),
-                        image.nsfw.into(),
-                    ]);
+                    images.push((
+                        *generation_id,
+                        vec![
+                            (*generation_id).into(),
+                            (index as i64).into(),
+                            image.url.as_str().into(),
+                            image.width.map(i64::from).into(),
+                            image.height.map(i64::from).into(),
+                            image.content_type.clone().into(),
+                            image.nsfw.into(),
+                        ],
+                    ));
                 }
                 if seen.insert(*generation_id) {
                     changed.push(*generation_id);
@@ -196,38 +201,37 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
                 }
             }
             AvatarEvent::AvatarDeleted { .. } => {
-                // Rows this batch holds change in memory; the avatar's others in the table.
-                for row in rows.values_mut().filter(|r| r.avatar_id == e.avatar_id) {
-                    delete(row, at);
-                    if seen.insert(row.generation_id) {
-                        changed.push(row.generation_id);
-                    }
-                }
-                tx.execute(
-                    "UPDATE generations SET status = $2, finished_at = $3
-                      WHERE avatar_id = $1 AND status = $4",
-                    vec![
-                        e.avatar_id.into(),
-                        status::CANCELLED.into(),
-                        at.into(),
-                        status::REQUESTED.into(),
-                    ],
-                )
-                .await?;
-                tx.execute(
-                    "UPDATE generations SET avatar_deleted = $2 WHERE avatar_id = $1",
-                    vec![e.avatar_id.into(), true.into()],
-                )
-                .await?;
+                // The rows this batch holds go in memory, the avatar's others in the table.
+                rows.retain(|_, r| r.avatar_id != e.avatar_id);
+                deleted.insert(e.avatar_id);
             }
             _ => {}
         }
     }
 
+    let deleted: Vec<Arg> = deleted.into_iter().map(Arg::from).collect();
+    // Images first: they are found through their generation's avatar.
+    tx.execute_in(
+        "DELETE FROM generation_images WHERE generation_id IN
+            (SELECT generation_id FROM generations WHERE avatar_id IN ({keys}))",
+        deleted.clone(),
+    )
+    .await?;
+    tx.execute_in(
+        "DELETE FROM generations WHERE avatar_id IN ({keys})",
+        deleted,
+    )
+    .await?;
     let upserts: Vec<Vec<Arg>> = changed
         .iter()
         .filter_map(|id| rows.get(id))
         .map(generation_args)
+        .collect();
+    // Images of a generation whose avatar the batch then deleted are not written at all.
+    let images: Vec<Vec<Arg>> = images
+        .into_iter()
+        .filter(|(generation_id, _)| rows.contains_key(generation_id))
+        .map(|(_, row)| row)
         .collect();
     tx.insert_rows(
         &format!("INSERT INTO generations ({COLUMNS})"),
@@ -251,7 +255,7 @@ const UPSERT: &str = "ON CONFLICT (generation_id) DO UPDATE SET
     status = excluded.status, image_count = excluded.image_count,
     requested_at = excluded.requested_at, finished_at = excluded.finished_at,
     duration_seconds = excluded.duration_seconds, failure_reason = excluded.failure_reason,
-    avatar_deleted = excluded.avatar_deleted, origin_kind = excluded.origin_kind,
+    origin_kind = excluded.origin_kind,
     pack = excluded.pack, upscale_of = excluded.upscale_of,
     upscale_image = excluded.upscale_image, upscale_factor = excluded.upscale_factor,
     aspect_ratio = excluded.aspect_ratio";
@@ -261,11 +265,14 @@ const UPSERT: &str = "ON CONFLICT (generation_id) DO UPDATE SET
 /// `aspect` is only set when the user chose a frame apart from the preset, so otherwise the
 /// frame is read back from the arguments sent: the LoRA endpoint's named `image_size`, or the
 /// ultra endpoint's `aspect_ratio`. That also gives events older than the choice their frame.
+/// Erased arguments (`{}`, once the avatar's key is destroyed) give the preset's frame on the two
+/// generators, as the arguments did, so that a rebuild counts the same frames as the live run.
 /// `None` for an upscale (it keeps its source's frame, which is counted once, on the source) and
-/// for arguments that name no frame.
+/// for other arguments that name no frame.
 pub fn effective_aspect_ratio(
     endpoint: &str,
     arguments: &serde_json::Value,
+    preset: Option<GenerationPreset>,
     aspect: Option<AspectRatio>,
     origin: Option<&Origin>,
 ) -> Option<String> {
@@ -279,7 +286,18 @@ pub fn effective_aspect_ratio(
     if let Some(ratio) = named("aspect_ratio") {
         return Some(ratio.to_owned());
     }
-    named("image_size").map(|size| aspect_ratio_for(size).to_owned())
+    if let Some(size) = named("image_size") {
+        return Some(aspect_ratio_for(size).to_owned());
+    }
+    let erased = arguments.as_object().is_some_and(|o| o.is_empty());
+    let generator = endpoint == PORTRAIT_GENERATOR || endpoint == PRO_GENERATOR;
+    (erased && generator).then(|| {
+        preset
+            .map_or(DEFAULT_ASPECT_RATIO, |p| {
+                aspect_ratio_for(p.values().image_size)
+            })
+            .to_owned()
+    })
 }
 
 fn finish(
@@ -294,14 +312,6 @@ fn finish(
     row.image_count = images as i64;
     row.duration_seconds = Some(seconds(row.requested_at, at));
     row.failure_reason = reason.cloned();
-}
-
-fn delete(row: &mut Generation, at: DateTime<Utc>) {
-    if row.status == status::REQUESTED {
-        row.status = status::CANCELLED.to_owned();
-        row.finished_at = Some(at);
-    }
-    row.avatar_deleted = true;
 }
 
 /// The values of a row, in [`COLUMNS`] order.
@@ -320,7 +330,6 @@ fn generation_args(g: &Generation) -> Vec<Arg> {
         g.finished_at.into(),
         g.duration_seconds.into(),
         g.failure_reason.clone().into(),
-        g.avatar_deleted.into(),
         g.origin_kind.clone().into(),
         g.pack.clone().into(),
         g.upscale_of.map(|id| id.to_string()).into(),
@@ -348,7 +357,6 @@ pub struct Generation {
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<f64>,
     pub failure_reason: Option<String>,
-    pub avatar_deleted: bool,
     /// `pack`, `starter` or `upscale`; `None` for a prompt the user typed.
     pub origin_kind: Option<String>,
     /// The pack id of a `pack` or `starter` generation.
@@ -375,7 +383,7 @@ pub struct GenerationImage {
 
 const COLUMNS: &str = "generation_id, avatar_id, owner, prompt, preset, endpoint, num_images, \
     status, image_count, requested_at, finished_at, duration_seconds, failure_reason, \
-    avatar_deleted, origin_kind, pack, upscale_of, upscale_image, upscale_factor, aspect_ratio";
+    origin_kind, pack, upscale_of, upscale_image, upscale_factor, aspect_ratio";
 
 /// How many of `owner`'s generations wait for FAL now.
 pub async fn pending_for_owner(tx: &mut Tx<'_>, owner: i64) -> Result<i64, ProjectionError> {
@@ -414,7 +422,8 @@ pub async fn requested_by_owner_since(
         .unwrap_or(0))
 }
 
-/// Generations anyone asked for since `since`.
+/// Generations of avatars that still exist asked for since `since` (for every one asked for,
+/// deleted avatars' included, see [`crate::analytics::paid_jobs_on`]).
 pub async fn requested_since(
     tx: &mut Tx<'_>,
     since: DateTime<Utc>,
@@ -448,7 +457,7 @@ pub async fn pending_since_before(
     rows.iter().map(generation).collect()
 }
 
-/// The newest generations of an avatar that still exists, newest first.
+/// The newest generations of an avatar, newest first.
 pub async fn for_avatar(
     tx: &mut Tx<'_>,
     avatar_id: Uuid,
@@ -459,13 +468,12 @@ pub async fn for_avatar(
         .fetch_all(
             &format!(
                 "SELECT {COLUMNS} FROM generations
-                  WHERE avatar_id = $1 AND avatar_deleted = $2
+                  WHERE avatar_id = $1
                   ORDER BY requested_at DESC, generation_id
-                  LIMIT $3 OFFSET $4"
+                  LIMIT $2 OFFSET $3"
             ),
             vec![
                 avatar_id.into(),
-                false.into(),
                 limit.clamp(1, 100).into(),
                 offset.max(0).into(),
             ],
@@ -474,7 +482,7 @@ pub async fn for_avatar(
     rows.iter().map(generation).collect()
 }
 
-/// The newest generations of a user over all their avatars that still exist, newest first.
+/// The newest generations of a user over all their avatars, newest first.
 pub async fn for_owner(
     tx: &mut Tx<'_>,
     owner: i64,
@@ -485,13 +493,12 @@ pub async fn for_owner(
         .fetch_all(
             &format!(
                 "SELECT {COLUMNS} FROM generations
-                  WHERE owner = $1 AND avatar_deleted = $2
+                  WHERE owner = $1
                   ORDER BY requested_at DESC, generation_id
-                  LIMIT $3 OFFSET $4"
+                  LIMIT $2 OFFSET $3"
             ),
             vec![
                 owner.into(),
-                false.into(),
                 limit.clamp(1, 100).into(),
                 offset.max(0).into(),
             ],
@@ -500,8 +507,8 @@ pub async fn for_owner(
     rows.iter().map(generation).collect()
 }
 
-/// The prompts `owner` wrote or picked, newest first, over their avatars that still exist: what
-/// the prompt screen offers again. Upscales repeat their source's prompt and starter samples
+/// The prompts `owner` wrote or picked, newest first, over their avatars: what the prompt
+/// screen offers again. Upscales repeat their source's prompt and starter samples
 /// are the bot's own, so neither is a prompt the user would reuse.
 pub async fn recent_prompts_for_owner(
     tx: &mut Tx<'_>,
@@ -513,14 +520,13 @@ pub async fn recent_prompts_for_owner(
         .fetch_all(
             &format!(
                 "SELECT {COLUMNS} FROM generations
-                  WHERE owner = $1 AND avatar_deleted = $2
-                    AND (origin_kind IS NULL OR origin_kind NOT IN ($3, $4))
+                  WHERE owner = $1
+                    AND (origin_kind IS NULL OR origin_kind NOT IN ($2, $3))
                   ORDER BY requested_at DESC, generation_id
-                  LIMIT $5 OFFSET $6"
+                  LIMIT $4 OFFSET $5"
             ),
             vec![
                 owner.into(),
-                false.into(),
                 origin::UPSCALE.into(),
                 origin::STARTER.into(),
                 limit.clamp(1, 100).into(),
@@ -531,7 +537,7 @@ pub async fn recent_prompts_for_owner(
     rows.iter().map(generation).collect()
 }
 
-/// One generation by id, deleted avatars included.
+/// One generation by id; `None` once its avatar is deleted.
 pub async fn get(
     tx: &mut Tx<'_>,
     generation_id: Uuid,
@@ -587,7 +593,6 @@ fn generation(row: &SqlRow) -> Result<Generation, ProjectionError> {
         finished_at: row.get("finished_at")?,
         duration_seconds: row.get("duration_seconds")?,
         failure_reason: row.get("failure_reason")?,
-        avatar_deleted: row.get("avatar_deleted")?,
         origin_kind: row.get("origin_kind")?,
         pack: row.get("pack")?,
         upscale_of: row
@@ -606,7 +611,6 @@ fn generation(row: &SqlRow) -> Result<Generation, ProjectionError> {
 
 #[cfg(test)]
 mod tests {
-    use aggregates::presets::{PORTRAIT_GENERATOR, PRO_GENERATOR};
     use aggregates::UpscaleFactor;
     use serde_json::json;
 
@@ -616,7 +620,7 @@ mod tests {
     fn the_frame_is_the_choice_or_else_what_the_arguments_asked_for() {
         let lora = |size: &str| json!({"prompt": "p", "image_size": size, "num_images": 1});
         let frame = |endpoint, arguments: &serde_json::Value, aspect, origin: Option<&Origin>| {
-            effective_aspect_ratio(endpoint, arguments, aspect, origin)
+            effective_aspect_ratio(endpoint, arguments, None, aspect, origin)
         };
         assert_eq!(
             frame(PORTRAIT_GENERATOR, &lora("square_hd"), None, None).as_deref(),
@@ -648,7 +652,67 @@ mod tests {
             frame(PRO_GENERATOR, &ultra, None, Some(&pack)).as_deref(),
             Some("9:16")
         );
-        assert_eq!(frame(PORTRAIT_GENERATOR, &json!({}), None, None), None);
+        assert_eq!(
+            frame(PORTRAIT_GENERATOR, &json!({"prompt": "p"}), None, None),
+            None
+        );
+    }
+
+    #[test]
+    fn erased_arguments_give_the_frame_the_preset_asked_for() {
+        let erased = json!({});
+        let frame =
+            |endpoint, preset| effective_aspect_ratio(endpoint, &erased, preset, None, None);
+        // The same frames the live arguments name: the preset's size, or the default square.
+        assert_eq!(
+            frame(PORTRAIT_GENERATOR, Some(GenerationPreset::Portrait)).as_deref(),
+            Some("3:4")
+        );
+        assert_eq!(
+            frame(PRO_GENERATOR, Some(GenerationPreset::Landscape)).as_deref(),
+            Some("4:3")
+        );
+        assert_eq!(frame(PORTRAIT_GENERATOR, None).as_deref(), Some("1:1"));
+        assert_eq!(frame(PRO_GENERATOR, None).as_deref(), Some("1:1"));
+        // A choice apart from the preset is its own field, readable after erasure too.
+        assert_eq!(
+            effective_aspect_ratio(
+                PORTRAIT_GENERATOR,
+                &erased,
+                Some(GenerationPreset::Fast),
+                Some(AspectRatio::Tall),
+                None
+            )
+            .as_deref(),
+            Some("9:16")
+        );
+        assert_eq!(frame(UPSCALER, None), None);
+        assert_eq!(frame("fal-ai/some-other-generator", None), None);
+    }
+
+    #[test]
+    fn erased_arguments_give_the_frame_live_arguments_gave() {
+        use aggregates::avatar::generation_arguments;
+        use aggregates::TrainedModel;
+        let lora = TrainedModel::Portrait {
+            lora_file_url: "http://fal/files/lora.safetensors".into(),
+            config_file_url: None,
+            trigger_phrase: "PERSON_1".into(),
+        };
+        let pro = TrainedModel::ProFinetune {
+            finetune_id: "finetune-1".into(),
+            trigger_word: "STYLE_1".into(),
+        };
+        for (model, endpoint) in [(&lora, PORTRAIT_GENERATOR), (&pro, PRO_GENERATOR)] {
+            for preset in GenerationPreset::ALL.map(Some).into_iter().chain([None]) {
+                let live = generation_arguments(model, preset, None, "p".into(), 1);
+                assert_eq!(
+                    effective_aspect_ratio(endpoint, &json!({}), preset, None, None),
+                    effective_aspect_ratio(endpoint, &live, preset, None, None),
+                    "{endpoint} {preset:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -664,11 +728,11 @@ mod tests {
             "upscale_factor": 4.0
         });
         assert_eq!(
-            effective_aspect_ratio(UPSCALER, &arguments, None, Some(&upscale)),
+            effective_aspect_ratio(UPSCALER, &arguments, None, None, Some(&upscale)),
             None
         );
         assert_eq!(
-            effective_aspect_ratio(UPSCALER, &arguments, None, None),
+            effective_aspect_ratio(UPSCALER, &arguments, None, None, None),
             None
         );
     }

@@ -2,7 +2,8 @@
 //! times, outcome and durations. Operators look a request id up here; analysts measure trainers.
 //!
 //! A job is keyed by (avatar, sequence of its `TrainingStarted`), so a training that failed
-//! before reaching FAL (no request id) is a job too.
+//! before reaching FAL (no request id) is a job too. Deleting the avatar removes its jobs (they
+//! name the owner and why a training failed); the daily analytics keep the counts.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -27,8 +28,6 @@ pub mod status {
     pub const SUBMITTED: &str = "submitted";
     pub const COMPLETED: &str = "completed";
     pub const FAILED: &str = "failed";
-    /// The avatar was deleted while the job was running.
-    pub const CANCELLED: &str = "cancelled";
 }
 
 /// Builds `training_jobs`.
@@ -97,12 +96,24 @@ async fn apply_all(tx: &mut Tx<'_>, events: &[FeedEvent]) -> Result<(), Projecti
         jobs.entry(j.avatar_id).or_default().push(j);
     }
     let mut changed: BTreeSet<(Uuid, i64)> = BTreeSet::new();
+    let mut deleted: BTreeSet<Uuid> = BTreeSet::new();
     for e in relevant {
+        if matches!(e.event, AvatarEvent::AvatarDeleted { .. }) {
+            jobs.remove(&e.avatar_id);
+            changed.retain(|(avatar, _)| *avatar != e.avatar_id);
+            deleted.insert(e.avatar_id);
+            continue;
+        }
         let list = jobs.entry(e.avatar_id).or_default();
         for key in apply_to(list, e) {
             changed.insert(key);
         }
     }
+    tx.execute_in(
+        "DELETE FROM training_jobs WHERE avatar_id IN ({keys})",
+        deleted.into_iter().map(Arg::from).collect(),
+    )
+    .await?;
     let upserts: Vec<Vec<Arg>> = changed
         .iter()
         .filter_map(|(avatar, sequence)| {
@@ -128,7 +139,8 @@ const UPSERT: &str = "ON CONFLICT (avatar_id, started_sequence) DO UPDATE SET
     finished_at = excluded.finished_at, duration_seconds = excluded.duration_seconds,
     fal_seconds = excluded.fal_seconds, failure_reason = excluded.failure_reason";
 
-/// Applies one event to an avatar's jobs (oldest first); returns the keys of the jobs changed.
+/// Applies one event (not the deletion, which removes the jobs) to an avatar's jobs, oldest
+/// first; returns the keys of the jobs changed.
 fn apply_to(jobs: &mut Vec<TrainingJob>, e: &FeedEvent) -> Vec<(Uuid, i64)> {
     let at = e.event.at();
     let key = |j: &TrainingJob| (j.avatar_id, j.started_sequence);
@@ -207,14 +219,6 @@ fn apply_to(jobs: &mut Vec<TrainingJob>, e: &FeedEvent) -> Vec<(Uuid, i64)> {
             }
             None => vec![],
         },
-        AvatarEvent::AvatarDeleted { .. } => jobs
-            .iter_mut()
-            .filter(|j| j.status == status::STARTED || j.status == status::SUBMITTED)
-            .map(|j| {
-                finish(j, at, status::CANCELLED, Some("avatar deleted"));
-                key(j)
-            })
-            .collect(),
         _ => vec![],
     }
 }
@@ -338,7 +342,8 @@ pub async fn started_by_owner_since(
         .unwrap_or(0))
 }
 
-/// Trainings anyone started since `since`.
+/// Trainings of avatars that still exist started since `since` (for every training started,
+/// deleted avatars' included, see [`crate::analytics::paid_jobs_on`]).
 pub async fn started_since(tx: &mut Tx<'_>, since: DateTime<Utc>) -> Result<i64, ProjectionError> {
     Ok(tx
         .fetch_i64(

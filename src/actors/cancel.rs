@@ -1,10 +1,12 @@
 //! Cancelling FAL jobs that nothing owns any more: one we gave up on at its deadline, one whose
 //! avatar was deleted, one whose submission the avatar refused. A paid job must not run on
 //! unseen, so the cancel is retried until FAL confirms it or says the job already finished.
+//! Then FAL is asked to forget it (`forget`): a job nothing recorded is deleted there too.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::forget::{self, ForgetPayload, Subject};
 use super::work::WorkItem;
 use super::{ActorSettings, Outcome, Services, WorkHandler};
 use crate::fal::FalError;
@@ -68,15 +70,38 @@ impl WorkHandler for CancelHandler {
                     telemetry::fal_job_cancelled(job.reason.as_str());
                     tracing::info!(avatar_id = %item.avatar_id, reason = job.reason.as_str(),
                         "cancelled a FAL job nothing owns any more");
+                    self.forget(item, &job).await?;
                     Ok(Outcome::Done)
                 }
-                Err(FalError::AlreadyCompleted) | Err(FalError::NotFound { .. }) => {
+                Err(FalError::AlreadyCompleted) => {
                     tracing::info!(avatar_id = %item.avatar_id, reason = job.reason.as_str(),
                         "the FAL job to cancel had already finished");
+                    self.forget(item, &job).await?;
+                    Ok(Outcome::Done)
+                }
+                Err(FalError::NotFound { .. }) => {
+                    tracing::info!(avatar_id = %item.avatar_id, reason = job.reason.as_str(),
+                        "FAL does not know the job to cancel");
                     Ok(Outcome::Done)
                 }
                 Err(e) => Ok(Outcome::Retry(format!("cancel: {}", telemetry::chain(&e)))),
             }
         })
+    }
+}
+
+impl CancelHandler {
+    /// Queues the deletion of the cancelled job's payloads; a job the avatar recorded has its
+    /// deletion queued already (with what it must keep first), and is not queued again.
+    async fn forget(&self, item: &WorkItem, job: &CancelPayload) -> Result<(), StoreError> {
+        let Some((request_id, status_url)) = forget::request_of(&job.cancel_url) else {
+            return Ok(());
+        };
+        let payload = ForgetPayload {
+            request_id,
+            status_url,
+            of: Subject::Orphan,
+        };
+        forget::enqueue_now(&self.services, item.avatar_id, &payload).await
     }
 }

@@ -1,10 +1,16 @@
-//! After a deletion: remove the avatar's photos from the photo store, so nothing of the avatar
-//! is left behind (the original left them). FAL jobs still running are cancelled by `cancel`
-//! items the reactor queues from the same event; items queued before that carry the cancel URL.
+//! After a deletion: remove the avatar's photos from the photo store — and with them, under the
+//! same prefix, our copies of its model and images and any training archive we served — so
+//! nothing of the avatar is left behind (the original left them). FAL jobs still running are
+//! cancelled by `cancel` items the reactor queues from the same event (items queued before that
+//! carry the cancel URL). Every FAL request in the avatar's history is queued to be deleted at
+//! FAL (`forget`), whether or not its deletion ran before: requests recorded before FAL was
+//! asked to forget anything are in the history too, and their ids stay readable after the
+//! avatar's key is gone.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::forget::{self, ForgetPayload, Subject};
 use super::work::WorkItem;
 use super::{Outcome, Services, WorkHandler};
 use crate::fal::FalError;
@@ -44,6 +50,23 @@ impl WorkHandler for CleanupHandler {
                     }
                 }
             }
+            let mut requests = 0;
+            for entry in s.store.history(item.avatar_id).await? {
+                let Some(payload) = forget::for_event(&entry.event) else {
+                    continue;
+                };
+                // The prefix delete below takes any archive with it.
+                let payload = match payload.of {
+                    Subject::Training { .. } => ForgetPayload {
+                        of: Subject::Training { archive_key: None },
+                        ..payload
+                    },
+                    _ => payload,
+                };
+                forget::enqueue_now(s, item.avatar_id, &payload).await?;
+                requests += 1;
+            }
+            tracing::info!(avatar_id = %item.avatar_id, requests, "deletion of the avatar's FAL requests queued");
             match s.photos.delete_prefix(&avatar_prefix(item.avatar_id)).await {
                 Ok(removed) => {
                     tracing::info!(avatar_id = %item.avatar_id, removed, "deleted avatar's photos");

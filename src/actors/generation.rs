@@ -6,6 +6,12 @@
 //! As with trainings, the paid submission is entered by a compare-and-set only one claimant
 //! wins, and runs to its recording even if the claim is lost; an item found mid-submission is
 //! never resubmitted (the webhook adopts the job, or the deadline sweeper fails it).
+//!
+//! FAL gets our copy of every file of the avatar's it needs (the LoRA, an image to upscale;
+//! see `copies`), never its own: the recorded arguments name FAL's URL, which leads to our
+//! copy, and the input submitted carries a URL of our copy that lasts until the deadline. The
+//! images a job makes are asked to expire a day past the deadline, a backstop for their
+//! deletion at FAL once we hold our copies (`forget`).
 
 use aggregates::{Action, Actor, AvatarError, Command, FalJob, GeneratedImage};
 use chrono::Utc;
@@ -14,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::cancel::CancelReason;
+use super::copies;
 use super::training::cancel_orphan;
 use super::work::WorkItem;
 use super::{Outcome, Services, WorkHandler, GENERATION_ACTOR};
@@ -80,10 +87,28 @@ impl GenerationHandler {
                 return Ok(Outcome::RetryAfter(s.settings.generation_poll_every));
             }
             Some(None) => {
+                // Before the paid step: making a copy or its URL may fail and be retried.
+                let input = match copies::with_our_copies(
+                    s,
+                    item.avatar_id,
+                    &avatar,
+                    &job.arguments,
+                    s.settings.generation_deadline,
+                )
+                .await
+                {
+                    Ok(input) => input,
+                    Err(e) => return Ok(Outcome::Retry(format!("our copy for FAL: {e}"))),
+                };
                 s.queue
                     .enter_once(item, PHASE_SUBMITTING, s.settings.lease)
                     .await?;
-                let task = tokio::spawn(submit_and_record(s.clone(), item.clone(), job.clone()));
+                let task = tokio::spawn(submit_and_record(
+                    s.clone(),
+                    item.clone(),
+                    job.clone(),
+                    input,
+                ));
                 match task.await.map_err(|e| {
                     StoreError::Database(format!("the submission task failed: {e}"))
                 })?? {
@@ -185,11 +210,13 @@ async fn submit_and_record(
     s: Services,
     item: WorkItem,
     job: GeneratePayload,
+    input: serde_json::Value,
 ) -> Result<Result<FalJob, Outcome>, StoreError> {
     let webhook = s.generation_webhook(item.avatar_id, job.generation_id);
+    let results_lifetime = copies::results_lifetime(s.settings.generation_deadline);
     let answer = match s
         .fal
-        .submit(&job.endpoint, &job.arguments, webhook.as_deref())
+        .submit_expiring(&job.endpoint, &input, webhook.as_deref(), results_lifetime)
         .await
     {
         Ok(answer) => answer,

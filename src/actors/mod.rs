@@ -8,12 +8,15 @@
 
 pub mod cancel;
 pub mod cleanup;
+pub mod copies;
 pub mod deadlines;
+pub mod forget;
 pub mod generation;
 pub mod notify;
 pub mod progress;
 pub mod reactors;
 pub mod refund;
+pub mod retention;
 pub mod settle;
 pub mod starter;
 pub mod targets;
@@ -78,6 +81,9 @@ pub struct ActorSettings {
     pub work_retention: Duration,
     /// Credits reserved this long ago for work the avatar never accepted are given back.
     pub orphan_reservation_after: Duration,
+    /// A trained avatar's photos are deleted this long after its training succeeded (`None`:
+    /// kept); the application sets it from `TRAINING_PHOTO_RETENTION_DAYS`.
+    pub training_photo_retention: Option<Duration>,
 }
 
 impl Default for ActorSettings {
@@ -97,6 +103,7 @@ impl Default for ActorSettings {
             deadline_sweep_every: Duration::from_secs(30),
             work_retention: Duration::from_secs(7 * 24 * 3600),
             orphan_reservation_after: Duration::from_secs(120),
+            training_photo_retention: Some(crate::config::DEFAULT_PHOTO_RETENTION),
         }
     }
 }
@@ -120,6 +127,7 @@ impl ActorSettings {
             work_retention: Duration::from_secs(24 * 3600),
             // Far above a reserve-then-start on a slow machine, so a test never races it.
             orphan_reservation_after: Duration::from_secs(30),
+            training_photo_retention: Some(crate::config::DEFAULT_PHOTO_RETENTION),
         }
     }
 
@@ -425,6 +433,7 @@ pub struct ActorSystem {
     thread: Option<std::thread::JoinHandle<()>>,
     reactor: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
+    retention: tokio::task::JoinHandle<()>,
 }
 
 impl ActorSystem {
@@ -450,6 +459,9 @@ impl ActorSystem {
                 services: services.clone(),
             }),
             Arc::new(cancel::CancelHandler {
+                services: services.clone(),
+            }),
+            Arc::new(forget::ForgetHandler {
                 services: services.clone(),
             }),
             Arc::new(starter::StarterHandler {
@@ -501,12 +513,14 @@ impl ActorSystem {
                 }
             });
         let reactor = tokio::spawn(runner.run());
+        let retention = tokio::spawn(retention::run(services.clone()));
         let sweeper = tokio::spawn(deadlines::run(services));
         Self {
             system,
             thread: Some(thread),
             reactor,
             sweeper,
+            retention,
         }
     }
 
@@ -514,6 +528,7 @@ impl ActorSystem {
     pub fn stop(mut self) {
         self.reactor.abort();
         self.sweeper.abort();
+        self.retention.abort();
         self.system.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

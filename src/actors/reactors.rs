@@ -10,6 +10,7 @@ use projections::{FeedEvent, Projection, ProjectionError, Tx};
 
 use super::cancel::{self, CancelPayload, CancelReason};
 use super::cleanup::{self, CleanupPayload};
+use super::forget;
 use super::generation::{self, GeneratePayload};
 use super::notify::{self, Notification};
 use super::settle;
@@ -53,6 +54,8 @@ impl Projection for ActorReactor {
                     enqueue(tx, settle::KIND, &key, id, &payload, now).await?;
                 }
             }
+            // Every FAL request on record is deleted at FAL once it is over (see `forget`).
+            forget::enqueue_for(tx, id, &e.event).await?;
             match &e.event {
                 AvatarEvent::TrainingStarted {
                     endpoint, params, ..
@@ -170,6 +173,16 @@ impl Projection for ActorReactor {
                     };
                     let key = format!("cleanup:{id}");
                     enqueue(tx, cleanup::KIND, &key, id, &payload, now).await?;
+                    // Everything the deletion needs from the avatar's data is queued above (in
+                    // plain, in this transaction); now its key goes, and with it every sealed
+                    // field of its events, and what earlier work items kept of it.
+                    crate::store::keys::shred_avatar_in(tx, id).await?;
+                    for sql in [
+                        "DELETE FROM work_items WHERE avatar_id = $1 AND status <> 'pending'",
+                        "DELETE FROM training_progress WHERE avatar_id = $1",
+                    ] {
+                        tx.execute(sql, vec![id.to_string().into()]).await?;
+                    }
                 }
                 _ => {}
             }

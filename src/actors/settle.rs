@@ -142,13 +142,19 @@ impl WorkHandler for SettleHandler {
                         .into_iter()
                         .collect()
                 }
-                Settled::AvatarDeleted => self
-                    .services
-                    .accounts
-                    .load(payload.owner)
-                    .await
-                    .map_err(ledger)?
-                    .open_reservations_for_avatar(item.avatar_id),
+                Settled::AvatarDeleted => {
+                    let open = self
+                        .services
+                        .accounts
+                        .load(payload.owner)
+                        .await
+                        .map_err(ledger)?
+                        .open_reservations_for_avatar(item.avatar_id);
+                    // Work that finished before the deletion is captured by its own settle
+                    // item, which may simply not have run yet: the deletion must not refund it.
+                    let finished = finished_before_deletion(&self.services, item.avatar_id).await?;
+                    open.into_iter().filter(|r| !finished.contains(r)).collect()
+                }
             };
             for reservation_id in reservations {
                 settle(
@@ -165,6 +171,28 @@ impl WorkHandler for SettleHandler {
     }
 }
 
+/// The reservations of the avatar's work that completed (its generations' ids, and the
+/// reservations of its completed trainings): theirs is a capture, whatever comes after.
+async fn finished_before_deletion(
+    s: &Services,
+    avatar_id: Uuid,
+) -> Result<std::collections::HashSet<Uuid>, StoreError> {
+    let history = s.store.history(avatar_id).await?;
+    let mut finished = std::collections::HashSet::new();
+    for entry in &history {
+        match &entry.event {
+            AvatarEvent::GenerationCompleted { generation_id, .. } => {
+                finished.insert(*generation_id);
+            }
+            AvatarEvent::TrainingCompleted { .. } => {
+                finished.extend(training_reservation_in(&history, entry.sequence));
+            }
+            _ => {}
+        }
+    }
+    Ok(finished)
+}
+
 /// The reservation of the training whose outcome is event `sequence` of the avatar.
 async fn training_reservation(
     s: &Services,
@@ -172,13 +200,19 @@ async fn training_reservation(
     sequence: u64,
 ) -> Result<Option<Uuid>, StoreError> {
     let history = s.store.history(avatar_id).await?;
-    Ok(history
+    Ok(training_reservation_in(&history, sequence))
+}
+
+/// [`training_reservation`] in a history already read: the correlation id of the last
+/// `TrainingStarted` before event `sequence`.
+fn training_reservation_in(history: &[crate::store::HistoryEntry], sequence: u64) -> Option<Uuid> {
+    history
         .iter()
         .rev()
         .filter(|e| e.sequence < sequence)
         .find(|e| matches!(e.event, AvatarEvent::TrainingStarted { .. }))
         .and_then(|e| e.correlation_id.as_deref())
-        .and_then(|c| Uuid::parse_str(c).ok()))
+        .and_then(|c| Uuid::parse_str(c).ok())
 }
 
 /// Captures or releases one reservation, and tells the user when credits came back. A

@@ -1,6 +1,8 @@
 //! The webhook URLs we hand to FAL. Each names its target (a training of an avatar, or one
 //! generation) and carries a token — an HMAC of the target under this deployment's secret — so
-//! a webhook can only ever finish a job we submitted, whoever signs it.
+//! a webhook can only ever finish a job we submitted, whoever signs it. Under the same base URL
+//! and key, FAL fetches the files we keep for it (training archives, LoRA weights, images to
+//! upscale) by signed URLs that expire.
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -10,6 +12,8 @@ use uuid::Uuid;
 use crate::store::{Database, StoreError};
 
 const SECRET_NAME: &str = "webhook_token_key";
+/// Where FAL fetches the files we serve it, under the webhook base URL.
+pub const FILE_ROUTE: &str = "/fal-inputs";
 
 /// Builds and checks the tokens of our webhook URLs.
 #[derive(Clone)]
@@ -90,6 +94,34 @@ impl WebhookTargets {
         ))
     }
 
+    /// The URL FAL fetches our stored file `key` at until `expires`:
+    /// `{base}/fal-inputs/<key>?expires=<unix seconds>&token=<HMAC of key and expiry>`;
+    /// `None` without a base URL (FAL cannot reach us).
+    pub fn file_url(&self, key: &str, expires: chrono::DateTime<chrono::Utc>) -> Option<String> {
+        let base = self.base.as_ref()?;
+        let expires = expires.timestamp();
+        let token = hex::encode(self.file_mac(key, expires).finalize().into_bytes());
+        Some(format!(
+            "{base}{FILE_ROUTE}/{key}?expires={expires}&token={token}"
+        ))
+    }
+
+    /// Whether `token` signs `key` until `expires` (checked in constant time; the expiry is the
+    /// caller's to check).
+    pub fn verify_file(&self, key: &str, expires: i64, token: &str) -> bool {
+        match hex::decode(token) {
+            Ok(bytes) => self.file_mac(key, expires).verify_slice(&bytes).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    fn file_mac(&self, key: &str, expires: i64) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key[..]).expect("HMAC takes any key length");
+        mac.update(format!("file:{key}:{expires}").as_bytes());
+        mac
+    }
+
     /// The token for a target, as it appears in the URL.
     pub fn token(&self, target: &Target) -> String {
         hex::encode(self.mac(target).finalize().into_bytes())
@@ -155,5 +187,27 @@ mod tests {
         assert!(!other_key.verify(&a, &token));
         assert!(!targets.verify(&a, "not hex"));
         assert!(!targets.verify(&a, ""));
+    }
+
+    #[test]
+    fn a_file_url_is_signed_for_its_key_and_expiry_only() {
+        let targets = WebhookTargets::with_key(Some("http://x/".into()), [7; 32]);
+        let until = chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+        let url = targets.file_url("avatars/a/archives/t.zip", until).unwrap();
+        let token = url.rsplit_once("token=").unwrap().1;
+        assert!(url.starts_with("http://x/fal-inputs/avatars/a/archives/t.zip?expires=1900000000&"));
+        assert!(targets.verify_file("avatars/a/archives/t.zip", 1_900_000_000, token));
+        assert!(!targets.verify_file("avatars/a/archives/u.zip", 1_900_000_000, token));
+        assert!(!targets.verify_file("avatars/a/archives/t.zip", 1_900_000_001, token));
+        assert!(
+            !WebhookTargets::with_key(Some("http://x".into()), [8; 32]).verify_file(
+                "avatars/a/archives/t.zip",
+                1_900_000_000,
+                token
+            )
+        );
+        assert!(WebhookTargets::with_key(None, [7; 32])
+            .file_url("k", until)
+            .is_none());
     }
 }

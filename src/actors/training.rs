@@ -1,5 +1,12 @@
-//! The training actor's work: pack the avatar's photos into a zip, upload it to FAL storage,
-//! submit the trainer with the avatar's parameters and our webhook, and record the request id.
+//! The training actor's work: pack the avatar's photos into a zip, hand it to FAL, submit the
+//! trainer with the avatar's parameters and our webhook, and record the request id.
+//!
+//! When FAL can reach us, the archive is stored under the avatar's prefix and FAL fetches it by
+//! a signed URL of ours that expires at the training deadline; it is deleted when the training
+//! is over (`forget`) or with the avatar, and nothing of the photos is uploaded to FAL at all.
+//! Without a URL FAL can reach, the archive is uploaded to FAL's storage, which deletes it at
+//! the training deadline. Either way the trainer's output files are asked to expire a day past
+//! the deadline, a backstop for the deletion at FAL that follows our copy (`copies`).
 //!
 //! A FAL submission is paid work and not idempotent. Entering it is a compare-and-set on the
 //! work item (phase `submitting`) that only the current claimant can win, and the submission
@@ -18,6 +25,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::cancel::{self, CancelPayload, CancelReason};
+use super::copies;
 use super::work::WorkItem;
 use super::{Outcome, Services, WorkHandler, TRAINING_ACTOR};
 use crate::fal::types::SubmitResponse;
@@ -90,18 +98,33 @@ impl TrainingHandler {
             Ok(a) => a,
             Err(e) => return Ok(Outcome::Retry(format!("packing photos: {e}"))),
         };
-        // FAL keeps the photos only while the training may still read them: past the deadline
-        // we cancel it.
-        let archive_url = match s
-            .fal
-            .upload_expiring(
-                archive.path().to_path_buf(),
-                "application/zip",
-                "photos.zip",
-                s.settings.training_deadline,
-            )
-            .await
-        {
+        // The archive is needed only while the training may still read it: past the deadline
+        // we cancel the training.
+        let until = Utc::now()
+            + chrono::Duration::from_std(s.settings.training_deadline).unwrap_or_default();
+        let seq = item.key.rsplit(':').next().unwrap_or("0");
+        let key = crate::photos::store::archive_key(item.avatar_id, &format!("training-{seq}"));
+        let served = match s.webhooks.file_url(&key, until) {
+            Some(url) => match s.photos.put_file(&key, archive.path()).await {
+                Ok(()) => Some(Ok(url)),
+                Err(e) => return Ok(Outcome::Retry(format!("storing the archive: {e}"))),
+            },
+            None => None,
+        };
+        let uploaded = match served {
+            Some(served) => served,
+            None => {
+                s.fal
+                    .upload_expiring(
+                        archive.path().to_path_buf(),
+                        "application/zip",
+                        "photos.zip",
+                        s.settings.training_deadline,
+                    )
+                    .await
+            }
+        };
+        let archive_url = match uploaded {
             Ok(url) => url,
             Err(e) if e.is_transient() => {
                 return Ok(Outcome::Retry(format!("upload: {}", telemetry::chain(&e))))
@@ -139,9 +162,15 @@ async fn submit_and_record(
 ) -> Result<Outcome, StoreError> {
     let input = payload.params.to_fal_input(&archive_url);
     let webhook = s.training_webhook(item.avatar_id);
+    let results_lifetime = copies::results_lifetime(s.settings.training_deadline);
     let submitted = match s
         .fal
-        .submit(&payload.endpoint, &input, webhook.as_deref())
+        .submit_expiring(
+            &payload.endpoint,
+            &input,
+            webhook.as_deref(),
+            results_lifetime,
+        )
         .await
     {
         Ok(r) => r,
@@ -210,6 +239,7 @@ async fn record_submission(
                 tracing::warn!(avatar_id = %item.avatar_id, request_id = %submitted.request_id,
                     refusal = %refusal, "the avatar refused a submitted training; cancelling the FAL job");
                 cancel_orphan(s, item.avatar_id, &submitted.cancel_url, reason).await?;
+                discard_archives(s, item.avatar_id).await;
                 return Ok(Outcome::Done);
             }
             Err(e) => {
@@ -237,12 +267,22 @@ pub async fn cancel_orphan(
         .await
 }
 
+/// Deletes the training archives we stored to serve FAL, when no training of the avatar will
+/// read them (there is one training at a time); a failure is left to the avatar's deletion.
+async fn discard_archives(s: &Services, avatar_id: Uuid) {
+    let prefix = crate::photos::store::archives_prefix(avatar_id);
+    if let Err(e) = s.photos.delete_prefix(&prefix).await {
+        tracing::warn!(%avatar_id, error = %e, "could not delete an unused training archive");
+    }
+}
+
 /// Fails a training that never reached FAL (so it has no request id).
 async fn fail_before_submission(
     s: &Services,
     avatar_id: Uuid,
     reason: &str,
 ) -> Result<(), StoreError> {
+    discard_archives(s, avatar_id).await;
     let command = Command::new(
         Actor::System(TRAINING_ACTOR.into()),
         Utc::now(),

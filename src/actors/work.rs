@@ -193,7 +193,10 @@ impl WorkQueue {
     pub async fn complete(&self, item: &WorkItem) -> Result<(), StoreError> {
         self.fenced(
             item,
-            "UPDATE work_items SET status = 'done', finished_at = $3, claimed_until = NULL
+            // A finished item's payload is no longer needed, and may name a person (a chat, a
+            // prompt): it goes, and the row stays only as the idempotency key.
+            "UPDATE work_items SET status = 'done', finished_at = $3, claimed_until = NULL,
+                    payload = '{}'
               WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
             vec![Utc::now().into()],
         )

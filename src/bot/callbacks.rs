@@ -136,6 +136,10 @@ pub enum Callback {
     },
     /// How to redeem a promo code.
     Promo,
+    /// "Delete all my data": the confirmation, then yes or no.
+    ForgetMe,
+    ForgetMeConfirm,
+    ForgetMeCancel,
 }
 
 /// A positive number as `u32::to_string` writes it, so each button has one spelling.
@@ -195,7 +199,10 @@ impl Callback {
             | Self::BuyPack(_)
             | Self::Refunds
             | Self::Refund { .. }
-            | Self::Promo => None,
+            | Self::Promo
+            | Self::ForgetMe
+            | Self::ForgetMeConfirm
+            | Self::ForgetMeCancel => None,
         }
     }
 
@@ -227,6 +234,9 @@ impl Callback {
             Self::Refunds => "rl".into(),
             Self::Refund { charge } => format!("rf:{charge:08x}"),
             Self::Promo => "pm".into(),
+            Self::ForgetMe => "fm".into(),
+            Self::ForgetMeConfirm => "fm:y".into(),
+            Self::ForgetMeCancel => "fm:n".into(),
             Self::AllAvatars => "ga".into(),
             Self::MakeMain(id) => format!("mm:{}", short(id)),
             Self::Packs(id) => format!("pk:{}", short(id)),
@@ -328,6 +338,9 @@ impl Callback {
             ["rl"] => Some(Self::Refunds),
             ["rf", charge] => parse_pack_tag(charge).map(|charge| Self::Refund { charge }),
             ["pm"] => Some(Self::Promo),
+            ["fm"] => Some(Self::ForgetMe),
+            ["fm", "y"] => Some(Self::ForgetMeConfirm),
+            ["fm", "n"] => Some(Self::ForgetMeCancel),
             ["ga"] => Some(Self::AllAvatars),
             ["mm", id] => from_short(id).map(Self::MakeMain),
             ["pk", id] => from_short(id).map(Self::Packs),
@@ -660,6 +673,9 @@ mod tests {
             Callback::Refund { charge: 0 },
             Callback::Refund { charge: u32::MAX },
             Callback::Promo,
+            Callback::ForgetMe,
+            Callback::ForgetMeConfirm,
+            Callback::ForgetMeCancel,
         ];
         for t in [AvatarType::Portrait, AvatarType::Style] {
             all.push(Callback::ChooseType(t));

@@ -32,6 +32,7 @@ use super::{BotDeps, BotDialogue, BotError, HandlerResult, State, TgBot};
 use crate::store::{Database, StoreError};
 
 mod charge;
+mod forget;
 pub mod payments;
 mod studio;
 
@@ -59,6 +60,8 @@ pub enum Command {
     Promo(String),
     Paysupport,
     Terms,
+    /// Erase everything the bot holds about the user (after a confirmation).
+    Forgetme,
 }
 
 /// One update's context: who, where, in which language.
@@ -321,6 +324,7 @@ pub async fn on_command(
         Command::Promo(code) => payments::redeem_promo(&ctx, &code).await?,
         Command::Paysupport => payments::paysupport(&ctx).await?,
         Command::Terms => payments::terms(&ctx).await?,
+        Command::Forgetme => forget::ask(&ctx, Screen::New).await?,
     }
     Ok(())
 }
@@ -498,8 +502,11 @@ pub async fn on_name(
             tracing::info!(user = ctx.user, %avatar_id, avatar_type = %avatar_type, "avatar created");
             ctx.remember_avatar(avatar_id).await;
             dialogue.update(State::Uploading { avatar_id }).await?;
-            ctx.say(t.avatar_created(&avatar_name(&executed.state)), None)
-                .await?;
+            ctx.say(
+                t.avatar_created(&avatar_name(&executed.state), ctx.deps.photo_retention),
+                None,
+            )
+            .await?;
         }
         Err(StoreError::Rejected(refusal)) => {
             // Stay in this step: the user can simply send another name.
@@ -946,6 +953,9 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
             return payments::request_refund(ctx, screen, charge).await
         }
         (Callback::Promo, _) => payments::ask_promo(ctx, dialogue).await?,
+        (Callback::ForgetMe, _) => forget::ask(ctx, screen).await?,
+        (Callback::ForgetMeConfirm, _) => return forget::confirm(ctx, dialogue).await,
+        (Callback::ForgetMeCancel, _) => return forget::cancel(ctx, screen).await,
         (Callback::Menu, _) => {
             dialogue.reset().await?;
             ctx.show(screen, t.main_menu(), ctx.main_menu()).await?;
@@ -1243,7 +1253,14 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
             let Some(found) = generated_image(ctx, avatar_id, generation, image).await? else {
                 return Ok(Answer::Alert(t.image_unavailable().to_owned()));
             };
-            match ctx.deps.fal.download(&found.url).await {
+            let bytes = crate::actors::copies::image_bytes(
+                &ctx.deps.photos,
+                &ctx.deps.fal,
+                avatar_id,
+                &found.url,
+            )
+            .await;
+            match bytes {
                 Ok(bytes) => {
                     let extension = match found.content_type.as_deref() {
                         Some("image/png") => "png",
@@ -1301,7 +1318,11 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
             }
         }
         (Callback::Delete(_), Some((avatar_id, avatar))) => {
-            let text = t.delete_confirmation(&avatar_name(&avatar), avatar.status);
+            let text = t.delete_confirmation(
+                &avatar_name(&avatar),
+                avatar.status,
+                ctx.deps.fal_uploads_kept_for,
+            );
             ctx.show(screen, text, kb::delete_confirmation(t, avatar_id))
                 .await?;
         }
@@ -1319,8 +1340,9 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
             {
                 dialogue.reset().await?;
             }
-            if let Some(sequence) = executed.events.last().map(|e| e.sequence) {
-                wait_for_gallery(&ctx.deps.db, avatar_id, sequence as i64).await;
+            if !executed.events.is_empty() {
+                // The deletion removes the avatar's row: the gallery shown next must not list it.
+                wait_for_row(&ctx.deps.db, avatar_id, |card| card.is_none()).await;
             }
             show_gallery(ctx, screen, 0).await?;
             return Ok(Answer::Toast(t.avatar_deleted(&avatar_name(&avatar))));
@@ -1550,12 +1572,6 @@ async fn caught_up_on_generations(ctx: &Ctx, avatar_id: Uuid) {
     }
 }
 
-/// Waits (briefly) until the gallery has applied the avatar's event `sequence`, so a screen shown
-/// right after a change includes it. On timeout the screen is shown anyway.
-async fn wait_for_gallery(db: &Database, avatar_id: Uuid, sequence: i64) {
-    wait_for_card(db, avatar_id, |card| card.last_sequence >= sequence).await;
-}
-
 /// Waits (at most [`READ_MODEL_WAIT`]) until the avatar's gallery card is as `done` wants, so
 /// that a screen shown next agrees with what the user was just told.
 pub(super) async fn wait_for_card(
@@ -1563,14 +1579,22 @@ pub(super) async fn wait_for_card(
     avatar_id: Uuid,
     done: impl Fn(&gallery::AvatarCard) -> bool,
 ) {
+    wait_for_row(db, avatar_id, |card| card.is_some_and(&done)).await;
+}
+
+/// [`wait_for_card`] for a row that may be absent (a deleted avatar has none).
+async fn wait_for_row(
+    db: &Database,
+    avatar_id: Uuid,
+    done: impl Fn(Option<&gallery::AvatarCard>) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + READ_MODEL_WAIT;
     loop {
         let seen = match connection(db).await {
-            Ok(mut conn) => gallery::card(&mut conn.tx(), avatar_id)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|card| done(&card)),
+            Ok(mut conn) => match gallery::card(&mut conn.tx(), avatar_id).await {
+                Ok(card) => done(card.as_ref()),
+                Err(_) => false,
+            },
             Err(_) => false,
         };
         if seen || tokio::time::Instant::now() >= deadline {

@@ -143,6 +143,12 @@ pub struct BotDeps {
     pub payments: pricing::PaymentsConfig,
     /// The credits ledger.
     pub accounts: Arc<AccountStore>,
+    /// How long photos are kept after a successful training (`None`: until deletion), as the
+    /// upload screen tells users.
+    pub photo_retention: Option<Duration>,
+    /// How long FAL keeps what we upload to it (`None`: nothing is uploaded, FAL reads our
+    /// copies from us), as the deletion warning tells users.
+    pub fal_uploads_kept_for: Option<Duration>,
 }
 
 /// The handler tree: commands first, then photos, then the text a conversation step waits for;
@@ -271,6 +277,8 @@ impl Telegram {
         starter: crate::packs::StarterPlan,
         payments: pricing::PaymentsConfig,
         accounts: Arc<AccountStore>,
+        photo_retention: Option<Duration>,
+        fal_uploads_kept_for: Option<Duration>,
     ) -> Result<Self, BotError> {
         let url = reqwest::Url::parse(api_url).map_err(|e| BotError::Url(e.to_string()))?;
         let raw = Bot::new(token).set_api_url(url);
@@ -290,6 +298,8 @@ impl Telegram {
             starter,
             accounts,
             payments,
+            photo_retention,
+            fal_uploads_kept_for,
         });
         let notifier = Arc::new(TelegramNotifier::new(bot.clone(), deps.clone(), fal));
         Ok(Self {

@@ -2,9 +2,10 @@
 //! credits came back), with the next actions as buttons.
 //!
 //! The actors call it once per outcome event (and again only after a transient failure), so
-//! duplicate webhooks and restarts never reach it twice. Generated images are downloaded from
-//! FAL and uploaded, so Telegram never has to reach FAL's (or the simulator's) URLs; images FAL
-//! flagged NSFW come back blacked out and are left out, with a word to the user instead.
+//! duplicate webhooks and restarts never reach it twice. Generated images are read from our copy
+//! (or FAL's, until ours is made) and uploaded, so Telegram never has to reach FAL's (or the
+//! simulator's) URLs; images FAL flagged NSFW come back blacked out and are left out, with a word
+//! to the user instead.
 
 use std::sync::Arc;
 
@@ -227,7 +228,7 @@ impl TelegramNotifier {
         }
         let mut files = Vec::with_capacity(visible.len());
         for (n, image) in visible.iter().enumerate() {
-            files.push(self.image_file(image, n).await?);
+            files.push(self.image_file(avatar_id, image, n).await?);
         }
         let mut caption = t.generation_done(name, hidden);
         if let Some(progress) = progress {
@@ -277,7 +278,7 @@ impl TelegramNotifier {
                 .text(chat, t.all_images_hidden(name, images.len()), keyboard)
                 .await;
         };
-        let file = self.image_file(image, 0).await?;
+        let file = self.image_file(avatar_id, image, 0).await?;
         let size = image.width.zip(image.height);
         let caption = t.upscale_done(name, times, size);
         sending(&self.deps.limiter, chat, 1, "sendDocument", || {
@@ -292,10 +293,18 @@ impl TelegramNotifier {
         .map_err(classify)
     }
 
-    /// The image's bytes from FAL; if FAL refuses them for good, Telegram may still fetch the
-    /// URL, but only a URL that passes the same media check as our own fetch.
-    async fn image_file(&self, image: &GeneratedImage, n: usize) -> Result<InputFile, NotifyError> {
-        match self.fal.download(&image.url).await {
+    /// The image's bytes from our copy (or FAL's); if FAL refuses them for good, Telegram may
+    /// still fetch the URL, but only a URL that passes the same media check as our own fetch.
+    async fn image_file(
+        &self,
+        avatar_id: Uuid,
+        image: &GeneratedImage,
+        n: usize,
+    ) -> Result<InputFile, NotifyError> {
+        let bytes =
+            crate::actors::copies::image_bytes(&self.deps.photos, &self.fal, avatar_id, &image.url)
+                .await;
+        match bytes {
             Ok(bytes) => {
                 let extension = match image.content_type.as_deref() {
                     Some("image/png") => "png",

@@ -138,15 +138,10 @@ impl Quotas {
         let Some(cap) = self.paid_jobs_per_day else {
             return Ok(None);
         };
-        let midnight = Utc::now()
-            .date_naive()
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
-            .and_utc();
         let mut conn = db.acquire().await?;
-        let mut tx = conn.tx();
-        let today = projections::jobs::started_since(&mut tx, midnight).await?
-            + projections::generations::requested_since(&mut tx, midnight).await?;
+        // From the daily counts: deleting an avatar removes its jobs' rows, not what they cost.
+        let today =
+            projections::analytics::paid_jobs_on(&mut conn.tx(), Utc::now().date_naive()).await?;
         metrics::gauge!("paid_jobs_today").set(today as f64);
         Ok((today >= cap).then_some(QuotaReached::ServiceToday))
     }

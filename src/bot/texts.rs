@@ -109,7 +109,7 @@ pub trait Texts: Send + Sync {
     /// The only answer in a group or channel: photos and faces belong in a private chat.
     fn private_chat_only(&self, bot_link: &str) -> String;
     /// `(command, description)` for the command menu.
-    fn commands(&self) -> [(&'static str, &'static str); 5];
+    fn commands(&self) -> [(&'static str, &'static str); 6];
     // --- credits and payments (shown only when payments are on) ---
     /// The commands added to the menu when credits are sold.
     fn payment_commands(&self) -> [(&'static str, &'static str); 6];
@@ -169,7 +169,9 @@ pub trait Texts: Send + Sync {
     fn gender_button(&self, gender: Gender) -> &'static str;
     fn ask_name(&self) -> String;
     fn name_expected(&self) -> String;
-    fn avatar_created(&self, name: &str) -> String;
+    /// The upload screen; it says when the photos will be deleted (`photo_retention` after a
+    /// successful training, `None`: kept until the avatar is deleted).
+    fn avatar_created(&self, name: &str, photo_retention: Option<std::time::Duration>) -> String;
 
     // --- photos ---
     fn photo_accepted(&self, count: usize) -> String;
@@ -218,7 +220,15 @@ pub trait Texts: Send + Sync {
     fn btn_delete(&self) -> &'static str;
     fn btn_previous(&self) -> &'static str;
     fn btn_next(&self) -> &'static str;
-    fn delete_confirmation(&self, name: &str, status: AvatarStatus) -> String;
+    /// The warning before a deletion (seed 003's), saying exactly what goes and what FAL keeps:
+    /// `fal_uploads_kept_for` is how long FAL keeps what we had to upload to it (nothing when
+    /// FAL reads our copies from us; see `actors::copies`).
+    fn delete_confirmation(
+        &self,
+        name: &str,
+        status: AvatarStatus,
+        fal_uploads_kept_for: Option<std::time::Duration>,
+    ) -> String;
     fn btn_confirm_delete(&self) -> &'static str;
     fn btn_cancel_delete(&self) -> &'static str;
     fn avatar_deleted(&self, name: &str) -> String;
@@ -318,6 +328,41 @@ fn credits_ru(n: u64) -> String {
         (1, _) => "кредит",
         (2..=4, _) => "кредита",
         _ => "кредитов",
+    };
+    format!("{n} {word}")
+}
+
+/// Whole days of a retention period (less than a day counts as none).
+fn whole_days(retention: std::time::Duration) -> u64 {
+    retention.as_secs() / (24 * 60 * 60)
+}
+
+/// How long FAL keeps an upload, rounded up: whole hours from an hour on, else minutes.
+fn kept_for_ru(kept: std::time::Duration) -> String {
+    let secs = kept.as_secs().max(1);
+    if secs >= 3600 {
+        format!("{} ч", secs.div_ceil(3600))
+    } else {
+        format!("{} мин", secs.div_ceil(60))
+    }
+}
+
+fn kept_for_en(kept: std::time::Duration) -> String {
+    let secs = kept.as_secs().max(1);
+    let (n, unit) = if secs >= 3600 {
+        (secs.div_ceil(3600), "hour")
+    } else {
+        (secs.div_ceil(60), "minute")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+fn days_ru(n: u64) -> String {
+    let word = match (n % 10, n % 100) {
+        (1, 11) | (_, 12..=14) => "дней",
+        (1, _) => "день",
+        (2..=4, _) => "дня",
+        _ => "дней",
     };
     format!("{n} {word}")
 }
@@ -614,7 +659,8 @@ impl Texts for Ru {
              /new — создать аватар\n\
              /avatars — мои аватары\n\
              /cancel — отменить текущее действие\n\
-             /help — эта справка\n\n\
+             /help — эта справка\n\
+             /forgetme — удалить все мои данные\n\n\
              Как это работает:\n\
              1. Выберите тип аватара, пол и имя.\n\
              2. Загрузите {} фотографий (можно альбомом или файлами без сжатия).\n\
@@ -803,13 +849,14 @@ impl Texts for Ru {
         )
     }
 
-    fn commands(&self) -> [(&'static str, &'static str); 5] {
+    fn commands(&self) -> [(&'static str, &'static str); 6] {
         [
             ("start", "Главное меню"),
             ("new", "Создать аватар"),
             ("avatars", "Мои аватары"),
             ("cancel", "Отменить текущее действие"),
             ("help", "Помощь"),
+            ("forgetme", "Удалить все мои данные"),
         ]
     }
 
@@ -896,7 +943,18 @@ impl Texts for Ru {
         "📝 Жду имя аватара текстом. Отменить: /cancel".into()
     }
 
-    fn avatar_created(&self, name: &str) -> String {
+    fn avatar_created(&self, name: &str, photo_retention: Option<std::time::Duration>) -> String {
+        let kept = match photo_retention.map(whole_days) {
+            None => "🔒 Фотографии хранятся, пока вы не удалите аватар.".to_owned(),
+            Some(0) => "🔒 Фотографии нужны только для обучения: сразу после успешного обучения \
+                        они будут удалены, модель останется."
+                .to_owned(),
+            Some(days) => format!(
+                "🔒 Фотографии нужны только для обучения: через {} после успешного обучения \
+                 они будут удалены, модель останется.",
+                days_ru(days)
+            ),
+        };
         format!(
             "✅ Аватар «{}» создан!\n\n📸 Теперь отправьте {} фотографий — по одной, альбомом \
              или файлами без сжатия.\n\n<b>Советы:</b>\n\
@@ -904,7 +962,7 @@ impl Texts for Ru {
              • разные ракурсы и выражения лица;\n\
              • хорошее, равномерное освещение;\n\
              • разнообразные фоны;\n\
-             • на каждом фото только один человек.",
+             • на каждом фото только один человек.\n\n{kept}",
             esc(name),
             range(MIN_PHOTOS, MAX_PHOTOS)
         )
@@ -1187,17 +1245,34 @@ impl Texts for Ru {
         "▶️"
     }
 
-    fn delete_confirmation(&self, name: &str, status: AvatarStatus) -> String {
+    fn delete_confirmation(
+        &self,
+        name: &str,
+        status: AvatarStatus,
+        fal_uploads_kept_for: Option<std::time::Duration>,
+    ) -> String {
+        let uploads = match fal_uploads_kept_for {
+            Some(kept) => format!(
+                " Архив фотографий и копии модели, которые мы загружали в FAL для работы, FAL \
+                 удаляет сам не позже чем через {} после загрузки.",
+                kept_for_ru(kept)
+            ),
+            None => String::new(),
+        };
         format!(
             "🗑️ <b>Подтверждение удаления</b>\n\n\
              ❓ Вы действительно хотите удалить аватар?\n\n\
              🎭 <b>Название:</b> {}\n\
              📊 <b>Статус:</b> {}\n\n\
              ⚠️ <b>Внимание!</b> Это действие нельзя отменить.\n\
-             Все данные аватара будут удалены навсегда:\n\
+             Будут удалены навсегда:\n\
              • Обученная модель\n\
              • Загруженные фотографии\n\
-             • История генераций\n\n\
+             • История генераций: изображения и тексты запросов\n\n\
+             У FAL (сервис, который обучает модель и создаёт изображения) мы удаляем все \
+             запросы этого аватара вместе с их файлами, как только FAL их завершит.{uploads}\n\
+             Останется лишь обезличенный журнал: какие события были и когда — без имени, \
+             фотографий, запросов и файлов.\n\n\
              🤔 Подумайте ещё раз перед удалением.",
             esc(name),
             self.status_name(status)
@@ -1606,7 +1681,8 @@ impl Texts for En {
              /new — create an avatar\n\
              /avatars — my avatars\n\
              /cancel — cancel the current action\n\
-             /help — this help\n\n\
+             /help — this help\n\
+             /forgetme — delete all my data\n\n\
              How it works:\n\
              1. Choose the avatar's type, gender and name.\n\
              2. Upload {} photos (one by one, as an album, or as uncompressed files).\n\
@@ -1792,13 +1868,14 @@ impl Texts for En {
         )
     }
 
-    fn commands(&self) -> [(&'static str, &'static str); 5] {
+    fn commands(&self) -> [(&'static str, &'static str); 6] {
         [
             ("start", "Main menu"),
             ("new", "Create an avatar"),
             ("avatars", "My avatars"),
             ("cancel", "Cancel the current action"),
             ("help", "Help"),
+            ("forgetme", "Delete all my data"),
         ]
     }
 
@@ -1885,7 +1962,18 @@ impl Texts for En {
         "📝 I'm waiting for the avatar's name as text. Cancel: /cancel".into()
     }
 
-    fn avatar_created(&self, name: &str) -> String {
+    fn avatar_created(&self, name: &str, photo_retention: Option<std::time::Duration>) -> String {
+        let kept = match photo_retention.map(whole_days) {
+            None => "🔒 Your photos are kept until you delete the avatar.".to_owned(),
+            Some(0) => "🔒 Your photos are only for training: they are deleted as soon as it \
+                        succeeds; the model stays."
+                .to_owned(),
+            Some(days) => format!(
+                "🔒 Your photos are only for training: they are deleted {days} day{} after it \
+                 succeeds; the model stays.",
+                if days == 1 { "" } else { "s" }
+            ),
+        };
         format!(
             "✅ The avatar “{}” is created!\n\n📸 Now send {} photos — one by one, as an album or \
              as uncompressed files.\n\n<b>Tips:</b>\n\
@@ -1893,7 +1981,7 @@ impl Texts for En {
              • different angles and facial expressions;\n\
              • good, even lighting;\n\
              • varied backgrounds;\n\
-             • only one person in each photo.",
+             • only one person in each photo.\n\n{kept}",
             esc(name),
             range(MIN_PHOTOS, MAX_PHOTOS)
         )
@@ -2175,17 +2263,34 @@ impl Texts for En {
         "▶️"
     }
 
-    fn delete_confirmation(&self, name: &str, status: AvatarStatus) -> String {
+    fn delete_confirmation(
+        &self,
+        name: &str,
+        status: AvatarStatus,
+        fal_uploads_kept_for: Option<std::time::Duration>,
+    ) -> String {
+        let uploads = match fal_uploads_kept_for {
+            Some(kept) => format!(
+                " The photo archive and model copies we uploaded to FAL for its work are \
+                 deleted by FAL itself no later than {} after each upload.",
+                kept_for_en(kept)
+            ),
+            None => String::new(),
+        };
         format!(
             "🗑️ <b>Confirm deletion</b>\n\n\
              ❓ Do you really want to delete this avatar?\n\n\
              🎭 <b>Name:</b> {}\n\
              📊 <b>Status:</b> {}\n\n\
              ⚠️ <b>Warning!</b> This cannot be undone.\n\
-             All of the avatar's data will be deleted for good:\n\
+             Deleted for good:\n\
              • The trained model\n\
              • The uploaded photos\n\
-             • The generation history\n\n\
+             • The generation history: images and prompts\n\n\
+             At FAL (the service that trains the model and makes the images) we delete every \
+             request of this avatar with its files as soon as FAL has finished it.{uploads}\n\
+             What remains is an anonymous log: which events happened and when — without the \
+             name, photos, prompts or files.\n\n\
              🤔 Think it over once more before deleting.",
             esc(name),
             self.status_name(status)
@@ -2582,8 +2687,37 @@ mod tests {
 
     #[test]
     fn user_text_is_escaped() {
-        let text = Ru.avatar_created("<b>x</b> & y");
+        let text = Ru.avatar_created("<b>x</b> & y", None);
         assert!(text.contains("&lt;b&gt;x&lt;/b&gt; &amp; y"));
+    }
+
+    #[test]
+    fn the_upload_screen_says_when_the_photos_go() {
+        let days = |n: u64| Some(std::time::Duration::from_secs(n * 24 * 60 * 60));
+        assert!(Ru
+            .avatar_created("Маша", days(30))
+            .contains("через 30 дней после успешного обучения они будут удалены"));
+        assert!(Ru
+            .avatar_created("Маша", days(1))
+            .contains("через 1 день после"));
+        assert!(Ru
+            .avatar_created("Маша", days(3))
+            .contains("через 3 дня после"));
+        assert!(Ru
+            .avatar_created("Маша", days(0))
+            .contains("сразу после успешного обучения"));
+        assert!(Ru
+            .avatar_created("Маша", None)
+            .contains("хранятся, пока вы не удалите аватар"));
+        assert!(En
+            .avatar_created("Masha", days(30))
+            .contains("they are deleted 30 days after it succeeds"));
+        assert!(En
+            .avatar_created("Masha", days(1))
+            .contains("deleted 1 day after"));
+        assert!(En
+            .avatar_created("Masha", None)
+            .contains("kept until you delete the avatar"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The HTTP server: health and metrics for operators ([`ops`]), the audit and analytics API
-//! ([`api`]), and FAL's webhook ([`webhooks`]).
+//! ([`api`]), FAL's webhook ([`webhooks`]), and the files FAL fetches from us ([`files`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use crate::store::feed::Feed;
 use crate::store::AvatarStore;
 
 pub mod api;
+pub mod files;
 pub mod ops;
 pub mod server;
 pub mod webhooks;

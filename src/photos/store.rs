@@ -161,13 +161,70 @@ pub fn avatar_prefix(avatar_id: Uuid) -> String {
     format!("avatars/{avatar_id}")
 }
 
+/// The key of our copy of a file FAL made for an avatar (its LoRA weights and config, a
+/// generated image): `avatars/<avatar_id>/copies/<hash>/<name>`, where `<hash>` is 32 hex
+/// digits of the SHA-256 of the URL FAL served it at and `<name>` that URL's file name. So the
+/// URL recorded in the avatar's events leads to our copy with nothing else stored, and the
+/// avatar's prefix delete removes it with the photos.
+pub fn copy_key(avatar_id: Uuid, fal_url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(&Sha256::digest(fal_url.as_bytes())[..16]);
+    let path = fal_url.split(['?', '#']).next().unwrap_or_default();
+    let name = key_segment(path.rsplit('/').next().unwrap_or_default(), "file");
+    format!("{}/copies/{hash}/{name}", avatar_prefix(avatar_id))
+}
+
+/// The key of a training archive we serve to FAL ourselves, `avatars/<avatar_id>/archives/<name>.zip`
+/// (`name` made fit for a key); it goes when its training is over, or with the avatar.
+pub fn archive_key(avatar_id: Uuid, name: &str) -> String {
+    format!(
+        "{}/{}.zip",
+        archives_prefix(avatar_id),
+        key_segment(name, "archive")
+    )
+}
+
+/// The folder of an avatar's training archives (one at a time is ever in use).
+pub fn archives_prefix(avatar_id: Uuid) -> String {
+    format!("{}/archives", avatar_prefix(avatar_id))
+}
+
+/// `name` with every character a key may not hold replaced by `_`, at most 100 characters,
+/// never starting with `.`; `fallback` when nothing is left.
+fn key_segment(name: &str, fallback: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.');
+    if cleaned.is_empty() {
+        fallback.to_owned()
+    } else {
+        cleaned.to_owned()
+    }
+}
+
 impl PhotoStore {
     /// Opens the store `STORAGE_URL` names; S3 settings come from the `AWS_*` environment.
     pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        Self::open(url, None)
+    }
+
+    /// Opens the store `url` names; an S3 bucket is reached with `s3` when given, else with
+    /// the `AWS_*` environment.
+    pub fn open(url: &str, s3: Option<&super::S3Connection>) -> Result<Self, StorageError> {
         match StorageLocation::parse(url)? {
             StorageLocation::Local(dir) => Self::local(dir),
             StorageLocation::S3 { bucket, prefix } => {
-                Self::s3(AmazonS3Builder::from_env(), &bucket, &prefix)
+                let builder = s3.map_or_else(AmazonS3Builder::from_env, |s3| s3.builder());
+                Self::s3(builder, &bucket, &prefix)
             }
         }
     }
@@ -270,6 +327,52 @@ impl PhotoStore {
             }
         }
         tracing::debug!(key, bytes = size, "photo stored");
+        Ok(())
+    }
+
+    /// Stores the file at `path` under `key` as it is (no metadata is stripped: for files that
+    /// are not photos, like a training archive), read piece by piece so that a large file never
+    /// sits in memory whole. Readers see the old or the new object, never a part of one.
+    pub async fn put_file(&self, key: &str, path: &Path) -> Result<(), StorageError> {
+        validate_key(key)?;
+        match &self.backend {
+            Backend::Local { root } => {
+                let target = local_path(root, key);
+                let source = path.to_path_buf();
+                let key_owned = key.to_owned();
+                blocking(key, move || {
+                    copy_atomically(&source, &target).map_err(|source| io(&key_owned, source))
+                })
+                .await?;
+            }
+            Backend::Object { store, prefix, .. } => {
+                let location = object_path(prefix, key)?;
+                let file = tokio::fs::File::open(path).await.map_err(|e| io(key, e))?;
+                let upload = store
+                    .put_multipart(&location)
+                    .await
+                    .map_err(|e| remote(key, e))?;
+                let mut writer = object_store::WriteMultipart::new(upload);
+                let mut chunks = file_chunks(file);
+                while let Some(chunk) = chunks.next().await {
+                    let written = match chunk {
+                        Ok(chunk) => writer
+                            .wait_for_capacity(4)
+                            .await
+                            .map(|()| writer.write(&chunk))
+                            .map_err(|e| remote(key, e)),
+                        Err(e) => Err(io(key, e)),
+                    };
+                    if let Err(e) = written {
+                        // Nothing half-written stays behind in the bucket.
+                        let _ = writer.abort().await;
+                        return Err(e);
+                    }
+                }
+                writer.finish().await.map_err(|e| remote(key, e))?;
+            }
+        }
+        tracing::debug!(key, "file stored");
         Ok(())
     }
 
@@ -502,6 +605,14 @@ fn io(key: &str, source: std::io::Error) -> StorageError {
 
 fn remote(key: &str, e: object_store::Error) -> StorageError {
     match e {
+        // S3 answers 404 for a missing bucket too: that is a misconfiguration, never "the
+        // object is gone" (a deletion must not pass for done against the wrong bucket).
+        object_store::Error::NotFound { .. } if e.to_string().contains("NoSuchBucket") => {
+            StorageError::Remote {
+                key: key.to_owned(),
+                message: format!("the bucket does not exist: {e}"),
+            }
+        }
         object_store::Error::NotFound { .. } => StorageError::NotFound(key.to_owned()),
         other => StorageError::Remote {
             key: key.to_owned(),
@@ -538,6 +649,33 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let written = (|| {
         let mut file = std::fs::File::create_new(&temp)?;
         file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
+/// [`write_atomically`] for the contents of the file at `source`, copied without reading it
+/// into memory.
+fn copy_atomically(source: &Path, path: &Path) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("a key always has a parent folder"))?;
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("object");
+    let temp = dir.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut from = std::fs::File::open(source)?;
+        let mut file = std::fs::File::create_new(&temp)?;
+        std::io::copy(&mut from, &mut file)?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&temp, path)
@@ -625,6 +763,42 @@ mod tests {
             "avatars/00000000-0000-0000-0000-000000000000/abc.webp"
         );
         validate_key(&photo_key(id, "abc", ImageFormat::Jpeg)).expect("generated keys are valid");
+    }
+
+    #[test]
+    fn copies_and_archives_live_under_the_avatars_prefix() {
+        let id = Uuid::nil();
+        let fal = "https://v3.fal.media/files/rabbit/Ab-1_x/pytorch_lora_weights.safetensors";
+        let key = copy_key(id, fal);
+        assert!(
+            key.starts_with(&format!("{}/copies/", avatar_prefix(id))),
+            "{key}"
+        );
+        assert!(key.ends_with("/pytorch_lora_weights.safetensors"), "{key}");
+        validate_key(&key).expect("copy keys are valid");
+        // One file per URL, whatever its name; names that are not key material are cleaned.
+        assert_ne!(
+            key,
+            copy_key(
+                id,
+                "https://v3.fal.media/files/other/pytorch_lora_weights.safetensors"
+            )
+        );
+        assert_eq!(copy_key(id, fal), key);
+        for odd in [
+            "http://h/",
+            "http://h/a b?.png?x=1",
+            "http://h/..",
+            "не url",
+        ] {
+            validate_key(&copy_key(id, odd)).unwrap_or_else(|e| panic!("{odd}: {e}"));
+        }
+        let archive = archive_key(id, "train:42");
+        assert_eq!(
+            archive,
+            "avatars/00000000-0000-0000-0000-000000000000/archives/train_42.zip"
+        );
+        validate_key(&archive).expect("archive keys are valid");
     }
 
     #[test]

@@ -37,7 +37,8 @@ use sqlx::Row;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{Database, StoreError};
+use super::keys::{avatar_key_id, SecretKey};
+use super::{seal, Database, StoreError};
 
 /// The NOTIFY channel on which writers tell other instances that they committed events.
 pub const CHANNEL: &str = "aisha_events";
@@ -404,6 +405,7 @@ pub async fn read_rows_after<E: FeedStream>(
                 payload: r.get("payload"),
                 metadata: r.get("metadata"),
                 recorded_at: r.get("recorded_at"),
+                key: None,
             })
             .collect::<Vec<_>>()
         }
@@ -431,10 +433,38 @@ pub async fn read_rows_after<E: FeedStream>(
                 .get::<String, _>("recorded_at")
                 .parse()
                 .unwrap_or_else(|_| Utc::now()),
+            key: None,
         })
         .collect::<Vec<_>>(),
     };
+    let mut rows = rows;
+    if E::AGGREGATE_TYPE == Avatar::TYPE {
+        attach_keys(tx, &mut rows).await?;
+    }
     Ok(rows)
+}
+
+/// Gives each sealed row the key that opens it (none if destroyed): one query for the batch,
+/// on the reader's own transaction and without a cache, so a destroyed key is never used again.
+async fn attach_keys(tx: &mut Tx<'_>, rows: &mut [StoredEvent]) -> Result<(), StoreError> {
+    let mut ids: Vec<String> = rows
+        .iter()
+        .filter(|r| seal::mentions_sealed(&r.payload) || seal::mentions_sealed(&r.metadata))
+        .map(|r| avatar_key_id(&r.aggregate_id))
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let keys = super::keys::open_on(tx, &ids).await?;
+    for row in rows.iter_mut() {
+        row.key = keys
+            .get(&avatar_key_id(&row.aggregate_id))
+            .cloned()
+            .flatten();
+    }
+    Ok(())
 }
 
 /// One row of the `events` table as the feed reads it, before it is decoded.
@@ -446,6 +476,8 @@ pub struct StoredEvent {
     pub payload: String,
     pub metadata: String,
     pub recorded_at: DateTime<Utc>,
+    /// The key its sealed fields open with; `None` if nothing is sealed or the key is gone.
+    pub key: Option<Arc<SecretKey>>,
 }
 
 impl StoredEvent {
@@ -456,13 +488,45 @@ impl StoredEvent {
         }
     }
 
-    fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, StoreError> {
-        serde_json::from_str(&self.payload)
-            .map_err(|e| StoreError::Corrupt(format!("event at position {}: {e}", self.position)))
+    fn corrupt(&self, e: serde_json::Error) -> StoreError {
+        StoreError::Corrupt(format!("event at position {}: {e}", self.position))
     }
 
-    fn metadata(&self) -> HashMap<String, String> {
-        serde_json::from_str(&self.metadata).unwrap_or_default()
+    /// The payload, opened where sealed (placeholders where its key is gone).
+    fn payload<T: serde::de::DeserializeOwned>(
+        &self,
+        aggregate_type: &str,
+    ) -> Result<T, StoreError> {
+        if !seal::mentions_sealed(&self.payload) {
+            return serde_json::from_str(&self.payload).map_err(|e| self.corrupt(e));
+        }
+        let mut value: serde_json::Value =
+            serde_json::from_str(&self.payload).map_err(|e| self.corrupt(e))?;
+        let cx = seal::context(
+            aggregate_type,
+            &self.aggregate_id,
+            self.sequence as usize,
+            "payload",
+        );
+        seal::open(&mut value, true, self.key.as_deref(), &cx);
+        serde_json::from_value(value).map_err(|e| self.corrupt(e))
+    }
+
+    fn metadata(&self, aggregate_type: &str) -> HashMap<String, String> {
+        if !seal::mentions_sealed(&self.metadata) {
+            return serde_json::from_str(&self.metadata).unwrap_or_default();
+        }
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&self.metadata) else {
+            return HashMap::new();
+        };
+        let cx = seal::context(
+            aggregate_type,
+            &self.aggregate_id,
+            self.sequence as usize,
+            "metadata",
+        );
+        seal::open(&mut value, false, self.key.as_deref(), &cx);
+        serde_json::from_value(value).unwrap_or_default()
     }
 }
 
@@ -485,7 +549,7 @@ impl FeedStream for FeedEvent {
     const CONSUMER_PREFIX: &'static str = "";
 
     fn decode(row: StoredEvent) -> Result<Self, StoreError> {
-        let event: AvatarEvent = row.payload()?;
+        let event: AvatarEvent = row.payload(Self::AGGREGATE_TYPE)?;
         let avatar_id = Uuid::parse_str(&row.aggregate_id).map_err(|e| {
             StoreError::Corrupt(format!("aggregate id `{}`: {e}", row.aggregate_id))
         })?;
@@ -494,7 +558,7 @@ impl FeedStream for FeedEvent {
             avatar_id,
             sequence: row.sequence as u64,
             event,
-            metadata: row.metadata(),
+            metadata: row.metadata(Self::AGGREGATE_TYPE),
             recorded_at: row.recorded_at,
         })
     }
@@ -513,7 +577,7 @@ impl FeedStream for LedgerEvent {
     const CONSUMER_PREFIX: &'static str = "ledger:";
 
     fn decode(row: StoredEvent) -> Result<Self, StoreError> {
-        let event: AccountEvent = row.payload()?;
+        let event: AccountEvent = row.payload(Self::AGGREGATE_TYPE)?;
         let telegram_id =
             aggregates::account::telegram_id_of(&row.aggregate_id).ok_or_else(|| {
                 StoreError::Corrupt(format!(
@@ -526,7 +590,7 @@ impl FeedStream for LedgerEvent {
             telegram_id,
             sequence: row.sequence as u64,
             event,
-            metadata: row.metadata(),
+            metadata: row.metadata(Self::AGGREGATE_TYPE),
             recorded_at: row.recorded_at,
         })
     }

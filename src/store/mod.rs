@@ -7,11 +7,14 @@
 pub mod accounts;
 mod commit;
 pub mod feed;
+pub mod keys;
 pub mod locks;
 pub mod money;
 pub mod promo;
 mod repo;
 pub mod runner;
+pub mod seal;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -29,6 +32,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 use uuid::Uuid;
 
 pub use repo::AnyRepository;
+pub use upgrade::{seal_existing, SealedCounts};
 
 use crate::secret::redact_url;
 use crate::telemetry::{self, outcome};
@@ -65,6 +69,9 @@ pub enum StoreError {
     ClaimLost,
     #[error("unsupported DATABASE_URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// A data key could not be used (DATA_KEY missing or wrong, or the key table damaged).
+    #[error("data keys: {0}")]
+    Keys(#[source] keys::KeyError),
     /// The credits ledger failed where an avatar step needed it.
     #[error("credits ledger: {0}")]
     Ledger(#[source] Box<accounts::AccountStoreError>),
@@ -266,6 +273,8 @@ pub struct HistoryEntry {
     pub actor: Option<String>,
     pub correlation_id: Option<String>,
     pub command: Option<String>,
+    /// Its personal fields were sealed with a key since destroyed: they read `[erased]`.
+    pub erased: bool,
     pub event: AvatarEvent,
 }
 
@@ -281,15 +290,16 @@ pub struct AvatarStore {
 
 /// The event repository over `db`, shared by the avatar and account stores.
 pub(crate) fn repository(db: &Database) -> AnyRepository {
-    match db {
+    let backend = match db {
         Database::Sqlite(pool) => {
-            AnyRepository::Sqlite(sqlite_es::SqliteEventRepository::new(pool.clone()))
+            repo::Backend::Sqlite(sqlite_es::SqliteEventRepository::new(pool.clone()))
         }
-        Database::Postgres(pool) => AnyRepository::Postgres(
+        Database::Postgres(pool) => repo::Backend::Postgres(
             postgres_es::PostgresEventRepository::new(pool.clone()),
             commit::GroupCommit::new(pool.clone()),
         ),
-    }
+    };
+    AnyRepository::new(backend, keys::DataKeys::new(db.clone()))
 }
 
 impl AvatarStore {
@@ -451,8 +461,25 @@ impl AvatarStore {
 
     /// Every event of one avatar in order, with who caused it and when it was recorded.
     pub async fn history(&self, avatar_id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows = raw_history(&self.db, Avatar::TYPE, &avatar_id.to_string()).await?;
-        rows.into_iter().map(RawHistoryRow::into_entry).collect()
+        let id = avatar_id.to_string();
+        let rows = raw_history(&self.db, Avatar::TYPE, &id).await?;
+        // Read from the table, not the cache: an auditor must see a destroyed key as gone.
+        let key = {
+            let mut conn = self.db.acquire().await?;
+            let key_id = keys::avatar_key_id(&id);
+            keys::open_on(&mut conn.tx(), std::slice::from_ref(&key_id))
+                .await?
+                .remove(&key_id)
+                .flatten()
+        };
+        rows.into_iter()
+            .map(|row| row.into_entry(&id, key.as_deref()))
+            .collect()
+    }
+
+    /// The data keys this store seals avatars' personal data with.
+    pub fn keys(&self) -> keys::DataKeys {
+        keys::DataKeys::new(self.db.clone())
     }
 }
 
@@ -523,15 +550,29 @@ pub(crate) async fn raw_history(
 }
 
 impl RawHistoryRow {
-    fn into_entry(self) -> Result<HistoryEntry, StoreError> {
-        let event: AvatarEvent = serde_json::from_str(&self.payload).map_err(|e| {
+    fn into_entry(
+        self,
+        aggregate_id: &str,
+        key: Option<&keys::SecretKey>,
+    ) -> Result<HistoryEntry, StoreError> {
+        let corrupt = |e: serde_json::Error| {
             StoreError::Corrupt(format!(
                 "event {} of type {}: {e}",
                 self.sequence, self.event_type
             ))
-        })?;
-        let metadata: HashMap<String, String> =
+        };
+        let mut payload: serde_json::Value =
+            serde_json::from_str(&self.payload).map_err(corrupt)?;
+        let sequence = self.sequence as usize;
+        let cx = seal::context(Avatar::TYPE, aggregate_id, sequence, "payload");
+        let opened = seal::open(&mut payload, true, key, &cx);
+        let event: AvatarEvent = serde_json::from_value(payload).map_err(corrupt)?;
+        let mut metadata: serde_json::Value =
             serde_json::from_str(&self.metadata).unwrap_or_default();
+        let cx = seal::context(Avatar::TYPE, aggregate_id, sequence, "metadata");
+        seal::open(&mut metadata, false, key, &cx);
+        let metadata: HashMap<String, String> =
+            serde_json::from_value(metadata).unwrap_or_default();
         Ok(HistoryEntry {
             sequence: self.sequence as u64,
             position: self.position,
@@ -541,6 +582,7 @@ impl RawHistoryRow {
             actor: metadata.get(META_ACTOR).cloned(),
             correlation_id: metadata.get(META_CORRELATION).cloned(),
             command: metadata.get(META_COMMAND).cloned(),
+            erased: opened == seal::Opened::Erased,
             event,
         })
     }

@@ -1,6 +1,8 @@
 """Drives Aisha's FAL simulator with FAL's official Python client (`fal-client`, pinned in
 requirements.txt): submit, status with logs, result, cancel and upload, for every endpoint Aisha
-uses. If the official client cannot talk to the simulator, the simulator is not FAL.
+uses. If the official client cannot talk to the simulator, the simulator is not FAL. (FAL's
+clients have no call for the Platform API's *Delete request payloads*; the simulator's version of
+it is checked by the Rust tests in `tests/e2e/fal_forgets.rs`.)
 
 The simulators are started by `.ci/run` (this file starts nothing):
 - FAL_SIM_URL: `aisha fal-sim` as shipped (the deprecated pro trainer refused);
@@ -301,6 +303,31 @@ def test_a_trainer_cannot_read_an_expired_archive(client):
         handle.get()
     assert refused.value.status_code == 422
     assert "file not found" in json.dumps(refused.value.message)
+
+
+def test_a_submits_lifecycle_header_sets_how_long_its_outputs_live(client):
+    # The header FAL documents for submits (Aisha sends it on every job, a backstop for
+    # deleting the job's payloads), passed as fal-client passes any platform header.
+    arguments = {"prompt": "a kite over the dunes", "num_images": 1}
+    lifetime = {"X-Fal-Object-Lifecycle-Preference": json.dumps({"expiration_duration_seconds": 2})}
+    brief = client.submit(FLUX_LORA, arguments, headers=lifetime)
+    kept = client.submit(FLUX_LORA, arguments)
+    run_to_completion(brief)
+    run_to_completion(kept)
+    brief_url = brief.get()["images"][0]["url"]
+    kept_url = kept.get()["images"][0]["url"]
+    # No sooner than asked: the lifetime runs from when the job made the file.
+    assert httpx.get(brief_url).status_code == 200, brief_url
+    deadline = time.monotonic() + 10
+    while httpx.get(brief_url).status_code != 404:
+        assert time.monotonic() < deadline, f"{brief_url} outlived its lifetime"
+        time.sleep(0.1)
+    assert httpx.get(kept_url).status_code == 200, kept_url
+    # A header that is not FAL's JSON is refused at the submit, as on uploads.
+    with pytest.raises(fal_client.FalClientHTTPError) as refused:
+        client.submit(FLUX_LORA, arguments,
+                      headers={"X-Fal-Object-Lifecycle-Preference": "two seconds"})
+    assert refused.value.status_code == 422
 
 
 # ------------------------------------------------------------------------------------------

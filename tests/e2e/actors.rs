@@ -211,8 +211,8 @@ async fn a_portrait_trains_end_to_end_through_the_webhook() {
     assert!(config_file_url.is_some());
     assert!(trigger_phrase.starts_with("PERSON_"));
 
-    // Exactly one paid submission, on the portrait trainer, with the preset's parameters, an
-    // uploaded zip and our webhook.
+    // Exactly one paid submission, on the portrait trainer, with the preset's parameters, the
+    // zip served from our own store (nothing uploaded to FAL) and our webhook.
     let submissions = h.sim.submissions();
     assert_eq!(submissions.len(), 1);
     let s = &submissions[0];
@@ -221,13 +221,15 @@ async fn a_portrait_trains_end_to_end_through_the_webhook() {
     assert_eq!(body["steps"], 300);
     assert_eq!(body["learning_rate"], 0.0003);
     assert_eq!(body["trigger_phrase"], trigger_phrase.as_str());
-    assert!(body["images_data_url"]
-        .as_str()
-        .unwrap()
-        .starts_with("http"));
+    let archive = body["images_data_url"].as_str().unwrap();
+    assert!(
+        archive.starts_with(&format!("{}/fal-inputs/avatars/{id}/archives/", h.http)),
+        "{archive}"
+    );
     let webhook = s.query_param("fal_webhook").unwrap();
     assert!(webhook.contains(&format!("avatar_id={id}")), "{webhook}");
-    assert_eq!(h.sim.requests_of(RequestKind::Upload).len(), 1);
+    assert!(h.sim.requests_of(RequestKind::Upload).is_empty());
+    assert!(h.sim.requests_of(RequestKind::StorageInitiate).is_empty());
 
     // The completion came by webhook, and the user heard exactly once.
     let history = h.store.history(id).await.unwrap();
@@ -531,7 +533,25 @@ async fn generation_sends_exactly_the_preset_tables_endpoint_and_arguments() {
         .count();
     assert_eq!(completed, 18, "{inbox:?}");
 
-    let submissions = h.sim.submissions();
+    // FAL gets our copy of the LoRA by a signed URL of ours; the recorded arguments name the
+    // URL FAL made it at, which leads to that copy.
+    let ours = format!(
+        "{}/fal-inputs/{}?",
+        h.http,
+        aisha::photos::store::copy_key(portrait, &lora_file_url)
+    );
+    let submissions: Vec<_> = h
+        .sim
+        .submissions()
+        .into_iter()
+        .map(|mut s| {
+            if let Some(path) = s.body.as_mut().and_then(|b| b.pointer_mut("/loras/0/path")) {
+                assert!(path.as_str().unwrap().starts_with(&ours), "{path}");
+                *path = serde_json::json!(lora_file_url);
+            }
+            s
+        })
+        .collect();
     let lora: Vec<_> = submissions
         .iter()
         .filter(|s| s.model_id() == Some("fal-ai/flux-lora"))

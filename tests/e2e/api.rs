@@ -240,7 +240,8 @@ async fn analytics_for_a_date_range_as_json_and_csv(db: Database) {
     assert_eq!(days[0]["generations"]["quality"]["images"], 2);
     assert_eq!(days[1]["trainings"]["style"]["failed"], 1);
     let totals = &json["totals"];
-    assert_eq!(totals["active_users"], 2);
+    // The portrait's owner was active only with it, and it is deleted.
+    assert_eq!(totals["active_users"], 1);
     assert_eq!(totals["avatars_deleted"], 1);
     assert_eq!(totals["generations"]["requested"], 3);
 
@@ -270,7 +271,7 @@ async fn analytics_for_a_date_range_as_json_and_csv(db: Database) {
         vec![
             projections::analytics::CSV_HEADER,
             "2026-03-01,0,0,0,0,0,0,0,,0,0,0,0,,0",
-            "2026-03-02,1,1,0,1,1,1,0,600.000,3,1,1,2,120.000,1",
+            "2026-03-02,1,1,0,1,1,1,0,600.000,3,1,1,2,120.000,0",
             "2026-03-03,1,0,1,0,1,0,1,,0,0,0,0,,1",
             "2026-03-04,0,0,0,0,0,0,0,,0,0,0,0,,0",
         ]

@@ -412,12 +412,20 @@ async fn whole_story(app: TestApp) {
     .await;
     anna.send_text("горы в тумане");
     nth_bot_photo(&anna, 3).await;
-    let lora = submitted(&app, "fal-ai/flux-lora");
+    let mut lora = submitted(&app, "fal-ai/flux-lora");
     assert_eq!(lora.len(), 3, "{lora:#?}");
+    // FAL gets our copy of the style LoRA by a signed URL of ours, not the URL it made it at.
+    let path = lora[2]["loras"][0]["path"].take();
+    let ours = format!(
+        "{}/fal-inputs/{}?",
+        app.http,
+        aisha::photos::store::copy_key(style, &style_lora)
+    );
+    assert!(path.as_str().unwrap().starts_with(&ours), "{path}");
     assert_eq!(
         lora[2],
         serde_json::json!({"prompt": format!("{style_trigger} горы в тумане"),
-            "loras": [{"path": style_lora, "scale": 1.0}], "image_size": "landscape_4_3",
+            "loras": [{"path": null, "scale": 1.0}], "image_size": "landscape_4_3",
             "num_inference_steps": 30, "guidance_scale": 3.5, "num_images": 1})
     );
     assert!(submitted(&app, "fal-ai/flux-pro/v1.1-ultra-finetuned").is_empty());
@@ -1394,13 +1402,13 @@ async fn four_images(app: TestApp) {
     let fake_telegram::Content::Document { document, .. } = &document.content else {
         unreachable!()
     };
+    // Our copy of the image, kept once FAL's is deleted: what the bot serves.
     let images = recorded_images(&app, avatar).await;
-    let original = reqwest::get(&images[1].url)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let key = aisha::photos::store::copy_key(avatar, &images[1].url);
+    let original = crate::fal_forgets::until("our copy of the image", || async {
+        app.bot_photos().get(&key).await.ok()
+    })
+    .await;
     assert_eq!(
         document.bytes, original,
         "the original, not a recompressed photo"

@@ -125,6 +125,7 @@ impl Instance {
             fal_queue_url: sim.queue_url().into(),
             fal_rest_url: sim.rest_url().into(),
             fal_jwks_url: sim.jwks_url().into(),
+            fal_platform_url: sim.platform_url().into(),
             fal_webhook_base_url: Some(format!("http://127.0.0.1:{port}").into()),
             http_addr: format!("127.0.0.1:{port}").parse().unwrap(),
             ..Config::offline(db_url, photos)
@@ -438,11 +439,14 @@ async fn a_worker_paused_past_its_lease_changes_nothing_and_fal_is_paid_once(url
 
 /// Services as an instance builds them, for a worker the test drives by hand.
 async fn services_like_b(world: &World) -> aisha::actors::Services {
-    let fal = aisha::fal::FalClient::new(aisha::fal::FalClientConfig::new(
-        world.sim.queue_url(),
-        world.sim.rest_url(),
-        Some(FAL_KEY.into()),
-    ))
+    let fal = aisha::fal::FalClient::new(
+        aisha::fal::FalClientConfig::new(
+            world.sim.queue_url(),
+            world.sim.rest_url(),
+            Some(FAL_KEY.into()),
+        )
+        .with_platform_url(world.sim.platform_url()),
+    )
     .unwrap();
     aisha::actors::Services {
         store: Arc::new(AvatarStore::new(world.db.clone())),

@@ -1,13 +1,16 @@
 //! What users' photos give away, end to end: a photo sent with its location in EXIF is stored
 //! without it, packed for FAL without it, and counts as a duplicate of the same photo with
-//! other metadata; the archive FAL receives is uploaded with a lifetime, after which FAL (here
-//! the simulator) serves it no more and its trainers cannot read it.
+//! other metadata. FAL fetches the archive from us by a signed URL that lasts until the training's
+//! deadline, and the archive is deleted once the training is over; where we must upload it
+//! instead (FAL cannot reach us), it is uploaded with a lifetime, after which FAL (here the
+//! simulator) serves it no more and its trainers cannot read it.
 
 use std::io::{Cursor, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::{ImageFormat, TrainingPreset};
+use aggregates::ImageFormat;
+use aisha::fal::sim::RequestKind;
 use aisha::fal::types::QueueState;
 use aisha::fal::{FalClient, FalClientConfig, FalSimulator, SimConfig};
 use aisha::photos::{photo_key, strip_metadata, PhotoStore};
@@ -17,11 +20,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::steps::{button, press_and_see, text, train};
+use crate::fal_forgets::until;
+use crate::steps::{button, press_and_see, text};
 use crate::support::spawn_app;
 
 /// The place in the test photos' GPS tags; found anywhere after intake, the test fails.
-const HOME: &[u8] = b"55 45 21 N, 37 37 4 E - Lenina 1, flat 12";
+pub(crate) const HOME: &[u8] = b"55 45 21 N, 37 37 4 E - Lenina 1, flat 12";
 
 /// An EXIF block as a phone writes one: IFD0 with orientation, make, and a pointer to a GPS
 /// IFD holding latitude, longitude (as rationals) and an area-information string.
@@ -66,7 +70,7 @@ fn exif_with_gps(orientation: u16) -> Vec<u8> {
 }
 
 /// `photo` (a JPEG) with an EXIF segment carrying its location, and a comment.
-fn with_location(photo: &[u8], orientation: u16) -> Bytes {
+pub(crate) fn with_location(photo: &[u8], orientation: u16) -> Bytes {
     let segment = |marker: u8, payload: &[u8]| {
         let mut s = vec![0xFF, marker];
         s.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
@@ -80,7 +84,7 @@ fn with_location(photo: &[u8], orientation: u16) -> Bytes {
     Bytes::from(out)
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
@@ -173,21 +177,38 @@ async fn a_photo_with_its_location_is_stored_and_trained_on_without_it() {
     );
 
     let last = last.expect("ten photos");
-    train(&anna, &last, TrainingPreset::Fast, "3–15 минут", "готов!").await;
-
-    // The archive FAL was given: every entry without the location, each the recorded photo.
-    let submission = app
-        .sim
-        .submissions()
-        .into_iter()
-        .find(|r| r.model_id() == Some("fal-ai/flux-lora-portrait-trainer"))
-        .expect("a training was submitted");
+    // The training waits in FAL's queue while we look at what FAL is handed.
+    app.sim.pause_jobs();
+    let presets = press_and_see(&anna, &last, &button(&last, "tr:"), "🚀").await;
+    press_and_see(&anna, &presets, &button(&presets, "ts:f:"), "3–15 минут").await;
+    let submission = until("the training's submission", || async {
+        app.sim
+            .submissions()
+            .into_iter()
+            .find(|r| r.model_id() == Some("fal-ai/flux-lora-portrait-trainer"))
+    })
+    .await;
     let body: Value = submission.body.expect("a JSON body");
     let archive_url = body["images_data_url"].as_str().expect("archive URL");
-    let zip = app
-        .sim
-        .file_bytes(archive_url)
-        .expect("the archive is at FAL");
+
+    // FAL reads the archive from us, by a signed URL: nothing of the photos is uploaded to it.
+    assert!(
+        archive_url.starts_with(&format!("{}/fal-inputs/", app.http)),
+        "{archive_url}"
+    );
+    for kind in [
+        RequestKind::StorageInitiate,
+        RequestKind::Upload,
+        RequestKind::CdnUpload,
+    ] {
+        assert!(app.sim.requests_of(kind).is_empty(), "{kind:?}");
+    }
+    let http = reqwest::Client::new();
+    let served = http.get(archive_url).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    let zip = served.bytes().await.unwrap();
+
+    // The archive FAL is given: every entry without the location, each the recorded photo.
     let photos = entries(&zip);
     assert_eq!(photos.len(), 10);
     let avatar_id = crate::steps::avatar_of(&button(&last, "tr:"));
@@ -208,24 +229,42 @@ async fn a_photo_with_its_location_is_stored_and_trained_on_without_it() {
         "the rotated photo still says how to turn it"
     );
 
-    // FAL keeps the archive only until the training's deadline, when we would cancel it.
-    let expires = app
-        .sim
-        .file_expires_at(archive_url)
-        .expect("stored")
-        .expect("with a lifetime");
-    let lifetime = expires - chrono::Utc::now();
-    let deadline = aisha::actors::ActorSettings::fast().training_deadline;
-    let wanted = chrono::Duration::from_std(deadline).unwrap();
+    // The URL works only until the training's deadline, when we would cancel the training.
+    let expires: i64 = reqwest::Url::parse(archive_url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "expires")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("an expiry");
+    let lifetime = expires - chrono::Utc::now().timestamp();
+    let deadline = aisha::actors::ActorSettings::fast()
+        .training_deadline
+        .as_secs() as i64;
     assert!(
-        lifetime <= wanted && lifetime > wanted - chrono::Duration::seconds(45),
+        lifetime <= deadline && lifetime > deadline - 45,
         "{lifetime}"
     );
-    let http = reqwest::Client::new();
-    assert_eq!(http.get(archive_url).send().await.unwrap().status(), 200);
-    app.sim.advance_storage_clock(deadline);
-    assert_eq!(http.get(archive_url).send().await.unwrap().status(), 404);
-    assert_eq!(app.sim.file_expires_at(archive_url), None);
+    let forged = archive_url.replace("expires=", "expires=9");
+    assert_eq!(http.get(&forged).send().await.unwrap().status(), 404);
+
+    // Once the training is over the archive is deleted: its URL answers 404, and FAL never
+    // held a copy.
+    app.sim.resume_jobs();
+    text(&anna, "готов!").await;
+    until("the archive's URL to answer 404", || async {
+        (http.get(archive_url).send().await.unwrap().status() == 404).then_some(())
+    })
+    .await;
+    assert!(
+        !app.stored_photo_files().iter().any(|f| f.ends_with(".zip")),
+        "{:?}",
+        app.stored_photo_files()
+    );
+    assert!(app
+        .sim
+        .stored_files()
+        .iter()
+        .all(|(url, _)| !url.ends_with(".zip")));
     app.shutdown().await;
 }
 

@@ -125,7 +125,7 @@ pub(crate) fn png_claiming(width: u32, height: u32, bit_depth: u8, colour_type: 
 }
 
 /// Deterministic noise (no RNG needed): not an image by any magic number.
-fn noise(len: usize) -> Vec<u8> {
+pub(crate) fn noise(len: usize) -> Vec<u8> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     (0..len)
         .map(|_| {
@@ -543,7 +543,7 @@ fn s3_client_builds_from_explicit_settings_and_never_shows_the_secret() {
 
 // ---------------------------------------------------------------- shared store scenarios
 
-async fn round_trip(store: &PhotoStore) {
+pub(crate) async fn round_trip(store: &PhotoStore) {
     let avatar = Uuid::new_v4();
     let key = photo_key(avatar, "p1", ImageFormat::Jpeg);
     let bytes = Bytes::from(jpeg(512, 512));
@@ -587,7 +587,7 @@ async fn round_trip(store: &PhotoStore) {
     store.delete(&big_key).await.expect("delete big");
 }
 
-async fn delete_prefix_scenario(store: &PhotoStore) {
+pub(crate) async fn delete_prefix_scenario(store: &PhotoStore) {
     let doomed = Uuid::new_v4();
     let kept = Uuid::new_v4();
     for n in 0..3 {

@@ -49,6 +49,7 @@ impl ServerProcess {
             ("FAL_KEY".into(), secrets.fal_key.clone()),
             ("FAL_QUEUE_URL".into(), sim.queue_url()),
             ("FAL_REST_URL".into(), sim.rest_url()),
+            ("FAL_PLATFORM_URL".into(), sim.platform_url()),
             ("FAL_JWKS_URL".into(), sim.jwks_url()),
             ("HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
             // FAL's webhooks reach us while Telegram updates are long-polled.
@@ -65,6 +66,7 @@ impl ServerProcess {
                 format!("file://{}", storage_dir.display()),
             ),
             ("ADMIN_TOKEN".into(), secrets.admin_token.clone()),
+            ("DATA_KEY".into(), secrets.data_key.clone()),
             ("STATUS_POLL_AFTER_SECS".into(), "1".into()),
             ("STATUS_POLL_EVERY_SECS".into(), "1".into()),
             // The fake Bot API has no flood control; Telegram's limits would only queue replies.
@@ -189,15 +191,26 @@ pub struct Secrets {
     pub bot_token: String,
     pub fal_key: String,
     pub admin_token: String,
+    /// The master key of the personal data the process seals.
+    pub data_key: String,
 }
 
 impl Secrets {
+    /// Fresh secrets. The test process takes the same `DATA_KEY` as the servers it starts (each
+    /// test runs in a process of its own), so what it reads from their database opens.
     pub fn generate() -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string();
+        let data_key = format!("{tag}{tag}");
+        let installed = aisha::store::keys::install_master_keys(aisha::store::keys::MasterKeys {
+            current: aisha::store::keys::MasterKey::parse(&data_key).expect("64 hex digits"),
+            previous: None,
+        });
+        assert!(installed, "one set of secrets per test process");
         Self {
             bot_token: format!("424242:BOT{tag}"),
             fal_key: format!("falkey-{tag}:FALSECRET{tag}"),
             admin_token: format!("admin-{tag}"),
+            data_key,
         }
     }
 
@@ -221,6 +234,7 @@ impl Secrets {
             self.fal_key.clone(),
             fal_secret,
             self.admin_token.clone(),
+            self.data_key.clone(),
         ]
     }
 }

@@ -1,6 +1,6 @@
-//! The read models on both backends: exact rows for a full avatar life, crash recovery of a real
-//! projection, `audit verify` catching drift that a rebuild then repairs, and the analysts' views
-//! of packs, frames and upscales.
+//! The read models on both backends: exact rows for a full avatar life (and none left once it is
+//! deleted), crash recovery of a real projection, `audit verify` catching drift that a rebuild
+//! then repairs, and the analysts' views of packs, frames and upscales.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -45,11 +45,11 @@ pub fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
 }
 
-fn user(owner: i64, at: DateTime<Utc>, action: Action) -> Command {
+pub fn user(owner: i64, at: DateTime<Utc>, action: Action) -> Command {
     Command::new(Actor::User(owner), at, action)
 }
 
-fn system(at: DateTime<Utc>, action: Action) -> Command {
+pub fn system(at: DateTime<Utc>, action: Action) -> Command {
     Command::new(Actor::System("test".into()), at, action)
 }
 
@@ -70,6 +70,14 @@ pub const REQUEST: &str = "req-portrait-1";
 
 /// Two avatars' lives with fixed times: 22 events for the portrait, 13 for the style.
 pub async fn full_life(store: &AvatarStore) -> Life {
+    let life = portrait_in_use(store).await;
+    delete_the_portrait(store, &life).await;
+    the_style_fails(store, life).await
+}
+
+/// The first 21 events of [`full_life`]: the portrait trained and used, not yet deleted (the
+/// style's ids are not in use yet).
+pub async fn portrait_in_use(store: &AvatarStore) -> Life {
     let portrait = Uuid::new_v4();
     let (completed, failed, pending) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let p = |at, action| run(store, portrait, user(OWNER, at, action));
@@ -162,10 +170,24 @@ pub async fn full_life(store: &AvatarStore) -> Life {
     )
     .await;
     p(t(40), generate(pending, None)).await;
-    p(t(50), Action::Delete).await;
+    Life {
+        portrait,
+        style: Uuid::new_v4(),
+        completed,
+        failed,
+        pending,
+        events: 21,
+    }
+}
 
-    // The next day, another user's style avatar fails before reaching FAL.
-    let style = Uuid::new_v4();
+/// The portrait's owner deletes it (its 22nd event).
+pub async fn delete_the_portrait(store: &AvatarStore, life: &Life) {
+    run(store, life.portrait, user(OWNER, t(50), Action::Delete)).await;
+}
+
+/// The next day, another user's style avatar fails before reaching FAL (its 13 events).
+pub async fn the_style_fails(store: &AvatarStore, life: Life) -> Life {
+    let style = life.style;
     let next_day = 24 * 60;
     let o = |at, action| run(store, style, user(OTHER_OWNER, at, action));
     o(
@@ -209,12 +231,9 @@ pub async fn full_life(store: &AvatarStore) -> Life {
     )
     .await;
     Life {
-        portrait,
         style,
-        completed,
-        failed,
-        pending,
         events: 22 + 13,
+        ..life
     }
 }
 
@@ -226,7 +245,7 @@ pub async fn catch_up_all(feed: &Feed) {
     }
 }
 
-async fn caught_up(feed: &Feed, runner: &ProjectionRunner) {
+pub async fn caught_up(feed: &Feed, runner: &ProjectionRunner) {
     for _ in 0..400 {
         runner.catch_up().await.expect("catch up");
         let mut conn = feed.database().acquire().await.unwrap();
@@ -242,14 +261,15 @@ async fn caught_up(feed: &Feed, runner: &ProjectionRunner) {
 }
 
 async fn a_full_avatar_life_gives_exact_rows(db: Database) {
+    // Given a portrait trained and used, its rows applied,
     let store = AvatarStore::new(db.clone());
     let feed = Feed::new(db.clone());
-    let life = full_life(&store).await;
+    let life = portrait_in_use(&store).await;
     catch_up_all(&feed).await;
     let mut conn = db.acquire().await.unwrap();
     let mut tx = conn.tx();
 
-    // Gallery: the deleted portrait keeps its row but leaves the user's gallery.
+    // the gallery card shows it,
     let card = gallery::card(&mut tx, life.portrait)
         .await
         .unwrap()
@@ -262,7 +282,7 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
             name: "Аиша".into(),
             avatar_type: "portrait".into(),
             gender: "female".into(),
-            status: "deleted".into(),
+            status: "trained".into(),
             photo_count: 10,
             has_model: true,
             model_ref: Some("http://fal/files/lora.safetensors".into()),
@@ -279,35 +299,15 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
             images_generated: 2,
             last_generation_at: Some(t(32)),
             created_at: t(0),
-            updated_at: t(50),
-            deleted_at: Some(t(50)),
-            last_sequence: 22,
+            updated_at: t(40),
+            last_sequence: 21,
         }
     );
-    assert!(card.is_deleted());
     let page = gallery::page(&mut tx, OWNER, 0, 5).await.unwrap();
-    assert_eq!(page.total, 0);
-    assert!(page.items.is_empty());
-
-    let page = gallery::page(&mut tx, OTHER_OWNER, 0, 5).await.unwrap();
     assert_eq!(page.total, 1);
-    assert!(!page.has_next() && !page.has_previous());
-    assert_eq!(
-        page.items,
-        vec![gallery::GalleryItem {
-            avatar_id: life.style,
-            name: "Акварель".into(),
-            avatar_type: "style".into(),
-            status: "training_failed".into(),
-            photo_count: 10,
-            has_model: false,
-            created_at: t(24 * 60),
-            updated_at: t(24 * 60 + 12),
-            last_generation_at: None,
-        }]
-    );
+    assert_eq!(page.items[0].avatar_id, life.portrait);
 
-    // Training jobs: one completed through FAL, one failed before it.
+    // its training is a job completed through FAL,
     let portrait_jobs = jobs::for_avatar(&mut tx, life.portrait).await.unwrap();
     assert_eq!(
         portrait_jobs,
@@ -332,26 +332,8 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
         jobs::by_request_id(&mut tx, REQUEST).await.unwrap(),
         portrait_jobs.into_iter().next()
     );
-    let style_jobs = jobs::for_avatar(&mut tx, life.style).await.unwrap();
-    assert_eq!(style_jobs.len(), 1);
-    let job = &style_jobs[0];
-    assert_eq!(
-        (
-            job.status.as_str(),
-            job.request_id.as_deref(),
-            job.preset.as_str()
-        ),
-        ("failed", None, "balanced")
-    );
-    assert_eq!(job.endpoint, "fal-ai/flux-lora-fast-training");
-    assert_eq!(job.duration_seconds, Some(60.0));
-    assert_eq!(job.fal_seconds, None);
-    assert_eq!(
-        job.failure_reason.as_deref(),
-        Some("the archive could not be uploaded")
-    );
 
-    // Generations: kept for analysts, flagged, and hidden from the bot's lists.
+    // and its generations are rows: completed with images, failed, pending.
     let completed = generations::get(&mut tx, life.completed)
         .await
         .unwrap()
@@ -372,7 +354,6 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
             finished_at: Some(t(32)),
             duration_seconds: Some(120.0),
             failure_reason: None,
-            avatar_deleted: true,
             origin_kind: None,
             pack: None,
             upscale_of: None,
@@ -404,7 +385,7 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
         .unwrap();
     assert_eq!(
         (pending.status.as_str(), pending.finished_at),
-        ("cancelled", Some(t(50)))
+        ("requested", None)
     );
     let images = generations::images(&mut tx, life.completed).await.unwrap();
     assert_eq!(
@@ -415,22 +396,96 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
         ]
     );
     assert_eq!((images[0].width, images[0].nsfw), (Some(1024), false));
-    assert!(generations::for_avatar(&mut tx, life.portrait, 0, 10)
+    assert_eq!(
+        generations::for_avatar(&mut tx, life.portrait, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let counts_before = analytics::summary(&mut tx, day(1), day(4)).await.unwrap();
+    assert_eq!(counts_before.days[0].active_users, 1);
+    drop(conn);
+
+    // When the owner deletes it and, the next day, another user's style avatar fails,
+    delete_the_portrait(&store, &life).await;
+    let life = the_style_fails(&store, life).await;
+    catch_up_all(&feed).await;
+    let mut conn = db.acquire().await.unwrap();
+    let mut tx = conn.tx();
+
+    // then the portrait has no row left: no card, job, generation or image,
+    assert_eq!(gallery::card(&mut tx, life.portrait).await.unwrap(), None);
+    assert_eq!(gallery::page(&mut tx, OWNER, 0, 5).await.unwrap().total, 0);
+    assert!(jobs::for_avatar(&mut tx, life.portrait)
         .await
         .unwrap()
         .is_empty());
+    assert_eq!(jobs::by_request_id(&mut tx, REQUEST).await.unwrap(), None);
+    for generation in [life.completed, life.failed, life.pending] {
+        assert_eq!(generations::get(&mut tx, generation).await.unwrap(), None);
+        assert!(generations::images(&mut tx, generation)
+            .await
+            .unwrap()
+            .is_empty());
+    }
     assert!(generations::for_owner(&mut tx, OWNER, 0, 10)
         .await
         .unwrap()
         .is_empty());
+    assert_eq!(
+        generations::pending_for_owner(&mut tx, OWNER)
+            .await
+            .unwrap(),
+        0
+    );
 
-    // Analytics: exact daily counts.
+    // while the style avatar's rows are as its events say.
+    let page = gallery::page(&mut tx, OTHER_OWNER, 0, 5).await.unwrap();
+    assert_eq!(page.total, 1);
+    assert!(!page.has_next() && !page.has_previous());
+    assert_eq!(
+        page.items,
+        vec![gallery::GalleryItem {
+            avatar_id: life.style,
+            name: "Акварель".into(),
+            avatar_type: "style".into(),
+            status: "training_failed".into(),
+            photo_count: 10,
+            has_model: false,
+            created_at: t(24 * 60),
+            updated_at: t(24 * 60 + 12),
+            last_generation_at: None,
+        }]
+    );
+    let style_jobs = jobs::for_avatar(&mut tx, life.style).await.unwrap();
+    assert_eq!(style_jobs.len(), 1);
+    let job = &style_jobs[0];
+    assert_eq!(
+        (
+            job.status.as_str(),
+            job.request_id.as_deref(),
+            job.preset.as_str()
+        ),
+        ("failed", None, "balanced")
+    );
+    assert_eq!(job.endpoint, "fal-ai/flux-lora-fast-training");
+    assert_eq!(job.duration_seconds, Some(60.0));
+    assert_eq!(job.fal_seconds, None);
+    assert_eq!(
+        job.failure_reason.as_deref(),
+        Some("the archive could not be uploaded")
+    );
+
+    // Analytics: exact daily counts, the deleted portrait's included.
     let summary = analytics::summary(&mut tx, day(1), day(4)).await.unwrap();
     assert_eq!(summary.days.len(), 2);
     let first = &summary.days[0];
     assert_eq!(first.day, day(2));
     assert_eq!(first.avatars_created, [("portrait".to_owned(), 1)].into());
     assert_eq!(first.avatars_deleted, 1);
+    assert_eq!(first.trainings, counts_before.days[0].trainings);
+    assert_eq!(first.generations, counts_before.days[0].generations);
     assert_eq!(
         first.trainings,
         [(
@@ -470,7 +525,8 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
         ]
         .into()
     );
-    assert_eq!(first.active_users, 1);
+    // The only avatar its user was active with is gone, and with it their activity.
+    assert_eq!(first.active_users, 0);
     let second = &summary.days[1];
     assert_eq!(second.day, day(3));
     assert_eq!(second.avatars_created, [("style".to_owned(), 1)].into());
@@ -486,7 +542,7 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
     );
     assert!(second.generations.is_empty());
     assert_eq!(second.active_users, 1);
-    assert_eq!(summary.totals.active_users, 2);
+    assert_eq!(summary.totals.active_users, 1);
     assert_eq!(summary.totals.trainings.started, 2);
     assert_eq!(summary.totals.generations.requested, 3);
 
@@ -516,7 +572,7 @@ async fn a_full_avatar_life_gives_exact_rows(db: Database) {
     assert_eq!(
         view,
         vec![
-            (day(2), 1, 0, 3, 1, Some(600.0)),
+            (day(2), 1, 0, 3, 0, Some(600.0)),
             (day(3), 1, 1, 0, 1, None)
         ]
     );
@@ -918,7 +974,7 @@ async fn a_rebuild_runs_while_commands_keep_coming(db: Database) {
 
 /// A trained avatar of `owner` whose events start at `t(start)` and end at `t(start + 20)`: a
 /// portrait LoRA, or a style avatar on the pro finetune trainer (the ultra endpoint).
-async fn trained_at(store: &AvatarStore, owner: i64, start: i64, pro: bool) -> Uuid {
+pub async fn trained_at(store: &AvatarStore, owner: i64, start: i64, pro: bool) -> Uuid {
     let id = Uuid::new_v4();
     let u = |at, action| run(store, id, user(owner, t(at), action));
     u(
@@ -983,7 +1039,7 @@ async fn trained_at(store: &AvatarStore, owner: i64, start: i64, pro: bool) -> U
     id
 }
 
-fn images(generation: Uuid, n: usize) -> Vec<GeneratedImage> {
+pub fn images(generation: Uuid, n: usize) -> Vec<GeneratedImage> {
     (0..n)
         .map(|i| GeneratedImage {
             url: format!("http://fal/files/{generation}-{i}.jpg"),

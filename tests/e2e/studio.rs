@@ -192,20 +192,24 @@ async fn studio_story(app: TestApp) {
             _ => None,
         })
         .unwrap();
+    // FAL gets our copy of that image by a signed URL of ours (its own copy is deleted once
+    // ours is made).
+    let sent = upscales[0]["image_url"].as_str().unwrap().to_owned();
+    let ours = format!(
+        "{}/fal-inputs/{}?",
+        app.http,
+        aisha::photos::store::copy_key(avatar, &source_url)
+    );
+    assert!(sent.starts_with(&ours), "{sent}");
     assert_eq!(
         upscales[0],
-        serde_json::json!({"image_url": source_url, "upscale_mode": "factor", "upscale_factor": 4.0})
+        serde_json::json!({"image_url": sent, "upscale_mode": "factor", "upscale_factor": 4.0})
     );
     let Content::Document { document, caption } = &file.content else {
         unreachable!()
     };
     let upscaled = image::load_from_memory(&document.bytes).expect("a real image");
-    let original = reqwest::get(&source_url)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let original = reqwest::get(&sent).await.unwrap().bytes().await.unwrap();
     let original = image::load_from_memory(&original).unwrap();
     assert_eq!(upscaled.width(), original.width() * 4);
     assert_eq!(upscaled.height(), original.height() * 4);

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod s3;
+
 use aggregates::{
     Action, Actor, AvatarType, Command, Gender, ImageFormat, PhotoMeta, TrainingOutput,
     TrainingPreset,
@@ -231,6 +233,10 @@ pub struct TestAppSettings {
     pub payments: aisha::bot::pricing::PaymentsConfig,
     /// The actors' timings ([`ActorSettings::fast`] by default).
     pub actors: ActorSettings,
+    /// Photos in an S3 bucket ([`s3::S3Bucket::photos`]) instead of the test's folder.
+    pub s3_photos: Option<s3::S3Photos>,
+    /// How long photos are kept after a successful training (the production default).
+    pub training_photo_retention: Option<std::time::Duration>,
 }
 
 impl Default for TestAppSettings {
@@ -243,6 +249,8 @@ impl Default for TestAppSettings {
             starter_images: 0,
             payments: aisha::bot::pricing::PaymentsConfig::off(),
             actors: ActorSettings::fast(),
+            s3_photos: None,
+            training_photo_retention: Some(aisha::config::DEFAULT_PHOTO_RETENTION),
         }
     }
 }
@@ -286,7 +294,12 @@ pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
         http_addr: settings.http_addr,
         starter_images: settings.starter_images,
         payments: settings.payments,
+        training_photo_retention: settings.training_photo_retention,
         ..Config::offline(database_url, &dir.path().join("photos"))
+    };
+    let config = match &settings.s3_photos {
+        Some(s3) => s3.apply_to(config),
+        None => config,
     };
     let options = AppOptions {
         actor_settings: settings.actors,
@@ -334,6 +347,11 @@ async fn start(
 }
 
 impl TestApp {
+    /// The configuration the application was built with (its database and photo store).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The folder the application's photo store writes to.
     pub fn photos_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("photos")
@@ -365,6 +383,15 @@ impl TestApp {
             .expect("the app runs a bot")
             .limiter
             .set_limits(limits);
+    }
+
+    /// The photo store the bot and the actors use.
+    pub fn bot_photos(&self) -> aisha::photos::PhotoStore {
+        self.bot_deps
+            .as_ref()
+            .expect("the app runs a bot")
+            .photos
+            .clone()
     }
 
     /// Changes the bot's quotas while it runs.

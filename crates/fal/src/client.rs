@@ -1,5 +1,6 @@
-//! The FAL HTTP client: queue submit/status/result/cancel, storage uploads and result downloads,
-//! with timeouts, typed errors, and retries only where a repeat cannot start a second paid job.
+//! The FAL HTTP client: queue submit/status/result/cancel, storage uploads, result downloads and
+//! the Platform API's deletion of a request's payloads, with timeouts, typed errors, and retries
+//! only where a repeat cannot start a second paid job.
 
 use std::fmt;
 use std::future::Future;
@@ -19,8 +20,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::types::{
-    pick_error_type, with_error_type, ErrorDetail, FailureKind, GeneratorOutput,
-    InitiateUploadRequest, InitiateUploadResponse, QueueStatus, SubmitResponse,
+    pick_error_type, with_error_type, DeletePayloadsResponse, ErrorDetail, FailureKind,
+    GeneratorOutput, InitiateUploadRequest, InitiateUploadResponse, QueueStatus, SubmitResponse,
     UNEXPECTED_MEDIA_ADDRESS,
 };
 
@@ -30,6 +31,8 @@ pub const DEFAULT_QUEUE_URL: &str = "https://queue.fal.run";
 pub const DEFAULT_REST_URL: &str = "https://rest.fal.ai";
 /// Where FAL publishes the keys that sign its webhooks.
 pub const DEFAULT_JWKS_URL: &str = "https://rest.fal.ai/.well-known/jwks.json";
+/// FAL's Platform API (request payloads among others), version included.
+pub const DEFAULT_PLATFORM_URL: &str = "https://api.fal.ai/v1";
 /// Storage backend asked for when initiating uploads.
 pub const STORAGE_TYPE: &str = "fal-cdn-v3";
 /// How long FAL keeps a training archive (users' photos) we upload. The trainer reads it when
@@ -44,6 +47,8 @@ pub const TRAINING_ARCHIVE_LIFETIME: Duration = Duration::from_secs(3 * 3600);
 /// The value is JSON: `{"expiration_duration_seconds": N}`.
 pub const HEADER_OBJECT_LIFECYCLE: &str = "x-fal-object-lifecycle";
 pub const HEADER_OBJECT_LIFECYCLE_PREFERENCE: &str = "x-fal-object-lifecycle-preference";
+/// The Platform API's optional retry key ("prevents duplicate deletions on retries").
+pub const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Hosts (and their subdomains) FAL serves result files from: `v3.fal.media` and `v3b.fal.media`
 /// today (FAL's own clients and storage tests), `fal.media` on older answers.
 pub const DEFAULT_MEDIA_HOSTS: &[&str] = &["fal.media"];
@@ -334,7 +339,10 @@ pub struct FalClientConfig {
     pub queue_url: String,
     /// REST base, e.g. `https://rest.fal.ai`.
     pub rest_url: String,
-    /// The API key; without one, FAL answers 401.
+    /// Platform API base with its version, e.g. `https://api.fal.ai/v1`.
+    pub platform_url: String,
+    /// The API key; without one, FAL answers 401. Deleting request payloads needs a key of
+    /// FAL's ADMIN scope.
     pub key: Option<String>,
     pub timeouts: Timeouts,
     pub retry: RetryPolicy,
@@ -355,6 +363,7 @@ impl FalClientConfig {
         Self {
             queue_url: queue_url.into(),
             rest_url: rest_url.into(),
+            platform_url: DEFAULT_PLATFORM_URL.to_owned(),
             key,
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
@@ -370,6 +379,12 @@ impl FalClientConfig {
 
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
+        self
+    }
+
+    /// Another Platform API base (the simulator's, a proxy's).
+    pub fn with_platform_url(mut self, platform_url: impl Into<String>) -> Self {
+        self.platform_url = platform_url.into();
         self
     }
 
@@ -395,6 +410,7 @@ impl fmt::Debug for FalClientConfig {
         f.debug_struct("FalClientConfig")
             .field("queue_url", &self.queue_url)
             .field("rest_url", &self.rest_url)
+            .field("platform_url", &self.platform_url)
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
@@ -444,6 +460,7 @@ pub struct FalClient {
     http: reqwest::Client,
     queue_url: String,
     rest_url: String,
+    platform_url: String,
     auth: Option<HeaderValue>,
     timeouts: Timeouts,
     retry: RetryPolicy,
@@ -459,6 +476,7 @@ impl fmt::Debug for FalClient {
         f.debug_struct("FalClient")
             .field("queue_url", &self.queue_url)
             .field("rest_url", &self.rest_url)
+            .field("platform_url", &self.platform_url)
             .field("key", &self.auth.as_ref().map(|_| "<redacted>"))
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
@@ -514,6 +532,7 @@ impl FalClient {
             http,
             queue_url: config.queue_url.trim_end_matches('/').to_owned(),
             rest_url: config.rest_url.trim_end_matches('/').to_owned(),
+            platform_url: config.platform_url.trim_end_matches('/').to_owned(),
             auth,
             timeouts: config.timeouts,
             retry: config.retry,
@@ -557,7 +576,33 @@ impl FalClient {
         input: &Value,
         webhook_url: Option<&str>,
     ) -> Result<SubmitResponse, FalError> {
+        self.submit_with(endpoint, input, webhook_url, None).await
+    }
+
+    /// [`FalClient::submit`], asking FAL to delete the files the job produces `results_lifetime`
+    /// after it made them (the lifecycle header on the submit, which "applies to all objects
+    /// generated during request processing"): a backstop for when deleting the request's
+    /// payloads ([`FalClient::delete_payloads`]) never gets through.
+    pub async fn submit_expiring(
+        &self,
+        endpoint: &str,
+        input: &Value,
+        webhook_url: Option<&str>,
+        results_lifetime: Duration,
+    ) -> Result<SubmitResponse, FalError> {
+        self.submit_with(endpoint, input, webhook_url, Some(results_lifetime))
+            .await
+    }
+
+    async fn submit_with(
+        &self,
+        endpoint: &str,
+        input: &Value,
+        webhook_url: Option<&str>,
+        results_lifetime: Option<Duration>,
+    ) -> Result<SubmitResponse, FalError> {
         let endpoint = endpoint.trim_matches('/');
+        let lifecycle = results_lifetime.map(lifecycle_header);
         let mut url = parse_url(&format!("{}/{}", self.queue_url, endpoint))?;
         if let Some(webhook) = webhook_url {
             url.query_pairs_mut().append_pair("fal_webhook", webhook);
@@ -566,11 +611,14 @@ impl FalClient {
             Bytes::from(serde_json::to_vec(input).map_err(|e| FalError::Decode(e.to_string()))?);
         let answer: SubmitResponse = self
             .with_retries("submit", endpoint, Repeat::OnlyIfNotSent, |_| {
-                let request = self
+                let mut request = self
                     .authorized(Method::POST, url.clone())
                     .timeout(self.timeouts.request)
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone());
+                if let Some(lifecycle) = &lifecycle {
+                    request = request.header(HEADER_OBJECT_LIFECYCLE_PREFERENCE, lifecycle.clone());
+                }
                 async move { json_answer(request).await }
             })
             .await?;
@@ -646,6 +694,43 @@ impl FalClient {
             }
         })
         .await
+    }
+
+    /// Deletes a finished request's payloads (its JSON input and output) and the CDN files in its
+    /// output, with the Platform API's *Delete request payloads*; files the request read (our
+    /// uploads) are not deleted by it. Needs an ADMIN-scope key. A request FAL no longer knows
+    /// answers [`FalError::NotFound`]. Repeated on transient failures with the same idempotency
+    /// key, the request id: one deletion, however often it is asked for.
+    pub async fn delete_payloads(
+        &self,
+        request_id: &str,
+    ) -> Result<DeletePayloadsResponse, FalError> {
+        let mut url = parse_url(&format!("{}/models/requests", self.platform_url))?;
+        url.path_segments_mut()
+            .map_err(|_| FalError::InvalidUrl {
+                url: self.platform_url.clone(),
+            })?
+            .push(request_id)
+            .push("payloads");
+        let key = HeaderValue::from_str(request_id).map_err(|_| FalError::InvalidUrl {
+            url: url.to_string(),
+        })?;
+        let answer: DeletePayloadsResponse = self
+            .with_retries("delete_payloads", url.as_str(), Repeat::Idempotent, |_| {
+                let request = self
+                    .authorized(Method::DELETE, url.clone())
+                    .timeout(self.timeouts.request)
+                    .header(HEADER_IDEMPOTENCY_KEY, key.clone());
+                async move { json_answer(request).await }
+            })
+            .await?;
+        tracing::info!(
+            request_id,
+            files = answer.cdn_delete_results.len(),
+            failed = answer.failures().count(),
+            "FAL request payloads deleted"
+        );
+        Ok(answer)
     }
 
     /// Uploads a file to FAL's storage and returns the URL a model can read it from; FAL

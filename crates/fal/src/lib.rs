@@ -1,7 +1,8 @@
 //! Everything between Aisha and FAL.ai: typed client, webhook verification, and a simulator.
 //!
 //! - [`types`] — FAL's JSON shapes (queue answers, outputs, webhooks, errors);
-//! - [`client`] — [`FalClient`]: submit, status, result, cancel, upload, download;
+//! - [`client`] — [`FalClient`]: submit, status, result, cancel, upload, download, and deleting
+//!   a request's payloads;
 //! - [`webhook`] — [`WebhookVerifier`] (signatures against FAL's JWKS) and, with the `sim`
 //!   feature, `WebhookSigner`;
 //! - `sim` (feature `sim`) — `FalSimulator`: the same HTTP protocol served locally, for tests,

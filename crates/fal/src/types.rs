@@ -443,6 +443,33 @@ pub struct InitiateUploadResponse {
     pub file_url: String,
 }
 
+/// One output file FAL tried to delete along with a request's payloads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdnDeleteResult {
+    /// The file's CDN URL.
+    pub link: String,
+    /// Why it could not be deleted; `None` when it was.
+    #[serde(default)]
+    pub exception: Option<String>,
+}
+
+/// Answer to *Delete request payloads* (`DELETE {platform}/models/requests/{id}/payloads`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeletePayloadsResponse {
+    /// The platform API writes it in lower case; the older `delete_io` endpoint in capitals.
+    #[serde(default, alias = "CDN_DELETE_RESULTS")]
+    pub cdn_delete_results: Vec<CdnDeleteResult>,
+}
+
+impl DeletePayloadsResponse {
+    /// The files FAL reports it could not delete.
+    pub fn failures(&self) -> impl Iterator<Item = &CdnDeleteResult> {
+        self.cdn_delete_results
+            .iter()
+            .filter(|r| r.exception.is_some())
+    }
+}
+
 /// Body of FAL's error answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -6,14 +6,23 @@
 //! when the job runs, and a job that fails completes like any other, with the error on its status
 //! (`error`, `error_type`), its result (the error status, `detail`, `x-fal-error-type`) and its
 //! `ERROR` webhook.
+//!
+//! A submission's lifecycle header (`X-Fal-Object-Lifecycle-Preference`) sets how long the files
+//! its job produces are served. *Delete request payloads* (`DELETE
+//! /platform/v1/models/requests/{id}/payloads`, FAL's Platform API) drops a finished job's input
+//! and output and deletes the files in its output, not the files it read; its result then
+//! answers 404. FAL documents neither what it answers for a request still running nor for one
+//! whose payloads are gone: the simulator refuses the first (400, as its result does), so a
+//! client must wait for a job to finish first, and answers the second with an empty list (a
+//! repeat with the same `Idempotency-Key` within ten minutes gets the first answer again).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -23,6 +32,7 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use super::inputs::{self, Fetched};
 use super::validate::{self, Endpoint};
 use super::{error_response, output, storage, url_decode_pairs, SimState, WebhookDelivery};
 use crate::types::LogEntry;
@@ -222,6 +232,12 @@ pub(super) struct Job {
     pub logs: Vec<LogEntry>,
     pub outcome: Option<Outcome>,
     pub inference_time: Option<f64>,
+    /// How long the files the job produces are kept, as its submission asked; `None`: kept.
+    pub results_lifetime: Option<chrono::Duration>,
+    /// The stored files in its output, until its payloads are deleted.
+    pub output_files: Vec<String>,
+    /// Whether its payloads (input and output) were deleted.
+    pub payloads_deleted: bool,
     /// Moves this job may still make while jobs are paused.
     pub allowance: u64,
     cancel: Arc<Notify>,
@@ -267,6 +283,7 @@ pub(super) async fn queue(
     State(state): State<Arc<SimState>>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let rest = uri.path().strip_prefix("/queue/").unwrap_or_default();
@@ -277,7 +294,9 @@ pub(super) async fn queue(
         .iter()
         .any(|(k, v)| k == "logs" && (v == "1" || v == "true"));
     match (method, parse_queue_path(rest)) {
-        (Method::POST, QueuePath::Model(model_id)) => submit(&state, &model_id, uri.query(), &body),
+        (Method::POST, QueuePath::Model(model_id)) => {
+            submit(&state, &model_id, uri.query(), &headers, &body)
+        }
         (Method::GET, QueuePath::Status { app, id }) => status(&state, &app, &id, with_logs),
         (Method::GET, QueuePath::StatusStream { app, id }) => {
             status_stream(&state, &app, &id, with_logs)
@@ -296,7 +315,13 @@ fn unprocessable(issues: Vec<Value>) -> Response {
 /// The sentence on the deprecated pro trainer's model page.
 const DEPRECATED: &str = "This endpoint is deprecated. This model is no longer supported.";
 
-fn submit(state: &Arc<SimState>, model_id: &str, query: Option<&str>, body: &[u8]) -> Response {
+fn submit(
+    state: &Arc<SimState>,
+    model_id: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let Some(endpoint) = Endpoint::from_model_id(model_id) else {
         return error_response(
             StatusCode::NOT_FOUND,
@@ -313,6 +338,11 @@ fn submit(state: &Arc<SimState>, model_id: &str, query: Option<&str>, body: &[u8
         tracing::debug!(model_id, "FAL simulator refusing a deprecated endpoint");
         return error_response(StatusCode::GONE, json!(DEPRECATED));
     }
+    // The lifecycle header is the platform's, not the model's: checked as uploads check it.
+    let results_lifetime = match storage::requested_lifetime(headers) {
+        Ok(lifetime) => lifetime,
+        Err(why) => return storage::lifecycle_refused(why),
+    };
     // Only what is not a JSON body at all, or a malformed webhook URL (the queue's own
     // parameter), is refused here; the model's input is checked when the job runs.
     let input: Value = match serde_json::from_slice(body) {
@@ -377,6 +407,9 @@ fn submit(state: &Arc<SimState>, model_id: &str, query: Option<&str>, body: &[u8
         logs: Vec::new(),
         outcome: None,
         inference_time: None,
+        results_lifetime,
+        output_files: Vec::new(),
+        payloads_deleted: false,
         allowance: 0,
         cancel: cancel.clone(),
         fails,
@@ -408,11 +441,12 @@ fn check_references(
     endpoint: Endpoint,
     request_id: &str,
     input: &Value,
+    fetched: &Fetched,
 ) -> Vec<Value> {
     let mut issues = Vec::new();
     if let Some(field) = endpoint.archive_field() {
         let url = input.get(field).and_then(Value::as_str).unwrap_or_default();
-        if let Err(msg) = storage::check_archive(state, url) {
+        if let Err(msg) = storage::check_archive(state, url, fetched) {
             issues.push(validate::issue(
                 &[json!("body"), json!(field)],
                 &msg,
@@ -427,7 +461,7 @@ fn check_references(
             .get("image_url")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if let Err(error) = output::source_image(state, request_id, url) {
+        if let Err(error) = output::source_image(state, request_id, url, fetched) {
             issues.push(error.issue("image_url", url));
         }
     }
@@ -438,7 +472,7 @@ fn check_references(
         let loras = input.get("loras").and_then(Value::as_array);
         for (index, lora) in loras.into_iter().flatten().enumerate() {
             let path = lora.get("path").and_then(Value::as_str).unwrap_or_default();
-            if !storage::is_lora_file(state, path) {
+            if !storage::is_lora_file(state, path, fetched) {
                 issues.push(validate::issue(
                     &[json!("body"), json!("loras"), json!(index), json!("path")],
                     "Could not load LoRA weights from this URL",
@@ -583,7 +617,11 @@ fn queue_position(state: &SimState, job: &Job) -> u64 {
 
 fn result(state: &SimState, app: &str, id: &str) -> Response {
     let inner = state.lock();
-    let Some(job) = inner.jobs.get(id).filter(|job| job.app_id == app) else {
+    let Some(job) = inner
+        .jobs
+        .get(id)
+        .filter(|job| job.app_id == app && !job.payloads_deleted)
+    else {
         return not_found();
     };
     match &job.outcome {
@@ -617,6 +655,61 @@ fn cancel(state: &SimState, app: &str, id: &str) -> Response {
         .into_response()
 }
 
+/// How long an answer is replayed for a repeated idempotency key (FAL: "cached for 10 minutes").
+const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
+
+/// `DELETE /platform/v1/models/requests/{id}/payloads`: drops a finished job's input and output
+/// and deletes the files in its output (not those it read), answering each file deleted as
+/// `{"link", "exception"}`. A repeat with the same `Idempotency-Key` within ten minutes gets the
+/// first answer again.
+pub(super) async fn delete_payloads(
+    State(state): State<Arc<SimState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let now = Utc::now();
+    let mut inner = state.lock();
+    inner
+        .deletions
+        .retain(|_, (at, _)| now - *at < IDEMPOTENCY_WINDOW);
+    if let Some((_, answer)) = key.as_ref().and_then(|k| inner.deletions.get(k)) {
+        return Json(answer.clone()).into_response();
+    }
+    let Some(job) = inner.jobs.get_mut(&id) else {
+        return not_found();
+    };
+    if job.phase != Phase::Completed {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            json!("Request is still in progress"),
+        );
+    }
+    let files = std::mem::take(&mut job.output_files);
+    job.payloads_deleted = true;
+    job.input = Value::Null;
+    if let Some(Outcome::Output(output)) = &mut job.outcome {
+        *output = Value::Null;
+    }
+    let mut results = Vec::new();
+    for file_id in files {
+        // Already expired files were deleted then; they are reported as deleted all the same.
+        if let Some(file) = inner.files.remove(&file_id) {
+            let link = state.url(&format!("/files/{file_id}/{}", file.file_name));
+            results.push(json!({ "link": link, "exception": null }));
+        }
+    }
+    let answer = json!({ "cdn_delete_results": results });
+    if let Some(key) = key {
+        inner.deletions.insert(key, (now, answer.clone()));
+    }
+    tracing::info!(request_id = %id, files = results.len(), "FAL simulator deleted a request's payloads");
+    Json(answer).into_response()
+}
+
 /// One job's life, until it completes and its webhook is delivered, or the simulator stops.
 async fn run_job(state: Arc<SimState>, id: String, cancel: Arc<Notify>) {
     tokio::select! {
@@ -627,7 +720,7 @@ async fn run_job(state: Arc<SimState>, id: String, cancel: Arc<Notify>) {
 
 async fn live(state: &Arc<SimState>, id: &str, cancel: &Notify) {
     let outcome = work(state, id, cancel).await;
-    let webhook = {
+    let (webhook, expiring) = {
         let mut inner = state.lock();
         let Some(job) = inner.jobs.get_mut(id) else {
             return;
@@ -640,6 +733,12 @@ async fn live(state: &Arc<SimState>, id: &str, cancel: &Notify) {
             Outcome::Error(error) => format!("Request failed with status {}", error.status),
         });
         job.phase = Phase::Completed;
+        if let Outcome::Output(output) = &outcome {
+            job.output_files = storage::file_ids_in(state, output);
+        }
+        let expiring = job
+            .results_lifetime
+            .map(|lifetime| (job.output_files.clone(), lifetime));
         job.outcome = Some(outcome.clone());
         job.touch();
         tracing::info!(
@@ -647,10 +746,16 @@ async fn live(state: &Arc<SimState>, id: &str, cancel: &Notify) {
             ok = matches!(outcome, Outcome::Output(_)),
             "FAL simulator job completed"
         );
-        job.webhook_url
+        let webhook = job
+            .webhook_url
             .clone()
-            .map(|url| (url, webhook_body(job, &outcome)))
+            .map(|url| (url, webhook_body(job, &outcome)));
+        (webhook, expiring)
     };
+    // Counted from completion, when the files were made, as the submission asked.
+    if let Some((files, lifetime)) = expiring {
+        storage::expire_in(state, &files, lifetime);
+    }
     if let Some((url, body)) = webhook {
         deliver(state, &url, id, body).await;
     }
@@ -689,8 +794,13 @@ async fn work(state: &SimState, id: &str, cancel: &Notify) -> Outcome {
     // The runner validates the input as it takes the job, then fetches what it names (archive,
     // LoRA weights, finetune, image to upscale); either failing ends the job at once with a 422.
     let mut issues = validate::check(endpoint, &input);
+    let fetched = if issues.is_empty() {
+        inputs::fetch(state, endpoint, &input).await
+    } else {
+        Fetched::default()
+    };
     if issues.is_empty() {
-        issues = check_references(state, endpoint, id, &input);
+        issues = check_references(state, endpoint, id, &input, &fetched);
     }
     if !issues.is_empty() {
         tracing::debug!(
@@ -730,7 +840,7 @@ async fn work(state: &SimState, id: &str, cancel: &Notify) -> Outcome {
     if !state.lock().jobs.contains_key(id) {
         return cancelled_outcome();
     }
-    match output::produce(state, endpoint, id, &input) {
+    match output::produce(state, endpoint, id, &input, &fetched) {
         Ok(output) => Outcome::Output(output),
         Err(issues) => Outcome::Error(JobError::validation(issues)),
     }

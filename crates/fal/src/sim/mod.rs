@@ -4,14 +4,17 @@
 //! Layout on one address: the queue under `/queue` (so `FAL_QUEUE_URL=http://ADDR/queue`), the REST
 //! API under `/rest` (`FAL_REST_URL=http://ADDR/rest`, JWKS at `/rest/.well-known/jwks.json`), the
 //! stored files and the CDN upload endpoints under `/files` (so the CDN's base URL is
-//! `http://ADDR`), and the simulator's own controls under `/_sim`.
+//! `http://ADDR`), FAL's Platform API under `/platform/v1` (`FAL_PLATFORM_URL`; request payloads
+//! are deleted there), and the simulator's own controls under `/_sim`.
 //!
 //! It follows FAL as it is today: inputs are checked when a job runs (a submit only refuses
 //! unknown models, bodies that are not JSON, bad webhook URLs and the deprecated pro trainer),
 //! failed jobs carry `error`/`error_type`, statuses can be streamed, and uploads work both ways
 //! FAL's official clients upload (CDN token + `POST /files/upload`, multipart for large files,
-//! and the storage initiate/PUT flow).
+//! and the storage initiate/PUT flow). Jobs download the inputs they name from wherever they
+//! are (see `inputs`), as FAL's runners do.
 
+mod inputs;
 mod jobs;
 mod output;
 mod storage;
@@ -27,7 +30,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -326,6 +329,8 @@ pub enum RequestKind {
     /// The CDN's own upload endpoints: `POST /files/upload` and the multipart calls.
     CdnUpload,
     File,
+    /// The Platform API's *Delete request payloads*.
+    DeletePayloads,
     Jwks,
     Control,
     Other,
@@ -340,6 +345,14 @@ impl RequestKind {
                 (&Method::GET, jobs::QueuePath::StatusStream { .. }) => Self::StatusStream,
                 (&Method::GET, jobs::QueuePath::Result { .. }) => Self::Result,
                 (&Method::PUT, jobs::QueuePath::Cancel { .. }) => Self::Cancel,
+                _ => Self::Other,
+            };
+        }
+        if let Some(rest) = path.strip_prefix("/platform/v1/models/requests/") {
+            return match rest.split('/').collect::<Vec<_>>().as_slice() {
+                [id, "payloads"] if !id.is_empty() && method == Method::DELETE => {
+                    Self::DeletePayloads
+                }
                 _ => Self::Other,
             };
         }
@@ -373,6 +386,7 @@ impl RequestKind {
                 | Self::Cancel
                 | Self::StorageInitiate
                 | Self::StorageToken
+                | Self::DeletePayloads
         )
     }
 }
@@ -490,6 +504,8 @@ struct Inner {
     fault_rates: FaultRates,
     failing_jobs: u32,
     next_seq: u64,
+    /// Answers to payload deletions by idempotency key, with when each was given.
+    deletions: HashMap<String, (DateTime<Utc>, Value)>,
 }
 
 /// Whether jobs may move on freely; when paused, each job moves only on its allowance.
@@ -643,6 +659,21 @@ impl FalSimulator {
         self.state.url("/rest/.well-known/jwks.json")
     }
 
+    /// The value for `FAL_PLATFORM_URL`.
+    pub fn platform_url(&self) -> String {
+        self.state.url("/platform/v1")
+    }
+
+    /// Whether the payloads of request `request_id` were deleted; `None` for a request it never
+    /// had.
+    pub fn payloads_deleted(&self, request_id: &str) -> Option<bool> {
+        self.state
+            .lock()
+            .jobs
+            .get(request_id)
+            .map(|job| job.payloads_deleted)
+    }
+
     /// The user id written in webhook headers.
     pub fn user_id(&self) -> &str {
         &self.state.config.user_id
@@ -714,6 +745,17 @@ impl FalSimulator {
     /// Number of jobs accepted.
     pub fn job_count(&self) -> usize {
         self.state.lock().jobs.len()
+    }
+
+    /// Every file the simulator's storage still holds (uploads and results), by id: what a
+    /// test searches to prove that something is no longer kept at FAL.
+    pub fn stored_files(&self) -> Vec<(String, bytes::Bytes)> {
+        self.state
+            .lock()
+            .files
+            .iter()
+            .map(|(id, f)| (id.to_string(), f.bytes.clone()))
+            .collect()
     }
 
     /// The bytes of a stored file (uploaded or produced), by its URL.
@@ -800,6 +842,7 @@ pub async fn run_standalone(addr: SocketAddr, config: SimConfig) -> std::io::Res
         queue_url = %sim.queue_url(),
         rest_url = %sim.rest_url(),
         jwks_url = %sim.jwks_url(),
+        platform_url = %sim.platform_url(),
         "FAL simulator listening"
     );
     tokio::signal::ctrl_c().await?;
@@ -857,6 +900,10 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/rest/storage/upload/initiate", post(storage::initiate))
         .route("/rest/storage/auth/token", post(storage::cdn_token))
         .route("/rest/.well-known/jwks.json", get(jwks))
+        .route(
+            "/platform/v1/models/requests/{id}/payloads",
+            delete(jobs::delete_payloads),
+        )
         .route("/files/upload", post(storage::cdn_upload))
         .route("/files/upload/multipart", post(storage::multipart_create))
         .route("/files/upload/{token}", put(storage::upload))

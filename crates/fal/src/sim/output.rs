@@ -11,6 +11,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::inputs::Fetched;
 use super::storage;
 use super::validate::{self, Endpoint, DEFAULT_IMAGE_SIDE, IMAGE_SIZES};
 use super::SimState;
@@ -55,6 +56,7 @@ pub(super) fn produce(
     endpoint: Endpoint,
     request_id: &str,
     input: &Value,
+    fetched: &Fetched,
 ) -> Result<Value, Vec<Value>> {
     Ok(match endpoint {
         Endpoint::PortraitTrainer | Endpoint::FastTrainer => lora_training(state, endpoint, input),
@@ -66,7 +68,7 @@ pub(super) fn produce(
         Endpoint::PortraitGenerator | Endpoint::StyleGenerator => {
             generation(state, endpoint, request_id, input)
         }
-        Endpoint::Upscaler => upscale(state, request_id, input)?,
+        Endpoint::Upscaler => upscale(state, request_id, input, fetched)?,
     })
 }
 
@@ -308,10 +310,22 @@ impl SourceError {
     }
 }
 
-/// The bytes behind an input URL, as the runner downloads them: a file this simulator stores
-/// (and has not let expire) or a `data:` URI; `None` for anything else, since the simulator
-/// fetches from no one.
-fn input_bytes(state: &SimState, url: &str) -> Option<Result<Vec<u8>, SourceError>> {
+/// The bytes behind an input URL, as the runner downloads them: a `data:` URI, a file
+/// downloaded from elsewhere for this job, or a file this simulator stores (and has not let
+/// expire); `None` for a FAL storage URL it never had.
+fn input_bytes(
+    state: &SimState,
+    url: &str,
+    fetched: &Fetched,
+) -> Option<Result<Vec<u8>, SourceError>> {
+    if let Some(download) = fetched.get(url) {
+        return Some(
+            download
+                .as_ref()
+                .map(|bytes| bytes.to_vec())
+                .map_err(|why| SourceError::Download(why.clone())),
+        );
+    }
     if let Some(uri) = url.strip_prefix("data:") {
         let Some((meta, data)) = uri.split_once(',') else {
             return Some(Err(SourceError::Download("a data URI without data".into())));
@@ -345,8 +359,9 @@ pub(super) fn source_image(
     state: &SimState,
     request_id: &str,
     url: &str,
+    fetched: &Fetched,
 ) -> Result<DynamicImage, SourceError> {
-    let bytes = match input_bytes(state, url) {
+    let bytes = match input_bytes(state, url, fetched) {
         Some(bytes) => bytes?,
         None if !state.config.check_references => {
             let (width, height) = fit((1024, 768), state.config.max_image_side.max(1));
@@ -396,13 +411,18 @@ fn upscaled_size(input: &Value, (width, height): (u32, u32)) -> (u32, u32) {
 /// The upscaler's output: the given image really resized (to at most the configured side),
 /// encoded as asked (`jpg` by default, as on FAL), stored, and described in FAL's `ImageFile`
 /// shape with its true size.
-fn upscale(state: &SimState, request_id: &str, input: &Value) -> Result<Value, Vec<Value>> {
+fn upscale(
+    state: &SimState,
+    request_id: &str,
+    input: &Value,
+    fetched: &Fetched,
+) -> Result<Value, Vec<Value>> {
     let url = input
         .get("image_url")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let source =
-        source_image(state, request_id, url).map_err(|e| vec![e.issue("image_url", url)])?;
+    let source = source_image(state, request_id, url, fetched)
+        .map_err(|e| vec![e.issue("image_url", url)])?;
     let (width, height) = fit(
         upscaled_size(input, (source.width(), source.height())),
         state.config.max_upscaled_side.max(1),
@@ -590,7 +610,7 @@ mod tests {
                 upscale_factor: factor,
             })
             .unwrap();
-            let output = upscale(&state, "r1", &input).unwrap();
+            let output = upscale(&state, "r1", &input, &Fetched::default()).unwrap();
             let image = &output["image"];
             let side = |n: u32| (f64::from(n) * factor) as u64;
             assert_eq!(
@@ -615,6 +635,7 @@ mod tests {
             "r2",
             &json!({"image_url": source, "upscale_factor": 3, "output_format": "png",
                 "seed": 7}),
+            &Fetched::default(),
         )
         .unwrap();
         assert_eq!(png_out["seed"], 7);
@@ -629,6 +650,7 @@ mod tests {
             &state,
             "r3",
             &json!({"image_url": source, "upscale_factor": 1, "output_format": "webp"}),
+            &Fetched::default(),
         )
         .unwrap();
         let file = stored_file(&state, webp["image"]["url"].as_str().unwrap());
@@ -643,6 +665,7 @@ mod tests {
             &state,
             "r",
             &json!({"image_url": source, "upscale_factor": 10, "output_format": "png"}),
+            &Fetched::default(),
         )
         .unwrap();
         assert_eq!(
@@ -664,13 +687,13 @@ mod tests {
             "data:image/png;base64,{}",
             base64::engine::general_purpose::STANDARD.encode(png(5, 3))
         );
-        let decoded = source_image(&state, "r", &inline).unwrap();
+        let decoded = source_image(&state, "r", &inline, &Fetched::default()).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (5, 3));
 
         let gone = state.url("/files/0123456789abcdef/in.png");
         let elsewhere = "https://v3.fal.media/files/a/in.png";
         for url in [gone.as_str(), elsewhere, "", "data:image/png,abc"] {
-            let error = source_image(&state, "r", url).unwrap_err();
+            let error = source_image(&state, "r", url, &Fetched::default()).unwrap_err();
             assert!(
                 matches!(error, SourceError::Download(_)),
                 "{url}: {error:?}"
@@ -681,16 +704,16 @@ mod tests {
         }
 
         let text = storage::store(&state, "notes.txt", "text/plain", "not a picture".into());
-        let error = source_image(&state, "r", &text).unwrap_err();
+        let error = source_image(&state, "r", &text, &Fetched::default()).unwrap_err();
         assert_eq!(error.issue("image_url", &text)["type"], "image_load_error");
 
         // Unchecked references: a picture the simulator never had is made up.
         let lenient = sim_state(super::super::SimConfig::default().with_check_references(false));
-        let made = source_image(&lenient, "r", elsewhere).unwrap();
+        let made = source_image(&lenient, "r", elsewhere, &Fetched::default()).unwrap();
         assert_eq!((made.width(), made.height()), (128, 96));
         // Its own storage is still read as it is.
         let expired_or_not = storage::store(&lenient, "in.png", "image/png", png(7, 7).into());
-        let real = source_image(&lenient, "r", &expired_or_not).unwrap();
+        let real = source_image(&lenient, "r", &expired_or_not, &Fetched::default()).unwrap();
         assert_eq!(real.width(), 7);
     }
 

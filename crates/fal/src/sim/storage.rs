@@ -14,8 +14,10 @@
 //! `X-Fal-Object-Lifecycle` as FAL's JavaScript client names it on uploads), JSON
 //! `{"expiration_duration_seconds": N}`: the file then answers 404 from N seconds after it was
 //! stored, and the trainers cannot read it either. FAL's clients treat 0 and null as "no
-//! expiration"; so does the simulator. Tests move time on with
-//! [`FalSimulator::advance_storage_clock`] instead of waiting.
+//! expiration"; so does the simulator. The same header on a queue submission sets the lifetime
+//! of the files the job produces. Deleting a request's payloads deletes the files in its output
+//! (see `jobs`). Tests move time on with [`FalSimulator::advance_storage_clock`] instead of
+//! waiting.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
@@ -31,6 +33,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::inputs::{self, Fetched};
 use super::{error_response, FalSimulator, SimState};
 use crate::types::{InitiateUploadRequest, InitiateUploadResponse};
 
@@ -80,8 +83,9 @@ const LIFECYCLE_HEADERS: [&str; 2] = [
     "x-fal-object-lifecycle",
 ];
 
-/// The lifetime an upload asks for, or why its lifecycle header cannot be read.
-fn requested_lifetime(headers: &HeaderMap) -> Result<Option<Duration>, &'static str> {
+/// The lifetime an upload (or a submission, for its outputs) asks for, or why its lifecycle
+/// header cannot be read.
+pub(super) fn requested_lifetime(headers: &HeaderMap) -> Result<Option<Duration>, &'static str> {
     let Some(value) = LIFECYCLE_HEADERS.iter().find_map(|name| headers.get(*name)) else {
         return Ok(None);
     };
@@ -105,7 +109,7 @@ fn requested_lifetime(headers: &HeaderMap) -> Result<Option<Duration>, &'static 
 
 /// The answer to a lifecycle header we cannot read. FAL does not document its own; refusing
 /// keeps our client honest.
-fn lifecycle_refused(why: &str) -> Response {
+pub(super) fn lifecycle_refused(why: &str) -> Response {
     error_response(
         StatusCode::UNPROCESSABLE_ENTITY,
         json!([{"loc": ["header", "X-Fal-Object-Lifecycle-Preference"], "msg": why, "type": "value_error"}]),
@@ -114,6 +118,36 @@ fn lifecycle_refused(why: &str) -> Response {
 
 fn expiry(lifetime: Option<Duration>) -> Option<DateTime<Utc>> {
     lifetime.and_then(|l| Utc::now().checked_add_signed(l))
+}
+
+/// Gives the stored files `ids` the lifetime `lifetime`, counted from now (a job's outputs, as
+/// its submission asked).
+pub(super) fn expire_in(state: &SimState, ids: &[String], lifetime: Duration) {
+    let at = expiry(Some(lifetime));
+    let mut inner = state.lock();
+    for id in ids {
+        if let Some(file) = inner.files.get_mut(id) {
+            file.expires_at = at;
+        }
+    }
+}
+
+/// The ids of the files of this simulator that `value` names anywhere (a job's output).
+pub(super) fn file_ids_in(state: &SimState, value: &serde_json::Value) -> Vec<String> {
+    let own = state.url("/files/");
+    let mut ids = Vec::new();
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::String(text) if text.starts_with(&own) => {
+                ids.extend(file_id_from_url(text));
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(fields) => stack.extend(fields.values()),
+            _ => {}
+        }
+    }
+    ids
 }
 
 /// A stored file by id, unless FAL would have deleted it by now.
@@ -305,16 +339,27 @@ pub(super) async fn download(
     }
 }
 
-/// Checks that `url` is a zip stored here holding at least one image; answers the image count
-/// or why the trainer would refuse it.
-pub(super) fn check_archive(state: &SimState, url: &str) -> Result<usize, String> {
-    let Some(id) = file_id_from_url(url) else {
-        return Err("Could not download the archive: not a FAL storage URL".to_owned());
+/// Checks that `url` is a zip (stored here, or downloaded from elsewhere) holding at least one
+/// image; answers the image count or why the trainer would refuse it.
+pub(super) fn check_archive(
+    state: &SimState,
+    url: &str,
+    fetched: &Fetched,
+) -> Result<usize, String> {
+    let bytes = match fetched.get(url) {
+        Some(Ok(bytes)) => bytes.clone(),
+        Some(Err(why)) => return Err(format!("Could not download the archive: {why}")),
+        None => {
+            let Some(id) = file_id_from_url(url) else {
+                return Err("Could not download the archive: not a URL".to_owned());
+            };
+            let Some(file) = live_file(state, &id) else {
+                return Err("Could not download the archive: file not found".to_owned());
+            };
+            file.bytes
+        }
     };
-    let Some(file) = live_file(state, &id) else {
-        return Err("Could not download the archive: file not found".to_owned());
-    };
-    let mut archive = zip::ZipArchive::new(Cursor::new(file.bytes))
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| format!("The archive is not a valid zip file: {e}"))?;
     let mut images = 0;
     for index in 0..archive.len() {
@@ -338,8 +383,14 @@ pub(super) fn check_archive(state: &SimState, url: &str) -> Result<usize, String
     Ok(images)
 }
 
-/// Whether `url` names a LoRA weights file stored here.
-pub(super) fn is_lora_file(state: &SimState, url: &str) -> bool {
+/// Whether `url` names LoRA weights: a safetensors file stored here, or downloaded from
+/// elsewhere.
+pub(super) fn is_lora_file(state: &SimState, url: &str, fetched: &Fetched) -> bool {
+    if let Some(download) = fetched.get(url) {
+        return download
+            .as_ref()
+            .is_ok_and(|bytes| inputs::is_safetensors(bytes));
+    }
     file_id_from_url(url)
         .and_then(|id| live_file(state, &id))
         .is_some_and(|file| file.file_name.ends_with(".safetensors"))

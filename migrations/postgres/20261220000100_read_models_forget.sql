@@ -1,0 +1,122 @@
+-- Read models forget (issue #14): deleting an avatar removes every read-model row that holds
+-- its personal data (owner, name, prompts, file and image URLs, failure reasons) instead of
+-- marking it, and the daily analytics keep no user id. See docs/analytics.md.
+
+-- Rows of avatars deleted before this change go now, as the projections remove them from now on.
+DELETE FROM generation_images
+ WHERE generation_id IN
+       (SELECT generation_id FROM generations
+         WHERE avatar_deleted
+            OR avatar_id IN (SELECT aggregate_id FROM events
+                              WHERE aggregate_type = 'Avatar' AND event_type = 'AvatarDeleted'));
+DELETE FROM generations
+ WHERE avatar_deleted
+    OR avatar_id IN (SELECT aggregate_id FROM events
+                      WHERE aggregate_type = 'Avatar' AND event_type = 'AvatarDeleted');
+DELETE FROM training_jobs
+ WHERE avatar_id IN (SELECT aggregate_id FROM events
+                      WHERE aggregate_type = 'Avatar' AND event_type = 'AvatarDeleted');
+DELETE FROM gallery_avatars
+ WHERE status = 'deleted'
+    OR avatar_id IN (SELECT aggregate_id FROM events
+                      WHERE aggregate_type = 'Avatar' AND event_type = 'AvatarDeleted');
+
+-- Only live avatars have rows now: the deletion marks go.
+ALTER TABLE generations DROP COLUMN avatar_deleted;
+ALTER TABLE gallery_avatars DROP COLUMN deleted_at;
+DROP INDEX gallery_avatars_owner;
+CREATE INDEX gallery_avatars_owner ON gallery_avatars (owner, created_at DESC, avatar_id);
+
+-- Active users: one row per (day, avatar) a Telegram user gave a command for, removed with the
+-- avatar; distinct users are counted through the gallery's owners when read.
+DROP VIEW analytics_daily;
+DROP TABLE daily_active_users;
+CREATE TABLE daily_active_avatars
+(
+    day       date NOT NULL,
+    avatar_id text NOT NULL,
+    PRIMARY KEY (day, avatar_id)
+);
+CREATE INDEX daily_active_avatars_avatar ON daily_active_avatars (avatar_id);
+
+-- Completed FAL work per UTC day of completion, endpoint and kind (a training per request, a
+-- generation or upscale per image): what money_fal_usage read from the rows deletions now remove.
+CREATE TABLE daily_fal_work
+(
+    day       date   NOT NULL,
+    endpoint  text   NOT NULL,
+    work_kind text   NOT NULL,
+    requests  bigint NOT NULL DEFAULT 0,
+    images    bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, endpoint, work_kind)
+);
+
+-- The trainer of an avatar's latest training, for the FAL work its result counts as.
+ALTER TABLE analytics_avatars ADD COLUMN training_endpoint text;
+
+-- The analytics projection starts over from the first event when `aisha serve` next runs, so
+-- the new tables count every day there has been (the counts come back the same).
+DELETE FROM daily_avatars;
+DELETE FROM daily_trainings;
+DELETE FROM daily_generations;
+DELETE FROM daily_packs;
+DELETE FROM daily_aspect_ratios;
+DELETE FROM daily_upscales;
+DELETE FROM analytics_avatars;
+DELETE FROM analytics_open_generations;
+DELETE FROM feed_checkpoints WHERE consumer = 'analytics';
+
+-- One row per day with activity: the headline numbers.
+CREATE VIEW analytics_daily AS
+WITH days AS (SELECT day FROM daily_avatars
+              UNION SELECT day FROM daily_trainings
+              UNION SELECT day FROM daily_generations
+              UNION SELECT day FROM daily_active_avatars),
+     a AS (SELECT day, sum(created) AS created, sum(deleted) AS deleted
+             FROM daily_avatars GROUP BY day),
+     t AS (SELECT day, sum(started) AS started, sum(completed) AS completed,
+                  sum(failed) AS failed, sum(completed_seconds) AS completed_seconds
+             FROM daily_trainings GROUP BY day),
+     g AS (SELECT day, sum(requested) AS requested, sum(completed) AS completed,
+                  sum(failed) AS failed, sum(images) AS images,
+                  sum(completed_seconds) AS completed_seconds
+             FROM daily_generations GROUP BY day),
+     u AS (SELECT active.day, count(DISTINCT owners.owner) AS users
+             FROM daily_active_avatars active
+             JOIN gallery_avatars owners ON owners.avatar_id = active.avatar_id
+            GROUP BY active.day)
+SELECT days.day,
+       CAST(coalesce(a.created, 0) AS bigint)   AS avatars_created,
+       CAST(coalesce(a.deleted, 0) AS bigint)   AS avatars_deleted,
+       CAST(coalesce(t.started, 0) AS bigint)   AS trainings_started,
+       CAST(coalesce(t.completed, 0) AS bigint) AS trainings_completed,
+       CAST(coalesce(t.failed, 0) AS bigint)    AS trainings_failed,
+       CASE WHEN t.completed > 0 THEN t.completed_seconds / t.completed END
+                                                AS training_avg_seconds,
+       CAST(coalesce(g.requested, 0) AS bigint) AS generations_requested,
+       CAST(coalesce(g.completed, 0) AS bigint) AS generations_completed,
+       CAST(coalesce(g.failed, 0) AS bigint)    AS generations_failed,
+       CAST(coalesce(g.images, 0) AS bigint)    AS images_generated,
+       CASE WHEN g.completed > 0 THEN g.completed_seconds / g.completed END
+                                                AS generation_avg_seconds,
+       CAST(coalesce(u.users, 0) AS bigint)     AS active_users
+  FROM days
+  LEFT JOIN a ON a.day = days.day
+  LEFT JOIN t ON t.day = days.day
+  LEFT JOIN g ON g.day = days.day
+  LEFT JOIN u ON u.day = days.day;
+
+-- Completed FAL work per UTC day of completion and endpoint, now from daily_fal_work (the same
+-- columns as before): trainings are billed per request, generations and upscales per image.
+CREATE OR REPLACE VIEW money_fal_usage AS
+WITH used AS (SELECT day, endpoint, min(work_kind) AS work_kind,
+                     CAST(sum(requests) AS bigint) AS requests,
+                     CAST(sum(images) AS bigint) AS images,
+                     CAST(sum(CASE WHEN work_kind = 'training' THEN requests ELSE images END)
+                          AS bigint) AS billed_units
+                FROM daily_fal_work
+               GROUP BY day, endpoint)
+SELECT used.day, used.endpoint, used.work_kind, used.requests, used.images, used.billed_units,
+       p.usd AS unit_usd, p.usd * used.billed_units AS cost_usd
+  FROM used
+  LEFT JOIN money_fal_prices p ON p.endpoint = used.endpoint;
