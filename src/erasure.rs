@@ -189,6 +189,10 @@ async fn remove_rows(
             "DELETE FROM training_progress WHERE owner = $1",
             telegram_id,
         ),
+        (
+            "DELETE FROM quota_training_starts WHERE owner = $1",
+            telegram_id,
+        ),
     ] {
         removed += tx.execute(sql, vec![arg.into()]).await?;
     }

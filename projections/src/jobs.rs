@@ -327,21 +327,6 @@ pub async fn running_since_before(
     rows.iter().map(job).collect()
 }
 
-/// Trainings `owner` started since `since` (every start counts: each one is a paid job).
-pub async fn started_by_owner_since(
-    tx: &mut Tx<'_>,
-    owner: i64,
-    since: DateTime<Utc>,
-) -> Result<i64, ProjectionError> {
-    Ok(tx
-        .fetch_i64(
-            "SELECT count(*) FROM training_jobs WHERE owner = $1 AND started_at >= $2",
-            vec![owner.into(), since.into()],
-        )
-        .await?
-        .unwrap_or(0))
-}
-
 /// Trainings of avatars that still exist started since `since` (for every training started,
 /// deleted avatars' included, see [`crate::analytics::paid_jobs_on`]).
 pub async fn started_since(tx: &mut Tx<'_>, since: DateTime<Utc>) -> Result<i64, ProjectionError> {

@@ -58,7 +58,11 @@ impl Projection for ActorReactor {
             forget::enqueue_for(tx, id, &e.event).await?;
             match &e.event {
                 AvatarEvent::TrainingStarted {
-                    endpoint, params, ..
+                    owner,
+                    endpoint,
+                    params,
+                    at,
+                    ..
                 } => {
                     let payload = TrainPayload {
                         endpoint: endpoint.clone(),
@@ -66,6 +70,8 @@ impl Projection for ActorReactor {
                     };
                     let key = format!("train:{id}:{}", e.sequence);
                     enqueue(tx, training::KIND, &key, id, &payload, now).await?;
+                    crate::bot::quotas::record_training_start(tx, id, e.sequence, *owner, *at)
+                        .await?;
                 }
                 AvatarEvent::TrainingSubmitted {
                     request_id,

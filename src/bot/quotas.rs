@@ -96,7 +96,7 @@ impl Quotas {
         let mut conn = db.acquire().await?;
         let mut tx = conn.tx();
         let day_ago = Utc::now() - Duration::days(1);
-        let started = projections::jobs::started_by_owner_since(&mut tx, owner, day_ago).await?;
+        let started = trainings_started_since(&mut tx, owner, day_ago).await?;
         if started >= self.trainings_per_user_per_day {
             return Ok(Some(QuotaReached::TrainingsToday(
                 self.trainings_per_user_per_day,
@@ -145,4 +145,50 @@ impl Quotas {
         metrics::gauge!("paid_jobs_today").set(today as f64);
         Ok((today >= cap).then_some(QuotaReached::ServiceToday))
     }
+}
+
+/// How long a training start counts for the quota, and more: older rows are pruned.
+const TRAINING_STARTS_KEPT: Duration = Duration::days(2);
+
+/// Records that `owner` started a training (event `sequence` of `avatar_id`), once: the reactor
+/// calls it in its checkpoint's transaction. Rows past two days go at the same time.
+pub async fn record_training_start(
+    tx: &mut projections::Tx<'_>,
+    avatar_id: uuid::Uuid,
+    sequence: u64,
+    owner: i64,
+    at: chrono::DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    tx.execute(
+        "INSERT INTO quota_training_starts (avatar_id, sequence, owner, started_at)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (avatar_id, sequence) DO NOTHING",
+        vec![
+            avatar_id.into(),
+            (sequence as i64).into(),
+            owner.into(),
+            at.into(),
+        ],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM quota_training_starts WHERE started_at < $1",
+        vec![(Utc::now() - TRAINING_STARTS_KEPT).into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Trainings `owner` started since `since`, deleted avatars' included: each one was a paid job.
+async fn trainings_started_since(
+    tx: &mut projections::Tx<'_>,
+    owner: i64,
+    since: chrono::DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    Ok(tx
+        .fetch_i64(
+            "SELECT count(*) FROM quota_training_starts WHERE owner = $1 AND started_at >= $2",
+            vec![owner.into(), since.into()],
+        )
+        .await?
+        .unwrap_or(0))
 }

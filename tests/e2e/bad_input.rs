@@ -874,3 +874,46 @@ async fn in_a_group_the_bot_points_to_its_private_chat_and_remembers_nothing() {
     );
     app.shutdown().await;
 }
+
+/// Deleting an avatar takes its trainings out of the read models, not out of the quota: each
+/// was a paid job. With one training a day, a user who trains, deletes the avatar and makes
+/// another is told to wait, and FAL is asked once.
+#[tokio::test]
+async fn deleting_an_avatar_does_not_give_its_training_back_to_the_daily_quota() {
+    let app = spawn_app().await;
+    app.set_quotas(aisha::bot::quotas::Quotas {
+        trainings_per_user_per_day: 1,
+        ..Default::default()
+    });
+    let anna = app.user(ANNA, "Anna", "en");
+    let (_, first) = crate::bot::trained_portrait(&anna, "First", 130).await;
+    anna.send_command("/avatars");
+    let gallery = text(&anna, "🖼").await;
+    let card = press_and_see(&anna, &gallery, &Callback::Card(first).encode(), "Type:").await;
+    let confirm = press_and_see(&anna, &card, &Callback::Delete(first).encode(), "").await;
+    crate::steps::press(&anna, &confirm, &Callback::DeleteConfirm(first).encode()).await;
+    gallery_where(&anna, |page| !page.contains("First")).await;
+
+    create_avatar(&anna, "Second").await;
+    let summary = upload_album(&anna, 150, "Uploaded: 10 of 10–20").await;
+    let presets = press_and_see(
+        &anna,
+        &summary,
+        &button(&summary, "tr:"),
+        "Choose the quality",
+    )
+    .await;
+    let answer = crate::steps::press(&anna, &presets, &button(&presets, "ts:f:")).await;
+    assert_eq!(
+        answer.text.as_deref(),
+        Some("⛔ At most 1 trainings can be started a day. Please try again tomorrow.")
+    );
+    let trainings = app
+        .sim
+        .submissions()
+        .into_iter()
+        .filter(|s| s.model_id().is_some_and(|m| m.contains("trainer")))
+        .count();
+    assert_eq!(trainings, 1, "one paid training");
+    app.shutdown().await;
+}
