@@ -236,6 +236,10 @@ impl DataKeys {
         }
     }
 
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// The keyed pseudonym of a Telegram user: stable, and useless without the key table.
     pub async fn pseudonym(&self, telegram_id: i64) -> Result<String, StoreError> {
         let key = self.pseudonym_key().await?;

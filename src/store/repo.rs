@@ -77,10 +77,52 @@ impl AnyRepository {
                 .await
                 .map_err(key_error);
         }
-        match self.keys.open_one(&key_id).await.map_err(key_error)? {
-            Some(key) => Ok(key),
+        if let Some(key) = self.keys.open_one(&key_id).await.map_err(key_error)? {
+            return Ok(key);
+        }
+        // No key: either it was destroyed (the avatar is erased, its first event sealed), or
+        // the avatar predates data keys (its first event in plain text, until `aisha keys
+        // seal-existing` runs): that one gets its key now, so what it records stays readable.
+        match self.legacy_owner(&first.aggregate_id).await? {
+            Some(owner) => self
+                .keys
+                .create_avatar_key(&first.aggregate_id, owner)
+                .await
+                .map_err(key_error),
             None => Ok(Arc::new(SecretKey::random())),
         }
+    }
+
+    /// The owner named in plain text by the avatar's `AvatarCreated`, if that event was written
+    /// before data keys existed; `None` if it is sealed (or missing).
+    async fn legacy_owner(&self, aggregate_id: &str) -> Result<Option<i64>, PersistenceError> {
+        let db = self.keys.database();
+        let sql = match db {
+            super::Database::Postgres(_) => {
+                "SELECT payload::text AS payload FROM events
+                  WHERE aggregate_type = 'Avatar' AND aggregate_id = $1 AND sequence = 1"
+            }
+            super::Database::Sqlite(_) => {
+                "SELECT payload FROM events
+                  WHERE aggregate_type = 'Avatar' AND aggregate_id = $1 AND sequence = 1"
+            }
+        };
+        let mut conn = db.acquire().await.map_err(key_error)?;
+        let row = conn
+            .tx()
+            .fetch_optional(sql, vec![aggregate_id.into()])
+            .await
+            .map_err(|e| key_error(e.into()))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let payload: String = row.get("payload").map_err(|e| key_error(e.into()))?;
+        if seal::mentions_sealed(&payload) {
+            return Ok(None);
+        }
+        Ok(serde_json::from_str::<Value>(&payload)
+            .ok()
+            .and_then(|v| v["AvatarCreated"]["owner"].as_i64()))
     }
 
     async fn reading_key(

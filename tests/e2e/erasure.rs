@@ -569,6 +569,26 @@ async fn old_events_are_sealed_in_place(db: Database) {
         "the old events hold photo hashes in plain text"
     );
 
+    // Before the upgrade command runs, an old avatar's new events are sealed with a key made for
+    // it then, and read back whole.
+    let store = aisha::store::AvatarStore::new(db.clone());
+    run(
+        &store,
+        live,
+        by_owner(aggregates::Action::Rename {
+            name: "Renamed after the upgrade".into(),
+        }),
+    )
+    .await;
+    let renamed = store.history(live).await.unwrap();
+    assert!(
+        renamed.iter().all(|e| !e.erased),
+        "nothing recorded after the upgrade is erased"
+    );
+    assert!(matches!(&renamed.last().unwrap().event,
+        AvatarEvent::AvatarRenamed { name, .. } if name.as_str() == "Renamed after the upgrade"));
+    assert!(!dump(&db).await.contains("Renamed after the upgrade"));
+
     let sealed = aisha::store::seal_existing(&db).await.unwrap();
     assert!(sealed.events > 0);
     let now = dump(&db).await;
