@@ -314,16 +314,17 @@ async fn orphan_settlement(
     purpose: &ReservationPurpose,
 ) -> Result<Option<Settlement>, StoreError> {
     let release = |reason| Some(Settlement::Release { reason });
-    if avatar.status == AvatarStatus::Deleted {
-        return Ok(release(ReleaseReason::AvatarDeleted));
-    }
+    // Work that completed is captured even if the avatar was deleted since: the deletion only
+    // gives back what never came.
+    let deleted = avatar.status == AvatarStatus::Deleted;
     match purpose {
         ReservationPurpose::Generation { generation_id, .. } => {
-            if avatar.pending_generations.contains_key(generation_id) {
+            if !deleted && avatar.pending_generations.contains_key(generation_id) {
                 return Ok(None);
             }
             Ok(match avatar.generation(*generation_id) {
                 Some(g) if !g.images.is_empty() => Some(Settlement::Capture),
+                _ if deleted => release(ReleaseReason::AvatarDeleted),
                 Some(_) => release(ReleaseReason::Failed),
                 None => release(ReleaseReason::Refused),
             })
@@ -341,13 +342,23 @@ async fn orphan_settlement(
                     && e.correlation_id.as_deref() == Some(reservation_id.to_string().as_str())
             });
             let Some(started) = started else {
-                return Ok(release(ReleaseReason::Refused));
+                return Ok(release(if deleted {
+                    ReleaseReason::AvatarDeleted
+                } else {
+                    ReleaseReason::Refused
+                }));
             };
-            Ok(history[started + 1..].iter().find_map(|e| match &e.event {
+            let outcome = history[started + 1..].iter().find_map(|e| match &e.event {
                 AvatarEvent::TrainingCompleted { .. } => Some(Settlement::Capture),
                 AvatarEvent::TrainingFailed { .. } => release(ReleaseReason::Failed),
                 _ => None,
-            }))
+            });
+            // Neither outcome on record: still running, unless the avatar is gone.
+            Ok(match outcome {
+                Some(settlement) => Some(settlement),
+                None if deleted => release(ReleaseReason::AvatarDeleted),
+                None => None,
+            })
         }
     }
 }
