@@ -146,14 +146,18 @@ async fn wait_for_shredding(db: &Database, avatars: &[Uuid]) -> Result<(), Erasu
         .iter()
         .map(|id| crate::store::keys::avatar_key_id(&id.to_string()))
         .collect();
+    let list: Vec<String> = (1..=key_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT count(*) FROM data_keys WHERE key_id IN ({})",
+        list.join(", ")
+    );
     loop {
         let left = {
             let mut conn = db.acquire().await?;
-            crate::store::keys::open_on(&mut conn.tx(), &key_ids)
+            conn.tx()
+                .fetch_i64(&sql, key_ids.iter().map(|id| id.as_str().into()).collect())
                 .await?
-                .values()
-                .filter(|k| k.is_some())
-                .count()
+                .unwrap_or_default()
         };
         if left == 0 {
             return Ok(());

@@ -97,7 +97,7 @@ pub struct AccountStore {
 
 impl AccountStore {
     pub fn new(db: Database) -> Self {
-        let repo = super::repository(&db);
+        let repo = super::repository(&db, super::keys::DataKeys::new(db.clone()));
         let notifier = super::feed::CommitNotifier::new(&db);
         Self {
             db,

@@ -286,10 +286,13 @@ pub struct AvatarStore {
     /// Wakes other instances' readers after our commits (PostgreSQL only).
     notifier: Option<feed::CommitNotifier>,
     cache: AggregateCache,
+    /// The keys its repository seals with; one cache, so a key this process destroys is
+    /// forgotten by its reads at once.
+    keys: keys::DataKeys,
 }
 
-/// The event repository over `db`, shared by the avatar and account stores.
-pub(crate) fn repository(db: &Database) -> AnyRepository {
+/// The event repository over `db`, shared by the avatar and account stores, sealing with `keys`.
+pub(crate) fn repository(db: &Database, keys: keys::DataKeys) -> AnyRepository {
     let backend = match db {
         Database::Sqlite(pool) => {
             repo::Backend::Sqlite(sqlite_es::SqliteEventRepository::new(pool.clone()))
@@ -299,12 +302,13 @@ pub(crate) fn repository(db: &Database) -> AnyRepository {
             commit::GroupCommit::new(pool.clone()),
         ),
     };
-    AnyRepository::new(backend, keys::DataKeys::new(db.clone()))
+    AnyRepository::new(backend, keys)
 }
 
 impl AvatarStore {
     pub fn new(db: Database) -> Self {
-        let repo = repository(&db);
+        let keys = keys::DataKeys::new(db.clone());
+        let repo = repository(&db, keys.clone());
         let notifier = feed::CommitNotifier::new(&db);
         Self {
             db,
@@ -312,6 +316,7 @@ impl AvatarStore {
             feed: None,
             notifier,
             cache: AggregateCache::default(),
+            keys,
         }
     }
 
@@ -478,8 +483,8 @@ impl AvatarStore {
     }
 
     /// The data keys this store seals avatars' personal data with.
-    pub fn keys(&self) -> keys::DataKeys {
-        keys::DataKeys::new(self.db.clone())
+    pub fn keys(&self) -> &keys::DataKeys {
+        &self.keys
     }
 }
 

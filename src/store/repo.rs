@@ -51,10 +51,6 @@ impl AnyRepository {
         Self { backend, keys }
     }
 
-    pub fn keys(&self) -> &DataKeys {
-        &self.keys
-    }
-
     /// The key `events` of one avatar are sealed with. A new avatar's key is created with its
     /// first event; an avatar whose key was destroyed gets a key nobody keeps, so whatever it
     /// still records is born erased.
