@@ -202,6 +202,25 @@ async fn record_generation(
         _ => s.store.load(avatar_id).await?,
     };
     match avatar.pending_generation(generation_id) {
+        // The avatar was deleted while this job ran, perhaps before its submission was on
+        // record: nothing will record it now, so it is cancelled (a no-op once finished), and
+        // the cancel's follow-up deletes its payloads and images at FAL. A job that was on
+        // record gets the same cancel from the deletion; the second is the same work item.
+        None if avatar.status == aggregates::AvatarStatus::Deleted => {
+            if let Some(model) = &avatar.model {
+                let urls = s
+                    .fal
+                    .request_urls(model.kind().generator(), &payload.request_id);
+                crate::actors::training::cancel_orphan(
+                    s,
+                    avatar_id,
+                    &urls.cancel_url,
+                    crate::actors::cancel::CancelReason::Deleted,
+                )
+                .await?;
+            }
+            return Ok(());
+        }
         // Finished already (a duplicate), or never ours: nothing to do.
         None => return Ok(()),
         Some(Some(job)) if job.request_id != payload.request_id => {
