@@ -103,6 +103,8 @@ pub struct Application {
     pub feed_lag_alert: Duration,
     /// Timeouts and the connection cap of the HTTP server(s) (`HTTP_*`).
     pub http_limits: ServerLimits,
+    /// How Telegram's updates are handled from the inbox (`TELEGRAM_WORKERS`, …).
+    pub inbox: crate::bot::InboxOptions,
     /// How often the values `/healthz` and `/metrics` answer with are refreshed.
     pub health_refresh: Duration,
     listener: TcpListener,
@@ -269,6 +271,7 @@ impl Application {
             telegram,
             feed_lag_alert: DEFAULT_FEED_LAG_ALERT,
             http_limits: ServerLimits::default(),
+            inbox: crate::bot::InboxOptions::default(),
             health_refresh: DEFAULT_HEALTH_REFRESH,
             listener,
             addr,
@@ -307,7 +310,10 @@ impl Application {
         let mut telegram = match self.telegram {
             Some(telegram) => Some(
                 telegram
-                    .start(self.config.public_base_url.as_ref().map(|url| url.expose()))
+                    .start(
+                        self.config.public_base_url.as_ref().map(|url| url.expose()),
+                        self.inbox,
+                    )
                     .await?,
             ),
             None => None,

@@ -61,6 +61,16 @@ pub enum CliCommand {
         /// `/healthz` reports degraded.
         #[arg(long, env = "FEED_LAG_ALERT_SECS", default_value_t = 60)]
         feed_lag_alert_secs: u64,
+        /// Chats whose Telegram updates this instance handles at once.
+        #[arg(long, env = "TELEGRAM_WORKERS", default_value_t = 32)]
+        telegram_workers: usize,
+        /// Seconds a chat's updates stay with an instance that stopped renewing its hold (it
+        /// died, or is paused); then another instance handles them, the interrupted one again.
+        #[arg(long, env = "TELEGRAM_CHAT_LEASE_SECS", default_value_t = 30)]
+        telegram_chat_lease_secs: u64,
+        /// Seconds a stopping instance (SIGTERM) may take to finish the updates in hand.
+        #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+        shutdown_grace_secs: u64,
         /// Telegram send limits: `production` (Telegram's flood limits) or `relaxed` (for a local
         /// Bot API server or a fake without flood control, e.g. load tests).
         #[arg(
@@ -415,6 +425,9 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
             work_retention_hours,
             feed_lag_alert_secs,
             telegram_rate_limits,
+            telegram_workers,
+            telegram_chat_lease_secs,
+            shutdown_grace_secs,
             http_header_timeout_secs,
             http_body_timeout_secs,
             http_max_connections,
@@ -446,6 +459,11 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
                 },
                 ops_addr,
             };
+            let inbox = crate::bot::InboxOptions {
+                workers: telegram_workers.max(1),
+                lease: secs(telegram_chat_lease_secs.max(1)),
+                grace: secs(shutdown_grace_secs),
+            };
             let quotas = crate::bot::quotas::Quotas {
                 avatars_per_user: quota_avatars_per_user,
                 trainings_per_user_per_day: quota_trainings_per_day,
@@ -459,6 +477,7 @@ async fn execute(command: CliCommand, config: Config) -> Result<ExitCode, CliErr
                 feed_lag_alert,
                 telegram_rate_limits,
                 http,
+                inbox,
                 quotas,
             )
             .await?;

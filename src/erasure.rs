@@ -189,6 +189,12 @@ async fn remove_rows(
         ("DELETE FROM telegram_users WHERE user_id = $1", telegram_id),
         // A private chat's id is the user's id.
         ("DELETE FROM bot_dialogues WHERE chat_id = $1", telegram_id),
+        // What the user sent that is still waiting, or remembered to drop its duplicates.
+        ("DELETE FROM telegram_inbox WHERE chat_id = $1", telegram_id),
+        (
+            "DELETE FROM telegram_chat_leases WHERE chat_id = $1",
+            telegram_id,
+        ),
         (
             "DELETE FROM training_progress WHERE owner = $1",
             telegram_id,

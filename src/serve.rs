@@ -26,6 +26,7 @@ pub async fn run(
     feed_lag_alert: std::time::Duration,
     rate_limits: RateLimits,
     http: HttpSettings,
+    inbox: crate::bot::InboxOptions,
     quotas: crate::bot::quotas::Quotas,
 ) -> Result<(), AppError> {
     if config.teloxide_token.is_none() {
@@ -49,6 +50,7 @@ pub async fn run(
     let mut app = Application::build(config, options).await?;
     app.feed_lag_alert = feed_lag_alert;
     app.http_limits = http.limits;
+    app.inbox = inbox;
     if let Some(addr) = http.ops_addr {
         app.listen_ops(addr).await?;
     }

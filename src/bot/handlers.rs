@@ -264,10 +264,33 @@ impl Ctx {
         action: Action,
     ) -> Result<crate::store::Executed, StoreError> {
         let command = AvatarCommand::new(Actor::User(self.user), Utc::now(), action);
-        self.deps
+        let executed = self
+            .deps
             .store
             .execute(avatar_id, command, Uuid::new_v4())
-            .await
+            .await;
+        self.done_before(avatar_id, executed).await
+    }
+
+    /// When an interrupted update is handled again, what the first run created under the
+    /// update's ids is refused as existing: that is the first run's success, not a refusal.
+    pub(in crate::bot) async fn done_before(
+        &self,
+        avatar_id: Uuid,
+        executed: Result<crate::store::Executed, StoreError>,
+    ) -> Result<crate::store::Executed, StoreError> {
+        match executed {
+            Err(StoreError::Rejected(
+                AvatarError::AlreadyExists | AvatarError::DuplicateGeneration(_),
+            )) if crate::bot::inbox::is_retry() => {
+                let state = self.deps.store.load(avatar_id).await?;
+                Ok(crate::store::Executed {
+                    events: Vec::new(),
+                    state,
+                })
+            }
+            other => other,
+        }
     }
 }
 
@@ -485,7 +508,8 @@ pub async fn on_name(
             .await?;
         return Ok(());
     }
-    let avatar_id = Uuid::new_v4();
+    // From the update: handled again after an interruption, it names the same avatar.
+    let avatar_id = crate::bot::inbox::derived_id("avatar");
     let created = ctx
         .execute(
             avatar_id,
@@ -742,7 +766,8 @@ async fn generate_one(
             .await?;
         return Ok(Ok(()));
     }
-    let generation_id = generation_id.unwrap_or_else(Uuid::new_v4);
+    let generation_id =
+        generation_id.unwrap_or_else(|| crate::bot::inbox::derived_id("generation"));
     let options = ctx.options().await;
     // A pack makes one picture per scene, in its own frame when it has one.
     let (num_images, aspect, origin) = match pack {
@@ -803,7 +828,7 @@ async fn generate_batch(
         }
         .into()));
     }
-    let batch_id = Uuid::new_v4();
+    let batch_id = crate::bot::inbox::derived_id("batch");
     let mut started = 0;
     let mut refused = Vec::new();
     for (index, prompt) in prompts.iter().enumerate() {

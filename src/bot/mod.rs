@@ -12,18 +12,21 @@
 //! - [`progress`] — the progress bar a running training's "started" message becomes;
 //! - [`users`] — the `telegram_users` table (chat, language, last used avatar);
 //! - [`send`] — retries, metrics and error classification for Bot API calls;
-//! - [`limiter`] — Telegram's per-chat and overall send budgets.
+//! - [`limiter`] — Telegram's per-chat and overall send budgets;
+//! - [`inbox`] — updates stored before they are acknowledged, and the workers that handle them.
 //!
 //! Every message goes out through [`send::sending`], within the budgets of one shared
 //! [`limiter::SendLimiter`] (teloxide's `Throttle` hands requests out in 250 ms rounds, which
 //! alone would cost a reply up to a quarter of a second); 429s are waited out and retried.
 //! Updates arrive by long polling, or by webhook at `POST /webhooks/telegram` when
-//! `PUBLIC_BASE_URL` is set (the `X-Telegram-Bot-Api-Secret-Token` header is checked).
+//! `PUBLIC_BASE_URL` is set (the `X-Telegram-Bot-Api-Secret-Token` header is checked), and are
+//! stored in the [`inbox`] before they are acknowledged; its workers handle them, one at a time
+//! per chat, on whichever instance holds the chat.
 
-pub mod backlog;
 pub mod callbacks;
 pub mod dialogues;
 pub mod handlers;
+pub mod inbox;
 pub mod keyboards;
 pub mod limiter;
 pub mod notifier;
@@ -36,19 +39,15 @@ pub mod send;
 pub mod texts;
 pub mod users;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::{AvatarType, Gender, GenerationPreset};
-use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use teloxide::adaptors::DefaultParseMode;
-use teloxide::dispatching::{ShutdownToken, UpdateHandler};
-use teloxide::error_handlers::ErrorHandler;
+use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
 use teloxide::types::{BotCommand, ParseMode};
-use teloxide::update_listeners::{webhooks, Polling};
 use teloxide::RequestError;
 use uuid::Uuid;
 
@@ -70,10 +69,6 @@ pub type HandlerResult = Result<(), BotError>;
 
 /// The route Telegram posts updates to in webhook mode.
 pub const WEBHOOK_PATH: &str = "/webhooks/telegram";
-/// Long-poll timeout; the HTTP client's own timeout (17 s in teloxide) must be longer.
-const POLL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a stopping bot may take to finish the updates in hand.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Where a chat's conversation is. Avatars are in the event store; this is only the step.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -212,38 +207,11 @@ pub fn schema() -> UpdateHandler<BotError> {
     let buttons = Update::filter_callback_query()
         .enter_dialogue::<CallbackQuery, dialogues::Dialogues, State>()
         .endpoint(handlers::on_callback);
-    // Excess updates of a flooding chat are skipped here, before anything runs.
-    dptree::filter(|update: Update, bot: TgBot, deps: Arc<BotDeps>| {
-        let Some(chat) = update.chat().map(|c| c.id) else {
-            return true;
-        };
-        match backlog::global().start(chat, &update) {
-            backlog::Start::Handle => true,
-            backlog::Start::Skip { tell } => {
-                if tell {
-                    tracing::warn!(
-                        chat = chat.0,
-                        "a chat is flooding the bot; dropping its excess updates"
-                    );
-                    let lang = texts::Lang::from_code(
-                        update.from().and_then(|u| u.language_code.as_deref()),
-                    );
-                    tokio::spawn(async move {
-                        let text = lang.texts().slow_down();
-                        let _ = send::sending(&deps.limiter, chat, 1, "sendMessage", || {
-                            bot.send_message(chat, text.clone()).send()
-                        })
-                        .await;
-                    });
-                }
-                false
-            }
-        }
-    })
-    .branch(payments)
-    .branch(elsewhere)
-    .branch(messages)
-    .branch(buttons)
+    dptree::entry()
+        .branch(payments)
+        .branch(elsewhere)
+        .branch(messages)
+        .branch(buttons)
 }
 
 /// The bot, built and ready to start.
@@ -340,67 +308,59 @@ impl Telegram {
         self.deps.limiter.set_limits(limits);
     }
 
-    /// Checks the token, sets the command menu and starts receiving updates: by long polling, or
-    /// by webhook under `public_base_url` (then the returned bot carries the route to serve).
-    pub async fn start(self, public_base_url: Option<&str>) -> Result<RunningBot, BotError> {
+    /// Checks the token, sets the command menu and starts receiving updates into the inbox —
+    /// by long polling (one instance polls, the others stand by), or by webhook under
+    /// `public_base_url` (then the returned bot carries the route to serve) — and the workers
+    /// that handle them.
+    pub async fn start(
+        self,
+        public_base_url: Option<&str>,
+        options: InboxOptions,
+    ) -> Result<RunningBot, BotError> {
         let bot = self.bot.clone();
         let me = send::retrying("getMe", || bot.get_me().send()).await?;
         tracing::info!(username = me.username(), "Telegram bot connected");
         let _ = self.deps.username.set(me.username().to_owned());
         self.set_commands(&bot).await;
 
-        let mut dispatcher = Dispatcher::builder(bot.clone(), schema())
-            .dependencies(dptree::deps![
-                self.deps.clone(),
-                dialogues::Dialogues::new(self.deps.db.clone())
-            ])
-            .default_handler(|_| async {})
-            .error_handler(Arc::new(LogErrors))
-            .worker_queue_size(backlog::WORKER_QUEUE)
-            .distribution_function(backlog::distribute)
-            .build();
-        let shutdown = dispatcher.shutdown_token();
-        let (task, router) = match public_base_url {
+        let inbox = inbox::Inbox::new(self.deps.db.clone(), instance_name(), options.lease);
+        let wake = inbox::intake::Wake::new(options.workers);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (intake, router) = match public_base_url {
             None => {
                 let db = self.deps.db.clone();
-                let bot = bot.clone();
+                let (bot, inbox, wake) = (bot.clone(), inbox.clone(), wake.clone());
+                let mut stopping = stopping.clone();
                 let task = tokio::spawn(async move {
                     // Telegram admits one long poller per bot: the others stand by and take
                     // over within a second of its death.
-                    let _role = match crate::store::locks::hold_role(&db, "telegram-poller", || {
+                    let role = crate::store::locks::hold_role(&db, "telegram-poller", || {
                         tracing::info!(
                             "standby: another instance polls Telegram; taking over when it stops"
                         )
-                    })
-                    .await
-                    {
-                        Ok(role) => role,
-                        Err(e) => {
-                            tracing::error!(error = %crate::telemetry::chain(&e),
-                                "could not take the Telegram poller role");
-                            return;
-                        }
+                    });
+                    let _role = tokio::select! {
+                        _ = stopping.wait_for(|stop| *stop) => return,
+                        role = role => match role {
+                            Ok(role) => role,
+                            Err(e) => {
+                                tracing::error!(error = %crate::telemetry::chain(&e),
+                                    "could not take the Telegram poller role");
+                                return;
+                            }
+                        },
                     };
                     tracing::info!("this instance polls Telegram for updates");
-                    let listener = Polling::builder(bot)
-                        .timeout(POLL_TIMEOUT)
-                        .delete_webhook()
-                        .await
-                        .build();
-                    if let Err(e) = dispatcher
-                        .try_dispatch_with_listener(listener, Arc::new(LogErrors))
-                        .await
-                    {
-                        tracing::error!(error = %e, "the Telegram dispatcher could not start");
-                    }
+                    inbox::intake::poll(bot, inbox, wake, stopping).await;
                 });
-                (task, None)
+                (Some(task), None)
             }
             Some(base) => {
                 let url = format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/'));
                 let url = reqwest::Url::parse(&url).map_err(|e| BotError::Url(e.to_string()))?;
-                // Set by hand, not by teloxide: its listener deletes the webhook when it stops,
-                // which would cut off every other instance sharing it.
+                // Never deleted when an instance stops: that would cut off every other
+                // instance sharing it.
                 send::retrying("setWebhook", || {
                     bot.set_webhook(url.clone())
                         .secret_token(self.webhook_secret.clone())
@@ -408,28 +368,44 @@ impl Telegram {
                 })
                 .await?;
                 tracing::info!(path = WEBHOOK_PATH, "Telegram updates arrive by webhook");
-                let options = webhooks::Options::new(SocketAddr::from(([0, 0, 0, 0], 0)), url)
-                    .path(WEBHOOK_PATH.to_owned())
-                    .secret_token(self.webhook_secret.clone());
-                let (listener, _stopped, router) = webhooks::axum_no_setup(options);
-                let task = tokio::spawn(async move {
-                    if let Err(e) = dispatcher
-                        .try_dispatch_with_listener(listener, Arc::new(LogErrors))
-                        .await
-                    {
-                        tracing::error!(error = %e, "the Telegram dispatcher could not start");
-                    }
-                });
-                (task, Some(router))
+                let router = inbox::intake::webhook_router(
+                    inbox.clone(),
+                    wake.clone(),
+                    self.webhook_secret.clone(),
+                    accepting.clone(),
+                );
+                (None, Some(router))
             }
         };
+        let handling = inbox::workers::Handling::new(
+            inbox,
+            schema(),
+            dptree::deps![
+                self.deps.clone(),
+                dialogues::Dialogues::new(self.deps.db.clone()),
+                me,
+                bot.clone()
+            ],
+            bot.clone(),
+            self.deps.clone(),
+            wake,
+        );
+        let workers = inbox::workers::spawn(handling, options.workers, stopping);
+        tracing::info!(
+            workers = options.workers,
+            lease_secs = options.lease.as_secs_f64(),
+            "handling Telegram updates from the inbox"
+        );
         let reconciler = self.deps.payments.enabled().then(|| {
             let (bot, deps) = (bot.clone(), self.deps.clone());
             tokio::spawn(reconcile::run(bot, deps, reconcile::EVERY))
         });
         Ok(RunningBot {
-            shutdown,
-            task,
+            stop,
+            accepting,
+            intake,
+            workers,
+            grace: options.grace,
             router,
             reconciler,
         })
@@ -468,10 +444,42 @@ impl Telegram {
     }
 }
 
+/// How the inbox is worked (`TELEGRAM_WORKERS`, `TELEGRAM_CHAT_LEASE_SECS`, `SHUTDOWN_GRACE_SECS`).
+#[derive(Debug, Clone, Copy)]
+pub struct InboxOptions {
+    /// Chats handled at once by this instance.
+    pub workers: usize,
+    /// How long a chat stays with an instance that stopped renewing its hold.
+    pub lease: Duration,
+    /// How long a stopping instance may take to finish the updates in hand.
+    pub grace: Duration,
+}
+
+impl Default for InboxOptions {
+    fn default() -> Self {
+        Self {
+            workers: 32,
+            lease: Duration::from_secs(30),
+            grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// This process's name in chat leases: host and pid, enough to tell instances apart in logs.
+fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "aisha".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
 /// A bot receiving updates.
 pub struct RunningBot {
-    shutdown: ShutdownToken,
-    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Cleared on stop: the webhook then answers 503 and Telegram delivers elsewhere.
+    accepting: Arc<std::sync::atomic::AtomicBool>,
+    /// The long poller (polling mode).
+    intake: Option<tokio::task::JoinHandle<()>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    grace: Duration,
     router: Option<axum::Router>,
     /// Compares Telegram's Star transactions with the ledger while credits are sold.
     reconciler: Option<tokio::task::JoinHandle<()>>,
@@ -483,15 +491,24 @@ impl RunningBot {
         self.router.take()
     }
 
-    /// Stops receiving updates and lets the ones in hand finish.
+    /// Stops taking updates, lets the workers finish the ones in hand within the grace period
+    /// (what still waits is released to other instances), then stops.
     pub async fn stop(self) {
-        if let Ok(stopping) = self.shutdown.shutdown() {
-            if tokio::time::timeout(STOP_GRACE, stopping).await.is_err() {
-                tracing::warn!("the Telegram dispatcher did not stop in time");
-            }
+        self.accepting
+            .store(false, std::sync::atomic::Ordering::Release);
+        let _ = self.stop.send(true);
+        if let Some(intake) = self.intake {
+            let _ = intake.await;
         }
-        self.task.abort();
-        let _ = self.task.await;
+        let workers = futures::future::join_all(self.workers);
+        match tokio::time::timeout(self.grace, workers).await {
+            Ok(_) => tracing::info!("the Telegram workers stopped"),
+            Err(_) => tracing::warn!(
+                grace_secs = self.grace.as_secs_f64(),
+                "Telegram updates were still being handled at the end of the grace period; \
+                 their chats go to another instance when the lease runs out"
+            ),
+        }
         if let Some(reconciler) = self.reconciler {
             reconciler.abort();
         }
@@ -503,15 +520,4 @@ impl RunningBot {
 pub fn webhook_secret(token: &str) -> String {
     let digest = Sha256::digest(format!("aisha-telegram-webhook:{token}").as_bytes());
     hex::encode(&digest[..24])
-}
-
-/// Logs handler and listener errors through `tracing`.
-struct LogErrors;
-
-impl<E: std::fmt::Debug + Send + 'static> ErrorHandler<E> for LogErrors {
-    fn handle_error(self: Arc<Self>, error: E) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            tracing::error!(error = ?error, "Telegram update handling failed");
-        })
-    }
 }

@@ -138,6 +138,15 @@ impl Intake<'_> {
         }
         let photo_id = photo_id(&file.unique_id);
         if let Some(existing) = avatar.photos.iter().find(|p| p.photo_id == photo_id) {
+            if crate::bot::inbox::is_retry() {
+                // The interrupted first handling of this very message recorded it.
+                return IntakeResult {
+                    outcome: Ok(()),
+                    count,
+                    recorded: None,
+                    hints: Vec::new(),
+                };
+            }
             let existing = existing.photo_id.clone();
             return refused(
                 Refusal::Avatar(AvatarError::DuplicatePhoto { existing }),

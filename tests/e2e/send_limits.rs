@@ -165,7 +165,7 @@ async fn a_flooding_chat_delays_no_other_chat_and_loses_only_its_excess() {
     // The one being handled plus those waiting behind it.
     let answered = texts.len() - 1;
     assert!(
-        answered <= aisha::bot::backlog::MAX_WAITING + 1,
+        answered <= aisha::bot::inbox::MAX_WAITING + 1,
         "{answered} of the flood were answered"
     );
     app.shutdown().await;

@@ -64,8 +64,9 @@ impl Ctx {
         let prices = &payments.prices;
         match action {
             Action::StartTraining { preset, .. } => Some(Price {
-                // A fresh id per attempt: the training's correlation id names it (see settle).
-                reservation_id: Uuid::new_v4(),
+                // One per press (from the update): the training's correlation id names it (see
+                // settle), and a press handled again after an interruption reserves nothing more.
+                reservation_id: crate::bot::inbox::derived_id("training-reservation"),
                 credits: prices.training(*preset),
                 purpose: ReservationPurpose::Training {
                     avatar_id,
@@ -155,18 +156,23 @@ impl Ctx {
             Err(e) => return Err(e.into()),
         }
         let command = AvatarCommand::new(Actor::User(self.user), Utc::now(), action);
-        match self
+        let executed = self
             .deps
             .store
             .execute(avatar_id, command, reservation_id)
-            .await
-        {
+            .await;
+        match self.done_before(avatar_id, executed).await {
             Ok(executed) => {
                 tracing::info!(user = self.user, %avatar_id, %reservation_id, credits, "paid work accepted; credits reserved");
                 Ok(Ok(executed))
             }
             // The same request again (a double tap): the first one holds the credits and runs.
             Err(StoreError::Rejected(refusal @ AvatarError::DuplicateGeneration(_))) => {
+                Ok(Err(refusal.into()))
+            }
+            // Handled again after an interruption, the reservation may be the first run's,
+            // whose work the avatar took: the settle sweep decides by the avatar instead.
+            Err(StoreError::Rejected(refusal)) if crate::bot::inbox::is_retry() => {
                 Ok(Err(refusal.into()))
             }
             Err(StoreError::Rejected(refusal)) => {
