@@ -258,7 +258,10 @@ impl Telegram {
             db,
             albums: photos::Albums::default(),
             downloader: raw,
-            limiter: Arc::new(SendLimiter::new(SendLimits::production())),
+            limiter: Arc::new(SendLimiter::for_database(
+                SendLimits::production(),
+                accounts.database(),
+            )),
             style_trainer,
             username: std::sync::OnceLock::new(),
             quotas: std::sync::RwLock::new(quotas::Quotas::default()),

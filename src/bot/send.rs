@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use teloxide::types::ChatId;
 use teloxide::{ApiError, RequestError};
-use tokio::time::Instant;
 
 use super::limiter::SendLimiter;
 use crate::telemetry;
@@ -94,7 +93,7 @@ where
 
 /// Sends `cost` messages to `chat` with `call`, retried like [`retrying`]: every attempt first
 /// waits for its slot in the chat's and the overall budget, and a 429 holds the chat back for
-/// as long as Telegram asks.
+/// as long as Telegram asks (on every instance, when the budgets are shared).
 pub async fn sending<T, F, Fut>(
     limiter: &SendLimiter,
     chat: ChatId,
@@ -112,7 +111,8 @@ where
             limiter.acquire(chat, cost).await;
             let result = attempt.await;
             if let Err(RequestError::RetryAfter(after)) = &result {
-                limiter.hold_off(chat, after.duration(), Instant::now());
+                // Every instance holds back, not only the one Telegram answered.
+                limiter.flood_wait(chat, after.duration()).await;
             }
             result
         }

@@ -28,8 +28,10 @@ use uuid::Uuid;
 
 use crate::process::{second_instance, Secrets, ServerProcess, WORK_LEASE_SECS};
 
-const TRY: Duration = Duration::from_secs(8);
-const TRIES: usize = 8;
+/// How long one step may wait for its reply: a kill, the restart and the chat's lease running
+/// out all fit in it. Users never repeat a step: what the bot was handling when it died is
+/// handled after the restart.
+const STEP: Duration = Duration::from_secs(60);
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -38,23 +40,14 @@ fn env_count(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Runs `attempt` until it succeeds, as a patient user would repeat a step the bot never
-/// answered because it had just crashed.
-async fn patiently<T, F, Fut>(user: &FakeUser, what: &str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for n in 0..TRIES {
-        if let Some(done) = attempt().await {
-            return done;
-        }
-        eprintln!("crash test: {what} not answered (try {n}); repeating");
-    }
-    panic!(
-        "{what}: no answer after {TRIES} tries\n{}",
-        user.render_transcript()
-    );
+/// `step`'s outcome, or a failure that shows the user's chat.
+fn answered<T, E: std::fmt::Debug>(user: &FakeUser, what: &str, step: Result<T, E>) -> T {
+    step.unwrap_or_else(|e| {
+        panic!(
+            "{what}: never answered ({e:?}); the chat:\n{}",
+            user.render_transcript()
+        )
+    })
 }
 
 fn button(message: &ChatMessage, prefix: &str) -> Option<String> {
@@ -69,13 +62,18 @@ async fn press_and_see(
     message: &ChatMessage,
     data: &str,
     needle: &str,
-) -> Option<ChatMessage> {
-    user.press_button(message.message_id, data).ok()?;
-    user.wait_for_edit(message.message_id, |m| {
-        m.text().is_some_and(|t| t.contains(needle))
-    })
-    .await
-    .ok()
+) -> ChatMessage {
+    answered(
+        user,
+        &format!("press {data}"),
+        user.press_button(message.message_id, data),
+    );
+    let edited = user
+        .wait_for_edit(message.message_id, |m| {
+            m.text().is_some_and(|t| t.contains(needle))
+        })
+        .await;
+    answered(user, &format!("press {data}"), edited)
 }
 
 /// The bot's messages, newest first, each as it is now (after edits).
@@ -96,34 +94,11 @@ fn latest_with_button(user: &FakeUser, prefix: &str) -> Option<ChatMessage> {
     bot_messages_newest_first(user).find(|m| button(m, prefix).is_some())
 }
 
-/// The bot's newest message, as it is now.
-fn latest_bot_message(user: &FakeUser) -> Option<ChatMessage> {
-    bot_messages_newest_first(user).next()
-}
-
 fn count_texts(user: &FakeUser, needle: &str) -> usize {
     user.transcript()
         .iter()
         .filter(|e| matches!(e, Entry::Bot(m) if m.text().is_some_and(|t| t.contains(needle))))
         .count()
-}
-
-/// The photo count in an acceptance message ("✅ Фото принято: 7 из 10–20").
-fn count_in(text: &str) -> Option<usize> {
-    let rest = text.split("Фото принято: ").nth(1)?;
-    rest.split(' ').next()?.parse().ok()
-}
-
-/// The highest photo count the bot has confirmed to the user.
-fn accepted_count(user: &FakeUser) -> usize {
-    user.transcript()
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Bot(m) => m.text().and_then(count_in),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 fn count_photos(user: &FakeUser) -> usize {
@@ -137,210 +112,129 @@ fn photos_in(entries: &[Entry]) -> usize {
         .count()
 }
 
-/// One user's whole story, then browsing the gallery until the server has been killed as often
-/// as asked (so every kill lands while users are busy, however fast the stories go).
+/// One user's whole story, each step done once, then browsing the gallery until the server has
+/// been killed as often as asked (so every kill lands while users are busy, however fast the
+/// stories go).
 async fn story(user: FakeUser, index: usize, kills_done: Arc<AtomicBool>) {
+    let user = user.with_timeout(STEP);
     let name = format!("Crash{index}");
     // Create: /new → portrait → female → name.
-    patiently(&user, "create", || async {
-        user.send_command("/new");
-        let types = user.wait_for_bot_text("🎯").await.ok()?;
-        let genders = press_and_see(&user, &types, "t:p", "👤").await?;
-        press_and_see(&user, &genders, "g:p:f", "📝").await?;
-        user.send_text(&name);
-        user.wait_for_bot_text("создан").await.ok()
-    })
-    .await;
+    user.send_command("/new");
+    let types = answered(&user, "/new", user.wait_for_bot_text("🎯").await);
+    let genders = press_and_see(&user, &types, "t:p", "👤").await;
+    press_and_see(&user, &genders, "g:p:f", "📝").await;
+    user.send_text(&name);
+    answered(&user, "the name", user.wait_for_bot_text("создан").await);
 
-    // Ten photos, one by one; a photo the bot already took is refused as a duplicate.
+    // Ten photos, one by one, each answered with its count.
     for n in 0..10u8 {
         let bytes = sample_jpeg(600, 600, (index as u8).wrapping_mul(31).wrapping_add(n * 7));
-        patiently(&user, "photo", || async {
-            user.send_photo(bytes.clone());
-            user.wait_for_bot_message(|m| {
-                m.text()
-                    .is_some_and(|t| t.contains("Фото принято") || t.contains("уже загружено"))
-            })
-            .await
-            .ok()
-        })
-        .await;
-    }
-
-    // A reply that came late can answer for the next photo, so one may have been lost: top
-    // the set up with new photos until the bot has counted ten.
-    let mut extra = 10u8;
-    while accepted_count(&user) < 10 {
-        let bytes = sample_jpeg(
-            600,
-            600,
-            (index as u8).wrapping_mul(31).wrapping_add(extra * 7),
-        );
-        let before = accepted_count(&user);
-        patiently(&user, "another photo", || async {
-            user.send_photo(bytes.clone());
-            user.wait_for_bot_message(|m| {
-                m.text().is_some_and(|t| {
-                    count_in(t).is_some_and(|n| n > before) || t.contains("уже загружено")
-                })
-            })
-            .await
-            .ok()
-        })
-        .await;
-        extra += 1;
-        assert!(extra < 40, "the photos never added up to ten");
+        user.send_photo(bytes);
+        let accepted = format!("Фото принято: {} из", n + 1);
+        answered(&user, &accepted, user.wait_for_bot_text(&accepted).await);
     }
 
     // Every other user buys a pack of credits first; whatever a kill interrupts, Telegram's
     // charges and the ledger must agree at the end.
     if index % 2 == 1 {
-        patiently(&user, "buy", || async {
-            user.send_command("/buy");
-            let packs = user.wait_for_bot_text("Выберите пакет").await.ok()?;
-            let data = button(&packs, "bp:")?;
-            user.press_button(packs.message_id, &data).ok()?;
-            let invoice = user.wait_for_invoice().await.ok()?;
-            let query = user.pay(invoice.message_id).ok()?;
-            match user.wait_for_payment_outcome(&query).await.ok()? {
-                fake_telegram::PreCheckoutState::Approved { .. } => Some(()),
-                _ => None,
-            }
-        })
-        .await;
+        user.send_command("/buy");
+        let packs = answered(
+            &user,
+            "/buy",
+            user.wait_for_bot_text("Выберите пакет").await,
+        );
+        let data = button(&packs, "bp:").expect("a pack to buy");
+        answered(&user, "a pack", user.press_button(packs.message_id, &data));
+        let invoice = answered(&user, "the invoice", user.wait_for_invoice().await);
+        let query = answered(&user, "paying", user.pay(invoice.message_id));
+        let outcome = answered(
+            &user,
+            "the payment",
+            user.wait_for_payment_outcome(&query).await,
+        );
+        assert!(
+            matches!(outcome, fake_telegram::PreCheckoutState::Approved { .. }),
+            "the payment was not approved: {outcome:?}"
+        );
     }
 
-    // Train (fast) and wait for the outcome; a training a crash failed is started again.
-    patiently(&user, "train", || async {
-        if count_texts(&user, "готов!") > 0 {
-            return Some(());
-        }
-        // Press on from the newest screen: the preset menu still showing (a kill swallowed the
-        // press of "fast"), or a "train" button (first time, or after a failed training).
-        // Refused politely if the training is already running; then we just wait.
-        let presets = latest_with_button(&user, "ts:f:");
-        let train = latest_with_button(&user, "tr:");
-        let presets_newest = match (&presets, &train) {
-            (Some(p), Some(t)) => p.message_id >= t.message_id,
-            (presets, _) => presets.is_some(),
-        };
-        let presets = match train {
-            Some(with_button) if !presets_newest => match button(&with_button, "tr:") {
-                Some(data) => press_and_see(&user, &with_button, &data, "🚀").await,
-                None => None,
-            },
-            _ => presets,
-        };
-        if let Some(presets) = presets {
-            if let Some(start) = button(&presets, "ts:f:") {
-                let _ = user.press_button(presets.message_id, &start);
-            }
-        }
+    // Train (fast) and wait for the outcome; a training FAL failed is started again from the
+    // failure's own button, as a user would.
+    let mut train_from = latest_with_button(&user, "tr:").expect("a train button");
+    for attempt in 1.. {
+        assert!(attempt <= 5, "the training never succeeded");
+        let data = button(&train_from, "tr:").expect("a train button");
+        let presets = press_and_see(&user, &train_from, &data, "🚀").await;
+        let start = button(&presets, "ts:f:").expect("the fast preset");
+        answered(&user, "fast", user.press_button(presets.message_id, &start));
         let outcome = user
-            .clone()
-            .with_timeout(Duration::from_secs(30))
             .wait_for_bot_message(|m| {
                 m.text()
                     .is_some_and(|t| t.contains("готов!") || t.contains("Не удалось обучить"))
             })
-            .await
-            .ok()?;
-        outcome.text()?.contains("готов!").then_some(())
-    })
-    .await;
+            .await;
+        let outcome = answered(&user, "the training", outcome);
+        if outcome.text().is_some_and(|t| t.contains("готов!")) {
+            break;
+        }
+        train_from = if button(&outcome, "tr:").is_some() {
+            outcome
+        } else {
+            latest_with_button(&user, "tr:").expect("a train button after a failure")
+        };
+    }
 
     // One generation with the balanced preset.
     let photos_before = count_photos(&user);
-    patiently(&user, "generate", || async {
-        if count_photos(&user) > photos_before {
-            return Some(());
-        }
-        // Go on from the newest screen: the "ready" message, or the preset menu still showing
-        // (a kill swallowed the press), or the prompt request (a kill swallowed the text).
-        let ready = latest_with_button(&user, "ge:");
-        let menu = latest_with_button(&user, "gp:b:");
-        let menu = match ready {
-            Some(ready)
-                if menu
-                    .as_ref()
-                    .is_none_or(|m| m.message_id < ready.message_id) =>
-            {
-                press_and_see(&user, &ready, &button(&ready, "ge:")?, "Выберите пресет").await
-            }
-            _ => menu,
-        };
-        if let Some(menu) = menu {
-            press_and_see(
-                &user,
-                &menu,
-                &button(&menu, "gp:b:")?,
-                "Опишите изображение",
-            )
-            .await?;
-        } else {
-            let asking = latest_bot_message(&user)?;
-            asking
-                .text()?
-                .contains("Опишите изображение")
-                .then_some(())?;
-        }
-        user.send_text("в парке на закате");
-        user.clone()
-            .with_timeout(Duration::from_secs(20))
-            .wait_until(|entries| photos_in(entries) > photos_before)
-            .await
-            .ok()
-            .map(drop)
-    })
-    .await;
+    let ready = latest_with_button(&user, "ge:").expect("a generate button");
+    let data = button(&ready, "ge:").expect("a generate button");
+    let menu = press_and_see(&user, &ready, &data, "Выберите пресет").await;
+    let balanced = button(&menu, "gp:b:").expect("the balanced preset");
+    press_and_see(&user, &menu, &balanced, "Опишите изображение").await;
+    user.send_text("в парке на закате");
+    let picture = user
+        .wait_until(|entries| photos_in(entries) > photos_before)
+        .await;
+    answered(&user, "the picture", picture);
 
     // Every other user deletes the avatar.
     if index % 2 == 0 {
-        patiently(&user, "delete", || async {
-            user.send_command("/avatars");
-            let gallery = user
-                .wait_for_bot_message(|m| {
-                    m.text().is_some_and(|t| {
-                        t.contains("Мои аватары") || t.contains("пока нет аватаров")
-                    })
-                })
-                .await
-                .ok()?;
-            if !gallery.text()?.contains(&name) {
-                return Some(()); // already gone
-            }
-            let card_data = gallery
-                .buttons()
-                .find(|b| b.text.contains(&name))
-                .and_then(|b| b.callback_data.clone())?;
-            let card = press_and_see(&user, &gallery, &card_data, "Тип:").await?;
-            let confirm = press_and_see(
-                &user,
-                &card,
-                &button(&card, "d:")?,
-                "Подтверждение удаления",
-            )
-            .await?;
-            let yes = button(&confirm, "avatar_delete_confirm:")?;
-            let query = user.press_button(confirm.message_id, &yes).ok()?;
-            let answer = user.wait_for_callback_answer(&query).await.ok()?;
-            answer.text?.contains("удалён").then_some(())
-        })
-        .await;
+        user.send_command("/avatars");
+        let gallery = answered(
+            &user,
+            "/avatars",
+            user.wait_for_bot_text("Мои аватары").await,
+        );
+        let card_data = gallery
+            .buttons()
+            .find(|b| b.text.contains(&name))
+            .and_then(|b| b.callback_data.clone())
+            .expect("the avatar in the gallery");
+        let card = press_and_see(&user, &gallery, &card_data, "Тип:").await;
+        let delete = button(&card, "d:").expect("a delete button");
+        let confirm = press_and_see(&user, &card, &delete, "Подтверждение удаления").await;
+        let yes = button(&confirm, "avatar_delete_confirm:").expect("a confirm button");
+        let query = answered(&user, "delete", user.press_button(confirm.message_id, &yes));
+        let answer = answered(
+            &user,
+            "the deletion",
+            user.wait_for_callback_answer(&query).await,
+        );
+        assert!(
+            answer.text.as_deref().is_some_and(|t| t.contains("удалён")),
+            "the deletion was not confirmed: {answer:?}"
+        );
     }
 
     while !kills_done.load(Ordering::SeqCst) {
-        patiently(&user, "gallery", || async {
-            user.send_command("/avatars");
-            user.wait_for_bot_message(|m| {
+        user.send_command("/avatars");
+        let gallery = user
+            .wait_for_bot_message(|m| {
                 m.text()
                     .is_some_and(|t| t.contains("Мои аватары") || t.contains("пока нет аватаров"))
             })
-            .await
-            .ok()
-            .map(drop)
-        })
-        .await;
+            .await;
+        answered(&user, "/avatars", gallery);
         let pause = rand::thread_rng().gen_range(200..800);
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
@@ -396,6 +290,8 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
         ("PAYMENTS", "stars"),
         ("WELCOME_CREDITS", "500"),
         ("ORPHAN_RESERVATION_SECS", "3"),
+        // A chat the killed process was handling goes on after the restart this soon.
+        ("TELEGRAM_CHAT_LEASE_SECS", "3"),
     ] {
         env.insert(name.into(), value.into());
     }
@@ -412,7 +308,7 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     for i in 0..users {
         let user = telegram
             .user(700_000 + i as i64, &format!("User{i}"), "ru")
-            .with_timeout(TRY);
+            .with_timeout(STEP);
         people.push(user.clone());
         let finished = finished.clone();
         let kills_done = kills_done.clone();

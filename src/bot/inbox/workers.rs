@@ -18,8 +18,10 @@ use super::intake::Wake;
 use super::{scope, Claim, Inbox, Outcome, MAX_WAITING};
 use crate::bot::{send, texts, BotDeps, BotError, TgBot};
 
-/// How often an idle worker looks for updates other instances stored (or leases that ran out).
+/// How often one idle worker looks for updates other instances stored (or leases that ran
+/// out); the rest look rarely, and are woken by arrivals and by each other.
 const IDLE_LOOK: Duration = Duration::from_millis(250);
+const IDLE_LOOK_OTHERS: Duration = Duration::from_secs(5);
 /// At most one "slow down" per chat in this long.
 const SLOW_DOWN_EVERY: Duration = Duration::from_secs(60);
 /// How often handled updates older than a day are pruned.
@@ -35,6 +37,9 @@ pub struct Handling {
     pub bot_deps: Arc<BotDeps>,
     pub wake: Wake,
     told: Mutex<HashMap<i64, Instant>>,
+    /// One claim at a time per instance: claims are quick, and idle workers all asking at once
+    /// would each hold a database connection for nothing.
+    claiming: tokio::sync::Mutex<()>,
 }
 
 impl Handling {
@@ -54,6 +59,7 @@ impl Handling {
             bot_deps,
             wake,
             told: Mutex::new(HashMap::new()),
+            claiming: tokio::sync::Mutex::new(()),
         })
     }
 }
@@ -65,23 +71,34 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks: Vec<_> = (0..count.max(1))
-        .map(|_| tokio::spawn(work(handling.clone(), stop.clone())))
+        .map(|n| {
+            let idle = if n == 0 { IDLE_LOOK } else { IDLE_LOOK_OTHERS };
+            tokio::spawn(work(handling.clone(), idle, stop.clone()))
+        })
         .collect();
     tasks.push(tokio::spawn(prune(handling.inbox.clone(), stop)));
     tasks
 }
 
-async fn work(h: Arc<Handling>, mut stop: watch::Receiver<bool>) {
+async fn work(h: Arc<Handling>, idle: Duration, mut stop: watch::Receiver<bool>) {
     loop {
         if *stop.borrow() {
             return;
         }
-        match h.inbox.claim().await {
-            Ok(Some(claim)) => run_chat(&h, claim, &stop).await,
+        let claimed = {
+            let _one_at_a_time = h.claiming.lock().await;
+            h.inbox.claim().await
+        };
+        match claimed {
+            Ok(Some(claim)) => {
+                // More chats may be waiting: let another worker look while this one works.
+                h.wake.arrived(1);
+                run_chat(&h, claim, &stop).await
+            }
             Ok(None) => {
                 tokio::select! {
                     _ = stop.wait_for(|stop| *stop) => return,
-                    () = h.wake.wait(IDLE_LOOK) => {}
+                    () = h.wake.wait(idle) => {}
                 }
             }
             Err(e) => {

@@ -6,15 +6,26 @@
 //! arrival time, per chat and one overall. Telegram allows short bursts over the per-chat rate,
 //! so a chat may take a few sends back to back before the one-a-second spacing applies. A 429's
 //! `retry_after` holds the chat back for that long.
+//!
+//! On PostgreSQL the buckets live in the database ([`SharedBudgets`]), so every instance on it counts
+//! against the same budgets; a reservation is one round trip. On SQLite (one instance) they are
+//! kept in process memory, as they are on PostgreSQL while the database does not answer.
+
+mod shared;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use teloxide::types::ChatId;
 use tokio::time::Instant;
 
+use crate::store::Database;
 use crate::telemetry;
+
+pub use shared::{Reservation, SharedBudgetError, SharedBudgets};
 
 /// One budget: a send every `every`, with up to `burst` back to back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +80,8 @@ impl SendLimits {
         }
     }
 
-    fn for_chat(&self, chat: ChatId) -> Rate {
+    /// The budget of `chat`: a group's for negative ids, a private chat's otherwise.
+    pub fn for_chat(&self, chat: ChatId) -> Rate {
         if chat.0 < 0 {
             self.group
         } else {
@@ -80,11 +92,24 @@ impl SendLimits {
 
 /// A chat bucket idle this long carries no history and is dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// The longest a reply waits for the database before this instance keeps the budgets itself.
+const SHARED_TIMEOUT: Duration = Duration::from_secs(1);
+/// After the shared budgets failed, how long this instance keeps its own before trying again
+/// (so a database that is down costs one timeout per period, not one per message).
+const SHARED_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Which budgets granted a send, as `telegram_sends_granted_total` labels them.
+const SHARED: &str = "shared";
+const LOCAL: &str = "local";
 
 /// The shared budgets of one bot (handlers and notifier count against the same ones).
 #[derive(Debug)]
 pub struct SendLimiter {
     inner: Mutex<Buckets>,
+    /// Every instance's budgets, on PostgreSQL.
+    shared: Option<Shared>,
+    /// Messages granted so far, for load runs to read a rate from.
+    granted: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -93,6 +118,85 @@ struct Buckets {
     overall: Option<Instant>,
     chats: HashMap<ChatId, Instant>,
     last_sweep: Instant,
+}
+
+impl Buckets {
+    fn sweep(&mut self, now: Instant) {
+        if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
+            // A bucket whose schedule is behind `now` is as good as a new one.
+            self.chats.retain(|_, tat| *tat > now);
+            self.last_sweep = now;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    budgets: SharedBudgets,
+    health: Mutex<Health>,
+}
+
+#[derive(Debug)]
+struct Health {
+    /// Set when the database failed: until then this instance keeps its own budgets.
+    unavailable_until: Option<Instant>,
+    last_prune: Instant,
+}
+
+impl Shared {
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn available(&self, now: Instant) -> bool {
+        self.health()
+            .unavailable_until
+            .is_none_or(|until| now >= until)
+    }
+
+    fn answered(&self) {
+        let back = self.health().unavailable_until.take().is_some();
+        if back {
+            tracing::info!("shared Telegram send budgets answer again");
+        }
+        self.prune_if_due();
+    }
+
+    fn failed(&self, op: &'static str, error: &SharedBudgetError) {
+        let first = self
+            .health()
+            .unavailable_until
+            .replace(Instant::now() + SHARED_RETRY_AFTER)
+            .is_none();
+        let error = telemetry::chain(error);
+        if first {
+            // Until the database answers, each instance keeps the budgets alone: together they
+            // may then send more than Telegram allows the bot.
+            tracing::warn!(op, %error, retry_in = ?SHARED_RETRY_AFTER, "shared Telegram send budgets unavailable; this instance keeps its own");
+        } else {
+            tracing::debug!(op, %error, "shared Telegram send budgets still unavailable");
+        }
+    }
+
+    /// Now and then, deletes the chat rows no longer ahead of the clock (off the send's path).
+    fn prune_if_due(&self) {
+        {
+            let mut health = self.health();
+            if health.last_prune.elapsed() < SWEEP_EVERY {
+                return;
+            }
+            health.last_prune = Instant::now();
+        }
+        let budgets = self.budgets.clone();
+        tokio::spawn(async move {
+            match budgets.prune().await {
+                Ok(pruned) => tracing::debug!(pruned, "idle chats pruned from the send budgets"),
+                Err(e) => {
+                    tracing::debug!(error = %telemetry::chain(&e), "pruning the send budgets failed")
+                }
+            }
+        });
+    }
 }
 
 /// Schedules one send of `cost` on a bucket whose theoretical arrival time is `tat`; returns
@@ -107,7 +211,15 @@ fn schedule(tat: &mut Option<Instant>, rate: Rate, cost: u32, now: Instant) -> I
     earliest
 }
 
+async fn sleep(wait: Duration) {
+    // A slot that has come needs no timer (whose tick would cost up to a millisecond).
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
 impl SendLimiter {
+    /// Budgets kept in process memory: one instance's.
     pub fn new(limits: SendLimits) -> Self {
         Self {
             inner: Mutex::new(Buckets {
@@ -116,7 +228,41 @@ impl SendLimiter {
                 chats: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
+            shared: None,
+            granted: AtomicU64::new(0),
         }
+    }
+
+    /// Budgets kept in `pool`'s database, shared with every instance using it.
+    pub fn shared(limits: SendLimits, pool: sqlx::PgPool) -> Self {
+        Self {
+            shared: Some(Shared {
+                budgets: SharedBudgets::new(pool),
+                health: Mutex::new(Health {
+                    unavailable_until: None,
+                    last_prune: Instant::now(),
+                }),
+            }),
+            ..Self::new(limits)
+        }
+    }
+
+    /// Shared budgets on PostgreSQL (several instances), in-process ones on SQLite (one).
+    pub fn for_database(limits: SendLimits, db: &Database) -> Self {
+        match db {
+            Database::Postgres(pool) => Self::shared(limits, pool.clone()),
+            Database::Sqlite(_) => Self::new(limits),
+        }
+    }
+
+    /// The database's budgets, when they are shared.
+    pub fn shared_budgets(&self) -> Option<&SharedBudgets> {
+        self.shared.as_ref().map(|s| &s.budgets)
+    }
+
+    /// Messages this limiter has let go so far (an album counts as its messages).
+    pub fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
     }
 
     fn buckets(&self) -> std::sync::MutexGuard<'_, Buckets> {
@@ -134,14 +280,11 @@ impl SendLimiter {
         self.buckets().limits
     }
 
-    /// Reserves a slot for `cost` messages to `chat` in the chat's budget; returns when it comes.
+    /// Reserves a slot for `cost` messages to `chat` in the chat's in-process budget; returns
+    /// when it comes.
     pub fn reserve_chat(&self, chat: ChatId, cost: u32, now: Instant) -> Instant {
         let mut b = self.buckets();
-        if now.duration_since(b.last_sweep) >= SWEEP_EVERY {
-            // A bucket whose schedule is behind `now` is as good as a new one.
-            b.chats.retain(|_, tat| *tat > now);
-            b.last_sweep = now;
-        }
+        b.sweep(now);
         let rate = b.limits.for_chat(chat);
         let mut tat = b.chats.get(&chat).copied();
         let at = schedule(&mut tat, rate, cost, now);
@@ -151,42 +294,110 @@ impl SendLimiter {
         at
     }
 
-    /// Reserves a slot for `cost` messages in the overall budget; returns when it comes.
+    /// Reserves a slot for `cost` messages in the in-process overall budget; returns when it
+    /// comes.
     pub fn reserve_overall(&self, cost: u32, now: Instant) -> Instant {
         let mut b = self.buckets();
         let rate = b.limits.overall;
         schedule(&mut b.overall, rate, cost, now)
     }
 
-    /// Waits until `cost` messages may go to `chat`: first the chat's slot, then — at that
-    /// moment, so a chat queued behind its own budget does not hold a place in everyone
-    /// else's — the overall one.
-    pub async fn acquire(&self, chat: ChatId, cost: u32) {
-        let asked = Instant::now();
-        let chat_slot = self.reserve_chat(chat, cost, asked);
-        // A slot that has come needs no timer (whose tick would cost up to a millisecond).
-        if chat_slot > asked {
-            tokio::time::sleep_until(chat_slot).await;
+    /// Runs `op` on the shared budgets, if there are any and they are answering; `None` means
+    /// this instance is to use its own.
+    async fn on_shared<'a, T, Fut>(
+        &'a self,
+        op: &'static str,
+        call: impl FnOnce(&'a SharedBudgets) -> Fut,
+    ) -> Option<T>
+    where
+        Fut: Future<Output = Result<T, SharedBudgetError>>,
+    {
+        let shared = self.shared.as_ref()?;
+        if !shared.available(Instant::now()) {
+            return None;
         }
-        let now = Instant::now();
-        let overall_slot = self.reserve_overall(cost, now);
-        if overall_slot > now {
-            tokio::time::sleep_until(overall_slot).await;
-        }
-        if chat_slot > asked || overall_slot > now {
-            telemetry::telegram_send_delayed(asked.elapsed().as_secs_f64());
+        let outcome = tokio::time::timeout(SHARED_TIMEOUT, call(&shared.budgets))
+            .await
+            .unwrap_or(Err(SharedBudgetError::Timeout(SHARED_TIMEOUT)));
+        match outcome {
+            Ok(value) => {
+                shared.answered();
+                Some(value)
+            }
+            Err(error) => {
+                shared.failed(op, &error);
+                None
+            }
         }
     }
 
-    /// Telegram answered 429 for `chat`: nothing more goes there for `wait` from `now`.
+    /// Waits until `cost` messages may go to `chat`: first the chat's slot, then — at that
+    /// moment, so a chat queued behind its own budget does not hold a place in everyone
+    /// else's — the overall one. On shared budgets a chat whose slot has come takes both in
+    /// the same round trip.
+    pub async fn acquire(&self, chat: ChatId, cost: u32) {
+        let asked = Instant::now();
+        let limits = self.limits();
+        let reserved = self
+            .on_shared("reserve", |b| b.reserve(chat, cost, &limits))
+            .await;
+        let (chat_wait, overall_wait) = match reserved {
+            Some(r) => (r.chat_wait(), r.overall_wait()),
+            None => (
+                self.reserve_chat(chat, cost, asked).duration_since(asked),
+                None,
+            ),
+        };
+        sleep(chat_wait).await;
+        let (overall_wait, budgets) = match overall_wait {
+            Some(wait) => (wait, SHARED),
+            None => match self
+                .on_shared("reserve_overall", |b| {
+                    b.reserve_overall(cost, limits.overall)
+                })
+                .await
+            {
+                Some(r) => (r.overall_wait().unwrap_or_default(), SHARED),
+                None => {
+                    let now = Instant::now();
+                    (self.reserve_overall(cost, now).duration_since(now), LOCAL)
+                }
+            },
+        };
+        sleep(overall_wait).await;
+        if !chat_wait.is_zero() || !overall_wait.is_zero() {
+            telemetry::telegram_send_delayed(asked.elapsed().as_secs_f64());
+        }
+        self.granted.fetch_add(u64::from(cost), Ordering::Relaxed);
+        sends_granted(budgets, cost);
+    }
+
+    /// Telegram answered 429 for `chat`: nothing more goes there for `wait` from `now`, from
+    /// this instance.
     pub fn hold_off(&self, chat: ChatId, wait: Duration, now: Instant) {
         let mut b = self.buckets();
+        b.sweep(now);
         let rate = b.limits.for_chat(chat);
         // The next send is allowed at `tat - tolerance`; put that at `now + wait`.
         let until = now + wait + rate.tolerance();
         let tat = b.chats.entry(chat).or_insert(until);
         *tat = (*tat).max(until);
     }
+
+    /// Telegram answered 429 for `chat`: no instance sends there for `wait` from now. Kept in
+    /// process memory too, for the time the database might not answer.
+    pub async fn flood_wait(&self, chat: ChatId, wait: Duration) {
+        self.hold_off(chat, wait, Instant::now());
+        let rate = self.limits().for_chat(chat);
+        self.on_shared("hold_off", |b| b.hold_off(chat, wait, rate))
+            .await;
+    }
+}
+
+/// Counts `cost` messages let go by the `budgets` (`shared` or `local`).
+fn sends_granted(budgets: &'static str, cost: u32) {
+    metrics::counter!("telegram_sends_granted_total", "budgets" => budgets)
+        .increment(u64::from(cost));
 }
 
 #[cfg(test)]
