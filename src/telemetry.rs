@@ -124,8 +124,21 @@ fn describe() {
         "jwks_waits_timed_out_total",
         "Webhooks answered 503 because FAL's signing keys could not be had in time"
     );
+    describe_counter!(
+        "telegram_updates_total",
+        "Telegram updates taken from the inbox, by outcome (handled, skipped, failed)"
+    );
+    describe_counter!(
+        "telegram_updates_handled_again_total",
+        "Telegram updates handled again because their first handling was interrupted"
+    );
+    describe_counter!(
+        "telegram_sends_granted_total",
+        "Bot API sends let through by the send budgets, by budgets (shared, local)"
+    );
     // Zero-valued series, so dashboards and alerts see them before the first occurrence.
     metrics::counter!("notifications_resent_total").absolute(0);
+    metrics::counter!("telegram_updates_handled_again_total").absolute(0);
     for result in ["ok", "invalid_signature", "foreign_target", "foreign_user"] {
         metrics::counter!("webhook_verifications_total", "result" => result).absolute(0);
     }

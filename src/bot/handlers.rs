@@ -399,7 +399,7 @@ pub async fn on_file(
         return Ok(());
     };
     if let Some(group) = msg.media_group_id() {
-        ctx.deps.albums.begin(&group.0);
+        ctx.deps.albums.begin(&group.0, msg.chat.id.0);
     }
     let intake = Intake {
         downloader: &ctx.deps.downloader,

@@ -350,14 +350,25 @@ pub struct AlbumProgress {
     pub hints: Vec<crate::photos::hints::PhotoHint>,
     /// Bumped with every photo; a summary is due once it stops moving.
     seq: u64,
+    /// The chat the album is sent in.
+    chat: i64,
 }
 
 impl Albums {
     /// Notes that a photo of album `group` is being processed, so a summary waiting for the
     /// album to go quiet holds off even while a slow photo is still being checked.
-    pub fn begin(&self, group: &str) {
+    pub fn begin(&self, group: &str, chat: i64) {
         let mut albums = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        albums.entry(group.to_owned()).or_default().seq += 1;
+        let album = albums.entry(group.to_owned()).or_default();
+        album.seq += 1;
+        album.chat = chat;
+    }
+
+    /// Whether an album of `chat` waits for its summary here: the chat's next photos must then
+    /// come to this instance, so one summary answers the whole album.
+    pub fn open_in(&self, chat: i64) -> bool {
+        let albums = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        albums.values().any(|a| a.chat == chat)
     }
 
     /// Records one photo of album `group`; returns the mark to pass to [`Albums::finish_if_quiet`].
@@ -433,7 +444,8 @@ mod tests {
         let albums = Albums::default();
         let id = Uuid::new_v4();
         let first = albums.record("g", id, None, 1, &[]);
-        albums.begin("g");
+        albums.begin("g", 1);
+        assert!(albums.open_in(1));
         assert!(
             albums.finish_if_quiet("g", first).is_none(),
             "a photo is in progress"

@@ -22,6 +22,8 @@ use crate::bot::{send, texts, BotDeps, BotError, TgBot};
 /// out); the rest look rarely, and are woken by arrivals and by each other.
 const IDLE_LOOK: Duration = Duration::from_millis(250);
 const IDLE_LOOK_OTHERS: Duration = Duration::from_secs(5);
+/// How often a chat held for an album's summary looks for the album's next photo.
+const ALBUM_HOLD: Duration = Duration::from_millis(100);
 /// At most one "slow down" per chat in this long.
 const SLOW_DOWN_EVERY: Duration = Duration::from_secs(60);
 /// How often handled updates older than a day are pruned.
@@ -145,6 +147,11 @@ async fn chat_loop(
         }
         let skipped = skip_excess(h, claim).await?;
         let Some(taken) = h.inbox.take(claim).await? else {
+            if h.bot_deps.albums.open_in(claim.chat) {
+                // The rest of an album is on its way: keep the chat, so its summary is one.
+                tokio::time::sleep(ALBUM_HOLD).await;
+                continue;
+            }
             if h.inbox.release_if_idle(claim).await? || !h.inbox.renew(claim).await? {
                 return Ok(());
             }
