@@ -116,7 +116,11 @@ pub struct Application {
 impl Application {
     /// Connects, migrates, binds the HTTP listener and prepares every part; nothing runs yet.
     pub async fn build(config: Config, options: AppOptions) -> Result<Self, AppError> {
-        let db = Database::connect(config.database_url.expose()).await?;
+        let db = Database::connect_sized(
+            config.database_url.expose(),
+            config.database_max_connections,
+        )
+        .await?;
         db.migrate().await?;
         crate::store::money::store_prices(&db, &config.fal_prices, config.stars_usd).await?;
         if config.payments.mode != crate::bot::pricing::PaymentsMode::Off {
@@ -306,6 +310,7 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
+        let budget = ShutdownBudget::new(self.inbox.grace);
         // First, so that a bad token stops start-up before anything else runs.
         let mut telegram = match self.telegram {
             Some(telegram) => Some(
@@ -375,6 +380,15 @@ impl Application {
             shutdown.await;
             let _ = stop.send(true);
         });
+        // The bot stops taking updates the moment the signal comes, while the HTTP server
+        // drains: both within the same grace period, so a deploy waits for one, not the sum.
+        let telegram_stopped = telegram.map(|bot| {
+            let signalled = stopped();
+            tokio::spawn(async move {
+                signalled.await;
+                bot.stop(budget.working).await;
+            })
+        });
         let limits = self.http_limits;
         let ops_server = match self.ops {
             Some((listener, addr)) => {
@@ -384,6 +398,7 @@ impl Application {
                     ops_routes,
                     limits,
                     stopped(),
+                    budget.working,
                 )))
             }
             None => {
@@ -399,7 +414,9 @@ impl Application {
             max_connections = limits.max_connections,
             "HTTP server listening"
         );
-        let mut served = crate::http::server::serve(self.listener, app, limits, stopped()).await;
+        let mut served =
+            crate::http::server::serve(self.listener, app, limits, stopped(), budget.working)
+                .await;
         if let Some(ops_server) = ops_server {
             match ops_server.await {
                 Ok(Ok(())) => {}
@@ -408,15 +425,42 @@ impl Application {
             }
         }
         health_task.abort();
-        if let Some(telegram) = telegram {
-            telegram.stop().await;
+        if let Some(telegram) = telegram_stopped {
+            let _ = telegram.await;
         }
         actors.stop();
         read_models.iter().for_each(|runner| runner.abort());
-        self.db.close().await;
+        // A connection still lent out (a task the stop interrupted) must not hold the exit.
+        if tokio::time::timeout(budget.closing, self.db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still in use at exit");
+        }
         served.map_err(|source| AppError::Listen {
             addr: self.addr,
             source,
         })
+    }
+}
+
+/// How a stopping instance spends `SHUTDOWN_GRACE_SECS`: the HTTP drain and the Telegram
+/// workers run side by side for most of it, and the rest is for stopping the actors and
+/// closing the database, so the process is gone within the grace period a deploy waits for.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownBudget {
+    /// For finishing requests and updates in hand.
+    pub working: Duration,
+    /// For what comes after, up to the end of the grace period.
+    pub closing: Duration,
+}
+
+impl ShutdownBudget {
+    pub fn new(grace: Duration) -> Self {
+        let closing = (grace / 5).min(Duration::from_secs(2));
+        Self {
+            working: grace.saturating_sub(closing),
+            closing,
+        }
     }
 }

@@ -68,7 +68,7 @@ pub enum CliCommand {
         /// died, or is paused); then another instance handles them, the interrupted one again.
         #[arg(long, env = "TELEGRAM_CHAT_LEASE_SECS", default_value_t = 30)]
         telegram_chat_lease_secs: u64,
-        /// Seconds a stopping instance (SIGTERM) may take to finish the updates in hand.
+        /// Seconds from SIGTERM to exit: requests and updates in hand are finished within it.
         #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
         shutdown_grace_secs: u64,
         /// Telegram send limits: `production` (Telegram's flood limits) or `relaxed` (for a local

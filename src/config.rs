@@ -12,12 +12,21 @@ use crate::bot::pricing::{
 };
 use crate::secret::{Secret, SecretUrl};
 
+/// PostgreSQL connections per process unless `DATABASE_MAX_CONNECTIONS` says otherwise.
+pub const DEFAULT_DATABASE_CONNECTIONS: u32 = 32;
+
 /// Every setting the `aisha` binary reads.
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
     /// Database: `sqlite://PATH` (created on first run) or `postgres://…`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://aisha.db")]
     pub database_url: SecretUrl,
+
+    /// Connections each process keeps to PostgreSQL at most. Every instance sharing a database
+    /// brings its own pool: their sum must stay under the server's `max_connections`.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = DEFAULT_DATABASE_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub database_max_connections: u32,
 
     /// Telegram bot token (required for `serve`).
     #[arg(long, env = "TELOXIDE_TOKEN", hide_env_values = true)]
@@ -184,6 +193,7 @@ pub enum FalMode {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database_url: SecretUrl,
+    pub database_max_connections: u32,
     pub teloxide_token: Option<Secret>,
     pub telegram_api_url: SecretUrl,
     pub fal_key: Option<Secret>,
@@ -232,6 +242,7 @@ impl Config {
     pub fn offline(database_url: impl Into<String>, photos_dir: &std::path::Path) -> Self {
         Self {
             database_url: SecretUrl::new(database_url),
+            database_max_connections: DEFAULT_DATABASE_CONNECTIONS,
             teloxide_token: None,
             telegram_api_url: "http://127.0.0.1:9".into(),
             fal_key: None,
@@ -292,6 +303,7 @@ impl From<ConfigArgs> for Config {
         });
         Self {
             database_url: a.database_url,
+            database_max_connections: a.database_max_connections,
             teloxide_token: a.teloxide_token.filter(|t| !t.expose().trim().is_empty()),
             telegram_api_url: a.telegram_api_url,
             fal_key,

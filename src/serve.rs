@@ -74,7 +74,21 @@ pub async fn run(
     if let (RateLimits::Relaxed, Some(telegram)) = (rate_limits, app.telegram.as_ref()) {
         telegram.set_limits(crate::bot::SendLimits::relaxed());
     }
-    app.run_until_stopped(shutdown_signal()).await
+    let grace = app.inbox.grace;
+    app.run_until_stopped(async move {
+        shutdown_signal().await;
+        // The stop is budgeted to fit the grace period; should something still hold the
+        // process past it (a stuck thread), a deploy must not wait on it.
+        std::thread::spawn(move || {
+            std::thread::sleep(grace + std::time::Duration::from_secs(1));
+            tracing::error!(
+                grace_secs = grace.as_secs_f64(),
+                "still stopping after the grace period; exiting now"
+            );
+            std::process::exit(1);
+        });
+    })
+    .await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -408,7 +408,6 @@ impl Telegram {
             accepting,
             intake,
             workers,
-            grace: options.grace,
             router,
             reconciler,
         })
@@ -454,7 +453,8 @@ pub struct InboxOptions {
     pub workers: usize,
     /// How long a chat stays with an instance that stopped renewing its hold.
     pub lease: Duration,
-    /// How long a stopping instance may take to finish the updates in hand.
+    /// How long a stopping instance may take from the signal to its exit (see
+    /// [`crate::app::ShutdownBudget`]).
     pub grace: Duration,
 }
 
@@ -482,7 +482,6 @@ pub struct RunningBot {
     /// The long poller (polling mode).
     intake: Option<tokio::task::JoinHandle<()>>,
     workers: Vec<tokio::task::JoinHandle<()>>,
-    grace: Duration,
     router: Option<axum::Router>,
     /// Compares Telegram's Star transactions with the ledger while credits are sold.
     reconciler: Option<tokio::task::JoinHandle<()>>,
@@ -496,18 +495,20 @@ impl RunningBot {
 
     /// Stops taking updates, lets the workers finish the ones in hand within the grace period
     /// (what still waits is released to other instances), then stops.
-    pub async fn stop(self) {
+    pub async fn stop(self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
         self.accepting
             .store(false, std::sync::atomic::Ordering::Release);
         let _ = self.stop.send(true);
         if let Some(intake) = self.intake {
-            let _ = intake.await;
+            // The poller ends its long poll on the signal; what it fetched is stored already.
+            let _ = tokio::time::timeout_at(deadline, intake).await;
         }
         let workers = futures::future::join_all(self.workers);
-        match tokio::time::timeout(self.grace, workers).await {
+        match tokio::time::timeout_at(deadline, workers).await {
             Ok(_) => tracing::info!("the Telegram workers stopped"),
             Err(_) => tracing::warn!(
-                grace_secs = self.grace.as_secs_f64(),
+                grace_secs = within.as_secs_f64(),
                 "Telegram updates were still being handled at the end of the grace period; \
                  their chats go to another instance when the lease runs out"
             ),

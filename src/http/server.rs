@@ -44,9 +44,6 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`ServerLimits::max_connections`]; kept below the usual open-file limits.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
-/// How long shutdown waits for connections to finish their requests.
-const DRAIN: Duration = Duration::from_secs(10);
-
 impl Default for ServerLimits {
     fn default() -> Self {
         Self {
@@ -66,12 +63,13 @@ pub fn refused_connections() -> u64 {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets open
-/// connections finish their requests (for up to 10 s) and returns.
+/// connections finish their requests (for up to `drain`) and returns.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
 ) -> std::io::Result<()> {
     let service = Timeout::with_status_code(
         RequestBodyTimeout::new(app, limits.body_timeout),
@@ -127,7 +125,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {

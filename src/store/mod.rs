@@ -110,16 +110,26 @@ fn is_sqlite_busy(error: &sqlx::Error) -> bool {
 impl Database {
     /// Connects to `sqlite://PATH` (creating the file) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, true).await
+        Self::connect_with(url, true, crate::config::DEFAULT_DATABASE_CONNECTIONS).await
+    }
+
+    /// As [`Database::connect`], with at most `max_connections` PostgreSQL connections (SQLite,
+    /// one writer at a time, keeps its small pool).
+    pub async fn connect_sized(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_with(url, true, max_connections).await
     }
 
     /// Connects to a database that must exist already (a SQLite file is not created): for the
     /// commands that only read, which must never leave a new file behind.
     pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, false).await
+        Self::connect_with(url, false, crate::config::DEFAULT_DATABASE_CONNECTIONS).await
     }
 
-    async fn connect_with(url: &str, create: bool) -> Result<Self, StoreError> {
+    async fn connect_with(
+        url: &str,
+        create: bool,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(create)
@@ -152,7 +162,7 @@ impl Database {
                 format!("{}s", IDLE_IN_TRANSACTION_TIMEOUT.as_secs()),
             )]);
             let pool = PgPoolOptions::new()
-                .max_connections(32)
+                .max_connections(max_connections.max(2))
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
@@ -236,6 +246,14 @@ impl Database {
             Self::Sqlite(pool) => projections::Conn::Sqlite(pool.acquire().await?),
             Self::Postgres(pool) => projections::Conn::Postgres(pool.acquire().await?),
         })
+    }
+
+    /// The SQL dialect, for the statements that differ (see [`projections::sql::for_backend`]).
+    pub fn backend(&self) -> projections::Backend {
+        match self {
+            Self::Sqlite(_) => projections::Backend::Sqlite,
+            Self::Postgres(_) => projections::Backend::Postgres,
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -10,7 +10,7 @@
 //!   next holder; what handling creates takes its id from the update ([`scope`]), so a second run
 //!   changes nothing and at most replies once more, which is counted and logged.
 //!
-//! The SQL of both lives here, once per backend.
+//! The SQL of both lives here, written once for both backends.
 
 pub mod intake;
 pub mod scope;
@@ -19,10 +19,10 @@ pub mod workers;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::Row;
+use projections::{Arg, Backend};
 use teloxide::types::Update;
 
-use crate::store::Database;
+use crate::store::{Database, StoreError};
 
 pub use scope::{derived_id, is_retry};
 
@@ -38,6 +38,8 @@ const REMEMBER_HANDLED: Duration = Duration::from_secs(24 * 3600);
 pub enum InboxError {
     #[error("telegram inbox")]
     Database(#[from] sqlx::Error),
+    #[error("telegram inbox")]
+    Store(#[from] StoreError),
 }
 
 /// An update as it arrived, with the queue it joins.
@@ -145,228 +147,140 @@ impl Inbox {
         self.lease.as_secs_f64()
     }
 
-    /// Stores `updates` in one transaction; returns how many were new (the rest were duplicates).
+    /// Stores `updates` in one statement; returns how many were new (the rest were duplicates).
     pub async fn keep(&self, updates: &[Incoming]) -> Result<u64, InboxError> {
-        if updates.is_empty() {
-            return Ok(0);
-        }
         let now = Utc::now();
-        let mut new = 0;
-        match &self.db {
-            Database::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                for u in updates {
-                    // Kinds the bot does not handle are kept as handled, for their duplicates.
-                    new += sqlx::query(
-                        "INSERT INTO telegram_inbox (update_id, chat_id, body, received_at, handled_at, outcome)
-                         VALUES ($1, $2, CASE WHEN $2 IS NULL THEN NULL ELSE $3 END, now(),
-                                 CASE WHEN $2 IS NULL THEN now() END,
-                                 CASE WHEN $2 IS NULL THEN 'ignored' END)
-                         ON CONFLICT (update_id) DO NOTHING",
-                    )
-                    .bind(u.update_id)
-                    .bind(u.chat)
-                    .bind(&u.body)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                }
-                tx.commit().await?;
-            }
-            Database::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for u in updates {
-                    new += sqlx::query(
-                        "INSERT INTO telegram_inbox (update_id, chat_id, body, received_at, handled_at, outcome)
-                         VALUES (?1, ?2, CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END, ?4,
-                                 CASE WHEN ?2 IS NULL THEN ?4 END,
-                                 CASE WHEN ?2 IS NULL THEN 'ignored' END)
-                         ON CONFLICT (update_id) DO NOTHING",
-                    )
-                    .bind(u.update_id)
-                    .bind(u.chat)
-                    .bind(&u.body)
-                    .bind(now.to_rfc3339())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                }
-                tx.commit().await?;
-            }
-        }
-        Ok(new)
+        // Kinds the bot does not handle are kept as handled, only to recognise duplicates.
+        let rows = updates
+            .iter()
+            .map(|u| {
+                vec![
+                    Arg::I64(u.update_id),
+                    Arg::OptI64(u.chat),
+                    Arg::OptText(u.chat.map(|_| u.body.clone())),
+                    Arg::Time(now),
+                    Arg::OptTime(u.chat.is_none().then_some(now)),
+                    Arg::OptText(u.chat.is_none().then(|| "ignored".to_owned())),
+                ]
+            })
+            .collect();
+        let mut conn = self.db.acquire().await?;
+        Ok(conn
+            .tx()
+            .insert_rows(
+                "INSERT INTO telegram_inbox
+                     (update_id, chat_id, body, received_at, handled_at, outcome)",
+                rows,
+                "ON CONFLICT (update_id) DO NOTHING",
+            )
+            .await?)
     }
 
     /// Takes the chat of the oldest waiting update whose chat nobody holds (or whose holder's
     /// lease ran out), with a new fence. `None`: nothing to take right now.
     pub async fn claim(&self) -> Result<Option<Claim>, InboxError> {
-        let row = match &self.db {
-            Database::Postgres(pool) => {
-                // Two workers may lock two updates of one chat; the lease row decides between
-                // them (the loser's upsert sees a live lease and returns nothing).
-                sqlx::query(
-                    "WITH candidate AS (
-                         SELECT i.chat_id FROM telegram_inbox i
-                         WHERE i.handled_at IS NULL AND i.chat_id IS NOT NULL
-                           AND NOT EXISTS (SELECT 1 FROM telegram_chat_leases l
-                                           WHERE l.chat_id = i.chat_id AND l.lease_until > now())
-                         ORDER BY i.update_id
-                         LIMIT 1
-                         FOR UPDATE OF i SKIP LOCKED
-                     )
-                     INSERT INTO telegram_chat_leases (chat_id, holder, fence, lease_until, updated_at)
-                     SELECT chat_id, $1, 1, now() + make_interval(secs => $2), now() FROM candidate
-                     ON CONFLICT (chat_id) DO UPDATE
-                        SET holder = EXCLUDED.holder, fence = telegram_chat_leases.fence + 1,
-                            lease_until = EXCLUDED.lease_until, updated_at = now()
-                        WHERE telegram_chat_leases.lease_until IS NULL
-                           OR telegram_chat_leases.lease_until <= now()
-                     RETURNING chat_id, fence",
-                )
-                .bind(&self.holder)
-                .bind(self.lease_secs())
-                .fetch_optional(pool)
-                .await?
-                .map(|r| Claim {
-                    chat: r.get("chat_id"),
-                    fence: r.get("fence"),
-                })
-            }
-            Database::Sqlite(pool) => {
-                let now = Utc::now();
-                let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
-                sqlx::query(
-                    "INSERT INTO telegram_chat_leases (chat_id, holder, fence, lease_until, updated_at)
-                     SELECT i.chat_id, ?1, 1, ?3, ?2 FROM telegram_inbox i
-                     WHERE i.handled_at IS NULL AND i.chat_id IS NOT NULL
-                       AND NOT EXISTS (SELECT 1 FROM telegram_chat_leases l
-                                       WHERE l.chat_id = i.chat_id AND l.lease_until > ?2)
-                     ORDER BY i.update_id
-                     LIMIT 1
-                     ON CONFLICT (chat_id) DO UPDATE
-                        SET holder = excluded.holder, fence = telegram_chat_leases.fence + 1,
-                            lease_until = excluded.lease_until, updated_at = excluded.updated_at
-                        WHERE telegram_chat_leases.lease_until IS NULL
-                           OR telegram_chat_leases.lease_until <= ?2
-                     RETURNING chat_id, fence",
-                )
-                .bind(&self.holder)
-                .bind(now.to_rfc3339())
-                .bind(until.to_rfc3339())
-                .fetch_optional(pool)
-                .await?
-                .map(|r| Claim {
-                    chat: r.get("chat_id"),
-                    fence: r.get("fence"),
-                })
-            }
+        // PostgreSQL: two workers may see two updates of one chat (`SKIP LOCKED` keeps them
+        // off the same row, not the same chat); the lease row decides between them, the
+        // loser's upsert finding a live lease and returning nothing. SQLite has one writer.
+        let lock = match self.db.backend() {
+            Backend::Postgres => "FOR UPDATE OF i SKIP LOCKED",
+            Backend::Sqlite => "",
         };
-        Ok(row)
+        let sql = format!(
+            "WITH candidate AS (
+                 SELECT i.chat_id FROM telegram_inbox i
+                 WHERE i.handled_at IS NULL AND i.chat_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM telegram_chat_leases l
+                                   WHERE l.chat_id = i.chat_id AND l.lease_until > {{now}})
+                 ORDER BY i.update_id
+                 LIMIT 1
+                 {lock}
+             )
+             INSERT INTO telegram_chat_leases (chat_id, holder, fence, lease_until, updated_at)
+             SELECT chat_id, $1, 1, {{now+$2}}, {{now}} FROM candidate WHERE true
+             ON CONFLICT (chat_id) DO UPDATE
+                SET holder = excluded.holder, fence = telegram_chat_leases.fence + 1,
+                    lease_until = excluded.lease_until, updated_at = excluded.updated_at
+                WHERE telegram_chat_leases.lease_until IS NULL
+                   OR telegram_chat_leases.lease_until <= {{now}}
+             RETURNING chat_id, fence"
+        );
+        let mut conn = self.db.acquire().await?;
+        let row = conn
+            .tx()
+            .fetch_optional(
+                &sql,
+                vec![Arg::Text(self.holder.clone()), Arg::F64(self.lease_secs())],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(Claim {
+                chat: r.get("chat_id")?,
+                fence: r.get("fence")?,
+            })
+        })
+        .transpose()
     }
 
     /// Extends the lease; `false` when the chat has another holder now.
     pub async fn renew(&self, claim: Claim) -> Result<bool, InboxError> {
-        let renewed = match &self.db {
-            Database::Postgres(pool) => sqlx::query(
-                "UPDATE telegram_chat_leases
-                 SET lease_until = now() + make_interval(secs => $3), updated_at = now()
+        let renewed = self
+            .execute(
+                "UPDATE telegram_chat_leases SET lease_until = {now+$3}, updated_at = {now}
                  WHERE chat_id = $1 AND fence = $2",
+                vec![
+                    Arg::I64(claim.chat),
+                    Arg::I64(claim.fence),
+                    Arg::F64(self.lease_secs()),
+                ],
             )
-            .bind(claim.chat)
-            .bind(claim.fence)
-            .bind(self.lease_secs())
-            .execute(pool)
-            .await?
-            .rows_affected(),
-            Database::Sqlite(pool) => {
-                let now = Utc::now();
-                let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
-                sqlx::query(
-                    "UPDATE telegram_chat_leases SET lease_until = ?3, updated_at = ?4
-                     WHERE chat_id = ?1 AND fence = ?2",
-                )
-                .bind(claim.chat)
-                .bind(claim.fence)
-                .bind(until.to_rfc3339())
-                .bind(now.to_rfc3339())
-                .execute(pool)
-                .await?
-                .rows_affected()
-            }
-        };
+            .await?;
         Ok(renewed == 1)
     }
 
     /// The ids of the held chat's waiting updates, oldest first, at most `limit`.
     pub async fn waiting(&self, claim: Claim, limit: usize) -> Result<Vec<i64>, InboxError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let ids = match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query_scalar(
-                    "SELECT update_id FROM telegram_inbox
-                     WHERE chat_id = $1 AND handled_at IS NULL ORDER BY update_id LIMIT $2",
-                )
-                .bind(claim.chat)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query_scalar(
-                    "SELECT update_id FROM telegram_inbox
-                     WHERE chat_id = ?1 AND handled_at IS NULL ORDER BY update_id LIMIT ?2",
-                )
-                .bind(claim.chat)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-            }
-        };
-        Ok(ids)
+        let mut conn = self.db.acquire().await?;
+        let rows = conn
+            .tx()
+            .fetch_all(
+                "SELECT update_id FROM telegram_inbox
+                 WHERE chat_id = $1 AND handled_at IS NULL ORDER BY update_id LIMIT $2",
+                vec![Arg::I64(claim.chat), Arg::I64(limit)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.get("update_id"))
+            .collect::<Result<_, _>>()?)
     }
 
     /// Takes up the held chat's oldest waiting update, counting the attempt; `None` when none
     /// waits or the fence is gone.
     pub async fn take(&self, claim: Claim) -> Result<Option<Taken>, InboxError> {
-        let sql_pg = "UPDATE telegram_inbox SET attempts = attempts + 1
-             WHERE update_id = (SELECT update_id FROM telegram_inbox
-                                WHERE chat_id = $1 AND handled_at IS NULL
-                                ORDER BY update_id LIMIT 1)
-               AND EXISTS (SELECT 1 FROM telegram_chat_leases WHERE chat_id = $1 AND fence = $2)
-             RETURNING update_id, body, attempts";
-        let sql_lite = "UPDATE telegram_inbox SET attempts = attempts + 1
-             WHERE update_id = (SELECT update_id FROM telegram_inbox
-                                WHERE chat_id = ?1 AND handled_at IS NULL
-                                ORDER BY update_id LIMIT 1)
-               AND EXISTS (SELECT 1 FROM telegram_chat_leases WHERE chat_id = ?1 AND fence = ?2)
-             RETURNING update_id, body, attempts";
-        let row = match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query(sql_pg)
-                    .bind(claim.chat)
-                    .bind(claim.fence)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            .map(|r| Taken {
-                update_id: r.get("update_id"),
-                body: r.get::<Option<String>, _>("body").unwrap_or_default(),
-                attempt: r.get("attempts"),
-            }),
-            Database::Sqlite(pool) => {
-                sqlx::query(sql_lite)
-                    .bind(claim.chat)
-                    .bind(claim.fence)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            .map(|r| Taken {
-                update_id: r.get("update_id"),
-                body: r.get::<Option<String>, _>("body").unwrap_or_default(),
-                attempt: r.get("attempts"),
-            }),
-        };
-        Ok(row)
+        let mut conn = self.db.acquire().await?;
+        let row = conn
+            .tx()
+            .fetch_optional(
+                "UPDATE telegram_inbox SET attempts = attempts + 1
+                 WHERE update_id = (SELECT update_id FROM telegram_inbox
+                                    WHERE chat_id = $1 AND handled_at IS NULL
+                                    ORDER BY update_id LIMIT 1)
+                   AND EXISTS (SELECT 1 FROM telegram_chat_leases
+                               WHERE chat_id = $1 AND fence = $2)
+                 RETURNING update_id, body, attempts",
+                vec![Arg::I64(claim.chat), Arg::I64(claim.fence)],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(Taken {
+                update_id: r.get("update_id")?,
+                body: r.get::<Option<String>>("body")?.unwrap_or_default(),
+                attempt: r.get("attempts")?,
+            })
+        })
+        .transpose()
     }
 
     /// Marks updates of the held chat finished, forgetting what they said; `after` marks every
@@ -380,136 +294,71 @@ impl Inbox {
         after: bool,
     ) -> Result<u64, InboxError> {
         let op = if after { ">" } else { "=" };
-        let done = match &self.db {
-            Database::Postgres(pool) => sqlx::query(&format!(
-                "UPDATE telegram_inbox SET handled_at = now(), outcome = $3, body = NULL
+        self.execute(
+            &format!(
+                "UPDATE telegram_inbox SET handled_at = {{now}}, outcome = $3, body = NULL
                  WHERE chat_id = $1 AND update_id {op} $4 AND handled_at IS NULL
-                   AND EXISTS (SELECT 1 FROM telegram_chat_leases WHERE chat_id = $1 AND fence = $2)"
-            ))
-            .bind(claim.chat)
-            .bind(claim.fence)
-            .bind(outcome.as_str())
-            .bind(update_id)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-            Database::Sqlite(pool) => sqlx::query(&format!(
-                "UPDATE telegram_inbox SET handled_at = ?5, outcome = ?3, body = NULL
-                 WHERE chat_id = ?1 AND update_id {op} ?4 AND handled_at IS NULL
-                   AND EXISTS (SELECT 1 FROM telegram_chat_leases WHERE chat_id = ?1 AND fence = ?2)"
-            ))
-            .bind(claim.chat)
-            .bind(claim.fence)
-            .bind(outcome.as_str())
-            .bind(update_id)
-            .bind(Utc::now().to_rfc3339())
-            .execute(pool)
-            .await?
-            .rows_affected(),
-        };
-        Ok(done)
+                   AND EXISTS (SELECT 1 FROM telegram_chat_leases
+                               WHERE chat_id = $1 AND fence = $2)"
+            ),
+            vec![
+                Arg::I64(claim.chat),
+                Arg::I64(claim.fence),
+                Arg::Text(outcome.as_str().to_owned()),
+                Arg::I64(update_id),
+            ],
+        )
+        .await
     }
 
     /// Lets the chat go if nothing of it waits. `false`: something arrived meanwhile (or the
     /// fence is gone, which the next [`Inbox::take`] shows) — the holder goes on.
     pub async fn release_if_idle(&self, claim: Claim) -> Result<bool, InboxError> {
-        let released = match &self.db {
-            Database::Postgres(pool) => sqlx::query(
-                "UPDATE telegram_chat_leases SET lease_until = NULL, updated_at = now()
+        let released = self
+            .execute(
+                "UPDATE telegram_chat_leases SET lease_until = NULL, updated_at = {now}
                  WHERE chat_id = $1 AND fence = $2
                    AND NOT EXISTS (SELECT 1 FROM telegram_inbox
                                    WHERE chat_id = $1 AND handled_at IS NULL)",
+                vec![Arg::I64(claim.chat), Arg::I64(claim.fence)],
             )
-            .bind(claim.chat)
-            .bind(claim.fence)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-            Database::Sqlite(pool) => sqlx::query(
-                "UPDATE telegram_chat_leases SET lease_until = NULL, updated_at = ?3
-                 WHERE chat_id = ?1 AND fence = ?2
-                   AND NOT EXISTS (SELECT 1 FROM telegram_inbox
-                                   WHERE chat_id = ?1 AND handled_at IS NULL)",
-            )
-            .bind(claim.chat)
-            .bind(claim.fence)
-            .bind(Utc::now().to_rfc3339())
-            .execute(pool)
-            .await?
-            .rows_affected(),
-        };
+            .await?;
         Ok(released == 1)
     }
 
     /// Lets the chat go whatever waits (a stopping instance): another holder takes it at once.
     pub async fn release(&self, claim: Claim) -> Result<(), InboxError> {
-        match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query(
-                    "UPDATE telegram_chat_leases SET lease_until = NULL, updated_at = now()
-                     WHERE chat_id = $1 AND fence = $2",
-                )
-                .bind(claim.chat)
-                .bind(claim.fence)
-                .execute(pool)
-                .await?;
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query(
-                    "UPDATE telegram_chat_leases SET lease_until = NULL, updated_at = ?3
-                     WHERE chat_id = ?1 AND fence = ?2",
-                )
-                .bind(claim.chat)
-                .bind(claim.fence)
-                .bind(Utc::now().to_rfc3339())
-                .execute(pool)
-                .await?;
-            }
-        }
+        self.execute(
+            "UPDATE telegram_chat_leases SET lease_until = NULL, updated_at = {now}
+             WHERE chat_id = $1 AND fence = $2",
+            vec![Arg::I64(claim.chat), Arg::I64(claim.fence)],
+        )
+        .await?;
         Ok(())
     }
 
     /// Deletes handled updates older than a day, and the leases of chats quiet as long.
     pub async fn prune(&self) -> Result<u64, InboxError> {
-        let cutoff = Utc::now() - chrono::Duration::from_std(REMEMBER_HANDLED).unwrap_or_default();
-        let pruned = match &self.db {
-            Database::Postgres(pool) => {
-                let n = sqlx::query(
-                    "DELETE FROM telegram_inbox WHERE handled_at IS NOT NULL AND handled_at < $1",
-                )
-                .bind(cutoff)
-                .execute(pool)
-                .await?
-                .rows_affected();
-                sqlx::query(
-                    "DELETE FROM telegram_chat_leases l WHERE l.lease_until IS NULL AND l.updated_at < $1
-                       AND NOT EXISTS (SELECT 1 FROM telegram_inbox i WHERE i.chat_id = l.chat_id)",
-                )
-                .bind(cutoff)
-                .execute(pool)
-                .await?;
-                n
-            }
-            Database::Sqlite(pool) => {
-                let cutoff = cutoff.to_rfc3339();
-                let n = sqlx::query(
-                    "DELETE FROM telegram_inbox WHERE handled_at IS NOT NULL AND handled_at < ?1",
-                )
-                .bind(&cutoff)
-                .execute(pool)
-                .await?
-                .rows_affected();
-                sqlx::query(
-                    "DELETE FROM telegram_chat_leases WHERE lease_until IS NULL AND updated_at < ?1
-                       AND NOT EXISTS (SELECT 1 FROM telegram_inbox i
-                                       WHERE i.chat_id = telegram_chat_leases.chat_id)",
-                )
-                .bind(&cutoff)
-                .execute(pool)
-                .await?;
-                n
-            }
-        };
+        let ago = Arg::F64(-REMEMBER_HANDLED.as_secs_f64());
+        let pruned = self
+            .execute(
+                "DELETE FROM telegram_inbox WHERE handled_at IS NOT NULL AND handled_at < {now+$1}",
+                vec![ago.clone()],
+            )
+            .await?;
+        self.execute(
+            "DELETE FROM telegram_chat_leases
+             WHERE lease_until IS NULL AND updated_at < {now+$1}
+               AND NOT EXISTS (SELECT 1 FROM telegram_inbox i
+                               WHERE i.chat_id = telegram_chat_leases.chat_id)",
+            vec![ago],
+        )
+        .await?;
         Ok(pruned)
+    }
+
+    async fn execute(&self, sql: &str, args: Vec<Arg>) -> Result<u64, InboxError> {
+        let mut conn = self.db.acquire().await?;
+        Ok(conn.tx().execute(sql, args).await?)
     }
 }
