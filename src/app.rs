@@ -415,8 +415,7 @@ impl Application {
             "HTTP server listening"
         );
         let mut served =
-            crate::http::server::serve(self.listener, app, limits, stopped(), budget.working)
-                .await;
+            crate::http::server::serve(self.listener, app, limits, stopped(), budget.working).await;
         if let Some(ops_server) = ops_server {
             match ops_server.await {
                 Ok(Ok(())) => {}

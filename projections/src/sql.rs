@@ -196,7 +196,10 @@ fn clock(backend: Backend, sql: &str) -> String {
                 out.push(')');
             }
             (offset, Backend::Postgres) if offset.starts_with("+$") => {
-                out.push_str(&format!("(now() + make_interval(secs => {}))", &offset[1..]));
+                out.push_str(&format!(
+                    "(now() + make_interval(secs => {}))",
+                    &offset[1..]
+                ));
             }
             (offset, Backend::Sqlite) if offset.starts_with("+$") => {
                 out.push_str(&format!(
