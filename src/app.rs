@@ -419,7 +419,9 @@ impl Application {
         if let Some(ops_server) = ops_server {
             match ops_server.await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "health and metrics server failed"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %crate::telemetry::chain(&e), "health and metrics server failed")
+                }
                 Err(e) => served = Err(std::io::Error::other(e)),
             }
         }

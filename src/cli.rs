@@ -355,7 +355,7 @@ pub async fn run() -> ExitCode {
     match execute(cli.command, config).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::telemetry::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -38,7 +38,7 @@ pub fn prometheus() -> PrometheusHandle {
             let handle = match PrometheusBuilder::new().install_recorder() {
                 Ok(handle) => handle,
                 Err(e) => {
-                    tracing::warn!(error = %e, "metrics recorder not installed; /metrics will be empty");
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "metrics recorder not installed; /metrics will be empty");
                     PrometheusBuilder::new().build_recorder().handle()
                 }
             };

@@ -46,7 +46,7 @@ impl WorkHandler for CleanupHandler {
                         return Ok(Outcome::Retry(format!("cancel: {e}")))
                     }
                     Err(e) => {
-                        tracing::warn!(avatar_id = %item.avatar_id, error = %e, "could not cancel the training")
+                        tracing::warn!(avatar_id = %item.avatar_id, error = %crate::telemetry::chain(&e), "could not cancel the training")
                     }
                 }
             }

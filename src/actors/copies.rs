@@ -152,7 +152,7 @@ pub async fn with_our_copies(
                     Ok(key) => key,
                     Err(e) if e.is_transient() => return Err(e),
                     Err(e) => {
-                        tracing::warn!(%avatar_id, error = %e,
+                        tracing::warn!(%avatar_id, error = %crate::telemetry::chain(&e),
                             "no copy of a file FAL made; FAL gets the URL it was made at");
                         continue;
                     }

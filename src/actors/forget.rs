@@ -273,14 +273,14 @@ impl ForgetHandler {
                 Err(e @ CopyError::Gone { .. }) => {
                     // Nothing to copy any more (FAL let it expire): still forget the rest.
                     tracing::error!(avatar_id = %item.avatar_id, request_id = %job.request_id,
-                        error = %e, "a file FAL made is gone before we copied it");
+                        error = %crate::telemetry::chain(&e), "a file FAL made is gone before we copied it");
                 }
                 Err(e) if e.is_transient() => {
                     return Ok(Some(Outcome::Retry(format!("copying: {e}"))));
                 }
                 Err(e) => {
                     tracing::error!(avatar_id = %item.avatar_id, request_id = %job.request_id,
-                        error = %e, "could not keep a copy of a file FAL made");
+                        error = %crate::telemetry::chain(&e), "could not keep a copy of a file FAL made");
                 }
             }
         }

@@ -109,9 +109,10 @@ impl GenerationHandler {
                     job.clone(),
                     input,
                 ));
-                match task.await.map_err(|e| {
-                    StoreError::Database(format!("the submission task failed: {e}"))
-                })?? {
+                match task
+                    .await
+                    .map_err(|e| StoreError::Task("the submission task failed", e))??
+                {
                     Ok(fal_job) => fal_job,
                     Err(outcome) => return Ok(outcome),
                 }
@@ -284,7 +285,8 @@ async fn submit_and_record(
             }
         }
     }
-    Err(last_error.unwrap_or(StoreError::Database("unknown".into())))
+    // The loop runs at least once, so an error is always there.
+    Err(last_error.unwrap_or(StoreError::Conflict(5)))
 }
 
 /// Records the FAL job of a generation whose submitter died before recording it, from the

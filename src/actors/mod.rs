@@ -497,7 +497,7 @@ impl ActorSystem {
                     let _ = ready_tx.send((actix::System::current(), workers));
                 });
                 if let Err(e) = system.run() {
-                    tracing::error!(error = %e, "actor system stopped with an error");
+                    tracing::error!(error = %crate::telemetry::chain(&e), "actor system stopped with an error");
                 }
             })
             .expect("spawn the actor thread");

@@ -150,7 +150,7 @@ impl TrainingHandler {
             archive_url,
         ));
         task.await
-            .map_err(|e| StoreError::Database(format!("the submission task failed: {e}")))?
+            .map_err(|e| StoreError::Task("the submission task failed", e))?
     }
 }
 
@@ -248,7 +248,8 @@ async fn record_submission(
             }
         }
     }
-    Err(last_error.unwrap_or(StoreError::Database("unknown".into())))
+    // The loop runs at least once, so an error is always there.
+    Err(last_error.unwrap_or(StoreError::Conflict(5)))
 }
 
 /// Queues the cancel of a FAL job nothing owns (retried until FAL confirms).
@@ -272,7 +273,7 @@ pub async fn cancel_orphan(
 async fn discard_archives(s: &Services, avatar_id: Uuid) {
     let prefix = crate::photos::store::archives_prefix(avatar_id);
     if let Err(e) = s.photos.delete_prefix(&prefix).await {
-        tracing::warn!(%avatar_id, error = %e, "could not delete an unused training archive");
+        tracing::warn!(%avatar_id, error = %crate::telemetry::chain(&e), "could not delete an unused training archive");
     }
 }
 

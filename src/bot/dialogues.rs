@@ -62,7 +62,7 @@ impl Dialogues {
                 Err(e) => {
                     // A step written by another version: better to start the chat afresh than
                     // to refuse every message from it.
-                    tracing::warn!(chat = chat.0, error = %e, "unreadable dialogue step; starting afresh");
+                    tracing::warn!(chat = chat.0, error = %crate::telemetry::chain(&e), "unreadable dialogue step; starting afresh");
                     None
                 }
             },

@@ -91,7 +91,7 @@ impl Ctx {
         let user = from.id.0 as i64;
         let language = from.language_code.as_deref();
         if let Err(e) = deps.users.remember(user, chat.0, language).await {
-            tracing::warn!(user, error = %e, "could not remember the Telegram user");
+            tracing::warn!(user, error = %crate::telemetry::chain(&e), "could not remember the Telegram user");
         }
         Self {
             bot,
@@ -193,7 +193,7 @@ impl Ctx {
         match self.deps.users.get(self.user).await {
             Ok(user) => user.map(|u| u.options).unwrap_or_default(),
             Err(e) => {
-                tracing::warn!(user = self.user, error = %e, "could not read the generation options");
+                tracing::warn!(user = self.user, error = %crate::telemetry::chain(&e), "could not read the generation options");
                 GenerationOptions::default()
             }
         }
@@ -239,7 +239,7 @@ impl Ctx {
         let latest = match latest {
             Ok(latest) => latest,
             Err(e) => {
-                tracing::warn!(user = self.user, error = %e, "could not read recent prompts");
+                tracing::warn!(user = self.user, error = %crate::telemetry::chain(&e), "could not read recent prompts");
                 return Vec::new();
             }
         };
@@ -254,7 +254,7 @@ impl Ctx {
 
     async fn remember_avatar(&self, avatar_id: Uuid) {
         if let Err(e) = self.deps.users.set_last_avatar(self.user, avatar_id).await {
-            tracing::warn!(user = self.user, %avatar_id, error = %e, "could not remember the last avatar");
+            tracing::warn!(user = self.user, %avatar_id, error = %crate::telemetry::chain(&e), "could not remember the last avatar");
         }
     }
 
@@ -439,7 +439,7 @@ pub async fn on_file(
                     }
                     let keyboard = kb::after_photo(t, album.avatar_id, album.count, None);
                     if let Err(e) = ctx.say(text, keyboard).await {
-                        tracing::warn!(user = ctx.user, error = %e, "could not send an album summary");
+                        tracing::warn!(user = ctx.user, error = %crate::telemetry::chain(&e), "could not send an album summary");
                     }
                 }
             });
@@ -938,7 +938,7 @@ pub async fn on_callback(
     .await;
     if let Err(e) = answered {
         // The query may simply be too old; the screen has been handled either way.
-        tracing::debug!(user = ctx.user, error = %e, "could not answer a button press");
+        tracing::debug!(user = ctx.user, error = %crate::telemetry::chain(&e), "could not answer a button press");
     }
     Ok(())
 }
@@ -950,7 +950,7 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
     let callback = match Callback::parse(data) {
         Ok(callback) => callback,
         Err(e) => {
-            tracing::warn!(user = ctx.user, error = %e, "refused callback data that is not ours");
+            tracing::warn!(user = ctx.user, error = %crate::telemetry::chain(&e), "refused callback data that is not ours");
             return Ok(Answer::Alert(t.stale_button().to_owned()));
         }
     };
@@ -1304,7 +1304,7 @@ async fn press(ctx: &Ctx, dialogue: &BotDialogue, q: &CallbackQuery) -> Result<A
                     .await?;
                 }
                 Err(e) => {
-                    tracing::warn!(user = ctx.user, %generation, error = %e, "could not fetch an image to send as a file");
+                    tracing::warn!(user = ctx.user, %generation, error = %crate::telemetry::chain(&e), "could not fetch an image to send as a file");
                     return Ok(Answer::Alert(t.image_unavailable().to_owned()));
                 }
             }
@@ -1590,7 +1590,7 @@ async fn caught_up_on_generations(ctx: &Ctx, avatar_id: Uuid) {
                 return;
             }
             Err(e) => {
-                tracing::warn!(%avatar_id, error = %e, "could not read the generations read model");
+                tracing::warn!(%avatar_id, error = %crate::telemetry::chain(&e), "could not read the generations read model");
                 return;
             }
         }

@@ -440,7 +440,7 @@ impl Telegram {
             })
             .await;
             if let Err(e) = result {
-                tracing::warn!(error = %e, "could not set the bot's command menu");
+                tracing::warn!(error = %crate::telemetry::chain(&e), "could not set the bot's command menu");
             }
         }
     }

@@ -315,7 +315,7 @@ impl TelegramNotifier {
             }
             Err(e @ FalError::UnexpectedMediaUrl { .. }) => {
                 // Recorded before the check existed, or re-resolved elsewhere: never sent on.
-                tracing::error!(url = %image.url, error = %e, "a generated image's URL was refused");
+                tracing::error!(url = %image.url, error = %crate::telemetry::chain(&e), "a generated image's URL was refused");
                 Err(NotifyError::Permanent(format!("generated image: {e}")))
             }
             Err(e) if e.is_transient() => Err(NotifyError::Transient(format!(
@@ -327,7 +327,7 @@ impl TelegramNotifier {
                         "generated image: {refused}"
                     )));
                 }
-                tracing::warn!(error = %e, "could not download a generated image; passing its URL to Telegram");
+                tracing::warn!(error = %crate::telemetry::chain(&e), "could not download a generated image; passing its URL to Telegram");
                 let url = reqwest::Url::parse(&image.url)
                     .map_err(|_| NotifyError::Permanent(format!("generated image: {e}")))?;
                 Ok(InputFile::url(url))

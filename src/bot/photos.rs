@@ -120,7 +120,7 @@ impl Intake<'_> {
     pub async fn take(&self, user_id: i64, avatar_id: Uuid, file: &IncomingFile) -> IntakeResult {
         let avatar = match self.store.load(avatar_id).await {
             Ok(avatar) => avatar,
-            Err(e) => return refused(Refusal::Internal(e.to_string()), 0),
+            Err(e) => return refused(Refusal::Internal(crate::telemetry::chain(&e)), 0),
         };
         let count = avatar.photos.len();
         // Cheap checks first, so a file that cannot be added is never downloaded or stored; the
@@ -169,7 +169,7 @@ impl Intake<'_> {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(too_large)) => return refused(Refusal::Photo(too_large), count),
             Err(e) => {
-                tracing::warn!(%avatar_id, error = %e, "could not download a photo from Telegram");
+                tracing::warn!(%avatar_id, error = %crate::telemetry::chain(&e), "could not download a photo from Telegram");
                 return refused(Refusal::Download(e), count);
             }
         };
@@ -197,8 +197,8 @@ impl Intake<'_> {
         // delete the bytes the other one recorded.
         let key = attempt_key(avatar_id, &photo_id, checked.format);
         if let Err(e) = self.photos.put(&key, bytes).await {
-            tracing::error!(%avatar_id, error = %e, "could not store a photo");
-            return refused(Refusal::Internal(e.to_string()), count);
+            tracing::error!(%avatar_id, error = %crate::telemetry::chain(&e), "could not store a photo");
+            return refused(Refusal::Internal(crate::telemetry::chain(&e)), count);
         }
         // The bytes are stored (and dropped): the next photo may come in.
         drop(in_flight);
@@ -224,7 +224,7 @@ impl Intake<'_> {
                     StoreError::Rejected(refusal) => refused(Refusal::Avatar(refusal), count),
                     other => {
                         tracing::error!(%avatar_id, error = %other, "could not record a photo");
-                        refused(Refusal::Internal(other.to_string()), count)
+                        refused(Refusal::Internal(crate::telemetry::chain(&other)), count)
                     }
                 }
             }
@@ -246,7 +246,7 @@ impl Intake<'_> {
                 }
             }
             Err(e) => {
-                tracing::warn!(%avatar_id, key, error = %e, "could not check a refused photo; keeping its file");
+                tracing::warn!(%avatar_id, key, error = %crate::telemetry::chain(&e), "could not check a refused photo; keeping its file");
             }
         }
     }
@@ -268,7 +268,7 @@ impl Intake<'_> {
             match self.download_once(&file.path).await {
                 Ok(result) => return Ok(result),
                 Err(e) if attempt < DOWNLOAD_ATTEMPTS => {
-                    tracing::warn!(attempt, error = %e, "photo download failed; retrying");
+                    tracing::warn!(attempt, error = %crate::telemetry::chain(&e), "photo download failed; retrying");
                     crate::telemetry::telegram_retry("downloadFile");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                     attempt += 1;

@@ -332,7 +332,7 @@ impl TelegramProgress {
         match edit(&self.bot, &self.deps, &shown, text).await {
             Ok(()) => {}
             Err(e) if gone(&e) => {
-                tracing::info!(%avatar_id, owner, error = %e,
+                tracing::info!(%avatar_id, owner, error = %crate::telemetry::chain(&e),
                     "the message with a training's progress bar is gone; no more edits");
                 forget(&self.deps, avatar_id).await;
                 return Ok(());

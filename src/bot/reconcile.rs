@@ -128,7 +128,7 @@ async fn record(
     })
     .await;
     if let Err(e) = sent {
-        tracing::warn!(user, error = %e, "could not tell the user about a reconciled purchase");
+        tracing::warn!(user, error = %crate::telemetry::chain(&e), "could not tell the user about a reconciled purchase");
     }
     Ok(true)
 }

@@ -56,13 +56,13 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        Self::Internal(crate::telemetry::chain(&e))
     }
 }
 
 impl From<projections::ProjectionError> for ApiError {
     fn from(e: projections::ProjectionError) -> Self {
-        Self::Internal(e.to_string())
+        Self::Internal(crate::telemetry::chain(&e))
     }
 }
 

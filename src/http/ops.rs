@@ -148,7 +148,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 /// The `/healthz` answer now, with the consumers when they could be read.
 async fn check(state: &AppState) -> (StatusCode, serde_json::Value, Option<Vec<ConsumerStatus>>) {
     if let Err(e) = ping(state.store.database()).await {
-        tracing::warn!(error = %e, "health check: database unreachable");
+        tracing::warn!(error = %crate::telemetry::chain(&e), "health check: database unreachable");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "unavailable", "database": "unreachable"}),
@@ -174,7 +174,7 @@ async fn check(state: &AppState) -> (StatusCode, serde_json::Value, Option<Vec<C
             (code, body, Some(consumers))
         }
         Err(e) => {
-            tracing::warn!(error = %e, "health check: feed checkpoints unreadable");
+            tracing::warn!(error = %crate::telemetry::chain(&e), "health check: feed checkpoints unreadable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"status": "unavailable", "database": "reachable",
@@ -221,7 +221,9 @@ fn consumer_json(c: &ConsumerStatus) -> serde_json::Value {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     match state.feed.consumers(&projections::names()).await {
         Ok(consumers) => refresh_gauges(&consumers),
-        Err(e) => tracing::warn!(error = %e, "metrics: feed lag not refreshed"),
+        Err(e) => {
+            tracing::warn!(error = %crate::telemetry::chain(&e), "metrics: feed lag not refreshed")
+        }
     }
     (
         [(

@@ -94,7 +94,7 @@ pub async fn serve(
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     // Out of file descriptors, most likely: wait for some to close.
-                    tracing::error!(error = %e, ?addr, "accept error");
+                    tracing::error!(error = %crate::telemetry::chain(&e), ?addr, "accept error");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -119,7 +119,7 @@ pub async fn serve(
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "HTTP connection ended with an error");
+                tracing::debug!(error = %crate::telemetry::chain(&*e), "HTTP connection ended with an error");
             }
             drop(permit);
         });

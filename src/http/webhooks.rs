@@ -88,7 +88,7 @@ async fn fal_webhook(
                 _ => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             };
             metrics::counter!("webhook_verifications_total", "result" => result).increment(1);
-            tracing::warn!(error = %e, result, "FAL webhook refused");
+            tracing::warn!(error = %crate::telemetry::chain(&e), result, "FAL webhook refused");
             return status;
         }
     };
@@ -137,7 +137,7 @@ async fn fal_webhook(
             StatusCode::OK
         }
         Err(e) => {
-            tracing::error!(%avatar_id, request_id = %payload.request_id, error = %e,
+            tracing::error!(%avatar_id, request_id = %payload.request_id, error = %crate::telemetry::chain(&e),
                 "could not store a FAL webhook; FAL will deliver it again");
             StatusCode::SERVICE_UNAVAILABLE
         }

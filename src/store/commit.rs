@@ -112,7 +112,7 @@ impl GroupCommit {
                 }
             }
             Err(e) => {
-                tracing::debug!(commands = batch.len(), error = %e,
+                tracing::debug!(commands = batch.len(), error = %crate::telemetry::chain(&e),
                     "grouped append failed; appending its commands one by one");
                 for p in batch {
                     let result = insert(&self.pool, &[(p.aggregate_type, &p.events)]).await;

@@ -51,7 +51,7 @@ pub const NOTIFY_EVERY: Duration = Duration::from_millis(5);
 impl From<ProjectionError> for StoreError {
     fn from(e: ProjectionError) -> Self {
         match e {
-            ProjectionError::Database(e) => Self::Database(e.to_string()),
+            ProjectionError::Database(e) => Self::Database(e),
             ProjectionError::Invalid(e) => Self::Corrupt(e),
         }
     }
@@ -255,7 +255,7 @@ async fn listen(
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
                 if let Err(e) = listener.listen(CHANNEL).await {
-                    tracing::warn!(error = %e, "feed: LISTEN failed");
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "feed: LISTEN failed");
                 } else {
                     loop {
                         match listener.recv().await {
@@ -267,14 +267,16 @@ async fn listen(
                                 }
                             }
                             Err(e) => {
-                                tracing::warn!(error = %e, "feed: notification stream broke");
+                                tracing::warn!(error = %crate::telemetry::chain(&e), "feed: notification stream broke");
                                 break;
                             }
                         }
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "feed: cannot open LISTEN connection"),
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "feed: cannot open LISTEN connection")
+            }
         }
         if pool.is_closed() {
             return;
@@ -337,7 +339,7 @@ async fn send_notifications(
                 .execute(&pool)
                 .await;
         if let Err(e) = sent {
-            tracing::debug!(error = %e, "feed: NOTIFY failed; other instances will poll");
+            tracing::debug!(error = %crate::telemetry::chain(&e), "feed: NOTIFY failed; other instances will poll");
         }
         tokio::time::sleep(NOTIFY_EVERY).await;
     }

@@ -58,8 +58,16 @@ pub enum StoreError {
     Rejected(#[from] AvatarError),
     #[error("the avatar kept changing under concurrent commands; gave up after {0} attempts")]
     Conflict(u32),
-    #[error("database error: {0}")]
-    Database(String),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("database migrations")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The event-sourcing framework failed below the domain (its own connection handling).
+    #[error("event store")]
+    EventStore(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A task doing store work on another thread died (a panic) before answering.
+    #[error("{0}")]
+    Task(&'static str, #[source] tokio::task::JoinError),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
     #[error("the database schema is not up to date ({pending} migrations pending): run `aisha migrate` first")]
@@ -75,18 +83,6 @@ pub enum StoreError {
     /// The credits ledger failed where an avatar step needed it.
     #[error("credits ledger: {0}")]
     Ledger(#[source] Box<accounts::AccountStoreError>),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Database(e.to_string())
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Self::Database(format!("migration failed: {e}"))
-    }
 }
 
 /// A connection pool to one of the two supported databases.
@@ -149,7 +145,7 @@ impl Database {
                     Ok(pool) => break pool,
                     Err(e) if attempt < 8 && is_sqlite_busy(&e) => {
                         attempt += 1;
-                        tracing::debug!(attempt, error = %e, "SQLite file busy while opening; trying again");
+                        tracing::debug!(attempt, error = %crate::telemetry::chain(&e), "SQLite file busy while opening; trying again");
                         tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
                     }
                     Err(e) => return Err(e.into()),
@@ -186,7 +182,7 @@ impl Database {
                         Ok(()) => break,
                         Err(e) if attempt < 8 => {
                             attempt += 1;
-                            tracing::debug!(attempt, error = %e, "SQLite migration raced another process; trying again");
+                            tracing::debug!(attempt, error = %crate::telemetry::chain(&e), "SQLite migration raced another process; trying again");
                             tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                         }
                         Err(e) => return Err(e.into()),
@@ -655,8 +651,8 @@ fn from_aggregate(e: AggregateError<AvatarError>) -> StoreError {
     match e {
         AggregateError::UserError(refusal) => StoreError::Rejected(refusal),
         AggregateError::AggregateConflict => StoreError::Conflict(1),
-        AggregateError::DatabaseConnectionError(e) => StoreError::Database(e.to_string()),
+        AggregateError::DatabaseConnectionError(e) => StoreError::EventStore(e),
         AggregateError::DeserializationError(e) => StoreError::Corrupt(e.to_string()),
-        AggregateError::UnexpectedError(e) => StoreError::Database(e.to_string()),
+        AggregateError::UnexpectedError(e) => StoreError::EventStore(e),
     }
 }

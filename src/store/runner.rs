@@ -62,7 +62,7 @@ impl<E: FeedStream> Replay<E> {
             .unzip();
         tokio::spawn(async move {
             if let Err(e) = read_ahead::<E>(conn, senders).await {
-                tracing::warn!(error = %e, "rebuild: shared reading stopped; each rebuild reads the rest itself");
+                tracing::warn!(error = %crate::telemetry::chain(&e), "rebuild: shared reading stopped; each rebuild reads the rest itself");
             }
         });
         Ok(Some(replays))
@@ -92,7 +92,7 @@ async fn read_ahead<E: FeedStream>(
         if let Some(previous) = previous {
             let events = previous
                 .await
-                .map_err(|e| StoreError::Database(format!("decoding a replay batch: {e}")))??;
+                .map_err(|e| StoreError::Task("decoding a replay batch", e))??;
             let batch = Arc::new(events);
             let mut open = 0;
             for sender in &senders {
@@ -303,7 +303,7 @@ impl<E: FeedStream> ProjectionRunner<E> {
             .await
             .map_err(|e| {
                 tracing::error!(projection = name, from_position = first.cursor().position,
-                to_position = last.cursor().position, error = %e,
+                to_position = last.cursor().position, error = %crate::telemetry::chain(&e),
                 "projection failed to apply a batch");
                 StoreError::from(e)
             })?;
@@ -375,7 +375,7 @@ impl<E: FeedStream> ProjectionRunner<E> {
             .await?;
         let result = self.rebuild_through(&mut guard, &shadow, replay).await;
         if let Err(e) = &result {
-            tracing::error!(projection = name, error = %e, "rebuild failed; live tables untouched");
+            tracing::error!(projection = name, error = %crate::telemetry::chain(e), "rebuild failed; live tables untouched");
         }
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(lock_key(&shadow.consumer))
@@ -447,7 +447,7 @@ impl<E: FeedStream> ProjectionRunner<E> {
                     .apply_batch(&mut shadow_tx, &events)
                     .await
                     .map_err(|e| {
-                        tracing::error!(projection = name, error = %e,
+                        tracing::error!(projection = name, error = %crate::telemetry::chain(&e),
                             "projection failed to apply a replayed batch");
                         StoreError::from(e)
                     })?;
@@ -528,7 +528,7 @@ impl<E: FeedStream> ProjectionRunner<E> {
         let mut wake = self.feed.subscribe();
         loop {
             if let Err(e) = self.catch_up().await {
-                tracing::error!(projection = self.name(), error = %e, "projection runner failed; retrying");
+                tracing::error!(projection = self.name(), error = %crate::telemetry::chain(&e), "projection runner failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             let _ = tokio::time::timeout(POLL_INTERVAL, wake.changed()).await;

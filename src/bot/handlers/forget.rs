@@ -111,7 +111,7 @@ pub(super) async fn confirm(ctx: &Ctx, dialogue: &BotDialogue) -> Result<Answer,
             Ok(Answer::Silent)
         }
         Err(e) => {
-            tracing::error!(user = ctx.user, error = %e, "erasure requested in the bot did not finish");
+            tracing::error!(user = ctx.user, error = %crate::telemetry::chain(&e), "erasure requested in the bot did not finish");
             Ok(Answer::Alert(w.failed.to_owned()))
         }
     }

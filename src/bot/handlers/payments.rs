@@ -245,7 +245,7 @@ async fn record(
         {
             Err(e @ AccountStoreError::Rejected(_)) => return Err(e),
             Err(e) if attempt < RECORD_ATTEMPTS => {
-                tracing::warn!(user = ctx.user, attempt, error = %e, "ledger write failed; retrying");
+                tracing::warn!(user = ctx.user, attempt, error = %crate::telemetry::chain(&e), "ledger write failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                 attempt += 1;
             }
@@ -282,7 +282,7 @@ pub(super) async fn grant_welcome(ctx: &Ctx) -> Option<aggregates::Account> {
     let account = match ctx.deps.accounts.load(ctx.user).await {
         Ok(account) => account,
         Err(e) => {
-            tracing::warn!(user = ctx.user, error = %e, "could not read the account for the welcome gift");
+            tracing::warn!(user = ctx.user, error = %crate::telemetry::chain(&e), "could not read the account for the welcome gift");
             return None;
         }
     };
@@ -307,7 +307,7 @@ pub(super) async fn grant_welcome(ctx: &Ctx) -> Option<aggregates::Account> {
             ctx.deps.accounts.load(ctx.user).await.ok()
         }
         Err(e) => {
-            tracing::warn!(user = ctx.user, error = %e, "could not grant the welcome credits");
+            tracing::warn!(user = ctx.user, error = %crate::telemetry::chain(&e), "could not grant the welcome credits");
             Some(account)
         }
     }

@@ -312,7 +312,7 @@ pub(super) async fn is_main(ctx: &Ctx, avatar_id: Uuid) -> bool {
     match ctx.deps.users.get(ctx.user).await {
         Ok(user) => user.and_then(|u| u.main_avatar_id) == Some(avatar_id),
         Err(e) => {
-            tracing::warn!(user = ctx.user, error = %e, "could not read the main avatar");
+            tracing::warn!(user = ctx.user, error = %crate::telemetry::chain(&e), "could not read the main avatar");
             false
         }
     }

@@ -100,7 +100,7 @@ async fn receive(State(hook): State<Webhook>, headers: HeaderMap, body: Bytes) -
         Ok(incoming) => incoming,
         Err(e) => {
             // Not an update at all: Telegram never sends one, so retrying would not help.
-            tracing::warn!(error = %e, bytes = body.len(), "a webhook body that is not an update");
+            tracing::warn!(error = %crate::telemetry::chain(&e), bytes = body.len(), "a webhook body that is not an update");
             return StatusCode::BAD_REQUEST;
         }
     };
@@ -138,7 +138,7 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 /// runs this; the offset advances past an update only once it is stored.
 pub async fn poll(bot: TgBot, inbox: Inbox, wake: Wake, mut stop: watch::Receiver<bool>) {
     if let Err(e) = send::retrying("deleteWebhook", || bot.delete_webhook().send()).await {
-        tracing::warn!(error = %e, "could not delete the webhook before polling");
+        tracing::warn!(error = %crate::telemetry::chain(&e), "could not delete the webhook before polling");
     }
     let mut offset: i32 = 0;
     let mut failures: u32 = 0;
@@ -163,7 +163,9 @@ pub async fn poll(bot: TgBot, inbox: Inbox, wake: Wake, mut stop: watch::Receive
                     RequestError::Api(ApiError::TerminatedByOtherGetUpdates) => {
                         tracing::warn!("another getUpdates is running for this bot")
                     }
-                    _ => tracing::warn!(error = %e, failures, "getUpdates failed; retrying"),
+                    _ => {
+                        tracing::warn!(error = %crate::telemetry::chain(&e), failures, "getUpdates failed; retrying")
+                    }
                 }
                 let backoff = Duration::from_millis(250 * u64::from(failures.min(20)));
                 tokio::select! {
@@ -180,8 +182,10 @@ pub async fn poll(bot: TgBot, inbox: Inbox, wake: Wake, mut stop: watch::Receive
         for update in &updates {
             match Incoming::from_update(update) {
                 Ok(u) => incoming.push(u),
-                Err(e) => tracing::error!(update_id = update.id.0, error = %e,
-                    "could not serialise an update for the inbox; it is dropped"),
+                Err(e) => {
+                    tracing::error!(update_id = update.id.0, error = %crate::telemetry::chain(&e),
+                    "could not serialise an update for the inbox; it is dropped")
+                }
             }
         }
         // Until this commits the offset stays: the same updates come again.

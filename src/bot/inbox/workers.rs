@@ -160,7 +160,7 @@ async fn chat_loop(
         let update: Update = match serde_json::from_str(&taken.body) {
             Ok(update) => update,
             Err(e) => {
-                tracing::error!(update_id = taken.update_id, chat = claim.chat, error = %e,
+                tracing::error!(update_id = taken.update_id, chat = claim.chat, error = %crate::telemetry::chain(&e),
                     "a stored update is not readable; it is dropped");
                 h.inbox
                     .finish(claim, taken.update_id, Outcome::Failed, false)
@@ -215,7 +215,7 @@ async fn dispatch(h: &Arc<Handling>, update: Update, update_id: i64, attempt: i3
             Outcome::Handled
         }
         Err(e) => {
-            tracing::error!(update_id, error = %e, "a Telegram update's handler panicked");
+            tracing::error!(update_id, error = %crate::telemetry::chain(&e), "a Telegram update's handler panicked");
             Outcome::Failed
         }
     }
