@@ -65,6 +65,8 @@ pub struct Feed {
     /// Notifiers whose writers wake this feed in-process already ([`Feed::notify`]), so their
     /// notifications arriving through PostgreSQL would only cost a second, empty read.
     local: Arc<std::sync::RwLock<HashSet<String>>>,
+    /// Held by every clone: the LISTEN connection is given back once the last one is gone.
+    alive: Arc<()>,
 }
 
 impl Feed {
@@ -75,12 +77,14 @@ impl Feed {
             db,
             wake,
             local: Arc::default(),
+            alive: Arc::new(()),
         };
         if let Database::Postgres(pool) = &feed.db {
             let pool = pool.clone();
             let wake = feed.wake.clone();
             let local = feed.local.clone();
-            tokio::spawn(async move { listen(pool, wake, local).await });
+            let alive = Arc::downgrade(&feed.alive);
+            tokio::spawn(async move { listen(pool, wake, local, alive).await });
         }
         feed
     }
@@ -250,7 +254,9 @@ async fn listen(
     pool: sqlx::PgPool,
     wake: watch::Sender<u64>,
     local: Arc<std::sync::RwLock<HashSet<String>>>,
+    alive: std::sync::Weak<()>,
 ) {
+    let mut look = tokio::time::interval(Duration::from_secs(1));
     loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
@@ -258,7 +264,16 @@ async fn listen(
                     tracing::warn!(error = %crate::telemetry::chain(&e), "feed: LISTEN failed");
                 } else {
                     loop {
-                        match listener.recv().await {
+                        let received = tokio::select! {
+                            received = listener.recv() => received,
+                            _ = look.tick() => {
+                                if alive.strong_count() == 0 {
+                                    return;
+                                }
+                                continue;
+                            }
+                        };
+                        match received {
                             Ok(n) => {
                                 let ours =
                                     local.read().is_ok_and(|local| local.contains(n.payload()));
@@ -278,7 +293,7 @@ async fn listen(
                 tracing::warn!(error = %crate::telemetry::chain(&e), "feed: cannot open LISTEN connection")
             }
         }
-        if pool.is_closed() {
+        if pool.is_closed() || alive.strong_count() == 0 {
             return;
         }
         // Readers fall back to polling meanwhile.

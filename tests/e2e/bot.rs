@@ -314,7 +314,8 @@ async fn whole_story(app: TestApp) {
             .any(|d| d.duplicate && d.status == Some(200))
     })
     .await;
-    tokio::time::sleep(POLLER_PAUSE).await;
+    // The status poller's look at the finished training, and anything else due, is over.
+    app.settle().await;
     assert_eq!(
         count_bot_texts(&anna, "готов!"),
         1,
@@ -577,9 +578,6 @@ async fn whole_story(app: TestApp) {
 
     app.shutdown().await;
 }
-
-/// Long enough for the status poller's first look at a finished training (fast settings).
-const POLLER_PAUSE: Duration = Duration::from_millis(2500);
 
 // ---------------------------------------------------------------------------------------------
 // Safety: forged, foreign and stale buttons
@@ -1140,7 +1138,7 @@ async fn a_user_who_blocked_the_bot_is_not_retried_forever() {
             .count()
     };
     eventually("the notification attempt", || ready_attempts() >= 1).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.settle().await;
     assert_eq!(
         ready_attempts(),
         1,

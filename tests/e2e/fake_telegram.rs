@@ -557,7 +557,8 @@ async fn get_updates_long_polls_and_confirms_by_offset() -> Result<(), Box<dyn s
         let bot = bot.clone();
         async move { bot.get_updates().timeout(10).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The second long poll is waiting at the fake before the update arrives.
+    fake.wait_for_requests("getUpdates", 2).await?;
     let started = tokio::time::Instant::now();
     dana.send_text("wake up");
     let updates = poll.await??;

@@ -193,7 +193,11 @@ async fn a_rebuild_replays_from_the_start(db: Database) {
 }
 
 /// A transaction that appends an event and stays open, as a slow writer would.
-async fn hold_open_append(pool: &PgPool, release: tokio::sync::oneshot::Receiver<()>) {
+async fn hold_open_append(
+    pool: &PgPool,
+    inserted: tokio::sync::oneshot::Sender<()>,
+    release: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut tx = pool.begin().await.unwrap();
     let id = Uuid::new_v4();
     let payload = serde_json::json!({"AvatarCreated": {
@@ -209,6 +213,7 @@ async fn hold_open_append(pool: &PgPool, release: tokio::sync::oneshot::Receiver
     .execute(&mut *tx)
     .await
     .unwrap();
+    let _ = inserted.send(());
     let _ = release.await;
     tx.commit().await.unwrap();
 }
@@ -222,11 +227,12 @@ async fn a_late_committing_writer_is_never_skipped(pool: PgPool) {
 
     // A slow writer takes a low position and holds its transaction open …
     let (release, held) = tokio::sync::oneshot::channel();
+    let (inserted, positioned) = tokio::sync::oneshot::channel();
     let slow = tokio::spawn({
         let pool = pool.clone();
-        async move { hold_open_append(&pool, held).await }
+        async move { hold_open_append(&pool, inserted, held).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    positioned.await.unwrap();
 
     // … while concurrent writers commit events with higher positions.
     let writers = (0..8).map(|_| {

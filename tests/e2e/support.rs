@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod s3;
+pub mod settle;
 
 use aggregates::{
     Action, Actor, AvatarType, Command, Gender, ImageFormat, PhotoMeta, TrainingOutput,
@@ -348,6 +349,16 @@ async fn start(
 
 impl TestApp {
     /// The configuration the application was built with (its database and photo store).
+    /// Waits until nothing is left to happen on its own (see [`settle::settle`]).
+    pub async fn settle(&self) {
+        settle::settle(&self.db, Some(&self.telegram)).await;
+    }
+
+    /// Waits until what has been set off already is done (see [`settle::settle_within`]).
+    pub async fn settle_within(&self, horizon: std::time::Duration) {
+        settle::settle_within(&self.db, Some(&self.telegram), horizon).await;
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
