@@ -348,7 +348,6 @@ async fn start(
 }
 
 impl TestApp {
-    /// The configuration the application was built with (its database and photo store).
     /// Waits until nothing is left to happen on its own (see [`settle::settle`]).
     pub async fn settle(&self) {
         settle::settle(&self.db, Some(&self.telegram)).await;
@@ -359,6 +358,7 @@ impl TestApp {
         settle::settle_within(&self.db, Some(&self.telegram), horizon).await;
     }
 
+    /// The configuration the application was built with (its database and photo store).
     pub fn config(&self) -> &Config {
         &self.config
     }
