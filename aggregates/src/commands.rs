@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::presets::{GenerationPreset, StyleTrainer, TrainingPreset};
-use crate::values::{Actor, AvatarType, Gender, GeneratedImage, PhotoMeta};
+use crate::presets::{AvatarType, GenerationPreset, StyleTrainer, TrainingPreset};
+use crate::values::{Actor, Gender, GeneratedImage, PhotoMeta};
 
 /// A command: who asks, when, and what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::values::AvatarType;
+use crate::presets::AvatarType;
 
 /// Which type rule (seed 000) a piece of model data breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

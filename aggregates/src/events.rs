@@ -6,9 +6,9 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::avatar::TrainedModel;
-use crate::presets::{GenerationPreset, TrainerParams, TrainingPreset};
-use crate::values::{Actor, AvatarName, AvatarType, Gender, GeneratedImage, PhotoMeta};
+use crate::model::TrainedModel;
+use crate::presets::{AvatarType, GenerationPreset, TrainerParams, TrainingPreset};
+use crate::values::{Actor, AvatarName, Gender, GeneratedImage, PhotoMeta};
 
 /// Everything that can happen to an avatar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,8 @@
 //! - [`values`] — small validated types (names, photo metadata, actors);
 //! - [`presets`] — training and generation presets and the exact FAL inputs they produce;
 //! - [`avatar`] — the aggregate: state, `handle` (rules) and `apply` (state changes);
-//! - [`commands`], [`events`], [`errors`] — the aggregate's vocabulary;
+//! - [`commands`], [`events`], [`errors`] — the aggregate's vocabulary, and [`model`] the
+//!   typed model data a training leaves;
 //! - [`account`] — the credits ledger of one Telegram user, with its own commands, events and errors.
 
 pub mod account;
@@ -14,6 +15,7 @@ pub mod avatar;
 pub mod commands;
 pub mod errors;
 pub mod events;
+pub mod model;
 pub mod presets;
 pub mod values;
 
@@ -21,12 +23,15 @@ pub use account::{
     account_id, balance_from_events, Account, AccountAction, AccountCommand, AccountError,
     AccountEvent, GrantSource, RefundRequester, ReleaseReason, ReservationPurpose,
 };
-pub use avatar::{Avatar, AvatarStatus, FalJob, TrainedModel};
+pub use avatar::{Avatar, AvatarStatus, FalJob};
 pub use commands::{Action, Command, TrainingOutput};
 pub use errors::AvatarError;
 pub use events::AvatarEvent;
-pub use presets::{AspectRatio, GenerationPreset, ModelKind, StyleTrainer, TrainingPreset};
+pub use model::TrainedModel;
+pub use presets::{
+    AspectRatio, AvatarType, GenerationPreset, ModelKind, StyleTrainer, TrainingPreset,
+};
 pub use values::{
-    Actor, AvatarName, AvatarType, BatchItem, Gender, GeneratedImage, ImageFormat, Origin,
-    PhotoMeta, UpscaleFactor,
+    Actor, AvatarName, BatchItem, Gender, GeneratedImage, ImageFormat, Origin, PhotoMeta,
+    UpscaleFactor,
 };

@@ -3,9 +3,34 @@
 //! Field names are FAL's own (see `fal-api.md`); the structs serialize to the JSON bodies that are
 //! submitted, so an event that carries them is also the record of what FAL was asked.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
-use crate::values::AvatarType;
+/// The two kinds of avatar; the kind decides trainer, model data and generation endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AvatarType {
+    /// A person's likeness, trained with the LoRA portrait trainer.
+    Portrait,
+    /// An art style or object, trained with the FLUX pro finetune trainer.
+    Style,
+}
+
+impl AvatarType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Portrait => "portrait",
+            Self::Style => "style",
+        }
+    }
+}
+
+impl fmt::Display for AvatarType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Trainer for portrait avatars.
 pub const PORTRAIT_TRAINER: &str = "fal-ai/flux-lora-portrait-trainer";

@@ -6,31 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::errors::AvatarError;
 
-/// The two kinds of avatar; the kind decides trainer, model data and generation endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AvatarType {
-    /// A person's likeness, trained with the LoRA portrait trainer.
-    Portrait,
-    /// An art style or object, trained with the FLUX pro finetune trainer.
-    Style,
-}
-
-impl AvatarType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Portrait => "portrait",
-            Self::Style => "style",
-        }
-    }
-}
-
-impl fmt::Display for AvatarType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Gender chosen at creation; it steers prompts, not rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

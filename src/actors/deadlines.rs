@@ -11,20 +11,13 @@ use aggregates::{Action, Actor, AvatarStatus, Command};
 use chrono::Utc;
 use uuid::Uuid;
 
+use super::settle::DEADLINE_REASON;
 use super::{Services, POLLER_ACTOR};
 use crate::store::StoreError;
 use crate::telemetry;
 
 /// Most overdue jobs of each kind handled in one sweep.
 const SWEEP_LIMIT: i64 = 200;
-
-/// How every failure this sweeper records begins, so settling can tell a passed deadline.
-const DEADLINE_REASON: &str = "FAL gave no ";
-
-/// Whether a failure reason is one of this sweeper's (the work passed its deadline).
-pub fn is_deadline_reason(reason: &str) -> bool {
-    reason.starts_with(DEADLINE_REASON)
-}
 
 /// Runs until the task is dropped.
 pub async fn run(s: Services) {

@@ -111,9 +111,18 @@ pub fn for_event(event: &AvatarEvent, sequence: u64) -> Option<SettlePayload> {
     })
 }
 
+/// How every failure the deadline sweeper records begins, so settling can tell a passed
+/// deadline from FAL's own failures.
+pub const DEADLINE_REASON: &str = "FAL gave no ";
+
+/// Whether a failure reason is the deadline sweeper's (the work passed its deadline).
+pub fn is_deadline_reason(reason: &str) -> bool {
+    reason.starts_with(DEADLINE_REASON)
+}
+
 /// A failure the deadline sweeper recorded is a passed deadline; a cancelled job a cancellation.
 fn release_reason(reason: &str) -> ReleaseReason {
-    if super::deadlines::is_deadline_reason(reason) {
+    if is_deadline_reason(reason) {
         ReleaseReason::DeadlinePassed
     } else if crate::fal::FailureKind::from_reason(reason) == crate::fal::FailureKind::Cancelled {
         ReleaseReason::Cancelled
@@ -383,7 +392,7 @@ mod tests {
         };
         let released = |reason| Settlement::Release { reason };
         let deadline = format!("{}images within 10 min", "FAL gave no ");
-        assert!(super::super::deadlines::is_deadline_reason(&deadline));
+        assert!(super::is_deadline_reason(&deadline));
         assert_eq!(
             for_event(&failed(&deadline), 4).map(|p| p.settlement),
             Some(released(ReleaseReason::DeadlinePassed))
