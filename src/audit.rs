@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 mod money;
 mod rebuild;
+pub mod render;
 
 pub use money::{MoneyProblem, MoneyReport};
 pub use rebuild::{rebuild, rebuild_all, select, Rebuilt, Selected};

@@ -154,7 +154,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
     Ok(DemoReport {
         transcript: anna.render_transcript(),
         second_transcript: bob.render_transcript(),
-        history: crate::cli::render_history(&history),
+        history: crate::audit::render::render_history(&history),
         portrait_id,
     })
 }

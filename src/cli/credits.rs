@@ -7,9 +7,10 @@ use aggregates::{AccountAction, AccountCommand, Actor};
 use chrono::{NaiveDate, Utc};
 use uuid::Uuid;
 
-use super::{escape_for_terminal, render_table, CliError, PromoCommand};
+use super::{CliError, PromoCommand};
 use crate::actors::refund::{self, RefundBy, RefundRequest};
 use crate::actors::work::WorkQueue;
+use crate::audit::render::{escape_for_terminal, render_table};
 use crate::store::accounts::AccountStore;
 use crate::store::promo::{PromoCodes, PromoError};
 use crate::store::Database;

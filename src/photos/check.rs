@@ -358,19 +358,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> Result<(), &'static str> {
             .filter(|&end| end <= bytes.len())
             .ok_or(CUT)?;
         if marker == 0xDA {
-            i = skip_scan_data(bytes, i).ok_or(CUT)?;
-        }
-    }
-}
-
-/// Returns the offset of the marker that ends a scan, or `None` if the data ends first.
-pub(super) fn skip_scan_data(bytes: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        i += bytes.get(i..)?.iter().position(|&b| b == 0xFF)?;
-        match *bytes.get(i + 1)? {
-            // Stuffed 0xFF, restart marker, or a fill byte: still inside the scan.
-            0x00 | 0xD0..=0xD7 | 0xFF => i += 1,
-            _ => return Some(i),
+            i = super::metadata::skip_scan_data(bytes, i).ok_or(CUT)?;
         }
     }
 }

@@ -7,7 +7,7 @@
 //! needs stays: JPEG's JFIF, ICC profile and Adobe colour-transform segments, PNG's colour and
 //! transparency chunks, WebP's ICC profile, alpha and animation chunks.
 //!
-//! Orientation: our intake ([`super::check`]) never applies it (the size rule holds either
+//! Orientation: our intake (`super::check`) never applies it (the size rule holds either
 //! way), but FAL's trainers see the photo as a viewer would only if the EXIF orientation
 //! survives. Re-encoding rotated pixels would lose quality and change what was inspected, so
 //! when a photo is not upright the EXIF block is replaced by one holding the orientation tag
@@ -169,7 +169,7 @@ fn jpeg(b: &[u8]) -> Result<Plan, MetadataError> {
             .ok_or_else(|| damaged_jpeg(CUT))?;
         let payload = &b[m + 3..end];
         if marker == 0xDA {
-            let scan_end = super::check::skip_scan_data(b, end).ok_or_else(|| damaged_jpeg(CUT))?;
+            let scan_end = skip_scan_data(b, end).ok_or_else(|| damaged_jpeg(CUT))?;
             plan.keep(start..scan_end);
             i = scan_end;
             continue;
@@ -548,6 +548,18 @@ fn minimal_tiff(orientation: u16) -> Vec<u8> {
     tiff.extend_from_slice(&[0, 0]);
     tiff.extend_from_slice(&0u32.to_le_bytes()); // no next directory
     tiff
+}
+
+/// Returns the offset of the marker that ends a scan, or `None` if the data ends first.
+pub(super) fn skip_scan_data(bytes: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i += bytes.get(i..)?.iter().position(|&b| b == 0xFF)?;
+        match *bytes.get(i + 1)? {
+            // Stuffed 0xFF, restart marker, or a fill byte: still inside the scan.
+            0x00 | 0xD0..=0xD7 | 0xFF => i += 1,
+            _ => return Some(i),
+        }
+    }
 }
 
 #[cfg(test)]
