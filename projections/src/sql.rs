@@ -27,6 +27,8 @@ pub enum Arg {
     Time(DateTime<Utc>),
     OptTime(Option<DateTime<Utc>>),
     Date(NaiveDate),
+    /// JSON: `jsonb` on PostgreSQL, text on SQLite.
+    Json(serde_json::Value),
 }
 
 impl From<i64> for Arg {
@@ -230,6 +232,7 @@ macro_rules! bind_all {
                 Arg::Time(v) => q.bind(v),
                 Arg::OptTime(v) => q.bind(v),
                 Arg::Date(v) => q.bind(v),
+                Arg::Json(v) => q.bind(sqlx::types::Json(v)),
             };
         }
         q
@@ -467,15 +470,17 @@ type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>
 
 impl Column {
     /// An empty column of the value's type.
-    fn like(arg: &Arg, capacity: usize) -> Self {
-        match arg {
+    /// An empty column for values like `arg`; `None` for kinds bound row by row (JSON).
+    fn like(arg: &Arg, capacity: usize) -> Option<Self> {
+        Some(match arg {
             Arg::I64(_) | Arg::OptI64(_) => Self::I64(Vec::with_capacity(capacity)),
             Arg::F64(_) | Arg::OptF64(_) => Self::F64(Vec::with_capacity(capacity)),
             Arg::Bool(_) => Self::Bool(Vec::with_capacity(capacity)),
             Arg::Text(_) | Arg::OptText(_) => Self::Text(Vec::with_capacity(capacity)),
             Arg::Time(_) | Arg::OptTime(_) => Self::Time(Vec::with_capacity(capacity)),
             Arg::Date(_) => Self::Date(Vec::with_capacity(capacity)),
-        }
+            Arg::Json(_) => return None,
+        })
     }
 
     /// Appends a value; `false` when it is not of the column's type.
@@ -499,7 +504,10 @@ impl Column {
     /// The rows as columns; `None` when a column mixes types (then the caller binds row by row).
     fn transpose(rows: &[Vec<Arg>], width: usize) -> Option<Vec<Self>> {
         let first = rows.first()?;
-        let mut columns: Vec<Self> = first.iter().map(|a| Self::like(a, rows.len())).collect();
+        let mut columns: Vec<Self> = first
+            .iter()
+            .map(|a| Self::like(a, rows.len()))
+            .collect::<Option<_>>()?;
         for row in rows {
             if row.len() != width {
                 return None;
@@ -515,7 +523,7 @@ impl Column {
 
     /// A list of keys as one column.
     fn transpose_one(keys: &[Arg]) -> Option<Self> {
-        let mut column = Self::like(keys.first()?, keys.len());
+        let mut column = Self::like(keys.first()?, keys.len())?;
         keys.iter().all(|k| column.push(k)).then_some(column)
     }
 

@@ -12,18 +12,20 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use futures::future::BoxFuture;
-use sqlx::Row;
+use projections::Arg;
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::types::ChatId;
 
 use super::State;
-use crate::store::Database;
+use crate::store::{Database, StoreError};
 
 /// Why a step could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum DialogueError {
-    #[error("dialogue storage: {0}")]
+    #[error("dialogue storage")]
     Database(#[from] sqlx::Error),
+    #[error("dialogue storage")]
+    Store(#[from] StoreError),
     #[error("dialogue storage: a stored step is not readable: {0}")]
     Corrupt(#[from] serde_json::Error),
 }
@@ -39,35 +41,28 @@ impl Dialogues {
     }
 
     async fn load(&self, chat: ChatId) -> Result<Option<State>, DialogueError> {
-        let stored: Option<String> = match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query("SELECT state::text AS state FROM bot_dialogues WHERE chat_id = $1")
-                    .bind(chat.0)
-                    .fetch_optional(pool)
-                    .await?
-                    .map(|r| r.get("state"))
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query("SELECT state FROM bot_dialogues WHERE chat_id = ?1")
-                    .bind(chat.0)
-                    .fetch_optional(pool)
-                    .await?
-                    .map(|r| r.get("state"))
-            }
+        let mut conn = self.db.acquire().await?;
+        let row = conn
+            .tx()
+            .fetch_optional(
+                "SELECT state FROM bot_dialogues WHERE chat_id = $1",
+                vec![Arg::I64(chat.0)],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
         };
-        let state = match stored {
-            None => None,
-            Some(json) => match serde_json::from_str::<State>(&json) {
-                Ok(state) => Some(state),
-                Err(e) => {
-                    // A step written by another version: better to start the chat afresh than
-                    // to refuse every message from it.
-                    tracing::warn!(chat = chat.0, error = %crate::telemetry::chain(&e), "unreadable dialogue step; starting afresh");
-                    None
-                }
-            },
-        };
-        Ok(state)
+        match row.get::<sqlx::types::Json<State>>("state") {
+            Ok(state) => Ok(Some(state.0)),
+            Err(sqlx::Error::ColumnDecode { source, .. }) => {
+                // A step written by another version: better to start the chat afresh than to
+                // refuse every message from it.
+                tracing::warn!(chat = chat.0, error = %crate::telemetry::chain(&*source),
+                    "unreadable dialogue step; starting afresh");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn store(&self, chat: ChatId, state: State) -> Result<(), DialogueError> {
@@ -75,54 +70,27 @@ impl Dialogues {
             // Idle is the absence of a row: most chats are idle most of the time.
             return self.forget(chat).await;
         }
-        let json = serde_json::to_string(&state)?;
-        let now = Utc::now();
-        match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query(
-                    "INSERT INTO bot_dialogues (chat_id, state, updated_at)
-                     VALUES ($1, $2::jsonb, $3)
-                     ON CONFLICT (chat_id) DO UPDATE
-                        SET state = excluded.state, updated_at = excluded.updated_at",
-                )
-                .bind(chat.0)
-                .bind(json)
-                .bind(now)
-                .execute(pool)
-                .await?;
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query(
-                    "INSERT INTO bot_dialogues (chat_id, state, updated_at)
-                     VALUES (?1, ?2, ?3)
-                     ON CONFLICT (chat_id) DO UPDATE
-                        SET state = excluded.state, updated_at = excluded.updated_at",
-                )
-                .bind(chat.0)
-                .bind(json)
-                .bind(now.to_rfc3339())
-                .execute(pool)
-                .await?;
-            }
-        }
+        let json = serde_json::to_value(&state)?;
+        let mut conn = self.db.acquire().await?;
+        conn.tx()
+            .execute(
+                "INSERT INTO bot_dialogues (chat_id, state, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (chat_id) DO UPDATE
+                    SET state = excluded.state, updated_at = excluded.updated_at",
+                vec![Arg::I64(chat.0), Arg::Json(json), Arg::Time(Utc::now())],
+            )
+            .await?;
         Ok(())
     }
 
     async fn forget(&self, chat: ChatId) -> Result<(), DialogueError> {
-        match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query("DELETE FROM bot_dialogues WHERE chat_id = $1")
-                    .bind(chat.0)
-                    .execute(pool)
-                    .await?;
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query("DELETE FROM bot_dialogues WHERE chat_id = ?1")
-                    .bind(chat.0)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        let mut conn = self.db.acquire().await?;
+        conn.tx()
+            .execute(
+                "DELETE FROM bot_dialogues WHERE chat_id = $1",
+                vec![Arg::I64(chat.0)],
+            )
+            .await?;
         Ok(())
     }
 }

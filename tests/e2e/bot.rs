@@ -988,6 +988,28 @@ async fn a_step_in_the_middle_of_a_conversation_survives_a_restart() {
     app.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_step_this_version_cannot_read_starts_the_chat_afresh() {
+    let app = spawn_app().await;
+    let anna = app.user(ANNA, "Анна", "ru");
+    // A step another release wrote (or a damaged row): refusing every message from the chat
+    // would lock Anna out, so it reads as no step at all.
+    let aisha::store::Database::Sqlite(pool) = &app.db else {
+        unreachable!("spawn_app runs on SQLite")
+    };
+    sqlx::query(
+        "INSERT INTO bot_dialogues (chat_id, state, updated_at)
+         VALUES (?1, '{\"step\": \"hologram\"}', '2026-01-01T00:00:00+00:00')",
+    )
+    .bind(anna.chat_id())
+    .execute(pool)
+    .await
+    .unwrap();
+    anna.send_command("/cancel");
+    text(&anna, "Сейчас нечего отменять.").await;
+    app.shutdown().await;
+}
+
 /// The conversation steps stored in `bot_dialogues`.
 async fn stored_steps(app: &TestApp) -> Vec<Value> {
     let sql = "SELECT state FROM bot_dialogues ORDER BY chat_id";
