@@ -29,6 +29,9 @@ pub enum Arg {
     Date(NaiveDate),
     /// JSON: `jsonb` on PostgreSQL, text on SQLite.
     Json(serde_json::Value),
+    /// A column of type `uuid` on PostgreSQL, text on SQLite (ids kept as text on both are
+    /// [`Arg::Text`], which `From<Uuid>` gives).
+    Uuid(Option<uuid::Uuid>),
 }
 
 impl From<i64> for Arg {
@@ -217,6 +220,24 @@ fn clock(backend: Backend, sql: &str) -> String {
     out
 }
 
+/// How each backend takes a `uuid` column's value: PostgreSQL as a `uuid`, SQLite as the text
+/// its tables hold (sqlx would bind SQLite a 16-byte blob).
+trait BindUuid {
+    fn bind_uuid(self, value: Option<uuid::Uuid>) -> Self;
+}
+
+impl<'q> BindUuid for sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    fn bind_uuid(self, value: Option<uuid::Uuid>) -> Self {
+        self.bind(value)
+    }
+}
+
+impl<'q> BindUuid for sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    fn bind_uuid(self, value: Option<uuid::Uuid>) -> Self {
+        self.bind(value.map(|id| id.to_string()))
+    }
+}
+
 macro_rules! bind_all {
     ($query:expr, $args:expr) => {{
         let mut q = $query;
@@ -233,6 +254,7 @@ macro_rules! bind_all {
                 Arg::OptTime(v) => q.bind(v),
                 Arg::Date(v) => q.bind(v),
                 Arg::Json(v) => q.bind(sqlx::types::Json(v)),
+                Arg::Uuid(v) => BindUuid::bind_uuid(q, v),
             };
         }
         q
@@ -479,7 +501,7 @@ impl Column {
             Arg::Text(_) | Arg::OptText(_) => Self::Text(Vec::with_capacity(capacity)),
             Arg::Time(_) | Arg::OptTime(_) => Self::Time(Vec::with_capacity(capacity)),
             Arg::Date(_) => Self::Date(Vec::with_capacity(capacity)),
-            Arg::Json(_) => return None,
+            Arg::Json(_) | Arg::Uuid(_) => return None,
         })
     }
 

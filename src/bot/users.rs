@@ -6,11 +6,11 @@
 //! memory: another instance may have written the row since (a language switched and back).
 
 use chrono::Utc;
-use sqlx::Row;
+use projections::Arg;
 use uuid::Uuid;
 
 use super::texts::Lang;
-use crate::store::Database;
+use crate::store::{Database, StoreError};
 
 /// What the bot remembers about one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,145 +62,75 @@ impl Users {
         user_id: i64,
         chat_id: i64,
         language_code: Option<&str>,
-    ) -> Result<(), sqlx::Error> {
-        let now = Utc::now();
-        let sql = "INSERT INTO telegram_users (user_id, chat_id, language_code, updated_at)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (user_id) DO UPDATE
-                      SET chat_id = excluded.chat_id, language_code = excluded.language_code,
-                          updated_at = excluded.updated_at
-                    WHERE telegram_users.chat_id IS DISTINCT FROM excluded.chat_id
-                       OR telegram_users.language_code IS DISTINCT FROM excluded.language_code";
-        match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query(sql)
-                    .bind(user_id)
-                    .bind(chat_id)
-                    .bind(language_code)
-                    .bind(now)
-                    .execute(pool)
-                    .await?;
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query(&sql.replace('$', "?"))
-                    .bind(user_id)
-                    .bind(chat_id)
-                    .bind(language_code)
-                    .bind(now.to_rfc3339())
-                    .execute(pool)
-                    .await?;
-            }
-        }
-        Ok(())
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO telegram_users (user_id, chat_id, language_code, updated_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id) DO UPDATE
+                SET chat_id = excluded.chat_id, language_code = excluded.language_code,
+                    updated_at = excluded.updated_at
+              WHERE telegram_users.chat_id IS DISTINCT FROM excluded.chat_id
+                 OR telegram_users.language_code IS DISTINCT FROM excluded.language_code",
+            vec![
+                Arg::I64(user_id),
+                Arg::I64(chat_id),
+                Arg::OptText(language_code.map(str::to_owned)),
+                Arg::Time(Utc::now()),
+            ],
+        )
+        .await
     }
 
     /// Remembers the avatar the user worked with last (offered first when generating).
-    pub async fn set_last_avatar(&self, user_id: i64, avatar_id: Uuid) -> Result<(), sqlx::Error> {
-        let now = Utc::now();
-        match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query(
-                    "UPDATE telegram_users SET last_avatar_id = $2, updated_at = $3
-                      WHERE user_id = $1",
-                )
-                .bind(user_id)
-                .bind(avatar_id)
-                .bind(now)
-                .execute(pool)
-                .await?;
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query(
-                    "UPDATE telegram_users SET last_avatar_id = ?2, updated_at = ?3
-                      WHERE user_id = ?1",
-                )
-                .bind(user_id)
-                .bind(avatar_id.to_string())
-                .bind(now.to_rfc3339())
-                .execute(pool)
-                .await?;
-            }
-        }
-        Ok(())
+    pub async fn set_last_avatar(&self, user_id: i64, avatar_id: Uuid) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE telegram_users SET last_avatar_id = $2, updated_at = $3 WHERE user_id = $1",
+            vec![
+                Arg::I64(user_id),
+                Arg::Uuid(Some(avatar_id)),
+                Arg::Time(Utc::now()),
+            ],
+        )
+        .await
     }
 
     /// Makes `avatar_id` the avatar "Generate" goes to without asking.
-    pub async fn set_main_avatar(&self, user_id: i64, avatar_id: Uuid) -> Result<(), sqlx::Error> {
-        let sql = "UPDATE telegram_users SET main_avatar_id = $2 WHERE user_id = $1";
-        match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query(sql)
-                    .bind(user_id)
-                    .bind(avatar_id)
-                    .execute(pool)
-                    .await?;
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query(&sql.replace('$', "?"))
-                    .bind(user_id)
-                    .bind(avatar_id.to_string())
-                    .execute(pool)
-                    .await?;
-            }
-        }
-        Ok(())
+    pub async fn set_main_avatar(&self, user_id: i64, avatar_id: Uuid) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE telegram_users SET main_avatar_id = $2 WHERE user_id = $1",
+            vec![Arg::I64(user_id), Arg::Uuid(Some(avatar_id))],
+        )
+        .await
     }
 
     /// The user, if they ever talked to the bot.
-    pub async fn get(&self, user_id: i64) -> Result<Option<TelegramUser>, sqlx::Error> {
-        let row = match &self.db {
-            Database::Postgres(pool) => sqlx::query(
-                "SELECT chat_id, language_code, last_avatar_id::text AS last_avatar_id,
-                        images_per_request::bigint AS images_per_request, aspect_ratio,
-                        main_avatar_id::text AS main_avatar_id
+    pub async fn get(&self, user_id: i64) -> Result<Option<TelegramUser>, StoreError> {
+        let mut conn = self.db.acquire().await?;
+        let row = conn
+            .tx()
+            .fetch_optional(
+                "SELECT chat_id, language_code, CAST(last_avatar_id AS TEXT) AS last_avatar_id,
+                        CAST(images_per_request AS BIGINT) AS images_per_request, aspect_ratio,
+                        CAST(main_avatar_id AS TEXT) AS main_avatar_id
                    FROM telegram_users WHERE user_id = $1",
+                vec![Arg::I64(user_id)],
             )
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?
-            .map(|r| {
-                (
-                    r.get::<i64, _>("chat_id"),
-                    r.get::<Option<String>, _>("language_code"),
-                    r.get::<Option<String>, _>("last_avatar_id"),
-                    options_from(
-                        r.get::<Option<i64>, _>("images_per_request"),
-                        r.get::<Option<String>, _>("aspect_ratio"),
-                    ),
-                    r.get::<Option<String>, _>("main_avatar_id"),
-                )
-            }),
-            Database::Sqlite(pool) => sqlx::query(
-                "SELECT chat_id, language_code, last_avatar_id, images_per_request, aspect_ratio,
-                        main_avatar_id
-                   FROM telegram_users WHERE user_id = ?1",
-            )
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?
-            .map(|r| {
-                (
-                    r.get::<i64, _>("chat_id"),
-                    r.get::<Option<String>, _>("language_code"),
-                    r.get::<Option<String>, _>("last_avatar_id"),
-                    options_from(
-                        r.get::<Option<i64>, _>("images_per_request"),
-                        r.get::<Option<String>, _>("aspect_ratio"),
-                    ),
-                    r.get::<Option<String>, _>("main_avatar_id"),
-                )
-            }),
+            .await?;
+        let Some(r) = row else {
+            return Ok(None);
         };
-        Ok(row.map(
-            |(chat_id, language_code, last, options, main)| TelegramUser {
-                user_id,
-                chat_id,
-                language_code,
-                last_avatar_id: last.and_then(|s| Uuid::parse_str(&s).ok()),
-                main_avatar_id: main.and_then(|s| Uuid::parse_str(&s).ok()),
-                options,
-            },
-        ))
+        let id = |column: &str| -> Result<Option<Uuid>, sqlx::Error> {
+            Ok(r.get::<Option<String>>(column)?
+                .and_then(|s| Uuid::parse_str(&s).ok()))
+        };
+        Ok(Some(TelegramUser {
+            user_id,
+            chat_id: r.get("chat_id")?,
+            language_code: r.get("language_code")?,
+            last_avatar_id: id("last_avatar_id")?,
+            main_avatar_id: id("main_avatar_id")?,
+            options: options_from(r.get("images_per_request")?, r.get("aspect_ratio")?),
+        }))
     }
 
     /// Remembers the user's prompt-screen choices.
@@ -208,29 +138,22 @@ impl Users {
         &self,
         user_id: i64,
         options: GenerationOptions,
-    ) -> Result<(), sqlx::Error> {
-        let images = options.images.map(i64::from);
-        let aspect = options.aspect.map(|a| a.ratio());
-        let sql = "UPDATE telegram_users SET images_per_request = $2, aspect_ratio = $3
-                    WHERE user_id = $1";
-        match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query(sql)
-                    .bind(user_id)
-                    .bind(images.map(|n| n as i32))
-                    .bind(aspect)
-                    .execute(pool)
-                    .await?;
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query(&sql.replace('$', "?"))
-                    .bind(user_id)
-                    .bind(images)
-                    .bind(aspect)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE telegram_users SET images_per_request = $2, aspect_ratio = $3
+              WHERE user_id = $1",
+            vec![
+                Arg::I64(user_id),
+                Arg::OptI64(options.images.map(i64::from)),
+                Arg::OptText(options.aspect.map(|a| a.ratio().to_owned())),
+            ],
+        )
+        .await
+    }
+
+    async fn execute(&self, sql: &str, args: Vec<Arg>) -> Result<(), StoreError> {
+        let mut conn = self.db.acquire().await?;
+        conn.tx().execute(sql, args).await?;
         Ok(())
     }
 }
