@@ -123,13 +123,6 @@ impl Application {
         .await?;
         db.migrate().await?;
         crate::store::money::store_prices(&db, &config.fal_prices, config.stars_usd).await?;
-        if config.payments.mode != crate::bot::pricing::PaymentsMode::Off {
-            // Selling works; spending does not yet, so the operator must know what they sell.
-            tracing::warn!(
-                "PAYMENTS is on: credits are sold for Stars, but trainings and generations do \
-                 not charge credits yet"
-            );
-        }
         let stale = crate::photos::archive::remove_stale_archives();
         if stale > 0 {
             tracing::info!(

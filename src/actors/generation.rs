@@ -13,7 +13,7 @@
 //! images a job makes are asked to expire a day past the deadline, a backstop for their
 //! deletion at FAL once we hold our copies (`forget`).
 
-use aggregates::{Action, Actor, AvatarError, Command, FalJob, GeneratedImage};
+use aggregates::{Action, Actor, AvatarError, AvatarEvent, Command, FalJob, GeneratedImage};
 use chrono::Utc;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -269,6 +269,18 @@ async fn submit_and_record(
             .await
         {
             Ok(_) => return Ok(Ok(fal_job)),
+            // A fast job's webhook may reach another instance first, which adopts this very
+            // job from it and records its outcome: then nothing is left to do, and cancelling
+            // would have FAL forget the images before our copies of them are made. A
+            // generation that finished otherwise (its deadline passed) leaves this job an
+            // orphan, cancelled below. A rare path: reading the history is affordable.
+            Err(StoreError::Rejected(AvatarError::GenerationFinished(_)))
+                if recorded_elsewhere(&s, item.avatar_id, &fal_job.request_id).await? =>
+            {
+                tracing::info!(generation_id = %job.generation_id, request_id = %fal_job.request_id,
+                    "the generation finished before its submission was recorded here (its webhook came first)");
+                return Ok(Err(Outcome::Done));
+            }
             Err(StoreError::Rejected(refusal)) => {
                 let reason = match refusal {
                     AvatarError::Deleted => CancelReason::Deleted,
@@ -287,6 +299,18 @@ async fn submit_and_record(
     }
     // The loop runs at least once, so an error is always there.
     Err(last_error.unwrap_or(StoreError::Conflict(5)))
+}
+
+/// Whether the avatar recorded `request_id` as a generation's submission (adopted from its
+/// webhook by another instance).
+async fn recorded_elsewhere(
+    s: &Services,
+    avatar_id: Uuid,
+    request_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(s.store.history(avatar_id).await?.iter().any(|h| {
+        matches!(&h.event, AvatarEvent::GenerationSubmitted { request_id: r, .. } if r == request_id)
+    }))
 }
 
 /// Records the FAL job of a generation whose submitter died before recording it, from the

@@ -69,7 +69,7 @@ pub enum PaymentsMode {
     /// Everything is free, as before credits existed: no checks, no buttons, no invoices.
     #[default]
     Off,
-    /// Credits are sold in Telegram Stars (paid work does not charge them yet).
+    /// Credits are sold in Telegram Stars, and trainings and images are paid for with them.
     Stars,
 }
 

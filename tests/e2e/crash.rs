@@ -26,14 +26,14 @@ use rand::Rng;
 use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
 
-use crate::process::{second_instance, Secrets, ServerProcess, WORK_LEASE_SECS};
+use crate::process::{second_instance, tail, Secrets, ServerProcess, WORK_LEASE_SECS};
 
 /// How long one step may wait for its reply: a kill, the restart and the chat's lease running
 /// out all fit in it. Users never repeat a step: what the bot was handling when it died is
 /// handled after the restart.
-const STEP: Duration = Duration::from_secs(60);
+pub(crate) const STEP: Duration = Duration::from_secs(60);
 
-fn env_count(name: &str, default: usize) -> usize {
+pub(crate) fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -41,7 +41,11 @@ fn env_count(name: &str, default: usize) -> usize {
 }
 
 /// `step`'s outcome, or a failure that shows the user's chat.
-fn answered<T, E: std::fmt::Debug>(user: &FakeUser, what: &str, step: Result<T, E>) -> T {
+pub(crate) fn answered<T, E: std::fmt::Debug>(
+    user: &FakeUser,
+    what: &str,
+    step: Result<T, E>,
+) -> T {
     step.unwrap_or_else(|e| {
         panic!(
             "{what}: never answered ({e:?}); the chat:\n{}",
@@ -94,7 +98,7 @@ fn latest_with_button(user: &FakeUser, prefix: &str) -> Option<ChatMessage> {
     bot_messages_newest_first(user).find(|m| button(m, prefix).is_some())
 }
 
-fn count_texts(user: &FakeUser, needle: &str) -> usize {
+pub(crate) fn count_texts(user: &FakeUser, needle: &str) -> usize {
     user.transcript()
         .iter()
         .filter(|e| matches!(e, Entry::Bot(m) if m.text().is_some_and(|t| t.contains(needle))))
@@ -115,7 +119,7 @@ fn photos_in(entries: &[Entry]) -> usize {
 /// One user's whole story, each step done once, then browsing the gallery until the server has
 /// been killed as often as asked (so every kill lands while users are busy, however fast the
 /// stories go).
-async fn story(user: FakeUser, index: usize, kills_done: Arc<AtomicBool>) {
+pub(crate) async fn story(user: FakeUser, index: usize, kills_done: Arc<AtomicBool>) {
     let user = user.with_timeout(STEP);
     let name = format!("Crash{index}");
     // Create: /new → portrait → female → name.
@@ -240,7 +244,7 @@ async fn story(user: FakeUser, index: usize, kills_done: Arc<AtomicBool>) {
     }
 }
 
-fn database_url(options: &PgConnectOptions) -> String {
+pub(crate) fn database_url(options: &PgConnectOptions) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL for the crash test");
     let base = base.split('?').next().unwrap_or_default();
     let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
@@ -259,6 +263,8 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     let _hold = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
         .await
         .unwrap();
+    // Not beside the several-instances tests: their servers and these would share two cores.
+    let _one_at_a_time = crate::instances::one_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let secrets = Secrets::generate();
     let telegram = FakeTelegram::spawn(&secrets.bot_token).await.unwrap();
@@ -358,7 +364,50 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     // Let the last notifications go out before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let db = Database::connect(&db_url).await.unwrap();
+    let log = server.log_text();
+    let checked = check_end_state(EndState {
+        db_url: &db_url,
+        telegram: &telegram,
+        sim: &sim,
+        secrets: &secrets,
+        people: &people,
+        log: &log,
+    })
+    .await;
+    let resent: usize = checked.resent.values().sum();
+    eprintln!(
+        "crash test: {users} users, {killed} kills, one pause past the lease beside a second instance, {} server starts, {resent} notifications resent, {} FAL jobs",
+        server.starts,
+        sim.request_ids().len()
+    );
+    server.kill();
+}
+
+/// A finished run of [`story`] against `aisha serve`, to check.
+pub(crate) struct EndState<'a> {
+    pub db_url: &'a str,
+    pub telegram: &'a FakeTelegram,
+    pub sim: &'a FalSimulator,
+    pub secrets: &'a Secrets,
+    /// The users, in the order of their story's index.
+    pub people: &'a [FakeUser],
+    /// Every server process's log.
+    pub log: &'a str,
+}
+
+/// What [`check_end_state`] found, for further checks.
+pub(crate) struct Checked {
+    /// Every avatar created, by owner.
+    pub by_owner: HashMap<i64, Vec<Uuid>>,
+    /// Notifications logged as sent again, by owner.
+    pub resent: HashMap<i64, usize>,
+}
+
+/// Every avatar is in the state its user's story leads to, every outcome was heard once (or
+/// once more where a resend was logged), no FAL job was paid twice or left without an owner,
+/// every account's credits add up, `aisha audit verify` passes and no secret reached the log.
+pub(crate) async fn check_end_state(run: EndState<'_>) -> Checked {
+    let db = Database::connect(run.db_url).await.unwrap();
     let store = AvatarStore::new(db.clone());
     let Database::Postgres(pool) = &db else {
         unreachable!()
@@ -376,7 +425,8 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
         let history = store.history(id).await.unwrap();
         let owner = match history.first().map(|h| &h.event) {
             Some(aggregates::AvatarEvent::AvatarCreated { owner, .. }) if *owner != 0 => *owner,
-            _ => people
+            _ => run
+                .people
                 .iter()
                 .find(|user| {
                     user.transcript().iter().any(|entry| match entry {
@@ -399,9 +449,9 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     // Telegram offers no way to send exactly once: a kill after Telegram took a notification
     // and before it was marked sent makes the server send it again. Each such resend is logged
     // (and counted) with its owner; a message beyond one per outcome must be one of those.
-    let resent = resends_by_owner(&server.log_text());
+    let resent = resends_by_owner(run.log);
 
-    let submissions = sim.submissions();
+    let submissions = run.sim.submissions();
     // Every job FAL ran is recorded in its avatar, or was cancelled: none without an owner.
     let mut recorded = std::collections::HashSet::new();
     let mut generations_requested = 0;
@@ -417,13 +467,15 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
             }
         }
     }
-    let cancelled: std::collections::HashSet<String> = sim
+    let cancelled: std::collections::HashSet<String> = run
+        .sim
         .requests_of(aisha::fal::sim::RequestKind::Cancel)
         .iter()
         .filter_map(|r| r.path.split("/requests/").nth(1))
         .filter_map(|rest| rest.split('/').next().map(str::to_owned))
         .collect();
-    let orphans: Vec<String> = sim
+    let orphans: Vec<String> = run
+        .sim
         .request_ids()
         .into_iter()
         .filter(|r| !recorded.contains(r) && !cancelled.contains(r))
@@ -437,7 +489,7 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
         generation_submissions <= generations_requested,
         "{generation_submissions} generation submissions for {generations_requested} requests"
     );
-    for (i, user) in people.iter().enumerate() {
+    for (i, user) in run.people.iter().enumerate() {
         let avatars = by_owner.get(&user.id()).cloned().unwrap_or_default();
         let resent_here = resent.get(&user.id()).copied().unwrap_or(0);
         let mut trained_ever = 0;
@@ -511,8 +563,9 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     // Every user's credits: nothing held any more, each paid charge credited once, and exactly
     // the delivered trainings (20 each) and images (1 each) spent.
     let accounts = aisha::store::accounts::AccountStore::new(db.clone());
-    for (i, user) in people.iter().enumerate() {
-        let charges: Vec<_> = telegram
+    for (i, user) in run.people.iter().enumerate() {
+        let charges: Vec<_> = run
+            .telegram
             .charges()
             .into_iter()
             .filter(|c| c.user_id == user.id())
@@ -576,8 +629,8 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     // The read models agree with a replay of every avatar (and every ledger with its events).
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_aisha"))
         .args(["audit", "verify"])
-        .env("DATABASE_URL", &db_url)
-        .env("DATA_KEY", &secrets.data_key)
+        .env("DATABASE_URL", run.db_url)
+        .env("DATA_KEY", &run.secrets.data_key)
         .output()
         .unwrap();
     assert!(
@@ -588,45 +641,39 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     );
 
     // And across all those restarts and debug logs, no secret was ever written out.
-    let log = server.log_text();
-    for secret in secrets.needles() {
-        assert!(!log.contains(&secret), "a secret reached the server log");
+    for secret in run.secrets.needles() {
+        assert!(
+            !run.log.contains(&secret),
+            "a secret reached the server log"
+        );
     }
-    let resent: usize = resent.values().sum();
-    eprintln!(
-        "crash test: {users} users, {killed} kills, one pause past the lease beside a second instance, {} server starts, {resent} notifications resent, {} FAL jobs",
-        server.starts,
-        sim.request_ids().len()
-    );
-    server.kill();
     db.close().await;
-}
-
-fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
+    Checked { by_owner, resent }
 }
 
 /// How many notifications the server logged as sent again, by owner.
-fn resends_by_owner(log: &str) -> HashMap<i64, usize> {
-    let mut resends = HashMap::new();
-    for line in log
-        .lines()
-        .filter(|l| l.contains("an earlier delivery was cut short"))
-    {
+pub(crate) fn resends_by_owner(log: &str) -> HashMap<i64, usize> {
+    count_by(log, "an earlier delivery was cut short", "owner")
+}
+
+/// How many log lines with `message` there are for each value of their numeric `field`.
+pub(crate) fn count_by(log: &str, message: &str, field: &str) -> HashMap<i64, usize> {
+    let key = format!("{field}=");
+    let mut counts = HashMap::new();
+    for line in log.lines().filter(|l| l.contains(message)) {
         let plain = strip_ansi(line);
-        let owner = plain
-            .split_once("owner=")
+        let value = plain
+            .split_once(&key)
             .and_then(|(_, rest)| {
-                rest.split(|c: char| !c.is_ascii_digit())
+                rest.split(|c: char| !c.is_ascii_digit() && c != '-')
                     .next()?
                     .parse()
                     .ok()
             })
-            .unwrap_or_else(|| panic!("a resend without its owner: {plain}"));
-        *resends.entry(owner).or_default() += 1;
+            .unwrap_or_else(|| panic!("a line without its {field}: {plain}"));
+        *counts.entry(value).or_default() += 1;
     }
-    resends
+    counts
 }
 
 /// The text of a log line without its colour codes.

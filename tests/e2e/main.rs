@@ -22,6 +22,7 @@ mod fal_upscale;
 mod feed;
 mod http_limits;
 mod inbox;
+mod instances;
 mod liveness;
 mod money;
 mod paid_work;

@@ -1,9 +1,9 @@
 //! `aisha serve` as a real process, for the tests that kill it: a free port, the environment an
-//! operator would set, stderr captured to a file, SIGKILL and restart.
+//! operator would set, stderr captured to a file, SIGKILL, SIGTERM and restart.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 /// The work lease the test servers run with.
@@ -16,6 +16,18 @@ pub fn second_instance(env: &BTreeMap<String, String>) -> BTreeMap<String, Strin
     let port = free_port();
     let mut env = env.clone();
     env.insert("HTTP_ADDR".into(), format!("127.0.0.1:{port}"));
+    env
+}
+
+/// The same settings behind a load balancer at `public_url`: Telegram's updates arrive by
+/// webhook there, and so do FAL's, whichever instance is alive to take them.
+pub fn in_webhook_mode(
+    env: &BTreeMap<String, String>,
+    public_url: &str,
+) -> BTreeMap<String, String> {
+    let mut env = env.clone();
+    env.insert("PUBLIC_BASE_URL".into(), public_url.into());
+    env.insert("FAL_WEBHOOK_BASE_URL".into(), public_url.into());
     env
 }
 
@@ -175,6 +187,34 @@ impl ServerProcess {
         self.spawn().await;
     }
 
+    /// SIGTERM, as a deploy stops an instance; returns once the process exited, with how.
+    /// Panics, with the log's tail, if it is still running after `within`.
+    pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
+        self.signal("-TERM");
+        let mut child = self.child.take().expect("a running server to terminate");
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("the server's exit status") {
+                return status;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "aisha serve still ran {within:?} after SIGTERM; log tail:\n{}",
+                    tail(&self.log_text())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the server again after it exited (or was killed), and waits until it is healthy.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        self.spawn().await;
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -237,6 +277,12 @@ impl Secrets {
             self.data_key.clone(),
         ]
     }
+}
+
+/// The last 60 lines of a log.
+pub fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
 /// A port that was free a moment ago.

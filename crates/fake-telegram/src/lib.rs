@@ -5,7 +5,8 @@
 //! Layout: `api` (routes and request bodies), `methods` (the Bot API methods), `markup`
 //! (Telegram's formatting and keyboard rules), `world` (state), `transcript` (what a chat shows),
 //! `media` (pictures), `payments` (invoices, checkouts and refunds in Telegram Stars), `user`
-//! (the person's side).
+//! (the person's side), `webhook_delivery` (Telegram pushing updates to a webhook served by
+//! several instances behind a load balancer).
 
 mod api;
 mod failure;
@@ -15,6 +16,7 @@ mod methods;
 mod payments;
 mod transcript;
 mod user;
+pub mod webhook_delivery;
 mod world;
 
 use std::{
@@ -337,6 +339,30 @@ impl FakeTelegram {
         self.shared.read(|w| w.webhook.clone())
     }
 
+    /// The `secret_token` set with the webhook, which each delivery carries in the
+    /// `X-Telegram-Bot-Api-Secret-Token` header.
+    pub fn webhook_secret_token(&self) -> Option<String> {
+        self.shared.read(|w| w.webhook_secret.clone())
+    }
+
+    /// Every update queued since the start, whether delivered yet or not.
+    pub fn updates_queued(&self) -> u64 {
+        self.shared.read(World::updates_queued)
+    }
+
+    /// Takes up to `limit` queued updates for pushing to the webhook, as Telegram's delivery
+    /// side does: they leave the queue (and count as delivered), and whoever took them retries
+    /// until the webhook acknowledges each. None while no webhook is set.
+    /// [`webhook_delivery::WebhookDelivery`] does this in a loop.
+    pub fn take_updates_for_webhook(&self, limit: usize) -> Vec<serde_json::Value> {
+        self.shared.write_quietly(|w| w.take_for_webhook(limit))
+    }
+
+    /// Waits until a webhook is set and an update waits for it; `false` after `timeout`.
+    pub async fn wait_for_webhook_updates(&self, timeout: Duration) -> bool {
+        wait_for_webhook_updates(&self.shared, timeout).await
+    }
+
     /// The commands set for the default scope and this language (`""` for all languages).
     pub fn my_commands(&self, language_code: &str) -> Vec<BotCommand> {
         self.shared.read(|w| {
@@ -389,6 +415,15 @@ impl FakeTelegram {
             let _ = server.await;
         }
     }
+}
+
+pub(crate) async fn wait_for_webhook_updates(shared: &Shared, timeout: Duration) -> bool {
+    shared
+        .wait_for(timeout, |w| {
+            (w.webhook.is_some() && w.pending_updates() > 0).then_some(())
+        })
+        .await
+        .is_some()
 }
 
 impl Drop for FakeTelegram {

@@ -103,8 +103,20 @@ pub(crate) async fn call(
         })),
         "setWebhook" => {
             let url = params.string("url")?.unwrap_or_default();
+            let secret = params.string("secret_token")?.filter(|s| !s.is_empty());
+            if secret.as_deref().is_some_and(|s| {
+                s.len() > 256
+                    || !s
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            }) {
+                return Err(ApiFailure::bad_request(
+                    "secret token contains unallowed characters",
+                ));
+            }
             let drop_pending = params.bool("drop_pending_updates")?.unwrap_or(false);
             shared.write(|w| {
+                w.webhook_secret = secret.filter(|_| !url.is_empty());
                 w.webhook = (!url.is_empty()).then_some(url);
                 if drop_pending {
                     w.drop_pending_updates();
@@ -116,6 +128,7 @@ pub(crate) async fn call(
             let drop_pending = params.bool("drop_pending_updates")?.unwrap_or(false);
             shared.write(|w| {
                 w.webhook = None;
+                w.webhook_secret = None;
                 if drop_pending {
                     w.drop_pending_updates();
                 }

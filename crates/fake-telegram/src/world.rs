@@ -41,6 +41,8 @@ pub(crate) struct World {
     pub requests: Vec<ApiRequest>,
     faults: Vec<(String, ApiFailure)>,
     pub webhook: Option<String>,
+    /// The `secret_token` given with the webhook, which Telegram repeats in every delivery.
+    pub webhook_secret: Option<String>,
     /// Commands per scope and language, keyed as `scope-json|language`.
     pub commands: BTreeMap<String, Vec<BotCommand>>,
     /// Chats changed since waiters were last woken: only their waiters are.
@@ -95,6 +97,16 @@ struct QueuedUpdate {
     payload: Value,
 }
 
+impl QueuedUpdate {
+    /// The update as the Bot API sends it.
+    fn to_json(&self) -> Value {
+        let mut update = Map::new();
+        update.insert("update_id".into(), json!(self.id));
+        update.insert(self.kind.into(), self.payload.clone());
+        Value::Object(update)
+    }
+}
+
 impl World {
     pub fn new(bot_id: i64) -> Self {
         Self {
@@ -121,6 +133,7 @@ impl World {
             requests: Vec::new(),
             faults: Vec::new(),
             webhook: None,
+            webhook_secret: None,
             commands: BTreeMap::new(),
             touched: Vec::new(),
             payments: Payments::default(),
@@ -448,6 +461,11 @@ impl World {
         self.updates.clear();
     }
 
+    /// Updates queued so far, delivered or not.
+    pub fn updates_queued(&self) -> u64 {
+        u64::try_from(self.next_update_id - 1).unwrap_or(0)
+    }
+
     /// What `getUpdates` answers: confirms updates before `offset`, then returns up to `limit`.
     pub fn take_updates(&mut self, offset: i64, limit: usize) -> Vec<Value> {
         if offset > 0 {
@@ -461,30 +479,51 @@ impl World {
                 self.updates.pop_front();
             }
         }
-        // Telegram drops updates of kinds the bot did not ask for.
-        if !self.allowed_updates.is_empty() {
-            let allowed = &self.allowed_updates;
-            self.updates.retain(|u| allowed.iter().any(|a| a == u.kind));
-        }
+        self.drop_unwanted_updates();
         let limit = limit.clamp(1, MAX_UPDATES_PER_CALL);
         let batch: Vec<Value> = self
             .updates
             .iter()
             .take(limit)
-            .map(|u| {
-                let mut update = Map::new();
-                update.insert("update_id".into(), json!(u.id));
-                update.insert(u.kind.into(), u.payload.clone());
-                Value::Object(update)
-            })
+            .map(QueuedUpdate::to_json)
             .collect();
-        for update in self.updates.iter().take(limit) {
-            if update.id > self.last_delivered_update {
-                self.last_delivered_update = update.id;
+        let ids: Vec<i64> = self.updates.iter().take(limit).map(|u| u.id).collect();
+        self.count_delivered(&ids);
+        batch
+    }
+
+    /// Up to `limit` queued updates, removed from the queue as a webhook delivery takes them
+    /// (whoever pushes them is from then on responsible for retrying); none while no webhook
+    /// is set, as Telegram pushes only to a webhook.
+    pub fn take_for_webhook(&mut self, limit: usize) -> Vec<Value> {
+        if self.webhook.is_none() {
+            return Vec::new();
+        }
+        self.drop_unwanted_updates();
+        let taken: Vec<QueuedUpdate> = self
+            .updates
+            .drain(..limit.min(self.updates.len()))
+            .collect();
+        let ids: Vec<i64> = taken.iter().map(|u| u.id).collect();
+        self.count_delivered(&ids);
+        taken.iter().map(QueuedUpdate::to_json).collect()
+    }
+
+    /// Telegram drops updates of kinds the bot did not ask for.
+    fn drop_unwanted_updates(&mut self) {
+        if !self.allowed_updates.is_empty() {
+            let allowed = &self.allowed_updates;
+            self.updates.retain(|u| allowed.iter().any(|a| a == u.kind));
+        }
+    }
+
+    fn count_delivered(&mut self, ids: &[i64]) {
+        for &id in ids {
+            if id > self.last_delivered_update {
+                self.last_delivered_update = id;
                 self.updates_delivered += 1;
             }
         }
-        batch
     }
 
     pub fn new_callback_id(&mut self) -> String {
