@@ -24,6 +24,8 @@ const IDLE_LOOK: Duration = Duration::from_millis(250);
 const IDLE_LOOK_OTHERS: Duration = Duration::from_secs(5);
 /// How often a chat held for an album's summary looks for the album's next photo.
 const ALBUM_HOLD: Duration = Duration::from_millis(100);
+/// Claims one instance runs at once; PostgreSQL flushes their commits together.
+const CLAIMS_AT_ONCE: usize = 4;
 /// At most one "slow down" per chat in this long.
 const SLOW_DOWN_EVERY: Duration = Duration::from_secs(60);
 /// How often handled updates older than a day are pruned.
@@ -39,9 +41,10 @@ pub struct Handling {
     pub bot_deps: Arc<BotDeps>,
     pub wake: Wake,
     told: Mutex<HashMap<i64, Instant>>,
-    /// One claim at a time per instance: claims are quick, and idle workers all asking at once
-    /// would each hold a database connection for nothing.
-    claiming: tokio::sync::Mutex<()>,
+    /// A few claims at a time per instance: idle workers all asking at once would each hold a
+    /// database connection for nothing, and one at a time caps the chats taken up a second at
+    /// one commit's worth (a busy bot's every update is a chat taken up).
+    claiming: tokio::sync::Semaphore,
 }
 
 impl Handling {
@@ -61,7 +64,7 @@ impl Handling {
             bot_deps,
             wake,
             told: Mutex::new(HashMap::new()),
-            claiming: tokio::sync::Mutex::new(()),
+            claiming: tokio::sync::Semaphore::new(CLAIMS_AT_ONCE),
         })
     }
 }
@@ -88,7 +91,7 @@ async fn work(h: Arc<Handling>, idle: Duration, mut stop: watch::Receiver<bool>)
             return;
         }
         let claimed = {
-            let _one_at_a_time = h.claiming.lock().await;
+            let _few_at_a_time = h.claiming.acquire().await;
             h.inbox.claim().await
         };
         match claimed {
