@@ -251,6 +251,35 @@ pub(crate) fn database_url(options: &PgConnectOptions) -> String {
     format!("{root}/{}", options.get_database().unwrap_or("postgres"))
 }
 
+/// The servers' settings for the stories: paid work is charged (every training and image
+/// reserves credits, and a reservation a kill orphaned is given back after a few seconds), and a
+/// chat whose holder stopped renewing it goes on elsewhere after `chat_lease_secs`.
+pub(crate) fn charged_env(
+    db_url: &str,
+    telegram: &FakeTelegram,
+    sim: &FalSimulator,
+    dir: &std::path::Path,
+    secrets: &Secrets,
+    chat_lease_secs: u64,
+) -> std::collections::BTreeMap<String, String> {
+    let mut env = ServerProcess::env(
+        db_url,
+        telegram.api_url().as_str(),
+        sim,
+        &dir.join("photos"),
+        secrets,
+    );
+    for (name, value) in [
+        ("PAYMENTS", "stars".to_owned()),
+        ("WELCOME_CREDITS", "500".to_owned()),
+        ("ORPHAN_RESERVATION_SECS", "3".to_owned()),
+        ("TELEGRAM_CHAT_LEASE_SECS", chat_lease_secs.to_string()),
+    ] {
+        env.insert(name.into(), value);
+    }
+    env
+}
+
 #[sqlx::test(migrations = false)]
 async fn crash_test_nothing_lost_and_everything_heard_once(
     _pool: sqlx::postgres::PgPoolOptions,
@@ -283,24 +312,8 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     .await
     .unwrap();
     let db_url = database_url(&options);
-    let mut env = ServerProcess::env(
-        &db_url,
-        telegram.api_url().as_str(),
-        &sim,
-        &dir.path().join("photos"),
-        &secrets,
-    );
-    // Paid work is charged: every training and image reserves credits, and a reservation a
-    // kill orphaned is given back after a few seconds.
-    for (name, value) in [
-        ("PAYMENTS", "stars"),
-        ("WELCOME_CREDITS", "500"),
-        ("ORPHAN_RESERVATION_SECS", "3"),
-        // A chat the killed process was handling goes on after the restart this soon.
-        ("TELEGRAM_CHAT_LEASE_SECS", "3"),
-    ] {
-        env.insert(name.into(), value.into());
-    }
+    // A chat the killed process was handling goes on after the restart within 3 s.
+    let env = charged_env(&db_url, &telegram, &sim, dir.path(), &secrets, 3);
     let log_path = std::env::var("CRASH_LOG")
         .map(Into::into)
         .unwrap_or_else(|_| dir.path().join("server.log"));

@@ -28,8 +28,8 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use crate::crash::{
-    answered, check_end_state, count_by, count_texts, database_url, env_count, story, EndState,
-    STEP,
+    answered, charged_env, check_end_state, count_by, count_texts, database_url, env_count, story,
+    EndState, STEP,
 };
 use crate::process::{in_webhook_mode, second_instance, tail, Secrets, ServerProcess};
 
@@ -113,23 +113,9 @@ impl Cluster {
         .await
         .unwrap();
         let db_url = database_url(options);
-        let mut env = ServerProcess::env(
-            &db_url,
-            telegram.api_url().as_str(),
-            &sim,
-            &dir.path().join("photos"),
-            &secrets,
-        );
-        for (name, value) in [
-            ("PAYMENTS", "stars"),
-            ("WELCOME_CREDITS", "500"),
-            ("ORPHAN_RESERVATION_SECS", "3"),
-            ("TELEGRAM_CHAT_LEASE_SECS", &lease_secs.to_string()),
-            ("SHUTDOWN_GRACE_SECS", &GRACE_SECS.to_string()),
-            ("DATABASE_MAX_CONNECTIONS", POOL_PER_INSTANCE),
-        ] {
-            env.insert(name.into(), value.into());
-        }
+        let mut env = charged_env(&db_url, &telegram, &sim, dir.path(), &secrets, lease_secs);
+        env.insert("SHUTDOWN_GRACE_SECS".into(), GRACE_SECS.to_string());
+        env.insert("DATABASE_MAX_CONNECTIONS".into(), POOL_PER_INSTANCE.into());
         let envs: Vec<BTreeMap<String, String>> =
             (0..count).map(|_| second_instance(&env)).collect();
         let instances = Instances::new(envs.iter().map(|e| format!("http://{}", e["HTTP_ADDR"])));
