@@ -180,13 +180,10 @@ async fn read_and_decode(feed: &Feed) -> (usize, Duration) {
     let started = Instant::now();
     let (mut n, mut cursor) = (0usize, projections::Cursor::START);
     loop {
-        let batch = aisha::store::feed::read_after(
-            &mut projections::Tx::Postgres(&mut conn),
-            cursor,
-            10_000,
-        )
-        .await
-        .unwrap();
+        let batch =
+            aisha::store::feed::read_after(&mut db::Tx::Postgres(&mut conn), cursor, 10_000)
+                .await
+                .unwrap();
         let Some(last) = batch.last() else { break };
         cursor = last.cursor;
         n += batch.len();

@@ -9,13 +9,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use db::{Backend, Tx};
 use projections::money::{self, Balance};
-use projections::{Cursor, LedgerEvent, Projection, Tx};
+use projections::{Cursor, LedgerEvent, Projection};
 
 use super::AuditError;
-use crate::store::feed::{load_checkpoint, lock_key, read_stream_after, Feed, FeedStream};
+use crate::store::checkpoints::load_checkpoint;
+use crate::store::feed::{read_stream_after, Feed, FeedStream};
+use crate::store::locks::lock_key;
 use crate::store::runner::ProjectionRunner;
-use crate::store::{Database, StoreError};
+use crate::store::StoreError;
 
 /// Events read per round trip while replaying.
 const PAGE: i64 = 5_000;
@@ -62,41 +65,36 @@ pub async fn verify_money(feed: &Feed) -> Result<MoneyReport, AuditError> {
                 "another instance is applying this read model; comparing at its checkpoint"
             );
         }
-        let found = match feed.database() {
-            Database::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+        let db = feed.database();
+        // On SQLite, the write lock (`BEGIN IMMEDIATE`) keeps the live runner's batches out
+        // meanwhile; on PostgreSQL the projection's lock does.
+        let mut tx = db.begin_write().await?;
+        let live = match db.backend() {
+            Backend::Postgres => {
                 // Waits for the live runner's batch in flight; then the checkpoint stays put.
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(lock_key(runner.consumer()))
-                    .execute(&mut *tx)
+                tx.tx()
+                    .execute(
+                        "SELECT pg_advisory_xact_lock($1)",
+                        vec![lock_key(runner.consumer()).into()],
+                    )
                     .await?;
-                let live: String = sqlx::query_scalar("SELECT current_schema()")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let live = format!("\"{}\"", live.replace('"', "\"\""));
-                let found = compare(
-                    &mut Tx::Postgres(&mut tx),
-                    &projection,
-                    runner.consumer(),
-                    Scratch::Postgres { live: &live },
-                )
-                .await;
-                tx.rollback().await?;
-                found?
+                let live: String = tx
+                    .tx()
+                    .fetch_optional("SELECT current_schema() AS live", vec![])
+                    .await?
+                    .ok_or_else(|| AuditError::Corrupt("no current schema".into()))?
+                    .get("live")?;
+                Some(format!("\"{}\"", live.replace('"', "\"\"")))
             }
-            Database::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let found = compare(
-                    &mut Tx::Sqlite(&mut tx),
-                    &projection,
-                    runner.consumer(),
-                    Scratch::Sqlite,
-                )
-                .await;
-                tx.rollback().await?;
-                found?
-            }
+            Backend::Sqlite => None,
         };
+        let scratch = match &live {
+            Some(live) => Scratch::Postgres { live },
+            None => Scratch::Sqlite,
+        };
+        let found = compare(&mut tx.tx(), &projection, runner.consumer(), scratch).await;
+        tx.rollback().await?;
+        let found = found?;
         check.events += found.events;
         check.balances = check.balances.max(found.balances);
         check.problems.extend(found.problems);

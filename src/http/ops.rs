@@ -242,8 +242,6 @@ fn refresh_gauges(consumers: &[ConsumerStatus]) {
 }
 
 async fn ping(db: &Database) -> Result<(), sqlx::Error> {
-    match db {
-        Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-        Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-    }
+    let mut conn = db.connection().await?;
+    conn.tx().execute("SELECT 1", vec![]).await.map(drop)
 }

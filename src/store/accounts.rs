@@ -232,24 +232,18 @@ impl AccountStore {
 
     /// Every telegram id that has an account (at least one event), in ascending order.
     pub async fn accounts(&self) -> Result<Vec<i64>, AccountStoreError> {
-        let ids: Vec<String> = match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query_scalar(
-                    "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1",
-                )
-                .bind(Account::TYPE)
-                .fetch_all(pool)
-                .await?
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query_scalar(
-                    "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = ?1",
-                )
-                .bind(Account::TYPE)
-                .fetch_all(pool)
-                .await?
-            }
-        };
+        let mut conn = self.db.connection().await?;
+        let ids: Vec<String> = conn
+            .tx()
+            .fetch_all(
+                "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1",
+                vec![Account::TYPE.into()],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get("aggregate_id"))
+            .collect::<Result<_, _>>()?;
+        drop(conn);
         let mut telegram_ids = ids
             .into_iter()
             .map(|id| telegram_id_of(&id).ok_or(AccountStoreError::ForeignAccountId(id)))

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use sqlx::Connection;
 
-use super::feed::lock_key;
 use super::{Database, StoreError};
 
 /// A role held until this is dropped.
@@ -45,4 +44,14 @@ pub async fn hold_role(
         // Keep the connection alive and notice a broken one.
         conn.ping().await?;
     }
+}
+
+/// A stable 64-bit key for a PostgreSQL advisory lock named `name` (FNV-1a).
+pub fn lock_key(name: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("aisha:{name}").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
 }

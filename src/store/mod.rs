@@ -5,7 +5,9 @@
 //! avatar's history for auditors.
 
 pub mod accounts;
+pub mod checkpoints;
 mod commit;
+mod database;
 pub mod feed;
 pub mod keys;
 pub mod locks;
@@ -17,7 +19,6 @@ pub mod seal;
 mod upgrade;
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use aggregates::{Avatar, AvatarError, AvatarEvent, Command};
@@ -26,15 +27,12 @@ use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use rand::Rng;
 use serde::Serialize;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Row, SqlitePool};
 use uuid::Uuid;
 
+pub use database::Database;
 pub use repo::AnyRepository;
 pub use upgrade::{seal_existing, SealedCounts};
 
-use crate::secret::redact_url;
 use crate::telemetry::{self, outcome};
 
 /// How many events an avatar may gain between snapshots; loading replays at most this many.
@@ -83,188 +81,6 @@ pub enum StoreError {
     /// The credits ledger failed where an avatar step needed it.
     #[error("credits ledger: {0}")]
     Ledger(#[source] Box<accounts::AccountStoreError>),
-}
-
-/// A connection pool to one of the two supported databases.
-#[derive(Clone, Debug)]
-pub enum Database {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
-/// SQLite's "database is locked" or "busy" (codes 5 and 6, with their extended forms).
-fn is_sqlite_busy(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
-        _ => false,
-    }
-}
-
-impl Database {
-    /// Connects to `sqlite://PATH` (creating the file) or `postgres://…`.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, true, crate::config::DEFAULT_DATABASE_CONNECTIONS).await
-    }
-
-    /// As [`Database::connect`], with at most `max_connections` PostgreSQL connections (SQLite,
-    /// one writer at a time, keeps its small pool).
-    pub async fn connect_sized(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        Self::connect_with(url, true, max_connections).await
-    }
-
-    /// Connects to a database that must exist already (a SQLite file is not created): for the
-    /// commands that only read, which must never leave a new file behind.
-    pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, false, crate::config::DEFAULT_DATABASE_CONNECTIONS).await
-    }
-
-    async fn connect_with(
-        url: &str,
-        create: bool,
-        max_connections: u32,
-    ) -> Result<Self, StoreError> {
-        if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(create)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
-            // A new file's first connections race to switch it to WAL, and SQLite answers
-            // "database is locked" at once (its busy handler does not cover that): try again.
-            let mut attempt = 0;
-            let pool = loop {
-                match SqlitePoolOptions::new()
-                    .max_connections(8)
-                    .connect_with(options.clone())
-                    .await
-                {
-                    Ok(pool) => break pool,
-                    Err(e) if attempt < 8 && is_sqlite_busy(&e) => {
-                        attempt += 1;
-                        tracing::debug!(attempt, error = %crate::telemetry::chain(&e), "SQLite file busy while opening; trying again");
-                        tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            Ok(Self::Sqlite(pool))
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url)?.options([(
-                "idle_in_transaction_session_timeout",
-                format!("{}s", IDLE_IN_TRANSACTION_TIMEOUT.as_secs()),
-            )]);
-            let pool = PgPoolOptions::new()
-                .max_connections(max_connections.max(2))
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
-                .await?;
-            Ok(Self::Postgres(pool))
-        } else {
-            Err(StoreError::UnsupportedUrl(redact_url(url)))
-        }
-    }
-
-    /// Brings the schema up to date; safe to run from several processes at once. PostgreSQL's
-    /// migrator takes an advisory lock; SQLite's has none, so there each migration (its own
-    /// transaction) may lose a race to another process applying the same one: then the attempt
-    /// is rolled back whole and run again, and finds the migration applied.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(pool) => {
-                let migrator = sqlx::migrate!("./migrations/sqlite");
-                let mut attempt = 0;
-                loop {
-                    match migrator.run(pool).await {
-                        Ok(()) => break,
-                        Err(e) if attempt < 8 => {
-                            attempt += 1;
-                            tracing::debug!(attempt, error = %crate::telemetry::chain(&e), "SQLite migration raced another process; trying again");
-                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
-        }
-        Ok(())
-    }
-
-    /// Versions of the migrations this build has that the database has not applied.
-    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let migrator = match self {
-            Self::Sqlite(_) => sqlx::migrate!("./migrations/sqlite"),
-            Self::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
-        };
-        let mut conn = self.acquire().await?;
-        let applied: Vec<i64> = match conn
-            .tx()
-            .fetch_all(
-                "SELECT version FROM _sqlx_migrations WHERE success = true",
-                vec![],
-            )
-            .await
-        {
-            Ok(rows) => rows
-                .iter()
-                .map(|r| r.get::<i64>("version"))
-                .collect::<Result<_, _>>()?,
-            // No migration table: nothing applied yet.
-            Err(_) => Vec::new(),
-        };
-        Ok(migrator
-            .iter()
-            .map(|m| m.version)
-            .filter(|v| !applied.contains(v))
-            .collect())
-    }
-
-    /// Fails with [`StoreError::SchemaBehind`] unless every migration is applied: for the
-    /// commands that must not change the schema.
-    pub async fn require_current_schema(&self) -> Result<(), StoreError> {
-        let pending = self.pending_migrations().await?;
-        if pending.is_empty() {
-            Ok(())
-        } else {
-            Err(StoreError::SchemaBehind {
-                pending: pending.len(),
-            })
-        }
-    }
-
-    /// A pooled connection for read-model queries (`projections::gallery::page(&mut conn.tx(), …)`).
-    pub async fn acquire(&self) -> Result<projections::Conn, StoreError> {
-        Ok(match self {
-            Self::Sqlite(pool) => projections::Conn::Sqlite(pool.acquire().await?),
-            Self::Postgres(pool) => projections::Conn::Postgres(pool.acquire().await?),
-        })
-    }
-
-    /// The SQL dialect, for the statements that differ (see [`projections::sql::for_backend`]).
-    pub fn backend(&self) -> projections::Backend {
-        match self {
-            Self::Sqlite(_) => projections::Backend::Sqlite,
-            Self::Postgres(_) => projections::Backend::Postgres,
-        }
-    }
-
-    pub fn backend_name(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
-        }
-    }
-
-    pub async fn close(&self) {
-        match self {
-            Self::Sqlite(pool) => pool.close().await,
-            Self::Postgres(pool) => pool.close().await,
-        }
-    }
 }
 
 /// The outcome of a command that was accepted.
@@ -520,52 +336,31 @@ pub(crate) async fn raw_history(
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> Result<Vec<RawHistoryRow>, sqlx::Error> {
-    Ok(match db {
-        Database::Postgres(pool) => sqlx::query(
-            "SELECT sequence, position, event_type, event_version, payload::text AS payload,
-                    metadata::text AS metadata, recorded_at
+    let mut conn = db.connection().await?;
+    conn.tx()
+        .fetch_all(
+            "SELECT sequence, position, event_type, event_version,
+                    CAST(payload AS TEXT) AS payload, CAST(metadata AS TEXT) AS metadata,
+                    recorded_at
                FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
               ORDER BY sequence",
+            vec![aggregate_type.into(), aggregate_id.into()],
         )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .fetch_all(pool)
         .await?
         .iter()
-        .map(|r| RawHistoryRow {
-            sequence: r.get("sequence"),
-            position: r.get("position"),
-            event_type: r.get("event_type"),
-            event_version: r.get("event_version"),
-            payload: r.get("payload"),
-            metadata: r.get("metadata"),
-            recorded_at: r.get("recorded_at"),
+        .map(|r| {
+            Ok(RawHistoryRow {
+                sequence: r.get("sequence")?,
+                position: r.get("position")?,
+                event_type: r.get("event_type")?,
+                event_version: r.get("event_version")?,
+                payload: r.get("payload")?,
+                metadata: r.get("metadata")?,
+                // An auditor still sees an event whose time SQLite cannot read, without one.
+                recorded_at: r.get("recorded_at").ok().flatten(),
+            })
         })
-        .collect(),
-        Database::Sqlite(pool) => sqlx::query(
-            "SELECT sequence, position, event_type, event_version, payload, metadata,
-                    recorded_at
-               FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2
-              ORDER BY sequence",
-        )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| RawHistoryRow {
-            sequence: r.get("sequence"),
-            position: r.get("position"),
-            event_type: r.get("event_type"),
-            event_version: r.get("event_version"),
-            payload: r.get("payload"),
-            metadata: r.get("metadata"),
-            recorded_at: r
-                .get::<Option<String>, _>("recorded_at")
-                .and_then(|s| s.parse().ok()),
-        })
-        .collect(),
-    })
+        .collect()
 }
 
 impl RawHistoryRow {

@@ -88,28 +88,9 @@ pub async fn store_prices(
         .iter()
         .map(|(endpoint, usd)| (endpoint.to_owned(), usd))
         .collect();
-    match db {
-        Database::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            projections::money::store_prices(
-                &mut projections::Tx::Postgres(&mut tx),
-                &prices,
-                stars_usd,
-            )
-            .await?;
-            tx.commit().await?;
-        }
-        Database::Sqlite(pool) => {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            projections::money::store_prices(
-                &mut projections::Tx::Sqlite(&mut tx),
-                &prices,
-                stars_usd,
-            )
-            .await?;
-            tx.commit().await?;
-        }
-    }
+    let mut tx = db.begin_write().await?;
+    projections::money::store_prices(&mut tx.tx(), &prices, stars_usd).await?;
+    tx.commit().await?;
     tracing::info!(
         endpoints = prices.len(),
         stars_usd,

@@ -7,7 +7,7 @@
 //! the user's retry finds and completes; it never grants credits without a counted use.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use db::{Arg, SqlRow};
 
 use super::Database;
 
@@ -63,7 +63,10 @@ pub struct PromoCodes {
     db: Database,
 }
 
-const COLUMNS: &str = "code, credits, expires_at, max_uses, uses, created_by, created_at";
+// The counters are `integer` on PostgreSQL: widened so both backends read them as `i64`.
+const COLUMNS: &str = "code, CAST(credits AS BIGINT) AS credits, expires_at,
+                       CAST(max_uses AS BIGINT) AS max_uses, CAST(uses AS BIGINT) AS uses,
+                       created_by, created_at";
 
 impl PromoCodes {
     pub fn new(db: Database) -> Self {
@@ -83,32 +86,23 @@ impl PromoCodes {
         if code.is_empty() {
             return Err(PromoError::Empty);
         }
-        let now = Utc::now();
-        let sql = "INSERT INTO promo_codes (code, credits, expires_at, max_uses, uses, created_by, created_at)
-                   VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT (code) DO NOTHING";
-        let max = max_uses.map(i64::from);
-        let inserted = match &self.db {
-            Database::Postgres(pool) => sqlx::query(sql)
-                .bind(&code)
-                .bind(i64::from(credits) as i32)
-                .bind(expires_at)
-                .bind(max.map(|m| m as i32))
-                .bind(created_by)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            Database::Sqlite(pool) => sqlx::query(&sql.replace('$', "?"))
-                .bind(&code)
-                .bind(i64::from(credits))
-                .bind(expires_at)
-                .bind(max)
-                .bind(created_by)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
+        let mut conn = self.db.connection().await?;
+        let inserted = conn
+            .tx()
+            .execute(
+                "INSERT INTO promo_codes
+                     (code, credits, expires_at, max_uses, uses, created_by, created_at)
+                 VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT (code) DO NOTHING",
+                vec![
+                    Arg::Text(code.clone()),
+                    Arg::I64(credits.into()),
+                    Arg::OptTime(expires_at),
+                    Arg::OptI64(max_uses.map(i64::from)),
+                    Arg::Text(created_by.to_owned()),
+                    Arg::Time(Utc::now()),
+                ],
+            )
+            .await?;
         if inserted == 0 {
             return Err(PromoError::Exists(code));
         }
@@ -118,62 +112,42 @@ impl PromoCodes {
     /// The code, looked up as normalised.
     pub async fn get(&self, code: &str) -> Result<Option<PromoCode>, sqlx::Error> {
         let code = aggregates::account::normalize_promo_code(code);
-        let sql = format!("SELECT {COLUMNS} FROM promo_codes WHERE code = $1");
-        Ok(match &self.db {
-            Database::Postgres(pool) => sqlx::query(&sql)
-                .bind(&code)
-                .fetch_optional(pool)
-                .await?
-                .map(|r| pg_row(&r))
-                .transpose()?,
-            Database::Sqlite(pool) => sqlx::query(&sql.replace('$', "?"))
-                .bind(&code)
-                .fetch_optional(pool)
-                .await?
-                .map(|r| sqlite_row(&r))
-                .transpose()?,
-        })
+        let mut conn = self.db.connection().await?;
+        conn.tx()
+            .fetch_optional(
+                &format!("SELECT {COLUMNS} FROM promo_codes WHERE code = $1"),
+                vec![Arg::Text(code)],
+            )
+            .await?
+            .map(|r| row(&r))
+            .transpose()
     }
 
     /// Every code, newest first.
     pub async fn list(&self) -> Result<Vec<PromoCode>, sqlx::Error> {
-        let sql = format!("SELECT {COLUMNS} FROM promo_codes ORDER BY created_at DESC, code");
-        match &self.db {
-            Database::Postgres(pool) => sqlx::query(&sql)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(pg_row)
-                .collect(),
-            Database::Sqlite(pool) => sqlx::query(&sql)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(sqlite_row)
-                .collect(),
-        }
+        let mut conn = self.db.connection().await?;
+        conn.tx()
+            .fetch_all(
+                &format!("SELECT {COLUMNS} FROM promo_codes ORDER BY created_at DESC, code"),
+                vec![],
+            )
+            .await?
+            .iter()
+            .map(row)
+            .collect()
     }
 
     /// Whether `telegram_id` holds a use of `code` already.
     pub async fn used_by(&self, code: &str, telegram_id: i64) -> Result<bool, sqlx::Error> {
-        let sql = "SELECT count(*) FROM promo_code_uses WHERE code = $1 AND telegram_id = $2";
-        let n: i64 = match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(code)
-                    .bind(telegram_id)
-                    .fetch_one(pool)
-                    .await?
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query_scalar(&sql.replace('$', "?"))
-                    .bind(code)
-                    .bind(telegram_id)
-                    .fetch_one(pool)
-                    .await?
-            }
-        };
-        Ok(n > 0)
+        let mut conn = self.db.connection().await?;
+        let n = conn
+            .tx()
+            .fetch_i64(
+                "SELECT count(*) FROM promo_code_uses WHERE code = $1 AND telegram_id = $2",
+                vec![Arg::Text(code.to_owned()), Arg::I64(telegram_id)],
+            )
+            .await?;
+        Ok(n.unwrap_or(0) > 0)
     }
 
     /// Claims one use of `code` (normalised) for `telegram_id`: the user's row and the code's
@@ -181,42 +155,37 @@ impl PromoCodes {
     /// re-checks that condition on the row it locked, so of two users racing for the last use
     /// one gets it; SQLite has one writer at a time.
     pub async fn claim(&self, code: &str, telegram_id: i64) -> Result<Claim, sqlx::Error> {
-        let now = Utc::now();
-        let insert = "INSERT INTO promo_code_uses (code, telegram_id, used_at) VALUES ($1, $2, $3)
-                      ON CONFLICT (code, telegram_id) DO NOTHING";
-        let count = "UPDATE promo_codes SET uses = uses + 1
-                      WHERE code = $1 AND (max_uses IS NULL OR uses < max_uses)";
-        macro_rules! claim_on {
-            ($pool:expr, $fix:expr) => {{
-                let mut tx = $pool.begin().await?;
-                let inserted = sqlx::query(&$fix(insert))
-                    .bind(code)
-                    .bind(telegram_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if inserted == 0 {
-                    tx.commit().await?;
-                    return Ok(Claim::ClaimedBefore);
-                }
-                let counted = sqlx::query(&$fix(count))
-                    .bind(code)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if counted == 0 {
-                    tx.rollback().await?;
-                    return Ok(Claim::UsedUp);
-                }
-                tx.commit().await?;
-                Ok(Claim::Claimed)
-            }};
+        let mut tx = self.db.begin().await?;
+        let inserted = tx
+            .tx()
+            .execute(
+                "INSERT INTO promo_code_uses (code, telegram_id, used_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (code, telegram_id) DO NOTHING",
+                vec![
+                    Arg::Text(code.to_owned()),
+                    Arg::I64(telegram_id),
+                    Arg::Time(Utc::now()),
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            tx.commit().await?;
+            return Ok(Claim::ClaimedBefore);
         }
-        match &self.db {
-            Database::Postgres(pool) => claim_on!(pool, |s: &str| s.to_owned()),
-            Database::Sqlite(pool) => claim_on!(pool, |s: &str| s.replace('$', "?")),
+        let counted = tx
+            .tx()
+            .execute(
+                "UPDATE promo_codes SET uses = uses + 1
+                 WHERE code = $1 AND (max_uses IS NULL OR uses < max_uses)",
+                vec![Arg::Text(code.to_owned())],
+            )
+            .await?;
+        if counted == 0 {
+            tx.rollback().await?;
+            return Ok(Claim::UsedUp);
         }
+        tx.commit().await?;
+        Ok(Claim::Claimed)
     }
 }
 
@@ -231,30 +200,15 @@ impl PromoCode {
     }
 }
 
-fn pg_row(r: &sqlx::postgres::PgRow) -> Result<PromoCode, sqlx::Error> {
+fn row(r: &SqlRow) -> Result<PromoCode, sqlx::Error> {
+    let count = |n: i64| n.clamp(0, u32::MAX.into()) as u32;
     Ok(PromoCode {
-        code: r.try_get("code")?,
-        credits: r.try_get::<i32, _>("credits")?.max(0) as u32,
-        expires_at: r.try_get("expires_at")?,
-        max_uses: r
-            .try_get::<Option<i32>, _>("max_uses")?
-            .map(|m| m.max(0) as u32),
-        uses: r.try_get::<i32, _>("uses")?.max(0) as u32,
-        created_by: r.try_get("created_by")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
-
-fn sqlite_row(r: &sqlx::sqlite::SqliteRow) -> Result<PromoCode, sqlx::Error> {
-    Ok(PromoCode {
-        code: r.try_get("code")?,
-        credits: r.try_get::<i64, _>("credits")?.clamp(0, u32::MAX.into()) as u32,
-        expires_at: r.try_get("expires_at")?,
-        max_uses: r
-            .try_get::<Option<i64>, _>("max_uses")?
-            .map(|m| m.clamp(0, u32::MAX.into()) as u32),
-        uses: r.try_get::<i64, _>("uses")?.clamp(0, u32::MAX.into()) as u32,
-        created_by: r.try_get("created_by")?,
-        created_at: r.try_get("created_at")?,
+        code: r.get("code")?,
+        credits: count(r.get("credits")?),
+        expires_at: r.get("expires_at")?,
+        max_uses: r.get::<Option<i64>>("max_uses")?.map(count),
+        uses: count(r.get("uses")?),
+        created_by: r.get("created_by")?,
+        created_at: r.get("created_at")?,
     })
 }

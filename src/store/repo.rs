@@ -93,20 +93,14 @@ impl AnyRepository {
     /// before data keys existed; `None` if it is sealed (or missing).
     async fn legacy_owner(&self, aggregate_id: &str) -> Result<Option<i64>, PersistenceError> {
         let db = self.keys.database();
-        let sql = match db {
-            super::Database::Postgres(_) => {
-                "SELECT payload::text AS payload FROM events
-                  WHERE aggregate_type = 'Avatar' AND aggregate_id = $1 AND sequence = 1"
-            }
-            super::Database::Sqlite(_) => {
-                "SELECT payload FROM events
-                  WHERE aggregate_type = 'Avatar' AND aggregate_id = $1 AND sequence = 1"
-            }
-        };
         let mut conn = db.acquire().await.map_err(key_error)?;
         let row = conn
             .tx()
-            .fetch_optional(sql, vec![aggregate_id.into()])
+            .fetch_optional(
+                "SELECT CAST(payload AS TEXT) AS payload FROM events
+                  WHERE aggregate_type = 'Avatar' AND aggregate_id = $1 AND sequence = 1",
+                vec![aggregate_id.into()],
+            )
             .await
             .map_err(|e| key_error(e.into()))?;
         let Some(row) = row else {

@@ -7,15 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use projections::{Cursor, FeedEvent, LedgerEvent, Projection, Tx};
-use tokio::sync::mpsc;
+use db::{Backend, Tx};
+use projections::{FeedEvent, LedgerEvent, Projection};
 
-use super::feed::{
-    consumer_name, load_checkpoint, lock_key, read_rows_after, read_stream_after, save_checkpoint,
-    Feed, FeedStream, POLL_INTERVAL,
-};
+use super::checkpoints::{consumer_name, load_checkpoint, save_checkpoint};
+use super::feed::{read_stream_after, Feed, FeedStream, POLL_INTERVAL};
+use super::locks::lock_key;
 use super::{Database, StoreError};
 use crate::telemetry;
+
+mod rebuild;
+
+pub use rebuild::Replay;
 
 /// Applies feed events to one projection, batch by batch, each batch and its checkpoint in one
 /// transaction. On PostgreSQL a batch first takes the projection's advisory lock, so with several
@@ -30,122 +33,12 @@ pub struct ProjectionRunner<E: FeedStream = FeedEvent> {
     on_commit: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
-/// Decoded batches of one stream from its start, read once and handed to every rebuild that
-/// replays it (see [`Replay::split`]); a rebuild reads the rest of the feed itself after the last.
-pub struct Replay<E> {
-    batches: mpsc::Receiver<Arc<Vec<E>>>,
-}
-
-impl<E: FeedStream> Replay<E> {
-    /// Starts one reader of stream `E` from the start of the feed and returns a replay for each
-    /// of `consumers` rebuilds; `None` when the pool is too small to hold the reader's connection
-    /// beside one for each rebuild (each then reads for itself).
-    ///
-    /// The reader takes its connection before the rebuilds take theirs and keeps it to the end:
-    /// a rebuild waiting for a batch holds its own connection, so a reader that had to ask the
-    /// pool for one could wait forever. It keeps at most two batches ahead of the slowest
-    /// rebuild, stops at the head of the feed, or early if reading fails (the rebuilds then read
-    /// the rest themselves and meet the error there).
-    pub async fn split(
-        pool: &sqlx::PgPool,
-        consumers: usize,
-    ) -> Result<Option<Vec<Self>>, StoreError> {
-        if consumers == 0 || (pool.options().get_max_connections() as usize) <= consumers {
-            return Ok(None);
-        }
-        let conn = pool.acquire().await?;
-        let (senders, replays): (Vec<_>, Vec<_>) = (0..consumers)
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(2);
-                (tx, Self { batches: rx })
-            })
-            .unzip();
-        tokio::spawn(async move {
-            if let Err(e) = read_ahead::<E>(conn, senders).await {
-                tracing::warn!(error = %crate::telemetry::chain(&e), "rebuild: shared reading stopped; each rebuild reads the rest itself");
-            }
-        });
-        Ok(Some(replays))
-    }
-}
-
-async fn read_ahead<E: FeedStream>(
-    mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
-    senders: Vec<mpsc::Sender<Arc<Vec<E>>>>,
-) -> Result<(), StoreError> {
-    // Reading is sequential (each batch starts after the last row of the one before); decoding,
-    // the CPU-heavy part, runs off the async threads while the next batch is read.
-    let mut cursor = Cursor::START;
-    let mut decoding: Option<tokio::task::JoinHandle<Result<Vec<E>, StoreError>>> = None;
-    loop {
-        let rows =
-            read_rows_after::<E>(&mut Tx::Postgres(&mut conn), cursor, REBUILD_BATCH).await?;
-        let next = rows.last().map(|r| r.cursor());
-        let previous = decoding.take();
-        if next.is_some() {
-            decoding = Some(tokio::task::spawn_blocking(move || {
-                rows.into_iter()
-                    .map(E::decode)
-                    .collect::<Result<Vec<E>, _>>()
-            }));
-        }
-        if let Some(previous) = previous {
-            let events = previous
-                .await
-                .map_err(|e| StoreError::Task("decoding a replay batch", e))??;
-            let batch = Arc::new(events);
-            let mut open = 0;
-            for sender in &senders {
-                if sender.send(batch.clone()).await.is_ok() {
-                    open += 1;
-                }
-            }
-            if open == 0 {
-                return Ok(());
-            }
-        }
-        match next {
-            Some(next) => cursor = next,
-            None => return Ok(()),
-        }
-    }
-}
-
-/// A replay transaction's settings: writes go to the shadow tables (`$1` is the search path) and
-/// commits need not wait for the disk.
-const REPLAY_SETTINGS: &str =
-    "SELECT set_config('search_path', $1, true), set_config('synchronous_commit', 'off', true)";
-
-/// Events per transaction while a rebuild fills its shadow tables.
-const REBUILD_BATCH: i64 = 10_000;
-
-/// Where a PostgreSQL rebuild of one projection replays to: a schema with copies of its tables,
-/// and a checkpoint of its own.
-struct ShadowTables {
-    schema: String,
-    consumer: String,
-}
-
-impl ShadowTables {
-    fn new(projection: &str, consumer: &str) -> Self {
-        Self {
-            schema: format!("aisha_rebuild_{projection}"),
-            consumer: format!("{consumer}{REBUILD_SUFFIX}"),
-        }
-    }
-}
-
 /// Ends the checkpoint name of a rebuild in progress (`gallery:rebuild`).
 const REBUILD_SUFFIX: &str = ":rebuild";
 
 /// Whether `consumer` is a rebuild's replay rather than a live consumer.
 pub fn is_rebuild_consumer(consumer: &str) -> bool {
     consumer.ends_with(REBUILD_SUFFIX)
-}
-
-/// A PostgreSQL identifier, quoted.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// One applied batch, before its transaction commits.
@@ -231,54 +124,61 @@ impl<E: FeedStream> ProjectionRunner<E> {
     /// One batch in one transaction; `None` when the lock is held elsewhere.
     pub async fn apply_one_batch(&self) -> Result<Option<usize>, StoreError> {
         let name = self.consumer.as_str();
-        match self.feed.database() {
-            Database::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+        let db = self.feed.database();
+        // Who may apply differs in kind: PostgreSQL instances take turns through the
+        // projection's advisory lock; SQLite, one writer, needs only to see work waiting.
+        let mut tx = match db.backend() {
+            Backend::Postgres => {
+                let mut tx = db.begin().await?;
                 // A batch commits without waiting for the disk: its rows and its checkpoint
                 // commit or vanish together, so a batch lost in a crash is applied again from
                 // the durable events; and whoever acts on what it wrote (a worker claiming a
                 // work item) commits durably, which flushes this commit first.
-                let locked: bool = sqlx::query_scalar(
-                    "SELECT pg_try_advisory_xact_lock($1)
-                        AND set_config('synchronous_commit', 'off', true) = 'off'",
-                )
-                .bind(lock_key(name))
-                .fetch_one(&mut *tx)
-                .await?;
-                if !locked {
+                let locked = tx
+                    .tx()
+                    .fetch_optional(
+                        "SELECT pg_try_advisory_xact_lock($1)
+                            AND set_config('synchronous_commit', 'off', true) = 'off' AS locked",
+                        vec![lock_key(name).into()],
+                    )
+                    .await?
+                    .map(|r| r.get::<bool>("locked"))
+                    .transpose()?;
+                if locked != Some(true) {
                     return Ok(None);
                 }
-                let batch = self
-                    .apply_batch_in(&mut Tx::Postgres(&mut tx), name)
-                    .await?;
-                tx.commit().await?;
-                Ok(Some(self.applied(batch)))
+                tx
             }
-            Database::Sqlite(pool) => {
-                // A look without the write lock first: an idle runner must not queue behind
-                // the writers (and make them wait) just to learn there is nothing to apply.
-                let mut conn = pool.acquire().await?;
-                let cursor = load_checkpoint(&mut Tx::Sqlite(&mut conn), name).await?;
-                // Only this stream's events: the other stream's would take the write lock on
-                // every wake for nothing to apply.
-                let newest: Option<i64> = sqlx::query_scalar(
-                    "SELECT max(position) FROM events WHERE aggregate_type = ?1",
-                )
-                .bind(E::AGGREGATE_TYPE)
-                .fetch_one(&mut *conn)
-                .await?;
-                drop(conn);
-                if newest.is_none_or(|p| p <= cursor.position) {
+            Backend::Sqlite => {
+                if !self.has_news(db, name).await? {
                     return Ok(Some(0));
                 }
                 // IMMEDIATE takes the write lock up front, so the checkpoint read and the
                 // writes that follow see the same database.
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let batch = self.apply_batch_in(&mut Tx::Sqlite(&mut tx), name).await?;
-                tx.commit().await?;
-                Ok(Some(self.applied(batch)))
+                db.begin_write().await?
             }
-        }
+        };
+        let batch = self.apply_batch_in(&mut tx.tx(), name).await?;
+        tx.commit().await?;
+        Ok(Some(self.applied(batch)))
+    }
+
+    /// Whether events of its stream lie beyond `consumer`'s checkpoint: a look without the write
+    /// lock, so an idle SQLite runner does not queue behind the writers (and make them wait)
+    /// just to learn there is nothing to apply.
+    async fn has_news(&self, db: &Database, consumer: &str) -> Result<bool, StoreError> {
+        let mut conn = db.acquire().await?;
+        let cursor = load_checkpoint(&mut conn.tx(), consumer).await?;
+        // Only this stream's events: the other stream's would take the write lock on every
+        // wake for nothing to apply.
+        let newest = conn
+            .tx()
+            .fetch_i64(
+                "SELECT max(position) FROM events WHERE aggregate_type = $1",
+                vec![E::AGGREGATE_TYPE.into()],
+            )
+            .await?;
+        Ok(newest.is_some_and(|p| p > cursor.position))
     }
 
     /// Records a committed batch in the metrics and returns its size.
@@ -312,215 +212,6 @@ impl<E: FeedStream> ProjectionRunner<E> {
             applied: events.len(),
             last_recorded_at: Some(last.recorded_at()),
         })
-    }
-
-    /// Replays the whole feed into the projection while its live runner keeps serving, and
-    /// returns how many events were replayed.
-    ///
-    /// On PostgreSQL the replay fills shadow copies of the tables (in a schema of their own,
-    /// reached through `search_path`) in short transactions; a final short transaction, holding
-    /// the projection's lock, applies the tail and copies the shadow rows over the live ones.
-    /// (Reading events holds no feed reader back, but one long transaction would hold back
-    /// VACUUM on the whole server.)
-    /// On SQLite, one writer at a time anyway, it is one transaction: readers keep seeing the
-    /// old rows until it commits, and writers wait for it.
-    pub async fn rebuild(&self) -> Result<usize, StoreError> {
-        self.rebuild_replaying(None).await
-    }
-
-    /// [`Self::rebuild`], taking the first batches from a shared [`Replay`] rather than reading
-    /// them itself. (SQLite rebuilds in one transaction, one after another: it reads its own.)
-    pub async fn rebuild_replaying(&self, replay: Option<Replay<E>>) -> Result<usize, StoreError> {
-        match self.feed.database() {
-            Database::Postgres(pool) => self.rebuild_postgres(pool, replay).await,
-            Database::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let n = self.rebuild_in(&mut Tx::Sqlite(&mut tx)).await?;
-                tx.commit().await?;
-                Ok(n)
-            }
-        }
-    }
-
-    async fn rebuild_in(&self, tx: &mut Tx<'_>) -> Result<usize, StoreError> {
-        let name = self.consumer.as_str();
-        for table in self.projection.tables() {
-            tx.execute(&format!("DELETE FROM {table}"), vec![]).await?;
-        }
-        save_checkpoint(tx, name, Cursor::START).await?;
-        let mut applied = 0;
-        loop {
-            let n = self.apply_batch_in(tx, name).await?.applied;
-            if n == 0 {
-                return Ok(applied);
-            }
-            applied += n;
-        }
-    }
-
-    async fn rebuild_postgres(
-        &self,
-        pool: &sqlx::PgPool,
-        replay: Option<Replay<E>>,
-    ) -> Result<usize, StoreError> {
-        let name = self.projection.name();
-        let shadow = ShadowTables::new(name, &self.consumer);
-        // One rebuild of a projection at a time, across instances; a second one waits and then
-        // starts over. The session lock ends with the connection if this process dies. Every
-        // step runs on this one connection, so parallel rebuilds cannot starve the pool.
-        let mut guard = pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(lock_key(&shadow.consumer))
-            .execute(&mut *guard)
-            .await?;
-        let result = self.rebuild_through(&mut guard, &shadow, replay).await;
-        if let Err(e) = &result {
-            tracing::error!(projection = name, error = %crate::telemetry::chain(e), "rebuild failed; live tables untouched");
-        }
-        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(lock_key(&shadow.consumer))
-            .execute(&mut *guard)
-            .await;
-        if unlocked.is_err() {
-            // A connection that cannot unlock must not go back to the pool holding the lock.
-            guard.detach();
-        }
-        result
-    }
-
-    async fn rebuild_through(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        shadow: &ShadowTables,
-        replay: Option<Replay<E>>,
-    ) -> Result<usize, StoreError> {
-        use sqlx::Connection;
-        let (name, consumer) = (self.projection.name(), self.consumer.as_str());
-        let live: String = sqlx::query_scalar("SELECT current_schema()")
-            .fetch_one(&mut *conn)
-            .await?;
-        let (live_schema, shadow_schema) = (quote_ident(&live), quote_ident(&shadow.schema));
-        let search_path = format!("SET LOCAL search_path TO {shadow_schema}, {live_schema}");
-
-        let mut tx = conn.begin().await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow_schema} CASCADE"))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&format!("CREATE SCHEMA {shadow_schema}"))
-            .execute(&mut *tx)
-            .await?;
-        for table in self.projection.tables() {
-            let table = quote_ident(table);
-            sqlx::query(&format!(
-                "CREATE TABLE {shadow_schema}.{table} (LIKE {live_schema}.{table} INCLUDING ALL)"
-            ))
-            .execute(&mut *tx)
-            .await?;
-        }
-        save_checkpoint(&mut Tx::Postgres(&mut tx), &shadow.consumer, Cursor::START).await?;
-        tx.commit().await?;
-
-        let replay_started = std::time::Instant::now();
-        let batch = self.batch_size.max(REBUILD_BATCH);
-        let runner = ProjectionRunner {
-            feed: self.feed.clone(),
-            projection: self.projection.clone(),
-            consumer: self.consumer.clone(),
-            batch_size: batch,
-            on_commit: None,
-        };
-        // The replay's commits need not wait for the disk: until the swap, which commits
-        // durably (and so flushes everything before it), nobody reads the shadow tables, and a
-        // rebuild cut short starts over.
-        let shadow_path = format!("{shadow_schema}, {live_schema}");
-        let mut applied = 0;
-        if let Some(mut replay) = replay {
-            while let Some(events) = replay.batches.recv().await {
-                let Some(last) = events.last() else { continue };
-                let mut tx = conn.begin().await?;
-                sqlx::query(REPLAY_SETTINGS)
-                    .bind(&shadow_path)
-                    .execute(&mut *tx)
-                    .await?;
-                let mut shadow_tx = Tx::Postgres(&mut tx);
-                self.projection
-                    .apply_batch(&mut shadow_tx, &events)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(projection = name, error = %crate::telemetry::chain(&e),
-                            "projection failed to apply a replayed batch");
-                        StoreError::from(e)
-                    })?;
-                save_checkpoint(&mut shadow_tx, &shadow.consumer, last.cursor()).await?;
-                tx.commit().await?;
-                applied += events.len();
-            }
-        }
-        loop {
-            let mut tx = conn.begin().await?;
-            sqlx::query(REPLAY_SETTINGS)
-                .bind(&shadow_path)
-                .execute(&mut *tx)
-                .await?;
-            let n = runner
-                .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
-                .await?
-                .applied;
-            tx.commit().await?;
-            applied += n;
-            if n == 0 {
-                break;
-            }
-        }
-
-        // The swap: the live runner waits on the lock; readers see the old rows until commit.
-        let replayed = replay_started.elapsed();
-        let swap_started = std::time::Instant::now();
-        let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(consumer))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&search_path).execute(&mut *tx).await?;
-        loop {
-            let n = runner
-                .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
-                .await?
-                .applied;
-            applied += n;
-            if n == 0 {
-                break;
-            }
-        }
-        let cursor = load_checkpoint(&mut Tx::Postgres(&mut tx), &shadow.consumer).await?;
-        for table in self.projection.tables() {
-            let table = quote_ident(table);
-            sqlx::query(&format!("DELETE FROM {live_schema}.{table}"))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(&format!(
-                "INSERT INTO {live_schema}.{table} SELECT * FROM {shadow_schema}.{table}"
-            ))
-            .execute(&mut *tx)
-            .await?;
-        }
-        save_checkpoint(&mut Tx::Postgres(&mut tx), consumer, cursor).await?;
-        sqlx::query("DELETE FROM feed_checkpoints WHERE consumer = $1")
-            .bind(&shadow.consumer)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow_schema} CASCADE"))
-            .execute(&mut *conn)
-            .await?;
-        tracing::info!(
-            projection = name,
-            events = applied,
-            replay_ms = replayed.as_millis() as u64,
-            swap_ms = swap_started.elapsed().as_millis() as u64,
-            "projection rebuilt"
-        );
-        Ok(applied)
     }
 
     /// Runs forever: catch up, then wait for a commit notification or the poll interval.

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use db::Arg;
 use serde_json::Value;
 
 use super::keys::{avatar_key_id, DataKeys, SecretKey};
@@ -28,19 +29,14 @@ struct Row {
 pub async fn seal_existing(db: &Database) -> Result<SealedCounts, StoreError> {
     let keys = DataKeys::new(db.clone());
     let mut counts = SealedCounts::default();
-    let text = match db {
-        Database::Postgres(_) => "payload::text",
-        Database::Sqlite(_) => "payload",
-    };
     let ids: Vec<String> = {
         let mut conn = db.acquire().await?;
         let rows = conn
             .tx()
             .fetch_all(
-                &format!(
-                    "SELECT DISTINCT aggregate_id FROM events
-                      WHERE aggregate_type = 'Avatar' AND {text} NOT LIKE '%\"_sealed\"%'"
-                ),
+                "SELECT DISTINCT aggregate_id FROM events
+                  WHERE aggregate_type = 'Avatar'
+                    AND CAST(payload AS TEXT) NOT LIKE '%\"_sealed\"%'",
                 vec![],
             )
             .await?;
@@ -62,16 +58,13 @@ pub async fn seal_existing(db: &Database) -> Result<SealedCounts, StoreError> {
 }
 
 async fn seal_avatar(db: &Database, keys: &DataKeys, id: &str) -> Result<SealedCounts, StoreError> {
-    let (payload, metadata) = match db {
-        Database::Postgres(_) => ("payload::text AS payload", "metadata::text AS metadata"),
-        Database::Sqlite(_) => ("payload", "metadata"),
-    };
     let mut conn = db.acquire().await?;
     let rows: Vec<Row> = conn
         .tx()
         .fetch_all(
             &format!(
-                "SELECT sequence, event_type, {payload}, {metadata} FROM events
+                "SELECT sequence, event_type, CAST(payload AS TEXT) AS payload,
+                        CAST(metadata AS TEXT) AS metadata FROM events
                   WHERE aggregate_type = 'Avatar' AND aggregate_id = $1 ORDER BY sequence"
             ),
             vec![id.into()],
@@ -106,10 +99,6 @@ async fn seal_avatar(db: &Database, keys: &DataKeys, id: &str) -> Result<SealedC
             .unwrap_or_default();
         keys.create_avatar_key(id, owner).await?
     };
-    let (cast_json, update) = match db {
-        Database::Postgres(_) => ("$1::json", "payload::text"),
-        Database::Sqlite(_) => ("$1", "payload"),
-    };
     let mut counts = SealedCounts::default();
     let mut conn = db.acquire().await?;
     for row in rows {
@@ -134,18 +123,15 @@ async fn seal_avatar(db: &Database, keys: &DataKeys, id: &str) -> Result<SealedC
         if payload == row.payload && metadata == row.metadata {
             continue;
         }
-        let cast_meta = cast_json.replace("$1", "$2");
         counts.events += conn
             .tx()
             .execute(
-                &format!(
-                    "UPDATE events SET payload = {cast_json}, metadata = {cast_meta}
-                      WHERE aggregate_type = 'Avatar' AND aggregate_id = $3 AND sequence = $4
-                        AND {update} = $5"
-                ),
+                "UPDATE events SET payload = $1, metadata = $2
+                  WHERE aggregate_type = 'Avatar' AND aggregate_id = $3 AND sequence = $4
+                    AND CAST(payload AS TEXT) = $5",
                 vec![
-                    payload.into(),
-                    metadata.into(),
+                    Arg::JsonText(payload),
+                    Arg::JsonText(metadata),
                     id.into(),
                     row.sequence.into(),
                     row.payload.into(),
@@ -165,10 +151,8 @@ async fn seal_avatar(db: &Database, keys: &DataKeys, id: &str) -> Result<SealedC
     let snapshots = conn
         .tx()
         .fetch_all(
-            &format!(
-                "SELECT last_sequence, {payload} FROM snapshots
-                  WHERE aggregate_type = 'Avatar' AND aggregate_id = $1"
-            ),
+            "SELECT last_sequence, CAST(payload AS TEXT) AS payload FROM snapshots
+              WHERE aggregate_type = 'Avatar' AND aggregate_id = $1",
             vec![id.into()],
         )
         .await?;
@@ -183,13 +167,11 @@ async fn seal_avatar(db: &Database, keys: &DataKeys, id: &str) -> Result<SealedC
         counts.snapshots += conn
             .tx()
             .execute(
-                &format!(
-                    "UPDATE snapshots SET payload = {cast_json}
-                      WHERE aggregate_type = 'Avatar' AND aggregate_id = $2 AND last_sequence = $3
-                        AND {update} = $4"
-                ),
+                "UPDATE snapshots SET payload = $1
+                  WHERE aggregate_type = 'Avatar' AND aggregate_id = $2 AND last_sequence = $3
+                    AND CAST(payload AS TEXT) = $4",
                 vec![
-                    sealed.to_string().into(),
+                    Arg::JsonText(sealed.to_string()),
                     id.into(),
                     last.into(),
                     text.into(),

@@ -7,8 +7,9 @@ use std::time::Duration;
 use aisha::store::feed::Feed;
 use aisha::store::runner::ProjectionRunner;
 use aisha::store::{AvatarStore, Database};
+use db::Tx;
 use futures::future::BoxFuture;
-use projections::{Cursor, FeedEvent, Projection, ProjectionError, Tx};
+use projections::{Cursor, FeedEvent, Projection, ProjectionError};
 use sqlx::PgPool;
 use uuid::Uuid;
 

@@ -13,7 +13,8 @@ use aisha::actors::{ActorSettings, Notification, Notifier};
 use aisha::app::{AppOptions, Application};
 use aisha::config::Config;
 use aisha::fal::{FalSimulator, SimConfig};
-use aisha::store::feed::{lock_key, Feed};
+use aisha::store::feed::Feed;
+use aisha::store::locks::lock_key;
 use aisha::store::{AvatarStore, Database};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -544,7 +545,7 @@ async fn append_in(tx: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
 
 /// Reads a batch on `conn`, inside whatever transaction it is in.
 async fn read_in(conn: &mut PgConnection, after: Cursor) -> Vec<FeedEvent> {
-    aisha::store::feed::read_after(&mut projections::Tx::Postgres(conn), after, 100)
+    aisha::store::feed::read_after(&mut db::Tx::Postgres(conn), after, 100)
         .await
         .unwrap()
 }

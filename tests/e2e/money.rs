@@ -14,7 +14,8 @@ use aisha::audit;
 use aisha::config::FalPrices;
 use aisha::http::{router, AppState};
 use aisha::store::accounts::AccountStore;
-use aisha::store::feed::{load_checkpoint, Feed};
+use aisha::store::checkpoints::load_checkpoint;
+use aisha::store::feed::Feed;
 use aisha::store::runner::ProjectionRunner;
 use aisha::store::{money, AvatarStore, Database};
 use axum::body::Body;
@@ -232,11 +233,11 @@ async fn money_rows(db: &Database) -> Vec<String> {
         ("money_open_reservations", "telegram_id, reservation_id"),
     ] {
         let sql = match tx.backend() {
-            projections::Backend::Postgres => {
+            db::Backend::Postgres => {
                 format!("SELECT t::text AS r FROM {table} t ORDER BY {key}")
             }
             // SQLite has no row values as text: join the columns.
-            projections::Backend::Sqlite => {
+            db::Backend::Sqlite => {
                 let columns: Vec<String> = tx
                     .fetch_all(
                         &format!("SELECT name FROM pragma_table_info('{table}')"),

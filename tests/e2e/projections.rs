@@ -16,10 +16,9 @@ use aisha::store::feed::Feed;
 use aisha::store::runner::ProjectionRunner;
 use aisha::store::{AvatarStore, Database};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use db::Tx;
 use futures::future::BoxFuture;
-use projections::{
-    analytics, gallery, generations, jobs, FeedEvent, Projection, ProjectionError, Tx,
-};
+use projections::{analytics, gallery, generations, jobs, FeedEvent, Projection, ProjectionError};
 use uuid::Uuid;
 
 use crate::support::*;
@@ -249,7 +248,7 @@ pub async fn caught_up(feed: &Feed, runner: &ProjectionRunner) {
     for _ in 0..400 {
         runner.catch_up().await.expect("catch up");
         let mut conn = feed.database().acquire().await.unwrap();
-        let cursor = aisha::store::feed::load_checkpoint(&mut conn.tx(), runner.name())
+        let cursor = aisha::store::checkpoints::load_checkpoint(&mut conn.tx(), runner.name())
             .await
             .unwrap();
         if feed.lag(cursor).await.unwrap().events_behind == 0 {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use aisha::store::feed::Feed;
 use aisha::store::Database;
 use chrono::Utc;
+use db::Arg;
 use fake_telegram::FakeTelegram;
-use projections::Arg;
 
 /// Work due further ahead than this (a training's deadline, photo retention) is not waited for;
 /// work due sooner (a status poller's next look) is.

@@ -1,11 +1,17 @@
-//! A deliberately small SQL surface shared by PostgreSQL and SQLite, so each projection's
-//! statements are written once.
+//! The database layer of the bot and its read models: a deliberately small SQL surface shared by
+//! PostgreSQL and SQLite, so each statement is written once whatever the backend.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, PgConnection, Postgres, Row, Sqlite, SqliteConnection, Type};
+
+mod column;
+mod dialect;
+
+use column::Column;
+pub use dialect::{for_backend, placeholders};
 
 /// Which database a transaction runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +35,9 @@ pub enum Arg {
     Date(NaiveDate),
     /// JSON: `jsonb` on PostgreSQL, text on SQLite.
     Json(serde_json::Value),
+    /// JSON already written out, stored as it is: `json` on PostgreSQL (which keeps the text),
+    /// text on SQLite.
+    JsonText(String),
     /// A column of type `uuid` on PostgreSQL, text on SQLite (ids kept as text on both are
     /// [`Arg::Text`], which `From<Uuid>` gives).
     Uuid(Option<uuid::Uuid>),
@@ -118,6 +127,37 @@ impl Conn {
     }
 }
 
+/// An open transaction on either backend, owning its connection; dropped uncommitted, it rolls
+/// back.
+pub enum Transaction {
+    Postgres(sqlx::Transaction<'static, Postgres>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+}
+
+impl Transaction {
+    /// The transaction as a [`Tx`], for the statements it runs.
+    pub fn tx(&mut self) -> Tx<'_> {
+        match self {
+            Self::Postgres(t) => Tx::Postgres(t),
+            Self::Sqlite(t) => Tx::Sqlite(t),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(t) => t.commit().await,
+            Self::Sqlite(t) => t.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(t) => t.rollback().await,
+            Self::Sqlite(t) => t.rollback().await,
+        }
+    }
+}
+
 /// One result row, on either backend.
 pub enum SqlRow {
     Postgres(PgRow),
@@ -145,83 +185,45 @@ impl SqlRow {
 /// PostgreSQL's (65,535), large enough that a batch takes few round trips.
 pub const MAX_PARAMETERS: usize = 10_000;
 
-/// `($first, …), (…), …`: `rows` tuples of `columns` numbered placeholders.
-pub fn placeholders(rows: usize, columns: usize, first: usize) -> String {
-    let mut out = String::with_capacity(rows * columns * 6);
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in 0..columns {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            out.push('$');
-            out.push_str(&(first + r * columns + c).to_string());
-        }
-        out.push(')');
-    }
-    out
-}
-
-/// `$1`-style placeholders become SQLite's numbered `?1`; statements must not contain `$`
-/// anywhere else. The clock is the database's, so instances on several machines agree on
-/// leases whatever their own clocks say: `{now}` is the current time and `{now+$N}` the time
-/// `$N` (a float, negative for the past) seconds from it; SQLite's is the RFC 3339 text its time
-/// columns hold.
-pub fn for_backend(backend: Backend, sql: &str) -> std::borrow::Cow<'_, str> {
-    let sql: std::borrow::Cow<'_, str> = if sql.contains("{now") {
-        clock(backend, sql).into()
-    } else {
-        sql.into()
-    };
-    match backend {
-        Backend::Postgres => sql,
-        Backend::Sqlite => sql.replace('$', "?").into(),
-    }
-}
-
-const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'";
-
-fn clock(backend: Backend, sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 32);
-    let mut rest = sql;
-    while let Some(at) = rest.find("{now") {
-        out.push_str(&rest[..at]);
-        let token = &rest[at..];
-        let Some(end) = token.find('}') else {
-            out.push_str(token);
-            return out;
-        };
-        match (&token[4..end], backend) {
-            ("", Backend::Postgres) => out.push_str("now()"),
-            ("", Backend::Sqlite) => {
-                out.push_str(SQLITE_NOW);
-                out.push(')');
-            }
-            (offset, Backend::Postgres) if offset.starts_with("+$") => {
-                out.push_str(&format!(
-                    "(now() + make_interval(secs => {}))",
-                    &offset[1..]
-                ));
-            }
-            (offset, Backend::Sqlite) if offset.starts_with("+$") => {
-                out.push_str(&format!(
-                    "{SQLITE_NOW}, printf('%+f seconds', {}))",
-                    &offset[1..]
-                ));
-            }
-            _ => out.push_str(&token[..=end]),
-        }
-        rest = &token[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// How each backend takes a `uuid` column's value: PostgreSQL as a `uuid`, SQLite as the text
 /// its tables hold (sqlx would bind SQLite a 16-byte blob).
+/// JSON text bound as PostgreSQL's `json` type, byte for byte (its binary form is the text).
+struct PgJsonText(String);
+
+impl Type<Postgres> for PgJsonText {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        // `json`'s fixed OID.
+        sqlx::postgres::PgTypeInfo::with_oid(sqlx::postgres::types::Oid(114))
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for PgJsonText {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(sqlx::encode::IsNull::No)
+    }
+}
+
+/// How each backend takes JSON text: PostgreSQL as `json`, SQLite as the text its tables hold.
+trait BindJsonText {
+    fn bind_json_text(self, value: String) -> Self;
+}
+
+impl<'q> BindJsonText for sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    fn bind_json_text(self, value: String) -> Self {
+        self.bind(PgJsonText(value))
+    }
+}
+
+impl<'q> BindJsonText for sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    fn bind_json_text(self, value: String) -> Self {
+        self.bind(value)
+    }
+}
+
 trait BindUuid {
     fn bind_uuid(self, value: Option<uuid::Uuid>) -> Self;
 }
@@ -255,6 +257,7 @@ macro_rules! bind_all {
                 Arg::Date(v) => q.bind(v),
                 Arg::Json(v) => q.bind(sqlx::types::Json(v)),
                 Arg::Uuid(v) => BindUuid::bind_uuid(q, v),
+                Arg::JsonText(v) => BindJsonText::bind_json_text(q, v),
             };
         }
         q
@@ -472,132 +475,5 @@ impl Tx<'_> {
                 .await?
                 .and_then(|r| r.get::<Option<DateTime<Utc>>, _>(0))),
         }
-    }
-}
-
-/// One column of many rows' values, bound as one PostgreSQL array: `INSERT … SELECT * FROM
-/// UNNEST($1::bigint[], $2::text[], …)` and `IN (SELECT unnest($1::text[]))` have one statement
-/// text whatever the row count, so each is prepared once per connection and planned cheaply,
-/// where a `VALUES` list of thousands of placeholders is parsed and planned anew every time.
-enum Column {
-    I64(Vec<Option<i64>>),
-    F64(Vec<Option<f64>>),
-    Bool(Vec<Option<bool>>),
-    Text(Vec<Option<String>>),
-    Time(Vec<Option<DateTime<Utc>>>),
-    Date(Vec<Option<NaiveDate>>),
-}
-
-type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
-
-impl Column {
-    /// An empty column of the value's type.
-    /// An empty column for values like `arg`; `None` for kinds bound row by row (JSON).
-    fn like(arg: &Arg, capacity: usize) -> Option<Self> {
-        Some(match arg {
-            Arg::I64(_) | Arg::OptI64(_) => Self::I64(Vec::with_capacity(capacity)),
-            Arg::F64(_) | Arg::OptF64(_) => Self::F64(Vec::with_capacity(capacity)),
-            Arg::Bool(_) => Self::Bool(Vec::with_capacity(capacity)),
-            Arg::Text(_) | Arg::OptText(_) => Self::Text(Vec::with_capacity(capacity)),
-            Arg::Time(_) | Arg::OptTime(_) => Self::Time(Vec::with_capacity(capacity)),
-            Arg::Date(_) => Self::Date(Vec::with_capacity(capacity)),
-            Arg::Json(_) | Arg::Uuid(_) => return None,
-        })
-    }
-
-    /// Appends a value; `false` when it is not of the column's type.
-    fn push(&mut self, arg: &Arg) -> bool {
-        match (self, arg) {
-            (Self::I64(c), Arg::I64(v)) => c.push(Some(*v)),
-            (Self::I64(c), Arg::OptI64(v)) => c.push(*v),
-            (Self::F64(c), Arg::F64(v)) => c.push(Some(*v)),
-            (Self::F64(c), Arg::OptF64(v)) => c.push(*v),
-            (Self::Bool(c), Arg::Bool(v)) => c.push(Some(*v)),
-            (Self::Text(c), Arg::Text(v)) => c.push(Some(v.clone())),
-            (Self::Text(c), Arg::OptText(v)) => c.push(v.clone()),
-            (Self::Time(c), Arg::Time(v)) => c.push(Some(*v)),
-            (Self::Time(c), Arg::OptTime(v)) => c.push(*v),
-            (Self::Date(c), Arg::Date(v)) => c.push(Some(*v)),
-            _ => return false,
-        }
-        true
-    }
-
-    /// The rows as columns; `None` when a column mixes types (then the caller binds row by row).
-    fn transpose(rows: &[Vec<Arg>], width: usize) -> Option<Vec<Self>> {
-        let first = rows.first()?;
-        let mut columns: Vec<Self> = first
-            .iter()
-            .map(|a| Self::like(a, rows.len()))
-            .collect::<Option<_>>()?;
-        for row in rows {
-            if row.len() != width {
-                return None;
-            }
-            for (column, arg) in columns.iter_mut().zip(row) {
-                if !column.push(arg) {
-                    return None;
-                }
-            }
-        }
-        Some(columns)
-    }
-
-    /// A list of keys as one column.
-    fn transpose_one(keys: &[Arg]) -> Option<Self> {
-        let mut column = Self::like(keys.first()?, keys.len())?;
-        keys.iter().all(|k| column.push(k)).then_some(column)
-    }
-
-    fn pg_type(&self) -> &'static str {
-        match self {
-            Self::I64(_) => "bigint",
-            Self::F64(_) => "float8",
-            Self::Bool(_) => "boolean",
-            Self::Text(_) => "text",
-            Self::Time(_) => "timestamptz",
-            Self::Date(_) => "date",
-        }
-    }
-
-    /// `$1::bigint[], $2::text[], …` for the columns in order.
-    fn casts(columns: &[Self]) -> String {
-        columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("${}::{}[]", i + 1, c.pg_type()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn bind(self, query: PgQuery<'_>) -> PgQuery<'_> {
-        match self {
-            Self::I64(v) => query.bind(v),
-            Self::F64(v) => query.bind(v),
-            Self::Bool(v) => query.bind(v),
-            Self::Text(v) => query.bind(v),
-            Self::Time(v) => query.bind(v),
-            Self::Date(v) => query.bind(v),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_clock_is_the_databases_in_either_dialect() {
-        let sql = "UPDATE t SET at = {now}, until = {now+$2} WHERE id = $1";
-        assert_eq!(
-            for_backend(Backend::Postgres, sql),
-            "UPDATE t SET at = now(), until = (now() + make_interval(secs => $2)) WHERE id = $1"
-        );
-        assert_eq!(
-            for_backend(Backend::Sqlite, sql),
-            "UPDATE t SET at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'), \
-             until = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', printf('%+f seconds', ?2)) \
-             WHERE id = ?1"
-        );
     }
 }

@@ -1,0 +1,219 @@
+//! The database handle: a pool on SQLite or PostgreSQL, its migrations, and the connections and
+//! transactions the stores run their statements on.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use super::{StoreError, IDLE_IN_TRANSACTION_TIMEOUT};
+use crate::secret::redact_url;
+
+/// A connection pool to one of the two supported databases.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// SQLite's "database is locked" or "busy" (codes 5 and 6, with their extended forms).
+fn is_sqlite_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
+impl Database {
+    /// Connects to `sqlite://PATH` (creating the file) or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, true, crate::config::DEFAULT_DATABASE_CONNECTIONS).await
+    }
+
+    /// As [`Database::connect`], with at most `max_connections` PostgreSQL connections (SQLite,
+    /// one writer at a time, keeps its small pool).
+    pub async fn connect_sized(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_with(url, true, max_connections).await
+    }
+
+    /// Connects to a database that must exist already (a SQLite file is not created): for the
+    /// commands that only read, which must never leave a new file behind.
+    pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, false, crate::config::DEFAULT_DATABASE_CONNECTIONS).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        create: bool,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(create)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            // A new file's first connections race to switch it to WAL, and SQLite answers
+            // "database is locked" at once (its busy handler does not cover that): try again.
+            let mut attempt = 0;
+            let pool = loop {
+                match SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options.clone())
+                    .await
+                {
+                    Ok(pool) => break pool,
+                    Err(e) if attempt < 8 && is_sqlite_busy(&e) => {
+                        attempt += 1;
+                        tracing::debug!(attempt, error = %crate::telemetry::chain(&e), "SQLite file busy while opening; trying again");
+                        tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)?.options([(
+                "idle_in_transaction_session_timeout",
+                format!("{}s", IDLE_IN_TRANSACTION_TIMEOUT.as_secs()),
+            )]);
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+
+    /// Brings the schema up to date; safe to run from several processes at once. PostgreSQL's
+    /// migrator takes an advisory lock; SQLite's has none, so there each migration (its own
+    /// transaction) may lose a race to another process applying the same one: then the attempt
+    /// is rolled back whole and run again, and finds the migration applied.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(pool) => {
+                let migrator = sqlx::migrate!("./migrations/sqlite");
+                let mut attempt = 0;
+                loop {
+                    match migrator.run(pool).await {
+                        Ok(()) => break,
+                        Err(e) if attempt < 8 => {
+                            attempt += 1;
+                            tracing::debug!(attempt, error = %crate::telemetry::chain(&e), "SQLite migration raced another process; trying again");
+                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Versions of the migrations this build has that the database has not applied.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let migrator = match self {
+            Self::Sqlite(_) => sqlx::migrate!("./migrations/sqlite"),
+            Self::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
+        };
+        let mut conn = self.acquire().await?;
+        let applied: Vec<i64> = match conn
+            .tx()
+            .fetch_all(
+                "SELECT version FROM _sqlx_migrations WHERE success = true",
+                vec![],
+            )
+            .await
+        {
+            Ok(rows) => rows
+                .iter()
+                .map(|r| r.get::<i64>("version"))
+                .collect::<Result<_, _>>()?,
+            // No migration table: nothing applied yet.
+            Err(_) => Vec::new(),
+        };
+        Ok(migrator
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
+    /// Fails with [`StoreError::SchemaBehind`] unless every migration is applied: for the
+    /// commands that must not change the schema.
+    pub async fn require_current_schema(&self) -> Result<(), StoreError> {
+        let pending = self.pending_migrations().await?;
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::SchemaBehind {
+                pending: pending.len(),
+            })
+        }
+    }
+
+    /// A pooled connection for read-model queries (`projections::gallery::page(&mut conn.tx(), …)`).
+    pub async fn acquire(&self) -> Result<db::Conn, StoreError> {
+        Ok(self.connection().await?)
+    }
+
+    /// As [`Database::acquire`], for the stores whose errors are the driver's own.
+    pub(crate) async fn connection(&self) -> Result<db::Conn, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => db::Conn::Sqlite(pool.acquire().await?),
+            Self::Postgres(pool) => db::Conn::Postgres(pool.acquire().await?),
+        })
+    }
+
+    /// A transaction that may only read first: on SQLite it takes the write lock at its first
+    /// write, and fails at once if another writer got there meanwhile.
+    pub(crate) async fn begin(&self) -> Result<db::Transaction, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => db::Transaction::Sqlite(pool.begin().await?),
+            Self::Postgres(pool) => db::Transaction::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// A transaction that writes: on SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`), so it waits its turn instead of failing part way.
+    pub(crate) async fn begin_write(&self) -> Result<db::Transaction, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => {
+                db::Transaction::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
+            Self::Postgres(pool) => db::Transaction::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// The SQL dialect, for the statements that differ (see [`db::for_backend`]).
+    pub fn backend(&self) -> db::Backend {
+        match self {
+            Self::Sqlite(_) => db::Backend::Sqlite,
+            Self::Postgres(_) => db::Backend::Postgres,
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
