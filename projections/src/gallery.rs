@@ -8,14 +8,14 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use aggregates::{AvatarEvent, AvatarStatus, TrainedModel};
+use aggregates::{AvatarEvent, AvatarStatus, AvatarType, TrainedModel};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::sql::{Arg, SqlRow, Tx};
 use crate::{FeedEvent, Projection, ProjectionError};
+use db::{Arg, SqlRow, Tx};
 
 /// The projection's name and checkpoint key.
 pub const NAME: &str = "gallery";
@@ -258,6 +258,32 @@ pub struct GalleryItem {
     pub updated_at: DateTime<Utc>,
     /// When the avatar's last generation returned images.
     pub last_generation_at: Option<DateTime<Utc>>,
+}
+
+impl GalleryItem {
+    /// The avatar's type; a value no [`AvatarType`] writes is an error, never a guess.
+    pub fn parsed_type(&self) -> Result<AvatarType, ProjectionError> {
+        avatar_type_named(&self.avatar_type)
+    }
+
+    /// The avatar's status; a value no [`AvatarStatus`] writes is an error, never a guess.
+    pub fn parsed_status(&self) -> Result<AvatarStatus, ProjectionError> {
+        status_named(&self.status)
+    }
+}
+
+/// The [`AvatarType`] whose `as_str` is `name`.
+pub fn avatar_type_named(name: &str) -> Result<AvatarType, ProjectionError> {
+    [AvatarType::Portrait, AvatarType::Style]
+        .into_iter()
+        .find(|t| t.as_str() == name)
+        .ok_or_else(|| ProjectionError::Invalid(format!("unknown avatar type `{name}`")))
+}
+
+/// The [`AvatarStatus`] whose `as_str` is `name`.
+pub fn status_named(name: &str) -> Result<AvatarStatus, ProjectionError> {
+    AvatarStatus::parse(name)
+        .ok_or_else(|| ProjectionError::Invalid(format!("unknown avatar status `{name}`")))
 }
 
 /// One page of a user's gallery, newest avatar first.

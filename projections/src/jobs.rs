@@ -14,8 +14,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::gallery::uuid;
-use crate::sql::{Arg, SqlRow, Tx};
 use crate::{FeedEvent, Projection, ProjectionError};
+use db::{Arg, SqlRow, Tx};
 
 pub const NAME: &str = "training_jobs";
 pub const TABLE: &str = "training_jobs";

@@ -2,8 +2,9 @@
 //! event changes them. The binary's feed runner applies events in feed order and advances the
 //! projection's checkpoint in the same transaction, so an event is never applied twice or skipped.
 //!
-//! Projections write through [`Tx`], one small SQL surface over PostgreSQL and SQLite: statements
-//! are written once with `$1`-style placeholders and bound with [`Arg`]s.
+//! Projections write through [`Tx`], the `db` crate's small SQL surface over PostgreSQL and
+//! SQLite: statements are written once with `$1`-style placeholders and bound with
+//! [`db::Arg`]s.
 //!
 //! The read models, each with the query functions its readers use:
 //! - [`gallery`] — one row per avatar: the bot's paginated gallery and the avatar card;
@@ -17,8 +18,9 @@ pub mod analytics;
 pub mod gallery;
 pub mod generations;
 pub mod jobs;
+mod labels;
 pub mod money;
-pub mod sql;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +30,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-pub use sql::{Arg, Backend, Conn, SqlRow, Tx};
+use db::Tx;
 
 /// One event as the feed delivers it: in global order, with its stream coordinates.
 #[derive(Debug, Clone)]

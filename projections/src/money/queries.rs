@@ -6,10 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::optional_uuid;
 use crate::gallery::uuid;
-use crate::sql::{SqlRow, Tx};
 use crate::ProjectionError;
+use db::{SqlRow, Tx};
 
 /// One movement of an account, as the bot's balance screen and auditors read it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -187,3 +186,10 @@ pub async fn store_prices(
 
 /// Telegram's currency code of Stars, under which `money_currency_rates` keeps their USD value.
 pub const STARS_CURRENCY: &str = "XTR";
+
+pub(super) fn optional_uuid(row: &SqlRow, column: &str) -> Result<Option<Uuid>, ProjectionError> {
+    match row.get::<Option<String>>(column)? {
+        None => Ok(None),
+        Some(_) => uuid(row, column).map(Some),
+    }
+}

@@ -1,6 +1,6 @@
 //! The money views analysts export by name (see `migrations/*/20261216000001_money.sql`).
 
-use crate::analytics::{ColumnKind, View};
+use crate::view::{ColumnKind, View};
 
 use ColumnKind::{Day as D, Integer as I, Real as R, Text as T};
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::storage;
+use super::files;
+use super::state::SimState;
 use super::validate::Endpoint;
-use super::SimState;
 
 /// How long one download may take.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -70,7 +70,7 @@ fn input_urls(endpoint: Endpoint, input: &Value) -> Vec<String> {
 /// Whether the runner downloads `url` over HTTP rather than reading FAL's own storage.
 fn downloaded(url: &str) -> bool {
     (url.starts_with("http://") || url.starts_with("https://"))
-        && storage::file_id_from_url(url).is_none()
+        && files::file_id_from_url(url).is_none()
 }
 
 async fn download(state: &SimState, url: &str) -> Result<Bytes, String> {

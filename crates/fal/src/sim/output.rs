@@ -6,15 +6,16 @@ use std::io::Cursor;
 use base64::Engine as _;
 use chrono::Utc;
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use image::{DynamicImage, ImageFormat};
 use rand::Rng;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
+use super::files;
 use super::inputs::Fetched;
+use super::pictures::{fit, picture, requested_size};
+use super::state::SimState;
 use super::storage;
-use super::validate::{self, Endpoint, DEFAULT_IMAGE_SIDE, IMAGE_SIZES};
-use super::SimState;
+use super::validate::{self, Endpoint};
 
 /// A progress log line for step `step` of `steps`.
 pub(super) fn progress_line(endpoint: Endpoint, input: &Value, step: u32, steps: u32) -> String {
@@ -161,76 +162,6 @@ fn safetensors_without_tensors(metadata: &Value) -> Vec<u8> {
     file
 }
 
-/// Pixel size FAL would produce for this input.
-fn requested_size(endpoint: Endpoint, input: &Value) -> (u32, u32) {
-    match endpoint {
-        Endpoint::StyleGenerator => {
-            let ratio = input
-                .get("aspect_ratio")
-                .and_then(Value::as_str)
-                .unwrap_or("16:9");
-            match ratio {
-                "21:9" => (3136, 1344),
-                "16:9" => (2752, 1536),
-                "4:3" => (2368, 1792),
-                "3:2" => (2496, 1664),
-                "1:1" => (2048, 2048),
-                "2:3" => (1664, 2496),
-                "3:4" => (1792, 2368),
-                "9:16" => (1536, 2752),
-                "9:21" => (1344, 3136),
-                other => ratio_size(other).unwrap_or((2752, 1536)),
-            }
-        }
-        _ => match input.get("image_size") {
-            Some(Value::Object(size)) => {
-                let side = |k: &str| {
-                    size.get(k)
-                        .and_then(Value::as_u64)
-                        .map_or(DEFAULT_IMAGE_SIDE, |n| n as u32)
-                };
-                (side("width"), side("height"))
-            }
-            other => {
-                let name = other.and_then(Value::as_str).unwrap_or("landscape_4_3");
-                IMAGE_SIZES
-                    .iter()
-                    .find(|(n, _, _)| *n == name)
-                    .map(|(_, w, h)| (*w, *h))
-                    .unwrap_or((1024, 768))
-            }
-        },
-    }
-}
-
-/// About four megapixels in the proportions of a `W:H` ratio, as the ultra model renders any
-/// ratio it is given; `None` when the string is not a ratio.
-fn ratio_size(ratio: &str) -> Option<(u32, u32)> {
-    let (w, h) = ratio.split_once(':')?;
-    let (w, h): (f64, f64) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
-    if !(w > 0.0 && h > 0.0 && (w / h).is_finite()) {
-        return None;
-    }
-    let area = 2048.0 * 2048.0;
-    let height = (area * h / w).sqrt();
-    let width = height * w / h;
-    Some((
-        width.round().max(1.0) as u32,
-        height.round().max(1.0) as u32,
-    ))
-}
-
-/// Scales down so the longest side is at most `max`, keeping the aspect ratio.
-fn fit(size: (u32, u32), max: u32) -> (u32, u32) {
-    let (w, h) = size;
-    let longest = w.max(h).max(1);
-    if longest <= max {
-        return (w.max(1), h.max(1));
-    }
-    let scale = |side: u32| ((u64::from(side) * u64::from(max)) / u64::from(longest)).max(1) as u32;
-    (scale(w), scale(h))
-}
-
 fn generation(state: &SimState, endpoint: Endpoint, request_id: &str, input: &Value) -> Value {
     let count = input
         .get("num_images")
@@ -341,7 +272,7 @@ fn input_bytes(
                 .map_err(|e| SourceError::Download(format!("bad base64: {e}"))),
         );
     }
-    let id = storage::file_id_from_url(url)?;
+    let id = files::file_id_from_url(url)?;
     let now = Utc::now();
     let inner = state.lock();
     let file = inner.files.get(&id)?;
@@ -484,90 +415,21 @@ fn upscale(
     }))
 }
 
-/// A diagonal gradient between two colours taken from the request id, so that every request
-/// (and every image in it) looks different; black when flagged, as FAL blacks out such images.
-fn picture(
-    request_id: &str,
-    index: u64,
-    width: u32,
-    height: u32,
-    black: bool,
-    format: ImageFormat,
-) -> Vec<u8> {
-    let digest = Sha256::digest(format!("{request_id}/{index}").as_bytes());
-    let from = [digest[0], digest[1], digest[2]];
-    let to = [digest[3], digest[4], digest[5]];
-    let span = (width + height).max(1) as f32;
-    let image = RgbImage::from_fn(width, height, |x, y| {
-        if black {
-            return Rgb([0, 0, 0]);
-        }
-        let t = (x + y) as f32 / span;
-        let mix = |a: u8, b: u8| (f32::from(a) * (1.0 - t) + f32::from(b) * t) as u8;
-        Rgb([
-            mix(from[0], to[0]),
-            mix(from[1], to[1]),
-            mix(from[2], to[2]),
-        ])
-    });
-    let mut bytes = Vec::new();
-    if let Err(error) = image.write_to(&mut Cursor::new(&mut bytes), format) {
-        tracing::error!(%error, "FAL simulator could not encode an image");
-    }
-    bytes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn sizes_scale_down_keeping_the_ratio() {
-        assert_eq!(fit((1024, 768), 128), (128, 96));
-        assert_eq!(fit((1536, 2752), 128), (71, 128));
-        assert_eq!(fit((64, 32), 128), (64, 32));
-    }
-
-    #[test]
-    fn sizes_follow_fals_lenient_shapes() {
-        let lora =
-            |size: Value| requested_size(Endpoint::PortraitGenerator, &json!({"image_size": size}));
-        assert_eq!(lora(json!({"width": 768})), (768, 512));
-        assert_eq!(lora(json!({"height": 300})), (512, 300));
-        assert_eq!(lora(json!("square")), (512, 512));
-        let ultra =
-            |ratio: &str| requested_size(Endpoint::StyleGenerator, &json!({"aspect_ratio": ratio}));
-        let (w, h) = ultra("5:4");
-        assert!(
-            w > h && (f64::from(w) / f64::from(h) - 1.25).abs() < 0.01,
-            "{w}x{h}"
-        );
-        assert_eq!(ultra("anything"), (2752, 1536));
-        assert_eq!(ultra("1:0"), (2752, 1536));
-    }
-
-    #[test]
-    fn pictures_decode_and_differ_per_request() {
-        let a = picture("r1", 0, 16, 8, false, ImageFormat::Png);
-        let b = picture("r2", 0, 16, 8, false, ImageFormat::Png);
-        assert_ne!(a, b);
-        let decoded = image::load_from_memory(&a).unwrap();
-        assert_eq!((decoded.width(), decoded.height()), (16, 8));
-        let jpeg = picture("r1", 0, 16, 8, false, ImageFormat::Jpeg);
-        assert_eq!(image::guess_format(&jpeg).unwrap(), ImageFormat::Jpeg);
-    }
-
     fn sim_state(config: super::super::SimConfig) -> std::sync::Arc<SimState> {
         let (_stop, stopped) = tokio::sync::watch::channel(false);
-        super::super::build_state(([127, 0, 0, 1], 9).into(), config, stopped)
+        super::super::simulator::build_state(([127, 0, 0, 1], 9).into(), config, stopped)
     }
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         picture("source", 0, width, height, false, ImageFormat::Png)
     }
 
-    fn stored_file(state: &SimState, url: &str) -> storage::StoredFile {
-        let id = storage::file_id_from_url(url).expect("a storage URL");
+    fn stored_file(state: &SimState, url: &str) -> files::StoredFile {
+        let id = files::file_id_from_url(url).expect("a storage URL");
         state.lock().files.get(&id).cloned().expect("stored")
     }
 

@@ -19,66 +19,25 @@
 //! (see `jobs`). Tests move time on with [`FalSimulator::advance_storage_clock`] instead of
 //! waiting.
 
-use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::inputs::{self, Fetched};
-use super::{error_response, FalSimulator, SimState};
 use crate::types::{InitiateUploadRequest, InitiateUploadResponse};
 
-/// A file the simulator serves.
-#[derive(Debug, Clone)]
-pub(super) struct StoredFile {
-    pub bytes: Bytes,
-    pub content_type: String,
-    pub file_name: String,
-    /// When FAL deletes it, as its uploader asked; `None`: kept.
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-impl StoredFile {
-    fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at.is_none_or(|at| now < at)
-    }
-}
-
-/// An upload ticket whose bytes have not arrived yet (or may be sent again).
-#[derive(Debug, Clone)]
-pub(super) struct PendingUpload {
-    file_id: String,
-    file_name: String,
-    content_type: String,
-    /// Asked for at initiation; counted from when the bytes arrive.
-    lifetime: Option<Duration>,
-}
-
-/// A multipart upload whose parts are arriving.
-#[derive(Debug, Clone)]
-pub(super) struct MultipartUpload {
-    file_id: String,
-    file_name: String,
-    content_type: String,
-    lifetime: Option<Duration>,
-    /// Part number → (ETag, bytes).
-    parts: BTreeMap<u32, (String, Bytes)>,
-}
-
-/// How long a CDN upload token works.
-const CDN_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
+use super::files::{file_id_from_url, PendingUpload, StoredFile};
+use super::inputs::{self, Fetched};
+use super::state::{error_response, SimState};
 
 /// The lifecycle headers, preferred name first.
-const LIFECYCLE_HEADERS: [&str; 2] = [
+pub(super) const LIFECYCLE_HEADERS: [&str; 2] = [
     "x-fal-object-lifecycle-preference",
     "x-fal-object-lifecycle",
 ];
@@ -116,7 +75,7 @@ pub(super) fn lifecycle_refused(why: &str) -> Response {
     )
 }
 
-fn expiry(lifetime: Option<Duration>) -> Option<DateTime<Utc>> {
+pub(super) fn expiry(lifetime: Option<Duration>) -> Option<DateTime<Utc>> {
     lifetime.and_then(|l| Utc::now().checked_add_signed(l))
 }
 
@@ -151,7 +110,7 @@ pub(super) fn file_ids_in(state: &SimState, value: &serde_json::Value) -> Vec<St
 }
 
 /// A stored file by id, unless FAL would have deleted it by now.
-fn live_file(state: &SimState, id: &str) -> Option<StoredFile> {
+pub(super) fn live_file(state: &SimState, id: &str) -> Option<StoredFile> {
     let now = Utc::now();
     state
         .lock()
@@ -161,37 +120,8 @@ fn live_file(state: &SimState, id: &str) -> Option<StoredFile> {
         .cloned()
 }
 
-impl FalSimulator {
-    /// Moves the storage clock on by `by`: every stored file is that much older, so one whose
-    /// lifetime ends within `by` answers 404 from now on — without a test having to wait.
-    pub fn advance_storage_clock(&self, by: std::time::Duration) {
-        let by = Duration::from_std(by).unwrap_or(Duration::MAX);
-        for file in self.state.lock().files.values_mut() {
-            if let Some(at) = file.expires_at.as_mut() {
-                *at = at
-                    .checked_sub_signed(by)
-                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
-            }
-        }
-    }
-
-    /// When the file at `url` expires: `Some(None)` if it is kept, `None` if nothing is stored
-    /// there (any more).
-    pub fn file_expires_at(&self, url: &str) -> Option<Option<DateTime<Utc>>> {
-        let id = file_id_from_url(url)?;
-        live_file(&self.state, &id).map(|file| file.expires_at)
-    }
-}
-
-/// Whether a call goes to one of the CDN's upload endpoints.
-pub(super) fn is_cdn_upload_path(method: &Method, path: &str) -> bool {
-    let create =
-        method == Method::POST && (path == "/files/upload" || path == "/files/upload/multipart");
-    create || (path.starts_with("/files/") && path.contains("/multipart/"))
-}
-
 /// A file name safe to put in a URL path.
-fn safe_name(name: &str) -> String {
+pub(super) fn safe_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {
@@ -209,7 +139,7 @@ fn safe_name(name: &str) -> String {
     }
 }
 
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
@@ -219,7 +149,7 @@ pub(super) fn store(state: &SimState, file_name: &str, content_type: &str, bytes
 }
 
 /// Stores `bytes` for `lifetime` (or for good) and returns the URL that serves them.
-fn store_expiring(
+pub(super) fn store_expiring(
     state: &SimState,
     file_name: &str,
     content_type: &str,
@@ -239,16 +169,6 @@ fn store_expiring(
         },
     );
     url
-}
-
-/// The file id in a `…/files/<id>/<name>` URL (any host, so that a public URL works too).
-pub(super) fn file_id_from_url(url: &str) -> Option<String> {
-    let parsed = reqwest::Url::parse(url).ok()?;
-    let rest = parsed.path().split("/files/").nth(1)?;
-    let mut parts = rest.split('/');
-    let id = parts.next()?;
-    let _name = parts.next()?;
-    (parts.next().is_none() && id != "upload" && !id.is_empty()).then(|| id.to_owned())
 }
 
 pub(super) async fn initiate(
@@ -396,251 +316,10 @@ pub(super) fn is_lora_file(state: &SimState, url: &str, fetched: &Fetched) -> bo
         .is_some_and(|file| file.file_name.ends_with(".safetensors"))
 }
 
-/// `POST /rest/storage/auth/token?storage_type=fal-cdn-v3`: a token for the CDN's upload
-/// endpoints, and the CDN's base URL (this simulator's own).
-pub(super) async fn cdn_token(State(state): State<Arc<SimState>>) -> Response {
-    let token = new_id();
-    let expires_at = Utc::now() + CDN_TOKEN_LIFETIME;
-    state.lock().cdn_tokens.insert(token.clone(), expires_at);
-    Json(json!({
-        "token": token,
-        "token_type": "Bearer",
-        "base_url": state.base_url,
-        // Whole seconds and a numeric offset: what any ISO parser (Python's included) reads.
-        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-    }))
-    .into_response()
-}
-
-/// Whether a CDN call carries a token this simulator handed out and that still works.
-fn cdn_authorized(state: &SimState, headers: &HeaderMap) -> bool {
-    if !state.config.require_auth {
-        return true;
-    }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .map(|(_, token)| token.trim().to_owned());
-    let Some(token) = token else {
-        return false;
-    };
-    let now = Utc::now();
-    state
-        .lock()
-        .cdn_tokens
-        .get(&token)
-        .is_some_and(|expires| *expires > now)
-}
-
-fn cdn_refused() -> Response {
-    error_response(
-        StatusCode::UNAUTHORIZED,
-        json!("Invalid or expired upload token"),
-    )
-}
-
-fn content_type_of(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or("application/octet-stream")
-        .to_owned()
-}
-
-/// The `X-Fal-File-Name` the client sent, or a name made up from the content type.
-fn file_name_of(headers: &HeaderMap, content_type: &str) -> String {
-    let given = headers
-        .get("x-fal-file-name")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty());
-    match given {
-        Some(name) => safe_name(name),
-        None => {
-            let extension = match content_type.split(';').next().unwrap_or_default().trim() {
-                "application/zip" => "zip",
-                "image/png" => "png",
-                "image/jpeg" => "jpg",
-                "image/webp" => "webp",
-                "application/json" => "json",
-                "text/plain" => "txt",
-                _ => "bin",
-            };
-            format!("{}.{extension}", new_id())
-        }
-    }
-}
-
-/// `POST {CDN}/files/upload`: the bytes in the body, answered with the file's URL.
-pub(super) async fn cdn_upload(
-    State(state): State<Arc<SimState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !cdn_authorized(&state, &headers) {
-        return cdn_refused();
-    }
-    let lifetime = match requested_lifetime(&headers) {
-        Ok(lifetime) => lifetime,
-        Err(why) => return lifecycle_refused(why),
-    };
-    let content_type = content_type_of(&headers);
-    let file_name = file_name_of(&headers, &content_type);
-    let size = body.len();
-    let url = store_expiring(&state, &file_name, &content_type, body, lifetime);
-    Json(json!({
-        "access_url": url,
-        "content_type": content_type,
-        "file_name": file_name,
-        "file_size": size,
-    }))
-    .into_response()
-}
-
-/// `POST {CDN}/files/upload/multipart`: opens a multipart upload.
-pub(super) async fn multipart_create(
-    State(state): State<Arc<SimState>>,
-    headers: HeaderMap,
-) -> Response {
-    if !cdn_authorized(&state, &headers) {
-        return cdn_refused();
-    }
-    let lifetime = match requested_lifetime(&headers) {
-        Ok(lifetime) => lifetime,
-        Err(why) => return lifecycle_refused(why),
-    };
-    let content_type = content_type_of(&headers);
-    let file_name = file_name_of(&headers, &content_type);
-    let file_id = new_id();
-    let upload_id = new_id();
-    let access_url = state.url(&format!("/files/{file_id}/{file_name}"));
-    state.lock().multipart.insert(
-        upload_id.clone(),
-        MultipartUpload {
-            file_id,
-            file_name,
-            content_type,
-            lifetime,
-            parts: BTreeMap::new(),
-        },
-    );
-    Json(json!({ "access_url": access_url, "uploadId": upload_id })).into_response()
-}
-
-fn no_such_upload() -> Response {
-    error_response(StatusCode::NOT_FOUND, json!("Multipart upload not found"))
-}
-
-/// `PUT {access_url}/multipart/<upload id>/<part>`: one part, answered with its ETag.
-pub(super) async fn multipart_part(
-    State(state): State<Arc<SimState>>,
-    Path((id, name, upload_id, part)): Path<(String, String, String, u32)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !cdn_authorized(&state, &headers) {
-        return cdn_refused();
-    }
-    if part == 0 {
-        return error_response(StatusCode::BAD_REQUEST, json!("Part numbers start at 1"));
-    }
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
-    let mut inner = state.lock();
-    let Some(upload) = inner
-        .multipart
-        .get_mut(&upload_id)
-        .filter(|u| u.file_id == id && u.file_name == name)
-    else {
-        return no_such_upload();
-    };
-    upload.parts.insert(part, (etag.clone(), body));
-    let mut response = StatusCode::OK.into_response();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
-}
-
-#[derive(Debug, Deserialize)]
-struct CompleteMultipart {
-    parts: Vec<CompletedPart>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CompletedPart {
-    #[serde(rename = "partNumber")]
-    part_number: u32,
-    etag: String,
-}
-
-/// `POST {access_url}/multipart/<upload id>/complete`: joins the listed parts, in part order
-/// (clients list them in the order they finished), into the file `access_url` serves.
-pub(super) async fn multipart_complete(
-    State(state): State<Arc<SimState>>,
-    Path((id, name, upload_id)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !cdn_authorized(&state, &headers) {
-        return cdn_refused();
-    }
-    let mut listed = match serde_json::from_slice::<CompleteMultipart>(&body) {
-        Ok(complete) if !complete.parts.is_empty() => complete.parts,
-        Ok(_) => {
-            return error_response(StatusCode::BAD_REQUEST, json!("No parts listed"));
-        }
-        Err(e) => {
-            return error_response(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!([{"loc": ["body"], "msg": e.to_string(), "type": "value_error"}]),
-            )
-        }
-    };
-    listed.sort_by_key(|p| p.part_number);
-    let mut inner = state.lock();
-    let Some(upload) = inner
-        .multipart
-        .get(&upload_id)
-        .filter(|u| u.file_id == id && u.file_name == name)
-        .cloned()
-    else {
-        return no_such_upload();
-    };
-    let mut bytes = Vec::new();
-    for part in &listed {
-        match upload.parts.get(&part.part_number) {
-            Some((etag, data)) if etag.trim_matches('"') == part.etag.trim_matches('"') => {
-                bytes.extend_from_slice(data);
-            }
-            _ => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    json!(format!(
-                        "Part {} is missing or its ETag does not match",
-                        part.part_number
-                    )),
-                )
-            }
-        }
-    }
-    inner.multipart.remove(&upload_id);
-    inner.files.insert(
-        upload.file_id.clone(),
-        StoredFile {
-            bytes: bytes.into(),
-            content_type: upload.content_type,
-            file_name: upload.file_name.clone(),
-            expires_at: expiry(upload.lifetime),
-        },
-    );
-    drop(inner);
-    let access_url = state.url(&format!("/files/{}/{}", upload.file_id, upload.file_name));
-    Json(json!({ "access_url": access_url })).into_response()
-}
-
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     fn headers(name: &str, value: &str) -> HeaderMap {
