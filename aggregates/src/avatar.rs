@@ -20,6 +20,8 @@ use crate::values::{
     MAX_BATCH_SIZE,
 };
 
+mod questions;
+
 /// Fewest photos a training accepts (seed 001).
 pub const MIN_PHOTOS: usize = 10;
 /// Most photos an avatar may hold (seed 001).
@@ -59,6 +61,20 @@ impl AvatarStatus {
             Self::TrainingFailed => "training_failed",
             Self::Deleted => "deleted",
         }
+    }
+
+    /// The status [`AvatarStatus::as_str`] names, `None` for any other text.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::New,
+            Self::Draft,
+            Self::Training,
+            Self::Trained,
+            Self::TrainingFailed,
+            Self::Deleted,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
     }
 }
 
@@ -354,17 +370,7 @@ impl Avatar {
             }
 
             Action::StartTraining { preset, style } => {
-                match self.status {
-                    AvatarStatus::Training => return Err(AvatarError::TrainingAlreadyStarted),
-                    AvatarStatus::Trained => return Err(AvatarError::AlreadyTrained),
-                    _ => {}
-                }
-                if self.photos.len() < MIN_PHOTOS {
-                    return Err(AvatarError::NotEnoughPhotos {
-                        have: self.photos.len(),
-                        min: MIN_PHOTOS,
-                    });
-                }
+                self.can_start_training()?;
                 let avatar_type = self.require_type()?;
                 let label = format!("aisha-{}", self.id.unwrap_or_default());
                 let params =
@@ -492,9 +498,7 @@ impl Avatar {
                 batch,
                 origin,
             } => {
-                if self.status != AvatarStatus::Trained {
-                    return Err(AvatarError::NotTrained);
-                }
+                self.can_generate()?;
                 match &origin {
                     None => {}
                     Some(Origin::Upscale { .. }) => return Err(AvatarError::InvalidOrigin),
@@ -746,11 +750,7 @@ impl Avatar {
     }
 
     fn require_photos_editable(&self) -> Result<(), AvatarError> {
-        if self.can_edit_photos() {
-            Ok(())
-        } else {
-            Err(AvatarError::PhotosLocked)
-        }
+        self.can_take_photos()
     }
 
     fn finish_generation(&mut self, generation_id: Uuid) {

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use db::Arg;
 use futures::future::BoxFuture;
-use projections::Arg;
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::types::ChatId;
 

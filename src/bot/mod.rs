@@ -24,6 +24,8 @@
 //! per chat, on whichever instance holds the chat.
 
 pub mod callbacks;
+mod charge;
+mod ctx;
 pub mod dialogues;
 pub mod handlers;
 pub mod inbox;
@@ -31,10 +33,13 @@ pub mod keyboards;
 pub mod limiter;
 pub mod notifier;
 pub mod photos;
+mod press;
 pub mod pricing;
 pub mod progress;
 pub mod quotas;
+mod reads;
 pub mod reconcile;
+pub mod screens;
 pub mod send;
 pub mod texts;
 pub mod users;
@@ -45,7 +50,6 @@ use std::time::Duration;
 use aggregates::{AvatarType, Gender, GenerationPreset};
 use sha2::{Digest, Sha256};
 use teloxide::adaptors::DefaultParseMode;
-use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
 use teloxide::types::{BotCommand, ParseMode};
 use teloxide::RequestError;
@@ -56,7 +60,7 @@ use crate::photos::PhotoStore;
 use crate::store::accounts::{AccountStore, AccountStoreError};
 use crate::store::{AvatarStore, Database, StoreError};
 
-pub use handlers::Command;
+pub use handlers::{schema, Command};
 pub use limiter::{SendLimiter, SendLimits};
 pub use notifier::TelegramNotifier;
 
@@ -144,74 +148,6 @@ pub struct BotDeps {
     /// How long FAL keeps what we upload to it (`None`: nothing is uploaded, FAL reads our
     /// copies from us), as the deletion warning tells users.
     pub fal_uploads_kept_for: Option<Duration>,
-}
-
-/// The handler tree: commands first, then photos, then the text a conversation step waits for;
-/// button presses go to one handler that checks the avatar against the pressing user.
-pub fn schema() -> UpdateHandler<BotError> {
-    use dptree::case;
-
-    // Groups and channels get one sentence and nothing is stored: no user row, no dialogue.
-    let elsewhere = dptree::entry()
-        .branch(
-            Update::filter_message()
-                .filter(|m: Message| !m.chat.is_private())
-                .endpoint(handlers::on_message_outside_private_chat),
-        )
-        .branch(
-            Update::filter_callback_query()
-                .filter(|q: CallbackQuery| {
-                    q.message.as_ref().is_some_and(|m| !m.chat().is_private())
-                })
-                .endpoint(handlers::on_button_outside_private_chat),
-        );
-    // Payments come before any conversation step: a successful payment is a service message that
-    // must be credited whatever step the chat is on, and a pre-checkout query has to be answered
-    // within ten seconds, so it takes no detour.
-    let payments = dptree::entry()
-        .branch(Update::filter_pre_checkout_query().endpoint(handlers::payments::on_pre_checkout))
-        .branch(
-            Update::filter_message()
-                .filter(|m: Message| m.successful_payment().is_some())
-                .endpoint(handlers::payments::on_successful_payment),
-        )
-        .branch(
-            Update::filter_message()
-                .filter(|m: Message| {
-                    matches!(m.kind, teloxide::types::MessageKind::RefundedPayment(_))
-                })
-                .endpoint(handlers::payments::on_refunded_payment),
-        );
-    let messages = Update::filter_message()
-        .enter_dialogue::<Message, dialogues::Dialogues, State>()
-        .branch(
-            dptree::entry()
-                .filter_command::<Command>()
-                .endpoint(handlers::on_command),
-        )
-        .branch(
-            dptree::filter(|m: Message| m.photo().is_some() || m.document().is_some())
-                .endpoint(handlers::on_file),
-        )
-        .branch(
-            case![State::AwaitingName {
-                avatar_type,
-                gender
-            }]
-            .endpoint(handlers::on_name),
-        )
-        .branch(case![State::AwaitingPrompt { avatar_id, preset }].endpoint(handlers::on_prompt))
-        .branch(case![State::AwaitingNewName { avatar_id }].endpoint(handlers::on_new_name))
-        .branch(case![State::AwaitingPromoCode].endpoint(handlers::on_promo_code))
-        .branch(dptree::endpoint(handlers::on_other_message));
-    let buttons = Update::filter_callback_query()
-        .enter_dialogue::<CallbackQuery, dialogues::Dialogues, State>()
-        .endpoint(handlers::on_callback);
-    dptree::entry()
-        .branch(payments)
-        .branch(elsewhere)
-        .branch(messages)
-        .branch(buttons)
 }
 
 /// The bot, built and ready to start.

@@ -85,7 +85,7 @@ impl TelegramNotifier {
                 super::progress::finish(&self.bot, &self.deps, avatar_id, Ending::Done).await;
                 // The menu's "Generate" lists trained avatars from the gallery: let it have
                 // caught up, so the button under "ready!" never says "no trained avatar yet".
-                super::handlers::wait_for_card(&self.deps.db, avatar_id, |card| {
+                super::reads::wait_for_card(&self.deps.db, avatar_id, |card| {
                     card.status == AvatarStatus::Trained.as_str()
                 })
                 .await;
@@ -184,9 +184,10 @@ impl TelegramNotifier {
         if !payments.enabled() {
             return None;
         }
-        let (_, preset) = super::handlers::requested(&self.deps.store, avatar_id, generation_id)
-            .await
-            .ok()??;
+        let (_, preset) =
+            super::screens::results::requested(&self.deps.store, avatar_id, generation_id)
+                .await
+                .ok()??;
         Some(t.again_price(payments.prices.generation(preset, images)))
     }
 

@@ -282,11 +282,16 @@ impl<P: Preset> PriceList<P> {
 }
 
 /// What paid work costs in credits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct Prices {
-    /// Credits per training (`PRICE_TRAINING`).
+    /// Credits per training: one value, or per preset (`fast:20,balanced:30,quality:40`).
+    #[arg(long = "price-training", env = "PRICE_TRAINING", default_value = DEFAULT_PRICE_TRAINING,
+          value_parser = |s: &str| PriceList::<TrainingPreset>::parse("PRICE_TRAINING", s))]
     pub training: PriceList<TrainingPreset>,
-    /// Credits per image (`PRICE_IMAGE`); a generation of n images costs n times this.
+    /// Credits per image: one value, or per generation preset (`ultra:3,default:1`); a
+    /// generation of n images costs n times this.
+    #[arg(long = "price-image", env = "PRICE_IMAGE", default_value = DEFAULT_PRICE_IMAGE,
+          value_parser = |s: &str| PriceList::<GenerationPreset>::parse("PRICE_IMAGE", s))]
     pub image: PriceList<GenerationPreset>,
 }
 
@@ -320,17 +325,28 @@ impl Default for Prices {
     }
 }
 
-/// Everything the bot needs to sell credits and charge for work.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything the bot needs to sell credits and charge for work; read from the environment as
+/// a section of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Payments")]
 pub struct PaymentsConfig {
+    /// `off` (nothing costs anything) or `stars` (credits are sold in Telegram Stars and paid
+    /// work costs credits).
+    #[arg(long = "payments", env = "PAYMENTS", default_value = "off", value_parser = PaymentsMode::parse)]
     pub mode: PaymentsMode,
+    /// The packs on sale, `credits:stars` comma-separated, in the order shown.
+    #[arg(long = "credit-packs", env = "CREDIT_PACKS", default_value = DEFAULT_CREDIT_PACKS, value_parser = CreditPacks::parse)]
     pub packs: CreditPacks,
-    /// Credits every new account gets once (0: none).
+    /// Credits every new account gets once when payments are on (0: none).
+    #[arg(long = "welcome-credits", env = "WELCOME_CREDITS", default_value_t = 0)]
     pub welcome_credits: u32,
+    #[command(flatten)]
     pub prices: Prices,
-    /// How long after a purchase its unspent credits may be refunded.
+    /// Days after a purchase during which its unspent credits may be refunded.
+    #[arg(long = "refund-window-days", env = "REFUND_WINDOW_DAYS", default_value = "14", value_parser = parse_refund_window)]
     pub refund_window: Duration,
     /// Who answers questions about payments (`/paysupport`): a @username, an e-mail or a link.
+    #[arg(long = "payments-support", env = "PAYMENTS_SUPPORT")]
     pub support_contact: Option<String>,
 }
 

@@ -86,7 +86,7 @@ struct Shown {
 }
 
 impl Shown {
-    fn from_row(row: &projections::SqlRow) -> Result<Self, sqlx::Error> {
+    fn from_row(row: &db::SqlRow) -> Result<Self, sqlx::Error> {
         let lang: String = row.get("lang")?;
         Ok(Self {
             chat: ChatId(row.get("chat_id")?),

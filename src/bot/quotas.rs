@@ -153,7 +153,7 @@ const TRAINING_STARTS_KEPT: Duration = Duration::days(2);
 /// Records that `owner` started a training (event `sequence` of `avatar_id`), once: the reactor
 /// calls it in its checkpoint's transaction. Rows past two days go at the same time.
 pub async fn record_training_start(
-    tx: &mut projections::Tx<'_>,
+    tx: &mut db::Tx<'_>,
     avatar_id: uuid::Uuid,
     sequence: u64,
     owner: i64,
@@ -180,7 +180,7 @@ pub async fn record_training_start(
 
 /// Trainings `owner` started since `since`, deleted avatars' included: each one was a paid job.
 async fn trainings_started_since(
-    tx: &mut projections::Tx<'_>,
+    tx: &mut db::Tx<'_>,
     owner: i64,
     since: chrono::DateTime<Utc>,
 ) -> Result<i64, sqlx::Error> {

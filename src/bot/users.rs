@@ -6,7 +6,7 @@
 //! memory: another instance may have written the row since (a language switched and back).
 
 use chrono::Utc;
-use projections::Arg;
+use db::Arg;
 use uuid::Uuid;
 
 use super::texts::Lang;

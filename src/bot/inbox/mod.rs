@@ -19,7 +19,7 @@ pub mod workers;
 use std::time::Duration;
 
 use chrono::Utc;
-use projections::{Arg, Backend};
+use db::{Arg, Backend};
 use teloxide::types::Update;
 
 use crate::store::{Database, StoreError};

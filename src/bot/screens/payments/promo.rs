@@ -6,14 +6,14 @@ use aggregates::account::normalize_promo_code;
 use aggregates::{AccountAction, AccountCommand, AccountError, Actor};
 use chrono::Utc;
 
-use super::super::Ctx;
 use super::record;
+use crate::bot::ctx::Ctx;
 use crate::bot::BotError;
 use crate::store::accounts::AccountStoreError;
 use crate::store::promo::{Claim, PromoCodes, PromoRefusal};
 
 /// The promo button: the next message is the code (`/cancel` leaves the step).
-pub(in crate::bot::handlers) async fn ask(
+pub(in crate::bot) async fn ask(
     ctx: &Ctx,
     dialogue: &crate::bot::BotDialogue,
 ) -> Result<(), BotError> {
@@ -30,7 +30,7 @@ pub(in crate::bot::handlers) async fn ask(
 }
 
 /// `/promo CODE`.
-pub(in crate::bot::handlers) async fn redeem(ctx: &Ctx, typed: &str) -> Result<(), BotError> {
+pub(in crate::bot) async fn redeem(ctx: &Ctx, typed: &str) -> Result<(), BotError> {
     let t = ctx.t();
     let l = t.ledger();
     if !ctx.deps.payments.enabled() {

@@ -1,26 +1,70 @@
 //! What comes on top of typing a prompt: packs run as batches, upscales of a result, and the
 //! main avatar "Generate" goes to without asking.
 
-use aggregates::{Action, Avatar, AvatarError, AvatarStatus, BatchItem, UpscaleFactor};
+use aggregates::{Action, Avatar, AvatarError, BatchItem, UpscaleFactor};
+use teloxide::dptree::{self, case};
 use uuid::Uuid;
 
-use super::{avatar_name, capitalised, generate_one, owned_avatar, Answer, Ctx, Refusal, Screen};
+use super::generate::generate_one;
+use crate::bot::callbacks::Callback;
+use crate::bot::charge::Refusal;
+use crate::bot::ctx::{avatar_name, capitalised, Ctx, Screen};
 use crate::bot::keyboards as kb;
+use crate::bot::press::{Answer, Buttons, Owned};
 use crate::bot::quotas::Ask;
 use crate::bot::BotError;
 
+/// The buttons of packs and upscales.
+pub(in crate::bot) fn buttons() -> Buttons {
+    dptree::entry()
+        .branch(
+            dptree::filter(|c: Callback| matches!(c, Callback::Packs(_))).endpoint(
+                |ctx: Ctx, screen: Screen, owned: Owned| async move {
+                    show_packs(&ctx, screen, owned.id, &owned.avatar).await
+                },
+            ),
+        )
+        .branch(case![Callback::Pack { avatar, pack }].endpoint(
+            |ctx: Ctx, screen: Screen, owned: Owned, (_, pack): (Uuid, u32)| async move {
+                show_pack(&ctx, screen, owned.id, &owned.avatar, pack).await
+            },
+        ))
+        .branch(case![Callback::RunPack { avatar, pack, press }].endpoint(
+            |ctx: Ctx, screen: Screen, owned: Owned, (_, pack, press): (Uuid, u32, u32)| async move {
+                run_pack(&ctx, screen, owned.id, &owned.avatar, pack, press).await
+            },
+        ))
+        .branch(case![Callback::UpscaleMenu { avatar, generation, image }].endpoint(
+            |ctx: Ctx, owned: Owned, (_, generation, image): (Uuid, Uuid, u8)| async move {
+                ask_upscale(&ctx, owned.id, &owned.avatar, generation, image).await
+            },
+        ))
+        .branch(case![Callback::Upscale { avatar, generation, image, factor, press }].endpoint(
+            |ctx: Ctx,
+             screen: Screen,
+             owned: Owned,
+             (_, generation, image, factor, press): (Uuid, Uuid, u8, UpscaleFactor, u32)| async move {
+                let asked = UpscaleAsk {
+                    generation,
+                    image,
+                    factor,
+                    press,
+                };
+                upscale(&ctx, screen, owned.id, &owned.avatar, asked).await
+            },
+        ))
+}
+
 /// The packs offered for a trained avatar of this type and gender.
-pub(super) async fn show_packs(
+pub(in crate::bot) async fn show_packs(
     ctx: &Ctx,
     screen: Screen,
     avatar_id: Uuid,
     avatar: &Avatar,
 ) -> Result<Answer, BotError> {
     let t = ctx.t();
-    if avatar.status != AvatarStatus::Trained {
-        return Ok(Answer::Alert(capitalised(
-            &t.refusal(&AvatarError::NotTrained),
-        )));
+    if let Err(refusal) = avatar.can_generate() {
+        return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
     }
     let (Some(avatar_type), Some(gender)) = (avatar.avatar_type, avatar.gender) else {
         return Ok(Answer::Alert(t.no_packs().to_owned()));
@@ -56,7 +100,7 @@ fn offered_pack<'a>(ctx: &'a Ctx, avatar: &Avatar, tag: u32) -> Option<&'a crate
     fits.then_some(pack)
 }
 
-pub(super) async fn show_pack(
+pub(in crate::bot) async fn show_pack(
     ctx: &Ctx,
     screen: Screen,
     avatar_id: Uuid,
@@ -85,7 +129,7 @@ pub(super) async fn show_pack(
 
 /// Runs every prompt of the pack as one batch: one image each, in the pack's frame (or the
 /// user's), each its own generation so one failing fails no other.
-pub(super) async fn run_pack(
+pub(in crate::bot) async fn run_pack(
     ctx: &Ctx,
     screen: Screen,
     avatar_id: Uuid,
@@ -173,7 +217,7 @@ fn recorded_index(avatar: &Avatar, generation: Uuid, shown: u8) -> Option<u8> {
 }
 
 /// Under a result (a photo or an album's caption): a new message asks how much larger.
-pub(super) async fn ask_upscale(
+pub(in crate::bot) async fn ask_upscale(
     ctx: &Ctx,
     avatar_id: Uuid,
     avatar: &Avatar,
@@ -201,14 +245,14 @@ pub(super) async fn ask_upscale(
 }
 
 /// An upscale button's press: which image of which result, how much, and the press itself.
-pub(super) struct UpscaleAsk {
+pub(in crate::bot) struct UpscaleAsk {
     pub generation: Uuid,
     pub image: u8,
     pub factor: UpscaleFactor,
     pub press: u32,
 }
 
-pub(super) async fn upscale(
+pub(in crate::bot) async fn upscale(
     ctx: &Ctx,
     screen: Screen,
     avatar_id: Uuid,
@@ -231,7 +275,7 @@ pub(super) async fn upscale(
     if avatar.generation(generation_id).is_some() {
         return Ok(Answer::Silent);
     }
-    super::caught_up_on_generations(ctx, avatar_id).await;
+    crate::bot::reads::caught_up_on_generations(ctx, avatar_id).await;
     if let Some(reached) = ctx.quota(Ask::Generation).await? {
         return Ok(Answer::Alert(t.quota_reached(reached)));
     }
@@ -274,7 +318,7 @@ fn pressed_key(ctx: &Ctx, press: u32, what: &str) -> String {
 }
 
 /// The user's main avatar, if they chose one and it can still generate.
-pub(super) async fn main_avatar(ctx: &Ctx) -> Result<Option<(Uuid, Avatar)>, BotError> {
+pub(in crate::bot) async fn main_avatar(ctx: &Ctx) -> Result<Option<(Uuid, Avatar)>, BotError> {
     let Some(main) = ctx
         .deps
         .users
@@ -284,22 +328,20 @@ pub(super) async fn main_avatar(ctx: &Ctx) -> Result<Option<(Uuid, Avatar)>, Bot
     else {
         return Ok(None);
     };
-    Ok(match owned_avatar(ctx, main).await? {
-        Ok(avatar) if avatar.status == AvatarStatus::Trained => Some((main, avatar)),
+    Ok(match ctx.owned_avatar(main).await? {
+        Ok(avatar) if avatar.can_generate().is_ok() => Some((main, avatar)),
         _ => None,
     })
 }
 
-pub(super) async fn make_main(
+pub(in crate::bot) async fn make_main(
     ctx: &Ctx,
     avatar_id: Uuid,
     avatar: &Avatar,
 ) -> Result<Answer, BotError> {
     let t = ctx.t();
-    if avatar.status != AvatarStatus::Trained {
-        return Ok(Answer::Alert(capitalised(
-            &t.refusal(&AvatarError::NotTrained),
-        )));
+    if let Err(refusal) = avatar.can_generate() {
+        return Ok(Answer::Alert(capitalised(&t.refusal(&refusal))));
     }
     ctx.deps.users.set_main_avatar(ctx.user, avatar_id).await?;
     tracing::info!(user = ctx.user, %avatar_id, "main avatar chosen");
@@ -308,7 +350,7 @@ pub(super) async fn make_main(
 
 /// Whether `avatar_id` is the user's main avatar (no, if that cannot be read: the card shows
 /// the button to make it main, which is harmless).
-pub(super) async fn is_main(ctx: &Ctx, avatar_id: Uuid) -> bool {
+pub(in crate::bot) async fn is_main(ctx: &Ctx, avatar_id: Uuid) -> bool {
     match ctx.deps.users.get(ctx.user).await {
         Ok(user) => user.and_then(|u| u.main_avatar_id) == Some(avatar_id),
         Err(e) => {

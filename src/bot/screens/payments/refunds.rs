@@ -19,12 +19,13 @@ use teloxide::prelude::*;
 use teloxide::types::{ParseMode, TelegramTransactionId};
 use teloxide::{ApiError, RequestError};
 
-use super::super::{Answer, Ctx, Screen};
 use crate::actors::refund::{
     self, RefundBy, RefundCallError, RefundNotice, RefundRequest, StarRefunds,
 };
 use crate::actors::work::WorkQueue;
+use crate::bot::ctx::{Ctx, Screen};
 use crate::bot::keyboards as kb;
+use crate::bot::press::Answer;
 use crate::bot::send::{is_transient, is_unreachable_chat, sending};
 use crate::bot::texts::{Lang, NoRefund};
 use crate::bot::{BotDeps, BotError, Telegram, TgBot};
@@ -63,10 +64,7 @@ async fn would_refund(account: &Account, command: AccountCommand) -> Result<bool
 }
 
 /// `/refund`: the purchases that can be refunded now, or why there are none.
-pub(in crate::bot::handlers) async fn show_refunds(
-    ctx: &Ctx,
-    screen: Screen,
-) -> Result<(), BotError> {
+pub(in crate::bot) async fn show_refunds(ctx: &Ctx, screen: Screen) -> Result<(), BotError> {
     let t = ctx.t();
     let l = t.ledger();
     if !ctx.deps.payments.enabled() {
@@ -112,7 +110,7 @@ pub(in crate::bot::handlers) async fn show_refunds(
 
 /// A purchase's refund button: checked against the ledger's rules now, then carried out by the
 /// refund worker. Taps of one screen share one work item, so a double tap refunds once.
-pub(in crate::bot::handlers) async fn request_refund(
+pub(in crate::bot) async fn request_refund(
     ctx: &Ctx,
     screen: Screen,
     tag: u32,

@@ -2,10 +2,12 @@
 //! confirmation like the one before deleting an avatar (seed 003). The erasure itself is
 //! [`crate::erasure`]; this is what the user reads before and after it.
 
+use teloxide::dptree::{self, case};
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
-use super::{Answer, Ctx, Screen};
 use crate::bot::callbacks::Callback;
+use crate::bot::ctx::{Ctx, Screen};
+use crate::bot::press::{Answer, Buttons};
 use crate::bot::texts::Lang;
 use crate::bot::{BotDialogue, BotError};
 use crate::erasure::{erase_user, ErasureReport, Requester};
@@ -70,8 +72,26 @@ fn words(lang: Lang) -> &'static Words {
     }
 }
 
+/// The buttons of "delete all my data".
+pub(in crate::bot) fn buttons() -> Buttons {
+    dptree::entry()
+        .branch(
+            case![Callback::ForgetMe].endpoint(|ctx: Ctx, screen: Screen| async move {
+                ask(&ctx, screen).await?;
+                Ok(Answer::Silent)
+            }),
+        )
+        .branch(case![Callback::ForgetMeConfirm].endpoint(
+            |ctx: Ctx, dialogue: BotDialogue| async move { confirm(&ctx, &dialogue).await },
+        ))
+        .branch(
+            case![Callback::ForgetMeCancel]
+                .endpoint(|ctx: Ctx, screen: Screen| async move { cancel(&ctx, screen).await }),
+        )
+}
+
 /// The confirmation screen.
-pub(super) async fn ask(ctx: &Ctx, screen: Screen) -> Result<(), BotError> {
+pub(in crate::bot) async fn ask(ctx: &Ctx, screen: Screen) -> Result<(), BotError> {
     let w = words(ctx.lang);
     let mut text = w.confirm.to_owned();
     if ctx.deps.payments.enabled() {
@@ -86,7 +106,7 @@ pub(super) async fn ask(ctx: &Ctx, screen: Screen) -> Result<(), BotError> {
 }
 
 /// "No": nothing happens, and the user is told so.
-pub(super) async fn cancel(ctx: &Ctx, screen: Screen) -> Result<Answer, BotError> {
+pub(in crate::bot) async fn cancel(ctx: &Ctx, screen: Screen) -> Result<Answer, BotError> {
     let w = words(ctx.lang);
     ctx.show(screen, w.cancelled.to_owned(), ctx.main_menu())
         .await?;
@@ -94,7 +114,7 @@ pub(super) async fn cancel(ctx: &Ctx, screen: Screen) -> Result<Answer, BotError
 }
 
 /// "Yes": erase, then one last message saying what was erased.
-pub(super) async fn confirm(ctx: &Ctx, dialogue: &BotDialogue) -> Result<Answer, BotError> {
+pub(in crate::bot) async fn confirm(ctx: &Ctx, dialogue: &BotDialogue) -> Result<Answer, BotError> {
     let w = words(ctx.lang);
     // The dialogue goes first: the erasure removes its row, and nothing may write it again.
     dialogue.reset().await?;

@@ -12,8 +12,9 @@ use aggregates::{
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{capitalised, Answer, Ctx};
+use crate::bot::ctx::{capitalised, Ctx};
 use crate::bot::keyboards as kb;
+use crate::bot::press::Answer;
 use crate::bot::texts::Texts;
 use crate::bot::BotError;
 use crate::store::accounts::AccountStoreError;
@@ -236,7 +237,7 @@ impl Ctx {
 
     async fn balance_for_prices(&self) -> Option<u64> {
         // None while payments are off. Read once, with the welcome gift a new user is owed already in it.
-        super::payments::grant_welcome(self)
+        crate::bot::screens::payments::grant_welcome(self)
             .await
             .map(|account| account.available())
     }

@@ -11,24 +11,27 @@ use std::time::Duration;
 
 use aggregates::{AccountAction, AccountCommand, AccountError, Actor};
 use chrono::Utc;
+use teloxide::dptree::{self, case};
 use teloxide::prelude::*;
 use teloxide::types::{LabeledPrice, PreCheckoutQuery};
 use uuid::Uuid;
 
-use super::{Answer, Ctx, Screen};
+use crate::bot::callbacks::Callback;
+use crate::bot::ctx::{Ctx, Screen};
 use crate::bot::keyboards as kb;
+use crate::bot::press::{Answer, Buttons};
 use crate::bot::pricing::{InvoicePayload, STARS};
 use crate::bot::send::{retrying, sending};
 use crate::bot::texts::Lang;
-use crate::bot::{BotDeps, BotError, HandlerResult, TgBot};
+use crate::bot::{BotDeps, BotDialogue, BotError, HandlerResult, TgBot};
 use crate::store::accounts::{AccountStoreError, ExecutedAccount};
 
 mod promo;
 mod refunds;
 
-pub(super) use promo::{ask as ask_promo, redeem as redeem_promo};
+pub(in crate::bot) use promo::{ask as ask_promo, redeem as redeem_promo};
 pub use refunds::{charge_tag, star_refunds, TelegramStarRefunds};
-pub(super) use refunds::{request_refund, show_refunds};
+pub(in crate::bot) use refunds::{request_refund, show_refunds};
 
 /// The movements the balance screen lists.
 const BALANCE_MOVEMENTS: usize = 5;
@@ -38,8 +41,55 @@ const PAYMENTS_ACTOR: &str = "telegram-payments";
 /// update again once it is confirmed, so a passing outage must not lose a purchase.
 const RECORD_ATTEMPTS: u32 = 4;
 
+/// The buttons of the credits screens.
+pub(in crate::bot) fn buttons() -> Buttons {
+    dptree::entry()
+        .branch(
+            case![Callback::Buy].endpoint(|ctx: Ctx, screen: Screen| async move {
+                show_packs(&ctx, screen).await?;
+                Ok(Answer::Silent)
+            }),
+        )
+        .branch(
+            case![Callback::BuyPack(pack)]
+                .endpoint(|ctx: Ctx, pack| async move { send_invoice(&ctx, pack).await }),
+        )
+        .branch(
+            case![Callback::Refunds].endpoint(|ctx: Ctx, screen: Screen| async move {
+                show_refunds(&ctx, screen).await?;
+                Ok(Answer::Silent)
+            }),
+        )
+        .branch(case![Callback::Refund { charge }].endpoint(
+            |ctx: Ctx, screen: Screen, charge: u32| async move {
+                request_refund(&ctx, screen, charge).await
+            },
+        ))
+        .branch(
+            case![Callback::Promo].endpoint(|ctx: Ctx, dialogue: BotDialogue| async move {
+                ask_promo(&ctx, &dialogue).await?;
+                Ok(Answer::Silent)
+            }),
+        )
+}
+
+/// The text after "🎟 Promo code": the code to redeem.
+pub(in crate::bot) async fn on_promo_code(
+    ctx: Ctx,
+    dialogue: BotDialogue,
+    msg: Message,
+) -> HandlerResult {
+    let Some(code) = msg.text().filter(|text| !text.starts_with('/')) else {
+        ctx.say(ctx.t().ledger().promo_ask(), None).await?;
+        return Ok(());
+    };
+    dialogue.reset().await?;
+    redeem_promo(&ctx, code).await?;
+    Ok(())
+}
+
 /// The packs on sale (`/buy`, "Buy credits").
-pub(super) async fn show_packs(ctx: &Ctx, screen: Screen) -> Result<(), BotError> {
+pub(in crate::bot) async fn show_packs(ctx: &Ctx, screen: Screen) -> Result<(), BotError> {
     let t = ctx.t();
     if !ctx.deps.payments.enabled() {
         ctx.say(t.payments_off(), None).await?;
@@ -56,7 +106,7 @@ pub(super) async fn show_packs(ctx: &Ctx, screen: Screen) -> Result<(), BotError
 }
 
 /// A pack button: the invoice for it, if the pack is still on sale exactly so.
-pub(super) async fn send_invoice(
+pub(in crate::bot) async fn send_invoice(
     ctx: &Ctx,
     pack: crate::bot::pricing::CreditPack,
 ) -> Result<Answer, BotError> {
@@ -275,7 +325,7 @@ pub async fn on_refunded_payment(msg: Message) -> HandlerResult {
 /// (the next /start tries again), so it is logged and the start goes on. Returns the account as
 /// it is afterwards, for a caller that shows the balance (`None` when payments are off or the
 /// account cannot be read).
-pub(super) async fn grant_welcome(ctx: &Ctx) -> Option<aggregates::Account> {
+pub(in crate::bot) async fn grant_welcome(ctx: &Ctx) -> Option<aggregates::Account> {
     if !ctx.deps.payments.enabled() {
         return None;
     }
@@ -314,7 +364,7 @@ pub(super) async fn grant_welcome(ctx: &Ctx) -> Option<aggregates::Account> {
 }
 
 /// `/balance`: available and reserved credits and the latest movements.
-pub(super) async fn show_balance(ctx: &Ctx) -> Result<(), BotError> {
+pub(in crate::bot) async fn show_balance(ctx: &Ctx) -> Result<(), BotError> {
     let t = ctx.t();
     if !ctx.deps.payments.enabled() {
         ctx.say(t.payments_off(), None).await?;
@@ -354,7 +404,7 @@ pub(super) async fn show_balance(ctx: &Ctx) -> Result<(), BotError> {
 }
 
 /// `/paysupport`: who answers questions about payments.
-pub(super) async fn paysupport(ctx: &Ctx) -> Result<(), BotError> {
+pub(in crate::bot) async fn paysupport(ctx: &Ctx) -> Result<(), BotError> {
     let t = ctx.t();
     let text = if ctx.deps.payments.enabled() {
         t.paysupport(ctx.deps.payments.support_contact.as_deref())
@@ -366,7 +416,7 @@ pub(super) async fn paysupport(ctx: &Ctx) -> Result<(), BotError> {
 }
 
 /// `/terms`: what credits are, and when a purchase is refunded.
-pub(super) async fn terms(ctx: &Ctx) -> Result<(), BotError> {
+pub(in crate::bot) async fn terms(ctx: &Ctx) -> Result<(), BotError> {
     let t = ctx.t();
     let text = if ctx.deps.payments.enabled() {
         t.terms(ctx.deps.payments.refund_window.as_secs() / (24 * 60 * 60))
