@@ -117,12 +117,13 @@ impl Application {
     /// Connects, migrates, binds the HTTP listener and prepares every part; nothing runs yet.
     pub async fn build(config: Config, options: AppOptions) -> Result<Self, AppError> {
         let db = Database::connect_sized(
-            config.database_url.expose(),
-            config.database_max_connections,
+            config.database.url.expose(),
+            config.database.max_connections,
         )
         .await?;
         db.migrate().await?;
-        crate::store::money::store_prices(&db, &config.fal_prices, config.stars_usd).await?;
+        crate::store::money::store_prices(&db, &config.money.fal_prices, config.money.stars_usd)
+            .await?;
         let stale = crate::photos::archive::remove_stale_archives();
         if stale > 0 {
             tracing::info!(
@@ -131,33 +132,34 @@ impl Application {
             );
         }
         let listener =
-            crate::http::server::bind(config.http_addr).map_err(|source| AppError::Listen {
-                addr: config.http_addr,
+            crate::http::server::bind(config.http.addr).map_err(|source| AppError::Listen {
+                addr: config.http.addr,
                 source,
             })?;
         let addr = listener.local_addr().map_err(|source| AppError::Listen {
-            addr: config.http_addr,
+            addr: config.http.addr,
             source,
         })?;
 
         let feed = Feed::new(db.clone());
         let store = Arc::new(AvatarStore::new(db.clone()).notifying(feed.clone()));
-        let photos = PhotoStore::open(config.storage_url.expose(), config.s3.as_ref())?;
+        let photos = PhotoStore::open(config.storage.url.expose(), config.storage.s3.as_ref())?;
 
-        let (fal_config, jwks_url, simulator, public_base_url) = match config.fal_mode {
+        let (fal_config, jwks_url, simulator, public_base_url) = match config.fal.mode() {
             FalMode::Live => (
                 FalClientConfig::new(
-                    config.fal_queue_url.expose(),
-                    config.fal_rest_url.expose(),
-                    config.fal_key.as_ref().map(|key| key.expose().to_owned()),
+                    config.fal.queue_url.expose(),
+                    config.fal.rest_url.expose(),
+                    config.fal.key.as_ref().map(|key| key.expose().to_owned()),
                 )
-                .with_platform_url(config.fal_platform_url.expose()),
-                config.fal_jwks_url.expose().to_owned(),
+                .with_platform_url(config.fal.platform_url.expose()),
+                config.fal.jwks_url.expose().to_owned(),
                 None,
                 config
-                    .fal_webhook_base_url
+                    .fal
+                    .webhook_base_url
                     .as_ref()
-                    .or(config.public_base_url.as_ref())
+                    .or(config.http.public_base_url.as_ref())
                     .map(|url| url.expose().to_owned()),
             ),
             FalMode::Simulated => {
@@ -169,9 +171,10 @@ impl Application {
                     .map_err(AppError::Simulator)?;
                 // The simulator can reach us directly, so webhooks work without a public URL.
                 let base = config
-                    .fal_webhook_base_url
+                    .fal
+                    .webhook_base_url
                     .as_ref()
-                    .or(config.public_base_url.as_ref())
+                    .or(config.http.public_base_url.as_ref())
                     .map(|url| url.expose().to_owned())
                     .unwrap_or_else(|| format!("http://{addr}"));
                 (
@@ -191,34 +194,36 @@ impl Application {
         // in simulated mode. The simulator's own origin is trusted as the queue's.
         let (media, fal_user_id) = match &simulator {
             None => (
-                MediaPolicy::live(&config.fal_media_hosts),
-                config.fal_user_id.clone(),
+                MediaPolicy::live(&config.fal.media_hosts),
+                config.fal.user_id.clone(),
             ),
             Some(sim) => (
-                MediaPolicy::simulated(&config.fal_media_hosts),
+                MediaPolicy::simulated(&config.fal.media_hosts),
                 Some(sim.user_id().to_owned()),
             ),
         };
         let fal = FalClient::new(fal_config.with_timeouts(timeouts).with_media_policy(media))?;
         let starter = crate::packs::StarterPlan {
-            packs: Arc::new(crate::packs::Packs::load(config.packs_dir.as_deref())?),
-            images: config.starter_images,
+            packs: Arc::new(crate::packs::Packs::load(
+                config.avatars.packs_dir.as_deref(),
+            )?),
+            images: config.avatars.starter_images,
         };
         let accounts =
             Arc::new(crate::store::accounts::AccountStore::new(db.clone()).notifying(feed.clone()));
-        let telegram = match &config.teloxide_token {
+        let telegram = match &config.telegram.token {
             Some(token) => Some(crate::bot::Telegram::new(
                 token.expose(),
-                config.telegram_api_url.expose(),
+                config.telegram.api_url.expose(),
                 store.clone(),
                 photos.clone(),
                 db.clone(),
                 fal.clone(),
-                config.style_trainer,
+                config.avatars.style_trainer,
                 starter.clone(),
                 config.payments.clone(),
                 accounts.clone(),
-                config.training_photo_retention,
+                config.storage.training_photo_retention.0,
                 crate::actors::copies::uploads_kept_for(
                     public_base_url.is_some(),
                     options.actor_settings.training_deadline,
@@ -237,13 +242,13 @@ impl Application {
                 (None, None) => Arc::new(LogNotifier),
             },
             progress: match &telegram {
-                Some(telegram) => telegram.progress(config.progress_edit_every),
+                Some(telegram) => telegram.progress(config.telegram.progress_edit_every),
                 None => Arc::new(NoProgress),
             },
             webhooks: WebhookTargets::load(&db, public_base_url).await?,
             settings: ActorSettings {
                 // An operator setting (the upload screen names it too), not a timing.
-                training_photo_retention: config.training_photo_retention,
+                training_photo_retention: config.storage.training_photo_retention.0,
                 ..options.actor_settings.clone()
             },
             starter,
@@ -309,7 +314,11 @@ impl Application {
             Some(telegram) => Some(
                 telegram
                     .start(
-                        self.config.public_base_url.as_ref().map(|url| url.expose()),
+                        self.config
+                            .http
+                            .public_base_url
+                            .as_ref()
+                            .map(|url| url.expose()),
                         self.inbox,
                     )
                     .await?,
@@ -332,7 +341,7 @@ impl Application {
         let state = AppState {
             store: self.store.clone(),
             feed: self.feed.clone(),
-            admin_token: self.config.admin_token.clone(),
+            admin_token: self.config.http.admin_token.clone(),
             metrics,
             feed_lag_alert: self.feed_lag_alert,
         };

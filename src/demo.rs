@@ -85,19 +85,17 @@ pub async fn run_and_print() -> std::process::ExitCode {
 pub async fn run() -> Result<DemoReport, DemoError> {
     let dir = tempfile::tempdir().map_err(|e| DemoError::Setup(e.to_string()))?;
     let telegram = FakeTelegram::spawn(TOKEN).await?;
-    let config = Config {
-        teloxide_token: Some(TOKEN.into()),
-        telegram_api_url: telegram.api_url().to_string().into(),
-        // Credits on: every training and image shows its price and reserves it; new users get
-        // enough to try everything, and Bob buys a pack in Stars.
-        payments: crate::bot::pricing::PaymentsConfig {
-            welcome_credits: 200,
-            ..crate::bot::pricing::PaymentsConfig::stars()
-        },
-        ..Config::offline(
-            format!("sqlite://{}", dir.path().join("aisha.db").display()),
-            &dir.path().join("photos"),
-        )
+    let mut config = Config::offline(
+        format!("sqlite://{}", dir.path().join("aisha.db").display()),
+        &dir.path().join("photos"),
+    );
+    config.telegram.token = Some(TOKEN.into());
+    config.telegram.api_url = telegram.api_url().to_string().into();
+    // Credits on: every training and image shows its price and reserves it; new users get
+    // enough to try everything, and Bob buys a pack in Stars.
+    config.payments = crate::bot::pricing::PaymentsConfig {
+        welcome_credits: 200,
+        ..crate::bot::pricing::PaymentsConfig::stars()
     };
     // Fast timings, and every FAL webhook delivered twice to show that users hear once.
     let options = AppOptions {

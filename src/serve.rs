@@ -1,40 +1,19 @@
 //! `aisha serve`: builds the [`Application`] and runs it until Ctrl-C / SIGTERM.
 
-use crate::actors::ActorSettings;
 use crate::app::{AppError, AppOptions, Application};
 use crate::config::Config;
 
-/// Which send limits the bot keeps to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RateLimits {
-    Production,
-    Relaxed,
-}
-
-/// The HTTP server's `serve` settings.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HttpSettings {
-    pub limits: crate::http::server::ServerLimits,
-    /// Where `/healthz` and `/metrics` are served instead of the main listener (`OPS_ADDR`).
-    pub ops_addr: Option<std::net::SocketAddr>,
-}
+/// Which send limits the bot keeps to (`TELEGRAM_RATE_LIMITS`).
+pub use crate::config::RateLimits;
 
 /// Runs the service until a shutdown signal arrives.
-pub async fn run(
-    config: Config,
-    actor_settings: ActorSettings,
-    feed_lag_alert: std::time::Duration,
-    rate_limits: RateLimits,
-    http: HttpSettings,
-    inbox: crate::bot::InboxOptions,
-    quotas: crate::bot::quotas::Quotas,
-) -> Result<(), AppError> {
-    if config.teloxide_token.is_none() {
+pub async fn run(config: Config) -> Result<(), AppError> {
+    if config.telegram.token.is_none() {
         return Err(AppError::MissingToken);
     }
     let master = &crate::store::keys::master_keys().current;
     if master.is_development() {
-        if config.fal_mode == crate::config::FalMode::Live {
+        if config.fal.mode() == crate::config::FalMode::Live {
             return Err(AppError::MissingDataKey);
         }
         tracing::warn!(
@@ -43,24 +22,31 @@ pub async fn run(
     } else {
         tracing::info!(master_key = master.id(), "data keys wrapped by DATA_KEY");
     }
+    let limits = config.http.limits();
+    let ops_addr = config.http.ops_addr;
+    let rate_limits = config.telegram.rate_limits;
+    let quotas = config.limits.quotas();
+    let inbox = config.inbox_options();
+    let feed_lag_alert = config.workers.feed_lag_alert();
+    let actor_settings = config.workers.actor_settings();
     let options = AppOptions {
         actor_settings,
         ..AppOptions::default()
     };
     let mut app = Application::build(config, options).await?;
     app.feed_lag_alert = feed_lag_alert;
-    app.http_limits = http.limits;
+    app.http_limits = limits;
     app.inbox = inbox;
-    if let Some(addr) = http.ops_addr {
+    if let Some(addr) = ops_addr {
         app.listen_ops(addr).await?;
     }
     // Each connection holds a descriptor: the cap, not the default soft limit, should decide.
-    let listeners = if http.ops_addr.is_some() { 2 } else { 1 };
+    let listeners = if ops_addr.is_some() { 2 } else { 1 };
     match crate::http::server::raise_open_file_limit() {
-        Some(limit) if (limit as usize) < http.limits.max_connections * listeners + 256 => {
+        Some(limit) if (limit as usize) < limits.max_connections * listeners + 256 => {
             tracing::warn!(
                 open_file_limit = limit,
-                max_connections = http.limits.max_connections,
+                max_connections = limits.max_connections,
                 "HTTP_MAX_CONNECTIONS is close to or above the open-file limit: lower it or raise \
                  the limit (ulimit -n / LimitNOFILE)"
             );

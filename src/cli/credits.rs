@@ -1,19 +1,97 @@
-//! `aisha credits refund` and `aisha credits promo`: an operator's refund (recorded here, its
-//! Stars returned by the running server's refund worker) and the promo codes users redeem.
+//! `aisha credits …`: an operator's grant, a user's account, a refund (recorded here, its Stars
+//! returned by the running server's refund worker) and the promo codes users redeem.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use aggregates::{AccountAction, AccountCommand, Actor};
 use chrono::{NaiveDate, Utc};
+use clap::Subcommand;
 use uuid::Uuid;
 
-use super::{CliError, PromoCommand};
+use super::{not_blank, open_database, operator_name, CliError};
 use crate::actors::refund::{self, RefundBy, RefundRequest};
 use crate::actors::work::WorkQueue;
-use crate::audit::render::{escape_for_terminal, render_table};
+use crate::audit::render::{escape_for_terminal, render_account_history, render_table};
+use crate::config::Config;
 use crate::store::accounts::AccountStore;
 use crate::store::promo::{PromoCodes, PromoError};
 use crate::store::Database;
+
+/// How many movements `credits show` prints.
+pub const SHOWN_MOVEMENTS: usize = 20;
+
+#[derive(Debug, Subcommand)]
+pub enum CreditsCommand {
+    /// Give a Telegram user credits (goodwill, compensation) and say why; prints the new balance.
+    /// A user without an account gets one.
+    Grant {
+        /// The user's Telegram id.
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        telegram_id: i64,
+        /// How many credits (a whole number, at least 1).
+        #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+        credits: u32,
+        /// Why the credits are given; recorded with the grant.
+        #[arg(long, value_name = "WHY", value_parser = not_blank)]
+        reason: String,
+        /// Who grants them, for the record; the login name ($USER) if omitted.
+        #[arg(long, value_name = "OPERATOR", value_parser = not_blank)]
+        by: Option<String>,
+    },
+    /// A Telegram user's balance (available and reserved) and their last 20 movements.
+    Show {
+        /// The user's Telegram id.
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        telegram_id: i64,
+    },
+    /// Refund a purchase and say why: the ledger takes its credits back now, and the running
+    /// server's workers return its Stars through Telegram (retried until Telegram confirms).
+    Refund {
+        /// The user's Telegram id.
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        telegram_id: i64,
+        /// The purchase's Telegram payment charge id (`credits show` lists it).
+        #[arg(value_parser = not_blank)]
+        charge_id: String,
+        /// Why the purchase is refunded; recorded with the refund.
+        #[arg(long, value_name = "WHY", value_parser = not_blank)]
+        reason: String,
+        /// Who refunds, for the record; the login name ($USER) if omitted.
+        #[arg(long, value_name = "OPERATOR", value_parser = not_blank)]
+        by: Option<String>,
+        /// The refund window to apply, in days from the purchase; REFUND_WINDOW_DAYS if omitted.
+        #[arg(long, value_name = "DAYS")]
+        window_days: Option<u64>,
+    },
+    /// Promo codes users redeem with `/promo CODE`: create one, or list them.
+    Promo {
+        #[command(subcommand)]
+        command: PromoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PromoCommand {
+    /// Create a promo code (compared without case and surrounding spaces; once per user).
+    Add {
+        code: String,
+        /// The credits one use grants.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
+        credits: u32,
+        /// The last day (UTC) the code works; no end if omitted.
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day)]
+        until: Option<chrono::NaiveDate>,
+        /// How many users may redeem it; no limit if omitted.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
+        max_uses: Option<u32>,
+        /// Who creates it, for the record; the login name ($USER) if omitted.
+        #[arg(long, value_name = "OPERATOR", value_parser = not_blank)]
+        by: Option<String>,
+    },
+    /// Every promo code with its uses.
+    List,
+}
 
 /// `--until`: a calendar day.
 pub fn parse_day(value: &str) -> Result<NaiveDate, String> {
@@ -24,7 +102,7 @@ pub fn parse_day(value: &str) -> Result<NaiveDate, String> {
 /// Records the refund in the ledger, then enqueues the refund work item, which the running
 /// server's workers carry out (its ledger step is then a no-op). Running the command again after
 /// a crash in between enqueues the item the first run could not.
-pub async fn refund(
+async fn refund_purchase(
     store: &AccountStore,
     telegram_id: i64,
     charge_id: String,
@@ -75,7 +153,7 @@ pub async fn refund(
     Ok(())
 }
 
-pub async fn promo(db: &Database, command: PromoCommand) -> Result<(), CliError> {
+async fn promo(db: &Database, command: PromoCommand) -> Result<(), CliError> {
     let promos = PromoCodes::new(db.clone());
     match command {
         PromoCommand::Add {
@@ -90,7 +168,7 @@ pub async fn promo(db: &Database, command: PromoCommand) -> Result<(), CliError>
                 .and_then(|day| day.succ_opt())
                 .and_then(|day| day.and_hms_opt(0, 0, 0))
                 .map(|at| at.and_utc());
-            let operator = super::operator_name(by);
+            let operator = operator_name(by);
             let added = promos
                 .add(&code, credits, expires_at, max_uses, &operator)
                 .await?;
@@ -135,4 +213,69 @@ pub async fn promo(db: &Database, command: PromoCommand) -> Result<(), CliError>
         }
     }
     Ok(())
+}
+
+pub async fn credits_command(
+    config: &Config,
+    command: CreditsCommand,
+) -> Result<ExitCode, CliError> {
+    let store = AccountStore::new(open_database(config).await?);
+    match command {
+        CreditsCommand::Grant {
+            telegram_id,
+            credits,
+            reason,
+            by,
+        } => {
+            let operator = operator_name(by);
+            let command = AccountCommand::new(
+                Actor::Operator(operator),
+                chrono::Utc::now(),
+                AccountAction::GrantCredits { credits, reason },
+            );
+            let by = command.by.to_string();
+            let done = store.execute(telegram_id, command, Uuid::new_v4()).await?;
+            println!(
+                "granted {credits} credits to {telegram_id} (by {}): {} available, {} reserved",
+                escape_for_terminal(&by),
+                done.state.available(),
+                done.state.reserved()
+            );
+        }
+        CreditsCommand::Refund {
+            telegram_id,
+            charge_id,
+            reason,
+            by,
+            window_days,
+        } => {
+            let window = window_days
+                .map(|days| std::time::Duration::from_secs(days.saturating_mul(24 * 60 * 60)))
+                .unwrap_or(config.payments.refund_window);
+            let operator = operator_name(by);
+            refund_purchase(&store, telegram_id, charge_id, reason, operator, window).await?;
+        }
+        CreditsCommand::Promo { command } => promo(store.database(), command).await?,
+        CreditsCommand::Show { telegram_id } => {
+            let account = store.load(telegram_id).await?;
+            let history = store.history(telegram_id).await?;
+            println!(
+                "account {telegram_id}: {} available, {} reserved",
+                account.available(),
+                account.reserved()
+            );
+            if history.is_empty() {
+                println!("no movements yet");
+            } else {
+                println!(
+                    "lifetime: {} granted, {} purchased, {} spent, {} refunded",
+                    account.granted, account.purchased, account.spent, account.refunded
+                );
+                let shown = &history[history.len().saturating_sub(SHOWN_MOVEMENTS)..];
+                println!("last {} of {} movements:", shown.len(), history.len());
+                print!("{}", render_account_history(shown));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ use aggregates::{Action, Actor, AvatarEvent, AvatarType, Command, Gender, Traine
 use aisha::actors::ActorSettings;
 use aisha::app::{AppOptions, Application};
 use aisha::bot::callbacks::Callback;
-use aisha::config::{Config, FalMode};
+use aisha::config::{Config, FalMode, FalSettings};
 use aisha::fal::sim::{Fault, RequestKind};
 use aisha::fal::{FalClient, FalClientConfig, FalError, FalSimulator, SimConfig};
 use aisha::photos::store::copy_key;
@@ -257,17 +257,18 @@ async fn payload_deletion_is_retried_after_fal_fails_it() {
 async fn without_a_url_fal_can_reach_our_copies_go_to_fal_as_uploads_that_expire() {
     let sim = FalSimulator::spawn(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        fal_mode: FalMode::Live,
-        fal_key: Some("live-key".into()),
-        fal_queue_url: sim.queue_url().into(),
-        fal_rest_url: sim.rest_url().into(),
-        fal_jwks_url: sim.jwks_url().into(),
-        fal_platform_url: sim.platform_url().into(),
-        ..Config::offline(
-            format!("sqlite://{}", dir.path().join("aisha.db").display()),
-            &dir.path().join("photos"),
-        )
+    let mut config = Config::offline(
+        format!("sqlite://{}", dir.path().join("aisha.db").display()),
+        &dir.path().join("photos"),
+    );
+    config.fal = FalSettings {
+        mode: Some(FalMode::Live),
+        key: Some("live-key".into()),
+        queue_url: sim.queue_url().into(),
+        rest_url: sim.rest_url().into(),
+        jwks_url: sim.jwks_url().into(),
+        platform_url: sim.platform_url().into(),
+        ..config.fal
     };
     let settings = ActorSettings::fast();
     let app = Application::build(

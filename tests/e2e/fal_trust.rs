@@ -16,7 +16,7 @@ use aggregates::{Action, AvatarEvent};
 use aisha::actors::notify::NotifyError;
 use aisha::actors::{ActorSettings, Notification, Notifier, Services};
 use aisha::app::{AppOptions, Application};
-use aisha::config::{Config, FalMode};
+use aisha::config::{Config, FalMode, FalSettings};
 use aisha::fal::webhook::{VerifierConfig, WebhookHeaders};
 use aisha::fal::{
     FalClient, FalClientConfig, FalError, FalSimulator, MediaPolicy, RetryPolicy, SimConfig,
@@ -80,17 +80,19 @@ async fn until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 fn config(dir: &TempDir, mode: FalMode) -> Config {
-    Config {
-        fal_key: (mode == FalMode::Live).then(|| "trust-test-key".into()),
-        fal_mode: mode,
+    let mut config = Config::offline(
+        format!("sqlite://{}", dir.path().join("aisha.db").display()),
+        &dir.path().join("photos"),
+    );
+    config.fal = FalSettings {
+        key: (mode == FalMode::Live).then(|| "trust-test-key".into()),
+        mode: Some(mode),
         // Live mode here never submits work: nothing listens there.
-        fal_queue_url: "http://127.0.0.1:9/queue".into(),
-        fal_rest_url: "http://127.0.0.1:9/rest".into(),
-        ..Config::offline(
-            format!("sqlite://{}", dir.path().join("aisha.db").display()),
-            &dir.path().join("photos"),
-        )
-    }
+        queue_url: "http://127.0.0.1:9/queue".into(),
+        rest_url: "http://127.0.0.1:9/rest".into(),
+        ..config.fal
+    };
+    config
 }
 
 /// The whole application on a temporary SQLite database.
@@ -568,8 +570,8 @@ async fn a_jwks_with_an_rsa_key_next_to_the_ed25519_one_still_verifies() {
     // Through the service in live mode, with our FAL user pinned.
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir, FalMode::Live);
-    config.fal_jwks_url = jwks_url.into();
-    config.fal_user_id = Some("our-user".into());
+    config.fal.jwks_url = jwks_url.into();
+    config.fal.user_id = Some("our-user".into());
     let app = App::start(dir, config, SimConfig::default()).await;
     let url = format!("{}/webhooks/fal", app.http);
     // Verified, then refused for naming no avatar: 400, not 401 or 503.
@@ -627,7 +629,7 @@ async fn a_hanging_jwks_host_delays_webhooks_at_most_the_bound() {
     // The service, with its default bound (3 s): six webhooks answered 503 within it, together.
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir, FalMode::Live);
-    config.fal_jwks_url = jwks_url.into();
+    config.fal.jwks_url = jwks_url.into();
     let app = App::start(dir, config, SimConfig::default()).await;
     let url = format!("{}/webhooks/fal", app.http);
     let started = Instant::now();

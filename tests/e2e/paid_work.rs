@@ -18,7 +18,7 @@ use aisha::actors::training::TrainingHandler;
 use aisha::actors::work::{enqueue, WorkQueue};
 use aisha::actors::{ActorSettings, Notification, Notifier, WorkHandler};
 use aisha::app::{AppOptions, Application};
-use aisha::config::{Config, FalMode};
+use aisha::config::{Config, FalMode, FalSettings};
 use aisha::fal::sim::{Fault, RequestKind, WebhookBehaviour};
 use aisha::fal::{FalSimulator, SimConfig};
 use aisha::photos::PhotoStore;
@@ -119,17 +119,18 @@ impl Instance {
         inbox: Arc<Inbox>,
     ) -> Self {
         let port = free_port();
-        let config = Config {
-            fal_key: Some(FAL_KEY.into()),
-            fal_mode: FalMode::Live,
-            fal_queue_url: sim.queue_url().into(),
-            fal_rest_url: sim.rest_url().into(),
-            fal_jwks_url: sim.jwks_url().into(),
-            fal_platform_url: sim.platform_url().into(),
-            fal_webhook_base_url: Some(format!("http://127.0.0.1:{port}").into()),
-            http_addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            ..Config::offline(db_url, photos)
+        let mut config = Config::offline(db_url, photos);
+        config.fal = FalSettings {
+            key: Some(FAL_KEY.into()),
+            mode: Some(FalMode::Live),
+            queue_url: sim.queue_url().into(),
+            rest_url: sim.rest_url().into(),
+            jwks_url: sim.jwks_url().into(),
+            platform_url: sim.platform_url().into(),
+            webhook_base_url: Some(format!("http://127.0.0.1:{port}").into()),
+            ..config.fal
         };
+        config.http.addr = format!("127.0.0.1:{port}").parse().unwrap();
         let options = AppOptions {
             actor_settings: settings,
             simulator: SimConfig::default(),

@@ -288,16 +288,15 @@ pub async fn spawn_app_with(settings: TestAppSettings) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let telegram = FakeTelegram::spawn(BOT_TOKEN).await.expect("fake Telegram");
     let database_url = settings.database_url.unwrap_or_else(|| sqlite_url(&dir));
-    let config = Config {
-        teloxide_token: Some(BOT_TOKEN.into()),
-        telegram_api_url: telegram.api_url().to_string().into(),
-        public_base_url: settings.public_base_url.map(Into::into),
-        http_addr: settings.http_addr,
-        starter_images: settings.starter_images,
-        payments: settings.payments,
-        training_photo_retention: settings.training_photo_retention,
-        ..Config::offline(database_url, &dir.path().join("photos"))
-    };
+    let mut config = Config::offline(database_url, &dir.path().join("photos"));
+    config.telegram.token = Some(BOT_TOKEN.into());
+    config.telegram.api_url = telegram.api_url().to_string().into();
+    config.http.public_base_url = settings.public_base_url.map(Into::into);
+    config.http.addr = settings.http_addr;
+    config.avatars.starter_images = settings.starter_images;
+    config.payments = settings.payments;
+    config.storage.training_photo_retention =
+        aisha::config::PhotoRetention(settings.training_photo_retention);
     let config = match &settings.s3_photos {
         Some(s3) => s3.apply_to(config),
         None => config,

@@ -53,12 +53,10 @@ pub struct S3Photos {
 
 impl S3Photos {
     /// `config` with its photos in this bucket.
-    pub fn apply_to(&self, config: Config) -> Config {
-        Config {
-            storage_url: self.storage_url.clone().into(),
-            s3: Some(self.connection.clone()),
-            ..config
-        }
+    pub fn apply_to(&self, mut config: Config) -> Config {
+        config.storage.url = self.storage_url.clone().into();
+        config.storage.s3 = Some(self.connection.clone());
+        config
     }
 }
 
