@@ -12,7 +12,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::settle::DEADLINE_REASON;
-use super::{Services, POLLER_ACTOR};
+use super::{by, Services};
 use crate::store::StoreError;
 use crate::telemetry;
 
@@ -78,7 +78,7 @@ async fn fail_training(s: &Services, avatar_id: Uuid) -> Result<(), StoreError> 
     };
     let minutes = minutes(s.settings.training_deadline);
     let command = Command::new(
-        Actor::System(POLLER_ACTOR.into()),
+        Actor::System(by::POLLER.into()),
         Utc::now(),
         Action::FailTraining {
             request_id: run.request_id.clone(),
@@ -103,7 +103,7 @@ async fn fail_generation(
     generation_id: Uuid,
 ) -> Result<(), StoreError> {
     let command = Command::new(
-        Actor::System(POLLER_ACTOR.into()),
+        Actor::System(by::POLLER.into()),
         Utc::now(),
         Action::FailGeneration {
             generation_id,

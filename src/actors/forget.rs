@@ -6,8 +6,8 @@
 //! payloads*. Retried until FAL confirms: a deletion must not be lost.
 
 use aggregates::AvatarStatus;
+use db::Tx;
 use futures::future::BoxFuture;
-use projections::Tx;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

@@ -23,7 +23,7 @@ use super::cancel::CancelReason;
 use super::copies;
 use super::training::cancel_orphan;
 use super::work::WorkItem;
-use super::{Outcome, Services, WorkHandler, GENERATION_ACTOR};
+use super::{by, Outcome, Services, WorkHandler};
 use crate::fal::types::GeneratorOutput;
 use crate::fal::FalError;
 use crate::store::StoreError;
@@ -154,7 +154,7 @@ impl GenerationHandler {
                     return Ok(Outcome::Done);
                 }
                 let command = Command::new(
-                    Actor::System(GENERATION_ACTOR.into()),
+                    Actor::System(by::GENERATION.into()),
                     Utc::now(),
                     Action::CompleteGeneration {
                         generation_id: job.generation_id,
@@ -251,7 +251,7 @@ async fn submit_and_record(
         cancel_url: answer.cancel_url,
     };
     let record = Command::new(
-        Actor::System(GENERATION_ACTOR.into()),
+        Actor::System(by::GENERATION.into()),
         Utc::now(),
         Action::RecordGenerationSubmission {
             generation_id: job.generation_id,
@@ -352,7 +352,7 @@ pub async fn fail(
     abandon: bool,
 ) -> Result<(), StoreError> {
     let command = Command::new(
-        Actor::System(GENERATION_ACTOR.into()),
+        Actor::System(by::GENERATION.into()),
         Utc::now(),
         Action::FailGeneration {
             generation_id,

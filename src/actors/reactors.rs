@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use aggregates::AvatarEvent;
 use chrono::Utc;
+use db::Tx;
 use futures::future::BoxFuture;
-use projections::{FeedEvent, Projection, ProjectionError, Tx};
+use projections::{FeedEvent, Projection, ProjectionError};
 
 use super::cancel::{self, CancelPayload, CancelReason};
 use super::cleanup::{self, CleanupPayload};

@@ -16,9 +16,6 @@ use crate::photos::StorageError;
 use crate::store::StoreError;
 use crate::telemetry;
 
-/// The system actor recorded on the removals.
-pub const RETENTION_ACTOR: &str = "photo-retention";
-
 /// Most avatars handled in one sweep; the rest follow in the next.
 const SWEEP_LIMIT: i64 = 100;
 
@@ -86,7 +83,7 @@ async fn expire(s: &Services, avatar_id: Uuid) -> Result<bool, RetentionError> {
         .delete_prefix(&crate::photos::store::archives_prefix(avatar_id))
         .await?;
     let command = Command::new(
-        Actor::System(RETENTION_ACTOR.into()),
+        Actor::System(super::by::RETENTION.into()),
         Utc::now(),
         Action::DeleteTrainingPhotos,
     );

@@ -25,9 +25,6 @@ use crate::store::accounts::AccountStoreError;
 use crate::store::StoreError;
 
 pub const KIND: &str = "settle";
-/// The system actor recorded on captures and releases.
-pub const SETTLE_ACTOR: &str = "settlement";
-
 /// Which reservation an outcome settles.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -242,7 +239,11 @@ pub async fn settle(
             reason,
         },
     };
-    let command = AccountCommand::new(Actor::System(SETTLE_ACTOR.into()), Utc::now(), action);
+    let command = AccountCommand::new(
+        Actor::System(super::by::SETTLEMENT.into()),
+        Utc::now(),
+        action,
+    );
     let done = match s.accounts.execute(owner, command, reservation_id).await {
         Ok(done) => done,
         Err(AccountStoreError::Rejected(AccountError::UnknownReservation(_))) => return Ok(()),

@@ -14,8 +14,6 @@ use super::{Outcome, Services, WorkHandler};
 use crate::store::StoreError;
 
 pub const KIND: &str = "starter";
-pub const STARTER_ACTOR: &str = "starter-samples";
-
 pub struct StarterHandler {
     pub services: Services,
 }
@@ -47,7 +45,7 @@ impl StarterHandler {
         let batch_id = crate::ids::derived(&item.key, "batch");
         for (index, prompt) in prompts.into_iter().enumerate() {
             let command = Command::new(
-                Actor::System(STARTER_ACTOR.into()),
+                Actor::System(super::by::STARTER.into()),
                 Utc::now(),
                 Action::Generate {
                     generation_id: crate::ids::derived(&item.key, &index.to_string()),

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::cancel::{self, CancelPayload, CancelReason};
 use super::copies;
 use super::work::WorkItem;
-use super::{Outcome, Services, WorkHandler, TRAINING_ACTOR};
+use super::{by, Outcome, Services, WorkHandler};
 use crate::fal::types::SubmitResponse;
 use crate::fal::FalError;
 use crate::photos::archive::TrainingArchive;
@@ -210,7 +210,7 @@ async fn record_submission(
     archive_url: Option<String>,
 ) -> Result<Outcome, StoreError> {
     let record = Command::new(
-        Actor::System(TRAINING_ACTOR.into()),
+        Actor::System(by::TRAINING.into()),
         Utc::now(),
         Action::RecordTrainingSubmission {
             request_id: submitted.request_id.clone(),
@@ -285,7 +285,7 @@ async fn fail_before_submission(
 ) -> Result<(), StoreError> {
     discard_archives(s, avatar_id).await;
     let command = Command::new(
-        Actor::System(TRAINING_ACTOR.into()),
+        Actor::System(by::TRAINING.into()),
         Utc::now(),
         Action::FailTraining {
             request_id: None,

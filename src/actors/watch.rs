@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::training::report_training_result;
 use super::work::WorkItem;
-use super::{ActorSettings, Outcome, Services, WorkHandler, POLLER_ACTOR};
+use super::{by, ActorSettings, Outcome, Services, WorkHandler};
 use crate::fal::{progress, FalError};
 use crate::store::StoreError;
 
@@ -104,7 +104,7 @@ impl StatusPoller {
             "poller found a finished training");
         report_training_result(
             s,
-            POLLER_ACTOR,
+            by::POLLER,
             item.avatar_id,
             &job.request_id,
             result.as_ref().map_err(Clone::clone),

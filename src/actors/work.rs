@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use projections::{Arg, Tx};
+use db::{Arg, Backend, Tx};
 use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
@@ -102,9 +102,9 @@ impl WorkQueue {
         let token = Uuid::new_v4().to_string();
         // Only PostgreSQL has several writers at once; SQLite's single writer needs no
         // row locks to keep two claimants apart.
-        let skip_locked = match &self.db {
-            Database::Postgres(_) => "FOR UPDATE SKIP LOCKED",
-            Database::Sqlite(_) => "",
+        let skip_locked = match self.db.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
         };
         let sql = format!(
             "UPDATE work_items

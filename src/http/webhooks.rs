@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::actors::generation::{self, images};
 use crate::actors::targets::Target;
 use crate::actors::training::{adopt_submission, report_training_result};
-use crate::actors::{Services, WEBHOOK_ACTOR};
+use crate::actors::{by, Services};
 use crate::fal::types::{GeneratorOutput, WebhookPayload, WebhookStatus};
 use crate::fal::{WebhookError, WebhookVerifier};
 use crate::store::StoreError;
@@ -158,7 +158,7 @@ async fn record_training(
             // FAL finished but could not send the output; the poller will fetch it.
             tracing::warn!(%avatar_id, request_id = %payload.request_id,
                 payload_error = ?payload.payload_error, "FAL webhook without its output");
-            adopt_submission(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id).await?;
+            adopt_submission(s, by::WEBHOOK, avatar_id, &payload.request_id).await?;
             return Ok(());
         }
         (_, _) => Err(payload
@@ -168,7 +168,7 @@ async fn record_training(
     let report = || {
         report_training_result(
             s,
-            WEBHOOK_ACTOR,
+            by::WEBHOOK,
             avatar_id,
             &payload.request_id,
             result.clone(),
@@ -176,7 +176,7 @@ async fn record_training(
     };
     match report().await {
         Err(StoreError::Rejected(AvatarError::UnknownTrainingRequest(request))) => {
-            if adopt_submission(s, WEBHOOK_ACTOR, avatar_id, &payload.request_id).await? {
+            if adopt_submission(s, by::WEBHOOK, avatar_id, &payload.request_id).await? {
                 report().await
             } else {
                 Err(StoreError::Rejected(AvatarError::UnknownTrainingRequest(
@@ -237,7 +237,7 @@ async fn record_generation(
             let endpoint = model.kind().generator();
             generation::adopt_submission(
                 s,
-                WEBHOOK_ACTOR,
+                by::WEBHOOK,
                 avatar_id,
                 generation_id,
                 endpoint,
@@ -271,7 +271,7 @@ async fn record_generation(
             abandon: false,
         },
     };
-    let command = Command::new(Actor::System(WEBHOOK_ACTOR.into()), Utc::now(), action);
+    let command = Command::new(Actor::System(by::WEBHOOK.into()), Utc::now(), action);
     match s.store.execute(avatar_id, command, Uuid::new_v4()).await {
         Ok(_) | Err(StoreError::Rejected(AvatarError::UnknownGeneration(_))) => Ok(()),
         Err(e) => Err(e),
