@@ -125,7 +125,7 @@ impl ServerProcess {
         self.wait_healthy().await;
     }
 
-    async fn wait_healthy(&mut self) {
+    pub async fn wait_healthy(&mut self) {
         let client = reqwest::Client::new();
         for _ in 0..300 {
             if let Some(child) = self.child.as_mut() {

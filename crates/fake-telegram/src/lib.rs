@@ -318,6 +318,17 @@ impl FakeTelegram {
         })
     }
 
+    /// Waits until the bot has made `more` Bot API calls beyond those it has made so far, or
+    /// `at_most` has passed; says whether it made them. Chaos tests time their blows by the
+    /// bot's own activity rather than by the clock.
+    pub async fn wait_for_more_requests(&self, more: usize, at_most: Duration) -> bool {
+        let target = self.shared.read(|w| w.requests.len()) + more;
+        self.shared
+            .wait_for(at_most, |w| (w.requests.len() >= target).then_some(()))
+            .await
+            .is_some()
+    }
+
     /// How many distinct updates `getUpdates` has handed to the bot.
     pub fn updates_delivered(&self) -> u64 {
         self.shared.read(|w| w.updates_delivered)
