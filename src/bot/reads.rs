@@ -82,8 +82,5 @@ pub(in crate::bot) async fn wait_for_row(
 
 /// A pooled connection for read-model queries.
 pub(in crate::bot) async fn connection(db: &Database) -> Result<Conn, sqlx::Error> {
-    Ok(match db {
-        Database::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
-        Database::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
-    })
+    db.connection().await
 }
