@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aisha::fal::sim::{JobTiming, RequestKind};
 use aisha::fal::{FalSimulator, SimConfig};
 use aisha::store::{AvatarStore, Database};
 use fake_telegram::webhook_delivery::{
@@ -359,7 +360,19 @@ async fn check_nothing_lost_nothing_twice(cluster: &Cluster, people: &[FakeUser]
     let db = Database::connect(&cluster.db_url).await.unwrap();
     let store = AvatarStore::new(db.clone());
     let submissions = cluster.sim.submissions();
-    let mut generations_submitted = 0;
+    let cancelled: BTreeSet<String> = cluster
+        .sim
+        .requests_of(RequestKind::Cancel)
+        .iter()
+        .filter_map(|r| r.path.split('/').rev().nth(1).map(str::to_owned))
+        .collect();
+    let generation_jobs: Vec<JobTiming> = cluster
+        .sim
+        .job_timings()
+        .into_iter()
+        .filter(|j| !j.model_id.contains("trainer"))
+        .collect();
+    let mut jobs_accounted = 0;
     for (i, user) in people.iter().enumerate() {
         let avatars = checked
             .by_owner
@@ -384,27 +397,69 @@ async fn check_nothing_lost_nothing_twice(cluster: &Cluster, people: &[FakeUser]
             })
             .count();
         assert_eq!(paid, 1, "user {i}: training submissions to FAL");
-        let prompted: Vec<_> = history
+        let prompted = history
             .iter()
-            .filter_map(|h| match &h.event {
-                aggregates::AvatarEvent::GenerationRequested {
-                    generation_id,
-                    origin: None,
-                    ..
-                } => Some(*generation_id),
-                _ => None,
+            .filter(|h| {
+                matches!(
+                    &h.event,
+                    aggregates::AvatarEvent::GenerationRequested { origin: None, .. }
+                )
             })
-            .collect();
-        assert_eq!(prompted.len(), 1, "user {i}: generations for one prompt");
-        generations_submitted += count("GenerationSubmitted");
+            .count();
+        assert_eq!(prompted, 1, "user {i}: generations for one prompt");
+
+        // Every generation is paid for at most once. A job FAL took is on record in its
+        // avatar, or the avatar was deleted while it was being submitted: the avatar refused
+        // it and it was cancelled at FAL.
+        let deleted = count("AvatarDeleted") > 0;
+        for h in &history {
+            let aggregates::AvatarEvent::GenerationRequested { generation_id, .. } = &h.event
+            else {
+                continue;
+            };
+            let named = format!("generation_id={generation_id}");
+            let jobs: Vec<&JobTiming> = generation_jobs
+                .iter()
+                .filter(|j| j.webhook_url.as_deref().is_some_and(|u| u.contains(&named)))
+                .collect();
+            let recorded: Vec<&str> = history
+                .iter()
+                .filter_map(|h| match &h.event {
+                    aggregates::AvatarEvent::GenerationSubmitted {
+                        generation_id: g,
+                        request_id,
+                        ..
+                    } if g == generation_id => Some(request_id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                jobs.len() <= 1 && recorded.len() <= 1,
+                "user {i}: generation {generation_id}: {} FAL jobs, {} on record",
+                jobs.len(),
+                recorded.len()
+            );
+            if let Some(job) = jobs.first() {
+                let on_record = recorded.first() == Some(&job.request_id.as_str());
+                assert!(
+                    on_record || (deleted && recorded.is_empty() && cancelled.contains(&job.request_id)),
+                    "user {i}: generation {generation_id}: FAL job {} neither on record ({recorded:?}) \
+                     nor cancelled with its deleted avatar (deleted: {deleted})",
+                    job.request_id
+                );
+            } else {
+                assert!(
+                    recorded.is_empty(),
+                    "user {i}: generation {generation_id}: on record as {recorded:?}, never sent to FAL"
+                );
+            }
+            jobs_accounted += jobs.len();
+        }
     }
-    let generation_submissions = submissions
-        .iter()
-        .filter(|s| s.model_id().is_some_and(|m| !m.contains("trainer")))
-        .count();
     assert_eq!(
-        generation_submissions, generations_submitted,
-        "generation jobs sent to FAL vs generations submitted"
+        jobs_accounted,
+        generation_jobs.len(),
+        "generation jobs FAL took vs those of the stories' generations"
     );
     db.close().await;
 

@@ -170,6 +170,7 @@ impl FalSimulator {
                 request_id: job.request_id.clone(),
                 model_id: job.model_id.clone(),
                 input: job.input.clone(),
+                webhook_url: job.webhook_url.clone(),
                 submitted_at: job.submitted_at.into_std(),
                 webhooks_sent: job.webhooks_sent.clone(),
                 webhooks_answered: job.webhooks_answered.clone(),

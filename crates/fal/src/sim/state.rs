@@ -163,6 +163,8 @@ pub struct JobTiming {
     pub model_id: String,
     /// The submitted input.
     pub input: Value,
+    /// The `fal_webhook` the submission named, decoded.
+    pub webhook_url: Option<String>,
     /// When the submission arrived (its body read, the job about to be queued).
     pub submitted_at: std::time::Instant,
     /// When each delivery attempt of its webhook started, duplicates included.
