@@ -238,7 +238,7 @@ impl Ctx {
 
 /// Logs an unexpected failure and tells the user, briefly.
 pub(in crate::bot) async fn apologise(ctx: &Ctx, error: BotError) -> HandlerResult {
-    tracing::error!(user = ctx.user, error = %error, "could not handle an update");
+    tracing::error!(user = ctx.user, error = %crate::telemetry::chain(&error), "could not handle an update");
     ctx.say(ctx.t().something_went_wrong(), Some(kb::to_menu(ctx.t())))
         .await?;
     Ok(())

@@ -129,7 +129,7 @@ async fn on_press(ctx: Ctx, dialogue: BotDialogue, q: CallbackQuery) -> HandlerR
     let answer = match pressed {
         ControlFlow::Break(Ok(answer)) => answer,
         ControlFlow::Break(Err(error)) => {
-            tracing::error!(user = ctx.user, error = %error, "could not handle a button press");
+            tracing::error!(user = ctx.user, error = %crate::telemetry::chain(&error), "could not handle a button press");
             Answer::Alert(ctx.t().something_went_wrong())
         }
         // Data that is not ours (logged when parsed), or a button no screen takes.

@@ -223,7 +223,7 @@ impl Intake<'_> {
                 match e {
                     StoreError::Rejected(refusal) => refused(Refusal::Avatar(refusal), count),
                     other => {
-                        tracing::error!(%avatar_id, error = %other, "could not record a photo");
+                        tracing::error!(%avatar_id, error = %crate::telemetry::chain(&other), "could not record a photo");
                         refused(Refusal::Internal(crate::telemetry::chain(&other)), count)
                     }
                 }
@@ -242,7 +242,7 @@ impl Intake<'_> {
             }
             Ok(_) => {
                 if let Err(cleanup) = self.photos.delete(key).await {
-                    tracing::warn!(%avatar_id, key, error = %cleanup, "could not remove a refused photo");
+                    tracing::warn!(%avatar_id, key, error = %crate::telemetry::chain(&cleanup), "could not remove a refused photo");
                 }
             }
             Err(e) => {

@@ -84,7 +84,7 @@ pub(in crate::bot) async fn refuse(ctx: Ctx, callback: Callback, denied: Denied)
             Ok(Answer::Alert(refusal.to_owned()))
         }
         Denied::Failed(error) => {
-            tracing::error!(user = ctx.user, error = %error, "could not handle a button press");
+            tracing::error!(user = ctx.user, error = %crate::telemetry::chain(&*error), "could not handle a button press");
             Ok(Answer::Alert(ctx.t().something_went_wrong()))
         }
     }

@@ -79,7 +79,7 @@ where
                     _ => BACKOFF * 2u32.pow(attempt - 1),
                 };
                 telemetry::telegram_retry(method);
-                tracing::warn!(method, attempt, error = %error, ?pause, "Telegram call failed; retrying");
+                tracing::warn!(method, attempt, error = %telemetry::chain(&error), ?pause, "Telegram call failed; retrying");
                 tokio::time::sleep(pause).await;
                 attempt += 1;
             }
