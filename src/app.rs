@@ -384,6 +384,19 @@ impl Application {
         });
         // The bot stops taking updates the moment the signal comes, while the HTTP server
         // drains: both within the same grace period, so a deploy waits for one, not the sum.
+        // The actors stop at the same signal (or when the server ends on its own): their work
+        // in flight gets the same grace, and what outlasts it is released to the other instances.
+        let (server_done, server_ended) = tokio::sync::oneshot::channel::<()>();
+        let actors_stopped = {
+            let signalled = stopped();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = signalled => {}
+                    _ = server_ended => {}
+                }
+                actors.stop(budget.working).await
+            })
+        };
         let telegram_stopped = telegram.map(|bot| {
             let signalled = stopped();
             tokio::spawn(async move {
@@ -428,10 +441,19 @@ impl Application {
             }
         }
         health_task.abort();
+        drop(server_done);
         if let Some(telegram) = telegram_stopped {
             let _ = telegram.await;
         }
-        actors.stop();
+        match actors_stopped.await {
+            Ok(stopped) if stopped.aborted > 0 => tracing::warn!(
+                aborted = stopped.aborted,
+                released = stopped.released,
+                "work still running at the end of the grace period was cut short and released"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "the actors did not stop cleanly"),
+        }
         read_models.iter().for_each(|runner| runner.abort());
         // A connection still lent out (a task the stop interrupted) must not hold the exit.
         if tokio::time::timeout(budget.closing, self.db.close())

@@ -2,9 +2,13 @@
 //! trainings, notify users and clean up after deletions.
 //!
 //! Work is driven from committed events: reactors (feed consumers in [`reactors`]) enqueue work
-//! items in the same transaction as their checkpoint, and one [`Worker`] actor per kind claims
-//! due items and runs them with bounded concurrency. The actors live on their own actix system
-//! thread; the I/O they start runs on the main tokio runtime, and results come back as messages.
+//! items in the same transaction as their checkpoint, and one named actor per kind
+//! ([`TrainingActor`], [`GenerationActor`], [`PollerActor`], [`NotifierActor`], [`CleanupActor`],
+//! …) claims due items and runs them with bounded concurrency.
+//!
+//! What actix gives: each actor owns its scheduling state alone (no locks around "how many are
+//! running"), hears wake-ups, results and [`Stop`] as messages in order, and is restarted by its
+//! supervisor if it ever stops. The I/O it starts runs on the main tokio runtime.
 
 pub mod cancel;
 pub mod cleanup;
@@ -39,7 +43,11 @@ pub use notify::{Notification, Notifier};
 pub use progress::{NoProgress, ProgressSink};
 pub use targets::WebhookTargets;
 use work::{WorkItem, WorkQueue};
-pub use worker::{ActorSystem, Wake, Worker};
+pub use worker::{
+    ActorSystem, CancelActor, CleanupActor, ForgetActor, GenerationActor, NotifierActor,
+    PollerActor, RefundActor, SettleActor, StarterActor, Stop, Stopped, TrainingActor, Wake,
+    Worker,
+};
 
 /// Who issued a command: the system names recorded on the commands the actors (and the FAL
 /// webhook) issue.

@@ -189,6 +189,18 @@ impl WorkQueue {
         .await
     }
 
+    /// Lets go of a claim without an outcome (the worker is stopping): the item is due again at
+    /// once, and the cut-short attempt is not counted as a failure. Its phase stays.
+    pub async fn release(&self, item: &WorkItem) -> Result<(), StoreError> {
+        self.fenced(
+            item,
+            "UPDATE work_items SET claimed_until = NULL, claim_token = NULL
+              WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
+            vec![],
+        )
+        .await
+    }
+
     /// The item is done.
     pub async fn complete(&self, item: &WorkItem) -> Result<(), StoreError> {
         self.fenced(

@@ -1,13 +1,21 @@
-//! The worker actors (actix) and the system that runs them: one [`Worker`] per kind of work
-//! claims due items and runs each on the tokio runtime.
+//! The worker actors (actix) and the system that runs them: one named actor per kind of work
+//! ([`TrainingActor`], [`GenerationActor`], …) claims due items and runs each on the tokio
+//! runtime, where the database pool's and the HTTP clients' connections live; the actor decides
+//! what runs, when, and how many at once, and ends it on [`Stop`].
+//!
+//! Each actor is started under actix's [`Supervisor`]: if it ever stops, it is started again
+//! with its in-flight count taken from the items it still holds, so a kind of work never goes
+//! quiet with its claims left to lapse.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures::FutureExt;
 use tracing::Instrument;
 
-use super::work::WorkQueue;
+use super::work::{WorkItem, WorkQueue};
 use super::{
     cancel, cleanup, deadlines, forget, generation, notify, reactors, refund, retention, settle,
     starter, training, watch, ActorSettings, Outcome, Services, WorkHandler,
@@ -15,23 +23,106 @@ use super::{
 use crate::store::feed::Feed;
 use crate::store::StoreError;
 
+/// Submits trainings to FAL and records their jobs.
+pub type TrainingActor = Worker<training::TrainingHandler>;
+/// Polls running trainings and records their outcome.
+pub type PollerActor = Worker<watch::StatusPoller>;
+/// Submits generations, polls them and records their images.
+pub type GenerationActor = Worker<generation::GenerationHandler>;
+/// Sends the users what happened.
+pub type NotifierActor = Worker<notify::NotifyHandler>;
+/// Deletes a deleted avatar's files, here and at FAL.
+pub type CleanupActor = Worker<cleanup::CleanupHandler>;
+/// Cancels FAL jobs nobody will record.
+pub type CancelActor = Worker<cancel::CancelHandler>;
+/// Has FAL forget what a finished job left there.
+pub type ForgetActor = Worker<forget::ForgetHandler>;
+/// Asks for a trained avatar's starter pictures.
+pub type StarterActor = Worker<starter::StarterHandler>;
+/// Captures or releases the credits reserved for work.
+pub type SettleActor = Worker<settle::SettleHandler>;
+/// Returns Stars and tells the user.
+pub type RefundActor = Worker<refund::RefundHandler>;
+
 /// A worker actor for one kind of work: claims due items up to its concurrency and runs each on
 /// the tokio runtime, hearing back through [`Claimed`] and [`Finished`]. At most one task looks
 /// for work at a time; only when it finds some does the next one start looking, so an idle
 /// worker costs one query per poll, not one per free slot.
-pub struct Worker {
-    handler: Arc<dyn WorkHandler>,
+pub struct Worker<H: WorkHandler> {
+    handler: Arc<H>,
     queue: WorkQueue,
     settings: ActorSettings,
     runtime: tokio::runtime::Handle,
     in_flight: usize,
     probing: bool,
+    /// Set by [`Stop`]: nothing new is claimed.
+    stopping: bool,
+    running: Arc<Running>,
+    next_task: u64,
+}
+
+/// The tasks a worker has started and the items they hold, shared with the tasks so each can
+/// say when it holds an item and when it is done with it.
+#[derive(Default)]
+struct Running {
+    tasks: Mutex<HashMap<u64, Task>>,
+    /// Counts the tasks still running; [`Stop`] waits for zero.
+    left: tokio::sync::watch::Sender<usize>,
+}
+
+struct Task {
+    abort: tokio::task::AbortHandle,
+    /// The item it claimed, until its outcome is recorded.
+    item: Option<WorkItem>,
+}
+
+impl Running {
+    fn hold(&self, id: u64, item: &WorkItem) {
+        if let Some(task) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id) {
+            task.item = Some(item.clone());
+        }
+    }
+
+    fn let_go(&self, id: u64) {
+        if let Some(task) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id) {
+            task.item = None;
+        }
+    }
+
+    fn end(&self, id: u64) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.remove(&id);
+        self.left.send_replace(tasks.len());
+    }
+
+    fn held(&self) -> usize {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.values().filter(|t| t.item.is_some()).count()
+    }
 }
 
 /// Look for due work now.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wake;
+
+/// Stop claiming; let the work in flight finish within `finish_within`, then abort what is left
+/// and release its claims, so another instance takes those items over at once instead of a
+/// lease later. Answers with what became of the work in flight.
+#[derive(Message)]
+#[rtype(result = "Stopped")]
+pub struct Stop {
+    pub finish_within: Duration,
+}
+
+/// What a worker's [`Stop`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stopped {
+    /// Items whose work was cut short and whose claims were released.
+    pub released: usize,
+    /// Tasks that were still running at the deadline (released or not).
+    pub aborted: usize,
+}
 
 /// The looking task found an item: another may start looking.
 #[derive(Message)]
@@ -45,10 +136,24 @@ struct Finished {
     claimed: bool,
 }
 
-impl Worker {
+impl<H: WorkHandler> Worker<H> {
+    fn new(handler: H, services: &Services, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            handler: Arc::new(handler),
+            queue: services.queue.clone(),
+            settings: services.settings.clone(),
+            runtime,
+            in_flight: 0,
+            probing: false,
+            stopping: false,
+            running: Arc::new(Running::default()),
+            next_task: 0,
+        }
+    }
+
     fn fill(&mut self, ctx: &mut Context<Self>) {
         let limit = self.handler.concurrency().max(1);
-        if self.probing || self.in_flight >= limit {
+        if self.stopping || self.probing || self.in_flight >= limit {
             return;
         }
         self.in_flight += 1;
@@ -57,25 +162,44 @@ impl Worker {
         let handler = self.handler.clone();
         let queue = self.queue.clone();
         let settings = self.settings.clone();
-        self.runtime.spawn(async move {
+        let running = self.running.clone();
+        let id = self.next_task;
+        self.next_task += 1;
+        // The task is registered before it can end, under the same lock it ends with.
+        let mut tasks = self.running.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let task = self.runtime.spawn(async move {
             let on_claim = addr.clone();
+            let holder = running.clone();
             // Whatever happens inside, the slot comes back.
             let claimed = std::panic::AssertUnwindSafe(claim_and_run(
                 &*handler,
                 &queue,
                 &settings,
-                move || on_claim.do_send(Claimed),
+                move |item| {
+                    holder.hold(id, item);
+                    on_claim.do_send(Claimed);
+                },
             ))
             .catch_unwind()
             .await
             // A panic outside the handler: let the next poll look again.
             .unwrap_or(false);
+            running.let_go(id);
+            running.end(id);
             addr.do_send(Finished { claimed });
         });
+        tasks.insert(
+            id,
+            Task {
+                abort: task.abort_handle(),
+                item: None,
+            },
+        );
+        self.running.left.send_replace(tasks.len());
     }
 }
 
-impl Actor for Worker {
+impl<H: WorkHandler> Actor for Worker<H> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -84,14 +208,23 @@ impl Actor for Worker {
     }
 }
 
-impl Handler<Wake> for Worker {
+impl<H: WorkHandler> Supervised for Worker<H> {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // The tasks outlive the actor; what they hold is what is in flight.
+        self.in_flight = self.running.held();
+        self.probing = false;
+        tracing::warn!(kind = self.handler.kind(), in_flight = self.in_flight, "worker actor restarted");
+    }
+}
+
+impl<H: WorkHandler> Handler<Wake> for Worker<H> {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
         self.fill(ctx);
     }
 }
 
-impl Handler<Claimed> for Worker {
+impl<H: WorkHandler> Handler<Claimed> for Worker<H> {
     type Result = ();
     fn handle(&mut self, _: Claimed, ctx: &mut Self::Context) {
         self.probing = false;
@@ -100,7 +233,7 @@ impl Handler<Claimed> for Worker {
     }
 }
 
-impl Handler<Finished> for Worker {
+impl<H: WorkHandler> Handler<Finished> for Worker<H> {
     type Result = ();
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -110,6 +243,52 @@ impl Handler<Finished> for Worker {
             // The looking task found nothing (or could not look): the next poll tries again.
             self.probing = false;
         }
+    }
+}
+
+impl<H: WorkHandler> Handler<Stop> for Worker<H> {
+    type Result = ResponseFuture<Stopped>;
+
+    fn handle(&mut self, stop: Stop, _ctx: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        let running = self.running.clone();
+        let queue = self.queue.clone();
+        let kind = self.handler.kind();
+        let mut left = running.left.subscribe();
+        // On the main runtime, as all the I/O: a connection opened on the actor thread's
+        // runtime would die with it.
+        let stopping = self.runtime.spawn(async move {
+            let all_done = tokio::time::timeout(stop.finish_within, left.wait_for(|n| *n == 0))
+                .await
+                .is_ok();
+            if all_done {
+                return Stopped::default();
+            }
+            let cut: Vec<Task> = {
+                let mut tasks = running.tasks.lock().unwrap_or_else(|e| e.into_inner());
+                tasks.drain().map(|(_, task)| task).collect()
+            };
+            let mut stopped = Stopped {
+                aborted: cut.len(),
+                ..Stopped::default()
+            };
+            for task in cut {
+                task.abort.abort();
+                let Some(item) = task.item else { continue };
+                // A paid step already entered keeps its phase: whoever claims the item next
+                // knows not to repeat it.
+                match queue.release(&item).await {
+                    Ok(()) => stopped.released += 1,
+                    Err(StoreError::ClaimLost) => {}
+                    Err(e) => tracing::warn!(kind, key = %item.key,
+                        error = %crate::telemetry::chain(&e), "could not release a work item at stop; its lease will lapse"),
+                }
+            }
+            running.left.send_replace(0);
+            tracing::info!(kind, aborted = stopped.aborted, released = stopped.released, "worker stopped with work in flight");
+            stopped
+        });
+        Box::pin(async move { stopping.await.unwrap_or_default() })
     }
 }
 
@@ -133,16 +312,16 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Claims one item and runs it; returns whether there was one. `claimed` is called as soon as
 /// an item is held.
-async fn claim_and_run(
-    handler: &dyn WorkHandler,
+async fn claim_and_run<H: WorkHandler>(
+    handler: &H,
     queue: &WorkQueue,
     settings: &ActorSettings,
-    claimed: impl FnOnce(),
+    claimed: impl FnOnce(&WorkItem),
 ) -> bool {
     let kind = handler.kind();
     let item = match queue.claim(kind, settings.lease).await {
         Ok(Some(item)) => {
-            claimed();
+            claimed(&item);
             item
         }
         Ok(None) => return false,
@@ -238,69 +417,58 @@ async fn claim_and_run(
 pub struct ActorSystem {
     system: actix::System,
     thread: Option<std::thread::JoinHandle<()>>,
+    stops: Vec<Recipient<Stop>>,
     reactor: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
     retention: tokio::task::JoinHandle<()>,
 }
 
+/// The addresses the system keeps of one worker: to wake it and to stop it.
+type Started = (Recipient<Wake>, Recipient<Stop>);
+
+fn supervise<H: WorkHandler>(
+    handler: H,
+    services: &Services,
+    runtime: &tokio::runtime::Handle,
+) -> Started {
+    let worker = Worker::new(handler, services, runtime.clone());
+    let addr = Supervisor::start(move |_| worker);
+    (addr.clone().recipient(), addr.recipient())
+}
+
 impl ActorSystem {
-    /// Starts the reactor on the tokio runtime and one worker actor per kind of work on a
-    /// dedicated actix system thread.
+    /// Starts the reactor on the tokio runtime and one supervised worker actor per kind of
+    /// work on a dedicated actix system thread.
     pub fn start(services: Services, feed: Feed) -> Self {
         let runtime = tokio::runtime::Handle::current();
-        let handlers: Vec<Arc<dyn WorkHandler>> = vec![
-            Arc::new(training::TrainingHandler {
-                services: services.clone(),
-            }),
-            Arc::new(watch::StatusPoller {
-                services: services.clone(),
-            }),
-            Arc::new(generation::GenerationHandler {
-                services: services.clone(),
-            }),
-            Arc::new(notify::NotifyHandler {
-                notifier: services.notifier.clone(),
-                queue: services.queue.clone(),
-            }),
-            Arc::new(cleanup::CleanupHandler {
-                services: services.clone(),
-            }),
-            Arc::new(cancel::CancelHandler {
-                services: services.clone(),
-            }),
-            Arc::new(forget::ForgetHandler {
-                services: services.clone(),
-            }),
-            Arc::new(starter::StarterHandler {
-                services: services.clone(),
-            }),
-            Arc::new(settle::SettleHandler {
-                services: services.clone(),
-            }),
-            Arc::new(refund::RefundHandler::new(&services)),
-        ];
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let queue = services.queue.clone();
-        let settings = services.settings.clone();
+        let on_thread = services.clone();
         let thread = std::thread::Builder::new()
             .name("actors".into())
             .spawn(move || {
                 let system = actix::System::new();
                 system.block_on(async move {
-                    let workers: Vec<Addr<Worker>> = handlers
-                        .into_iter()
-                        .map(|handler| {
-                            Worker {
-                                handler,
-                                queue: queue.clone(),
-                                settings: settings.clone(),
-                                runtime: runtime.clone(),
-                                in_flight: 0,
-                                probing: false,
-                            }
-                            .start()
-                        })
-                        .collect();
+                    let s = &on_thread;
+                    let rt = &runtime;
+                    let workers: Vec<Started> = vec![
+                        supervise(training::TrainingHandler { services: s.clone() }, s, rt),
+                        supervise(watch::StatusPoller { services: s.clone() }, s, rt),
+                        supervise(generation::GenerationHandler { services: s.clone() }, s, rt),
+                        supervise(
+                            notify::NotifyHandler {
+                                notifier: s.notifier.clone(),
+                                queue: s.queue.clone(),
+                            },
+                            s,
+                            rt,
+                        ),
+                        supervise(cleanup::CleanupHandler { services: s.clone() }, s, rt),
+                        supervise(cancel::CancelHandler { services: s.clone() }, s, rt),
+                        supervise(forget::ForgetHandler { services: s.clone() }, s, rt),
+                        supervise(starter::StarterHandler { services: s.clone() }, s, rt),
+                        supervise(settle::SettleHandler { services: s.clone() }, s, rt),
+                        supervise(refund::RefundHandler::new(s), s, rt),
+                    ];
                     let _ = ready_tx.send((actix::System::current(), workers));
                 });
                 if let Err(e) = system.run() {
@@ -309,13 +477,14 @@ impl ActorSystem {
             })
             .expect("spawn the actor thread");
         let (system, workers) = ready_rx.recv().expect("actor system started");
+        let (wakes, stops): (Vec<_>, Vec<_>) = workers.into_iter().unzip();
         let reactor = reactors::ActorReactor {
             status_poll_after: services.settings.status_poll_after,
             charging: services.charging,
         };
         let runner = crate::store::runner::ProjectionRunner::new(feed, Arc::new(reactor))
             .on_commit(move || {
-                for worker in &workers {
+                for worker in &wakes {
                     worker.do_send(Wake);
                 }
             });
@@ -325,20 +494,35 @@ impl ActorSystem {
         Self {
             system,
             thread: Some(thread),
+            stops,
             reactor,
             sweeper,
             retention,
         }
     }
 
-    /// Stops the reactor and the actors; work in flight is picked up again after a restart.
-    pub fn stop(mut self) {
+    /// Stops the reactor and the actors: nothing new is claimed, the work in flight gets
+    /// `finish_within` to end, and what is still running then is aborted and its claims
+    /// released, to be taken up again at once by another instance or after a restart.
+    pub async fn stop(mut self, finish_within: Duration) -> Stopped {
         self.reactor.abort();
         self.sweeper.abort();
         self.retention.abort();
+        let answers = futures::future::join_all(
+            self.stops
+                .iter()
+                .map(|worker| worker.send(Stop { finish_within })),
+        )
+        .await;
+        let mut total = Stopped::default();
+        for stopped in answers.into_iter().flatten() {
+            total.aborted += stopped.aborted;
+            total.released += stopped.released;
+        }
         self.system.stop();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        total
     }
 }

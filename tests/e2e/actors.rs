@@ -893,3 +893,97 @@ async fn left_claimed_by_a_dead_process(
     .await
     .unwrap();
 }
+
+/// A notifier whose Telegram never answers: each call hangs until it is given up on.
+struct Hanging(Arc<tokio::sync::Notify>);
+
+impl Notifier for Hanging {
+    fn notify<'a>(&'a self, _: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(async move {
+            self.0.notify_one();
+            futures::future::pending().await
+        })
+    }
+}
+
+/// The claim of the `notify` item `key`: (claimed_until set, claim_token set, attempts, status).
+async fn claim_of(pool: &sqlx::SqlitePool, key: &str) -> (bool, bool, i64, String) {
+    sqlx::query_as(
+        "SELECT claimed_until IS NOT NULL, claim_token IS NOT NULL, attempts, status
+           FROM work_items WHERE key = ?1",
+    )
+    .bind(key)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_stop_gives_work_in_flight_its_grace_then_releases_its_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("aisha.db").display());
+    let avatar_id = Uuid::new_v4();
+    let key = format!("notify:{avatar_id}:3");
+    let db = aisha::store::Database::connect(&db_url).await.unwrap();
+    db.migrate().await.unwrap();
+    let aisha::store::Database::Sqlite(pool) = &db else {
+        unreachable!()
+    };
+    let notification = Notification::TrainingFailed {
+        owner: OWNER,
+        avatar_id,
+        reason: "the trainer gave up".into(),
+    };
+    sqlx::query(
+        "INSERT INTO work_items (kind, key, avatar_id, payload, attempts, due_at, created_at)
+         VALUES ('notify', ?1, ?2, ?3, 0, ?4, ?4)",
+    )
+    .bind(&key)
+    .bind(avatar_id.to_string())
+    .bind(serde_json::to_value(&notification).unwrap().to_string())
+    .bind(Utc::now() - chrono::Duration::seconds(1))
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let called = Arc::new(tokio::sync::Notify::new());
+    let config = Config::offline(db_url.clone(), &dir.path().join("photos"));
+    let options = AppOptions {
+        actor_settings: ActorSettings::fast(),
+        simulator: SimConfig::default(),
+        notifier: Some(Arc::new(Hanging(called.clone()))),
+    };
+    let mut app = Application::build(config, options).await.unwrap();
+    let grace = Duration::from_secs(2);
+    app.inbox.grace = grace;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+
+    // Given a notification in flight, its claim held and renewed,
+    tokio::time::timeout(Duration::from_secs(20), called.notified())
+        .await
+        .expect("the notifier was called");
+    let (claimed, token, _, status) = claim_of(pool, &key).await;
+    assert!(claimed && token && status == "pending", "claimed while sent");
+
+    // when the instance is stopped,
+    let asked = std::time::Instant::now();
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the application stops within its grace and a little more")
+        .unwrap()
+        .unwrap();
+
+    // then the hanging send had the grace to finish, no more: it was cut short and its claim
+    // released, due again at once for whoever runs next, without counting as a failed attempt.
+    assert!(asked.elapsed() >= grace * 3 / 4, "the work got its grace: {:?}", asked.elapsed());
+    assert_eq!(
+        claim_of(pool, &key).await,
+        (false, false, 0, "pending".to_owned()),
+        "released, still pending, no attempt counted"
+    );
+    db.close().await;
+}
