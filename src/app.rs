@@ -452,7 +452,9 @@ impl Application {
                 "work still running at the end of the grace period was cut short and released"
             ),
             Ok(_) => {}
-            Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "the actors did not stop cleanly"),
+            Err(e) => {
+                tracing::error!(error = %crate::telemetry::chain(&e), "the actors did not stop cleanly")
+            }
         }
         read_models.iter().for_each(|runner| runner.abort());
         // A connection still lent out (a task the stop interrupted) must not hold the exit.

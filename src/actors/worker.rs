@@ -3,9 +3,8 @@
 //! runtime, where the database pool's and the HTTP clients' connections live; the actor decides
 //! what runs, when, and how many at once, and ends it on [`Stop`].
 //!
-//! Each actor is started under actix's [`Supervisor`]: if it ever stops, it is started again
-//! with its in-flight count taken from the items it still holds, so a kind of work never goes
-//! quiet with its claims left to lapse.
+//! Each actor is started under actix's [`Supervisor`]: if it ever stops, it is started again,
+//! so a kind of work never goes quiet while the process runs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,7 +44,7 @@ pub type SettleActor = Worker<settle::SettleHandler>;
 pub type RefundActor = Worker<refund::RefundHandler>;
 
 /// A worker actor for one kind of work: claims due items up to its concurrency and runs each on
-/// the tokio runtime, hearing back through [`Claimed`] and [`Finished`]. At most one task looks
+/// the tokio runtime, hearing back through [`Claimed`] and the task's end. At most one task looks
 /// for work at a time; only when it finds some does the next one start looking, so an idle
 /// worker costs one query per poll, not one per free slot.
 pub struct Worker<H: WorkHandler> {
@@ -78,14 +77,13 @@ struct Task {
 
 impl Running {
     fn hold(&self, id: u64, item: &WorkItem) {
-        if let Some(task) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id) {
+        if let Some(task) = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&id)
+        {
             task.item = Some(item.clone());
-        }
-    }
-
-    fn let_go(&self, id: u64) {
-        if let Some(task) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id) {
-            task.item = None;
         }
     }
 
@@ -93,11 +91,6 @@ impl Running {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.remove(&id);
         self.left.send_replace(tasks.len());
-    }
-
-    fn held(&self) -> usize {
-        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.values().filter(|t| t.item.is_some()).count()
     }
 }
 
@@ -129,13 +122,6 @@ pub struct Stopped {
 #[rtype(result = "()")]
 struct Claimed;
 
-/// One claim-and-run task ended; `claimed` says whether it found an item.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Finished {
-    claimed: bool,
-}
-
 impl<H: WorkHandler> Worker<H> {
     fn new(handler: H, services: &Services, runtime: tokio::runtime::Handle) -> Self {
         Self {
@@ -158,7 +144,7 @@ impl<H: WorkHandler> Worker<H> {
         }
         self.in_flight += 1;
         self.probing = true;
-        let addr = ctx.address();
+        let on_claim = ctx.address();
         let handler = self.handler.clone();
         let queue = self.queue.clone();
         let settings = self.settings.clone();
@@ -168,7 +154,6 @@ impl<H: WorkHandler> Worker<H> {
         // The task is registered before it can end, under the same lock it ends with.
         let mut tasks = self.running.tasks.lock().unwrap_or_else(|e| e.into_inner());
         let task = self.runtime.spawn(async move {
-            let on_claim = addr.clone();
             let holder = running.clone();
             // Whatever happens inside, the slot comes back.
             let claimed = std::panic::AssertUnwindSafe(claim_and_run(
@@ -184,9 +169,8 @@ impl<H: WorkHandler> Worker<H> {
             .await
             // A panic outside the handler: let the next poll look again.
             .unwrap_or(false);
-            running.let_go(id);
             running.end(id);
-            addr.do_send(Finished { claimed });
+            claimed
         });
         tasks.insert(
             id,
@@ -196,6 +180,25 @@ impl<H: WorkHandler> Worker<H> {
             },
         );
         self.running.left.send_replace(tasks.len());
+        drop(tasks);
+        // The actor owns the work in flight: its end comes back to the actor as the rest of
+        // this future, in order with the messages it hears.
+        ctx.spawn(
+            async move { task.await.unwrap_or(false) }
+                .into_actor(self)
+                .map(|claimed, act, ctx| act.finished(claimed, ctx)),
+        );
+    }
+
+    /// One claim-and-run task ended; `claimed` says whether it found an item.
+    fn finished(&mut self, claimed: bool, ctx: &mut Context<Self>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if claimed {
+            self.fill(ctx);
+        } else {
+            // The looking task found nothing (or could not look): the next poll tries again.
+            self.probing = false;
+        }
     }
 }
 
@@ -210,10 +213,22 @@ impl<H: WorkHandler> Actor for Worker<H> {
 
 impl<H: WorkHandler> Supervised for Worker<H> {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        // The tasks outlive the actor; what they hold is what is in flight.
-        self.in_flight = self.running.held();
+        // A restart drops the futures bound to the old context, so the ends of the tasks still
+        // running are no longer heard: the count starts again from zero, and those tasks (their
+        // claims heartbeated as before) may briefly run beside a full set of new ones.
+        let running = self
+            .running
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        self.in_flight = 0;
         self.probing = false;
-        tracing::warn!(kind = self.handler.kind(), in_flight = self.in_flight, "worker actor restarted");
+        tracing::warn!(
+            kind = self.handler.kind(),
+            running,
+            "worker actor restarted"
+        );
     }
 }
 
@@ -230,19 +245,6 @@ impl<H: WorkHandler> Handler<Claimed> for Worker<H> {
         self.probing = false;
         // There may be more due work right behind it.
         self.fill(ctx);
-    }
-}
-
-impl<H: WorkHandler> Handler<Finished> for Worker<H> {
-    type Result = ();
-    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        if msg.claimed {
-            self.fill(ctx);
-        } else {
-            // The looking task found nothing (or could not look): the next poll tries again.
-            self.probing = false;
-        }
     }
 }
 

@@ -966,7 +966,10 @@ async fn a_stop_gives_work_in_flight_its_grace_then_releases_its_claim() {
         .await
         .expect("the notifier was called");
     let (claimed, token, _, status) = claim_of(pool, &key).await;
-    assert!(claimed && token && status == "pending", "claimed while sent");
+    assert!(
+        claimed && token && status == "pending",
+        "claimed while sent"
+    );
 
     // when the instance is stopped,
     let asked = std::time::Instant::now();
@@ -979,7 +982,11 @@ async fn a_stop_gives_work_in_flight_its_grace_then_releases_its_claim() {
 
     // then the hanging send had the grace to finish, no more: it was cut short and its claim
     // released, due again at once for whoever runs next, without counting as a failed attempt.
-    assert!(asked.elapsed() >= grace * 3 / 4, "the work got its grace: {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() >= grace * 3 / 4,
+        "the work got its grace: {:?}",
+        asked.elapsed()
+    );
     assert_eq!(
         claim_of(pool, &key).await,
         (false, false, 0, "pending".to_owned()),
