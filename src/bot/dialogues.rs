@@ -3,7 +3,8 @@
 //! typing a prompt).
 //!
 //! A teloxide dialogue [`Storage`]. Every update reads its chat's step from the database (one
-//! lookup by primary key) and every change is written before the handler goes on: with several
+//! lookup by primary key) — the step as it was before that update, even when it is handled
+//! again after an interruption — and every change is written before the handler goes on: with several
 //! instances behind one webhook a chat's next update may reach another process, so no copy in
 //! memory could be trusted not to be stale — a stale "waiting for a prompt" would turn an
 //! ordinary message into a paid generation.
@@ -40,20 +41,30 @@ impl Dialogues {
         Arc::new(Self { db })
     }
 
+    /// The chat's step as the update being handled first found it: when that update wrote the
+    /// row already (it is handled again after an interruption), the step it replaced.
     async fn load(&self, chat: ChatId) -> Result<Option<State>, DialogueError> {
         let mut conn = self.db.acquire().await?;
         let row = conn
             .tx()
             .fetch_optional(
-                "SELECT state FROM bot_dialogues WHERE chat_id = $1",
+                "SELECT state, previous, written_by FROM bot_dialogues WHERE chat_id = $1",
                 vec![Arg::I64(chat.0)],
             )
             .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        match row.get::<sqlx::types::Json<State>>("state") {
-            Ok(state) => Ok(Some(state.0)),
+        let written_by: Option<i64> = row.get("written_by")?;
+        let again = written_by.is_some() && written_by == current_update();
+        let step = if again {
+            row.get::<Option<sqlx::types::Json<State>>>("previous")
+                .map(|s| s.map(|s| s.0))
+        } else {
+            row.get::<sqlx::types::Json<State>>("state").map(|s| Some(s.0))
+        };
+        match step {
+            Ok(step) => Ok(step),
             Err(sqlx::Error::ColumnDecode { source, .. }) => {
                 // A step written by another version: better to start the chat afresh than to
                 // refuse every message from it.
@@ -65,34 +76,39 @@ impl Dialogues {
         }
     }
 
+    /// Writes the chat's step. The first write of an update keeps the step it replaces beside
+    /// it; later writes of the same update keep that one. Idle is written too, not deleted, so
+    /// that a re-run of the update that ended a step still finds the step.
     async fn store(&self, chat: ChatId, state: State) -> Result<(), DialogueError> {
-        if state == State::Idle {
-            // Idle is the absence of a row: most chats are idle most of the time.
-            return self.forget(chat).await;
-        }
         let json = serde_json::to_value(&state)?;
+        let update = current_update();
         let mut conn = self.db.acquire().await?;
         conn.tx()
             .execute(
-                "INSERT INTO bot_dialogues (chat_id, state, updated_at) VALUES ($1, $2, $3)
+                "INSERT INTO bot_dialogues (chat_id, state, previous, written_by, updated_at)
+                 VALUES ($1, $2, NULL, $3, $4)
                  ON CONFLICT (chat_id) DO UPDATE
-                    SET state = excluded.state, updated_at = excluded.updated_at",
-                vec![Arg::I64(chat.0), Arg::Json(json), Arg::Time(Utc::now())],
+                    SET previous = CASE WHEN bot_dialogues.written_by = excluded.written_by
+                                        THEN bot_dialogues.previous
+                                        ELSE bot_dialogues.state END,
+                        state = excluded.state,
+                        written_by = excluded.written_by,
+                        updated_at = excluded.updated_at",
+                vec![
+                    Arg::I64(chat.0),
+                    Arg::Json(json),
+                    update.into(),
+                    Arg::Time(Utc::now()),
+                ],
             )
             .await?;
         Ok(())
     }
+}
 
-    async fn forget(&self, chat: ChatId) -> Result<(), DialogueError> {
-        let mut conn = self.db.acquire().await?;
-        conn.tx()
-            .execute(
-                "DELETE FROM bot_dialogues WHERE chat_id = $1",
-                vec![Arg::I64(chat.0)],
-            )
-            .await?;
-        Ok(())
-    }
+/// The Telegram update being handled, if any (see [`super::inbox`]).
+fn current_update() -> Option<i64> {
+    super::inbox::current_update()
 }
 
 impl Storage<State> for Dialogues {
@@ -102,7 +118,7 @@ impl Storage<State> for Dialogues {
         self: Arc<Self>,
         chat_id: ChatId,
     ) -> BoxFuture<'static, Result<(), Self::Error>> {
-        Box::pin(async move { self.forget(chat_id).await })
+        Box::pin(async move { self.store(chat_id, State::Idle).await })
     }
 
     fn update_dialogue(

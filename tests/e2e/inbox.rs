@@ -213,3 +213,72 @@ async fn concurrent_claims_never_give_one_chat_two_holders(pool: PgPool) {
     assert_eq!(held.len(), before, "a chat was held twice: {held:?}");
     assert_eq!(held.len(), 10, "every chat found a holder");
 }
+
+/// An update handled again after an interruption must take the branch it took the first time:
+/// the step it reads is the one before its own write, not the one it wrote.
+async fn an_update_handled_again_reads_the_step_it_first_read(db: Database) {
+    use aggregates::{AvatarType, Gender};
+    use aisha::bot::dialogues::Dialogues;
+    use aisha::bot::inbox::scope::within;
+    use aisha::bot::State;
+    use teloxide::dispatching::dialogue::Storage;
+    use teloxide::types::ChatId;
+
+    let dialogues = Dialogues::new(db);
+    let chat = ChatId(4242);
+    let get = |update: i64, attempt: i32| {
+        let dialogues = dialogues.clone();
+        within(update, attempt, async move {
+            dialogues.get_dialogue(chat).await.unwrap()
+        })
+    };
+    let set = |update: i64, attempt: i32, state: State| {
+        let dialogues = dialogues.clone();
+        within(update, attempt, async move {
+            dialogues.update_dialogue(chat, state).await.unwrap()
+        })
+    };
+    let naming = State::AwaitingName {
+        avatar_type: AvatarType::Portrait,
+        gender: Gender::Female,
+    };
+    let uploading = State::Uploading {
+        avatar_id: uuid::Uuid::new_v4(),
+    };
+
+    // Given a chat waiting for a name,
+    set(6, 1, naming.clone()).await;
+    // when the name (update 7) moves it on to photos and is cut short before its reply,
+    assert_eq!(get(7, 1).await, Some(naming.clone()));
+    set(7, 1, uploading.clone()).await;
+    // then its second handling reads the name step again, and so does a third after it
+    // wrote the same step once more;
+    assert_eq!(get(7, 2).await, Some(naming.clone()));
+    set(7, 2, uploading.clone()).await;
+    assert_eq!(get(7, 3).await, Some(naming.clone()));
+    // the next update reads the photos step;
+    assert_eq!(get(8, 1).await, Some(uploading.clone()));
+    // a step ended by an update is still there for that update's re-run, and gone for the next.
+    let dialogues_ = dialogues.clone();
+    within(8, 1, async move { dialogues_.remove_dialogue(chat).await.unwrap() }).await;
+    assert_eq!(get(8, 2).await, Some(uploading));
+    assert_eq!(get(9, 1).await.unwrap_or_default(), State::Idle);
+    // Outside an update (an operator's tool), the step is what was last written.
+    assert_eq!(
+        dialogues.clone().get_dialogue(chat).await.unwrap().unwrap_or_default(),
+        State::Idle
+    );
+}
+
+#[tokio::test]
+async fn a_rerun_reads_the_step_before_on_sqlite() {
+    let (db, _dir) = crate::support::sqlite().await;
+    an_update_handled_again_reads_the_step_it_first_read(db).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_rerun_reads_the_step_before_on_postgres(pool: PgPool) {
+    let db = Database::Postgres(pool);
+    db.migrate().await.unwrap();
+    an_update_handled_again_reads_the_step_it_first_read(db).await;
+}

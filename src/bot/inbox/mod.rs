@@ -24,7 +24,7 @@ use teloxide::types::Update;
 
 use crate::store::{Database, StoreError};
 
-pub use scope::{derived_id, is_retry};
+pub use scope::{current_update, derived_id, is_retry};
 
 /// Updates one chat may have waiting behind the one being handled before more are skipped: a
 /// user forwarding hundreds of messages loses only their own excess and is told to slow down.

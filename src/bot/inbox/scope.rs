@@ -49,6 +49,11 @@ pub fn derived_id(kind: &'static str) -> Uuid {
         .unwrap_or_else(|_| Uuid::new_v4())
 }
 
+/// The update being handled; `None` outside an update's handling.
+pub fn current_update() -> Option<i64> {
+    CURRENT.try_with(|scope| scope.update_id).ok()
+}
+
 /// Whether this handling runs again after an interrupted one: then a refusal such as "already
 /// exists" means the earlier run did the work, and the user gets its reply rather than an error.
 pub fn is_retry() -> bool {
