@@ -35,14 +35,6 @@ impl Projection for Gallery {
         &[TABLE]
     }
 
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut Tx<'_>,
-        event: &'a FeedEvent,
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(apply_all(tx, std::slice::from_ref(event)))
-    }
-
     fn apply_batch<'a>(
         &'a self,
         tx: &'a mut Tx<'_>,

@@ -43,14 +43,6 @@ impl Projection for TrainingJobs {
         &[TABLE]
     }
 
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut Tx<'_>,
-        event: &'a FeedEvent,
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(apply_all(tx, std::slice::from_ref(event)))
-    }
-
     fn apply_batch<'a>(
         &'a self,
         tx: &'a mut Tx<'_>,

@@ -97,27 +97,13 @@ where
     /// Tables this projection owns, emptied before a rebuild (children before parents).
     fn tables(&self) -> &'static [&'static str];
 
-    /// Applies one event inside the runner's transaction.
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut Tx<'_>,
-        event: &'a E,
-    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
-
-    /// Applies a batch, in feed order, inside the runner's transaction. By default one event at
-    /// a time; a projection may fold a batch into fewer writes (counters, for instance).
+    /// Applies a batch of events, in feed order, inside the runner's transaction (one event
+    /// is a batch of one): a projection may fold a batch into fewer writes.
     fn apply_batch<'a>(
         &'a self,
         tx: &'a mut Tx<'_>,
         events: &'a [E],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            for event in events {
-                self.apply(tx, event).await?;
-            }
-            Ok(())
-        })
-    }
+    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
 
 /// Every read model the service maintains, in the order a full rebuild runs them.

@@ -55,14 +55,6 @@ impl Projection<LedgerEvent> for Money {
         &[MOVEMENTS, BALANCES, OPEN_RESERVATIONS]
     }
 
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut Tx<'_>,
-        event: &'a LedgerEvent,
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(apply_all(tx, std::slice::from_ref(event)))
-    }
-
     fn apply_batch<'a>(
         &'a self,
         tx: &'a mut Tx<'_>,

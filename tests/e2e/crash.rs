@@ -14,16 +14,18 @@
 //! account spent exactly what was delivered.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::AvatarStatus;
 use aisha::fal::{FalSimulator, SimConfig};
 use aisha::store::{AvatarStore, Database};
+use chrono::{DateTime, Utc};
 use fake_telegram::{sample_jpeg, ChatMessage, Entry, FakeTelegram, FakeUser};
 use rand::Rng;
 use sqlx::postgres::PgConnectOptions;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::process::{second_instance, tail, Secrets, ServerProcess, WORK_LEASE_SECS};
@@ -116,10 +118,92 @@ fn photos_in(entries: &[Entry]) -> usize {
         .count()
 }
 
-/// One user's whole story, each step done once, then browsing the gallery until the server has
-/// been killed as often as asked (so every kill lands while users are busy, however fast the
-/// stories go).
-pub(crate) async fn story(user: FakeUser, index: usize, kills_done: Arc<AtomicBool>) {
+/// What the side dealing the blows (kills, pauses, restarts) tells the users.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Blows {
+    /// Blows dealt so far.
+    pub landed: u32,
+    /// The last blow has been dealt: browsing may stop.
+    pub done: bool,
+}
+
+impl Blows {
+    /// Tells every user a blow has landed (the server is back).
+    pub fn landed(sender: &watch::Sender<Blows>) {
+        sender.send_modify(|b| b.landed += 1);
+    }
+
+    /// Tells every user the blows are over.
+    pub fn over(sender: &watch::Sender<Blows>) {
+        sender.send_modify(|b| b.done = true);
+    }
+}
+
+/// Waits until the bot has made between `min` and `max` more Bot API calls (at most
+/// `at_most`): chaos timed by the system's own activity, so a blow lands while it is busy.
+pub(crate) async fn after_some_activity(
+    telegram: &FakeTelegram,
+    min: usize,
+    max: usize,
+    at_most: Duration,
+) {
+    let calls = rand::thread_rng().gen_range(min..=max);
+    telegram.wait_for_more_requests(calls, at_most).await;
+}
+
+/// Freezes `server` (SIGSTOP) while it holds a lease (a work item's claim or a chat's) and
+/// thaws it once every lease it held has run out by the database's clock and the bot has been
+/// seen at work again (the other instance taking over).
+async fn pause_past_the_lease(
+    server: &ServerProcess,
+    options: &PgConnectOptions,
+    telegram: &FakeTelegram,
+) {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(options)
+        .await
+        .unwrap();
+    // Leases are taken and given back all the time; one is seen within moments while the
+    // stories run. If none is, the pause still outlives every lease that could be held.
+    for _ in 0..250 {
+        if leases_held_until(&mut conn).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.pause();
+    let until = leases_held_until(&mut conn).await.unwrap_or_else(Utc::now)
+        + chrono::Duration::milliseconds(100);
+    loop {
+        let past: bool = sqlx::query_scalar("SELECT now() > $1")
+            .bind(until)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if past {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    after_some_activity(telegram, 5, 20, Duration::from_secs(WORK_LEASE_SECS)).await;
+    server.resume();
+}
+
+/// When the last lease held right now runs out, by the database's clock; `None` when none is.
+async fn leases_held_until(conn: &mut sqlx::PgConnection) -> Option<DateTime<Utc>> {
+    sqlx::query_scalar(
+        "SELECT greatest(
+             (SELECT max(claimed_until) FROM work_items WHERE claimed_until > now()),
+             (SELECT max(lease_until) FROM telegram_chat_leases WHERE lease_until > now()))",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// One user's whole story, each step done once, then a look at the gallery after every blow
+/// until the last has landed (so every kill lands while users are busy, however fast the
+/// stories go, and the gallery is seen to answer after each restart).
+pub(crate) async fn story(user: FakeUser, index: usize, mut blows: watch::Receiver<Blows>) {
     let user = user.with_timeout(STEP);
     let name = format!("Crash{index}");
     // Create: /new → portrait → female → name.
@@ -230,7 +314,7 @@ pub(crate) async fn story(user: FakeUser, index: usize, kills_done: Arc<AtomicBo
         );
     }
 
-    while !kills_done.load(Ordering::SeqCst) {
+    while !blows.borrow_and_update().done {
         user.send_command("/avatars");
         let gallery = user
             .wait_for_bot_message(|m| {
@@ -239,8 +323,9 @@ pub(crate) async fn story(user: FakeUser, index: usize, kills_done: Arc<AtomicBo
             })
             .await;
         answered(&user, "/avatars", gallery);
-        let pause = rand::thread_rng().gen_range(200..800);
-        tokio::time::sleep(Duration::from_millis(pause)).await;
+        if blows.changed().await.is_err() {
+            break;
+        }
     }
 }
 
@@ -321,7 +406,7 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
     let mut server = ServerProcess::start(env, log_path.clone()).await;
 
     let finished = Arc::new(AtomicUsize::new(0));
-    let kills_done = Arc::new(AtomicBool::new(false));
+    let (blows, watching) = watch::channel(Blows::default());
     let mut stories = Vec::new();
     let mut people = Vec::new();
     for i in 0..users {
@@ -330,41 +415,44 @@ async fn crash_test_nothing_lost_and_everything_heard_once(
             .with_timeout(STEP);
         people.push(user.clone());
         let finished = finished.clone();
-        let kills_done = kills_done.clone();
+        let watching = watching.clone();
         stories.push(tokio::spawn(async move {
-            story(user, i, kills_done).await;
+            story(user, i, watching).await;
             finished.fetch_add(1, Ordering::SeqCst);
         }));
     }
 
-    // Kill at random moments while the stories run (at least `kills` times).
+    // Kill at random moments while the stories run (at least `kills` times): after a random
+    // number of the bot's calls, so each blow lands in the middle of its work.
     let mut killed = 0;
     let mut paused = false;
     while killed < kills || finished.load(Ordering::SeqCst) < users {
-        let pause = rand::thread_rng().gen_range(800..3000);
-        tokio::time::sleep(Duration::from_millis(pause)).await;
+        after_some_activity(&telegram, 5, 60, Duration::from_secs(3)).await;
         if killed == kills / 2 && !paused {
             paused = true;
             // A second instance on the same database (it stands by for the Telegram poller
             // role), then the first frozen past its lease while the second takes its work.
             let mut second = ServerProcess::start(second_env.clone(), log_path.clone()).await;
-            server.pause();
-            tokio::time::sleep(Duration::from_secs(2 * WORK_LEASE_SECS + 1)).await;
-            server.resume();
-            tokio::time::sleep(Duration::from_secs(WORK_LEASE_SECS)).await;
+            pause_past_the_lease(&server, &options, &telegram).await;
+            // Both side by side for a while, the first finding its claims taken.
+            server.wait_healthy().await;
+            after_some_activity(&telegram, 10, 40, Duration::from_secs(WORK_LEASE_SECS)).await;
             second.kill();
+            Blows::landed(&blows);
             continue;
         }
         if killed < kills {
             server.restart().await;
             killed += 1;
+            Blows::landed(&blows);
         } else {
-            kills_done.store(true, Ordering::SeqCst);
+            Blows::over(&blows);
         }
         if stories.iter().all(|s| s.is_finished()) {
             break;
         }
     }
+    Blows::over(&blows);
     for s in stories {
         s.await.unwrap_or_else(|e| {
             panic!(

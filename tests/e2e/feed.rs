@@ -40,26 +40,28 @@ impl Projection for Recorder {
         &["test_applied"]
     }
 
-    fn apply<'a>(
+    fn apply_batch<'a>(
         &'a self,
         tx: &'a mut Tx<'_>,
-        event: &'a FeedEvent,
+        events: &'a [FeedEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
-            if n == self.fail_at_event.load(Ordering::SeqCst) {
-                self.fail_at_event.store(0, Ordering::SeqCst);
-                return Err(ProjectionError::Invalid("simulated crash".into()));
+            for event in events {
+                let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+                if n == self.fail_at_event.load(Ordering::SeqCst) {
+                    self.fail_at_event.store(0, Ordering::SeqCst);
+                    return Err(ProjectionError::Invalid("simulated crash".into()));
+                }
+                tx.execute(
+                    "INSERT INTO test_applied (position, avatar_id, sequence) VALUES ($1, $2, $3)",
+                    vec![
+                        event.cursor.position.into(),
+                        event.avatar_id.into(),
+                        (event.sequence as i64).into(),
+                    ],
+                )
+                .await?;
             }
-            tx.execute(
-                "INSERT INTO test_applied (position, avatar_id, sequence) VALUES ($1, $2, $3)",
-                vec![
-                    event.cursor.position.into(),
-                    event.avatar_id.into(),
-                    (event.sequence as i64).into(),
-                ],
-            )
-            .await?;
             Ok(())
         })
     }

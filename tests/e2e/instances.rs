@@ -13,8 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aisha::fal::sim::{JobTiming, RequestKind};
@@ -27,10 +25,11 @@ use fake_telegram::{FakeTelegram, FakeUser};
 use rand::Rng;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
+use tokio::sync::watch;
 
 use crate::crash::{
-    answered, charged_env, check_end_state, count_by, count_texts, database_url, env_count, story,
-    EndState, STEP,
+    after_some_activity, answered, charged_env, check_end_state, count_by, count_texts,
+    database_url, env_count, story, Blows, EndState, STEP,
 };
 use crate::process::{in_webhook_mode, second_instance, tail, Secrets, ServerProcess};
 
@@ -187,15 +186,15 @@ impl Cluster {
             .with_timeout(STEP)
     }
 
-    /// `users` users each going through the crash test's story, browsing at the end until
-    /// `done` is set.
-    fn stories(&self, users: usize, done: &Arc<AtomicBool>) -> Stories {
+    /// `users` users each going through the crash test's story, looking at the gallery after
+    /// every blow until the last.
+    fn stories(&self, users: usize, blows: &watch::Receiver<Blows>) -> Stories {
         let mut people = Vec::with_capacity(users);
         let mut tasks = Vec::with_capacity(users);
         for i in 0..users {
             let user = self.user(i);
             people.push(user.clone());
-            tasks.push(tokio::spawn(story(user, i, done.clone())));
+            tasks.push(tokio::spawn(story(user, i, blows.clone())));
         }
         Stories { people, tasks }
     }
@@ -286,12 +285,6 @@ async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// A random pause between `min` and `max` milliseconds: the load's pacing.
-async fn pause(min: u64, max: u64) {
-    let ms = rand::thread_rng().gen_range(min..=max);
-    tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
 /// Updates the server logged as handled again after an interruption, by chat.
@@ -503,23 +496,25 @@ async fn three_instances_behind_a_load_balancer_lose_nothing_and_do_nothing_twic
 ) {
     let users = env_count("INSTANCES_USERS", 50);
     let mut cluster = Cluster::start(&options, 3, Intake::Webhook, 3).await;
-    let done = Arc::new(AtomicBool::new(false));
-    let stories = cluster.stories(users, &done);
+    let (blows, watching) = watch::channel(Blows::default());
+    let stories = cluster.stories(users, &watching);
 
     // The same instance killed twice while the stories run; the balancer finds it gone and
     // retries elsewhere until it is back.
     let victim = rand::thread_rng().gen_range(0..3);
     for _ in 0..2 {
-        pause(2000, 5000).await;
+        after_some_activity(&cluster.telegram, 40, 150, Duration::from_secs(5)).await;
         assert!(
             stories.tasks.iter().any(|t| !t.is_finished()),
             "the stories ended before the kill"
         );
         cluster.servers[victim].kill();
-        pause(300, 1500).await;
+        // Down while the others carry on.
+        after_some_activity(&cluster.telegram, 5, 30, Duration::from_millis(1500)).await;
         cluster.servers[victim].start_again().await;
+        Blows::landed(&blows);
     }
-    done.store(true, Ordering::SeqCst);
+    Blows::over(&blows);
     let people = cluster.finish(stories).await;
 
     let handled_again = check_nothing_lost_nothing_twice(&cluster, &people).await;
@@ -536,14 +531,14 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_update(
 ) {
     let users = env_count("INSTANCES_USERS", 50);
     let mut cluster = Cluster::start(&options, 3, Intake::Webhook, ROLLING_LEASE_SECS).await;
-    let done = Arc::new(AtomicBool::new(false));
-    let stories = cluster.stories(users, &done);
+    let (blows, watching) = watch::channel(Blows::default());
+    let stories = cluster.stories(users, &watching);
 
     // Each instance in turn stopped as a deploy stops it, and started again: while it stops
     // it refuses new updates (503) and the balancer takes it out of rotation once it is gone.
     let mut stopped_in = Vec::new();
     for i in 0..cluster.servers.len() {
-        pause(1500, 3000).await;
+        after_some_activity(&cluster.telegram, 30, 100, Duration::from_secs(3)).await;
         assert!(
             stories.tasks.iter().any(|t| !t.is_finished()),
             "the stories ended before the restart of instance {i}"
@@ -559,8 +554,9 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_update(
         cluster.instances.mark_down(i);
         cluster.servers[i].start_again().await;
         cluster.instances.mark_up(i);
+        Blows::landed(&blows);
     }
-    done.store(true, Ordering::SeqCst);
+    Blows::over(&blows);
     let people = cluster.finish(stories).await;
 
     let handled_again = check_nothing_lost_nothing_twice(&cluster, &people).await;

@@ -595,14 +595,6 @@ impl Projection for CrashMidBatch {
         self.inner.tables()
     }
 
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut Tx<'_>,
-        event: &'a FeedEvent,
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        self.inner.apply(tx, event)
-    }
-
     fn apply_batch<'a>(
         &'a self,
         tx: &'a mut Tx<'_>,

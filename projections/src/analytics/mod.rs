@@ -67,14 +67,6 @@ impl Projection for Analytics {
         ]
     }
 
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut Tx<'_>,
-        event: &'a FeedEvent,
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(apply_all(tx, std::slice::from_ref(event)))
-    }
-
     fn apply_batch<'a>(
         &'a self,
         tx: &'a mut Tx<'_>,

@@ -51,14 +51,6 @@ impl Projection for Generations {
         &["generation_images", "generations"]
     }
 
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut Tx<'_>,
-        event: &'a FeedEvent,
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(apply_all(tx, std::slice::from_ref(event)))
-    }
-
     fn apply_batch<'a>(
         &'a self,
         tx: &'a mut Tx<'_>,

@@ -2,7 +2,7 @@
 //! and the queries the bot, the quotas and the HTTP API ask.
 
 use chrono::{DateTime, Utc};
-use db::{SqlRow, Tx};
+use db::{Arg, SqlRow, Tx};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -137,22 +137,7 @@ pub async fn for_avatar(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Generation>, ProjectionError> {
-    let rows = tx
-        .fetch_all(
-            &format!(
-                "SELECT {COLUMNS} FROM generations
-                  WHERE avatar_id = $1
-                  ORDER BY requested_at DESC, generation_id
-                  LIMIT $2 OFFSET $3"
-            ),
-            vec![
-                avatar_id.into(),
-                limit.clamp(1, 100).into(),
-                offset.max(0).into(),
-            ],
-        )
-        .await?;
-    rows.iter().map(generation).collect()
+    newest_where(tx, "avatar_id", avatar_id.into(), offset, limit).await
 }
 
 /// The newest generations of a user over all their avatars, newest first.
@@ -162,19 +147,26 @@ pub async fn for_owner(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Generation>, ProjectionError> {
+    newest_where(tx, "owner", owner.into(), offset, limit).await
+}
+
+/// A page of the newest generations whose `column` is `value`; `column` is one of ours.
+async fn newest_where(
+    tx: &mut Tx<'_>,
+    column: &'static str,
+    value: Arg,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Generation>, ProjectionError> {
     let rows = tx
         .fetch_all(
             &format!(
                 "SELECT {COLUMNS} FROM generations
-                  WHERE owner = $1
+                  WHERE {column} = $1
                   ORDER BY requested_at DESC, generation_id
                   LIMIT $2 OFFSET $3"
             ),
-            vec![
-                owner.into(),
-                limit.clamp(1, 100).into(),
-                offset.max(0).into(),
-            ],
+            vec![value, limit.clamp(1, 100).into(), offset.max(0).into()],
         )
         .await?;
     rows.iter().map(generation).collect()
