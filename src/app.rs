@@ -50,6 +50,12 @@ pub enum AppError {
     MissingDataKey,
 }
 
+impl From<db::DbError> for AppError {
+    fn from(e: db::DbError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
 /// Knobs that are not operator configuration: timings and test doubles.
 #[derive(Clone)]
 pub struct AppOptions {

@@ -61,10 +61,12 @@ impl Dialogues {
             row.get::<Option<sqlx::types::Json<State>>>("previous")
                 .map(|s| s.map(|s| s.0))
         } else {
-            row.get::<sqlx::types::Json<State>>("state").map(|s| Some(s.0))
+            row.get::<sqlx::types::Json<State>>("state")
+                .map(|s| Some(s.0))
         };
         match step {
-            Ok(step) => Ok(step),
+            // A chat back at idle has no dialogue, as one that never started.
+            Ok(step) => Ok(step.filter(|s| *s != State::Idle)),
             Err(sqlx::Error::ColumnDecode { source, .. }) => {
                 // A step written by another version: better to start the chat afresh than to
                 // refuse every message from it.

@@ -82,5 +82,5 @@ pub(in crate::bot) async fn wait_for_row(
 
 /// A pooled connection for read-model queries.
 pub(in crate::bot) async fn connection(db: &Database) -> Result<Conn, sqlx::Error> {
-    db.connection().await
+    db.acquire().await
 }

@@ -214,6 +214,12 @@ pub enum CliError {
     Promo(#[from] crate::store::promo::PromoError),
 }
 
+impl From<db::DbError> for CliError {
+    fn from(e: db::DbError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
 /// The database for a command that reads (or rebuilds read models, or records an operator's
 /// grant): it must exist and be migrated already; these commands never change the schema.
 async fn open_database(config: &Config) -> Result<Database, CliError> {

@@ -24,7 +24,7 @@ pub use money::{FalPrices, MoneySettingError, MoneySettings, DEFAULT_STARS_USD};
 pub use operations::{AvatarSettings, KeySettings, LimitSettings, WorkerSettings};
 
 /// PostgreSQL connections per process unless `DATABASE_MAX_CONNECTIONS` says otherwise.
-pub const DEFAULT_DATABASE_CONNECTIONS: u32 = 32;
+pub const DEFAULT_DATABASE_CONNECTIONS: u32 = db::DEFAULT_CONNECTIONS;
 
 /// Every setting the `aisha` binary reads, one section per part of the service. Secrets and URLs
 /// that may carry credentials have types that mask them, so `{:?}` of the whole configuration is

@@ -60,6 +60,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::from(StoreError::from(e))
+    }
+}
+
 impl From<projections::ProjectionError> for ApiError {
     fn from(e: projections::ProjectionError) -> Self {
         Self::Internal(crate::telemetry::chain(&e))

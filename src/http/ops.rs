@@ -242,6 +242,6 @@ fn refresh_gauges(consumers: &[ConsumerStatus]) {
 }
 
 async fn ping(db: &Database) -> Result<(), sqlx::Error> {
-    let mut conn = db.connection().await?;
+    let mut conn = db.acquire().await?;
     conn.tx().execute("SELECT 1", vec![]).await.map(drop)
 }

@@ -232,7 +232,7 @@ impl AccountStore {
 
     /// Every telegram id that has an account (at least one event), in ascending order.
     pub async fn accounts(&self) -> Result<Vec<i64>, AccountStoreError> {
-        let mut conn = self.db.connection().await?;
+        let mut conn = self.db.acquire().await?;
         let ids: Vec<String> = conn
             .tx()
             .fetch_all(

@@ -7,7 +7,6 @@
 pub mod accounts;
 pub mod checkpoints;
 mod commit;
-mod database;
 pub mod feed;
 pub mod keys;
 pub mod locks;
@@ -29,7 +28,7 @@ use rand::Rng;
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use database::Database;
+pub use db::Database;
 pub use repo::AnyRepository;
 pub use upgrade::{seal_existing, SealedCounts};
 
@@ -39,9 +38,7 @@ use crate::telemetry::{self, outcome};
 pub const SNAPSHOT_EVERY: usize = 100;
 /// Attempts for a command that keeps meeting concurrent writers on the same avatar.
 const MAX_ATTEMPTS: u32 = 16;
-/// How long a transaction of ours may sit idle before PostgreSQL ends it
-/// (`idle_in_transaction_session_timeout`): a stuck one cannot hold the feed back for ever.
-pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+pub use db::IDLE_IN_TRANSACTION_TIMEOUT;
 
 /// Metadata keys recorded with every event.
 pub const META_ACTOR: &str = "actor";
@@ -73,7 +70,7 @@ pub enum StoreError {
     /// A work item's claim passed to another worker; the old claimant must change nothing.
     #[error("the work item was claimed by another worker")]
     ClaimLost,
-    #[error("unsupported DATABASE_URL `{0}`: use sqlite://PATH or postgres://…")]
+    #[error("unsupported DATABASE_URL scheme `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     /// A data key could not be used (DATA_KEY missing or wrong, or the key table damaged).
     #[error("data keys: {0}")]
@@ -81,6 +78,17 @@ pub enum StoreError {
     /// The credits ledger failed where an avatar step needed it.
     #[error("credits ledger: {0}")]
     Ledger(#[source] Box<accounts::AccountStoreError>),
+}
+
+impl From<db::DbError> for StoreError {
+    fn from(error: db::DbError) -> Self {
+        match error {
+            db::DbError::Driver(e) => Self::Database(e),
+            db::DbError::Migrate(e) => Self::Migrate(e),
+            db::DbError::SchemaBehind { pending } => Self::SchemaBehind { pending },
+            db::DbError::UnsupportedUrl(scheme) => Self::UnsupportedUrl(scheme),
+        }
+    }
 }
 
 /// The outcome of a command that was accepted.
@@ -336,7 +344,7 @@ pub(crate) async fn raw_history(
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> Result<Vec<RawHistoryRow>, sqlx::Error> {
-    let mut conn = db.connection().await?;
+    let mut conn = db.acquire().await?;
     conn.tx()
         .fetch_all(
             "SELECT sequence, position, event_type, event_version,

@@ -86,7 +86,7 @@ impl PromoCodes {
         if code.is_empty() {
             return Err(PromoError::Empty);
         }
-        let mut conn = self.db.connection().await?;
+        let mut conn = self.db.acquire().await?;
         let inserted = conn
             .tx()
             .execute(
@@ -112,7 +112,7 @@ impl PromoCodes {
     /// The code, looked up as normalised.
     pub async fn get(&self, code: &str) -> Result<Option<PromoCode>, sqlx::Error> {
         let code = aggregates::account::normalize_promo_code(code);
-        let mut conn = self.db.connection().await?;
+        let mut conn = self.db.acquire().await?;
         conn.tx()
             .fetch_optional(
                 &format!("SELECT {COLUMNS} FROM promo_codes WHERE code = $1"),
@@ -125,7 +125,7 @@ impl PromoCodes {
 
     /// Every code, newest first.
     pub async fn list(&self) -> Result<Vec<PromoCode>, sqlx::Error> {
-        let mut conn = self.db.connection().await?;
+        let mut conn = self.db.acquire().await?;
         conn.tx()
             .fetch_all(
                 &format!("SELECT {COLUMNS} FROM promo_codes ORDER BY created_at DESC, code"),
@@ -139,7 +139,7 @@ impl PromoCodes {
 
     /// Whether `telegram_id` holds a use of `code` already.
     pub async fn used_by(&self, code: &str, telegram_id: i64) -> Result<bool, sqlx::Error> {
-        let mut conn = self.db.connection().await?;
+        let mut conn = self.db.acquire().await?;
         let n = conn
             .tx()
             .fetch_i64(

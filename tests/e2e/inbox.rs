@@ -260,12 +260,20 @@ async fn an_update_handled_again_reads_the_step_it_first_read(db: Database) {
     assert_eq!(get(8, 1).await, Some(uploading.clone()));
     // a step ended by an update is still there for that update's re-run, and gone for the next.
     let dialogues_ = dialogues.clone();
-    within(8, 1, async move { dialogues_.remove_dialogue(chat).await.unwrap() }).await;
+    within(8, 1, async move {
+        dialogues_.remove_dialogue(chat).await.unwrap()
+    })
+    .await;
     assert_eq!(get(8, 2).await, Some(uploading));
     assert_eq!(get(9, 1).await.unwrap_or_default(), State::Idle);
     // Outside an update (an operator's tool), the step is what was last written.
     assert_eq!(
-        dialogues.clone().get_dialogue(chat).await.unwrap().unwrap_or_default(),
+        dialogues
+            .clone()
+            .get_dialogue(chat)
+            .await
+            .unwrap()
+            .unwrap_or_default(),
         State::Idle
     );
 }

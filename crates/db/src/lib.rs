@@ -8,9 +8,11 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, PgConnection, Postgres, Row, Sqlite, SqliteConnection, Type};
 
 mod column;
+mod database;
 mod dialect;
 
 use column::Column;
+pub use database::{Database, DbError, DEFAULT_CONNECTIONS, IDLE_IN_TRANSACTION_TIMEOUT};
 pub use dialect::{for_backend, placeholders};
 
 /// Which database a transaction runs on.

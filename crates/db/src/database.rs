@@ -1,5 +1,5 @@
 //! The database handle: a pool on SQLite or PostgreSQL, its migrations, and the connections and
-//! transactions the stores run their statements on.
+//! transactions the write side and the read models run their statements on.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -8,8 +8,28 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-use super::{StoreError, IDLE_IN_TRANSACTION_TIMEOUT};
-use crate::secret::redact_url;
+use crate::{Backend, Conn, Transaction};
+
+/// PostgreSQL connections a pool opens at most when not told otherwise.
+pub const DEFAULT_CONNECTIONS: u32 = 32;
+
+/// How long a transaction of ours may sit idle before PostgreSQL ends it
+/// (`idle_in_transaction_session_timeout`): a stuck one cannot hold the feed back for ever.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why the database could not be opened, migrated or used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error")]
+    Driver(#[from] sqlx::Error),
+    #[error("database migrations")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database schema is not up to date ({pending} migrations pending): run `aisha migrate` first")]
+    SchemaBehind { pending: usize },
+    /// The URL's scheme only: the rest may hold a password.
+    #[error("unsupported DATABASE_URL scheme `{0}`: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+}
 
 /// A connection pool to one of the two supported databases.
 #[derive(Clone, Debug)]
@@ -31,27 +51,23 @@ fn is_sqlite_busy(error: &sqlx::Error) -> bool {
 
 impl Database {
     /// Connects to `sqlite://PATH` (creating the file) or `postgres://…`.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, true, crate::config::DEFAULT_DATABASE_CONNECTIONS).await
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        Self::connect_with(url, true, DEFAULT_CONNECTIONS).await
     }
 
     /// As [`Database::connect`], with at most `max_connections` PostgreSQL connections (SQLite,
     /// one writer at a time, keeps its small pool).
-    pub async fn connect_sized(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    pub async fn connect_sized(url: &str, max_connections: u32) -> Result<Self, DbError> {
         Self::connect_with(url, true, max_connections).await
     }
 
     /// Connects to a database that must exist already (a SQLite file is not created): for the
     /// commands that only read, which must never leave a new file behind.
-    pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, false, crate::config::DEFAULT_DATABASE_CONNECTIONS).await
+    pub async fn connect_existing(url: &str) -> Result<Self, DbError> {
+        Self::connect_with(url, false, DEFAULT_CONNECTIONS).await
     }
 
-    async fn connect_with(
-        url: &str,
-        create: bool,
-        max_connections: u32,
-    ) -> Result<Self, StoreError> {
+    async fn connect_with(url: &str, create: bool, max_connections: u32) -> Result<Self, DbError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(create)
@@ -71,7 +87,7 @@ impl Database {
                     Ok(pool) => break pool,
                     Err(e) if attempt < 8 && is_sqlite_busy(&e) => {
                         attempt += 1;
-                        tracing::debug!(attempt, error = %crate::telemetry::chain(&e), "SQLite file busy while opening; trying again");
+                        tracing::debug!(attempt, error = %e, "SQLite file busy while opening; trying again");
                         tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
                     }
                     Err(e) => return Err(e.into()),
@@ -90,7 +106,8 @@ impl Database {
                 .await?;
             Ok(Self::Postgres(pool))
         } else {
-            Err(StoreError::UnsupportedUrl(redact_url(url)))
+            let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+            Err(DbError::UnsupportedUrl(scheme.to_owned()))
         }
     }
 
@@ -98,33 +115,33 @@ impl Database {
     /// migrator takes an advisory lock; SQLite's has none, so there each migration (its own
     /// transaction) may lose a race to another process applying the same one: then the attempt
     /// is rolled back whole and run again, and finds the migration applied.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    pub async fn migrate(&self) -> Result<(), DbError> {
         match self {
             Self::Sqlite(pool) => {
-                let migrator = sqlx::migrate!("./migrations/sqlite");
+                let migrator = sqlx::migrate!("../../migrations/sqlite");
                 let mut attempt = 0;
                 loop {
                     match migrator.run(pool).await {
                         Ok(()) => break,
                         Err(e) if attempt < 8 => {
                             attempt += 1;
-                            tracing::debug!(attempt, error = %crate::telemetry::chain(&e), "SQLite migration raced another process; trying again");
+                            tracing::debug!(attempt, error = %e, "SQLite migration raced another process; trying again");
                             tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                         }
                         Err(e) => return Err(e.into()),
                     }
                 }
             }
-            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Self::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await?,
         }
         Ok(())
     }
 
     /// Versions of the migrations this build has that the database has not applied.
-    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, DbError> {
         let migrator = match self {
-            Self::Sqlite(_) => sqlx::migrate!("./migrations/sqlite"),
-            Self::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
+            Self::Sqlite(_) => sqlx::migrate!("../../migrations/sqlite"),
+            Self::Postgres(_) => sqlx::migrate!("../../migrations/postgres"),
         };
         let mut conn = self.acquire().await?;
         let applied: Vec<i64> = match conn
@@ -149,57 +166,50 @@ impl Database {
             .collect())
     }
 
-    /// Fails with [`StoreError::SchemaBehind`] unless every migration is applied: for the
+    /// Fails with [`DbError::SchemaBehind`] unless every migration is applied: for the
     /// commands that must not change the schema.
-    pub async fn require_current_schema(&self) -> Result<(), StoreError> {
+    pub async fn require_current_schema(&self) -> Result<(), DbError> {
         let pending = self.pending_migrations().await?;
         if pending.is_empty() {
             Ok(())
         } else {
-            Err(StoreError::SchemaBehind {
+            Err(DbError::SchemaBehind {
                 pending: pending.len(),
             })
         }
     }
 
-    /// A pooled connection for read-model queries (`projections::gallery::page(&mut conn.tx(), …)`).
-    pub async fn acquire(&self) -> Result<db::Conn, StoreError> {
-        Ok(self.connection().await?)
-    }
-
-    /// As [`Database::acquire`], for the stores whose errors are the driver's own.
-    pub(crate) async fn connection(&self) -> Result<db::Conn, sqlx::Error> {
+    /// A pooled connection (`projections::gallery::page(&mut conn.tx(), …)`).
+    pub async fn acquire(&self) -> Result<Conn, sqlx::Error> {
         Ok(match self {
-            Self::Sqlite(pool) => db::Conn::Sqlite(pool.acquire().await?),
-            Self::Postgres(pool) => db::Conn::Postgres(pool.acquire().await?),
+            Self::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
+            Self::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
         })
     }
 
     /// A transaction that may only read first: on SQLite it takes the write lock at its first
     /// write, and fails at once if another writer got there meanwhile.
-    pub(crate) async fn begin(&self) -> Result<db::Transaction, sqlx::Error> {
+    pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
         Ok(match self {
-            Self::Sqlite(pool) => db::Transaction::Sqlite(pool.begin().await?),
-            Self::Postgres(pool) => db::Transaction::Postgres(pool.begin().await?),
+            Self::Sqlite(pool) => Transaction::Sqlite(pool.begin().await?),
+            Self::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
         })
     }
 
     /// A transaction that writes: on SQLite it takes the write lock up front (`BEGIN
     /// IMMEDIATE`), so it waits its turn instead of failing part way.
-    pub(crate) async fn begin_write(&self) -> Result<db::Transaction, sqlx::Error> {
+    pub async fn begin_write(&self) -> Result<Transaction, sqlx::Error> {
         Ok(match self {
-            Self::Sqlite(pool) => {
-                db::Transaction::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)
-            }
-            Self::Postgres(pool) => db::Transaction::Postgres(pool.begin().await?),
+            Self::Sqlite(pool) => Transaction::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Self::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
         })
     }
 
-    /// The SQL dialect, for the statements that differ (see [`db::for_backend`]).
-    pub fn backend(&self) -> db::Backend {
+    /// The SQL dialect, for the statements that differ (see [`crate::for_backend`]).
+    pub fn backend(&self) -> Backend {
         match self {
-            Self::Sqlite(_) => db::Backend::Sqlite,
-            Self::Postgres(_) => db::Backend::Postgres,
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
         }
     }
 
