@@ -23,6 +23,7 @@ pub mod refund;
 pub mod retention;
 pub mod settle;
 pub mod starter;
+pub mod system;
 pub mod targets;
 pub mod training;
 pub mod watch;
@@ -43,8 +44,9 @@ pub use notify::{Notification, Notifier};
 pub use progress::{NoProgress, ProgressSink};
 pub use targets::WebhookTargets;
 use work::{WorkItem, WorkQueue};
+pub use system::ActorSystem;
 pub use worker::{
-    ActorSystem, CancelActor, CleanupActor, ForgetActor, GenerationActor, NotifierActor,
+    CancelActor, CleanupActor, ForgetActor, GenerationActor, NotifierActor,
     PollerActor, RefundActor, SettleActor, StarterActor, Stop, Stopped, TrainingActor, Wake,
     Worker,
 };
