@@ -42,13 +42,12 @@ use crate::store::{AvatarStore, StoreError};
 
 pub use notify::{Notification, Notifier};
 pub use progress::{NoProgress, ProgressSink};
+pub use system::ActorSystem;
 pub use targets::WebhookTargets;
 use work::{WorkItem, WorkQueue};
-pub use system::ActorSystem;
 pub use worker::{
-    CancelActor, CleanupActor, ForgetActor, GenerationActor, NotifierActor,
-    PollerActor, RefundActor, SettleActor, StarterActor, Stop, Stopped, TrainingActor, Wake,
-    Worker,
+    CancelActor, CleanupActor, ForgetActor, GenerationActor, NotifierActor, PollerActor,
+    RefundActor, SettleActor, StarterActor, Stop, Stopped, TrainingActor, Wake, Worker,
 };
 
 /// Who issued a command: the system names recorded on the commands the actors (and the FAL

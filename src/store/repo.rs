@@ -93,10 +93,7 @@ impl AnyRepository {
     /// before data keys existed; `None` if it is sealed (or missing).
     async fn legacy_owner(&self, aggregate_id: &str) -> Result<Option<i64>, PersistenceError> {
         let db = self.keys.database();
-        let mut conn = db
-            .acquire()
-            .await
-            .map_err(|e| key_error(e.into()))?;
+        let mut conn = db.acquire().await.map_err(|e| key_error(e.into()))?;
         let row = conn
             .tx()
             .fetch_optional(

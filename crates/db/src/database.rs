@@ -132,7 +132,11 @@ impl Database {
                     }
                 }
             }
-            Self::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await?,
+            Self::Postgres(pool) => {
+                sqlx::migrate!("../../migrations/postgres")
+                    .run(pool)
+                    .await?
+            }
         }
         Ok(())
     }
