@@ -116,7 +116,7 @@ impl Default for ActorSettings {
             deadline_sweep_every: Duration::from_secs(30),
             work_retention: Duration::from_secs(7 * 24 * 3600),
             orphan_reservation_after: Duration::from_secs(120),
-            training_photo_retention: Some(crate::config::DEFAULT_PHOTO_RETENTION),
+            training_photo_retention: Some(retention::DEFAULT_PHOTO_RETENTION),
         }
     }
 }
@@ -140,7 +140,7 @@ impl ActorSettings {
             work_retention: Duration::from_secs(24 * 3600),
             // Far above a reserve-then-start on a slow machine, so a test never races it.
             orphan_reservation_after: Duration::from_secs(30),
-            training_photo_retention: Some(crate::config::DEFAULT_PHOTO_RETENTION),
+            training_photo_retention: Some(retention::DEFAULT_PHOTO_RETENTION),
         }
     }
 

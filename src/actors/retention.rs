@@ -16,6 +16,9 @@ use crate::photos::StorageError;
 use crate::store::StoreError;
 use crate::telemetry;
 
+/// Training photos are kept this long after a successful training unless configured.
+pub const DEFAULT_PHOTO_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 /// Most avatars handled in one sweep; the rest follow in the next.
 const SWEEP_LIMIT: i64 = 100;
 

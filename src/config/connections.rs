@@ -210,8 +210,7 @@ pub struct StorageSettings {
     pub training_photo_retention: PhotoRetention,
 }
 
-/// Training photos are kept this long after a successful training unless configured.
-pub const DEFAULT_PHOTO_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+pub use crate::actors::retention::DEFAULT_PHOTO_RETENTION;
 
 /// `TRAINING_PHOTO_RETENTION_DAYS` read: how long, or `None` to keep the photos.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,6 @@ pub use projections::money::Movement;
 use uuid::Uuid;
 
 use super::{Database, StoreError};
-use crate::config::FalPrices;
 
 /// (telegram id, reservation id) of the reservations the read model still holds open that were
 /// made at or before `cutoff`, oldest first. A reservation ended a moment ago may still be
@@ -79,13 +78,13 @@ const CATCH_UP_CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// Stores the operator's FAL prices and Stars rate for the cost views, replacing those of an
 /// earlier start (with several instances, the last one started wins).
-pub async fn store_prices(
+pub async fn store_prices<'a>(
     db: &Database,
-    fal: &FalPrices,
+    fal: impl IntoIterator<Item = (&'a str, f64)>,
     stars_usd: f64,
 ) -> Result<(), StoreError> {
     let prices: Vec<(String, f64)> = fal
-        .iter()
+        .into_iter()
         .map(|(endpoint, usd)| (endpoint.to_owned(), usd))
         .collect();
     let mut tx = db.begin_write().await?;

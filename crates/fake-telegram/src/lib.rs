@@ -13,6 +13,7 @@ mod failure;
 mod markup;
 mod media;
 mod methods;
+mod params;
 mod payments;
 mod transcript;
 mod user;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{
-    api::Params,
+    params::Params,
     failure::ApiFailure,
     markup::{
         apply_parse_mode, check_pay_buttons, parse_reply_markup, telegram_len, MAX_CAPTION_LEN,

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{
-    api::Params,
+    params::Params,
     failure::ApiFailure,
     markup::{check_pay_buttons, telegram_len},
     transcript::{
