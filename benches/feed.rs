@@ -454,6 +454,7 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
     s.run(user(
         at(1),
         Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: TrainingPreset::Balanced,
             style: Default::default(),
         },

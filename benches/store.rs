@@ -692,6 +692,7 @@ fn trained_life(id: Uuid) -> Vec<(Actor, Action)> {
     steps.push((
         user,
         Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: aggregates::TrainingPreset::Fast,
             style: Default::default(),
         },

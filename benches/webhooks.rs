@@ -222,6 +222,7 @@ async fn submitted_training(store: &AvatarStore) -> (Uuid, String) {
     exec(
         user,
         Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: TrainingPreset::Fast,
             style: Default::default(),
         },

@@ -128,8 +128,12 @@ impl Application {
         )
         .await?;
         db.migrate().await?;
-        crate::store::money::store_prices(&db, config.money.fal_prices.iter(), config.money.stars_usd)
-            .await?;
+        crate::store::money::store_prices(
+            &db,
+            config.money.fal_prices.iter(),
+            config.money.stars_usd,
+        )
+        .await?;
         let stale = crate::photos::archive::remove_stale_archives();
         if stale > 0 {
             tracing::info!(

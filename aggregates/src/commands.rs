@@ -58,6 +58,10 @@ pub enum Action {
     /// Ask for training with a quality preset; `style` picks the trainer of a style avatar
     /// (the operator's setting; ignored for portraits).
     StartTraining {
+        /// Names this training, so the same request handled twice starts it once; a command
+        /// recorded without one is a new training.
+        #[serde(default = "Uuid::new_v4")]
+        training_id: Uuid,
         preset: TrainingPreset,
         #[serde(default)]
         style: StyleTrainer,

@@ -97,6 +97,8 @@ pub enum AvatarError {
     InvalidImageCount { requested: u32, max: u32 },
     #[error("item {index} of a batch of {size} is not a valid place in a batch of at most {max}")]
     InvalidBatch { index: u32, size: u32, max: u32 },
+    #[error("training {0} was already requested")]
+    DuplicateTraining(Uuid),
     #[error("generation {0} was already requested")]
     DuplicateGeneration(Uuid),
     #[error("generation {0} is unknown for this avatar")]

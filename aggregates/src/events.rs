@@ -37,6 +37,9 @@ pub enum AvatarEvent {
         at: DateTime<Utc>,
     },
     TrainingStarted {
+        /// The id the request gave the training (nil in events from before trainings had one).
+        #[serde(default)]
+        training_id: Uuid,
         owner: i64,
         avatar_type: AvatarType,
         preset: TrainingPreset,

@@ -60,6 +60,7 @@ fn in_training() -> Vec<AvatarEvent> {
         &format!("aisha-{AVATAR}"),
     );
     events.push(AvatarEvent::TrainingStarted {
+        training_id: Uuid::new_v4(),
         owner: OWNER,
         avatar_type: AvatarType::Portrait,
         preset: TrainingPreset::Balanced,
@@ -109,6 +110,7 @@ fn given(events: Vec<AvatarEvent>) -> Avatar {
 
 fn start_training() -> Action {
     Action::StartTraining {
+        training_id: Uuid::new_v4(),
         preset: TrainingPreset::Balanced,
         style: StyleTrainer::Lora,
     }

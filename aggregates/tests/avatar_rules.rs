@@ -19,6 +19,9 @@ const OWNER: i64 = 1001;
 const STRANGER: i64 = 2002;
 const AVATAR: Uuid = Uuid::from_u128(0xabcdef12_0000_4000_8000_000000000001);
 const REQUEST: &str = "req-1";
+const TRAINING: Uuid = Uuid::from_u128(0x7a1e_0000_4000_8000_000000000001);
+/// A second press of "train", with its own id.
+const ANOTHER_PRESS: Uuid = Uuid::from_u128(0x7a1e_0000_4000_8000_000000000002);
 const LORA: &str = "https://fal.media/files/lora.safetensors";
 const CONFIG: &str = "https://fal.media/files/config.json";
 const FINETUNE: &str = "sergey-style-prod";
@@ -96,6 +99,7 @@ fn training_started(avatar_type: AvatarType, preset: TrainingPreset) -> AvatarEv
         &format!("aisha-{AVATAR}"),
     );
     AvatarEvent::TrainingStarted {
+        training_id: TRAINING,
         owner: OWNER,
         avatar_type,
         preset,
@@ -573,6 +577,7 @@ mod training {
         AvatarTest::with(())
             .given(with_photos(AvatarType::Portrait, MIN_PHOTOS))
             .when(user(Action::StartTraining {
+                training_id: TRAINING,
                 preset: TrainingPreset::Balanced,
                 style: Default::default(),
             }))
@@ -592,6 +597,7 @@ mod training {
             let events = AvatarTest::with(())
                 .given(with_photos(AvatarType::Portrait, 12))
                 .when(user(Action::StartTraining {
+                    training_id: TRAINING,
                     preset,
                     style: Default::default(),
                 }))
@@ -625,6 +631,7 @@ mod training {
         let events = AvatarTest::with(())
             .given(with_photos(AvatarType::Style, 15))
             .when(user(Action::StartTraining {
+                training_id: TRAINING,
                 preset: TrainingPreset::Quality,
                 style: StyleTrainer::ProFinetune,
             }))
@@ -653,6 +660,7 @@ mod training {
         AvatarTest::with(())
             .given(with_photos(AvatarType::Portrait, 9))
             .when(user(Action::StartTraining {
+                training_id: TRAINING,
                 preset: TrainingPreset::Fast,
                 style: Default::default(),
             }))
@@ -664,6 +672,7 @@ mod training {
         AvatarTest::with(())
             .given(in_training(AvatarType::Portrait))
             .when(user(Action::StartTraining {
+                training_id: ANOTHER_PRESS,
                 preset: TrainingPreset::Fast,
                 style: Default::default(),
             }))
@@ -675,6 +684,7 @@ mod training {
         AvatarTest::with(())
             .given(trained(AvatarType::Portrait))
             .when(user(Action::StartTraining {
+                training_id: ANOTHER_PRESS,
                 preset: TrainingPreset::Fast,
                 style: Default::default(),
             }))
@@ -978,12 +988,63 @@ mod training {
         let events = AvatarTest::with(())
             .given(failed())
             .when(user(Action::StartTraining {
+                training_id: ANOTHER_PRESS,
                 preset: TrainingPreset::Fast,
                 style: Default::default(),
             }))
             .inspect_result()
             .unwrap();
-        assert!(matches!(events[0], AvatarEvent::TrainingStarted { .. }));
+        assert!(matches!(
+            events[0],
+            AvatarEvent::TrainingStarted {
+                training_id: ANOTHER_PRESS,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_press_that_started_a_failed_training_does_not_start_another() {
+        // The same request handled again (after an interruption) once its training failed.
+        AvatarTest::with(())
+            .given(failed())
+            .when(user(Action::StartTraining {
+                training_id: TRAINING,
+                preset: TrainingPreset::Fast,
+                style: Default::default(),
+            }))
+            .then_expect_error(AvatarError::DuplicateTraining(TRAINING));
+    }
+
+    #[test]
+    fn events_and_snapshots_from_before_training_ids_still_load() {
+        use cqrs_es::Aggregate as _;
+        let mut event =
+            serde_json::to_value(training_started(AvatarType::Portrait, TrainingPreset::Fast))
+                .unwrap();
+        event["TrainingStarted"]
+            .as_object_mut()
+            .unwrap()
+            .remove("training_id");
+        let old: AvatarEvent = serde_json::from_value(event).unwrap();
+        let AvatarEvent::TrainingStarted { training_id, .. } = &old else {
+            panic!("{old:?}")
+        };
+        assert!(training_id.is_nil());
+
+        let mut avatar = Avatar::default();
+        for e in with_photos(AvatarType::Portrait, MIN_PHOTOS) {
+            avatar.apply(e);
+        }
+        avatar.apply(old);
+        let mut snapshot = serde_json::to_value(&avatar).unwrap();
+        snapshot
+            .as_object_mut()
+            .unwrap()
+            .remove("started_trainings");
+        let restored: Avatar = serde_json::from_value(snapshot).unwrap();
+        assert_eq!(restored, avatar);
+        assert!(restored.started_trainings.is_empty());
     }
 
     #[test]
@@ -1511,6 +1572,7 @@ mod style_lora {
             &format!("aisha-{AVATAR}"),
         );
         AvatarEvent::TrainingStarted {
+            training_id: TRAINING,
             owner: OWNER,
             avatar_type: AvatarType::Style,
             preset: TrainingPreset::Balanced,
@@ -1541,6 +1603,7 @@ mod style_lora {
         let events = AvatarTest::with(())
             .given(with_photos(AvatarType::Style, MIN_PHOTOS))
             .when(user(Action::StartTraining {
+                training_id: TRAINING,
                 preset: TrainingPreset::Balanced,
                 style: StyleTrainer::default(),
             }))

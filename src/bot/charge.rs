@@ -64,10 +64,14 @@ impl Ctx {
         }
         let prices = &payments.prices;
         match action {
-            Action::StartTraining { preset, .. } => Some(Price {
-                // One per press (from the update): the training's correlation id names it (see
-                // settle), and a press handled again after an interruption reserves nothing more.
-                reservation_id: crate::bot::inbox::derived_id("training-reservation"),
+            Action::StartTraining {
+                training_id,
+                preset,
+                ..
+            } => Some(Price {
+                // The training's own id (one per press): its correlation id names the
+                // reservation (see settle), and a press handled again reserves nothing more.
+                reservation_id: *training_id,
                 credits: prices.training(*preset),
                 purpose: ReservationPurpose::Training {
                     avatar_id,
@@ -168,9 +172,9 @@ impl Ctx {
                 Ok(Ok(executed))
             }
             // The same request again (a double tap): the first one holds the credits and runs.
-            Err(StoreError::Rejected(refusal @ AvatarError::DuplicateGeneration(_))) => {
-                Ok(Err(refusal.into()))
-            }
+            Err(StoreError::Rejected(
+                refusal @ (AvatarError::DuplicateGeneration(_) | AvatarError::DuplicateTraining(_)),
+            )) => Ok(Err(refusal.into())),
             // Handled again after an interruption, the reservation may be the first run's,
             // whose work the avatar took: the settle sweep decides by the avatar instead.
             Err(StoreError::Rejected(refusal)) if crate::bot::inbox::is_retry() => {

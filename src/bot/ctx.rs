@@ -184,7 +184,9 @@ impl Ctx {
     ) -> Result<crate::store::Executed, StoreError> {
         match executed {
             Err(StoreError::Rejected(
-                AvatarError::AlreadyExists | AvatarError::DuplicateGeneration(_),
+                AvatarError::AlreadyExists
+                | AvatarError::DuplicateGeneration(_)
+                | AvatarError::DuplicateTraining(_),
             )) if crate::bot::inbox::is_retry() => {
                 let state = self.deps.store.load(avatar_id).await?;
                 Ok(crate::store::Executed {

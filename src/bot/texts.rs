@@ -1572,6 +1572,7 @@ impl Texts for Ru {
                 "в одном сообщении можно прислать не больше {max} описаний (по одному в строке), а здесь {size}."
             ),
             AvatarError::DuplicateGeneration(_) => "эта генерация уже запущена.".into(),
+            AvatarError::DuplicateTraining(_) => "это обучение уже запущено.".into(),
             AvatarError::UnknownGeneration(_) => "такой генерации нет.".into(),
             AvatarError::GenerationFinished(_) | AvatarError::GenerationAlreadySubmitted { .. } => {
                 "эта генерация уже выполняется или завершена.".into()
@@ -2588,6 +2589,7 @@ impl Texts for En {
                 "one message can carry at most {max} prompts (one per line); this one has {size}."
             ),
             AvatarError::DuplicateGeneration(_) => "this generation is already running.".into(),
+            AvatarError::DuplicateTraining(_) => "this training was already started.".into(),
             AvatarError::UnknownGeneration(_) => "there is no such generation.".into(),
             AvatarError::GenerationFinished(_) | AvatarError::GenerationAlreadySubmitted { .. } => {
                 "this generation is already running or finished.".into()

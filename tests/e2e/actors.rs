@@ -152,6 +152,7 @@ impl Harness {
             id,
             Actor::User(OWNER),
             Action::StartTraining {
+                training_id: Uuid::new_v4(),
                 preset: TrainingPreset::Fast,
                 style,
             },
@@ -770,6 +771,7 @@ async fn an_interrupted_submission_is_not_resubmitted_and_the_deadline_ends_it()
             .unwrap();
         }
         exec(Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: TrainingPreset::Fast,
             style: Default::default(),
         })

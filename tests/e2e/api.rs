@@ -331,6 +331,7 @@ async fn metrics_lists_the_counters(db: Database) {
         .execute(
             id,
             by_owner(aggregates::Action::StartTraining {
+                training_id: Uuid::new_v4(),
                 preset: aggregates::TrainingPreset::Fast,
                 style: Default::default(),
             }),

@@ -122,6 +122,7 @@ pub(crate) async fn import_pro_finetune_avatar(
     run(
         user,
         Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: TrainingPreset::Balanced,
             style: StyleTrainer::ProFinetune,
         },

@@ -16,6 +16,7 @@ use aisha::bot::pricing::{PaymentsConfig, Prices};
 use aisha::fal::sim::SimConfig;
 use aisha::store::accounts::AccountStore;
 use chrono::Utc;
+use db::Arg;
 use fake_telegram::{Entry, FakeUser};
 use uuid::Uuid;
 
@@ -275,8 +276,112 @@ async fn a_reservation_whose_work_never_started_is_released_by_the_sweep(app: Te
     app.shutdown().await;
 }
 
+/// The ids and bodies of the button presses sent so far whose data starts with `prefix`.
+fn presses_sent(app: &TestApp, prefix: &str) -> Vec<(i64, serde_json::Value)> {
+    app.telegram
+        .sent_updates()
+        .into_iter()
+        .filter(|u| {
+            u["callback_query"]["data"]
+                .as_str()
+                .is_some_and(|d| d.starts_with(prefix))
+        })
+        .map(|u| (u["update_id"].as_i64().expect("an update id"), u))
+        .collect()
+}
+
+/// Puts a handled update back in the inbox as a process that died before marking it would
+/// have left it: the inbox hands it out again as a second attempt.
+async fn interrupt(app: &TestApp, update_id: i64, body: &serde_json::Value) {
+    let mut conn = app.db.acquire().await.unwrap();
+    let changed = conn
+        .tx()
+        .execute(
+            "UPDATE telegram_inbox SET handled_at = NULL, outcome = NULL, body = $2
+             WHERE update_id = $1 AND handled_at IS NOT NULL",
+            vec![Arg::I64(update_id), Arg::Text(body.to_string())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, 1, "update {update_id} was handled once before");
+}
+
+/// Waits until update `update_id` has been handled `attempts` times.
+async fn handled_times(app: &TestApp, update_id: i64, attempts: i64) {
+    for _ in 0..400 {
+        let mut conn = app.db.acquire().await.unwrap();
+        let done = conn
+            .tx()
+            .fetch_i64(
+                "SELECT count(*) FROM telegram_inbox
+                 WHERE update_id = $1 AND handled_at IS NOT NULL AND attempts >= $2",
+                vec![Arg::I64(update_id), Arg::I64(attempts)],
+            )
+            .await
+            .unwrap();
+        if done == Some(1) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("update {update_id} was never handled {attempts} times");
+}
+
+async fn a_training_press_handled_again_after_its_training_failed_starts_nothing(app: TestApp) {
+    let user = app.user(PAYER, "Vera", "en");
+    let summary = avatar_with_photos(&user).await;
+    let presets = press_and_see(&user, &summary, &button(&summary, "tr:"), "🚀").await;
+    app.sim.fail_next_jobs(1);
+    press_and_see(&user, &presets, &button(&presets, "ts:f:"), "minutes").await;
+    let failed = text(&user, "Training of “Vera” failed").await;
+    told(&user, "↩️ Refunded: 20 credits").await;
+    account_where(&app, "the training released", |a| {
+        a.available() == 21 && a.reserved() == 0
+    })
+    .await;
+    let bar = user
+        .message(presets.message_id)
+        .expect("the progress message");
+
+    // The process that handled the press died before marking it handled: the press comes
+    // again, after its training has failed and been refunded.
+    let [(update_id, body)] = presses_sent(&app, "ts:").try_into().expect("one press");
+    interrupt(&app, update_id, &body).await;
+    handled_times(&app, update_id, 2).await;
+
+    let avatar = crate::steps::avatar_of(&button(&summary, "tr:"));
+    let events = app.store.history(avatar).await.unwrap();
+    let started = events
+        .iter()
+        .filter(|e| matches!(e.event, aggregates::AvatarEvent::TrainingStarted { .. }))
+        .count();
+    assert_eq!(started, 1, "the same press starts no second training");
+    assert_eq!(app.sim.submissions().len(), 1, "FAL is asked once");
+    assert_eq!(
+        app.store.load(avatar).await.unwrap().status,
+        aggregates::AvatarStatus::TrainingFailed
+    );
+    let now = user
+        .message(presets.message_id)
+        .expect("the progress message");
+    assert_eq!(
+        now.text(),
+        bar.text(),
+        "the message does not claim it runs again"
+    );
+    ledger_adds_up(&app, 21).await;
+    assert_eq!(count_bot_texts(&user, "Refunded"), 1);
+
+    // A new press trains again, and is charged.
+    let ready = train(&user, &failed, TrainingPreset::Fast, "minutes", "is ready").await;
+    assert!(ready.text().is_some());
+    account_where(&app, "the second training captured", |a| a.spent == 20).await;
+    app.shutdown().await;
+}
+
 on_both_backends_with_app! {
     a_failed_training_refunds_and_a_batch_beyond_the_balance_offers_packs => charging,
     a_generation_past_its_deadline_and_a_deleted_avatars_work_are_refunded_once => charging_with_slow_images,
     a_reservation_whose_work_never_started_is_released_by_the_sweep => charging,
+    a_training_press_handled_again_after_its_training_failed_starts_nothing => charging,
 }

@@ -324,6 +324,7 @@ async fn without_a_url_fal_can_reach_our_copies_go_to_fal_as_uploads_that_expire
     run(
         user.clone(),
         Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: aggregates::TrainingPreset::Fast,
             style: Default::default(),
         },

@@ -172,6 +172,7 @@ impl Service {
         self.run(
             id,
             Action::StartTraining {
+                training_id: Uuid::new_v4(),
                 preset: TrainingPreset::Fast,
                 style: Default::default(),
             },

@@ -273,7 +273,9 @@ async fn a_ledger_gives_exact_rows_in_every_money_table_and_view(db: Database) {
     full_life(&store).await;
     let prices =
         FalPrices::parse("fal-ai/flux-lora-portrait-trainer:2.5,fal-ai/flux-lora:0.035").unwrap();
-    money::store_prices(&db, prices.iter(), 0.013).await.unwrap();
+    money::store_prices(&db, prices.iter(), 0.013)
+        .await
+        .unwrap();
 
     // the ledger feed delivers the Account events alone, in commit order,
     let events: Vec<LedgerEvent> = feed.read_stream_after(Cursor::START, 100).await.unwrap();

@@ -247,6 +247,7 @@ impl World {
             id,
             user,
             Action::StartTraining {
+                training_id: Uuid::new_v4(),
                 preset: TrainingPreset::Fast,
                 style: Default::default(),
             },

@@ -103,6 +103,7 @@ pub async fn portrait_in_use(store: &AvatarStore) -> Life {
     p(
         t(13),
         Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: TrainingPreset::Fast,
             style: Default::default(),
         },
@@ -211,6 +212,7 @@ pub async fn the_style_fails(store: &AvatarStore, life: Life) -> Life {
     o(
         t(next_day + 11),
         Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: TrainingPreset::Balanced,
             style: Default::default(),
         },
@@ -988,6 +990,7 @@ pub async fn trained_at(store: &AvatarStore, owner: i64, start: i64, pro: bool) 
     u(
         start + 11,
         Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: TrainingPreset::Fast,
             style: if pro {
                 StyleTrainer::ProFinetune

@@ -76,6 +76,7 @@ async fn alices_portrait(store: &AvatarStore, start: i64) -> Deletable {
     a(
         11,
         Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: TrainingPreset::Fast,
             style: Default::default(),
         },

@@ -101,6 +101,7 @@ async fn a_refused_command_writes_nothing(db: Database) {
         .execute(
             id,
             by_owner(Action::StartTraining {
+                training_id: Uuid::new_v4(),
                 preset: TrainingPreset::Fast,
                 style: Default::default(),
             }),
@@ -214,6 +215,7 @@ async fn conflicting_commands_one_wins_and_the_other_is_decided_again(db: Databa
                 .execute(
                     id,
                     by_owner(Action::StartTraining {
+                        training_id: Uuid::new_v4(),
                         preset: TrainingPreset::Balanced,
                         style: Default::default(),
                     }),

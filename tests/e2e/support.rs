@@ -111,6 +111,7 @@ pub async fn trained_avatar(store: &AvatarStore) -> Uuid {
         store,
         id,
         by_owner(Action::StartTraining {
+            training_id: Uuid::new_v4(),
             preset: TrainingPreset::Fast,
             style: Default::default(),
         }),

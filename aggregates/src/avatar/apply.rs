@@ -12,6 +12,9 @@ use crate::events::AvatarEvent;
 /// How many finished generation ids are remembered to recognise late duplicate results; older
 /// ones are forgotten so a long-lived avatar's state (and snapshot) stays small.
 const REMEMBERED_FINISHED_GENERATIONS: usize = 256;
+/// How many started training ids are remembered to recognise a repeated request; an avatar
+/// trains a handful of times at most (it stops once trained), so this is every one in practice.
+const REMEMBERED_TRAININGS: usize = 64;
 
 impl Avatar {
     /// The state after `event`; the aggregate's `apply`.
@@ -37,10 +40,21 @@ impl Avatar {
             AvatarEvent::PhotoRemoved { photo_id, .. } => {
                 self.photos.retain(|p| p.photo_id != photo_id)
             }
-            AvatarEvent::TrainingStarted { params, .. } => {
+            AvatarEvent::TrainingStarted {
+                training_id,
+                params,
+                ..
+            } => {
+                if !training_id.is_nil() {
+                    if self.started_trainings.len() == REMEMBERED_TRAININGS {
+                        self.started_trainings.pop_front();
+                    }
+                    self.started_trainings.push_back(training_id);
+                }
                 self.status = AvatarStatus::Training;
                 self.last_training_kind = Some(params.model_kind());
                 self.training = Some(TrainingRun {
+                    training_id,
                     params,
                     request_id: None,
                     cancel_url: None,

@@ -76,6 +76,9 @@ pub enum RequestOutcome {
 /// The training currently asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingRun {
+    /// The id its request gave it (nil in snapshots from before trainings had one).
+    #[serde(default)]
+    pub training_id: Uuid,
     pub params: TrainerParams,
     /// The FAL request id once the submission is recorded.
     pub request_id: Option<String>,
@@ -126,6 +129,10 @@ pub struct Avatar {
     /// what was asked and what came back.
     #[serde(default)]
     pub generations: BTreeMap<Uuid, GenerationRecord>,
+    /// The ids of the trainings started, oldest first: a request repeated after its training
+    /// ended (failed) must not start another one.
+    #[serde(default)]
+    pub started_trainings: VecDeque<Uuid>,
 }
 
 /// A recent generation as the avatar remembers it.

@@ -20,13 +20,23 @@ impl Avatar {
         at: DateTime<Utc>,
     ) -> Result<Vec<AvatarEvent>, AvatarError> {
         match action {
-            Action::StartTraining { preset, style } => {
+            Action::StartTraining {
+                training_id,
+                preset,
+                style,
+            } => {
+                // Asked before (a press handled again): that training ran or runs, whatever
+                // became of it; this is not a new request to pay for.
+                if self.started_trainings.contains(&training_id) {
+                    return Err(AvatarError::DuplicateTraining(training_id));
+                }
                 self.can_start_training()?;
                 let avatar_type = self.require_type()?;
                 let label = format!("aisha-{}", self.id.unwrap_or_default());
                 let params =
                     TrainerParams::for_preset(avatar_type, style, preset, &self.trigger(), &label);
                 Ok(vec![AvatarEvent::TrainingStarted {
+                    training_id,
                     owner,
                     avatar_type,
                     preset,

@@ -357,6 +357,11 @@ impl FakeTelegram {
         self.shared.read(|w| w.webhook_secret.clone())
     }
 
+    /// Every update queued since the start, in order, as the bot receives it.
+    pub fn sent_updates(&self) -> Vec<serde_json::Value> {
+        self.shared.read(World::sent_updates)
+    }
+
     /// Every update queued since the start, whether delivered yet or not.
     pub fn updates_queued(&self) -> u64 {
         self.shared.read(World::updates_queued)

@@ -7,13 +7,14 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{
-    params::Params,
     failure::ApiFailure,
     markup::{
         apply_parse_mode, check_pay_buttons, parse_reply_markup, telegram_len, MAX_CAPTION_LEN,
         MAX_TEXT_LEN,
     },
-    media, payments,
+    media,
+    params::Params,
+    payments,
     transcript::{BotCommand, CallbackAnswer, ChatMessage, Content, Entry, Markup},
     world::{now, World},
     Shared,

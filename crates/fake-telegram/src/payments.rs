@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{
-    params::Params,
     failure::ApiFailure,
     markup::{check_pay_buttons, telegram_len},
+    params::Params,
     transcript::{
         Content, Entry, Invoice, LabeledPrice, Markup, PreCheckoutAnswer, RefundedPayment,
         SuccessfulPayment,

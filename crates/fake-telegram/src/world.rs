@@ -28,6 +28,8 @@ pub(crate) struct World {
     file_ids_by_path: HashMap<String, String>,
     next_file: u64,
     updates: VecDeque<QueuedUpdate>,
+    /// Every update ever queued, as sent: what a test needs to replay one the bot was handling.
+    sent_updates: Vec<Value>,
     next_update_id: i64,
     last_delivered_update: i64,
     pub updates_delivered: u64,
@@ -122,6 +124,7 @@ impl World {
             file_ids_by_path: HashMap::new(),
             next_file: 0,
             updates: VecDeque::new(),
+            sent_updates: Vec::new(),
             next_update_id: 1,
             last_delivered_update: 0,
             updates_delivered: 0,
@@ -450,7 +453,13 @@ impl World {
     pub fn queue_update(&mut self, kind: &'static str, payload: Value) {
         let id = self.next_update_id;
         self.next_update_id += 1;
-        self.updates.push_back(QueuedUpdate { id, kind, payload });
+        let update = QueuedUpdate { id, kind, payload };
+        self.sent_updates.push(update.to_json());
+        self.updates.push_back(update);
+    }
+
+    pub fn sent_updates(&self) -> Vec<Value> {
+        self.sent_updates.clone()
     }
 
     pub fn pending_updates(&self) -> usize {

@@ -47,17 +47,28 @@ async fn start(
     if let Some(reached) = ctx.quota(Ask::Training).await? {
         return Ok(Answer::Alert(t.quota_reached(reached)));
     }
+    // One id per press: handled again after an interruption, the press names the same training.
+    let training_id = crate::bot::inbox::derived_id("training");
     let started = ctx
         .execute_paid(
             avatar_id,
             Action::StartTraining {
+                training_id,
                 preset,
                 style: ctx.deps.style_trainer,
             },
         )
         .await?;
-    if let Err(refusal) = started {
-        return ctx.answer_refusal(refusal).await;
+    let started = match started {
+        Ok(started) => started,
+        Err(refusal) => return ctx.answer_refusal(refusal).await,
+    };
+    let running = started.state.training.as_ref().map(|run| run.training_id);
+    if started.events.is_empty() && running != Some(training_id) {
+        // The first handling of this press started the training and it has ended since; the
+        // user was told how, and this message must not claim it runs again.
+        tracing::info!(user = ctx.user, %avatar_id, %training_id, "training press handled again after its training ended");
+        return Ok(Answer::Silent);
     }
     tracing::info!(user = ctx.user, %avatar_id, preset = preset.as_str(), "training started");
     if dialogue.get().await? == Some(State::Uploading { avatar_id }) {
