@@ -113,6 +113,14 @@ impl GenerationHandler {
                     .await
                     .map_err(|e| StoreError::Task("the submission task failed", e))??
                 {
+                    // FAL has not even started it: with a webhook coming, the slot is better
+                    // spent on the next submission than on asking at once.
+                    Ok(_)
+                        if s.generation_webhook(item.avatar_id, job.generation_id)
+                            .is_some() =>
+                    {
+                        return Ok(Outcome::RetryAfter(s.settings.generation_poll_every));
+                    }
                     Ok(fal_job) => fal_job,
                     Err(outcome) => return Ok(outcome),
                 }

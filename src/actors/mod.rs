@@ -109,7 +109,9 @@ impl Default for ActorSettings {
             training_deadline: Duration::from_secs(3 * 3600),
             generation_poll_every: Duration::from_secs(2),
             generation_deadline: Duration::from_secs(600),
-            generation_concurrency: 8,
+            // A slot is held only while a step runs (submit, record, a poll), not while FAL
+            // works, so this bounds our own concurrent steps, not FAL's queue.
+            generation_concurrency: 16,
             max_attempts: 6,
             retry_base: Duration::from_secs(2),
             fal_request_timeout: Duration::from_secs(30),

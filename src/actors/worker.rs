@@ -7,6 +7,7 @@
 //! so a kind of work never goes quiet while the process runs.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +21,11 @@ use super::{
     ActorSettings, Outcome, Services, WorkHandler,
 };
 use crate::store::StoreError;
+
+/// How many tasks of one worker look for due items at once while work keeps turning up:
+/// concurrent claims commit together on PostgreSQL (one WAL flush for several), where one look
+/// at a time takes a burst up at one commit per item.
+const MAX_PROBES: usize = 4;
 
 /// Submits trainings to FAL and records their jobs.
 pub type TrainingActor = Worker<training::TrainingHandler>;
@@ -43,16 +49,19 @@ pub type SettleActor = Worker<settle::SettleHandler>;
 pub type RefundActor = Worker<refund::RefundHandler>;
 
 /// A worker actor for one kind of work: claims due items up to its concurrency and runs each on
-/// the tokio runtime, hearing back through [`Claimed`] and the task's end. At most one task looks
-/// for work at a time; only when it finds some does the next one start looking, so an idle
-/// worker costs one query per poll, not one per free slot.
+/// the tokio runtime, hearing back through [`Claimed`] and the task's end. While nothing was
+/// found one task looks for work at a time, so an idle worker costs one query per poll, not one
+/// per free slot; once work turns up, up to [`MAX_PROBES`] look at once.
 pub struct Worker<H: WorkHandler> {
     handler: Arc<H>,
     queue: WorkQueue,
     settings: ActorSettings,
     runtime: tokio::runtime::Handle,
     in_flight: usize,
-    probing: bool,
+    /// Tasks looking for an item and not holding one yet.
+    probing: usize,
+    /// The latest look found an item: there may be a burst of due work.
+    finding: bool,
     /// Set by [`Stop`]: nothing new is claimed.
     stopping: bool,
     running: Arc<Running>,
@@ -129,7 +138,8 @@ impl<H: WorkHandler> Worker<H> {
             settings: services.settings.clone(),
             runtime,
             in_flight: 0,
-            probing: false,
+            probing: 0,
+            finding: false,
             stopping: false,
             running: Arc::new(Running::default()),
             next_task: 0,
@@ -138,11 +148,16 @@ impl<H: WorkHandler> Worker<H> {
 
     fn fill(&mut self, ctx: &mut Context<Self>) {
         let limit = self.handler.concurrency().max(1);
-        if self.stopping || self.probing || self.in_flight >= limit {
-            return;
+        let probes = if self.finding { MAX_PROBES } else { 1 };
+        while !self.stopping && self.probing < probes && self.in_flight < limit {
+            self.look(ctx);
         }
+    }
+
+    /// Starts one task that claims an item and runs it.
+    fn look(&mut self, ctx: &mut Context<Self>) {
         self.in_flight += 1;
-        self.probing = true;
+        self.probing += 1;
         let on_claim = ctx.address();
         let handler = self.handler.clone();
         let queue = self.queue.clone();
@@ -154,22 +169,25 @@ impl<H: WorkHandler> Worker<H> {
         let mut tasks = self.running.tasks.lock().unwrap_or_else(|e| e.into_inner());
         let task = self.runtime.spawn(async move {
             let holder = running.clone();
-            // Whatever happens inside, the slot comes back.
-            let claimed = std::panic::AssertUnwindSafe(claim_and_run(
+            let told = Arc::new(AtomicBool::new(false));
+            let telling = told.clone();
+            // Whatever happens inside, the slot comes back; a panic outside the handler lets
+            // the next poll look again.
+            let _ = std::panic::AssertUnwindSafe(claim_and_run(
                 &*handler,
                 &queue,
                 &settings,
                 move |item| {
                     holder.hold(id, item);
+                    telling.store(true, Ordering::Release);
                     on_claim.do_send(Claimed);
                 },
             ))
             .catch_unwind()
-            .await
-            // A panic outside the handler: let the next poll look again.
-            .unwrap_or(false);
+            .await;
             running.end(id);
-            claimed
+            // Whether [`Claimed`] was sent: then it, not the end, counts the look as done.
+            told.load(Ordering::Acquire)
         });
         tasks.insert(
             id,
@@ -195,8 +213,10 @@ impl<H: WorkHandler> Worker<H> {
         if claimed {
             self.fill(ctx);
         } else {
-            // The looking task found nothing (or could not look): the next poll tries again.
-            self.probing = false;
+            // The looking task found nothing (or could not look): the next poll tries again,
+            // with one look.
+            self.probing = self.probing.saturating_sub(1);
+            self.finding = false;
         }
     }
 }
@@ -222,7 +242,8 @@ impl<H: WorkHandler> Supervised for Worker<H> {
             .unwrap_or_else(|e| e.into_inner())
             .len();
         self.in_flight = 0;
-        self.probing = false;
+        self.probing = 0;
+        self.finding = false;
         tracing::warn!(
             kind = self.handler.kind(),
             running,
@@ -241,7 +262,8 @@ impl<H: WorkHandler> Handler<Wake> for Worker<H> {
 impl<H: WorkHandler> Handler<Claimed> for Worker<H> {
     type Result = ();
     fn handle(&mut self, _: Claimed, ctx: &mut Self::Context) {
-        self.probing = false;
+        self.probing = self.probing.saturating_sub(1);
+        self.finding = true;
         // There may be more due work right behind it.
         self.fill(ctx);
     }
