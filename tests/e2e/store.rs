@@ -9,6 +9,7 @@ use aggregates::{Action, AvatarError, AvatarEvent, AvatarStatus, TrainingPreset}
 use aisha::store::{AvatarStore, Database, StoreError, SNAPSHOT_EVERY};
 use cqrs_es::Aggregate;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::support::*;
@@ -487,4 +488,48 @@ async fn read_only_commands_refuse_a_database_that_is_behind_and_create_nothing(
         Database::Postgres(_) => unreachable!(),
     };
     assert_eq!(tables, 0);
+}
+
+/// Whether the connection behind `db` runs over TLS, as the server sees it.
+async fn over_tls(db: &Database) -> bool {
+    let mut conn = db.acquire().await.unwrap();
+    let row = conn
+        .tx()
+        .fetch_optional(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .expect("our own backend");
+    row.get::<bool>("ssl").unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_server_on_this_host_is_reached_without_tls_unless_the_url_asks(pool: PgPool) {
+    if std::env::var_os("PGSSLMODE").is_some() {
+        panic!("PGSSLMODE is set: this test checks the default");
+    }
+    let url = postgres_url(&pool);
+    assert!(
+        url.contains("@127.0.0.1:") || url.contains("@localhost:"),
+        "{url}"
+    );
+    let db = Database::connect_existing(&url).await.unwrap();
+    assert!(
+        !over_tls(&db).await,
+        "the default on this host is plaintext"
+    );
+    db.close().await;
+
+    let offered: (String,) = sqlx::query_as("SHOW ssl").fetch_one(&pool).await.unwrap();
+    let asked = Database::connect_existing(&format!("{url}?sslmode=prefer"))
+        .await
+        .unwrap();
+    assert_eq!(
+        over_tls(&asked).await,
+        offered.0 == "on",
+        "an explicit sslmode is the driver's to apply"
+    );
+    asked.close().await;
 }

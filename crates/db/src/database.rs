@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
@@ -16,6 +16,39 @@ pub const DEFAULT_CONNECTIONS: u32 = 32;
 /// How long a transaction of ours may sit idle before PostgreSQL ends it
 /// (`idle_in_transaction_session_timeout`): a stuck one cannot hold the feed back for ever.
 pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A server on this host is reached without TLS unless the URL (or `PGSSLMODE`) asks for a
+/// mode: the bytes never leave the machine, so TLS protects nothing there, and a profile under
+/// load put a third of the server's CPU in it (libpq's default, `prefer`, uses TLS whenever
+/// the server offers it).
+fn plaintext_on_this_host(options: PgConnectOptions, url: &str) -> PgConnectOptions {
+    let asked = std::env::var_os("PGSSLMODE").is_some() || names_ssl_mode(url);
+    if !asked && is_this_host(options.get_host()) {
+        options.ssl_mode(PgSslMode::Disable)
+    } else {
+        options
+    }
+}
+
+/// Whether the URL's query names an SSL mode (`sslmode` or `ssl-mode`, as the driver reads).
+fn names_ssl_mode(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            key.eq_ignore_ascii_case("sslmode") || key.eq_ignore_ascii_case("ssl-mode")
+        })
+    })
+}
+
+/// A Unix socket, `localhost`, or a loopback address.
+fn is_this_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
 
 /// Why the database could not be opened, migrated or used.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +128,8 @@ impl Database {
             };
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url)?.options([(
+            let options = PgConnectOptions::from_str(url)?;
+            let options = plaintext_on_this_host(options, url).options([(
                 "idle_in_transaction_session_timeout",
                 format!("{}s", IDLE_IN_TRANSACTION_TIMEOUT.as_secs()),
             )]);
@@ -229,5 +263,45 @@ impl Database {
             Self::Sqlite(pool) => pool.close().await,
             Self::Postgres(pool) => pool.close().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(url: &str) -> PgSslMode {
+        plaintext_on_this_host(PgConnectOptions::from_str(url).unwrap(), url).get_ssl_mode()
+    }
+
+    #[test]
+    fn a_server_on_this_host_is_reached_in_plaintext_unless_the_url_asks() {
+        if std::env::var_os("PGSSLMODE").is_some() {
+            return;
+        }
+        for url in [
+            "postgres://u@127.0.0.1:5432/db",
+            "postgres://u@localhost/db",
+            "postgres://u@[::1]:5432/db",
+            "postgresql://u@127.0.0.2/db?application_name=x",
+        ] {
+            assert!(matches!(mode(url), PgSslMode::Disable), "{url}");
+        }
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1/db?sslmode=require"),
+            PgSslMode::Require
+        ));
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1/db?ssl-mode=prefer"),
+            PgSslMode::Prefer
+        ));
+        assert!(matches!(
+            mode("postgres://u@db.example.com/db"),
+            PgSslMode::Prefer
+        ));
+        assert!(matches!(
+            mode("postgres://u@10.0.0.5/db"),
+            PgSslMode::Prefer
+        ));
     }
 }
