@@ -24,6 +24,9 @@ use crate::store::feed::Feed;
 use crate::store::runner::ProjectionRunner;
 use crate::store::{AvatarStore, Database, StoreError};
 
+mod shutdown;
+pub use shutdown::ShutdownBudget;
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -478,26 +481,5 @@ impl Application {
             addr: self.addr,
             source,
         })
-    }
-}
-
-/// How a stopping instance spends `SHUTDOWN_GRACE_SECS`: the HTTP drain and the Telegram
-/// workers run side by side for most of it, and the rest is for stopping the actors and
-/// closing the database, so the process is gone within the grace period a deploy waits for.
-#[derive(Debug, Clone, Copy)]
-pub struct ShutdownBudget {
-    /// For finishing requests and updates in hand.
-    pub working: Duration,
-    /// For what comes after, up to the end of the grace period.
-    pub closing: Duration,
-}
-
-impl ShutdownBudget {
-    pub fn new(grace: Duration) -> Self {
-        let closing = (grace / 5).min(Duration::from_secs(2));
-        Self {
-            working: grace.saturating_sub(closing),
-            closing,
-        }
     }
 }
