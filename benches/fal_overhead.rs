@@ -150,12 +150,30 @@ async fn main() {
         .into_iter()
         .filter(|j| j.model_id == GENERATOR)
         .collect();
+    // FAL is asked to forget a finished job's input once we hold our copies (`forget`), so each
+    // job's prompt is read from the submission the simulator recorded, matched by the job's
+    // webhook URL (one per generation).
+    let prompts: HashMap<String, String> = sim
+        .submissions()
+        .into_iter()
+        .filter_map(|r| {
+            let prompt = r.body.as_ref()?.get("prompt")?.as_str()?.to_owned();
+            let query = reqwest::Url::parse(&format!("http://q/?{}", r.query.as_deref()?)).ok()?;
+            let hook = query.query_pairs().find(|(k, _)| k == "fal_webhook")?.1;
+            Some((hook.into_owned(), prompt))
+        })
+        .collect();
     let mut job_of: HashMap<usize, &JobTiming> = HashMap::new();
     for job in &jobs {
-        let text = job.input["prompt"].as_str().unwrap_or_default();
+        let text = job
+            .webhook_url
+            .as_ref()
+            .and_then(|hook| prompts.get(hook))
+            .map(String::as_str)
+            .unwrap_or_default();
         let i = (0..users)
             .find(|&i| text.contains(&prompt(i)))
-            .unwrap_or_else(|| panic!("a generation nobody asked for: {text}"));
+            .unwrap_or_else(|| panic!("a generation nobody asked for: {}", job.request_id));
         assert!(
             job_of.insert(i, job).is_none(),
             "user {i}'s generation was submitted twice"
