@@ -122,8 +122,10 @@ impl WorkHandler for NotifyHandler {
         KIND
     }
 
+    // Sending is mostly waiting (for FAL's image, for Telegram, for the send budget): a burst
+    // of results goes out faster with more of it side by side.
     fn concurrency(&self) -> usize {
-        8
+        16
     }
 
     fn run<'a>(&'a self, item: &'a WorkItem) -> BoxFuture<'a, Result<Outcome, StoreError>> {
