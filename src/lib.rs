@@ -33,6 +33,7 @@ pub mod http;
 pub mod ids;
 pub mod packs;
 pub mod photos;
+pub mod results;
 pub mod secret;
 pub mod serve;
 pub mod store;

@@ -13,7 +13,7 @@
 //! images a job makes are asked to expire a day past the deadline, a backstop for their
 //! deletion at FAL once we hold our copies (`forget`).
 
-use aggregates::{Action, Actor, AvatarError, AvatarEvent, Command, FalJob, GeneratedImage};
+use aggregates::{Action, Actor, AvatarError, AvatarEvent, Command, FalJob};
 use chrono::Utc;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,7 @@ use super::work::WorkItem;
 use super::{by, Outcome, Services, WorkHandler};
 use crate::fal::types::GeneratorOutput;
 use crate::fal::FalError;
+use crate::results::generated_images;
 use crate::store::StoreError;
 use crate::telemetry;
 
@@ -166,7 +167,7 @@ impl GenerationHandler {
                     Utc::now(),
                     Action::CompleteGeneration {
                         generation_id: job.generation_id,
-                        images: images(&output),
+                        images: generated_images(&output),
                     },
                 );
                 match s
@@ -197,21 +198,6 @@ impl GenerationHandler {
             ))),
         }
     }
-}
-
-/// The images of a generator's (or the upscaler's) output, with FAL's NSFW flags.
-pub fn images(output: &GeneratorOutput) -> Vec<GeneratedImage> {
-    output
-        .output_images()
-        .enumerate()
-        .map(|(i, img)| GeneratedImage {
-            url: img.url.clone(),
-            width: img.width,
-            height: img.height,
-            content_type: img.content_type.clone(),
-            nsfw: output.is_nsfw(i),
-        })
-        .collect()
 }
 
 /// Submits once and records the job in the avatar; `Err(outcome)` when there is nothing to poll.
@@ -319,36 +305,6 @@ async fn recorded_elsewhere(
     Ok(s.store.history(avatar_id).await?.iter().any(|h| {
         matches!(&h.event, AvatarEvent::GenerationSubmitted { request_id: r, .. } if r == request_id)
     }))
-}
-
-/// Records the FAL job of a generation whose submitter died before recording it, from the
-/// job's webhook (whose URL named this generation).
-pub async fn adopt_submission(
-    s: &Services,
-    actor: &str,
-    avatar_id: Uuid,
-    generation_id: Uuid,
-    endpoint: &str,
-    request_id: &str,
-) -> Result<(), StoreError> {
-    let urls = s.fal.request_urls(endpoint, request_id);
-    let record = Command::new(
-        Actor::System(actor.into()),
-        Utc::now(),
-        Action::RecordGenerationSubmission {
-            generation_id,
-            request_id: request_id.to_owned(),
-            status_url: urls.status_url,
-            response_url: urls.response_url,
-            cancel_url: urls.cancel_url,
-        },
-    );
-    let done = s.store.execute(avatar_id, record, Uuid::new_v4()).await?;
-    if !done.events.is_empty() {
-        telemetry::fal_job_adopted();
-        tracing::warn!(%avatar_id, %generation_id, request_id, "adopted a generation submission from its webhook");
-    }
-    Ok(())
 }
 
 /// Fails a generation; `abandon` when its FAL job may still run (it is then cancelled).

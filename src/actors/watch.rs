@@ -11,10 +11,10 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::training::report_training_result;
 use super::work::WorkItem;
 use super::{by, ActorSettings, Outcome, Services, WorkHandler};
 use crate::fal::{progress, FalError};
+use crate::results::report_training_result;
 use crate::store::StoreError;
 
 pub const KIND: &str = "watch";
@@ -103,7 +103,7 @@ impl StatusPoller {
         tracing::info!(avatar_id = %item.avatar_id, request_id = %job.request_id, ok = result.is_ok(),
             "poller found a finished training");
         report_training_result(
-            s,
+            &s.store,
             by::POLLER,
             item.avatar_id,
             &job.request_id,

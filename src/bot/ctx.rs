@@ -144,7 +144,6 @@ impl Ctx {
 
     /// The user's prompt-screen choices (defaults if they cannot be read: one image, the
     /// preset's frame).
-
     pub(in crate::bot) async fn options(&self) -> GenerationOptions {
         match self.deps.users.get(self.user).await {
             Ok(user) => user.map(|u| u.options).unwrap_or_default(),

@@ -20,12 +20,14 @@ use chrono::Utc;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::actors::generation::{self, images};
 use crate::actors::targets::Target;
-use crate::actors::training::{adopt_submission, report_training_result};
 use crate::actors::{by, Services};
 use crate::fal::types::{GeneratorOutput, WebhookPayload, WebhookStatus};
 use crate::fal::{WebhookError, WebhookVerifier};
+use crate::results::{
+    adopt_generation_submission, adopt_training_submission, generated_images,
+    report_training_result,
+};
 use crate::store::StoreError;
 
 /// Largest webhook body accepted; FAL's results for our endpoints are a few kilobytes.
@@ -158,7 +160,14 @@ async fn record_training(
             // FAL finished but could not send the output; the poller will fetch it.
             tracing::warn!(%avatar_id, request_id = %payload.request_id,
                 payload_error = ?payload.payload_error, "FAL webhook without its output");
-            adopt_submission(s, by::WEBHOOK, avatar_id, &payload.request_id).await?;
+            adopt_training_submission(
+                &s.store,
+                &s.fal,
+                by::WEBHOOK,
+                avatar_id,
+                &payload.request_id,
+            )
+            .await?;
             return Ok(());
         }
         (_, _) => Err(payload
@@ -167,7 +176,7 @@ async fn record_training(
     };
     let report = || {
         report_training_result(
-            s,
+            &s.store,
             by::WEBHOOK,
             avatar_id,
             &payload.request_id,
@@ -176,7 +185,15 @@ async fn record_training(
     };
     match report().await {
         Err(StoreError::Rejected(AvatarError::UnknownTrainingRequest(request))) => {
-            if adopt_submission(s, by::WEBHOOK, avatar_id, &payload.request_id).await? {
+            if adopt_training_submission(
+                &s.store,
+                &s.fal,
+                by::WEBHOOK,
+                avatar_id,
+                &payload.request_id,
+            )
+            .await?
+            {
                 report().await
             } else {
                 Err(StoreError::Rejected(AvatarError::UnknownTrainingRequest(
@@ -235,8 +252,9 @@ async fn record_generation(
                 return Ok(());
             };
             let endpoint = model.kind().generator();
-            generation::adopt_submission(
-                s,
+            adopt_generation_submission(
+                &s.store,
+                &s.fal,
                 by::WEBHOOK,
                 avatar_id,
                 generation_id,
@@ -251,7 +269,7 @@ async fn record_generation(
         Some(Ok(output)) => match s.fal.check_output_images(&output).await {
             Ok(()) => Action::CompleteGeneration {
                 generation_id,
-                images: images(&output),
+                images: generated_images(&output),
             },
             Err(refused) => Action::FailGeneration {
                 generation_id,

@@ -192,8 +192,8 @@ async fn assert_nowhere(
             let start = at.saturating_sub(120);
             panic!(
                 "{step}: `{needle}` is still in the database ({table}): …{}…",
-                &dump[dump.floor_char_boundary(start)
-                    ..dump.ceil_char_boundary((at + 120).min(dump.len()))]
+                &dump[boundary_at_or_before(&dump, start)
+                    ..boundary_at_or_after(&dump, (at + 120).min(dump.len()))]
             );
         }
     }
@@ -710,4 +710,20 @@ async fn an_operator_erases_a_user_with_the_cli_and_the_log_names_no_one() {
     .await;
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 avatar(s) deleted"));
     app.shutdown().await;
+}
+
+/// The nearest char boundary of `text` at or before `index` (`str::floor_char_boundary` is newer
+/// than the toolchain we support).
+fn boundary_at_or_before(text: &str, index: usize) -> usize {
+    (0..=index.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+/// The nearest char boundary of `text` at or after `index`.
+fn boundary_at_or_after(text: &str, index: usize) -> usize {
+    (index.min(text.len())..=text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len())
 }

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use aggregates::presets::{UpscaleInput, PORTRAIT_GENERATOR, UPSCALER};
-use aisha::actors::generation::images;
 use aisha::fal::types::{GeneratorOutput, QueueStatus, SubmitResponse, WebhookPayload};
 use aisha::fal::{FalClient, FalClientConfig, FalError, FalSimulator, RetryPolicy, SimConfig};
+use aisha::results::generated_images as images;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
