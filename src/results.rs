@@ -46,6 +46,7 @@ pub async fn adopt_training_submission(
     }
     Ok(true)
 }
+
 /// Model data from a trainer's output JSON, whatever its shape; the aggregate judges it.
 pub fn training_output(output: &Value) -> TrainingOutput {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
@@ -108,6 +109,7 @@ pub async fn report_training_result(
         Err(e) => Err(e),
     }
 }
+
 /// Records the FAL job of a generation whose submitter died before recording it, from the
 /// job's webhook (whose URL named this generation).
 pub async fn adopt_generation_submission(
@@ -138,6 +140,7 @@ pub async fn adopt_generation_submission(
     }
     Ok(())
 }
+
 /// The images of a generator's (or the upscaler's) output, with FAL's NSFW flags.
 pub fn generated_images(output: &GeneratorOutput) -> Vec<GeneratedImage> {
     output

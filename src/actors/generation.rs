@@ -104,11 +104,14 @@ impl GenerationHandler {
                 s.queue
                     .enter_once(item, PHASE_SUBMITTING, s.settings.lease)
                     .await?;
+                let webhook = s.generation_webhook(item.avatar_id, job.generation_id);
+                let with_webhook = webhook.is_some();
                 let task = tokio::spawn(submit_and_record(
                     s.clone(),
                     item.clone(),
                     job.clone(),
                     input,
+                    webhook,
                 ));
                 match task
                     .await
@@ -116,10 +119,7 @@ impl GenerationHandler {
                 {
                     // FAL has not even started it: with a webhook coming, the slot is better
                     // spent on the next submission than on asking at once.
-                    Ok(_)
-                        if s.generation_webhook(item.avatar_id, job.generation_id)
-                            .is_some() =>
-                    {
+                    Ok(_) if with_webhook => {
                         return Ok(Outcome::RetryAfter(s.settings.generation_poll_every));
                     }
                     Ok(fal_job) => fal_job,
@@ -206,8 +206,8 @@ async fn submit_and_record(
     item: WorkItem,
     job: GeneratePayload,
     input: serde_json::Value,
+    webhook: Option<String>,
 ) -> Result<Result<FalJob, Outcome>, StoreError> {
-    let webhook = s.generation_webhook(item.avatar_id, job.generation_id);
     let results_lifetime = copies::results_lifetime(s.settings.generation_deadline);
     let answer = match s
         .fal

@@ -270,38 +270,27 @@ impl Database {
 mod tests {
     use super::*;
 
-    fn mode(url: &str) -> PgSslMode {
-        plaintext_on_this_host(PgConnectOptions::from_str(url).unwrap(), url).get_ssl_mode()
-    }
-
     #[test]
-    fn a_server_on_this_host_is_reached_in_plaintext_unless_the_url_asks() {
-        if std::env::var_os("PGSSLMODE").is_some() {
-            return;
-        }
-        for url in [
-            "postgres://u@127.0.0.1:5432/db",
-            "postgres://u@localhost/db",
-            "postgres://u@[::1]:5432/db",
-            "postgresql://u@127.0.0.2/db?application_name=x",
+    fn only_a_server_on_this_host_is_reached_in_plaintext_and_only_unless_the_url_asks() {
+        // (URL, names a mode, on this host)
+        for (url, asks, here) in [
+            ("postgres://u@127.0.0.1:5432/db", false, true),
+            ("postgres://u@localhost/db", false, true),
+            ("postgres://u@[::1]:5432/db", false, true),
+            (
+                "postgresql://u@127.0.0.2/db?application_name=x",
+                false,
+                true,
+            ),
+            ("postgres://u@127.0.0.1/db?sslmode=require", true, true),
+            ("postgres://u@127.0.0.1/db?a=b&ssl-mode=prefer", true, true),
+            ("postgres://u@db.example.com/db", false, false),
+            ("postgres://u@10.0.0.5/db", false, false),
         ] {
-            assert!(matches!(mode(url), PgSslMode::Disable), "{url}");
+            let options = PgConnectOptions::from_str(url).unwrap();
+            assert_eq!(names_ssl_mode(url), asks, "{url}");
+            assert_eq!(is_this_host(options.get_host()), here, "{url}");
         }
-        assert!(matches!(
-            mode("postgres://u@127.0.0.1/db?sslmode=require"),
-            PgSslMode::Require
-        ));
-        assert!(matches!(
-            mode("postgres://u@127.0.0.1/db?ssl-mode=prefer"),
-            PgSslMode::Prefer
-        ));
-        assert!(matches!(
-            mode("postgres://u@db.example.com/db"),
-            PgSslMode::Prefer
-        ));
-        assert!(matches!(
-            mode("postgres://u@10.0.0.5/db"),
-            PgSslMode::Prefer
-        ));
+        assert!(is_this_host("/var/run/postgresql"), "a Unix socket");
     }
 }
