@@ -20,7 +20,7 @@ const REGION: &str = "us-east-1";
 const HOW_TO_START: &str = "AISHA_TEST_S3_ENDPOINT is not set, so the S3 photo-store tests have \
 no server. `bash .ci/run` starts one for the whole suite. By hand:\n\
   python3 -m venv target/s3-venv && target/s3-venv/bin/pip install -r tests/s3/requirements.txt\n\
-  target/s3-venv/bin/moto_server -H 127.0.0.1 -p 5555 &\n\
+  target/s3-venv/bin/python -m moto.server -H 127.0.0.1 -p 5555 &\n\
   AISHA_TEST_S3_ENDPOINT=http://127.0.0.1:5555 cargo nextest run …";
 
 /// How the tests reach the server (moto takes any credentials; real servers want theirs).
