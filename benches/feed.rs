@@ -5,7 +5,8 @@
 //!    event's `recorded_at` to the moment a poller sees a projection checkpoint past it (p50/p99).
 //!
 //! The events are real: every avatar's life is decided by the `Avatar` aggregate in memory and
-//! its events are bulk-inserted with their serialized payloads.
+//! its events are bulk-inserted as the store writes them, personal fields sealed under the
+//! avatar's key, so every replay opens them as production's does.
 //!
 //! Run: `cargo bench --bench feed` (PostgreSQL from `DATABASE_URL`, default
 //! postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
@@ -21,8 +22,9 @@ use aggregates::{
     ImageFormat, PhotoMeta, TrainingOutput, TrainingPreset,
 };
 use aisha::store::feed::Feed;
+use aisha::store::keys::DataKeys;
 use aisha::store::runner::ProjectionRunner;
-use aisha::store::{AvatarStore, Database};
+use aisha::store::{seal, AvatarStore, Database};
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -74,7 +76,7 @@ async fn main() {
     );
 
     let started = Instant::now();
-    let (events, trained) = generate(&pool, avatars).await;
+    let (events, trained) = generate(&db, &pool, avatars).await;
     sqlx::query("VACUUM ANALYZE events")
         .execute(&pool)
         .await
@@ -537,9 +539,11 @@ async fn life(n: usize, avatars: usize) -> (Vec<(aggregates::AvatarEvent, String
     (s.events, true)
 }
 
-/// Decides `avatars` lives and bulk-inserts their events; returns the event count and the
-/// avatars that are trained and not deleted.
-async fn generate(pool: &PgPool, avatars: usize) -> (usize, Vec<(Uuid, i64)>) {
+/// Decides `avatars` lives and bulk-inserts their events, their personal fields sealed under
+/// each avatar's own key as the store writes them (a rebuild opens every one of them); returns
+/// the event count and the avatars that are trained and not deleted.
+async fn generate(db: &Database, pool: &PgPool, avatars: usize) -> (usize, Vec<(Uuid, i64)>) {
+    let keys = DataKeys::new(db.clone());
     let mut ids = Vec::new();
     let mut seqs = Vec::new();
     let mut types = Vec::new();
@@ -558,12 +562,23 @@ async fn generate(pool: &PgPool, avatars: usize) -> (usize, Vec<(Uuid, i64)>) {
         if usable {
             trained.push((avatar_id, owner_of(n)));
         }
+        let id = avatar_id.to_string();
+        let key = keys
+            .create_avatar_key(&id, owner_of(n))
+            .await
+            .expect("avatar key");
         for (sequence, (event, metadata)) in events.into_iter().enumerate() {
-            ids.push(avatar_id.to_string());
-            seqs.push(sequence as i64 + 1);
+            let sequence = sequence + 1;
+            let mut payload = serde_json::to_value(&event).unwrap();
+            let mut metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+            let cx = |part| seal::context(Avatar::TYPE, &id, sequence, part);
+            seal::seal_avatar_payload(event.name(), &mut payload, &key, &cx("payload"));
+            seal::seal_metadata(&mut metadata, &key, &cx("metadata"));
+            ids.push(id.clone());
+            seqs.push(sequence as i64);
             types.push(event.name().to_owned());
-            payloads.push(serde_json::to_string(&event).unwrap());
-            metas.push(metadata);
+            payloads.push(payload.to_string());
+            metas.push(metadata.to_string());
         }
         if ids.len() >= INSERT_BATCH || n + 1 == avatars {
             total += ids.len();

@@ -1,6 +1,7 @@
 //! Event-store benchmark: command throughput and latency at concurrency 1, 8 and 64, avatar load
 //! time at 10, 10,000 and 100,000 events (the last decided in memory by the real aggregate and
-//! bulk-inserted with the snapshot the store would have written), and, in the same run on the same server and pool, two baselines
+//! bulk-inserted, sealed, with the sealed snapshot the store would have written), and, in the
+//! same run on the same server and pool, two baselines
 //! of single-row autocommit inserts of the same rows: into the `events` table itself (which pays
 //! its triggers and indexes), and into a plain table of the same shape without triggers, which is
 //! the most any append path could reach. For PostgreSQL and SQLite.
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aggregates::{Action, Actor, AvatarType, Command, Gender, ImageFormat, PhotoMeta};
-use aisha::store::{AvatarStore, Database, SNAPSHOT_EVERY};
+use aisha::store::keys::DataKeys;
+use aisha::store::{seal, AvatarStore, Database, SNAPSHOT_EVERY};
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -574,13 +576,18 @@ async fn snapshot_bytes(db: &Database, id: Uuid) -> i64 {
 }
 
 /// An avatar with exactly `events` events (at least 14), as [`avatar_with_events`] makes one,
-/// but decided in memory by the real aggregate and bulk-inserted, with the snapshot the store
-/// would have written at the last multiple of [`SNAPSHOT_EVERY`]: building 100,000 events
-/// through the command path would take minutes. Checked afterwards: the store loads the same
-/// state, and the snapshot row decodes (a snapshot that did not would be replayed around).
+/// but decided in memory by the real aggregate and bulk-inserted, sealed under its own key as
+/// the store writes them, with the sealed snapshot the store would have written at the last
+/// multiple of [`SNAPSHOT_EVERY`]: building 100,000 events through the command path would take
+/// minutes. Checked afterwards: the store loads the same state, and the snapshot row opens and
+/// decodes (a snapshot that did not would be replayed around).
 async fn bulk_avatar(store: &AvatarStore, db: &Database, events: usize) -> Uuid {
     assert!(events >= 14, "a trained avatar has 14 events");
     let id = Uuid::new_v4();
+    let key = DataKeys::new(db.clone())
+        .create_avatar_key(&id.to_string(), OWNER)
+        .await
+        .expect("the avatar's key");
     let mut life = Life::default();
     let mut batch = Vec::new();
     let mut snapshot: Option<(usize, serde_json::Value)> = None;
@@ -612,12 +619,24 @@ async fn bulk_avatar(store: &AvatarStore, db: &Database, events: usize) -> Uuid 
             ));
         }
         if batch.len() >= INSERT_BATCH || life.sequence == events {
-            insert_events(db, id, std::mem::take(&mut batch)).await;
+            let sealed = std::mem::take(&mut batch)
+                .into_iter()
+                .map(|row| sealed_row(&key, id, row))
+                .collect();
+            insert_events(db, id, sealed).await;
         }
     }
     if let Some((last_sequence, payload)) = &snapshot {
-        insert_snapshot(db, id, *last_sequence, payload).await;
-        let stored = read_snapshot(db, id).await;
+        let cx = seal::context("Avatar", &id.to_string(), 0, "snapshot");
+        insert_snapshot(
+            db,
+            id,
+            *last_sequence,
+            &seal::seal_whole(payload, &key, &cx),
+        )
+        .await;
+        let stored = seal::open_whole(read_snapshot(db, id).await, Some(&key), &cx)
+            .expect("the snapshot opens with the avatar's key");
         let decoded: aggregates::Avatar =
             serde_json::from_value(stored).expect("the snapshot decodes as an avatar");
         assert_eq!(
@@ -632,6 +651,19 @@ async fn bulk_avatar(store: &AvatarStore, db: &Database, events: usize) -> Uuid 
         "the store loads the state the bulk-built history leads to"
     );
     id
+}
+
+/// One event row with its personal fields sealed, as the store writes it.
+fn sealed_row(key: &aisha::store::keys::SecretKey, id: Uuid, row: Row) -> Row {
+    let (sequence, kind, payload, metadata) = row;
+    let (mut payload, mut metadata): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&payload).expect("event JSON"),
+        serde_json::from_str(&metadata).expect("metadata JSON"),
+    );
+    let cx = |part| seal::context("Avatar", &id.to_string(), sequence as usize, part);
+    seal::seal_avatar_payload(&kind, &mut payload, key, &cx("payload"));
+    seal::seal_metadata(&mut metadata, key, &cx("metadata"));
+    (sequence, kind, payload.to_string(), metadata.to_string())
 }
 
 /// Rows per bulk insert.

@@ -17,6 +17,7 @@ use super::{Database, StoreError};
 use crate::telemetry;
 
 mod rebuild;
+mod shadow;
 
 pub use rebuild::Replay;
 

@@ -246,6 +246,16 @@ pub fn seal_metadata(metadata: &mut Value, key: &SecretKey, context: &[u8]) {
     }
 }
 
+/// What the feed's readers see of sealed metadata, without opening it. [`seal_metadata`] seals
+/// one entry, a Telegram user as the actor, so a sealed blob means exactly that: the actor reads
+/// `telegram:` with no id. A read model may keep that a user acted, never which one (the owner
+/// comes from the events), and no reader of the feed pays a decryption for it.
+pub fn withhold_sealed_metadata(metadata: &mut std::collections::HashMap<String, String>) {
+    if metadata.remove(SEALED_FIELD).is_some() {
+        metadata.insert("actor".to_owned(), TELEGRAM_ACTOR.to_owned());
+    }
+}
+
 /// Opens an event's payload (or metadata, `event_object` false) in place.
 pub fn open(
     value: &mut Value,
@@ -423,5 +433,26 @@ mod tests {
         assert!(system.get(SEALED_FIELD).is_none());
         open(&mut user, false, Some(&key), &cx);
         assert_eq!(user["actor"], "telegram:918273645");
+    }
+
+    #[test]
+    fn the_feed_sees_that_a_telegram_user_acted_and_not_which_one() {
+        let key = key();
+        let cx = context("Avatar", "a", 1, "metadata");
+        let stored = |mut metadata: Value| {
+            seal_metadata(&mut metadata, &key, &cx);
+            let mut seen: std::collections::HashMap<String, String> =
+                serde_json::from_str(&metadata.to_string()).unwrap();
+            withhold_sealed_metadata(&mut seen);
+            seen
+        };
+        let user = stored(json!({"actor": "telegram:918273645", "command": "Generate"}));
+        assert_eq!(user["actor"], "telegram:");
+        assert_eq!(user["command"], "Generate");
+        assert!(!user.contains_key(SEALED_FIELD));
+        assert!(!user.values().any(|v| v.contains("918273645")));
+        let system = stored(json!({"actor": "system:training", "command": "CompleteTraining"}));
+        assert_eq!(system["actor"], "system:training");
+        assert_eq!(system.len(), 2);
     }
 }

@@ -965,6 +965,101 @@ async fn a_rebuild_runs_while_commands_keep_coming(db: Database) {
     assert_eq!(leftover, Some(0));
 }
 
+/// PostgreSQL puts rebuilt tables in place of the live ones rather than copying rows into them:
+/// afterwards the schema is still the one the migrations made (columns, constraints and indexes
+/// under their own names, which later migrations refer to; views), and every view and table
+/// answers with the same rows.
+#[sqlx::test(migrations = false)]
+async fn on_postgres_a_rebuild_leaves_the_schema_and_every_view_as_they_were(pool: sqlx::PgPool) {
+    let db = Database::Postgres(pool.clone());
+    db.migrate().await.expect("migrate postgres");
+    let store = AvatarStore::new(db.clone());
+    let feed = Feed::new(db.clone());
+    full_life(&store).await;
+    trained_at(&store, OTHER_OWNER, 100, false).await;
+    trained_at(&store, OTHER_OWNER, 200, true).await;
+    catch_up_all(&feed).await;
+    let (schema, rows) = (schema_of(&pool).await, rows_of(&pool).await);
+    assert!(schema.contains("index gallery_avatars_owner: "), "{schema}");
+    let filled = rows.iter().filter(|(_, n, _)| *n > 0).count();
+    assert!(filled >= 5, "the life leaves rows to compare: {rows:?}");
+
+    let rebuilt = audit::rebuild_all(&feed).await.unwrap();
+    assert_eq!(
+        rebuilt.len(),
+        projections::all().len() + projections::ledger().len()
+    );
+
+    assert_eq!(schema_of(&pool).await, schema);
+    assert_eq!(rows_of(&pool).await, rows);
+    let shadows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'aisha_rebuild_%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(shadows, 0, "no shadow schema is left");
+    // The live runners go on writing into the swapped-in tables.
+    trained_at(&store, OWNER, 300, false).await;
+    catch_up_all(&feed).await;
+    assert_eq!(audit::verify(&feed).await.unwrap().drifts.len(), 0);
+}
+
+/// The current schema as text, a line per column, constraint, index and view. Columns by their
+/// rank, not their number: a copied table has no gaps where a migration dropped a column.
+async fn schema_of(pool: &sqlx::PgPool) -> String {
+    sqlx::query_scalar(
+        "SELECT string_agg(line, E'\\n' ORDER BY line) FROM (
+             SELECT format('column %s.%s #%s %s %s %s', table_name, column_name,
+                           row_number() OVER (PARTITION BY table_name ORDER BY ordinal_position),
+                           data_type, is_nullable, column_default) AS line
+               FROM information_schema.columns WHERE table_schema = current_schema()
+             UNION ALL
+             SELECT format('constraint %s %s: %s', conrelid::regclass, conname,
+                           pg_get_constraintdef(oid))
+               FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+             UNION ALL
+             SELECT format('index %s: %s', indexname, indexdef)
+               FROM pg_indexes WHERE schemaname = current_schema()
+             UNION ALL
+             SELECT format('view %s: %s', viewname, definition)
+               FROM pg_views WHERE schemaname = current_schema()
+         ) s",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Every view's and every read model table's rows: its name, how many, and a digest of them.
+async fn rows_of(pool: &sqlx::PgPool) -> Vec<(String, i64, String)> {
+    let mut names: Vec<String> = sqlx::query_scalar(
+        "SELECT viewname::text FROM pg_views WHERE schemaname = current_schema()",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for p in projections::all() {
+        names.extend(p.tables().iter().map(|t| t.to_string()));
+    }
+    for p in projections::ledger() {
+        names.extend(p.tables().iter().map(|t| t.to_string()));
+    }
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let (n, digest): (i64, String) = sqlx::query_as(&format!(
+            "SELECT count(*), coalesce(md5(string_agg(r::text, ',' ORDER BY r::text)), '')
+               FROM {name} r"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        out.push((name, n, digest));
+    }
+    out
+}
+
 /// A trained avatar of `owner` whose events start at `t(start)` and end at `t(start + 20)`: a
 /// portrait LoRA, or a style avatar on the pro finetune trainer (the ultra endpoint).
 pub async fn trained_at(store: &AvatarStore, owner: i64, start: i64, pro: bool) -> Uuid {

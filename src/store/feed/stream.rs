@@ -73,21 +73,11 @@ impl StoredEvent {
         serde_json::from_value(value).map_err(|e| self.corrupt(e))
     }
 
-    fn metadata(&self, aggregate_type: &str) -> HashMap<String, String> {
-        if !seal::mentions_sealed(&self.metadata) {
-            return serde_json::from_str(&self.metadata).unwrap_or_default();
-        }
-        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&self.metadata) else {
-            return HashMap::new();
-        };
-        let cx = seal::context(
-            aggregate_type,
-            &self.aggregate_id,
-            self.sequence as usize,
-            "metadata",
-        );
-        seal::open(&mut value, false, self.key.as_deref(), &cx);
-        serde_json::from_value(value).unwrap_or_default()
+    /// The metadata with its sealed entry withheld, not opened ([`seal::withhold_sealed_metadata`]).
+    fn metadata(&self) -> HashMap<String, String> {
+        let mut metadata = serde_json::from_str(&self.metadata).unwrap_or_default();
+        seal::withhold_sealed_metadata(&mut metadata);
+        metadata
     }
 }
 
@@ -119,7 +109,7 @@ impl FeedStream for FeedEvent {
             avatar_id,
             sequence: row.sequence as u64,
             event,
-            metadata: row.metadata(Self::AGGREGATE_TYPE),
+            metadata: row.metadata(),
             recorded_at: row.recorded_at,
         })
     }
@@ -151,7 +141,7 @@ impl FeedStream for LedgerEvent {
             telegram_id,
             sequence: row.sequence as u64,
             event,
-            metadata: row.metadata(Self::AGGREGATE_TYPE),
+            metadata: row.metadata(),
             recorded_at: row.recorded_at,
         })
     }

@@ -1,5 +1,5 @@
 //! Rebuilding a read model from the start of the feed while its live runner keeps serving: on
-//! PostgreSQL into shadow tables swapped in at the end, on SQLite in one transaction.
+//! PostgreSQL into shadow tables swapped in at the end ([`shadow`]), on SQLite in one transaction.
 
 use std::sync::Arc;
 
@@ -7,9 +7,10 @@ use db::Tx;
 use projections::Cursor;
 use tokio::sync::mpsc;
 
+use super::shadow::ShadowTables;
 use super::{ProjectionRunner, REBUILD_SUFFIX};
 use crate::store::checkpoints::{load_checkpoint, save_checkpoint};
-use crate::store::feed::{read_rows_after, FeedStream};
+use crate::store::feed::{read_rows_after, FeedStream, StoredEvent};
 use crate::store::locks::lock_key;
 use crate::store::{Database, StoreError};
 
@@ -57,7 +58,8 @@ async fn read_ahead<E: FeedStream>(
     senders: Vec<mpsc::Sender<Arc<Vec<E>>>>,
 ) -> Result<(), StoreError> {
     // Reading is sequential (each batch starts after the last row of the one before); decoding,
-    // the CPU-heavy part, runs off the async threads while the next batch is read.
+    // the CPU-heavy part (opening sealed fields, JSON into typed events), runs off the async
+    // threads on every core while the next batch is read.
     let mut cursor = Cursor::START;
     let mut decoding: Option<tokio::task::JoinHandle<Result<Vec<E>, StoreError>>> = None;
     loop {
@@ -67,9 +69,7 @@ async fn read_ahead<E: FeedStream>(
         let previous = decoding.take();
         if next.is_some() {
             decoding = Some(tokio::task::spawn_blocking(move || {
-                rows.into_iter()
-                    .map(E::decode)
-                    .collect::<Result<Vec<E>, _>>()
+                decode_on_every_core(rows)
             }));
         }
         if let Some(previous) = previous {
@@ -99,37 +99,60 @@ async fn read_ahead<E: FeedStream>(
 const REPLAY_SETTINGS: &str =
     "SELECT set_config('search_path', $1, true), set_config('synchronous_commit', 'off', true)";
 
+/// Decodes a batch in order, its rows split between the machine's cores.
+fn decode_on_every_core<E: FeedStream>(mut rows: Vec<StoredEvent>) -> Result<Vec<E>, StoreError> {
+    const LEAST_PER_THREAD: usize = 500;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(rows.len() / LEAST_PER_THREAD)
+        .clamp(1, 8);
+    if threads == 1 {
+        return rows.into_iter().map(E::decode).collect();
+    }
+    let total = rows.len();
+    let each = total.div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    while rows.len() > each {
+        parts.push(rows.split_off(rows.len() - each));
+    }
+    parts.push(rows);
+    parts.reverse();
+    std::thread::scope(|scope| {
+        let decoding: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    part.into_iter()
+                        .map(E::decode)
+                        .collect::<Result<Vec<E>, _>>()
+                })
+            })
+            .collect();
+        let mut events = Vec::with_capacity(total);
+        for part in decoding {
+            match part.join() {
+                Ok(decoded) => events.extend(decoded?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(events)
+    })
+}
+
+/// Held by every swap, so that two never drop the same view at once.
+const SWAP_LOCK: &str = "projection-swap";
+
 /// Events per transaction while a rebuild fills its shadow tables.
 const REBUILD_BATCH: i64 = 10_000;
-
-/// Where a PostgreSQL rebuild of one projection replays to: a schema with copies of its tables,
-/// and a checkpoint of its own.
-struct ShadowTables {
-    schema: String,
-    consumer: String,
-}
-
-impl ShadowTables {
-    fn new(projection: &str, consumer: &str) -> Self {
-        Self {
-            schema: format!("aisha_rebuild_{projection}"),
-            consumer: format!("{consumer}{REBUILD_SUFFIX}"),
-        }
-    }
-}
-
-/// A PostgreSQL identifier, quoted.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 impl<E: FeedStream> ProjectionRunner<E> {
     /// Replays the whole feed into the projection while its live runner keeps serving, and
     /// returns how many events were replayed.
     ///
     /// On PostgreSQL the replay fills shadow copies of the tables (in a schema of their own,
-    /// reached through `search_path`) in short transactions; a final short transaction, holding
-    /// the projection's lock, applies the tail and copies the shadow rows over the live ones.
+    /// reached through `search_path`) in short transactions, then builds their other indexes; a
+    /// final short transaction, holding the projection's lock, applies the tail and puts the
+    /// shadow tables in place of the live ones.
     /// (Reading events holds no feed reader back, but one long transaction would hold back
     /// VACUUM on the whole server.)
     /// On SQLite, one writer at a time anyway, it is one transaction: readers keep seeing the
@@ -175,21 +198,23 @@ impl<E: FeedStream> ProjectionRunner<E> {
         replay: Option<Replay<E>>,
     ) -> Result<usize, StoreError> {
         let name = self.projection.name();
-        let shadow = ShadowTables::new(name, &self.consumer);
+        let consumer = format!("{}{REBUILD_SUFFIX}", self.consumer);
         // One rebuild of a projection at a time, across instances; a second one waits and then
         // starts over. The session lock ends with the connection if this process dies. Every
         // step runs on this one connection, so parallel rebuilds cannot starve the pool.
         let mut guard = pool.acquire().await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(lock_key(&shadow.consumer))
+            .bind(lock_key(&consumer))
             .execute(&mut *guard)
             .await?;
-        let result = self.rebuild_through(&mut guard, &shadow, replay).await;
+        let result = self
+            .rebuild_through(&mut guard, consumer.clone(), replay)
+            .await;
         if let Err(e) = &result {
             tracing::error!(projection = name, error = %crate::telemetry::chain(e), "rebuild failed; live tables untouched");
         }
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(lock_key(&shadow.consumer))
+            .bind(lock_key(&consumer))
             .execute(&mut *guard)
             .await;
         if unlocked.is_err() {
@@ -202,32 +227,18 @@ impl<E: FeedStream> ProjectionRunner<E> {
     async fn rebuild_through(
         &self,
         conn: &mut sqlx::PgConnection,
-        shadow: &ShadowTables,
+        consumer: String,
         replay: Option<Replay<E>>,
     ) -> Result<usize, StoreError> {
         use sqlx::Connection;
-        let (name, consumer) = (self.projection.name(), self.consumer.as_str());
+        let name = self.projection.name();
         let live: String = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&mut *conn)
             .await?;
-        let (live_schema, shadow_schema) = (quote_ident(&live), quote_ident(&shadow.schema));
-        let search_path = format!("SET LOCAL search_path TO {shadow_schema}, {live_schema}");
+        let mut shadow = ShadowTables::new(name, consumer, &live, self.projection.tables());
 
         let mut tx = conn.begin().await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow_schema} CASCADE"))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&format!("CREATE SCHEMA {shadow_schema}"))
-            .execute(&mut *tx)
-            .await?;
-        for table in self.projection.tables() {
-            let table = quote_ident(table);
-            sqlx::query(&format!(
-                "CREATE TABLE {shadow_schema}.{table} (LIKE {live_schema}.{table} INCLUDING ALL)"
-            ))
-            .execute(&mut *tx)
-            .await?;
-        }
+        shadow.create(&mut tx).await?;
         save_checkpoint(&mut Tx::Postgres(&mut tx), &shadow.consumer, Cursor::START).await?;
         tx.commit().await?;
 
@@ -243,7 +254,7 @@ impl<E: FeedStream> ProjectionRunner<E> {
         // The replay's commits need not wait for the disk: until the swap, which commits
         // durably (and so flushes everything before it), nobody reads the shadow tables, and a
         // rebuild cut short starts over.
-        let shadow_path = format!("{shadow_schema}, {live_schema}");
+        let shadow_path = shadow.replay_path();
         let mut applied = 0;
         if let Some(mut replay) = replay {
             while let Some(events) = replay.batches.recv().await {
@@ -268,31 +279,37 @@ impl<E: FeedStream> ProjectionRunner<E> {
             }
         }
         loop {
-            let mut tx = conn.begin().await?;
-            sqlx::query(REPLAY_SETTINGS)
-                .bind(&shadow_path)
-                .execute(&mut *tx)
-                .await?;
-            let n = runner
-                .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
-                .await?
-                .applied;
-            tx.commit().await?;
+            let n = self.replay_batch(conn, &runner, &shadow).await?;
             applied += n;
             if n == 0 {
                 break;
             }
         }
+        let replayed = replay_started.elapsed();
+
+        // The indexes, then whatever the feed gained meanwhile, outside the swap's lock.
+        let indexing_started = std::time::Instant::now();
+        shadow.finish(conn).await?;
+        loop {
+            let n = self.replay_batch(conn, &runner, &shadow).await?;
+            applied += n;
+            if n == 0 {
+                break;
+            }
+        }
+        let indexed = indexing_started.elapsed();
 
         // The swap: the live runner waits on the lock; readers see the old rows until commit.
-        let replayed = replay_started.elapsed();
         let swap_started = std::time::Instant::now();
         let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(consumer))
+        sqlx::query("SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)")
+            .bind(lock_key(SWAP_LOCK))
+            .bind(lock_key(&self.consumer))
             .execute(&mut *tx)
             .await?;
-        sqlx::query(&search_path).execute(&mut *tx).await?;
+        sqlx::query(&format!("SET LOCAL search_path TO {shadow_path}"))
+            .execute(&mut *tx)
+            .await?;
         loop {
             let n = runner
                 .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
@@ -304,33 +321,90 @@ impl<E: FeedStream> ProjectionRunner<E> {
             }
         }
         let cursor = load_checkpoint(&mut Tx::Postgres(&mut tx), &shadow.consumer).await?;
-        for table in self.projection.tables() {
-            let table = quote_ident(table);
-            sqlx::query(&format!("DELETE FROM {live_schema}.{table}"))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(&format!(
-                "INSERT INTO {live_schema}.{table} SELECT * FROM {shadow_schema}.{table}"
-            ))
-            .execute(&mut *tx)
-            .await?;
-        }
-        save_checkpoint(&mut Tx::Postgres(&mut tx), consumer, cursor).await?;
+        shadow.swap(&mut tx).await?;
+        save_checkpoint(&mut Tx::Postgres(&mut tx), &self.consumer, cursor).await?;
         sqlx::query("DELETE FROM feed_checkpoints WHERE consumer = $1")
             .bind(&shadow.consumer)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow_schema} CASCADE"))
-            .execute(&mut *conn)
-            .await?;
+        shadow.drop(conn).await?;
         tracing::info!(
             projection = name,
             events = applied,
             replay_ms = replayed.as_millis() as u64,
+            index_ms = indexed.as_millis() as u64,
             swap_ms = swap_started.elapsed().as_millis() as u64,
             "projection rebuilt"
         );
         Ok(applied)
+    }
+
+    /// Applies the next batch of the feed to the shadow tables in a transaction of its own.
+    async fn replay_batch(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        runner: &ProjectionRunner<E>,
+        shadow: &ShadowTables,
+    ) -> Result<usize, StoreError> {
+        use sqlx::Connection;
+        let mut tx = conn.begin().await?;
+        sqlx::query(REPLAY_SETTINGS)
+            .bind(shadow.replay_path())
+            .execute(&mut *tx)
+            .await?;
+        let n = runner
+            .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
+            .await?
+            .applied;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aggregates::AvatarEvent;
+    use chrono::Utc;
+    use projections::FeedEvent;
+
+    use super::*;
+
+    fn renamed(position: i64, name: &str) -> StoredEvent {
+        let event = serde_json::json!({"AvatarRenamed": {"name": name, "at": Utc::now()}});
+        StoredEvent {
+            txid: 7,
+            position,
+            aggregate_id: uuid::Uuid::new_v4().to_string(),
+            sequence: 2,
+            payload: event.to_string(),
+            metadata: "{}".into(),
+            recorded_at: Utc::now(),
+            key: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_decoded_on_several_threads_keeps_the_feeds_order() {
+        let rows = (1..=4_321).map(|p| renamed(p, &format!("n{p}"))).collect();
+        let events: Vec<FeedEvent> = decode_on_every_core(rows).unwrap();
+        assert_eq!(events.len(), 4_321);
+        for (e, p) in events.iter().zip(1..) {
+            assert_eq!(e.cursor.position, p);
+            let AvatarEvent::AvatarRenamed { name, .. } = &e.event else {
+                panic!("{:?}", e.event)
+            };
+            assert_eq!(name.as_str(), format!("n{p}"));
+        }
+    }
+
+    #[test]
+    fn one_bad_row_anywhere_in_the_batch_fails_it() {
+        let mut rows: Vec<StoredEvent> = (1..=3_000).map(|p| renamed(p, "x")).collect();
+        rows[2_500].payload = "{\"AvatarRenamed\": 5}".into();
+        let Err(StoreError::Corrupt(why)) = decode_on_every_core::<FeedEvent>(rows) else {
+            panic!("a corrupt row must fail the batch")
+        };
+        assert!(why.contains("position 2501"), "{why}");
     }
 }
