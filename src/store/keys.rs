@@ -386,10 +386,15 @@ async fn fetch_rows(
     for chunk in key_ids.chunks(500) {
         let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let list = list.join(", ");
+        // The keys and their parents, each found through the primary key. (One `WHERE … OR
+        // key_id IN (subquery)` read the whole table for every batch of the feed.)
         let sql = format!(
             "SELECT key_id, parent_id, master_id, wrapped FROM data_keys
               WHERE key_id IN ({list})
-                 OR key_id IN (SELECT parent_id FROM data_keys WHERE key_id IN ({list}))"
+             UNION
+             SELECT p.key_id, p.parent_id, p.master_id, p.wrapped
+               FROM data_keys c JOIN data_keys p ON p.key_id = c.parent_id
+              WHERE c.key_id IN ({list})"
         );
         let args = chunk.iter().map(|id| id.as_str().into()).collect();
         for row in tx.fetch_all(&sql, args).await? {

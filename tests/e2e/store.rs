@@ -533,3 +533,54 @@ async fn a_server_on_this_host_is_reached_without_tls_unless_the_url_asks(pool: 
     );
     asked.close().await;
 }
+
+/// Every feed batch and every uncached avatar load opens keys: that must read their rows (and
+/// their parents') through the primary key, not the whole table of every user's keys.
+#[sqlx::test(migrations = false)]
+async fn opening_keys_reads_only_their_rows_however_many_keys_there_are(pool: PgPool) {
+    use aisha::store::keys::{open_on, DataKeys};
+    let db = Database::Postgres(pool.clone());
+    db.migrate().await.unwrap();
+    let keys = DataKeys::new(db.clone());
+    let mut ours = Vec::new();
+    for owner in [11, 12, 12] {
+        let avatar = Uuid::new_v4().to_string();
+        keys.create_avatar_key(&avatar, owner).await.unwrap();
+        ours.push(aisha::store::keys::avatar_key_id(&avatar));
+    }
+    // Many other users' keys beside them (their contents are never read here).
+    sqlx::query(
+        "INSERT INTO data_keys (key_id, parent_id, master_id, wrapped, created_at)
+         SELECT 'user:other-' || n, NULL, 'm', 'x', now() FROM generate_series(1, 3000) n
+         UNION ALL
+         SELECT 'avatar:other-' || n, 'user:other-' || n, NULL, 'x', now()
+           FROM generate_series(1, 3000) n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE data_keys")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // A connection of its own: the view counts what this backend did and has not yet reported,
+    // which on a pooled connection would include the reads that created the keys.
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&postgres_url(&pool))
+        .await
+        .unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let opened = open_on(&mut db::Tx::Postgres(&mut tx), &ours)
+        .await
+        .unwrap();
+    assert_eq!(opened.len(), 3);
+    assert!(opened.values().all(Option::is_some), "every key opens");
+    let scans: i64 = sqlx::query_scalar(
+        "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'data_keys'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(scans, 0, "data_keys was read whole");
+}
