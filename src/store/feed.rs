@@ -25,7 +25,6 @@
 //! [`super::IDLE_IN_TRANSACTION_TIMEOUT`], so one of ours that hangs cannot hold the feed forever.
 
 mod notify;
-mod shared;
 mod stream;
 
 use std::collections::HashSet;
@@ -72,8 +71,6 @@ pub struct Feed {
     local: Arc<std::sync::RwLock<HashSet<String>>>,
     /// Held by every clone: the LISTEN connection is given back once the last one is gone.
     alive: Arc<()>,
-    /// Reads of one runner offered to the others at the same place ([`shared`]).
-    shared: Arc<shared::SharedReads>,
 }
 
 impl Feed {
@@ -85,7 +82,6 @@ impl Feed {
             wake,
             local: Arc::default(),
             alive: Arc::new(()),
-            shared: Arc::default(),
         };
         if let Database::Postgres(pool) = &feed.db {
             let pool = pool.clone();
@@ -135,18 +131,6 @@ impl Feed {
     ) -> Result<Vec<E>, StoreError> {
         let mut conn = self.db.acquire().await?;
         read_stream_after(&mut conn.tx(), after, limit).await
-    }
-
-    /// Up to `limit` events of stream `E` after `after`, as [`read_stream_after`] reads them on
-    /// `tx`, or from the read another of this process's readers made at the same place moments
-    /// ago (see [`shared`]): what the projection runners use.
-    pub async fn read_shared<E: FeedStream>(
-        &self,
-        tx: &mut Tx<'_>,
-        after: Cursor,
-        limit: i64,
-    ) -> Result<Arc<Vec<E>>, StoreError> {
-        self.shared.read(tx, after, limit).await
     }
 
     /// How many Avatar events lie beyond `after`, and how old the oldest of them is.

@@ -11,7 +11,7 @@ use db::{Backend, Tx};
 use projections::{FeedEvent, LedgerEvent, Projection};
 
 use super::checkpoints::{consumer_name, load_checkpoint, save_checkpoint};
-use super::feed::{Feed, FeedStream, POLL_INTERVAL};
+use super::feed::{read_stream_after, Feed, FeedStream, POLL_INTERVAL};
 use super::locks::lock_key;
 use super::{Database, StoreError};
 use crate::telemetry;
@@ -195,10 +195,7 @@ impl<E: FeedStream> ProjectionRunner<E> {
     async fn apply_batch_in(&self, tx: &mut Tx<'_>, consumer: &str) -> Result<Batch, StoreError> {
         let name = self.projection.name();
         let cursor = load_checkpoint(tx, consumer).await?;
-        let events = self
-            .feed
-            .read_shared::<E>(tx, cursor, self.batch_size)
-            .await?;
+        let events: Vec<E> = read_stream_after(tx, cursor, self.batch_size).await?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return Ok(Batch::default());
         };

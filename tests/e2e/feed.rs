@@ -99,52 +99,7 @@ on_both_backends!(
     a_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled,
     the_feed_reads_every_event_once_in_order,
     a_rebuild_replays_from_the_start,
-    readers_at_one_place_share_a_read_but_never_an_empty_one,
 );
-
-/// The projection runners of one process read the feed once for all of them when they stand at
-/// the same checkpoint; a read that found nothing new is never handed on, so a runner woken by a
-/// commit always looks again.
-async fn readers_at_one_place_share_a_read_but_never_an_empty_one(db: Database) {
-    let store = AvatarStore::new(db.clone());
-    avatar_with_photos(&store, 2).await;
-    let feed = Feed::new(db.clone());
-    let read = |after: Cursor| {
-        let (feed, db) = (feed.clone(), db.clone());
-        async move {
-            let mut conn = db.acquire().await.unwrap();
-            feed.read_shared::<FeedEvent>(&mut conn.tx(), after, 100)
-                .await
-                .unwrap()
-        }
-    };
-    let first = read(Cursor::START).await;
-    assert_eq!(first.len(), 3, "created and two photos");
-    let second = read(Cursor::START).await;
-    assert!(
-        Arc::ptr_eq(&first, &second),
-        "the second reader got the first one's read"
-    );
-    let other_limit = feed
-        .read_shared::<FeedEvent>(&mut db.acquire().await.unwrap().tx(), Cursor::START, 2)
-        .await
-        .unwrap();
-    assert_eq!(other_limit.len(), 2, "a read of another size is its own");
-
-    let head = first.last().unwrap().cursor;
-    assert!(read(head).await.is_empty());
-    avatar_with_photos(&store, 0).await;
-    let after_commit = read(head).await;
-    assert_eq!(
-        after_commit.len(),
-        1,
-        "nothing-new was not kept for the next reader"
-    );
-    assert!(matches!(
-        after_commit[0].event,
-        aggregates::AvatarEvent::AvatarCreated { .. }
-    ));
-}
 
 async fn a_projection_killed_mid_batch_resumes_with_nothing_lost_or_doubled(db: Database) {
     create_recorder_table(&db).await;
