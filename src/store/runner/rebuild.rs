@@ -278,25 +278,13 @@ impl<E: FeedStream> ProjectionRunner<E> {
                 applied += events.len();
             }
         }
-        loop {
-            let n = self.replay_batch(conn, &runner, &shadow).await?;
-            applied += n;
-            if n == 0 {
-                break;
-            }
-        }
+        applied += self.replay_rest(conn, &runner, &shadow).await?;
         let replayed = replay_started.elapsed();
 
         // The indexes, then whatever the feed gained meanwhile, outside the swap's lock.
         let indexing_started = std::time::Instant::now();
         shadow.finish(conn).await?;
-        loop {
-            let n = self.replay_batch(conn, &runner, &shadow).await?;
-            applied += n;
-            if n == 0 {
-                break;
-            }
-        }
+        applied += self.replay_rest(conn, &runner, &shadow).await?;
         let indexed = indexing_started.elapsed();
 
         // The swap: the live runner waits on the lock; readers see the old rows until commit.
@@ -340,25 +328,32 @@ impl<E: FeedStream> ProjectionRunner<E> {
         Ok(applied)
     }
 
-    /// Applies the next batch of the feed to the shadow tables in a transaction of its own.
-    async fn replay_batch(
+    /// Applies the feed to the shadow tables up to its head, a batch per transaction, and
+    /// returns how many events that was.
+    async fn replay_rest(
         &self,
         conn: &mut sqlx::PgConnection,
         runner: &ProjectionRunner<E>,
         shadow: &ShadowTables,
     ) -> Result<usize, StoreError> {
         use sqlx::Connection;
-        let mut tx = conn.begin().await?;
-        sqlx::query(REPLAY_SETTINGS)
-            .bind(shadow.replay_path())
-            .execute(&mut *tx)
-            .await?;
-        let n = runner
-            .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
-            .await?
-            .applied;
-        tx.commit().await?;
-        Ok(n)
+        let mut applied = 0;
+        loop {
+            let mut tx = conn.begin().await?;
+            sqlx::query(REPLAY_SETTINGS)
+                .bind(shadow.replay_path())
+                .execute(&mut *tx)
+                .await?;
+            let n = runner
+                .apply_batch_in(&mut Tx::Postgres(&mut tx), &shadow.consumer)
+                .await?
+                .applied;
+            tx.commit().await?;
+            if n == 0 {
+                return Ok(applied);
+            }
+            applied += n;
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use sqlx::{PgConnection, Row};
 use crate::store::StoreError;
 
 /// A PostgreSQL identifier, quoted.
-pub(super) fn quote_ident(name: &str) -> String {
+fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
